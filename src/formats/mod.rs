@@ -1,0 +1,1 @@
+//! Import and export of COCO, YOLO, Pascal VOC and COCO results files.

@@ -1,0 +1,1 @@
+//! Running ONNX detectors through ONNX Runtime to make proposals.

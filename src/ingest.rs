@@ -1,0 +1,1 @@
+//! Adding image files to a project.

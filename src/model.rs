@@ -1,0 +1,343 @@
+//! Domain types shared by every part of Loupe: boxes, classes, images, annotations, people.
+//!
+//! Geometry is always in image pixels (after EXIF orientation), origin top-left, `f64`.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// An axis-aligned box in image pixels: top-left corner plus width and height.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct BBox {
+    pub x: f64,
+    pub y: f64,
+    pub w: f64,
+    pub h: f64,
+}
+
+impl BBox {
+    pub const fn new(x: f64, y: f64, w: f64, h: f64) -> Self {
+        Self { x, y, w, h }
+    }
+
+    /// Builds a box from two opposite corners given in any order.
+    pub fn from_corners(x0: f64, y0: f64, x1: f64, y1: f64) -> Self {
+        Self {
+            x: x0.min(x1),
+            y: y0.min(y1),
+            w: (x1 - x0).abs(),
+            h: (y1 - y0).abs(),
+        }
+    }
+
+    pub fn x2(&self) -> f64 {
+        self.x + self.w
+    }
+
+    pub fn y2(&self) -> f64 {
+        self.y + self.h
+    }
+
+    pub fn area(&self) -> f64 {
+        self.w.max(0.0) * self.h.max(0.0)
+    }
+
+    pub fn center(&self) -> (f64, f64) {
+        (self.x + self.w / 2.0, self.y + self.h / 2.0)
+    }
+
+    /// Intersection over union; 0 when either box is empty.
+    pub fn iou(&self, other: &BBox) -> f64 {
+        let ix = (self.x2().min(other.x2()) - self.x.max(other.x)).max(0.0);
+        let iy = (self.y2().min(other.y2()) - self.y.max(other.y)).max(0.0);
+        let inter = ix * iy;
+        let union = self.area() + other.area() - inter;
+        if union <= 0.0 { 0.0 } else { inter / union }
+    }
+
+    /// The part of the box inside a `width` x `height` image.
+    pub fn clipped(&self, width: f64, height: f64) -> BBox {
+        let x0 = self.x.clamp(0.0, width);
+        let y0 = self.y.clamp(0.0, height);
+        let x1 = self.x2().clamp(0.0, width);
+        let y1 = self.y2().clamp(0.0, height);
+        BBox::from_corners(x0, y0, x1, y1)
+    }
+
+    /// True when the box lies entirely inside the image (with a small tolerance for rounding).
+    pub fn is_inside(&self, width: f64, height: f64) -> bool {
+        const EPS: f64 = 1e-6;
+        self.x >= -EPS && self.y >= -EPS && self.x2() <= width + EPS && self.y2() <= height + EPS
+    }
+
+    pub fn is_finite(&self) -> bool {
+        self.x.is_finite() && self.y.is_finite() && self.w.is_finite() && self.h.is_finite()
+    }
+}
+
+/// Where a box came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Source {
+    /// Drawn or imported by a person.
+    Human,
+    /// Proposed by a model run, with its confidence.
+    Model { run: Uuid, score: f32 },
+}
+
+impl Source {
+    pub fn run(&self) -> Option<Uuid> {
+        match self {
+            Source::Human => None,
+            Source::Model { run, .. } => Some(*run),
+        }
+    }
+
+    pub fn score(&self) -> Option<f32> {
+        match self {
+            Source::Human => None,
+            Source::Model { score, .. } => Some(*score),
+        }
+    }
+}
+
+/// The review state of one box. See `review` for the legal transitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewState {
+    /// A model proposal nobody has looked at yet.
+    Proposed,
+    /// A proposal an annotator accepted as it was.
+    Accepted,
+    /// A proposal an annotator edited (its lineage stays in the revision log).
+    Corrected,
+    /// A proposal an annotator rejected.
+    Rejected,
+    /// A box drawn by a person, waiting for review.
+    Submitted,
+    /// Approved by a reviewer or lead: ground truth.
+    Approved,
+    /// Sent back by a reviewer or lead with a reason.
+    Returned,
+}
+
+impl ReviewState {
+    pub const ALL: [ReviewState; 7] = [
+        ReviewState::Proposed,
+        ReviewState::Accepted,
+        ReviewState::Corrected,
+        ReviewState::Rejected,
+        ReviewState::Submitted,
+        ReviewState::Approved,
+        ReviewState::Returned,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewState::Proposed => "proposed",
+            ReviewState::Accepted => "accepted",
+            ReviewState::Corrected => "corrected",
+            ReviewState::Rejected => "rejected",
+            ReviewState::Submitted => "submitted",
+            ReviewState::Approved => "approved",
+            ReviewState::Returned => "returned",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Boxes in these states count as labels (exported, evaluated against).
+    pub fn is_label(self) -> bool {
+        !matches!(self, ReviewState::Proposed | ReviewState::Rejected)
+    }
+}
+
+/// Per-box flags carried by the interchange formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BoxFlags {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub iscrowd: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub difficult: bool,
+}
+
+impl BoxFlags {
+    pub fn bits(self) -> u8 {
+        u8::from(self.iscrowd) | (u8::from(self.truncated) << 1) | (u8::from(self.difficult) << 2)
+    }
+
+    pub fn from_bits(b: u8) -> Self {
+        Self {
+            iscrowd: b & 1 != 0,
+            truncated: b & 2 != 0,
+            difficult: b & 4 != 0,
+        }
+    }
+}
+
+/// A label class. `id` is stable for the life of the project; `name` is what formats use.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Class {
+    pub id: Uuid,
+    pub name: String,
+    /// `#rrggbb`.
+    pub color: String,
+    pub order: i64,
+}
+
+/// One image of the project.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub id: Uuid,
+    /// blake3 of the file's bytes, hex. `None` while the file is missing and was never seen.
+    pub hash: Option<String>,
+    /// Path relative to the project root, with `/` separators.
+    pub path: String,
+    /// Width and height as displayed, after EXIF orientation.
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+    /// True when the file is not on disk (known from an import only).
+    pub missing: bool,
+    /// The id the image had in the COCO file it was imported from, if any.
+    pub external_id: Option<i64>,
+}
+
+/// The full value of an annotation at one point in its history. Revisions store exactly this.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnnotationValue {
+    pub image: Uuid,
+    pub class: Uuid,
+    pub bbox: BBox,
+    pub source: Source,
+    pub state: ReviewState,
+    #[serde(default)]
+    pub flags: BoxFlags,
+    /// Tombstone: the box was deleted. Deleted boxes keep their history.
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// An annotation as currently stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Annotation {
+    /// UUIDv7.
+    pub id: Uuid,
+    #[serde(flatten)]
+    pub value: AnnotationValue,
+}
+
+/// What a person may do in a project.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Annotator,
+    Reviewer,
+    Lead,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Annotator => "annotator",
+            Role::Reviewer => "reviewer",
+            Role::Lead => "lead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "annotator" => Some(Role::Annotator),
+            "reviewer" => Some(Role::Reviewer),
+            "lead" => Some(Role::Lead),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: Uuid,
+    pub name: String,
+    pub role: Role,
+}
+
+/// A format-neutral dataset: what importers produce and exporters consume.
+///
+/// Classes are referred to by index into `classes`; names are the identity across formats.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Dataset {
+    pub classes: Vec<String>,
+    pub images: Vec<DatasetImage>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DatasetImage {
+    /// Path relative to the images folder (for COCO, `file_name`), `/` separators.
+    pub file_name: String,
+    /// 0 when the format does not say (YOLO); the importer then reads the image header.
+    pub width: u32,
+    pub height: u32,
+    /// The numeric image id of a COCO file.
+    pub external_id: Option<i64>,
+    pub boxes: Vec<DatasetBox>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DatasetBox {
+    /// Index into `Dataset::classes`.
+    pub class: usize,
+    pub bbox: BBox,
+    pub flags: BoxFlags,
+    /// Set for model results (COCO results format).
+    pub score: Option<f32>,
+    /// Loupe's own annotation id, when the source carries one.
+    pub id: Option<Uuid>,
+}
+
+/// A problem that an import or export recovered from, with where it happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    /// Short machine-readable kind, e.g. `clipped_box`, `zero_area_box`, `skipped_annotation`.
+    pub kind: String,
+    /// The file, line or record it concerns.
+    pub location: String,
+    pub message: String,
+}
+
+/// Default palette for new classes (Tableau 20, readable on dark and light images).
+pub const PALETTE: [&str; 20] = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
+    "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iou_of_identical_and_disjoint_boxes() {
+        let a = BBox::new(0.0, 0.0, 10.0, 10.0);
+        assert!((a.iou(&a) - 1.0).abs() < 1e-12);
+        assert_eq!(a.iou(&BBox::new(20.0, 20.0, 5.0, 5.0)), 0.0);
+        let b = BBox::new(5.0, 0.0, 10.0, 10.0);
+        assert!((a.iou(&b) - 50.0 / 150.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn clipping_keeps_the_inside_part() {
+        let b = BBox::new(-5.0, 90.0, 20.0, 20.0).clipped(100.0, 100.0);
+        assert_eq!(b, BBox::new(0.0, 90.0, 15.0, 10.0));
+    }
+
+    #[test]
+    fn flags_round_trip_through_bits() {
+        for b in 0..8u8 {
+            assert_eq!(BoxFlags::from_bits(b).bits(), b);
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Schema migrations, versioned in code and applied in order on open.
+//!
+//! `PRAGMA user_version` holds the number of migrations applied. A file with a higher number
+//! than this build knows was written by a newer Loupe and is refused.
+
+/// Each entry upgrades the schema by one version. Never edit a released entry: append a new one.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    r"
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+    CREATE TABLE clients (id INTEGER PRIMARY KEY, uuid TEXT NOT NULL UNIQUE) STRICT;
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        uuid TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('annotator', 'reviewer', 'lead')),
+        created_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE classes (
+        id INTEGER PRIMARY KEY,
+        uuid TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL UNIQUE,
+        color TEXT NOT NULL,
+        ord INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE images (
+        id INTEGER PRIMARY KEY,
+        uuid TEXT NOT NULL UNIQUE,
+        hash TEXT UNIQUE,
+        path TEXT NOT NULL UNIQUE,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        missing INTEGER NOT NULL DEFAULT 0,
+        external_id INTEGER,
+        added_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX images_external ON images(external_id);
+    CREATE TABLE image_meta (
+        image INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (image, key)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX image_meta_kv ON image_meta(key, value);
+    CREATE TABLE image_tags (
+        image INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        tag TEXT NOT NULL,
+        PRIMARY KEY (image, tag)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX image_tags_tag ON image_tags(tag);
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        uuid TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        model_path TEXT,
+        model_hash TEXT,
+        settings TEXT NOT NULL DEFAULT '{}',
+        settings_hash TEXT,
+        runtime_version TEXT,
+        started_ms INTEGER NOT NULL,
+        finished_ms INTEGER
+    ) STRICT;
+    CREATE TABLE run_images (
+        run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        image INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        decode_ms REAL,
+        infer_ms REAL,
+        boxes INTEGER NOT NULL,
+        done_ms INTEGER NOT NULL,
+        PRIMARY KEY (run, image)
+    ) STRICT, WITHOUT ROWID;
+    -- The current state of every annotation: a cache of the newest revision, rebuildable.
+    CREATE TABLE annotations (
+        id INTEGER PRIMARY KEY,
+        uuid BLOB NOT NULL UNIQUE,
+        image INTEGER NOT NULL REFERENCES images(id),
+        class INTEGER NOT NULL REFERENCES classes(id),
+        x REAL NOT NULL, y REAL NOT NULL, w REAL NOT NULL, h REAL NOT NULL,
+        run INTEGER REFERENCES runs(id),
+        score REAL,
+        state TEXT NOT NULL,
+        flags INTEGER NOT NULL,
+        deleted INTEGER NOT NULL,
+        rev INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX annotations_image ON annotations(image);
+    CREATE INDEX annotations_class ON annotations(class);
+    -- The append-only log: one row per change, holding the full new value.
+    CREATE TABLE revisions (
+        seq INTEGER PRIMARY KEY,
+        ann INTEGER NOT NULL REFERENCES annotations(id),
+        author INTEGER NOT NULL REFERENCES users(id),
+        client INTEGER NOT NULL REFERENCES clients(id),
+        hlc INTEGER NOT NULL,
+        op TEXT NOT NULL,
+        image INTEGER NOT NULL REFERENCES images(id),
+        class INTEGER NOT NULL REFERENCES classes(id),
+        x REAL NOT NULL, y REAL NOT NULL, w REAL NOT NULL, h REAL NOT NULL,
+        run INTEGER REFERENCES runs(id),
+        score REAL,
+        state TEXT NOT NULL,
+        flags INTEGER NOT NULL,
+        deleted INTEGER NOT NULL,
+        note TEXT
+    ) STRICT;
+    CREATE INDEX revisions_ann ON revisions(ann, seq);
+    CREATE TABLE versions (
+        id INTEGER PRIMARY KEY,
+        uuid TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL UNIQUE,
+        message TEXT NOT NULL DEFAULT '',
+        seq INTEGER NOT NULL,
+        author INTEGER NOT NULL REFERENCES users(id),
+        created_ms INTEGER NOT NULL
+    ) STRICT;
+    ",
+];
+
+/// The schema version this build writes.
+pub fn latest() -> i64 {
+    MIGRATIONS.len() as i64
+}
