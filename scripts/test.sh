@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs every test of Loupe: installs what the tests need (idempotent), then the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(scripts/fetch-onnxruntime.sh)}"
+export LOUPE_TESTDATA="${LOUPE_TESTDATA:-$(cd .. && pwd)/shared/testdata}"
+cargo test --all-targets "$@"

@@ -1,0 +1,40 @@
+//! Helpers shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+
+/// The third-party test material beside the project (`../shared/testdata`), or `$LOUPE_TESTDATA`.
+pub fn testdata() -> PathBuf {
+    let dir = std::env::var_os("LOUPE_TESTDATA").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata"),
+        PathBuf::from,
+    );
+    assert!(
+        dir.is_dir(),
+        "test data not found at {}: set LOUPE_TESTDATA to the shared/testdata folder",
+        dir.display()
+    );
+    dir
+}
+
+/// The `loupe` binary built for these tests.
+pub fn loupe() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_loupe"));
+    c.env_remove("LOUPE_PROJECT");
+    c
+}
+
+/// Writes a small RGB PNG with a pattern that makes each seed's bytes different.
+pub fn write_png(path: &Path, w: u32, h: u32, seed: u32) {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        if x == 0 && y == 0 {
+            // Unique bytes per seed, so every generated file has its own content hash.
+            let [a, b, c, _] = seed.to_le_bytes();
+            return image::Rgb([a, b, c]);
+        }
+        image::Rgb([(x + seed) as u8, (y * 3 + seed) as u8, (x ^ y ^ seed) as u8])
+    });
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("create dir");
+    }
+    img.save(path).expect("write png");
+}

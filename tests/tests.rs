@@ -1,0 +1,5 @@
+//! Loupe's integration tests: one binary, one module per area.
+
+mod architecture;
+mod crash;
+mod support;
