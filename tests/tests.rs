@@ -2,4 +2,5 @@
 
 mod architecture;
 mod crash;
+mod interop;
 mod support;
