@@ -9,6 +9,8 @@ pub mod imaging;
 pub mod inference;
 pub mod ingest;
 pub mod model;
+pub mod review;
 pub mod store;
+pub mod sync;
 #[cfg(feature = "gui")]
 pub mod ui;

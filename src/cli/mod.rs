@@ -89,6 +89,8 @@ pub enum Command {
     },
     /// List or set users; `--role` sets the role of the named user.
     User(UserArgs),
+    // @review-commands (issue 5: batch, audit, triage, eval, meta, review…)
+    // @sync-commands (issue 6: remote, sync, team, publish…)
     /// Test helper: makes N edits, printing each one's id and value once it is durable.
     #[command(hide = true)]
     DebugEditLoop { count: usize },
@@ -303,6 +305,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        // @review-dispatch
+        // @sync-dispatch
         Command::DebugEditLoop { count } => debug_edit_loop(&cli, *count)?,
     }
     Ok(ExitCode::SUCCESS)

@@ -116,6 +116,16 @@ pub const MIGRATIONS: &[&str] = &[
         created_ms INTEGER NOT NULL
     ) STRICT;
     ",
+    // 2: review workflow — batches, audits (owned by src/review.rs).
+    r"
+    CREATE TABLE IF NOT EXISTS _placeholder_review (x INTEGER) STRICT;
+    DROP TABLE _placeholder_review;
+    ",
+    // 3: sync — remotes, pushed/pulled packs, conflicts (owned by src/sync/).
+    r"
+    CREATE TABLE IF NOT EXISTS _placeholder_sync (x INTEGER) STRICT;
+    DROP TABLE _placeholder_sync;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,1 @@
+//! The data loop: review states and transitions, batches, audits, triage, evaluation, agreement.
