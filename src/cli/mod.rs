@@ -533,7 +533,7 @@ fn print_stats(p: &Project, s: &crate::store::Stats) {
 
 #[cfg(feature = "gui")]
 fn open_app(project: Option<PathBuf>) -> Result<ExitCode> {
-    let _ = project; anyhow::bail!("GUI-ENTRY pending");
+    crate::ui::run(project)?;
     Ok(ExitCode::SUCCESS)
 }
 
