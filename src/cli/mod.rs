@@ -6,6 +6,8 @@
 mod interop;
 mod prelabel;
 mod progress;
+mod sync;
+mod review;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -122,7 +124,41 @@ pub enum Command {
     /// List or set users; `--role` sets the role of the named user.
     User(UserArgs),
     // @review-commands (issue 5: batch, audit, triage, eval, meta, review…)
+    /// Batches of images for annotators: create, assign, submit, list, show.
+    #[command(subcommand)]
+    Batch(review::BatchCmd),
+    /// Lead audits of submitted batches: start, mark, decide.
+    #[command(subcommand)]
+    Audit(review::AuditCmd),
+    /// Rank images for review from a model run's predictions and the current labels.
+    Triage(review::TriageArgs),
+    /// Evaluate a model run against a version's approved labels (COCO AP/AR, per class, per slice).
+    Eval(review::EvalArgs),
+    /// Evaluate a COCO results file against a COCO GT file, like pycocotools.
+    #[command(hide = true)]
+    EvalFiles(review::EvalFilesArgs),
+    /// Image metadata for slices: import a CSV or JSON file, list keys and values.
+    #[command(subcommand)]
+    Meta(review::MetaCmd),
+    /// Tag an image (or remove a tag with --remove).
+    Tag(review::TagArgs),
+    /// Review states of boxes, per-annotator statistics, inter-annotator agreement.
+    #[command(subcommand)]
+    Review(review::ReviewCmd),
     // @sync-commands (issue 6: remote, sync, team, publish…)
+    /// Configure shared stores (a folder or an S3-compatible bucket) to sync with.
+    #[command(subcommand)]
+    Remote(sync::RemoteCmd),
+    /// Push this project's new revisions to the shared store, then pull everyone else's.
+    Sync(sync::SyncArgs),
+    /// The team roster in the shared store: who may write and decide (signed by its owner).
+    #[command(subcommand)]
+    Team(sync::TeamCmd),
+    /// Publish a version's export (COCO and YOLO) with a verifiable manifest to the shared store.
+    Publish(sync::PublishArgs),
+    /// Benchmark helper: writes N new boxes (one revision each) in one transaction.
+    #[command(hide = true)]
+    DebugGenRevisions { count: usize },
     /// Test helper: makes N edits, printing each one's id and value once it is durable.
     #[command(hide = true)]
     DebugEditLoop { count: usize },
@@ -413,7 +449,20 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         // @review-dispatch
+        Command::Batch(c) => review::batch(&cli, c)?,
+        Command::Audit(c) => review::audit(&cli, c)?,
+        Command::Triage(a) => review::triage(&cli, a)?,
+        Command::Eval(a) => review::eval(&cli, a)?,
+        Command::EvalFiles(a) => review::eval_files(a)?,
+        Command::Meta(c) => review::meta(&cli, c)?,
+        Command::Tag(a) => review::tag(&cli, a)?,
+        Command::Review(c) => review::review(&cli, c)?,
         // @sync-dispatch
+        Command::Remote(cmd) => sync::remote(&cli, cmd)?,
+        Command::Sync(args) => return sync::sync(&cli, args),
+        Command::Team(cmd) => sync::team(&cli, cmd)?,
+        Command::Publish(args) => sync::publish(&cli, args)?,
+        Command::DebugGenRevisions { count } => sync::debug_generate(&cli, *count)?,
         Command::DebugEditLoop { count } => debug_edit_loop(&cli, *count)?,
     }
     Ok(ExitCode::SUCCESS)
@@ -518,9 +567,9 @@ fn print_stats(p: &Project, s: &crate::store::Stats) {
     println!("versions  {}", s.versions);
     println!("runs      {}", s.runs);
     if !s.boxes_per_class.is_empty() {
-        println!("per class:");
-        for (name, n) in &s.boxes_per_class {
-            println!("  {name:<24} {n}");
+        println!("per class:                labels  proposals");
+        for ((name, n), (_, pr)) in s.boxes_per_class.iter().zip(&s.proposals_per_class) {
+            println!("  {name:<24} {n:>6} {pr:>10}");
         }
     }
     if !s.boxes_per_state.is_empty() {

@@ -165,6 +165,7 @@ pub struct Stats {
     pub versions: u64,
     pub runs: u64,
     pub boxes_per_class: Vec<(String, u64)>,
+    pub proposals_per_class: Vec<(String, u64)>,
     pub boxes_per_state: Vec<(String, u64)>,
 }
 
@@ -1082,6 +1083,10 @@ impl Project {
             runs: one("SELECT COUNT(*) FROM runs")?,
             boxes_per_class: pairs(
                 "SELECT c.name, COUNT(a.id) FROM classes c LEFT JOIN annotations a ON a.class=c.id AND a.deleted=0 AND a.state NOT IN ('proposed','rejected')
+                 GROUP BY c.id ORDER BY c.ord, c.id",
+            )?,
+            proposals_per_class: pairs(
+                "SELECT c.name, COUNT(a.id) FROM classes c LEFT JOIN annotations a ON a.class=c.id AND a.deleted=0 AND a.state='proposed'
                  GROUP BY c.id ORDER BY c.ord, c.id",
             )?,
             boxes_per_state: pairs(
