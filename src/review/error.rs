@@ -12,11 +12,12 @@ use crate::store::StoreError;
 pub enum ReviewError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{path}: {source}")]
+    // The underlying error is part of the message, not a separate source, so `{:#}` chains
+    // do not print it twice.
+    #[error("{path}: {error}")]
     Sqlite {
         path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     /// No role may make this change.
     #[error("a box cannot go from {} to {}: {why}", .from.as_str(), .to.as_str())]
@@ -37,12 +38,8 @@ pub enum ReviewError {
     #[error("{0}")]
     EditRefused(String),
     /// Wraps another error with the box it concerns.
-    #[error("box {id}: {source}")]
-    OnBox {
-        id: Uuid,
-        #[source]
-        source: Box<ReviewError>,
-    },
+    #[error("box {id}: {error}")]
+    OnBox { id: Uuid, error: Box<ReviewError> },
     #[error("returning box {0} needs a reason (the annotator sees it)")]
     ReasonRequired(Uuid),
     #[error("{what} not found: {key}")]
@@ -56,11 +53,10 @@ pub enum ReviewError {
         line: usize,
         message: String,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{0}")]
     Invalid(String),
@@ -82,7 +78,7 @@ impl ReviewError {
             e @ (ReviewError::OnBox { .. } | ReviewError::ReasonRequired(_)) => e,
             e => ReviewError::OnBox {
                 id,
-                source: Box::new(e),
+                error: Box::new(e),
             },
         }
     }

@@ -169,6 +169,7 @@ pub struct ClassEval {
 /// The evaluation: summary, per category, and the accumulated arrays of pycocotools.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CocoEval {
+    #[serde(flatten)]
     pub summary: Summary,
     pub per_class: Vec<ClassEval>,
     pub images: usize,
@@ -617,9 +618,9 @@ enum ResultsFile {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = std::fs::read(path).map_err(|source| ReviewError::Io {
+    let bytes = std::fs::read(path).map_err(|error| ReviewError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     serde_json::from_slice(&bytes).map_err(|e| ReviewError::Parse {
         path: path.to_path_buf(),

@@ -10,9 +10,9 @@ use crate::store::Project;
 
 /// Maps a SQLite error to a [`ReviewError`] naming the project file.
 pub(crate) fn sq(p: &Project) -> impl Fn(rusqlite::Error) -> ReviewError + '_ {
-    move |source| ReviewError::Sqlite {
+    move |error| ReviewError::Sqlite {
         path: p.path().to_path_buf(),
-        source,
+        error,
     }
 }
 

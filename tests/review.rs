@@ -1,0 +1,864 @@
+//! The data loop end to end: review states through the store, batches and audits through the
+//! CLI, triage on planted cases, evaluation checked against pycocotools, agreement and stats.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use loupe::model::{AnnotationValue, BBox, BoxFlags, ReviewState, Role, Source};
+use loupe::review;
+use loupe::store::{Edit, ImageInput, NewRun, Project, RunImageTiming};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::support::{loupe, testdata};
+
+// ------------------------------------------------------------------------------ helpers
+
+fn run(project: &Path, args: &[&str]) -> Output {
+    loupe()
+        .arg("-p")
+        .arg(project)
+        .args(args)
+        .output()
+        .expect("run loupe")
+}
+
+fn ok(project: &Path, args: &[&str]) -> String {
+    let out = run(project, args);
+    assert!(
+        out.status.success(),
+        "loupe {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ok_json(project: &Path, args: &[&str]) -> Value {
+    let out = ok(project, args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("loupe {args:?}: not JSON ({e}): {out}"))
+}
+
+fn fails(project: &Path, args: &[&str]) -> String {
+    let out = run(project, args);
+    assert!(
+        !out.status.success(),
+        "loupe {args:?} should have failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn new_project(dir: &Path) -> PathBuf {
+    let p = dir.join("p.loupe");
+    drop(Project::create(&p).expect("create"));
+    p
+}
+
+/// Adds images without files (placeholders with a known size), returning their ids in order.
+fn add_images(p: &mut Project, paths: &[&str], w: u32, h: u32) -> Vec<Uuid> {
+    let mut bulk = p.bulk().expect("bulk");
+    for path in paths {
+        bulk.upsert_image(&ImageInput {
+            path: (*path).to_owned(),
+            width: w,
+            height: h,
+            ..ImageInput::default()
+        })
+        .expect("image");
+    }
+    bulk.commit().expect("commit");
+    paths
+        .iter()
+        .map(|path| p.image_by_path(path).expect("query").expect("image").id)
+        .collect()
+}
+
+fn human_box(p: &mut Project, image: Uuid, class: &str, b: [f64; 4], state: ReviewState) -> Uuid {
+    let class = p.ensure_class(class).expect("class").id;
+    let id = Uuid::now_v7();
+    p.apply(&[Edit::Create {
+        id,
+        value: AnnotationValue {
+            image,
+            class,
+            bbox: BBox::new(b[0], b[1], b[2], b[3]),
+            source: Source::Human,
+            state,
+            flags: BoxFlags::default(),
+            deleted: false,
+        },
+    }])
+    .expect("create box");
+    id
+}
+
+fn new_run(p: &mut Project, name: &str) -> Uuid {
+    p.create_run(&NewRun {
+        name: name.into(),
+        kind: "test".into(),
+        settings: "{}".into(),
+        ..NewRun::default()
+    })
+    .expect("run")
+}
+
+fn propose(p: &mut Project, run: Uuid, image: Uuid, boxes: &[(&str, [f64; 4], f32)]) {
+    let boxes: Vec<(String, BBox, f32)> = boxes
+        .iter()
+        .map(|(c, b, s)| ((*c).to_owned(), BBox::new(b[0], b[1], b[2], b[3]), *s))
+        .collect();
+    p.add_proposals(run, image, &boxes, RunImageTiming::default())
+        .expect("proposals");
+}
+
+fn has_pycocotools() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import pycocotools"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether the pycocotools reference can run; in CI its absence is a failure.
+fn reference_available() -> bool {
+    if has_pycocotools() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must have python3 with pycocotools (scripts/setup.sh installs it)"
+    );
+    eprintln!(
+        "python3 with pycocotools not found: skipping the pycocotools parity check (run scripts/setup.sh)"
+    );
+    false
+}
+
+// ------------------------------------------------------------------------------ review states
+
+#[test]
+fn set_state_follows_roles_and_keeps_the_reason_in_history() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = new_project(dir.path());
+    let mut p = Project::open(&path).expect("open");
+    let img = add_images(&mut p, &["a.png"], 100, 100)[0];
+    let run = new_run(&mut p, "m");
+    propose(&mut p, run, img, &[("cat", [10.0, 10.0, 20.0, 20.0], 0.9)]);
+    let proposal = p.annotations_for_image(img).expect("boxes")[0].id;
+
+    p.switch_user("ann", Some(Role::Annotator)).expect("user");
+    review::set_state(&mut p, proposal, ReviewState::Accepted, None).expect("annotator accepts");
+    let err = review::set_state(&mut p, proposal, ReviewState::Approved, None)
+        .expect_err("annotator cannot approve");
+    assert!(
+        err.to_string()
+            .contains("an annotator cannot move a box from accepted to approved"),
+        "{err}"
+    );
+    let drawn = human_box(
+        &mut p,
+        img,
+        "dog",
+        [50.0, 50.0, 10.0, 10.0],
+        ReviewState::Submitted,
+    );
+
+    p.switch_user("rev", Some(Role::Reviewer)).expect("user");
+    let err = review::set_state(&mut p, drawn, ReviewState::Returned, Some("  "))
+        .expect_err("reason needed");
+    assert!(err.to_string().contains("needs a reason"), "{err}");
+    review::set_state(&mut p, drawn, ReviewState::Returned, Some("too loose")).expect("return");
+    review::set_state(&mut p, proposal, ReviewState::Approved, None).expect("approve");
+    let err = review::set_state(&mut p, proposal, ReviewState::Rejected, None)
+        .expect_err("approved is final");
+    assert!(err.to_string().contains("ground truth"), "{err}");
+
+    let h = p.history(drawn).expect("history");
+    let last = h.last().expect("revisions");
+    assert_eq!(
+        (last.author.as_str(), last.value.state, last.note.as_deref()),
+        ("rev", ReviewState::Returned, Some("too loose"))
+    );
+    let h = p.history(proposal).expect("history");
+    let trail: Vec<(&str, ReviewState)> = h
+        .iter()
+        .map(|r| (r.author.as_str(), r.value.state))
+        .collect();
+    assert_eq!(
+        trail[1..],
+        [
+            ("ann", ReviewState::Accepted),
+            ("rev", ReviewState::Approved)
+        ]
+    );
+
+    // The edit hook refuses what set_state refuses, for raw edits too.
+    p.switch_user("ann", None).expect("user");
+    let mut value = p.annotation(proposal).expect("box").value;
+    value.bbox.x += 3.0;
+    let err = review::check_edits(
+        &p,
+        &[Edit::Update {
+            id: proposal,
+            value,
+            note: None,
+        }],
+    )
+    .expect_err("approved");
+    assert!(err.to_string().contains(&proposal.to_string()), "{err}");
+}
+
+#[test]
+fn review_set_works_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = new_project(dir.path());
+    let drawn = {
+        let mut p = Project::open(&path).expect("open");
+        let img = add_images(&mut p, &["a.png"], 100, 100)[0];
+        human_box(
+            &mut p,
+            img,
+            "dog",
+            [5.0, 5.0, 10.0, 10.0],
+            ReviewState::Submitted,
+        )
+    };
+    let id = drawn.to_string();
+    let err = fails(
+        &path,
+        &["--user", "newbie", "review", "set", &id, "approved"],
+    );
+    assert!(
+        err.contains("an annotator cannot move a box from submitted to approved"),
+        "{err}"
+    );
+    // `--user` makes the named user current; a lead takes over again.
+    ok(&path, &["user", "boss", "--role", "lead"]);
+    let err = fails(&path, &["review", "set", &id, "returned"]);
+    assert!(err.contains("needs a reason"), "{err}");
+    ok(
+        &path,
+        &["review", "set", &id, "returned", "--reason", "wrong class"],
+    );
+    let h = ok_json(&path, &["history", &id, "--json"]);
+    assert_eq!(h[1]["note"], "wrong class");
+    let table = ok_json(&path, &["review", "transitions", "--json"]);
+    assert_eq!(table.as_array().expect("rules").len(), 23);
+}
+
+// ------------------------------------------------------------------------------ evaluation
+
+/// How a generated evaluation case looks.
+#[derive(Clone, Copy)]
+struct Gen {
+    seed: u64,
+    images: usize,
+    categories: i64,
+    max_gt: usize,
+    crowd_rate: f64,
+    /// Extra random low-score detections on every third image (to pass 100 per image).
+    flood: usize,
+    /// Round scores to this many steps (creates ties), or 0 for distinct scores.
+    score_steps: u32,
+    /// Every image gets at least one detection (so a project's run covers every image).
+    det_everywhere: bool,
+    /// Detections of a category the GT file does not have, and a GT with id 0.
+    quirks: bool,
+}
+
+fn rand_box(rng: &mut ChaCha8Rng, w: f64, h: f64) -> [f64; 4] {
+    let (bw, bh) = match rng.random_range(0..3) {
+        0 => (rng.random_range(3.0..30.0), rng.random_range(3.0..30.0)),
+        1 => (rng.random_range(33.0..90.0), rng.random_range(33.0..90.0)),
+        _ => (
+            rng.random_range(100.0..300.0),
+            rng.random_range(100.0..250.0),
+        ),
+    };
+    let x = rng.random_range(0.0..(w - bw));
+    let y = rng.random_range(0.0..(h - bh));
+    round_box([x, y, bw, bh])
+}
+
+fn round_box(b: [f64; 4]) -> [f64; 4] {
+    b.map(|v| (v * 100.0).round() / 100.0)
+}
+
+fn jitter(rng: &mut ChaCha8Rng, b: [f64; 4], w: f64, h: f64) -> [f64; 4] {
+    let bw = (b[2] * rng.random_range(0.8..1.2)).max(1.0).min(w);
+    let bh = (b[3] * rng.random_range(0.8..1.2)).max(1.0).min(h);
+    let x = (b[0] + b[2] * rng.random_range(-0.15..0.15)).clamp(0.0, w - bw);
+    let y = (b[1] + b[3] * rng.random_range(-0.15..0.15)).clamp(0.0, h - bh);
+    round_box([x, y, bw, bh])
+}
+
+/// A COCO GT file and a results list with jittered, missed, confused and false detections,
+/// crowd regions, all three size ranges and a category nobody detects.
+fn generate(g: Gen) -> (Value, Value) {
+    let mut rng = ChaCha8Rng::seed_from_u64(g.seed);
+    let (w, h) = (640.0, 480.0);
+    let mut images = Vec::new();
+    let mut anns = Vec::new();
+    let mut dets = Vec::new();
+    let score = |rng: &mut ChaCha8Rng, lo: f64, hi: f64| -> f64 {
+        let s: f64 = rng.random_range(lo..hi);
+        if g.score_steps > 0 {
+            (s * f64::from(g.score_steps)).round() / f64::from(g.score_steps)
+        } else {
+            (s * 1e6).round() / 1e6
+        }
+    };
+    let mut next_id = if g.quirks { 0 } else { 1 };
+    for i in 0..g.images {
+        let image_id = 100 + i64::try_from(i).expect("small") * 3;
+        images.push(json!({"id": image_id, "file_name": format!("img_{i:04}.png"), "width": 640, "height": 480}));
+        let n = rng.random_range(0..=g.max_gt);
+        for _ in 0..n {
+            // The last category never has GT: a category with detections only.
+            let cat = rng.random_range(1..g.categories);
+            let b = rand_box(&mut rng, w, h);
+            let crowd = rng.random_bool(g.crowd_rate);
+            anns.push(
+                json!({"id": next_id, "image_id": image_id, "category_id": cat, "bbox": b,
+                             "area": b[2] * b[3], "iscrowd": i32::from(crowd)}),
+            );
+            next_id += 1;
+            if crowd {
+                for _ in 0..rng.random_range(0..4) {
+                    let inner = [
+                        b[0] + rng.random_range(0.0..b[2] / 2.0),
+                        b[1] + rng.random_range(0.0..b[3] / 2.0),
+                        b[2] / 3.0,
+                        b[3] / 3.0,
+                    ];
+                    let s = score(&mut rng, 0.05, 0.9);
+                    dets.push(json!({"image_id": image_id, "category_id": cat, "bbox": round_box(inner), "score": s}));
+                }
+                continue;
+            }
+            if rng.random_bool(0.8) {
+                let c = if rng.random_bool(0.9) {
+                    cat
+                } else {
+                    rng.random_range(1..=g.categories)
+                };
+                let s = score(&mut rng, 0.3, 1.0);
+                dets.push(json!({"image_id": image_id, "category_id": c, "bbox": jitter(&mut rng, b, w, h), "score": s}));
+                if rng.random_bool(0.2) {
+                    // A duplicate detection: a false positive once the first one matched.
+                    let s = score(&mut rng, 0.05, 0.8);
+                    dets.push(json!({"image_id": image_id, "category_id": c, "bbox": jitter(&mut rng, b, w, h), "score": s}));
+                }
+            }
+        }
+        let fps = rng.random_range(0..3) + usize::from(g.det_everywhere);
+        for _ in 0..fps {
+            let c = rng.random_range(1..=g.categories);
+            let s = score(&mut rng, 0.01, 0.7);
+            dets.push(json!({"image_id": image_id, "category_id": c, "bbox": rand_box(&mut rng, w, h), "score": s}));
+        }
+        if g.flood > 0 && i % 3 == 0 {
+            let c = rng.random_range(1..g.categories);
+            for _ in 0..g.flood {
+                let s = score(&mut rng, 0.01, 0.5);
+                dets.push(json!({"image_id": image_id, "category_id": c, "bbox": rand_box(&mut rng, w, h), "score": s}));
+            }
+        }
+        if g.quirks && i % 5 == 0 {
+            dets.push(json!({"image_id": image_id, "category_id": 99, "bbox": [1, 1, 5, 5], "score": 0.99}));
+        }
+    }
+    let categories: Vec<Value> = (1..=g.categories)
+        .map(|c| json!({"id": c, "name": format!("class{c}")}))
+        .collect();
+    (
+        json!({"images": images, "annotations": anns, "categories": categories}),
+        Value::Array(dets),
+    )
+}
+
+fn write_json(path: &Path, v: &Value) {
+    std::fs::write(path, serde_json::to_vec(v).expect("json")).expect("write");
+}
+
+/// pycocotools' twelve numbers through the shared reference script.
+fn reference(gt: &Path, dt: &Path) -> Value {
+    let script = testdata().join("eval/coco_map.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(gt)
+        .arg(dt)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "coco_map.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().expect("output");
+    serde_json::from_str(last).expect("reference json")
+}
+
+const KEYS: [&str; 12] = [
+    "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
+];
+
+fn assert_parity(case: &str, ours: &Value, theirs: &Value) {
+    for k in KEYS {
+        let a = ours[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{case}: no {k} in {ours}"));
+        let b = theirs[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{case}: no {k} in {theirs}"));
+        assert!(
+            (a - b).abs() < 1e-4,
+            "{case}: {k} is {a} in Loupe and {b} in pycocotools"
+        );
+    }
+}
+
+fn cases() -> Vec<(&'static str, Gen)> {
+    let base = Gen {
+        seed: 1,
+        images: 40,
+        categories: 4,
+        max_gt: 12,
+        crowd_rate: 0.08,
+        flood: 0,
+        score_steps: 0,
+        det_everywhere: false,
+        quirks: false,
+    };
+    vec![
+        ("jitter", base),
+        (
+            "crowds",
+            Gen {
+                seed: 2,
+                crowd_rate: 0.3,
+                ..base
+            },
+        ),
+        (
+            "over-100-per-image",
+            Gen {
+                seed: 3,
+                images: 12,
+                flood: 130,
+                ..base
+            },
+        ),
+        (
+            "tied-scores",
+            Gen {
+                seed: 4,
+                score_steps: 10,
+                ..base
+            },
+        ),
+        (
+            "missing-classes-and-quirks",
+            Gen {
+                seed: 5,
+                categories: 6,
+                max_gt: 3,
+                quirks: true,
+                ..base
+            },
+        ),
+        (
+            "dense",
+            Gen {
+                seed: 6,
+                images: 15,
+                max_gt: 60,
+                categories: 3,
+                ..base
+            },
+        ),
+    ]
+}
+
+#[test]
+fn eval_files_matches_pycocotools_on_generated_cases() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let check = reference_available();
+    let unused = dir.path().join("unused.loupe");
+    for (name, g) in cases() {
+        let (gt, dt) = generate(g);
+        let gt_path = dir.path().join(format!("{name}-gt.json"));
+        let dt_path = dir.path().join(format!("{name}-dt.json"));
+        write_json(&gt_path, &gt);
+        write_json(&dt_path, &dt);
+        let ours = ok_json(
+            &unused,
+            &[
+                "eval-files",
+                gt_path.to_str().expect("utf8"),
+                dt_path.to_str().expect("utf8"),
+                "--json",
+            ],
+        );
+        assert!(
+            ours["AP"].as_f64().expect("AP") > 0.05,
+            "{name}: a degenerate case: {}",
+            ours["AP"]
+        );
+        if check {
+            assert_parity(name, &ours, &reference(&gt_path, &dt_path));
+        }
+    }
+}
+
+#[test]
+fn eval_files_per_class_ap_matches_pycocotools() {
+    if !reference_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (gt, dt) = generate(cases()[0].1);
+    let gt_path = dir.path().join("gt.json");
+    let dt_path = dir.path().join("dt.json");
+    write_json(&gt_path, &gt);
+    write_json(&dt_path, &dt);
+    let script = r#"
+import sys, io, json, contextlib, numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+with contextlib.redirect_stdout(io.StringIO()):
+    gt = COCO(sys.argv[1]); dt = gt.loadRes(sys.argv[2])
+    E = COCOeval(gt, dt, 'bbox'); E.evaluate(); E.accumulate()
+p = E.eval['precision']
+out = {}
+for k, cid in enumerate(E.params.catIds):
+    s = p[:, :, k, 0, 2]; s = s[s > -1]
+    out[str(cid)] = {"ap": float(np.mean(s)) if s.size else -1.0, "curve": p[0, :, k, 0, 2].tolist()}
+print(json.dumps(out))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&gt_path)
+        .arg(&dt_path)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let unused = dir.path().join("unused.loupe");
+    let ours = ok_json(
+        &unused,
+        &[
+            "eval-files",
+            gt_path.to_str().expect("utf8"),
+            dt_path.to_str().expect("utf8"),
+            "--json",
+        ],
+    );
+    for c in ours["per_class"].as_array().expect("per class") {
+        let id = c["id"].to_string();
+        let a = c["ap"].as_f64().expect("ap");
+        let b = theirs[&id]["ap"].as_f64().expect("ap");
+        assert!((a - b).abs() < 1e-9, "class {id}: AP {a} vs {b}");
+        let curve_a: Vec<f64> = c["precision50"]
+            .as_array()
+            .expect("curve")
+            .iter()
+            .filter_map(Value::as_f64)
+            .collect();
+        let curve_b: Vec<f64> = theirs[&id]["curve"]
+            .as_array()
+            .expect("curve")
+            .iter()
+            .filter_map(Value::as_f64)
+            .collect();
+        assert_eq!(curve_a.len(), 101);
+        for (x, y) in curve_a.iter().zip(&curve_b) {
+            assert!(
+                (x - y).abs() < 1e-12,
+                "class {id}: precision curve differs: {curve_a:?} vs {curve_b:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn eval_of_an_imported_run_matches_pycocotools_on_the_same_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let check = reference_available();
+    let (gt, dt) = generate(Gen {
+        seed: 11,
+        images: 30,
+        categories: 4,
+        max_gt: 10,
+        crowd_rate: 0.1,
+        flood: 0,
+        score_steps: 0,
+        det_everywhere: true,
+        quirks: false,
+    });
+    let gt_path = dir.path().join("gt.json");
+    let dt_path = dir.path().join("dt.json");
+    write_json(&gt_path, &gt);
+    write_json(&dt_path, &dt);
+    let p = new_project(dir.path());
+    ok(
+        &p,
+        &[
+            "import",
+            "--format",
+            "coco",
+            gt_path.to_str().expect("utf8"),
+        ],
+    );
+    ok(
+        &p,
+        &[
+            "import",
+            "--format",
+            "coco-results",
+            dt_path.to_str().expect("utf8"),
+            "--gt",
+            gt_path.to_str().expect("utf8"),
+            "--run",
+            "m1",
+        ],
+    );
+    let ours = ok_json(&p, &["eval", "--run", "m1", "--json"]);
+    let overall = &ours["overall"];
+    assert_eq!(overall["images"], 30, "{}", overall["images"]);
+    if check {
+        assert_parity("project", overall, &reference(&gt_path, &dt_path));
+    }
+    // The same numbers when annotators have since edited the proposals: eval reads the
+    // predictions' original values.
+    {
+        let mut project = Project::open(&p).expect("open");
+        let run = project.run_by_name("m1").expect("run");
+        let mut edits = Vec::new();
+        for a in project.all_annotations().expect("boxes") {
+            if a.value.source.run() == Some(run.id) {
+                let mut value = a.value.clone();
+                value.bbox.x += 7.0;
+                value.state = ReviewState::Corrected;
+                edits.push(Edit::Update {
+                    id: a.id,
+                    value,
+                    note: None,
+                });
+            }
+        }
+        assert!(!edits.is_empty());
+        project.apply(&edits).expect("edit proposals");
+    }
+    let again = ok_json(&p, &["eval", "--run", "m1", "--json"]);
+    assert_eq!(again["overall"]["AP"], overall["AP"]);
+}
+
+#[test]
+fn eval_reports_slices_and_compares_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = new_project(dir.path());
+    {
+        let mut p = Project::open(&path).expect("open");
+        let imgs = add_images(
+            &mut p,
+            &["day1.png", "day2.png", "night1.png", "night2.png"],
+            200,
+            200,
+        );
+        for (i, &img) in imgs.iter().enumerate() {
+            human_box(
+                &mut p,
+                img,
+                "car",
+                [10.0, 10.0, 50.0, 50.0],
+                ReviewState::Approved,
+            );
+            human_box(
+                &mut p,
+                img,
+                "person",
+                [100.0, 100.0, 40.0, 80.0],
+                ReviewState::Approved,
+            );
+            // Unreviewed labels are not ground truth.
+            human_box(
+                &mut p,
+                img,
+                "person",
+                [150.0, 10.0, 30.0, 30.0],
+                ReviewState::Submitted,
+            );
+            let key = if i < 2 { "day" } else { "night" };
+            p.set_image_meta(img, "time", key).expect("meta");
+        }
+        let good = new_run(&mut p, "good");
+        let bad = new_run(&mut p, "bad");
+        for (i, &img) in imgs.iter().enumerate() {
+            propose(
+                &mut p,
+                good,
+                img,
+                &[
+                    ("car", [11.0, 10.0, 50.0, 50.0], 0.9),
+                    ("person", [100.0, 100.0, 40.0, 80.0], 0.8),
+                ],
+            );
+            // The bad run misses people at night and puts cars in the wrong place.
+            let mut boxes = vec![("car", [60.0, 60.0, 50.0, 50.0], 0.9)];
+            if i < 2 {
+                boxes.push(("person", [100.0, 100.0, 40.0, 80.0], 0.8));
+            }
+            propose(&mut p, bad, img, &boxes);
+        }
+    }
+    let e = ok_json(
+        &path,
+        &["eval", "--run", "good", "--slice", "time", "--json"],
+    );
+    assert!(
+        (e["overall"]["AP"].as_f64().expect("AP") - 1.0).abs() < 1e-9,
+        "{}",
+        e["overall"]["AP"]
+    );
+    let slices = e["slices"].as_array().expect("slices");
+    assert_eq!(slices.len(), 2);
+    assert_eq!(slices[0]["slice"], "time=day");
+    assert_eq!(slices[1]["eval"]["images"], 2);
+    let e = ok_json(
+        &path,
+        &["eval", "--run", "bad", "--slice", "time=night", "--json"],
+    );
+    let night = &e["slices"][0]["eval"];
+    assert_eq!(night["AP"].as_f64(), Some(0.0));
+    let c = ok_json(
+        &path,
+        &["eval", "--run", "good", "--compare", "bad", "--json"],
+    );
+    let per_class = c["per_class"].as_array().expect("classes");
+    let car = per_class.iter().find(|d| d["class"] == "car").expect("car");
+    assert_eq!(car["verdict"], "better");
+    assert!(car["ap_delta"].as_f64().expect("delta") > 0.9);
+    let text = ok(&path, &["eval", "--run", "good", "--compare", "bad"]);
+    assert!(text.contains("better"), "{text}");
+}
+
+// ------------------------------------------------------------------------------ triage
+
+#[test]
+fn triage_ranks_planted_problems_first_with_their_reasons() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = new_project(dir.path());
+    {
+        let mut p = Project::open(&path).expect("open");
+        let names = [
+            "fine1.png",
+            "fine2.png",
+            "missing.png",
+            "wrong.png",
+            "unsure.png",
+            "fine3.png",
+        ];
+        let imgs = add_images(&mut p, &names, 300, 300);
+        let run = new_run(&mut p, "m");
+        for &img in &imgs {
+            // Every image: a labeled car the model finds.
+            human_box(
+                &mut p,
+                img,
+                "car",
+                [10.0, 10.0, 60.0, 40.0],
+                ReviewState::Approved,
+            );
+        }
+        for (&img, name) in imgs.iter().zip(names) {
+            let mut preds = vec![("car", [11.0, 10.0, 60.0, 40.0], 0.95)];
+            match name {
+                // A confident person nobody labeled.
+                "missing.png" => preds.push(("person", [150.0, 100.0, 40.0, 100.0], 0.92)),
+                // A dog labeled as a cat.
+                "wrong.png" => {
+                    human_box(
+                        &mut p,
+                        img,
+                        "cat",
+                        [200.0, 200.0, 50.0, 50.0],
+                        ReviewState::Approved,
+                    );
+                    preds.push(("dog", [201.0, 200.0, 50.0, 50.0], 0.88));
+                }
+                // Several ambiguous, overlapping boxes that disagree on the class.
+                "unsure.png" => {
+                    preds.push(("cat", [100.0, 150.0, 50.0, 50.0], 0.45));
+                    preds.push(("dog", [101.0, 151.0, 50.0, 50.0], 0.42));
+                    preds.push(("person", [100.0, 149.0, 51.0, 50.0], 0.38));
+                    preds.push(("cat", [220.0, 20.0, 30.0, 30.0], 0.35));
+                }
+                _ => {}
+            }
+            propose(&mut p, run, img, &preds);
+        }
+    }
+    let ranked = ok_json(&path, &["triage", "--run", "m", "--json"]);
+    let ranked = ranked.as_array().expect("list");
+    assert_eq!(ranked.len(), 6);
+    let top: Vec<&str> = ranked[..3]
+        .iter()
+        .map(|r| r["path"].as_str().expect("path"))
+        .collect();
+    let mut sorted = top.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        ["missing.png", "unsure.png", "wrong.png"],
+        "ranking: {top:?}"
+    );
+    for r in &ranked[3..] {
+        assert_eq!(r["score"].as_f64(), Some(0.0), "{r}");
+    }
+    let by_path = |name: &str| ranked.iter().find(|r| r["path"] == name).expect("ranked");
+    let kinds = |name: &str| -> Vec<String> {
+        by_path(name)["signals"]
+            .as_array()
+            .expect("signals")
+            .iter()
+            .map(|s| s["kind"].as_str().expect("kind").to_owned())
+            .collect()
+    };
+    assert_eq!(kinds("missing.png"), ["missing_label"]);
+    let missing = &by_path("missing.png")["signals"][0];
+    assert_eq!(missing["class"], "person");
+    assert!(
+        missing["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("label is probably missing")
+    );
+    assert_eq!(kinds("wrong.png"), ["wrong_class"]);
+    let wrong = &by_path("wrong.png")["signals"][0];
+    assert_eq!(
+        (wrong["class"].as_str(), wrong["other_class"].as_str()),
+        (Some("cat"), Some("dog"))
+    );
+    let unsure = kinds("unsure.png");
+    assert_eq!(unsure[0], "class_confusion", "{unsure:?}");
+    assert_eq!(
+        unsure.iter().filter(|k| *k == "uncertain").count(),
+        4,
+        "{unsure:?}"
+    );
+    assert_eq!(by_path("unsure.png")["counts"]["uncertain"], 4);
+    // --limit and the text form.
+    let text = ok(&path, &["triage", "--run", "m", "--limit", "2"]);
+    assert!(
+        text.contains(" 1. ") && text.contains(" 2. ") && !text.contains(" 3. "),
+        "{text}"
+    );
+}
