@@ -7,8 +7,12 @@ cd "$(dirname "$0")/.."
 IMAGES=${1:-100000}
 BOXES=${2:-1000000}
 scripts/setup.sh
-cargo build --release --quiet --bin loupe
-LOUPE=target/release/loupe
+if [ -z "${LOUPE_BIN:-}" ]; then
+    cargo build --release --quiet --bin loupe
+    LOUPE=${CARGO_TARGET_DIR:-target}/release/loupe
+else
+    LOUPE=$LOUPE_BIN
+fi
 WORK=target/bench-coco
 mkdir -p "$WORK"
 DATA=$WORK/coco_${IMAGES}_${BOXES}.json

@@ -1096,21 +1096,40 @@ impl Project {
     }
 
     /// Starts a bulk transaction for importers (see `ingest` and `formats` glue).
+    ///
+    /// Foreign-key checks are off for the bulk transaction (they cost more than the inserts at a
+    /// million boxes): `Bulk` resolves every reference itself, and turns them back on when it
+    /// commits or is dropped.
     pub fn bulk(&mut self) -> Result<Bulk<'_>> {
         let path = self.path.clone();
         let author = self.user;
         let client = self.client;
-        let tx = self.conn.transaction().map_err(|source| StoreError::Sqlite {
+        let sq = |source| StoreError::Sqlite {
             path: path.clone(),
             source,
-        })?;
+        };
+        self.conn.pragma_update(None, "foreign_keys", "OFF").map_err(sq)?;
+        let conn = &self.conn;
+        let tx = Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+            .map_err(|source| {
+                let _ = conn.pragma_update(None, "foreign_keys", "ON");
+                StoreError::Sqlite {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        let next_seq: i64 = tx
+            .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM revisions", [], |r| r.get(0))
+            .map_err(sq)?;
         Ok(Bulk {
-            tx,
+            tx: Some(tx),
+            conn,
             path,
             author,
             client,
             hlc: &mut self.hlc,
             classes: HashMap::new(),
+            next_seq,
         })
     }
 }
@@ -1392,6 +1411,53 @@ impl<'t> RevisionWriter<'t> {
         Ok(())
     }
 
+    /// Inserts a new annotation and its first revision with a known `seq` (bulk writes).
+    pub(crate) fn insert_rows_at(&mut self, id: Uuid, row: &RowValue, hlc: i64, seq: i64) -> rusqlite::Result<()> {
+        let mut ins = self.tx.prepare_cached(
+            "INSERT INTO annotations(uuid, image, class, x, y, w, h, run, score, state, flags, deleted, rev)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?;
+        ins.execute(params![
+            id.as_bytes().as_slice(),
+            row.image,
+            row.class,
+            row.bbox.x,
+            row.bbox.y,
+            row.bbox.w,
+            row.bbox.h,
+            row.run,
+            row.score,
+            state_str(row.state),
+            row.flags,
+            i64::from(row.deleted),
+            seq
+        ])?;
+        let ann = self.tx.last_insert_rowid();
+        let mut rev = self.tx.prepare_cached(
+            "INSERT INTO revisions(seq, ann, author, client, hlc, op, image, class, x, y, w, h, run, score, state, flags, deleted, note)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'create', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, NULL)",
+        )?;
+        rev.execute(params![
+            seq,
+            ann,
+            self.author,
+            self.client,
+            hlc,
+            row.image,
+            row.class,
+            row.bbox.x,
+            row.bbox.y,
+            row.bbox.w,
+            row.bbox.h,
+            row.run,
+            row.score,
+            state_str(row.state),
+            row.flags,
+            i64::from(row.deleted)
+        ])?;
+        Ok(())
+    }
+
     fn insert_revision(
         &mut self,
         ann: i64,
@@ -1430,8 +1496,13 @@ impl<'t> RevisionWriter<'t> {
 /// A bulk write (an import or an `add`): one transaction, committed by `commit`, rolled back
 /// if dropped. Images and classes are addressed by path and name.
 pub struct Bulk<'p> {
-    tx: Transaction<'p>,
+    /// `Some` until committed.
+    tx: Option<Transaction<'p>>,
+    conn: &'p Connection,
     path: PathBuf,
+    /// The `seq` the next revision gets: known up front, so a new box's `rev` is written with
+    /// the row instead of by a second statement.
+    next_seq: i64,
     author: i64,
     client: i64,
     hlc: &'p mut Hlc,
@@ -1479,14 +1550,14 @@ impl Bulk<'_> {
         let sq = self.sq();
         let by_hash: Option<(i64, String)> = match &img.hash {
             Some(h) => self
-                .tx
+                .tx()
                 .prepare_cached("SELECT id, path FROM images WHERE hash=?1")
                 .and_then(|mut s| s.query_row([h], |r| Ok((r.get(0)?, r.get(1)?))).optional())
                 .map_err(&sq)?,
             None => None,
         };
         let by_path: Option<(i64, Option<String>, i64)> = self
-            .tx
+            .tx()
             .prepare_cached("SELECT id, hash, missing FROM images WHERE path=?1")
             .and_then(|mut s| {
                 s.query_row([&img.path], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -1496,7 +1567,7 @@ impl Bulk<'_> {
         if let Some((id, old_path)) = by_hash {
             if old_path == img.path {
                 if img.external_id.is_some() {
-                    self.tx
+                    self.tx()
                         .execute(
                             "UPDATE images SET external_id=COALESCE(external_id, ?2) WHERE id=?1",
                             params![id, img.external_id],
@@ -1510,13 +1581,13 @@ impl Bulk<'_> {
             match by_path {
                 Some((pid, _, missing)) if missing == 1 && pid != id => {
                     // A placeholder at the new path: merge its boxes into the known image.
-                    self.tx
+                    self.tx()
                         .execute("UPDATE annotations SET image=?1 WHERE image=?2", params![id, pid])
                         .map_err(&sq)?;
-                    self.tx
+                    self.tx()
                         .execute("UPDATE revisions SET image=?1 WHERE image=?2", params![id, pid])
                         .map_err(&sq)?;
-                    self.tx.execute("DELETE FROM images WHERE id=?1", [pid]).map_err(&sq)?;
+                    self.tx().execute("DELETE FROM images WHERE id=?1", [pid]).map_err(&sq)?;
                 }
                 Some(_) => return Ok((id, Upsert::Unchanged)),
                 None => {}
@@ -1527,7 +1598,7 @@ impl Bulk<'_> {
             if old_exists {
                 return Ok((id, Upsert::Duplicate));
             }
-            self.tx
+            self.tx()
                 .execute(
                     "UPDATE images SET path=?2, missing=0 WHERE id=?1",
                     params![id, img.path],
@@ -1539,7 +1610,7 @@ impl Bulk<'_> {
             if img.hash.is_none() {
                 return Ok((id, Upsert::Unchanged));
             }
-            self.tx
+            self.tx()
                 .execute(
                     "UPDATE images SET hash=?2, width=?3, height=?4, bytes=?5, missing=0, external_id=COALESCE(external_id, ?6) WHERE id=?1",
                     params![id, img.hash, img.width, img.height, img.bytes as i64, img.external_id],
@@ -1552,7 +1623,7 @@ impl Bulk<'_> {
             };
             return Ok((id, what));
         }
-        self.tx
+        self.tx()
             .prepare_cached(
                 "INSERT INTO images(uuid, hash, path, width, height, bytes, missing, external_id, added_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -1571,7 +1642,7 @@ impl Bulk<'_> {
                 ])
             })
             .map_err(&sq)?;
-        Ok((self.tx.last_insert_rowid(), Upsert::Added))
+        Ok((self.tx().last_insert_rowid(), Upsert::Added))
     }
 
     /// The row id of a class by name, created if needed.
@@ -1579,21 +1650,21 @@ impl Bulk<'_> {
         if let Some(id) = self.classes.get(name) {
             return Ok(*id);
         }
-        let id = class_row_tx(&self.tx, name).map_err(self.sq())?;
+        let id = class_row_tx(self.tx(), name).map_err(self.sq())?;
         self.classes.insert(name.to_owned(), id);
         Ok(id)
     }
 
     /// The row id of a run by uuid.
     pub fn run_row(&self, run: Uuid) -> Result<i64> {
-        self.tx
+        self.tx()
             .query_row("SELECT id FROM runs WHERE uuid=?1", [run.to_string()], |r| r.get(0))
             .map_err(self.sq())
     }
 
     /// True if an annotation with this id exists.
     pub fn annotation_exists(&self, id: Uuid) -> Result<bool> {
-        self.tx
+        self.tx()
             .prepare_cached("SELECT 1 FROM annotations WHERE uuid=?1")
             .and_then(|mut s| s.exists([id.as_bytes().as_slice()]))
             .map_err(self.sq())
@@ -1622,12 +1693,14 @@ impl Bulk<'_> {
             flags: i64::from(flags.bits()),
             deleted: false,
         };
+        let seq = self.next_seq;
+        self.next_seq += 1;
         let mut w = RevisionWriter {
-            tx: &self.tx,
+            tx: self.tx(),
             author: self.author,
             client: self.client,
         };
-        w.insert_rows(id, &row, hlc, "create", None).map_err(|e| match e {
+        w.insert_rows_at(id, &row, hlc, seq).map_err(|e| match e {
             rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
                 StoreError::Invalid(format!("annotation {id} already exists in the project"))
             }
@@ -1640,7 +1713,7 @@ impl Bulk<'_> {
 
     /// Records that `run` processed `image`.
     pub fn mark_run_image(&mut self, run: i64, image: i64, boxes: usize) -> Result<()> {
-        self.tx
+        self.tx()
             .prepare_cached(
                 "INSERT OR REPLACE INTO run_images(run, image, boxes, done_ms) VALUES (?1, ?2, ?3, ?4)",
             )
@@ -1651,7 +1724,7 @@ impl Bulk<'_> {
 
     /// Looks up an image row by the COCO id it was imported with.
     pub fn image_by_external_id(&self, ext: i64) -> Result<Option<i64>> {
-        self.tx
+        self.tx()
             .prepare_cached("SELECT id FROM images WHERE external_id=?1 ORDER BY id LIMIT 1")
             .and_then(|mut s| s.query_row([ext], |r| r.get(0)).optional())
             .map_err(self.sq())
@@ -1659,16 +1732,36 @@ impl Bulk<'_> {
 
     /// Looks up an image row by path relative to the root.
     pub fn image_by_path(&self, path: &str) -> Result<Option<i64>> {
-        self.tx
+        self.tx()
             .prepare_cached("SELECT id FROM images WHERE path=?1")
             .and_then(|mut s| s.query_row([path], |r| r.get(0)).optional())
             .map_err(self.sq())
     }
 
+    fn tx(&self) -> &Transaction<'_> {
+        self.tx
+            .as_ref()
+            .expect("a Bulk's transaction is only taken by commit, which consumes the Bulk")
+    }
+
     /// Makes everything durable.
-    pub fn commit(self) -> Result<()> {
+    pub fn commit(mut self) -> Result<()> {
         let path = self.path.clone();
-        self.tx.commit().map_err(|source| StoreError::Sqlite { path, source })
+        let Some(tx) = self.tx.take() else {
+            return Ok(());
+        };
+        tx.commit().map_err(|source| StoreError::Sqlite { path, source })
+        // `Drop` turns foreign keys back on.
+    }
+}
+
+impl Drop for Bulk<'_> {
+    fn drop(&mut self) {
+        // Rolls back when not committed.
+        drop(self.tx.take());
+        if let Err(e) = self.conn.pragma_update(None, "foreign_keys", "ON") {
+            tracing::error!("{}: cannot turn foreign keys back on: {e}", self.path.display());
+        }
     }
 }
 
