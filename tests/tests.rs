@@ -5,3 +5,4 @@ mod crash;
 mod interop;
 mod review;
 mod support;
+mod sync;

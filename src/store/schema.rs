@@ -123,8 +123,68 @@ pub const MIGRATIONS: &[&str] = &[
     ",
     // 3: sync — remotes, pushed/pulled packs, conflicts (owned by src/sync/).
     r"
-    CREATE TABLE IF NOT EXISTS _placeholder_sync (x INTEGER) STRICT;
-    DROP TABLE _placeholder_sync;
+    -- Shared stores this project syncs with; `pushed_seq` is the highest local revision seq
+    -- considered by the last push to it.
+    CREATE TABLE sync_remotes (
+        name TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        options TEXT NOT NULL DEFAULT '{}',
+        created_ms INTEGER NOT NULL,
+        last_sync_ms INTEGER,
+        pushed_seq INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    -- Packs written to or applied from a remote: the chain of each client's log.
+    CREATE TABLE sync_packs (
+        remote TEXT NOT NULL,
+        client TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        revisions INTEGER NOT NULL,
+        pushed INTEGER NOT NULL,
+        done_ms INTEGER NOT NULL,
+        PRIMARY KEY (remote, client, seq)
+    ) STRICT;
+    -- What sync knows of each shared revision: the revision it replaced (its parent), the
+    -- conflicting heads it resolves, where it came from, and why it was refused, if it was.
+    CREATE TABLE sync_revs (
+        rev INTEGER PRIMARY KEY REFERENCES revisions(seq),
+        parent_client TEXT,
+        parent_hlc INTEGER,
+        resolves TEXT,
+        pulled INTEGER NOT NULL,
+        refused TEXT
+    ) STRICT;
+    -- Conflict resolutions written here and not pushed yet: the heads each one supersedes.
+    CREATE TABLE sync_resolutions (
+        rev INTEGER PRIMARY KEY REFERENCES revisions(seq),
+        resolves TEXT NOT NULL
+    ) STRICT;
+    -- Packs and revisions refused at merge, with the reason (shown by `loupe sync status`).
+    CREATE TABLE sync_refusals (
+        id INTEGER PRIMARY KEY,
+        remote TEXT NOT NULL,
+        client TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        annotation TEXT NOT NULL DEFAULT '',
+        hlc INTEGER NOT NULL DEFAULT 0,
+        signer TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        UNIQUE (remote, client, seq, annotation, hlc)
+    ) STRICT;
+    -- Boxes edited concurrently by different clients: every head is kept until resolved.
+    CREATE TABLE conflicts (
+        ann INTEGER PRIMARY KEY REFERENCES annotations(id),
+        heads TEXT NOT NULL,
+        since_ms INTEGER NOT NULL
+    ) STRICT;
+    -- Per-remote facts: the pinned roster owner key and version, uploaded image hashes.
+    CREATE TABLE sync_state (
+        remote TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (remote, key)
+    ) STRICT, WITHOUT ROWID;
     ",
 ];
 

@@ -1,0 +1,745 @@
+//! One sync: push this client's new revisions as packs, then pull, verify and merge everyone
+//! else's; plus the team roster operations and conflict resolution.
+
+use std::path::Path;
+use std::time::Instant;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use super::keys::{self, Identity, PublicKey};
+use super::local::{ApplyError, Judge, OutRevision, Refusal, RemoteInfo};
+use super::pack::{
+    self, MAX_PACK_REVISIONS, Pack, PackProblem, PackWriter, pack_key, parse_pack_key,
+};
+use super::roster::{Member, ROSTER_KEY, Roster};
+use super::store::RemoteStore;
+use super::{SyncError, SyncOptions, SyncReport};
+use crate::ingest::Progress;
+use crate::model::{Annotation, BBox, BoxFlags, ReviewState, Role};
+use crate::store::{Edit, ImageInput, Project, now_ms};
+
+/// Pushes then pulls with the remote `remote` (default: the only one, or `origin`), using the
+/// signing key of the default config folder. Opens its own connection to the project, so it can
+/// run on a background thread while the app keeps its own.
+///
+/// A `Project` that stays open during a sync does not see the clocks of pulled revisions: reopen
+/// it afterwards so its next edits are stamped after them.
+pub fn sync_once(
+    project_path: &Path,
+    remote: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<SyncReport, SyncError> {
+    let options = SyncOptions {
+        remote: remote.map(str::to_owned),
+        ..SyncOptions::default()
+    };
+    sync_with(project_path, &options, progress)
+}
+
+/// [`sync_once`] with every knob.
+pub fn sync_with(
+    project_path: &Path,
+    options: &SyncOptions,
+    progress: &dyn Progress,
+) -> Result<SyncReport, SyncError> {
+    let started = Instant::now();
+    let mut project = Project::open(project_path)?;
+    let remote = resolve_remote(&mut project, options)?;
+    let identity = identity(options.config_dir.as_deref())?;
+    let store = RemoteStore::open(&remote.spec, options.faults.clone())?;
+    let roster = fetch_roster(&project, &store, &remote.name)?.ok_or_else(|| {
+        SyncError::Roster(format!(
+            "{} has no team roster yet: the team's owner runs `loupe team init` first",
+            remote.spec.url
+        ))
+    })?;
+    let me = identity.public();
+    let judge = |state: ReviewState, resolves: bool| roster.refusal(&me, state, resolves);
+    let mut report = SyncReport {
+        remote: remote.name.clone(),
+        url: remote.spec.url.clone(),
+        ..SyncReport::default()
+    };
+    if options.push {
+        push(
+            &mut project,
+            &store,
+            &remote,
+            &roster,
+            &identity,
+            options,
+            &judge,
+            &mut report,
+            progress,
+        )?;
+        if options.images {
+            push_images(&project, &store, &remote.name, &mut report)?;
+        }
+    }
+    if options.pull {
+        pull(
+            &mut project,
+            &store,
+            &remote,
+            &roster,
+            options,
+            &judge,
+            &mut report,
+            progress,
+        )?;
+        if options.images {
+            pull_images(&project, &store, &mut report)?;
+        }
+    }
+    project.sync_mark_synced(&remote.name)?;
+    report.conflicts = project
+        .conn()
+        .query_row("SELECT COUNT(*) FROM conflicts", [], |r| r.get::<_, i64>(0))
+        .map(|n| usize::try_from(n).unwrap_or(0))?;
+    report.state_hash = project.sync_state_hash()?;
+    report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok(report)
+}
+
+fn identity(config_dir: Option<&Path>) -> Result<Identity, SyncError> {
+    match config_dir {
+        Some(dir) => Identity::load_or_create(dir),
+        None => Identity::load_or_create(&keys::config_dir()?),
+    }
+}
+
+/// The remote to use; a spec given in the options is saved under its name first.
+pub(super) fn resolve_remote(
+    project: &mut Project,
+    options: &SyncOptions,
+) -> Result<RemoteInfo, SyncError> {
+    let Some(spec) = &options.spec else {
+        return project.sync_remote(options.remote.as_deref());
+    };
+    let name = options.remote.as_deref().unwrap_or("origin");
+    let saved = project.sync_remotes()?.into_iter().find(|r| r.name == name);
+    if saved.as_ref().is_none_or(|r| r.spec != *spec) {
+        project.sync_add_remote(name, spec)?;
+    }
+    let mut info = project.sync_remote(Some(name))?;
+    // The saved spec has no credentials; keep the caller's.
+    info.spec = spec.clone();
+    Ok(info)
+}
+
+/// Reads and verifies the roster, pinning its owner key and version on first sight.
+fn fetch_roster(
+    project: &Project,
+    store: &RemoteStore,
+    remote: &str,
+) -> Result<Option<Roster>, SyncError> {
+    let Some(bytes) = store.get(ROSTER_KEY)? else {
+        return Ok(None);
+    };
+    let pinned = project
+        .sync_state_get(remote, "roster_owner")?
+        .map(|k| PublicKey::parse(&k))
+        .transpose()?;
+    let roster = Roster::open(&bytes, pinned.as_ref())?;
+    let seen: u64 = project
+        .sync_state_get(remote, "roster_version")?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if roster.version < seen {
+        return Err(SyncError::Roster(format!(
+            "{ROSTER_KEY}: version {} is older than version {seen} seen before; refusing a rolled-back roster",
+            roster.version
+        )));
+    }
+    pin_roster(project, remote, &roster)?;
+    Ok(Some(roster))
+}
+
+fn pin_roster(project: &Project, remote: &str, roster: &Roster) -> Result<(), SyncError> {
+    if let Some(owner) = roster.owner_member() {
+        project.sync_state_set(remote, "roster_owner", &owner.key.to_string())?;
+    }
+    project.sync_state_set(remote, "roster_version", &roster.version.to_string())?;
+    let json = serde_json::to_string(roster).expect("a roster always serializes");
+    project.sync_state_set(remote, "roster", &json)
+}
+
+/// The roster last read from `remote`, as cached in the project (for offline decisions).
+fn cached_roster(project: &Project, remote: &str) -> Result<Option<Roster>, SyncError> {
+    Ok(project
+        .sync_state_get(remote, "roster")?
+        .and_then(|j| serde_json::from_str(&j).ok()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push(
+    project: &mut Project,
+    store: &RemoteStore,
+    remote: &RemoteInfo,
+    roster: &Roster,
+    identity: &Identity,
+    options: &SyncOptions,
+    judge: Judge<'_>,
+    report: &mut SyncReport,
+    progress: &dyn Progress,
+) -> Result<(), SyncError> {
+    let me = identity.public();
+    let Some(member) = roster.member_by_key(&me) else {
+        return Err(SyncError::NotPermitted(format!(
+            "your key {me} is not in the team roster of {}: ask the owner to run \
+             `loupe team add <your name> --role annotator --key {me}`",
+            remote.spec.url
+        )));
+    };
+    let signer = format!("{} ({me})", member.name);
+    let (revisions, watermark) = project.sync_unpushed(remote, judge)?;
+    if revisions.is_empty() {
+        return project.sync_set_watermark(&remote.name, watermark);
+    }
+    progress.message(&format!(
+        "pushing {} revisions to {}",
+        revisions.len(),
+        remote.name
+    ));
+    progress.set_total(revisions.len() as u64);
+    let client = project.client_id();
+    let (mut seq, mut prev) = project.sync_chain_head(&remote.name, client)?;
+    let per_pack = options.pack_revisions.clamp(1, MAX_PACK_REVISIONS);
+    let mut i = 0;
+    while i < revisions.len() {
+        let chunk = &revisions[i..(i + per_pack).min(revisions.len())];
+        seq += 1;
+        let mut writer = PackWriter::new(client);
+        for o in chunk {
+            writer.push(&o.revision);
+        }
+        let (bytes, hash) = writer.finish(client, seq, prev.clone(), identity, now_ms());
+        let key = pack_key(client, seq);
+        let (hash, n) = if store.put_new(&key, Bytes::from(bytes))? {
+            (hash, chunk.len())
+        } else {
+            adopt(store, &key, client, seq, prev.as_deref(), &revisions[i..])?
+        };
+        let written = &revisions[i..i + n];
+        project.sync_record_push(&remote.name, seq, &hash, written, &signer, judge)?;
+        report.pushed_packs += 1;
+        report.pushed_revisions += n;
+        report.refused_own += written.iter().filter(|o| o.refused.is_some()).count();
+        progress.inc(n as u64);
+        prev = Some(hash);
+        i += n;
+    }
+    project.sync_set_watermark(&remote.name, watermark)
+}
+
+/// A pack already sits at this client's next place: a push that died after writing it. It is
+/// ours if it holds the next revisions in order; then it counts as pushed.
+fn adopt(
+    store: &RemoteStore,
+    key: &str,
+    client: Uuid,
+    seq: u64,
+    prev: Option<&str>,
+    remaining: &[OutRevision],
+) -> Result<(String, usize), SyncError> {
+    let collision = |why: String| {
+        SyncError::ClientCollision(format!(
+            "{}: {key} already holds a pack this project did not write ({why}). Was this project \
+             file copied? Every copy needs its own client id.",
+            store.url()
+        ))
+    };
+    let bytes = store
+        .get(key)?
+        .ok_or_else(|| collision("it vanished".into()))?;
+    let pack = pack::open(&bytes).map_err(|p| collision(p.to_string()))?;
+    let h = &pack.header;
+    if h.client != client || h.seq != seq || h.prev.as_deref() != prev {
+        return Err(collision(
+            "its header names another place in the log".into(),
+        ));
+    }
+    let n = pack.revisions.len();
+    let ours = n > 0
+        && n <= remaining.len()
+        && pack
+            .revisions
+            .iter()
+            .zip(remaining)
+            .all(|(a, b)| a.annotation == b.revision.annotation && a.hlc == b.revision.hlc);
+    if !ours {
+        return Err(collision("other revisions".into()));
+    }
+    tracing::warn!("{key}: adopting a pack an interrupted push wrote");
+    Ok((pack.hash, n))
+}
+
+/// Checks what the pack itself cannot: its place in the log, its chain, its signer's standing.
+fn check(
+    bytes: &[u8],
+    client: Uuid,
+    seq: u64,
+    prev: Option<&str>,
+    roster: &Roster,
+) -> Result<Pack, PackProblem> {
+    let pack = pack::open(bytes)?;
+    let h = &pack.header;
+    if h.client != client || h.seq != seq {
+        return Err(PackProblem::Replayed {
+            claims: pack_key(h.client, h.seq),
+        });
+    }
+    if roster.member_by_key(&h.signer).is_none() {
+        return Err(PackProblem::UnknownKey {
+            signer: h.signer.to_string(),
+        });
+    }
+    if h.prev.as_deref() != prev {
+        return Err(PackProblem::BrokenChain {
+            expected: prev.map(str::to_owned),
+            found: h.prev.clone(),
+        });
+    }
+    Ok(pack)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pull(
+    project: &mut Project,
+    store: &RemoteStore,
+    remote: &RemoteInfo,
+    roster: &Roster,
+    options: &SyncOptions,
+    judge: Judge<'_>,
+    report: &mut SyncReport,
+    progress: &dyn Progress,
+) -> Result<(), SyncError> {
+    let mut clients: Vec<Uuid> = store
+        .list_dirs("log")?
+        .iter()
+        .filter_map(|c| Uuid::parse_str(c).ok())
+        .collect();
+    if let Some(seed) = options.shuffle_seed {
+        use rand::SeedableRng as _;
+        use rand::seq::SliceRandom as _;
+        clients.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+    }
+    // First list everything new, so progress has a total.
+    let mut work = Vec::new();
+    for client in clients {
+        let (last, prev) = project.sync_chain_head(&remote.name, client)?;
+        let after = (last > 0).then(|| pack_key(client, last));
+        let keys = store.list(&format!("log/{client}"), after.as_deref())?;
+        let mut seqs: Vec<u64> = keys
+            .iter()
+            .filter_map(|k| parse_pack_key(k))
+            .filter(|(c, s)| *c == client && *s > last)
+            .map(|(_, s)| s)
+            .collect();
+        seqs.sort_unstable();
+        if !seqs.is_empty() {
+            work.push((client, last, prev, seqs));
+        }
+    }
+    let total: usize = work.iter().map(|w| w.3.len()).sum();
+    if total > 0 {
+        progress.message(&format!("pulling {total} packs from {}", remote.name));
+    }
+    progress.set_total(total as u64);
+    let mut budget = options.max_packs;
+    'clients: for (client, mut last, mut prev, seqs) in work {
+        for (k, &seq) in seqs.iter().enumerate() {
+            let later = seqs.len() - k - 1;
+            if seq != last + 1 {
+                report.held_back.push(format!(
+                    "client {client}: pack {} is missing from the store; {} later pack(s) wait",
+                    last + 1,
+                    seqs.len() - k
+                ));
+                break;
+            }
+            if budget == Some(0) {
+                break 'clients;
+            }
+            if let Some(b) = budget.as_mut() {
+                *b -= 1;
+            }
+            let key = pack_key(client, seq);
+            let Some(bytes) = store.get(&key)? else {
+                break;
+            };
+            progress.inc(1);
+            let verdict = check(&bytes, client, seq, prev.as_deref(), roster);
+            let problem = match verdict {
+                Ok(pack) => {
+                    match project.sync_apply_pack(
+                        &remote.name,
+                        &pack,
+                        roster,
+                        judge,
+                        store.faults(),
+                    ) {
+                        Ok(applied) => {
+                            report.pulled_packs += 1;
+                            report.pulled_revisions += applied.revisions;
+                            report.new_conflicts += applied.new_conflicts;
+                            report.refused.extend(applied.refused);
+                            last = seq;
+                            prev = Some(pack.hash);
+                            continue;
+                        }
+                        Err(ApplyError::Refused(problem)) => problem,
+                        Err(ApplyError::Failed(e)) => return Err(e),
+                    }
+                }
+                Err(problem) => problem,
+            };
+            let refusal = Refusal {
+                remote: remote.name.clone(),
+                client,
+                seq,
+                annotation: None,
+                hlc: None,
+                signer: pack::open(&bytes)
+                    .map(|p| p.header.signer.to_string())
+                    .unwrap_or_default(),
+                reason: format!("pack {key}: {problem}"),
+                at_ms: now_ms(),
+            };
+            tracing::warn!("refused {}", refusal.reason);
+            project.sync_record_refusal(&refusal)?;
+            report.refused.push(refusal);
+            if later > 0 {
+                report.held_back.push(format!(
+                    "client {client}: {later} pack(s) after the refused {key} wait"
+                ));
+            }
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn push_images(
+    project: &Project,
+    store: &RemoteStore,
+    remote: &str,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let images: Vec<(String, String)> = {
+        let mut stmt = project.conn().prepare(
+            "SELECT hash, path FROM images WHERE hash IS NOT NULL AND missing=0 ORDER BY path",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (hash, path) in images {
+        let state_key = format!("image:{hash}");
+        if project.sync_state_get(remote, &state_key)?.is_some() {
+            continue;
+        }
+        let file = project.root().join(&path);
+        let bytes = match std::fs::read(&file) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("{}: not pushed: {e}", file.display());
+                continue;
+            }
+        };
+        if store.put_new(&format!("images/{hash}"), Bytes::from(bytes))? {
+            report.images_pushed += 1;
+        }
+        project.sync_state_set(remote, &state_key, "1")?;
+    }
+    Ok(())
+}
+
+fn pull_images(
+    project: &Project,
+    store: &RemoteStore,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let missing: Vec<(i64, String, String)> = {
+        let mut stmt = project.conn().prepare(
+            "SELECT id, hash, path FROM images WHERE hash IS NOT NULL AND missing=1 ORDER BY path",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (id, hash, path) in missing {
+        let Some(bytes) = store.get(&format!("images/{hash}"))? else {
+            continue;
+        };
+        if blake3::hash(&bytes).to_hex().as_str() != hash {
+            tracing::warn!("images/{hash}: content does not match its name; not used");
+            continue;
+        }
+        let file = project.root().join(&path);
+        if !file.exists() {
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir).map_err(|source| SyncError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+            }
+            let tmp = file.with_extension("loupe-part");
+            std::fs::write(&tmp, &bytes)
+                .and_then(|()| std::fs::rename(&tmp, &file))
+                .map_err(|source| SyncError::Io {
+                    path: file.clone(),
+                    source,
+                })?;
+        }
+        project.conn().execute(
+            "UPDATE images SET missing=0, bytes=?2 WHERE id=?1",
+            rusqlite::params![id, bytes.len() as i64],
+        )?;
+        report.images_pulled += 1;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- team
+
+fn open_remote(
+    project: &mut Project,
+    remote: Option<&str>,
+    spec: Option<&super::RemoteSpec>,
+) -> Result<(RemoteInfo, RemoteStore), SyncError> {
+    let options = SyncOptions {
+        remote: remote.map(str::to_owned),
+        spec: spec.cloned(),
+        ..SyncOptions::default()
+    };
+    let info = resolve_remote(project, &options)?;
+    let store = RemoteStore::open(&info.spec, None)?;
+    Ok((info, store))
+}
+
+/// Creates the remote's roster with the caller (current user, this OS user's key) as owner.
+pub fn team_init(
+    project_path: &Path,
+    remote: Option<&str>,
+    spec: Option<&super::RemoteSpec>,
+    config_dir: Option<&Path>,
+) -> Result<Roster, SyncError> {
+    let mut project = Project::open(project_path)?;
+    let (info, store) = open_remote(&mut project, remote, spec)?;
+    let identity = identity(config_dir)?;
+    if let Some(bytes) = store.get(ROSTER_KEY)? {
+        let owner = Roster::open(&bytes, None)
+            .ok()
+            .and_then(|r| r.owner_member().map(|m| format!("{} ({})", m.name, m.key)))
+            .unwrap_or_else(|| "unreadable".into());
+        return Err(SyncError::Roster(format!(
+            "{} already has a team roster (owner {owner})",
+            info.spec.url
+        )));
+    }
+    let me = project.current_user()?;
+    let roster = Roster::new(me.id, &me.name, identity.public());
+    if !store.put_new(ROSTER_KEY, Bytes::from(roster.seal(&identity)?))? {
+        return Err(SyncError::Roster(format!(
+            "{}: someone else created the roster at the same moment",
+            info.spec.url
+        )));
+    }
+    pin_roster(&project, &info.name, &roster)?;
+    Ok(roster)
+}
+
+/// A roster entry to add or change.
+#[derive(Clone, Debug)]
+pub struct RosterChange {
+    /// A user id, or a name (an existing member's, a user of this project, or a new person).
+    pub user: String,
+    pub role: Role,
+    pub key: PublicKey,
+}
+
+/// Adds or changes a member; only the owner may.
+pub fn team_add(
+    project_path: &Path,
+    remote: Option<&str>,
+    spec: Option<&super::RemoteSpec>,
+    config_dir: Option<&Path>,
+    change: &RosterChange,
+) -> Result<Roster, SyncError> {
+    let mut project = Project::open(project_path)?;
+    let (info, store) = open_remote(&mut project, remote, spec)?;
+    let identity = identity(config_dir)?;
+    let mut roster = fetch_roster(&project, &store, &info.name)?.ok_or_else(|| {
+        SyncError::Roster(format!(
+            "{} has no roster: run `loupe team init` first",
+            info.spec.url
+        ))
+    })?;
+    let (user, name) = match Uuid::parse_str(&change.user) {
+        Ok(id) => {
+            let name = roster
+                .members
+                .iter()
+                .find(|m| m.user == id)
+                .map(|m| m.name.clone())
+                .or_else(|| {
+                    project
+                        .users()
+                        .ok()?
+                        .into_iter()
+                        .find(|u| u.id == id)
+                        .map(|u| u.name)
+                })
+                .unwrap_or_else(|| change.user.clone());
+            (id, name)
+        }
+        Err(_) => {
+            let id = roster
+                .members
+                .iter()
+                .find(|m| m.name == change.user)
+                .map(|m| m.user)
+                .or_else(|| {
+                    project
+                        .users()
+                        .ok()?
+                        .into_iter()
+                        .find(|u| u.name == change.user)
+                        .map(|u| u.id)
+                })
+                .unwrap_or_else(Uuid::now_v7);
+            (id, change.user.clone())
+        }
+    };
+    roster.upsert(Member {
+        user,
+        name,
+        key: change.key,
+        role: change.role,
+    })?;
+    let bytes = roster.seal(&identity)?;
+    store.put_replace(ROSTER_KEY, Bytes::from(bytes))?;
+    pin_roster(&project, &info.name, &roster)?;
+    Ok(roster)
+}
+
+/// The remote's roster and this OS user's public key.
+pub fn team_show(
+    project_path: &Path,
+    remote: Option<&str>,
+    spec: Option<&super::RemoteSpec>,
+    config_dir: Option<&Path>,
+) -> Result<(Option<Roster>, PublicKey), SyncError> {
+    let mut project = Project::open(project_path)?;
+    let (info, store) = open_remote(&mut project, remote, spec)?;
+    let identity = identity(config_dir)?;
+    Ok((
+        fetch_roster(&project, &store, &info.name)?,
+        identity.public(),
+    ))
+}
+
+/// Resolves a conflict by taking head `take` (`A`, `B`, …): a new revision with that value,
+/// which supersedes every head. Needs a reviewer or lead key in the roster last synced.
+pub fn resolve_conflict(
+    project_path: &Path,
+    remote: Option<&str>,
+    config_dir: Option<&Path>,
+    annotation: Uuid,
+    take: &str,
+) -> Result<Annotation, SyncError> {
+    let mut project = Project::open(project_path)?;
+    let info = project.sync_remote(remote)?;
+    let identity = identity(config_dir)?;
+    let me = identity.public();
+    let roster = cached_roster(&project, &info.name)?
+        .ok_or_else(|| SyncError::Roster("no roster known yet: run `loupe sync` first".into()))?;
+    if let Some(why) = roster.refusal(&me, ReviewState::Submitted, true) {
+        return Err(SyncError::NotPermitted(why));
+    }
+    let conflicts = project.sync_conflicts()?;
+    let Some(conflict) = conflicts.iter().find(|c| c.annotation == annotation) else {
+        return Err(SyncError::Config(format!(
+            "box {annotation} is not in conflict"
+        )));
+    };
+    let Some(head) = conflict
+        .heads
+        .iter()
+        .find(|h| h.label.eq_ignore_ascii_case(take))
+    else {
+        let labels: Vec<&str> = conflict.heads.iter().map(|h| h.label.as_str()).collect();
+        return Err(SyncError::Config(format!(
+            "{take:?} is not one of the heads of box {annotation} ({})",
+            labels.join(", ")
+        )));
+    };
+    let value = project
+        .history(annotation)?
+        .into_iter()
+        .find(|r| r.client == head.client && r.hlc == head.hlc)
+        .map(|r| r.value)
+        .ok_or_else(|| {
+            SyncError::Config(format!("head {} of box {annotation} not found", head.label))
+        })?;
+    let heads: Vec<pack::RevId> = conflict
+        .heads
+        .iter()
+        .map(|h| pack::RevId {
+            hlc: h.hlc,
+            client: h.client,
+        })
+        .collect();
+    project.apply(&[Edit::Update {
+        id: annotation,
+        value,
+        note: Some(format!(
+            "resolved a sync conflict: took {} ({})",
+            head.label, head.author
+        )),
+    }])?;
+    let judge = |state: ReviewState, resolves: bool| roster.refusal(&me, state, resolves);
+    project.sync_mark_resolution(annotation, &heads, &judge)?;
+    Ok(project.annotation(annotation)?)
+}
+
+/// Benchmark helper: writes `count` new human boxes (one revision each) in one transaction, on
+/// the project's first image (or a synthetic one).
+pub fn debug_generate_revisions(project: &mut Project, count: usize) -> Result<usize, SyncError> {
+    let first = project
+        .list_images(&crate::store::ImageFilter::default())?
+        .into_iter()
+        .next()
+        .map(|i| i.path);
+    let mut bulk = project.bulk()?;
+    let image = match first.and_then(|p| bulk.image_by_path(&p).transpose()) {
+        Some(row) => row?,
+        None => {
+            let path = "synthetic/bench.png".to_owned();
+            let input = ImageInput {
+                hash: Some(blake3::hash(path.as_bytes()).to_hex().to_string()),
+                path,
+                width: 4000,
+                height: 3000,
+                bytes: 0,
+                external_id: None,
+            };
+            bulk.upsert_image(&input)?.0
+        }
+    };
+    let class = bulk.class("bench")?;
+    for i in 0..count {
+        let x = (i % 3900) as f64;
+        bulk.add_annotation(
+            Uuid::now_v7(),
+            image,
+            class,
+            BBox::new(x, (i % 2900) as f64, 50.0, 40.0),
+            None,
+            ReviewState::Submitted,
+            BoxFlags::default(),
+        )?;
+    }
+    bulk.commit()?;
+    Ok(count)
+}

@@ -1,0 +1,677 @@
+//! Packs: immutable, signed batches of one client's revisions, the unit of the shared log.
+//!
+//! A pack is stored at `log/<client uuid>/<sequence, 10 digits>` and never rewritten. Layout:
+//!
+//! ```text
+//! "LOUPEPK1" | u32 header length | header (JSON) | u32 body length | body | ed25519 signature (64)
+//! ```
+//!
+//! The header names the client, the sequence, the blake3 hash of the client's previous pack (the
+//! chain), the signer's public key, the hash of the body, and the tables the body refers to by
+//! index: images (content hash + path), classes (uuid + name), runs, users, clients and ops.
+//! The body is a compact little-endian record per revision (about 100 bytes), so 10 000
+//! revisions make a pack of about 1 MB. The signature covers everything before it, through
+//! a domain-separated blake3 digest. A pack's own hash is the blake3 of all its bytes.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::keys::{Identity, PublicKey};
+use crate::model::{BBox, BoxFlags, ReviewState};
+
+const MAGIC: &[u8; 8] = b"LOUPEPK1";
+const FORMAT: u32 = 1;
+const SIGNATURE_LEN: usize = 64;
+const NONE: u32 = u32::MAX;
+
+/// The most revisions one pack holds.
+pub const MAX_PACK_REVISIONS: usize = 10_000;
+
+/// The store key of a client's pack.
+pub fn pack_key(client: Uuid, seq: u64) -> String {
+    format!("log/{client}/{seq:010}")
+}
+
+/// The client and sequence a pack key names, if it is one.
+pub fn parse_pack_key(key: &str) -> Option<(Uuid, u64)> {
+    let mut parts = key.strip_prefix("log/")?.split('/');
+    let client = Uuid::parse_str(parts.next()?).ok()?;
+    let seq_text = parts.next()?;
+    if parts.next().is_some() || seq_text.len() != 10 {
+        return None;
+    }
+    Some((client, seq_text.parse().ok()?))
+}
+
+/// A revision named across project files: its client and hybrid-logical-clock time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RevId {
+    pub hlc: i64,
+    pub client: Uuid,
+}
+
+/// An image by content hash and path, with its displayed size.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ImageRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    pub path: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NamedRef {
+    pub id: Uuid,
+    pub name: String,
+}
+
+/// One revision as a pack carries it: everything by names and UUIDs, nothing by row id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PackRevision {
+    pub annotation: Uuid,
+    pub author: NamedRef,
+    pub hlc: i64,
+    pub op: String,
+    pub image: ImageRef,
+    pub class: NamedRef,
+    pub bbox: BBox,
+    /// The model run and score of a proposal's lineage; `None` for a human box.
+    pub run: Option<(NamedRef, f32)>,
+    pub state: ReviewState,
+    pub flags: BoxFlags,
+    pub deleted: bool,
+    pub note: Option<String>,
+    /// The revision this one replaced, as its writer saw the box; `None` for the first.
+    pub parent: Option<RevId>,
+    /// Conflicting heads this revision resolves (a reviewer's or lead's decision).
+    pub resolves: Vec<RevId>,
+}
+
+/// The signed header of a pack.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PackHeader {
+    pub format: u32,
+    pub client: Uuid,
+    pub seq: u64,
+    /// blake3 (hex) of the client's previous pack; `None` for its first.
+    pub prev: Option<String>,
+    pub signer: PublicKey,
+    pub created_ms: i64,
+    pub count: u32,
+    pub body_hash: String,
+    pub images: Vec<ImageRef>,
+    pub classes: Vec<NamedRef>,
+    pub runs: Vec<NamedRef>,
+    pub users: Vec<NamedRef>,
+    pub clients: Vec<Uuid>,
+    pub ops: Vec<String>,
+}
+
+/// A decoded, signature-checked pack.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pack {
+    pub header: PackHeader,
+    pub revisions: Vec<PackRevision>,
+    /// blake3 (hex) of the pack's bytes.
+    pub hash: String,
+}
+
+/// Why a pack was refused. Nothing of a refused pack is applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PackProblem {
+    Truncated {
+        len: usize,
+        expected: usize,
+    },
+    Malformed(String),
+    /// The body does not match the hash in the signed header.
+    Tampered,
+    /// The signature does not verify with the key the header names.
+    BadSignature {
+        signer: String,
+    },
+    /// Validly signed, by a key that is not in the team roster.
+    UnknownKey {
+        signer: String,
+    },
+    /// A pack copied to another place in the log than the one it was signed for.
+    Replayed {
+        claims: String,
+    },
+    /// Its revisions were applied already (from another pack).
+    ReplayedRevisions {
+        annotation: Uuid,
+        hlc: i64,
+    },
+    /// It does not follow the client's previous pack.
+    BrokenChain {
+        expected: Option<String>,
+        found: Option<String>,
+    },
+}
+
+impl fmt::Display for PackProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PackProblem::Truncated { len, expected } => {
+                write!(f, "truncated: {len} bytes, its own lengths say {expected}")
+            }
+            PackProblem::Malformed(why) => write!(f, "malformed: {why}"),
+            PackProblem::Tampered => {
+                write!(
+                    f,
+                    "tampered: its content does not match the hash it was signed with"
+                )
+            }
+            PackProblem::BadSignature { signer } => write!(
+                f,
+                "wrong signature: not signed by the key it names ({signer})"
+            ),
+            PackProblem::UnknownKey { signer } => write!(
+                f,
+                "signed by an unknown key {signer}: not in the team roster"
+            ),
+            PackProblem::Replayed { claims } => {
+                write!(f, "replayed: it was signed as {claims} and copied here")
+            }
+            PackProblem::ReplayedRevisions { annotation, hlc } => write!(
+                f,
+                "replayed: revision {hlc} of box {annotation} was applied already"
+            ),
+            PackProblem::BrokenChain { expected, found } => write!(
+                f,
+                "broken chain: it follows pack {} but the client's previous pack is {}",
+                found.as_deref().unwrap_or("(none)"),
+                expected.as_deref().unwrap_or("(none)")
+            ),
+        }
+    }
+}
+
+/// Builds the bytes of a pack.
+pub struct PackWriter {
+    images: Interner<ImageRef>,
+    classes: Interner<NamedRef>,
+    runs: Interner<NamedRef>,
+    users: Interner<NamedRef>,
+    clients: Interner<Uuid>,
+    ops: Interner<String>,
+    body: Vec<u8>,
+    count: u32,
+}
+
+struct Interner<T> {
+    items: Vec<T>,
+    index: HashMap<T, u32>,
+}
+
+impl<T: Clone + Eq + std::hash::Hash> Interner<T> {
+    fn new() -> Self {
+        Self {
+            items: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    fn get(&mut self, item: &T) -> u32 {
+        if let Some(i) = self.index.get(item) {
+            return *i;
+        }
+        let i = u32::try_from(self.items.len()).expect("fewer than 4 billion entries per pack");
+        self.items.push(item.clone());
+        self.index.insert(item.clone(), i);
+        i
+    }
+}
+
+impl PackWriter {
+    pub fn new(client: Uuid) -> Self {
+        let mut clients = Interner::new();
+        clients.get(&client);
+        Self {
+            images: Interner::new(),
+            classes: Interner::new(),
+            runs: Interner::new(),
+            users: Interner::new(),
+            clients,
+            ops: Interner::new(),
+            body: Vec::new(),
+            count: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn push(&mut self, r: &PackRevision) {
+        let b = &mut self.body;
+        b.extend_from_slice(r.annotation.as_bytes());
+        b.extend_from_slice(&self.users.get(&r.author).to_le_bytes());
+        b.extend_from_slice(&r.hlc.to_le_bytes());
+        b.extend_from_slice(&self.ops.get(&r.op).to_le_bytes());
+        b.extend_from_slice(&self.images.get(&r.image).to_le_bytes());
+        b.extend_from_slice(&self.classes.get(&r.class).to_le_bytes());
+        for v in [r.bbox.x, r.bbox.y, r.bbox.w, r.bbox.h] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        match &r.run {
+            Some((run, score)) => {
+                b.extend_from_slice(&self.runs.get(run).to_le_bytes());
+                b.extend_from_slice(&score.to_le_bytes());
+            }
+            None => {
+                b.extend_from_slice(&NONE.to_le_bytes());
+                b.extend_from_slice(&0f32.to_le_bytes());
+            }
+        }
+        let state = ReviewState::ALL
+            .iter()
+            .position(|s| *s == r.state)
+            .expect("every state is in ReviewState::ALL");
+        b.push(u8::try_from(state).expect("seven states"));
+        b.push(r.flags.bits());
+        b.push(u8::from(r.deleted));
+        match &r.note {
+            Some(note) => {
+                let len = u32::try_from(note.len()).unwrap_or(NONE - 1).min(NONE - 1);
+                b.extend_from_slice(&len.to_le_bytes());
+                b.extend_from_slice(&note.as_bytes()[..len as usize]);
+            }
+            None => b.extend_from_slice(&NONE.to_le_bytes()),
+        }
+        let mut rev_id = |b: &mut Vec<u8>, id: Option<RevId>| match id {
+            Some(id) => {
+                b.extend_from_slice(&self.clients.get(&id.client).to_le_bytes());
+                b.extend_from_slice(&id.hlc.to_le_bytes());
+            }
+            None => {
+                b.extend_from_slice(&NONE.to_le_bytes());
+                b.extend_from_slice(&0i64.to_le_bytes());
+            }
+        };
+        rev_id(b, r.parent);
+        let n = u16::try_from(r.resolves.len()).unwrap_or(u16::MAX);
+        b.extend_from_slice(&n.to_le_bytes());
+        for id in r.resolves.iter().take(usize::from(n)) {
+            rev_id(b, Some(*id));
+        }
+        self.count += 1;
+    }
+
+    /// Seals the pack: header, body and signature. Returns the bytes and their hash.
+    pub fn finish(
+        self,
+        client: Uuid,
+        seq: u64,
+        prev: Option<String>,
+        signer: &Identity,
+        created_ms: i64,
+    ) -> (Vec<u8>, String) {
+        let header = PackHeader {
+            format: FORMAT,
+            client,
+            seq,
+            prev,
+            signer: signer.public(),
+            created_ms,
+            count: self.count,
+            body_hash: blake3::hash(&self.body).to_hex().to_string(),
+            images: self.images.items,
+            classes: self.classes.items,
+            runs: self.runs.items,
+            users: self.users.items,
+            clients: self.clients.items,
+            ops: self.ops.items,
+        };
+        let header_json = serde_json::to_vec(&header).expect("a pack header always serializes");
+        let mut out = Vec::with_capacity(header_json.len() + self.body.len() + 100);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&len_u32(header_json.len()).to_le_bytes());
+        out.extend_from_slice(&header_json);
+        out.extend_from_slice(&len_u32(self.body.len()).to_le_bytes());
+        out.extend_from_slice(&self.body);
+        let signature = signer.sign(&signed_message(&out));
+        out.extend_from_slice(&signature);
+        let hash = blake3::hash(&out).to_hex().to_string();
+        (out, hash)
+    }
+}
+
+fn len_u32(n: usize) -> u32 {
+    u32::try_from(n).expect("a pack section is smaller than 4 GB")
+}
+
+fn signed_message(payload: &[u8]) -> Vec<u8> {
+    let mut m = b"loupe pack v1\0".to_vec();
+    m.extend_from_slice(blake3::hash(payload).as_bytes());
+    m
+}
+
+/// Decodes a pack and checks its lengths, body hash and signature (against the key it names;
+/// whether that key may write is the roster's business).
+pub fn open(bytes: &[u8]) -> Result<Pack, PackProblem> {
+    let malformed = |why: &str| PackProblem::Malformed(why.to_owned());
+    if !MAGIC.starts_with(&bytes[..bytes.len().min(MAGIC.len())]) {
+        return Err(malformed("not a Loupe pack"));
+    }
+    let mut pos = MAGIC.len();
+    let header_len = read_u32(bytes, pos).ok_or(PackProblem::Truncated {
+        len: bytes.len(),
+        expected: pos + 4,
+    })? as usize;
+    pos += 4;
+    let header_end = pos + header_len;
+    let truncated = |expected: usize| PackProblem::Truncated {
+        len: bytes.len(),
+        expected,
+    };
+    if bytes.len() < header_end + 4 {
+        return Err(truncated(header_end + 4 + SIGNATURE_LEN));
+    }
+    let body_len = read_u32(bytes, header_end).ok_or_else(|| truncated(header_end + 4))? as usize;
+    let body_start = header_end + 4;
+    let body_end = body_start + body_len;
+    let total = body_end + SIGNATURE_LEN;
+    if bytes.len() < total {
+        return Err(truncated(total));
+    }
+    if bytes.len() > total {
+        return Err(malformed(&format!(
+            "{} bytes after the signature",
+            bytes.len() - total
+        )));
+    }
+    let header: PackHeader = serde_json::from_slice(&bytes[pos..header_end])
+        .map_err(|e| PackProblem::Malformed(format!("header: {e}")))?;
+    if header.format != FORMAT {
+        return Err(PackProblem::Malformed(format!(
+            "pack format {} (this Loupe reads {FORMAT})",
+            header.format
+        )));
+    }
+    let body = &bytes[body_start..body_end];
+    if blake3::hash(body).to_hex().as_str() != header.body_hash {
+        return Err(PackProblem::Tampered);
+    }
+    if !header
+        .signer
+        .verifies(&signed_message(&bytes[..body_end]), &bytes[body_end..])
+    {
+        return Err(PackProblem::BadSignature {
+            signer: header.signer.to_string(),
+        });
+    }
+    let revisions = decode_body(&header, body)?;
+    Ok(Pack {
+        header,
+        revisions,
+        hash: blake3::hash(bytes).to_hex().to_string(),
+    })
+}
+
+fn read_u32(b: &[u8], pos: usize) -> Option<u32> {
+    let s = b.get(pos..pos + 4)?;
+    Some(u32::from_le_bytes(s.try_into().ok()?))
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], PackProblem> {
+        let s = self
+            .b
+            .get(self.pos..self.pos + n)
+            .ok_or_else(|| PackProblem::Malformed("body ends inside a revision".into()))?;
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn arr<const N: usize>(&mut self) -> Result<[u8; N], PackProblem> {
+        let s = self.take(N)?;
+        let mut a = [0; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+
+    fn u8(&mut self) -> Result<u8, PackProblem> {
+        Ok(self.arr::<1>()?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, PackProblem> {
+        Ok(u16::from_le_bytes(self.arr()?))
+    }
+
+    fn u32(&mut self) -> Result<u32, PackProblem> {
+        Ok(u32::from_le_bytes(self.arr()?))
+    }
+
+    fn i64(&mut self) -> Result<i64, PackProblem> {
+        Ok(i64::from_le_bytes(self.arr()?))
+    }
+
+    fn f64(&mut self) -> Result<f64, PackProblem> {
+        Ok(f64::from_le_bytes(self.arr()?))
+    }
+
+    fn f32(&mut self) -> Result<f32, PackProblem> {
+        Ok(f32::from_le_bytes(self.arr()?))
+    }
+}
+
+fn lookup<'t, T>(table: &'t [T], i: u32, what: &str) -> Result<&'t T, PackProblem> {
+    table
+        .get(i as usize)
+        .ok_or_else(|| PackProblem::Malformed(format!("{what} index {i} out of range")))
+}
+
+fn decode_body(h: &PackHeader, body: &[u8]) -> Result<Vec<PackRevision>, PackProblem> {
+    let mut c = Cursor { b: body, pos: 0 };
+    let mut out = Vec::with_capacity(h.count as usize);
+    let rev_id = |c: &mut Cursor<'_>| -> Result<Option<RevId>, PackProblem> {
+        let client = c.u32()?;
+        let hlc = c.i64()?;
+        if client == NONE {
+            return Ok(None);
+        }
+        Ok(Some(RevId {
+            client: *lookup(&h.clients, client, "client")?,
+            hlc,
+        }))
+    };
+    for _ in 0..h.count {
+        let annotation = Uuid::from_bytes(c.arr()?);
+        let author = lookup(&h.users, c.u32()?, "user")?.clone();
+        let hlc = c.i64()?;
+        let op = lookup(&h.ops, c.u32()?, "op")?.clone();
+        let image = lookup(&h.images, c.u32()?, "image")?.clone();
+        let class = lookup(&h.classes, c.u32()?, "class")?.clone();
+        let bbox = BBox::new(c.f64()?, c.f64()?, c.f64()?, c.f64()?);
+        let run_index = c.u32()?;
+        let score = c.f32()?;
+        let run = if run_index == NONE {
+            None
+        } else {
+            Some((lookup(&h.runs, run_index, "run")?.clone(), score))
+        };
+        let state = *lookup(&ReviewState::ALL, u32::from(c.u8()?), "state")?;
+        let flags = BoxFlags::from_bits(c.u8()?);
+        let deleted = c.u8()? != 0;
+        let note_len = c.u32()?;
+        let note = if note_len == NONE {
+            None
+        } else {
+            let bytes = c.take(note_len as usize)?;
+            Some(
+                String::from_utf8(bytes.to_vec())
+                    .map_err(|_| PackProblem::Malformed("a note is not UTF-8".into()))?,
+            )
+        };
+        let parent = rev_id(&mut c)?;
+        let n = c.u16()?;
+        let mut resolves = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            if let Some(id) = rev_id(&mut c)? {
+                resolves.push(id);
+            }
+        }
+        out.push(PackRevision {
+            annotation,
+            author,
+            hlc,
+            op,
+            image,
+            class,
+            bbox,
+            run,
+            state,
+            flags,
+            deleted,
+            note,
+            parent,
+            resolves,
+        });
+    }
+    if c.pos != body.len() {
+        return Err(PackProblem::Malformed(format!(
+            "{} bytes after the last revision",
+            body.len() - c.pos
+        )));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn revision(i: u8) -> PackRevision {
+        let client = Uuid::from_bytes([i; 16]);
+        PackRevision {
+            annotation: Uuid::from_bytes([i.wrapping_add(1); 16]),
+            author: NamedRef {
+                id: Uuid::from_bytes([3; 16]),
+                name: "ann".into(),
+            },
+            hlc: 1000 + i64::from(i),
+            op: if i.is_multiple_of(2) { "create" } else { "update" }.into(),
+            image: ImageRef {
+                hash: (!i.is_multiple_of(3)).then(|| "ab".repeat(32)),
+                path: format!("img/{}.png", i % 4),
+                width: 640,
+                height: 480,
+            },
+            class: NamedRef {
+                id: Uuid::from_bytes([9; 16]),
+                name: format!("class{}", i % 2),
+            },
+            bbox: BBox::new(f64::from(i), 2.5, 10.0, 20.25),
+            run: i.is_multiple_of(5).then(|| {
+                (
+                    NamedRef {
+                        id: Uuid::from_bytes([7; 16]),
+                        name: "run".into(),
+                    },
+                    0.75,
+                )
+            }),
+            state: ReviewState::ALL[usize::from(i) % 7],
+            flags: BoxFlags::from_bits(i % 8),
+            deleted: i.is_multiple_of(6),
+            note: (i % 4 == 1).then(|| format!("note é {i}")),
+            parent: (i > 0).then_some(RevId { client, hlc: 999 }),
+            resolves: if i % 7 == 3 {
+                vec![
+                    RevId { client, hlc: 5 },
+                    RevId {
+                        client: Uuid::nil(),
+                        hlc: 6,
+                    },
+                ]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    fn sealed(n: u8, key: &Identity) -> (Vec<u8>, String, Vec<PackRevision>) {
+        let client = Uuid::from_bytes([42; 16]);
+        let revs: Vec<_> = (0..n).map(revision).collect();
+        let mut w = PackWriter::new(client);
+        for r in &revs {
+            w.push(r);
+        }
+        let (bytes, hash) = w.finish(client, 7, Some("00".repeat(32)), key, 123);
+        (bytes, hash, revs)
+    }
+
+    #[test]
+    fn packs_round_trip() {
+        let key = Identity::generate();
+        let (bytes, hash, revs) = sealed(40, &key);
+        let pack = open(&bytes).expect("open");
+        assert_eq!(pack.revisions, revs);
+        assert_eq!(pack.hash, hash);
+        assert_eq!(pack.header.seq, 7);
+        assert_eq!(pack.header.signer, key.public());
+    }
+
+    #[test]
+    fn keys_parse() {
+        let c = Uuid::now_v7();
+        assert_eq!(parse_pack_key(&pack_key(c, 12)), Some((c, 12)));
+        assert_eq!(parse_pack_key("log/x/0000000001"), None);
+        assert_eq!(parse_pack_key(&format!("log/{c}/12")), None);
+    }
+
+    #[test]
+    fn a_tampered_body_is_refused() {
+        let key = Identity::generate();
+        let (mut bytes, _, _) = sealed(10, &key);
+        let n = bytes.len();
+        bytes[n - 100] ^= 1;
+        assert_eq!(open(&bytes), Err(PackProblem::Tampered));
+    }
+
+    #[test]
+    fn a_pack_signed_by_another_key_is_refused() {
+        let key = Identity::generate();
+        let (mut bytes, _, _) = sealed(3, &key);
+        let n = bytes.len();
+        let other = Identity::generate().sign(b"whatever");
+        bytes[n - 64..].copy_from_slice(&other);
+        assert!(matches!(
+            open(&bytes),
+            Err(PackProblem::BadSignature { .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn every_truncation_is_refused(cut in 0usize..2000) {
+            let key = Identity::generate();
+            let (bytes, _, _) = sealed(12, &key);
+            let cut = cut % bytes.len();
+            let err = open(&bytes[..cut]).expect_err("truncated packs never open");
+            let is_truncated = matches!(err, PackProblem::Truncated { .. });
+            prop_assert!(is_truncated, "{err}");
+        }
+
+        #[test]
+        fn random_bytes_never_open(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            prop_assert!(open(&bytes).is_err());
+        }
+    }
+}

@@ -1,0 +1,1113 @@
+//! Sync against real storage: every scenario runs against a local folder and against moto's S3
+//! server on 127.0.0.1, which these tests start themselves (moto is installed by
+//! `scripts/setup.sh`; `scripts/moto.sh` runs one by hand).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+
+use bytes::Bytes;
+use loupe::ingest::NoProgress;
+use loupe::model::{AnnotationValue, BBox, BoxFlags, ReviewState, Role, Source};
+use loupe::store::{Edit, Project};
+use loupe::sync::pack::{self, PackWriter};
+use loupe::sync::{
+    self, Faults, Identity, PublishOptions, RemoteSpec, RemoteStore, RosterChange, SyncError,
+    SyncOptions, SyncReport,
+};
+use proptest::prelude::*;
+use tempfile::TempDir;
+use uuid::Uuid;
+
+use crate::support::write_png;
+
+// ---------------------------------------------------------------- the S3 server
+
+const BUCKET: &str = "loupe-test";
+
+struct Moto {
+    port: u16,
+    _child: Mutex<Child>,
+}
+
+/// One moto server per test process. It exits when this process does: it waits on its stdin,
+/// which closes with us.
+fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(|| {
+        let script = format!(
+            r#"
+import sys, urllib.request
+from moto.server import ThreadedMotoServer
+s = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+s.start()
+port = s.get_host_and_port()[1]
+urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{{port}}/{BUCKET}", method="PUT")).read()
+print(port, flush=True)
+sys.stdin.read()
+s.stop()
+"#
+        );
+        let mut child = Command::new("python3")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs (moto is installed by scripts/setup.sh)");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("moto prints its port");
+        let port = line.trim().parse().unwrap_or_else(|_| {
+            panic!("moto did not start (is it installed? `pip install 'moto[server]'`): {line:?}")
+        });
+        Moto {
+            port,
+            _child: Mutex::new(child),
+        }
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Backend {
+    Folder,
+    S3,
+}
+
+fn remote_spec(backend: Backend, dir: &Path) -> RemoteSpec {
+    match backend {
+        Backend::Folder => RemoteSpec::new(format!("file://{}", dir.join("remote").display())),
+        Backend::S3 => {
+            let m = moto();
+            RemoteSpec {
+                url: format!("s3://{BUCKET}/{}", Uuid::now_v7()),
+                endpoint: Some(format!("http://127.0.0.1:{}", m.port)),
+                region: Some("us-east-1".into()),
+                allow_http: true,
+                credentials: Some(("testing".into(), "testing".into())),
+                ..RemoteSpec::default()
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- a team of clients
+
+struct Client {
+    path: PathBuf,
+    config: PathBuf,
+}
+
+struct Team {
+    dir: TempDir,
+    spec: RemoteSpec,
+    clients: Vec<Client>,
+}
+
+const IMAGES: u32 = 3;
+
+impl Team {
+    /// `roles[0]` is the owner (always a lead); every client is in the roster.
+    fn new(backend: Backend, roles: &[Role]) -> Team {
+        let team = Self::without_roster(backend, roles.len());
+        sync::team_init(
+            &team.clients[0].path,
+            None,
+            Some(&team.spec),
+            Some(&team.clients[0].config),
+        )
+        .expect("team init");
+        for (i, role) in roles.iter().enumerate().skip(1) {
+            team.add_member(i, *role);
+        }
+        team
+    }
+
+    fn without_roster(backend: Backend, n: usize) -> Team {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for i in 0..IMAGES {
+            write_png(&dir.path().join(format!("img/{i}.png")), 64, 48, i + 1);
+        }
+        let spec = remote_spec(backend, dir.path());
+        let clients = (0..n)
+            .map(|i| {
+                let path = dir.path().join(format!("c{i}.loupe"));
+                let mut p = Project::create(&path).expect("create project");
+                p.switch_user(&format!("user{i}"), Some(Role::Lead))
+                    .expect("user");
+                loupe::ingest::add(&mut p, &[dir.path().join("img")], &NoProgress)
+                    .expect("add images");
+                p.ensure_class("cat").expect("class");
+                Client {
+                    path,
+                    config: dir.path().join(format!("config{i}")),
+                }
+            })
+            .collect();
+        Team { dir, spec, clients }
+    }
+
+    fn key(&self, i: usize) -> Identity {
+        Identity::load_or_create(&self.clients[i].config).expect("key")
+    }
+
+    fn add_member(&self, i: usize, role: Role) {
+        let change = RosterChange {
+            user: format!("user{i}"),
+            role,
+            key: self.key(i).public(),
+        };
+        sync::team_add(
+            &self.clients[0].path,
+            None,
+            Some(&self.spec),
+            Some(&self.clients[0].config),
+            &change,
+        )
+        .expect("team add");
+    }
+
+    fn options(&self, i: usize) -> SyncOptions {
+        SyncOptions {
+            spec: Some(self.spec.clone()),
+            config_dir: Some(self.clients[i].config.clone()),
+            ..SyncOptions::default()
+        }
+    }
+
+    fn sync(&self, i: usize) -> SyncReport {
+        self.sync_with(i, &self.options(i)).expect("sync")
+    }
+
+    fn sync_with(&self, i: usize, options: &SyncOptions) -> Result<SyncReport, SyncError> {
+        sync::sync_with(&self.clients[i].path, options, &NoProgress)
+    }
+
+    fn open(&self, i: usize) -> Project {
+        Project::open(&self.clients[i].path).expect("open project")
+    }
+
+    fn store(&self) -> RemoteStore {
+        RemoteStore::open(&self.spec, None).expect("store")
+    }
+
+    /// A new box on image `image` of client `i`; returns its id.
+    fn create(&self, i: usize, image: u32, x: f64) -> Uuid {
+        let mut p = self.open(i);
+        let value = value(&p, image, x, ReviewState::Submitted);
+        let id = Uuid::now_v7();
+        p.apply(&[Edit::Create { id, value }]).expect("create box");
+        id
+    }
+
+    fn update(&self, i: usize, id: Uuid, f: impl FnOnce(&mut AnnotationValue)) {
+        let mut p = self.open(i);
+        let mut value = p.annotation(id).expect("box").value;
+        f(&mut value);
+        p.apply(&[Edit::Update {
+            id,
+            value,
+            note: None,
+        }])
+        .expect("update box");
+    }
+
+    fn hash(&self, i: usize) -> String {
+        self.open(i).sync_state_hash().expect("state hash")
+    }
+
+    fn revisions(&self, i: usize) -> u64 {
+        self.open(i).stats().expect("stats").revisions
+    }
+}
+
+fn value(p: &Project, image: u32, x: f64, state: ReviewState) -> AnnotationValue {
+    let img = p
+        .image_by_path(&format!("img/{image}.png"))
+        .expect("lookup")
+        .expect("image");
+    let class = p.ensure_class_id("cat");
+    AnnotationValue {
+        image: img.id,
+        class,
+        bbox: BBox::new(x, 2.0, 10.0, 8.0),
+        source: Source::Human,
+        state,
+        flags: BoxFlags::default(),
+        deleted: false,
+    }
+}
+
+trait ClassId {
+    fn ensure_class_id(&self, name: &str) -> Uuid;
+}
+
+impl ClassId for Project {
+    fn ensure_class_id(&self, name: &str) -> Uuid {
+        self.classes()
+            .expect("classes")
+            .into_iter()
+            .find(|c| c.name == name)
+            .map(|c| c.id)
+            .expect("class exists")
+    }
+}
+
+/// The user-visible state of a client by content: box id → (image hash, class, box, state,
+/// deleted), from the store's current-state cache.
+fn visible(p: &Project) -> BTreeMap<Uuid, String> {
+    let classes: HashMap<Uuid, String> = p
+        .classes()
+        .expect("classes")
+        .into_iter()
+        .map(|c| (c.id, c.name))
+        .collect();
+    let mut out = BTreeMap::new();
+    for a in p.all_annotations().expect("annotations") {
+        let image = p.image(a.value.image).expect("image");
+        out.insert(
+            a.id,
+            format!(
+                "{} {} {:?} {}",
+                image.hash.unwrap_or(image.path),
+                classes[&a.value.class],
+                a.value.bbox,
+                a.value.state.as_str()
+            ),
+        );
+    }
+    out
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod folder {
+            $( #[test] fn $name() { super::$name(super::Backend::Folder) } )*
+        }
+        mod s3 {
+            $( #[test] fn $name() { super::$name(super::Backend::S3) } )*
+        }
+    };
+}
+
+on_both_backends!(
+    labels_travel_between_clients,
+    concurrent_edits_are_kept_as_a_conflict_until_a_lead_resolves,
+    decisions_without_the_role_are_refused_everywhere,
+    bad_packs_are_refused_whole_and_the_rest_goes_on,
+    a_push_killed_at_any_point_uploads_each_revision_once,
+    a_pull_killed_at_any_point_applies_each_pack_once,
+    images_travel_by_content_hash,
+    a_published_version_is_fixed_and_verifiable,
+    sync_needs_a_roster_and_a_key_in_it,
+);
+
+// ---------------------------------------------------------------- scenarios
+
+fn labels_travel_between_clients(backend: Backend) {
+    let team = Team::new(backend, &[Role::Lead, Role::Annotator]);
+    let a = team.create(0, 0, 1.0);
+    let b = team.create(0, 1, 2.0);
+    let r = team.sync(0);
+    assert_eq!((r.pushed_revisions, r.pushed_packs), (2, 1));
+    let r = team.sync(1);
+    assert_eq!(r.pulled_revisions, 2);
+    let p1 = team.open(1);
+    assert_eq!(p1.annotation(a).expect("box a").value.bbox.x, 1.0);
+    assert_eq!(p1.annotation(b).expect("box b").value.bbox.x, 2.0);
+    drop(p1);
+    team.update(1, a, |v| v.bbox.x = 5.0);
+    team.sync(1);
+    let r = team.sync(0);
+    assert_eq!(r.pulled_revisions, 1);
+    assert_eq!(team.open(0).annotation(a).expect("a").value.bbox.x, 5.0);
+    assert_eq!(team.hash(0), team.hash(1));
+    assert_eq!(visible(&team.open(0)), visible(&team.open(1)));
+    // Nothing new: a sync moves nothing.
+    let r = team.sync(0);
+    assert_eq!((r.pushed_revisions, r.pulled_revisions), (0, 0));
+    assert_eq!(team.open(0).stats().expect("stats").revisions, 3);
+}
+
+fn concurrent_edits_are_kept_as_a_conflict_until_a_lead_resolves(backend: Backend) {
+    let team = Team::new(backend, &[Role::Lead, Role::Annotator, Role::Annotator]);
+    let id = team.create(0, 0, 1.0);
+    for i in 0..3 {
+        team.sync(i);
+    }
+    // Clients 1 and 2 edit the same box offline.
+    team.update(1, id, |v| v.bbox.x = 11.0);
+    team.update(2, id, |v| v.bbox.x = 22.0);
+    team.sync(1);
+    let r = team.sync(2);
+    assert_eq!(r.new_conflicts, 1, "{r:?}");
+    team.sync(1);
+    team.sync(0);
+    for i in 0..3 {
+        let p = team.open(i);
+        let c = p.sync_conflicts().expect("conflicts");
+        assert_eq!(c.len(), 1, "client {i}");
+        let xs: Vec<f64> = c[0].heads.iter().map(|h| h.bbox.x).collect();
+        assert!(
+            xs.contains(&11.0) && xs.contains(&22.0),
+            "both edits are kept: {xs:?}"
+        );
+    }
+    assert_eq!(team.hash(0), team.hash(1));
+    assert_eq!(team.hash(1), team.hash(2));
+    // An ordinary edit does not end it.
+    team.update(1, id, |v| v.bbox.x = 12.0);
+    team.sync(1);
+    assert_eq!(team.open(1).sync_conflicts().expect("c").len(), 1);
+    // An annotator may not resolve.
+    let err = sync::resolve_conflict(
+        &team.clients[2].path,
+        None,
+        Some(&team.clients[2].config),
+        id,
+        "A",
+    )
+    .expect_err("annotators cannot resolve");
+    assert!(err.to_string().contains("reviewer or lead"), "{err}");
+    // That edit replaced the value client 1 saw (22, the newer head): the heads are 11 and 12.
+    team.sync(0);
+    let conflict = &team.open(0).sync_conflicts().expect("c")[0];
+    let mut xs: Vec<f64> = conflict.heads.iter().map(|h| h.bbox.x).collect();
+    xs.sort_by(f64::total_cmp);
+    assert_eq!(xs, vec![11.0, 12.0]);
+    // The lead takes the head holding 11.
+    let take = conflict
+        .heads
+        .iter()
+        .find(|h| h.bbox.x == 11.0)
+        .map(|h| h.label.clone())
+        .expect("head with 11");
+    let a = sync::resolve_conflict(
+        &team.clients[0].path,
+        None,
+        Some(&team.clients[0].config),
+        id,
+        &take,
+    )
+    .expect("resolve");
+    assert_eq!(a.value.bbox.x, 11.0);
+    assert!(team.open(0).sync_conflicts().expect("c").is_empty());
+    for i in [0, 1, 2, 0] {
+        team.sync(i);
+    }
+    for i in 0..3 {
+        let p = team.open(i);
+        assert!(p.sync_conflicts().expect("c").is_empty(), "client {i}");
+        assert_eq!(
+            p.annotation(id).expect("box").value.bbox.x,
+            11.0,
+            "client {i}"
+        );
+    }
+    assert_eq!(team.hash(0), team.hash(1));
+    assert_eq!(team.hash(1), team.hash(2));
+}
+
+fn decisions_without_the_role_are_refused_everywhere(backend: Backend) {
+    let team = Team::new(backend, &[Role::Lead, Role::Annotator, Role::Reviewer]);
+    let a = team.create(0, 0, 1.0);
+    let b = team.create(0, 1, 1.0);
+    for i in 0..3 {
+        team.sync(i);
+    }
+    // Client 1's project thinks its user is a lead; the roster says annotator.
+    team.update(1, a, |v| v.state = ReviewState::Approved);
+    team.update(2, b, |v| v.state = ReviewState::Approved);
+    let r = team.sync(1);
+    assert_eq!(r.refused_own, 1);
+    team.sync(2);
+    let r = team.sync(0);
+    assert_eq!(r.refused.len(), 1, "{r:?}");
+    assert!(
+        r.refused[0]
+            .reason
+            .contains("approving a box needs a reviewer or lead"),
+        "{:?}",
+        r.refused[0]
+    );
+    team.sync(1);
+    team.sync(2);
+    for i in 0..3 {
+        let p = team.open(i);
+        assert_eq!(
+            p.annotation(a).expect("a").value.state,
+            ReviewState::Submitted,
+            "client {i}"
+        );
+        assert_eq!(
+            p.annotation(b).expect("b").value.state,
+            ReviewState::Approved,
+            "client {i}"
+        );
+        let refusals = p.sync_refusals(None).expect("refusals");
+        assert!(
+            refusals.iter().any(|r| r.annotation == Some(a)),
+            "client {i} records the refusal: {refusals:?}"
+        );
+    }
+    assert_eq!(team.hash(0), team.hash(1));
+    assert_eq!(team.hash(1), team.hash(2));
+}
+
+/// Builds a pack for `client` at `seq` signed by `key`.
+fn forge(
+    client: Uuid,
+    seq: u64,
+    prev: Option<String>,
+    key: &Identity,
+    revs: &[pack::PackRevision],
+) -> Vec<u8> {
+    let mut w = PackWriter::new(client);
+    for r in revs {
+        w.push(r);
+    }
+    w.finish(client, seq, prev, key, 1).0
+}
+
+fn bad_packs_are_refused_whole_and_the_rest_goes_on(backend: Backend) {
+    let team = Team::new(backend, &[Role::Lead, Role::Annotator, Role::Annotator]);
+    let store = team.store();
+    let id = team.create(1, 0, 1.0);
+    team.create(1, 1, 2.0);
+    team.sync(1);
+    let c1 = team.open(1).client_id();
+    let real_key = pack::pack_key(c1, 1);
+    let real = store.get(&real_key).expect("get").expect("client 1's pack");
+    let real_pack = pack::open(&real).expect("valid");
+    let member = team.key(1);
+    let stranger = Identity::generate();
+    let fresh = |revs: &[pack::PackRevision]| -> Vec<pack::PackRevision> {
+        revs.iter()
+            .map(|r| pack::PackRevision {
+                annotation: Uuid::now_v7(),
+                ..r.clone()
+            })
+            .collect()
+    };
+    let mut bad: Vec<(Uuid, Vec<u8>, &str)> = Vec::new();
+    // Tampered: a byte of the body changed.
+    let mut tampered = forge(
+        Uuid::now_v7(),
+        1,
+        None,
+        &member,
+        &fresh(&real_pack.revisions),
+    );
+    let n = tampered.len();
+    tampered[n - 80] ^= 0x40;
+    bad.push((Uuid::nil(), tampered, "tampered"));
+    // Truncated.
+    let full = forge(
+        Uuid::now_v7(),
+        1,
+        None,
+        &member,
+        &fresh(&real_pack.revisions),
+    );
+    bad.push((Uuid::nil(), full[..full.len() / 2].to_vec(), "truncated"));
+    // Wrongly signed: signed by a stranger, claiming a member's key.
+    let forged = forge(
+        Uuid::now_v7(),
+        1,
+        None,
+        &stranger,
+        &fresh(&real_pack.revisions),
+    );
+    let text = unsafe_replace(
+        &forged,
+        stranger.public().to_string().as_bytes(),
+        member.public().to_string().as_bytes(),
+    );
+    bad.push((Uuid::nil(), text, "wrong signature"));
+    // Signed by a key nobody added to the roster.
+    bad.push((
+        Uuid::nil(),
+        forge(
+            Uuid::now_v7(),
+            1,
+            None,
+            &stranger,
+            &fresh(&real_pack.revisions),
+        ),
+        "unknown key",
+    ));
+    // Replays: client 1's pack copied under another client, and re-signed at its next place.
+    bad.push((Uuid::now_v7(), real.to_vec(), "replayed"));
+    let resigned = forge(
+        c1,
+        2,
+        Some(real_pack.hash.clone()),
+        &member,
+        &real_pack.revisions,
+    );
+    bad.push((c1, resigned, "replayed"));
+    for (folder, bytes, _) in &mut bad {
+        let (client, seq) = if *folder == c1 {
+            (c1, 2)
+        } else if folder.is_nil() {
+            // The forged pack names its client in its header; store it there.
+            match pack::open(bytes) {
+                Ok(p) => (p.header.client, 1),
+                Err(_) => (Uuid::now_v7(), 1),
+            }
+        } else {
+            (*folder, 1)
+        };
+        *folder = client;
+        assert!(
+            store
+                .put_new(&pack::pack_key(client, seq), Bytes::from(bytes.clone()))
+                .expect("put")
+        );
+    }
+    // A legitimate pack from client 2 arrives too.
+    let good = team.create(2, 2, 3.0);
+    team.sync(2);
+
+    let before = team.revisions(0);
+    let r = team.sync(0);
+    assert_eq!(
+        r.pulled_revisions, 3,
+        "client 1's two and client 2's one: {r:?}"
+    );
+    assert_eq!(team.revisions(0), before + 3);
+    let reasons: Vec<&str> = r.refused.iter().map(|x| x.reason.as_str()).collect();
+    assert_eq!(reasons.len(), bad.len(), "{reasons:#?}");
+    for (_, _, expected) in &bad {
+        assert!(
+            reasons.iter().any(|x| x.contains(expected)),
+            "no refusal says {expected:?}: {reasons:#?}"
+        );
+    }
+    let p0 = team.open(0);
+    assert!(p0.annotation(id).is_ok() && p0.annotation(good).is_ok());
+    assert_eq!(
+        p0.all_annotations().expect("all").len(),
+        3,
+        "nothing of the refused packs"
+    );
+    drop(p0);
+    // Refused again on the next sync, still nothing applied, and statuses list them.
+    let r = team.sync(0);
+    assert_eq!((r.pulled_revisions, r.refused.len()), (0, bad.len()));
+    assert_eq!(
+        team.open(0).sync_refusals(None).expect("refusals").len(),
+        bad.len()
+    );
+    team.sync(1);
+    assert_eq!(team.hash(0), team.hash(2));
+}
+
+/// Replaces the first occurrence of `from` (same length as `to`) in `bytes`.
+fn unsafe_replace(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("pattern present");
+    let mut out = bytes.to_vec();
+    out[at..at + to.len()].copy_from_slice(to);
+    out
+}
+
+fn a_push_killed_at_any_point_uploads_each_revision_once(backend: Backend) {
+    let team = Team::new(backend, &[Role::Lead, Role::Annotator]);
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(team.create(1, i % IMAGES, f64::from(i)));
+    }
+    for (k, id) in ids.iter().enumerate().take(10) {
+        team.update(1, *id, |v| v.bbox.y = k as f64);
+    }
+    let per_pack = 7;
+    let mut options = team.options(1);
+    options.pack_revisions = per_pack;
+    // Kill the push at several points, alternating a write that never lands with one that lands
+    // unacknowledged; each attempt gets a little further.
+    for (attempt, k) in [1usize, 0, 2, 1, 3].into_iter().enumerate() {
+        options.faults = Some(if attempt % 2 == 0 {
+            Faults::writes_landing(k)
+        } else {
+            Faults::writes(k)
+        });
+        let err = team
+            .sync_with(1, &options)
+            .expect_err("the injected failure stops the push");
+        assert!(matches!(err, SyncError::Injected(_)), "{err}");
+    }
+    options.faults = None;
+    team.sync_with(1, &options).expect("the retry completes");
+    // Every revision is in exactly one pack, and the chain is whole.
+    let store = team.store();
+    let c1 = team.open(1).client_id();
+    let keys = store.list(&format!("log/{c1}"), None).expect("list");
+    let mut seen = HashMap::new();
+    let mut prev = None;
+    for (i, key) in keys.iter().enumerate() {
+        let p = pack::open(&store.get(key).expect("get").expect("pack")).expect("valid pack");
+        assert_eq!(p.header.seq, i as u64 + 1);
+        assert_eq!(p.header.prev, prev);
+        prev = Some(p.hash.clone());
+        for r in p.revisions {
+            *seen.entry((r.annotation, r.hlc)).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(seen.len(), 50);
+    assert!(seen.values().all(|n| *n == 1), "a revision uploaded twice");
+    let r = team.sync(0);
+    assert_eq!(r.pulled_revisions, 50);
+    assert!(r.refused.is_empty(), "{:?}", r.refused);
+    assert_eq!(team.hash(0), team.hash(1));
+    assert_eq!(team.sync(1).pushed_revisions, 0);
+}
+
+fn a_pull_killed_at_any_point_applies_each_pack_once(backend: Backend) {
+    let team = Team::new(backend, &[Role::Lead, Role::Annotator]);
+    for i in 0..30 {
+        team.create(1, i % IMAGES, f64::from(i));
+    }
+    let mut options = team.options(1);
+    options.pack_revisions = 4;
+    team.sync_with(1, &options).expect("push");
+    let mut options = team.options(0);
+    let before = team.revisions(0);
+    // Reads: the first is the roster, then one per pack; applies count revisions. 8 packs:
+    // 1-2 land, 3 lands and 4 dies inside its transaction, 4 dies unread, 4-6 land and 7 dies
+    // inside, 7 lands and 8 dies unread.
+    let kills = [
+        Faults::reads(3),
+        Faults::applies(6),
+        Faults::reads(1),
+        Faults::applies(13),
+        Faults::reads(2),
+    ];
+    for faults in kills {
+        options.faults = Some(faults);
+        let err = team
+            .sync_with(0, &options)
+            .expect_err("the injected failure stops the pull");
+        assert!(matches!(err, SyncError::Injected(_)), "{err}");
+    }
+    options.faults = None;
+    team.sync_with(0, &options).expect("the retry completes");
+    assert_eq!(team.revisions(0), before + 30);
+    assert_eq!(team.open(0).all_annotations().expect("all").len(), 30);
+    assert_eq!(team.hash(0), team.hash(1));
+    assert!(team.open(0).sync_refusals(None).expect("r").is_empty());
+}
+
+fn images_travel_by_content_hash(backend: Backend) {
+    let team = Team::new(backend, &[Role::Lead, Role::Annotator]);
+    // A third image only client 0 has.
+    write_png(&team.dir.path().join("only0/x.png"), 30, 20, 99);
+    {
+        let mut p = team.open(0);
+        loupe::ingest::add(&mut p, &[team.dir.path().join("only0")], &NoProgress).expect("add");
+    }
+    let id = {
+        let mut p = team.open(0);
+        let img = p.image_by_path("only0/x.png").expect("q").expect("img");
+        let mut v = value(&p, 0, 1.0, ReviewState::Submitted);
+        v.image = img.id;
+        let id = Uuid::now_v7();
+        p.apply(&[Edit::Create { id, value: v }]).expect("create");
+        id
+    };
+    let mut options = team.options(0);
+    options.images = true;
+    let r = team.sync_with(0, &options).expect("push images");
+    assert_eq!(r.images_pushed, IMAGES as usize + 1);
+    assert!(
+        team.store()
+            .get(&format!(
+                "images/{}",
+                blake3::hash(&std::fs::read(team.dir.path().join("only0/x.png")).expect("read"))
+                    .to_hex()
+            ))
+            .expect("get")
+            .is_some()
+    );
+    // Client 1 lives elsewhere: move its project away from the shared image folder.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let moved = elsewhere.path().join("c1.loupe");
+    std::fs::copy(&team.clients[1].path, &moved).expect("copy project");
+    let mut options = team.options(1);
+    options.images = true;
+    let r = sync::sync_with(&moved, &options, &NoProgress).expect("pull with images");
+    assert_eq!(r.images_pulled, 1, "{r:?}");
+    let p = Project::open(&moved).expect("open");
+    let a = p.annotation(id).expect("box");
+    let img = p.image(a.value.image).expect("image");
+    assert!(!img.missing);
+    assert!(elsewhere.path().join("only0/x.png").is_file());
+}
+
+fn a_published_version_is_fixed_and_verifiable(backend: Backend) {
+    let team = Team::new(backend, &[Role::Lead]);
+    let id = team.create(0, 0, 1.0);
+    team.update(0, id, |v| v.state = ReviewState::Approved);
+    team.create(0, 1, 3.0);
+    team.open(0).create_version("v1", "first").expect("version");
+    team.create(0, 2, 5.0);
+    let options = PublishOptions {
+        spec: Some(team.spec.clone()),
+        config_dir: Some(team.clients[0].config.clone()),
+        ..PublishOptions::default()
+    };
+    let r = sync::publish(&team.clients[0].path, "v1", &options).expect("publish");
+    assert_eq!((r.images, r.boxes), (u64::from(IMAGES), 2));
+    let store = team.store();
+    let roster = sync::team_show(
+        &team.clients[0].path,
+        None,
+        Some(&team.spec),
+        Some(&team.clients[0].config),
+    )
+    .expect("roster")
+    .0;
+    let m = sync::verify_published(&store, "v1", roster.as_ref()).expect("verifies");
+    assert_eq!(m.box_count, 2);
+    assert!(m.files.iter().any(|f| f.path == "coco/annotations.json"));
+    assert!(m.files.iter().any(|f| f.path == "yolo/data.yaml"));
+    assert!(m.images.iter().all(|i| i.blake3.is_some()));
+    let coco = store
+        .get("exports/v1/coco/annotations.json")
+        .expect("get")
+        .expect("coco");
+    let coco: serde_json::Value = serde_json::from_slice(&coco).expect("json");
+    assert_eq!(coco["annotations"].as_array().map(Vec::len), Some(2));
+    // Immutable: a second publish is refused; a changed file is caught.
+    assert!(sync::publish(&team.clients[0].path, "v1", &options).is_err());
+    let yaml_key = "exports/v1/yolo/data.yaml";
+    match backend {
+        Backend::Folder => {
+            let file = PathBuf::from(team.spec.url.trim_start_matches("file://")).join(yaml_key);
+            std::fs::write(file, "names: {0: dog}\n").expect("tamper");
+        }
+        Backend::S3 => store
+            .put_replace(yaml_key, Bytes::from_static(b"names: {0: dog}\n"))
+            .expect("tamper"),
+    }
+    let err = sync::verify_published(&store, "v1", roster.as_ref()).expect_err("tampered export");
+    assert!(err.to_string().contains("does not match"), "{err}");
+}
+
+fn sync_needs_a_roster_and_a_key_in_it(backend: Backend) {
+    let team = Team::without_roster(backend, 2);
+    let err = team.sync_with(0, &team.options(0)).expect_err("no roster");
+    assert!(err.to_string().contains("team init"), "{err}");
+    sync::team_init(
+        &team.clients[0].path,
+        None,
+        Some(&team.spec),
+        Some(&team.clients[0].config),
+    )
+    .expect("init");
+    team.create(1, 0, 1.0);
+    let err = team
+        .sync_with(1, &team.options(1))
+        .expect_err("key not in the roster");
+    assert!(err.to_string().contains("not in the team roster"), "{err}");
+    // Only the owner may change the roster.
+    let change = RosterChange {
+        user: "user1".into(),
+        role: Role::Lead,
+        key: team.key(1).public(),
+    };
+    assert!(
+        sync::team_add(
+            &team.clients[1].path,
+            None,
+            Some(&team.spec),
+            Some(&team.clients[1].config),
+            &change
+        )
+        .is_err()
+    );
+    team.add_member(1, Role::Annotator);
+    assert_eq!(team.sync(1).pushed_revisions, 1);
+}
+
+// ---------------------------------------------------------------- convergence
+
+#[derive(Clone, Debug)]
+enum Op {
+    Create {
+        client: usize,
+        image: u32,
+    },
+    Move {
+        client: usize,
+        pick: usize,
+        x: u8,
+    },
+    State {
+        client: usize,
+        pick: usize,
+        state: usize,
+    },
+    Delete {
+        client: usize,
+        pick: usize,
+    },
+    Resolve {
+        client: usize,
+        take: bool,
+    },
+    Sync {
+        client: usize,
+        max_packs: Option<usize>,
+        seed: u64,
+    },
+    Offline {
+        client: usize,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let c = 0..3usize;
+    prop_oneof![
+        3 => (c.clone(), 0..IMAGES).prop_map(|(client, image)| Op::Create { client, image }),
+        3 => (c.clone(), any::<usize>(), any::<u8>()).prop_map(|(client, pick, x)| Op::Move { client, pick, x }),
+        2 => (c.clone(), any::<usize>(), 0..4usize).prop_map(|(client, pick, state)| Op::State { client, pick, state }),
+        1 => (c.clone(), any::<usize>()).prop_map(|(client, pick)| Op::Delete { client, pick }),
+        1 => (c.clone(), any::<bool>()).prop_map(|(client, take)| Op::Resolve { client, take }),
+        4 => (c.clone(), proptest::option::of(1..3usize), any::<u64>())
+            .prop_map(|(client, max_packs, seed)| Op::Sync { client, max_packs, seed }),
+        1 => c.prop_map(|client| Op::Offline { client }),
+    ]
+}
+
+const STATES: [ReviewState; 4] = [
+    ReviewState::Submitted,
+    ReviewState::Accepted,
+    ReviewState::Approved,
+    ReviewState::Returned,
+];
+
+fn pick(team: &Team, client: usize, pick: usize) -> Option<Uuid> {
+    let all = team.open(client).all_annotations().expect("all");
+    (!all.is_empty()).then(|| all[pick % all.len()].id)
+}
+
+fn converge(backend: Backend, ops: &[Op]) {
+    // Owner lead, a reviewer, an annotator whose approvals and resolutions are refused.
+    let team = Team::new(backend, &[Role::Lead, Role::Reviewer, Role::Annotator]);
+    let mut online = [true; 3];
+    for op in ops {
+        match *op {
+            Op::Create { client, image } => {
+                team.create(client, image, 1.0);
+            }
+            Op::Move { client, pick: p, x } => {
+                if let Some(id) = pick(&team, client, p) {
+                    team.update(client, id, |v| v.bbox.x = f64::from(x));
+                }
+            }
+            Op::State {
+                client,
+                pick: p,
+                state,
+            } => {
+                if let Some(id) = pick(&team, client, p) {
+                    team.update(client, id, |v| v.state = STATES[state]);
+                }
+            }
+            Op::Delete { client, pick: p } => {
+                if let Some(id) = pick(&team, client, p) {
+                    team.open(client)
+                        .apply(&[Edit::Delete { id }])
+                        .expect("delete");
+                }
+            }
+            Op::Resolve { client, take } => {
+                let conflicts = team.open(client).sync_conflicts().expect("conflicts");
+                if let Some(c) = conflicts.first() {
+                    let label = if take { "B" } else { "A" };
+                    let r = sync::resolve_conflict(
+                        &team.clients[client].path,
+                        None,
+                        Some(&team.clients[client].config),
+                        c.annotation,
+                        label,
+                    );
+                    if client == 2 {
+                        assert!(matches!(r, Err(SyncError::NotPermitted(_))), "{r:?}");
+                    } else {
+                        r.expect("a lead or reviewer resolves");
+                    }
+                }
+            }
+            Op::Sync {
+                client,
+                max_packs,
+                seed,
+            } => {
+                if online[client] {
+                    let mut o = team.options(client);
+                    o.max_packs = max_packs;
+                    o.shuffle_seed = Some(seed);
+                    o.pack_revisions = 3;
+                    team.sync_with(client, &o).expect("sync");
+                }
+            }
+            Op::Offline { client } => online[client] = !online[client],
+        }
+    }
+    for _round in 0..2 {
+        for client in 0..3 {
+            team.sync(client);
+        }
+    }
+    let hashes: Vec<String> = (0..3).map(|i| team.hash(i)).collect();
+    assert_eq!(hashes[0], hashes[1], "{ops:#?}");
+    assert_eq!(hashes[1], hashes[2], "{ops:#?}");
+    let views: Vec<_> = (0..3).map(|i| visible(&team.open(i))).collect();
+    assert_eq!(views[0], views[1]);
+    assert_eq!(views[1], views[2]);
+    let conflicts: Vec<usize> = (0..3)
+        .map(|i| team.open(i).sync_conflicts().expect("c").len())
+        .collect();
+    assert!(
+        conflicts.iter().all(|c| *c == conflicts[0]),
+        "{conflicts:?}"
+    );
+    for i in 0..3 {
+        let r = team.sync(i);
+        assert_eq!(
+            (r.pushed_revisions, r.pulled_revisions),
+            (0, 0),
+            "quiescent"
+        );
+        assert!(
+            team.open(i)
+                .sync_refusals(None)
+                .expect("r")
+                .iter()
+                .all(|r| r.annotation.is_some()),
+            "only role refusals, never a whole pack"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn three_clients_converge_on_a_folder(ops in proptest::collection::vec(op(), 5..30)) {
+        converge(Backend::Folder, &ops);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn three_clients_converge_on_s3(ops in proptest::collection::vec(op(), 5..20)) {
+        converge(Backend::S3, &ops);
+    }
+}
+
+/// The S3 server here honours create-if-absent: of racing writers exactly one wins.
+#[test]
+fn s3_create_if_absent_has_one_winner() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = remote_spec(Backend::S3, dir.path());
+    for round in 0..3 {
+        let key = format!("race/{round}");
+        let wins: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..6)
+                .map(|i| {
+                    let spec = spec.clone();
+                    let key = key.clone();
+                    s.spawn(move || {
+                        let store = RemoteStore::open(&spec, None).expect("store");
+                        usize::from(store.put_new(&key, Bytes::from(vec![i; 10])).expect("put"))
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("thread")).sum()
+        });
+        assert_eq!(wins, 1, "round {round}");
+    }
+}
+
+// ---------------------------------------------------------------- the command line
+
+#[test]
+fn the_command_line_drives_a_team() {
+    use crate::support::loupe;
+    let dir = tempfile::tempdir().expect("tempdir");
+    for i in 0..2 {
+        write_png(&dir.path().join(format!("img/{i}.png")), 40, 30, i + 10);
+    }
+    let remote = dir.path().join("shared");
+    let run = |who: &str, args: &[&str]| -> String {
+        let out = loupe()
+            .current_dir(dir.path())
+            .env("LOUPE_CONFIG_DIR", dir.path().join(format!("cfg-{who}")))
+            .args(["--project", &format!("{who}.loupe")])
+            .args(args)
+            .output()
+            .expect("run loupe");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "loupe {args:?} failed: {text}");
+        text
+    };
+    for who in ["olga", "ann"] {
+        run(who, &["init", &format!("{who}.loupe")]);
+        run(who, &["add", "img"]);
+        run(
+            who,
+            &["remote", "add", "origin", remote.to_str().expect("utf8")],
+        );
+    }
+    run("olga", &["team", "init"]);
+    let ann_key = run("ann", &["team", "key"]).trim().to_owned();
+    run(
+        "olga",
+        &[
+            "team",
+            "add",
+            "ann",
+            "--role",
+            "annotator",
+            "--key",
+            &ann_key,
+        ],
+    );
+    let shown = run("olga", &["team", "show"]);
+    assert!(
+        shown.contains("ann") && shown.contains("annotator"),
+        "{shown}"
+    );
+    run("olga", &["debug-gen-revisions", "25"]);
+    let out = run("olga", &["sync"]);
+    assert!(out.contains("pushed 25 revisions"), "{out}");
+    let out = run("ann", &["sync"]);
+    assert!(out.contains("pulled 25 revisions"), "{out}");
+    let status = run("ann", &["sync", "status"]);
+    assert!(status.contains("pending    0"), "{status}");
+    assert!(status.contains("annotator"), "{status}");
+    run("olga", &["version", "create", "v1"]);
+    let out = run("olga", &["publish", "v1"]);
+    assert!(out.contains("published v1"), "{out}");
+    let out = run("olga", &["publish", "v1", "--verify"]);
+    assert!(out.contains("verified"), "{out}");
+    let json = run("ann", &["sync", "status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(v["packs_pulled"], 1);
+}
