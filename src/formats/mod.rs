@@ -1,1 +1,618 @@
 //! Import and export of COCO, YOLO, Pascal VOC and COCO results files.
+//!
+//! Every importer produces a format-neutral [`Dataset`] plus structured [`Warning`]s, or refuses
+//! the input as a whole with a [`FormatError`] that names the file and, where known, the line or
+//! record. Nothing is ever half-imported: a malformed file gives an error, never a partial dataset.
+//!
+//! Rules shared by all formats:
+//! - Geometry is in image pixels. A box partly outside its image is clipped to the image
+//!   (`clipped_box` warning); overshoots smaller than rounding noise (see [`clip_tolerance`]) are
+//!   clipped silently. A box with no area, or lying wholly outside its image, is dropped
+//!   (`zero_area_box` warning).
+//! - `Parsed::skipped` counts source annotations that did not become boxes: COCO annotations
+//!   without a bbox (captions, label-only, keypoints-only, panoptic records), dropped zero-area
+//!   boxes, and YOLO labels whose image is missing. Each has a warning too.
+//! - Warnings are listed one per occurrence up to [`MAX_WARNINGS_PER_KIND`] per kind; past that,
+//!   one closing warning of the same kind says how many more there were.
+//! - Classes map through names and are never reordered: COCO keeps the order of `categories`,
+//!   YOLO the index order of its names list, VOC the order of a class list file beside the XML
+//!   files, or else the order of first appearance.
+
+mod coco;
+mod voc;
+mod yolo;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
+
+use crate::model::{BBox, Dataset, Warning};
+
+pub use coco::import_coco_results_with_gt;
+
+/// The interchange formats Loupe reads and writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// COCO instances JSON (`images`, `annotations`, `categories`).
+    Coco,
+    /// YOLO: the ultralytics layout (`data.yaml`, `images/`, `labels/`) or the Darknet layout
+    /// (`obj.data`, `obj.names`, `train.txt`).
+    Yolo,
+    /// Pascal VOC XML, one file per image.
+    Voc,
+    /// COCO detection results: a JSON array of `{image_id, category_id, bbox, score}`.
+    CocoResults,
+}
+
+impl Format {
+    /// Every format, in the order the CLI lists them.
+    pub const ALL: [Format; 4] = [Format::Coco, Format::Yolo, Format::Voc, Format::CocoResults];
+
+    /// The name used on the command line and in settings.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Coco => "coco",
+            Format::Yolo => "yolo",
+            Format::Voc => "voc",
+            Format::CocoResults => "coco-results",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A format name that [`Format::from_str`] does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown format `{0}` (expected coco, yolo, voc or coco-results)")]
+pub struct UnknownFormat(pub String);
+
+impl FromStr for Format {
+    type Err = UnknownFormat;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "coco" => Ok(Format::Coco),
+            "yolo" => Ok(Format::Yolo),
+            "voc" | "pascal-voc" | "pascal_voc" => Ok(Format::Voc),
+            "coco-results" | "coco_results" => Ok(Format::CocoResults),
+            _ => Err(UnknownFormat(s.to_owned())),
+        }
+    }
+}
+
+/// What an import produced.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Parsed {
+    pub dataset: Dataset,
+    /// Recovered oddities, in the order they were met.
+    pub warnings: Vec<Warning>,
+    /// The folder that every `DatasetImage::file_name` is relative to.
+    pub images_dir: PathBuf,
+    /// Source annotations that did not become boxes (no bbox, zero area, image missing).
+    pub skipped: usize,
+}
+
+/// What an export wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExportReport {
+    /// Files created or replaced, images copied included.
+    pub files_written: usize,
+    pub images: usize,
+    pub boxes: usize,
+}
+
+/// Why an import or export was refused. Always names the file, and the line or record where
+/// known.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: invalid JSON: {reason}", path.display())]
+    Json {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        reason: String,
+    },
+    #[error("{}:{line}:{column}: invalid XML: {reason}", path.display())]
+    Xml {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        reason: String,
+    },
+    #[error("{}:{line}:{column}: invalid YAML: {reason}", path.display())]
+    Yaml {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        reason: String,
+    },
+    #[error("{}: {record}: missing required field `{field}`", path.display())]
+    MissingField {
+        path: PathBuf,
+        record: String,
+        field: &'static str,
+    },
+    #[error("{}: {record}: unknown category id {category_id} (not in `categories`)", path.display())]
+    UnknownCategory {
+        path: PathBuf,
+        record: String,
+        category_id: i64,
+    },
+    #[error("{}: {record}: unknown image id {image_id} (not in `images`)", path.display())]
+    UnknownImage {
+        path: PathBuf,
+        record: String,
+        image_id: i64,
+    },
+    #[error("{}: {record}: duplicate annotation id {id}", path.display())]
+    DuplicateAnnotationId {
+        path: PathBuf,
+        record: String,
+        id: i64,
+    },
+    #[error("{}: {record}: duplicate image id {id}", path.display())]
+    DuplicateImageId {
+        path: PathBuf,
+        record: String,
+        id: i64,
+    },
+    #[error("{}: {record}: negative image size {width}x{height}", path.display())]
+    NegativeSize {
+        path: PathBuf,
+        record: String,
+        width: f64,
+        height: f64,
+    },
+    #[error(
+        "{}:{line}: class index {index} has no name (the class list has {classes} names)",
+        path.display()
+    )]
+    UnknownClassIndex {
+        path: PathBuf,
+        line: usize,
+        index: i64,
+        classes: usize,
+    },
+    #[error(
+        "{}: no class names found (expected data.yaml `names`, obj.data `names`, obj.names or classes.txt)",
+        path.display()
+    )]
+    NoClassNames { path: PathBuf },
+    #[error("{}: {location}: {reason}", path.display())]
+    Invalid {
+        path: PathBuf,
+        location: String,
+        reason: String,
+    },
+    #[error("{}: {reason}", path.display())]
+    Unsupported { path: PathBuf, reason: String },
+    #[error("{}: cannot export: {reason}", path.display())]
+    Export { path: PathBuf, reason: String },
+}
+
+impl FormatError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        FormatError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(
+        path: &Path,
+        location: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        FormatError::Invalid {
+            path: path.to_path_buf(),
+            location: location.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn export(path: &Path, reason: impl Into<String>) -> Self {
+        FormatError::Export {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Reads a dataset in `format` from `path`.
+///
+/// `path` is the COCO JSON file, the YOLO `data.yaml`/`obj.data` or dataset folder, the VOC XML
+/// file or folder of XML files, or the COCO results file. `images_dir`, when given, is the folder
+/// the images live in and becomes [`Parsed::images_dir`]; each format has a sensible default
+/// (the JSON's folder for COCO, the dataset root for YOLO, `JPEGImages/` or the XML folder for VOC).
+///
+/// # Errors
+///
+/// Refuses the whole input, naming the file and the line or record, when it cannot be read, is
+/// not valid JSON/XML/YAML, or breaks the format's rules (unknown category or image id, duplicate
+/// ids, negative size, a class index with no name, a missing required field).
+pub fn import(
+    format: Format,
+    path: &Path,
+    images_dir: Option<&Path>,
+) -> Result<Parsed, FormatError> {
+    match format {
+        Format::Coco => coco::import_instances(path, images_dir),
+        Format::Yolo => yolo::import(path, images_dir),
+        Format::Voc => voc::import(path, images_dir),
+        Format::CocoResults => coco::import_results(path, images_dir),
+    }
+}
+
+/// Writes `dataset` in `format` to `out`.
+///
+/// - COCO and COCO results: `out` is the JSON file, or a folder that gets `annotations.json`
+///   (COCO) or `results.json` (results).
+/// - YOLO: `out` is the dataset folder (`data.yaml`, `images/train/`, `labels/train/`).
+/// - VOC: `out` is the dataset folder (`Annotations/`, `labels.txt`, `JPEGImages/`).
+///
+/// `images_root` is the folder `DatasetImage::file_name` is relative to; when given, YOLO and VOC
+/// exports hard-link (or copy) the images into the dataset folder.
+///
+/// # Errors
+///
+/// Refuses, before writing anything, a dataset the format cannot hold faithfully (a class index
+/// out of range, a non-finite box, an empty file name, for YOLO an image of unknown size, two
+/// images sharing one label file); and reports write failures. Images missing under
+/// `images_root` are not copied (their annotations are still written).
+pub fn export(
+    format: Format,
+    dataset: &Dataset,
+    out: &Path,
+    images_root: Option<&Path>,
+) -> Result<ExportReport, FormatError> {
+    match format {
+        Format::Coco => coco::export_instances(dataset, out),
+        Format::Yolo => yolo::export(dataset, out, images_root),
+        Format::Voc => voc::export(dataset, out, images_root),
+        Format::CocoResults => coco::export_results(dataset, out),
+    }
+}
+
+/// Per kind, warnings listed one by one before they are summarised.
+pub const MAX_WARNINGS_PER_KIND: usize = 1000;
+
+/// Collects warnings and the skipped count during one import.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    warnings: Vec<(&'static str, Warning)>,
+    counts: HashMap<&'static str, usize>,
+    pub(crate) skipped: usize,
+}
+
+impl Report {
+    /// Records one warning; the closures only run while the kind is under its cap.
+    pub(crate) fn warn(
+        &mut self,
+        kind: &'static str,
+        location: impl FnOnce() -> String,
+        message: impl FnOnce() -> String,
+    ) {
+        let count = self.counts.entry(kind).or_insert(0);
+        *count += 1;
+        if *count <= MAX_WARNINGS_PER_KIND {
+            let warning = Warning {
+                kind: kind.to_owned(),
+                location: location(),
+                message: message(),
+            };
+            self.warnings.push((kind, warning));
+        }
+    }
+
+    /// Appends the warnings and skips of a sub-report (one file or one image).
+    pub(crate) fn absorb(&mut self, other: Report) {
+        self.skipped += other.skipped;
+        for (kind, total) in &other.counts {
+            // Occurrences the sub-report counted but did not list still count here.
+            let unlisted = total.saturating_sub(MAX_WARNINGS_PER_KIND);
+            *self.counts.entry(kind).or_insert(0) += unlisted;
+        }
+        for (kind, warning) in other.warnings {
+            let count = self.counts.entry(kind).or_insert(0);
+            *count += 1;
+            if *count <= MAX_WARNINGS_PER_KIND {
+                self.warnings.push((kind, warning));
+            }
+        }
+    }
+
+    /// The warnings, with one closing summary per kind that went over the cap, and the skipped
+    /// count.
+    pub(crate) fn finish(self, source: &Path) -> (Vec<Warning>, usize) {
+        let mut warnings: Vec<Warning> = self.warnings.into_iter().map(|(_, w)| w).collect();
+        let mut over: Vec<_> = self
+            .counts
+            .into_iter()
+            .filter(|(_, n)| *n > MAX_WARNINGS_PER_KIND)
+            .collect();
+        over.sort_unstable();
+        for (kind, total) in over {
+            warnings.push(Warning {
+                kind: kind.to_owned(),
+                location: source.display().to_string(),
+                message: format!(
+                    "{} more `{kind}` warnings not listed ({total} in all)",
+                    total - MAX_WARNINGS_PER_KIND
+                ),
+            });
+        }
+        (warnings, self.skipped)
+    }
+}
+
+/// How an imported box fared against its image.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum BoxCheck {
+    /// Inside the image (or the image size is unknown); possibly nudged in by rounding noise.
+    Keep(BBox),
+    /// Partly outside: this is the part inside.
+    Clipped(BBox),
+    /// No area, or wholly outside the image.
+    ZeroArea,
+}
+
+/// Overshoot (in pixels) below which a box edge outside the image is rounding noise, not an
+/// annotation error. YOLO's 6 decimals alone give up to `1e-6 * size` of error per edge.
+pub(crate) fn clip_tolerance(width: u32, height: u32) -> f64 {
+    (2e-6 * f64::from(width.max(height))).max(1e-3)
+}
+
+/// Checks a box against a `width` x `height` image (0 = unknown size: no clipping).
+pub(crate) fn check_box(bbox: BBox, width: u32, height: u32) -> BoxCheck {
+    if !(bbox.w > 0.0 && bbox.h > 0.0) {
+        return BoxCheck::ZeroArea;
+    }
+    if width == 0 || height == 0 {
+        return BoxCheck::Keep(bbox);
+    }
+    let (w, h) = (f64::from(width), f64::from(height));
+    if bbox.is_inside(w, h) {
+        return BoxCheck::Keep(bbox);
+    }
+    let clipped = bbox.clipped(w, h);
+    if !(clipped.w > 0.0 && clipped.h > 0.0) {
+        return BoxCheck::ZeroArea;
+    }
+    let tol = clip_tolerance(width, height);
+    let noise = bbox.x >= -tol && bbox.y >= -tol && bbox.x2() <= w + tol && bbox.y2() <= h + tol;
+    if noise {
+        BoxCheck::Keep(clipped)
+    } else {
+        BoxCheck::Clipped(clipped)
+    }
+}
+
+/// Applies [`check_box`] and records the warning it calls for. Returns the box to keep, if any.
+pub(crate) fn accept_box(
+    report: &mut Report,
+    bbox: BBox,
+    width: u32,
+    height: u32,
+    location: impl FnOnce() -> String,
+) -> Option<BBox> {
+    match check_box(bbox, width, height) {
+        BoxCheck::Keep(b) => Some(b),
+        BoxCheck::Clipped(b) => {
+            report.warn("clipped_box", location, || {
+                format!(
+                    "box [{}, {}, {}, {}] lies partly outside the {width}x{height} image; clipped to [{}, {}, {}, {}]",
+                    bbox.x, bbox.y, bbox.w, bbox.h, b.x, b.y, b.w, b.h
+                )
+            });
+            Some(b)
+        }
+        BoxCheck::ZeroArea => {
+            report.skipped += 1;
+            report.warn("zero_area_box", location, || {
+                format!(
+                    "box [{}, {}, {}, {}] has no area inside the {width}x{height} image; dropped",
+                    bbox.x, bbox.y, bbox.w, bbox.h
+                )
+            });
+            None
+        }
+    }
+}
+
+/// A fast hasher for integer ids (multiplicative, like rustc's FxHash). Ids in annotation files
+/// are not adversarial, and a million inserts with SipHash would dominate a COCO import.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.0 =
+            (self.0.rotate_left(5) ^ n.cast_unsigned()).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+/// A hash map keyed by integer ids.
+pub(crate) type IdMap<V> = HashMap<i64, V, BuildHasherDefault<IdHasher>>;
+
+/// A hash set of integer ids.
+pub(crate) type IdSet = std::collections::HashSet<i64, BuildHasherDefault<IdHasher>>;
+
+/// Reads a whole file, naming it in the error.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, FormatError> {
+    std::fs::read(path).map_err(|e| FormatError::io(path, e))
+}
+
+/// Reads a text file as UTF-8 (a leading byte-order mark is dropped).
+pub(crate) fn read_text(path: &Path) -> Result<String, FormatError> {
+    let bytes = read_file(path)?;
+    let bytes = bytes
+        .strip_prefix(b"\xEF\xBB\xBF")
+        .map(<[u8]>::to_vec)
+        .unwrap_or(bytes);
+    String::from_utf8(bytes).map_err(|e| {
+        let (line, column) = line_column(e.as_bytes(), e.utf8_error().valid_up_to());
+        FormatError::invalid(
+            path,
+            format!("line {line}, column {column}"),
+            "the file is not valid UTF-8",
+        )
+    })
+}
+
+/// 1-based line and column of a byte offset.
+pub(crate) fn line_column(text: &[u8], offset: usize) -> (usize, usize) {
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    (line, offset.saturating_sub(line_start) + 1)
+}
+
+/// Names of class list files recognised beside VOC and YOLO annotations, in order of preference.
+pub(crate) const CLASS_LIST_FILES: &[&str] = &[
+    "classes.txt",
+    "labels.txt",
+    "class_names.txt",
+    "labelmap.txt",
+];
+
+/// Reads a class list: one name per line, blank lines ignored. `labelmap.txt` (the CVAT/Datumaro
+/// VOC label map, `name:color:parts:actions` with `#` comments) gives the part before the colon.
+pub(crate) fn read_class_list(path: &Path) -> Result<Vec<String>, FormatError> {
+    let text = read_text(path)?;
+    let is_labelmap = path
+        .file_name()
+        .is_some_and(|n| n.eq_ignore_ascii_case("labelmap.txt"));
+    let mut names = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if is_labelmap {
+            if line.starts_with('#') {
+                continue;
+            }
+            let name = line.split(':').next().unwrap_or(line).trim();
+            names.push(name.to_owned());
+        } else {
+            names.push(line.to_owned());
+        }
+    }
+    Ok(names)
+}
+
+/// `path` made absolute and with `.` and `..` removed lexically (no file system access, so it
+/// works for files that do not exist and does not resolve symlinks).
+pub(crate) fn normalize_path(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// `path` relative to `base`, with `/` separators (and `..` where `path` is outside `base`).
+pub(crate) fn relative_slash_path(base: &Path, path: &Path) -> String {
+    let base = normalize_path(base);
+    let path = normalize_path(path);
+    let b: Vec<Component<'_>> = base.components().collect();
+    let p: Vec<Component<'_>> = path.components().collect();
+    let common = b.iter().zip(&p).take_while(|(x, y)| x == y).count();
+    let mut parts: Vec<String> = vec!["..".to_owned(); b.len() - common];
+    parts.extend(
+        p[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    parts.join("/")
+}
+
+/// A dataset-relative file name made safe to join under an output folder: `/` or `\` separated,
+/// with root, drive and `..` components dropped. `None` when nothing is left.
+pub(crate) fn safe_relative(file_name: &str) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for part in file_name.split(['/', '\\']) {
+        match part {
+            "" | "." | ".." => {}
+            p if p.ends_with(':') => {}
+            p => out.push(p),
+        }
+    }
+    (!out.as_os_str().is_empty()).then_some(out)
+}
+
+/// Finds an existing image `dir/stem.<ext>` for any known image extension (either case).
+pub(crate) fn find_image_with_stem(dir: &Path, stem: &str) -> Option<PathBuf> {
+    if stem.is_empty() {
+        return None;
+    }
+    crate::imaging::IMAGE_EXTENSIONS.iter().find_map(|ext| {
+        [ext.to_string(), ext.to_ascii_uppercase()]
+            .into_iter()
+            .map(|e| dir.join(format!("{stem}.{e}")))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Hard-links `from` to `to` (or copies it when linking is not possible), replacing `to`.
+pub(crate) fn link_or_copy(from: &Path, to: &Path) -> Result<(), FormatError> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| FormatError::io(parent, e))?;
+    }
+    if normalize_path(from) == normalize_path(to) {
+        return Ok(());
+    }
+    if to.exists() {
+        std::fs::remove_file(to).map_err(|e| FormatError::io(to, e))?;
+    }
+    if std::fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|e| FormatError::io(from, e))
+}
+
+/// Writes a file in one go, naming it in the error.
+pub(crate) fn write_file(path: &Path, contents: &[u8]) -> Result<(), FormatError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| FormatError::io(parent, e))?;
+    }
+    std::fs::write(path, contents).map_err(|e| FormatError::io(path, e))
+}
