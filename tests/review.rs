@@ -732,6 +732,30 @@ fn eval_reports_slices_and_compares_runs() {
     assert_eq!(slices.len(), 2);
     assert_eq!(slices[0]["slice"], "time=day");
     assert_eq!(slices[1]["eval"]["images"], 2);
+    // A version frozen now keeps its GT when labels change later.
+    ok(&path, &["version", "create", "v1"]);
+    {
+        let mut p = Project::open(&path).expect("open");
+        let label = p
+            .all_annotations()
+            .expect("boxes")
+            .into_iter()
+            .find(|a| a.value.state == ReviewState::Approved)
+            .expect("label");
+        p.apply(&[Edit::Delete { id: label.id }]).expect("delete");
+    }
+    let now = ok_json(&path, &["eval", "--run", "good", "--json"]);
+    let then = ok_json(
+        &path,
+        &["eval", "--run", "good", "--version", "v1", "--json"],
+    );
+    assert!(
+        now["overall"]["AP"].as_f64() < Some(1.0),
+        "{}",
+        now["overall"]["AP"]
+    );
+    assert_eq!(then["overall"]["AP"].as_f64(), Some(1.0));
+    assert_eq!(then["version"], "v1");
     let e = ok_json(
         &path,
         &["eval", "--run", "bad", "--slice", "time=night", "--json"],
@@ -745,7 +769,7 @@ fn eval_reports_slices_and_compares_runs() {
     let per_class = c["per_class"].as_array().expect("classes");
     let car = per_class.iter().find(|d| d["class"] == "car").expect("car");
     assert_eq!(car["verdict"], "better");
-    assert!(car["ap_delta"].as_f64().expect("delta") > 0.9);
+    assert!(car["ap_delta"].as_f64().expect("delta") > 0.5, "{car}");
     let text = ok(&path, &["eval", "--run", "good", "--compare", "bad"]);
     assert!(text.contains("better"), "{text}");
 }
@@ -861,4 +885,596 @@ fn triage_ranks_planted_problems_first_with_their_reasons() {
         text.contains(" 1. ") && text.contains(" 2. ") && !text.contains(" 3. "),
         "{text}"
     );
+}
+
+// ------------------------------------------------------------------------------ batches and audits
+
+/// 30 images with a run's proposals; alice accepts those on images 0–19, bob on 20–29.
+fn annotated_project(dir: &Path) -> PathBuf {
+    let path = new_project(dir);
+    let mut p = Project::open(&path).expect("open");
+    let names: Vec<String> = (0..30).map(|i| format!("img_{i:02}.png")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let imgs = add_images(&mut p, &refs, 200, 200);
+    let run = new_run(&mut p, "m");
+    for &img in &imgs {
+        propose(
+            &mut p,
+            run,
+            img,
+            &[
+                ("car", [10.0, 10.0, 40.0, 40.0], 0.9),
+                ("car", [100.0, 100.0, 40.0, 40.0], 0.8),
+            ],
+        );
+    }
+    p.switch_user("boss", Some(Role::Lead)).expect("lead");
+    for (i, &img) in imgs.iter().enumerate() {
+        let who = if i < 20 { "alice" } else { "bob" };
+        p.switch_user(who, Some(Role::Annotator))
+            .expect("annotator");
+        let ids: Vec<Uuid> = p
+            .annotations_for_image(img)
+            .expect("boxes")
+            .iter()
+            .map(|a| a.id)
+            .collect();
+        review::set_states(&mut p, &ids, ReviewState::Accepted, None).expect("accept");
+    }
+    p.switch_user("boss", None).expect("lead");
+    path
+}
+
+fn paths_of(v: &Value) -> Vec<String> {
+    v.as_array()
+        .expect("list")
+        .iter()
+        .map(|i| i["path"].as_str().expect("path").to_owned())
+        .collect()
+}
+
+#[test]
+fn batches_are_made_assigned_submitted_audited_and_returned_failed_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = annotated_project(dir.path());
+
+    // Creating: by filter, then seeded samples that reproduce.
+    let b = ok_json(
+        &path,
+        &["batch", "create", "b1", "--path", "img_", "--json"],
+    );
+    assert_eq!(b["images"], 30);
+    let err = fails(&path, &["batch", "create", "b2"]);
+    assert!(
+        err.contains("already in a batch") && err.contains("--allow-overlap"),
+        "{err}"
+    );
+    ok(
+        &path,
+        &[
+            "batch",
+            "create",
+            "s1",
+            "--sample",
+            "5",
+            "--seed",
+            "3",
+            "--allow-overlap",
+        ],
+    );
+    ok(
+        &path,
+        &[
+            "batch",
+            "create",
+            "s2",
+            "--sample",
+            "5",
+            "--seed",
+            "3",
+            "--allow-overlap",
+        ],
+    );
+    ok(
+        &path,
+        &[
+            "batch",
+            "create",
+            "s3",
+            "--sample",
+            "5",
+            "--seed",
+            "4",
+            "--allow-overlap",
+        ],
+    );
+    let s1 = paths_of(&ok_json(&path, &["batch", "show", "s1", "--json"])["images"]);
+    let s2 = paths_of(&ok_json(&path, &["batch", "show", "s2", "--json"])["images"]);
+    let s3 = paths_of(&ok_json(&path, &["batch", "show", "s3", "--json"])["images"]);
+    assert_eq!(s1.len(), 5);
+    assert_eq!(s1, s2, "the same seed draws the same images");
+    assert_ne!(s1, s3);
+    let list = ok_json(&path, &["batch", "list", "--json"]);
+    assert_eq!(list.as_array().expect("batches").len(), 4);
+
+    // Assigning and submitting: only the assignee submits; only a lead audits.
+    ok(&path, &["batch", "assign", "b1", "alice"]);
+    let err = fails(&path, &["--user", "bob", "batch", "submit", "b1"]);
+    assert!(err.contains("assigned to alice"), "{err}");
+    ok(&path, &["--user", "alice", "batch", "submit", "b1"]);
+    let err = fails(&path, &["audit", "start", "b1"]);
+    assert!(err.contains("only a lead"), "{err}");
+
+    // The audit: 20% per annotator (alice 20 images → 4, bob 10 → 2), topped up to 8.
+    let args = [
+        "--user",
+        "boss",
+        "audit",
+        "start",
+        "b1",
+        "--percent",
+        "20",
+        "--min",
+        "8",
+        "--seed",
+        "42",
+        "--json",
+    ];
+    let audit = ok_json(&path, &args);
+    let again = ok_json(&path, &args);
+    assert_eq!(
+        audit["items"], again["items"],
+        "the same seed samples the same images"
+    );
+    let other = ok_json(
+        &path,
+        &[
+            "audit",
+            "start",
+            "b1",
+            "--percent",
+            "20",
+            "--min",
+            "8",
+            "--seed",
+            "43",
+            "--json",
+        ],
+    );
+    assert_ne!(audit["items"], other["items"]);
+    let audit = ok_json(&path, &args);
+    let items = audit["items"].as_array().expect("items");
+    assert_eq!(items.len(), 8);
+    let strata: Vec<(String, u64, u64)> = audit["strata"]
+        .as_array()
+        .expect("strata")
+        .iter()
+        .map(|s| {
+            (
+                s["annotator"].as_str().expect("name").to_owned(),
+                s["images"].as_u64().expect("n"),
+                s["sampled"].as_u64().expect("n"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        strata,
+        [("alice".to_owned(), 20, 5), ("bob".to_owned(), 10, 3)]
+    );
+    for it in items {
+        let n: usize = it["path"].as_str().expect("path")[4..6]
+            .parse()
+            .expect("index");
+        assert_eq!(
+            it["annotator"],
+            if n < 20 { "alice" } else { "bob" },
+            "{it}"
+        );
+    }
+
+    // Marking and deciding.
+    let alice_items: Vec<&str> = items
+        .iter()
+        .filter(|i| i["annotator"] == "alice")
+        .map(|i| i["path"].as_str().expect("path"))
+        .collect();
+    let failed = [alice_items[0], alice_items[1]];
+    ok(
+        &path,
+        &[
+            "audit",
+            "mark",
+            "b1",
+            failed[1],
+            "fail",
+            "--comment",
+            "box too loose",
+        ],
+    );
+    ok(
+        &path,
+        &[
+            "audit",
+            "mark",
+            "b1",
+            failed[0],
+            "fail",
+            "--comment",
+            "missed a car",
+        ],
+    );
+    let err = fails(&path, &["audit", "decide", "b1", "accept"]);
+    assert!(
+        err.contains("6 of the 8 sampled images") && err.contains("not marked"),
+        "{err}"
+    );
+    let outsider = (0..30)
+        .map(|i| format!("img_{i:02}.png"))
+        .find(|p| !items.iter().any(|it| it["path"] == p.as_str()))
+        .expect("unsampled");
+    let err = fails(&path, &["audit", "mark", "b1", &outsider, "pass"]);
+    assert!(err.contains("not in the audit sample"), "{err}");
+    for it in items {
+        let p = it["path"].as_str().expect("path");
+        if !failed.contains(&p) {
+            ok(&path, &["audit", "mark", "b1", p, "pass"]);
+        }
+    }
+    let r = ok_json(&path, &["audit", "decide", "b1", "return", "--json"]);
+    assert_eq!(
+        (r["failed_images"].as_u64(), r["boxes_changed"].as_u64()),
+        (Some(2), Some(4))
+    );
+    assert_eq!(r["batch"]["state"], "returned");
+
+    // Back with alice: failed images first, in audit order, with the comments.
+    let show = ok_json(&path, &["batch", "show", "b1", "--json"]);
+    let images = show["images"].as_array().expect("images");
+    let first: Vec<&str> = images[..2]
+        .iter()
+        .map(|i| i["path"].as_str().expect("path"))
+        .collect();
+    assert_eq!(first, failed, "failed images come first, in audit order");
+    assert_eq!(images[0]["comment"], "missed a car");
+    assert_eq!(images[0]["returned"], 2);
+    let rest = paths_of(&Value::Array(images[2..].to_vec()));
+    let mut sorted = rest.clone();
+    sorted.sort();
+    assert_eq!(rest, sorted, "the other images keep the batch order");
+    let text = ok(&path, &["batch", "show", "b1"]);
+    assert!(
+        text.contains("FAIL") && text.contains("missed a car"),
+        "{text}"
+    );
+
+    // Alice fixes the returned boxes and resubmits; round 2 passes and approves everything.
+    {
+        let mut p = Project::open(&path).expect("open");
+        p.switch_user("alice", None).expect("alice");
+        let returned: Vec<Uuid> = p
+            .all_annotations()
+            .expect("boxes")
+            .into_iter()
+            .filter(|a| a.value.state == ReviewState::Returned)
+            .map(|a| a.id)
+            .collect();
+        assert_eq!(returned.len(), 4);
+        let h = p.history(returned[0]).expect("history");
+        assert!(
+            h.last()
+                .and_then(|r| r.note.as_deref())
+                .is_some_and(|n| n.contains("audit of batch b1")),
+            "{h:?}"
+        );
+        review::set_states(&mut p, &returned, ReviewState::Corrected, None).expect("fix");
+    }
+    ok(&path, &["--user", "alice", "batch", "submit", "b1"]);
+    let audit = ok_json(
+        &path,
+        &[
+            "--user",
+            "boss",
+            "audit",
+            "start",
+            "b1",
+            "--percent",
+            "10",
+            "--min",
+            "3",
+            "--seed",
+            "1",
+            "--json",
+        ],
+    );
+    assert_eq!(audit["round"], 2);
+    for it in audit["items"].as_array().expect("items") {
+        ok(
+            &path,
+            &[
+                "audit",
+                "mark",
+                "b1",
+                it["path"].as_str().expect("path"),
+                "pass",
+            ],
+        );
+    }
+    let err = fails(&path, &["audit", "decide", "b1", "return"]);
+    assert!(err.contains("no sampled image"), "{err}");
+    let r = ok_json(&path, &["audit", "decide", "b1", "accept", "--json"]);
+    assert_eq!(r["boxes_changed"], 60);
+    let stats = ok_json(&path, &["stats", "--json"]);
+    let per_state = stats["boxes_per_state"].as_array().expect("states");
+    assert_eq!(per_state, &vec![json!(["approved", 60])], "{stats}");
+
+    // The dashboard: audit failures, approvals and returns per annotator.
+    let stats = ok_json(&path, &["review", "stats", "--json"]);
+    let alice = stats
+        .as_array()
+        .expect("users")
+        .iter()
+        .find(|s| s["user"] == "alice")
+        .expect("alice");
+    assert_eq!(alice["images"], 20);
+    assert_eq!(alice["audit_failures"], 2);
+    assert_eq!(alice["proposals_accepted"], 40);
+    assert_eq!(alice["boxes_corrected"], 4);
+    assert_eq!(alice["returned"], 4);
+    assert_eq!(alice["approved"], 40);
+    let bob = stats
+        .as_array()
+        .expect("users")
+        .iter()
+        .find(|s| s["user"] == "bob")
+        .expect("bob");
+    assert_eq!(bob["approval_rate"], 1.0);
+    assert_eq!(bob["audit_failures"], 0);
+}
+
+#[test]
+fn images_per_hour_count_active_time_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = new_project(dir.path());
+    let mut p = Project::open(&path).expect("open");
+    let imgs = add_images(&mut p, &["a.png", "b.png", "c.png", "d.png"], 100, 100);
+    let run = new_run(&mut p, "m");
+    for &img in &imgs {
+        propose(&mut p, run, img, &[("car", [1.0, 1.0, 20.0, 20.0], 0.9)]);
+    }
+    p.switch_user("alice", Some(Role::Annotator))
+        .expect("alice");
+    for &img in &imgs {
+        let id = p.annotations_for_image(img).expect("boxes")[0].id;
+        review::set_state(&mut p, id, ReviewState::Accepted, None).expect("accept");
+    }
+    // Spread alice's four decisions over time: a minute apart, then a 20-minute break.
+    let base_ms = loupe::store::now_ms() + 3_600_000;
+    let offsets_ms = [0, 60_000, 120_000, 120_000 + 20 * 60_000];
+    for (i, off) in offsets_ms.iter().enumerate() {
+        p.conn()
+            .execute(
+                "UPDATE revisions SET hlc=?1 WHERE seq=(SELECT seq FROM revisions WHERE state='accepted' ORDER BY seq LIMIT 1 OFFSET ?2)",
+                rusqlite::params![(base_ms + off) << 16, i64::try_from(i).expect("small")],
+            )
+            .expect("retime");
+    }
+    let stats = review::annotator_stats(&p).expect("stats");
+    let alice = stats.iter().find(|s| s.user == "alice").expect("alice");
+    // Active: 60 s + 60 s + 5 min (the break is capped) = 7 minutes for 4 images.
+    let expected = 4.0 / (7.0 / 60.0);
+    assert!(
+        (alice.images_per_hour.expect("rate") - expected).abs() < 1e-9,
+        "{alice:?}"
+    );
+    assert_eq!(alice.proposals_accepted, 4);
+    assert_eq!(alice.approval_rate, None);
+}
+
+// ------------------------------------------------------------------------------ metadata and tags
+
+#[test]
+fn metadata_from_csv_and_json_drives_filters_slices_and_triage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = new_project(dir.path());
+    {
+        let mut p = Project::open(&path).expect("open");
+        let imgs = add_images(
+            &mut p,
+            &["cam1/a.png", "cam1/b.png", "cam2/c.png", "cam2/a.png"],
+            100,
+            100,
+        );
+        let run = new_run(&mut p, "m");
+        for &img in &imgs {
+            propose(&mut p, run, img, &[("car", [1.0, 1.0, 20.0, 20.0], 0.9)]);
+        }
+    }
+    let csv = dir.path().join("meta.csv");
+    std::fs::write(
+        &csv,
+        "path,weather,time\r\ncam1/a.png,rain,day\r\nb.png,\"sun, hazy\",night\r\nnope.png,rain,day\r\n./cam2/c.png,rain,\r\n",
+    )
+    .expect("write");
+    let r = ok_json(
+        &path,
+        &["meta", "import", csv.to_str().expect("utf8"), "--json"],
+    );
+    assert_eq!(
+        (
+            r["records"].as_u64(),
+            r["images"].as_u64(),
+            r["values_set"].as_u64()
+        ),
+        (Some(4), Some(3), Some(5))
+    );
+    assert_eq!(r["warnings"][0]["kind"], "unknown_image");
+    assert!(
+        r["warnings"][0]["location"]
+            .as_str()
+            .expect("loc")
+            .ends_with("meta.csv:4"),
+        "{r}"
+    );
+    // A bare file name that two images share is ambiguous.
+    let json_map = dir.path().join("meta.json");
+    std::fs::write(&json_map, r#"{"cam2/a.png": {"weather": "snow", "lux": 3}, "a.png": {"time": "day"}, "cam1/a.png": {"time": null}}"#).expect("write");
+    let r = ok_json(
+        &path,
+        &["meta", "import", json_map.to_str().expect("utf8"), "--json"],
+    );
+    assert_eq!(r["values_removed"], 1);
+    assert!(
+        r["warnings"][0]["message"]
+            .as_str()
+            .expect("msg")
+            .contains("matches 2 images"),
+        "{r}"
+    );
+    let json_list = dir.path().join("list.json");
+    std::fs::write(
+        &json_list,
+        r#"[{"file_name": "cam2/a.png", "time": "night"}, {"path": "cam2/c.png", "time": "day"}]"#,
+    )
+    .expect("write");
+    ok(
+        &path,
+        &["meta", "import", json_list.to_str().expect("utf8")],
+    );
+    let keys = ok_json(&path, &["meta", "keys", "--json"]);
+    let weather = keys
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["key"] == "weather")
+        .expect("weather");
+    assert_eq!(
+        weather["values"],
+        json!([{"value": "rain", "images": 2}, {"value": "snow", "images": 1}, {"value": "sun, hazy", "images": 1}])
+    );
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "name,weather\na.png,rain\n").expect("write");
+    let err = fails(&path, &["meta", "import", bad.to_str().expect("utf8")]);
+    assert!(err.contains("bad.csv:1"), "{err}");
+
+    // Tags by path; filters and slices see metadata and tags.
+    ok(&path, &["tag", "cam2/c.png", "blurry"]);
+    ok(&path, &["tag", "b.png", "blurry"]);
+    ok(&path, &["tag", "b.png", "blurry", "--remove"]);
+    let b = ok_json(
+        &path,
+        &[
+            "batch",
+            "create",
+            "rainy",
+            "--meta",
+            "weather=rain",
+            "--json",
+        ],
+    );
+    assert_eq!(b["images"], 2);
+    let b = ok_json(
+        &path,
+        &[
+            "batch",
+            "create",
+            "blurry",
+            "--tag",
+            "blurry",
+            "--allow-overlap",
+            "--json",
+        ],
+    );
+    assert_eq!(b["images"], 1);
+    let t = ok_json(
+        &path,
+        &["triage", "--run", "m", "--slice", "tag:blurry", "--json"],
+    );
+    assert_eq!(paths_of(&t), ["cam2/c.png"]);
+    let t = ok_json(
+        &path,
+        &["triage", "--run", "m", "--slice", "time=night", "--json"],
+    );
+    assert_eq!(paths_of(&t), ["cam1/b.png", "cam2/a.png"]);
+}
+
+// ------------------------------------------------------------------------------ agreement
+
+#[test]
+fn agreement_matches_boxes_of_two_people_per_class() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = new_project(dir.path());
+    {
+        let mut p = Project::open(&path).expect("open");
+        let imgs = add_images(&mut p, &["shared.png", "alone.png"], 300, 300);
+        p.switch_user("alice", Some(Role::Annotator))
+            .expect("alice");
+        for x in [0.0, 60.0, 120.0] {
+            human_box(
+                &mut p,
+                imgs[0],
+                "car",
+                [x, 0.0, 50.0, 50.0],
+                ReviewState::Submitted,
+            );
+        }
+        human_box(
+            &mut p,
+            imgs[1],
+            "car",
+            [0.0, 0.0, 50.0, 50.0],
+            ReviewState::Submitted,
+        );
+        p.switch_user("bob", Some(Role::Annotator)).expect("bob");
+        human_box(
+            &mut p,
+            imgs[0],
+            "car",
+            [2.0, 0.0, 50.0, 50.0],
+            ReviewState::Submitted,
+        );
+        human_box(
+            &mut p,
+            imgs[0],
+            "car",
+            [60.0, 3.0, 50.0, 50.0],
+            ReviewState::Submitted,
+        );
+        // Bob calls alice's third car a truck.
+        human_box(
+            &mut p,
+            imgs[0],
+            "truck",
+            [121.0, 0.0, 50.0, 50.0],
+            ReviewState::Submitted,
+        );
+    }
+    let r = ok_json(&path, &["review", "agreement", "--json"]);
+    assert_eq!(r["shared_images"], 1);
+    let pair = &r["pairs"][0];
+    assert_eq!(
+        (pair["a"].as_str(), pair["b"].as_str()),
+        (Some("alice"), Some("bob"))
+    );
+    assert_eq!(
+        (
+            pair["a_boxes"].as_u64(),
+            pair["b_boxes"].as_u64(),
+            pair["matched"].as_u64()
+        ),
+        (Some(3), Some(3), Some(2))
+    );
+    assert_eq!(pair["class_conflicts"], 1);
+    assert_eq!(pair["confusions"], json!([["car", "truck", 1]]));
+    let car = pair["per_class"]
+        .as_array()
+        .expect("classes")
+        .iter()
+        .find(|c| c["class"] == "car")
+        .expect("car");
+    assert!(
+        (car["f1"].as_f64().expect("f1") - 0.8).abs() < 1e-12,
+        "{car}"
+    );
+    let text = ok(&path, &["review", "agreement"]);
+    assert!(text.contains("alice & bob"), "{text}");
 }

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
-use super::{Cli, open, print_json};
-use crate::model::ReviewState;
+use super::{Cli, FilterArgs, open, print_json};
+use crate::model::{ReviewState, Role};
 use crate::review::{self, EvalOptions, GroundTruth, Slice, eval::CocoEval};
 
 // ------------------------------------------------------------------------------ eval
@@ -253,40 +253,413 @@ pub fn triage(cli: &Cli, args: &TriageArgs) -> Result<()> {
     Ok(())
 }
 
-// ------------------------------------------------------------------------------ pending
+// ------------------------------------------------------------------------------ batches
 
 /// `loupe batch`.
 #[derive(Subcommand, Debug)]
 pub enum BatchCmd {
+    /// Create a batch from the images matching the filter, or a seeded random sample of them.
+    Create {
+        name: String,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Keep N images drawn at random from those matching.
+        #[arg(long)]
+        sample: Option<usize>,
+        /// Seed of the sample (recorded in the batch; random when not given).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Also take images that are already in another batch.
+        #[arg(long)]
+        allow_overlap: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Assign a batch to a user.
+    Assign {
+        name: String,
+        /// The user (name or id) who will work on it.
+        #[arg(value_name = "USER")]
+        assignee: String,
+    },
+    /// Hand a batch in for audit (by its assignee).
+    Submit {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// List batches.
     List {
         #[arg(long)]
         json: bool,
     },
+    /// Show a batch's images (failed images first when it was returned) and its latest audit.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
+
+fn print_batch_line(b: &review::BatchInfo) {
+    println!(
+        "{:<20} {:<10} round {:<2} {:>6} images  assignee {}",
+        b.name,
+        b.state.as_str(),
+        b.round,
+        b.images,
+        b.assignee.as_deref().unwrap_or("-")
+    );
+}
+
+pub fn batch(cli: &Cli, cmd: &BatchCmd) -> Result<()> {
+    match cmd {
+        BatchCmd::Create {
+            name,
+            filter,
+            sample,
+            seed,
+            allow_overlap,
+            json,
+        } => {
+            let mut p = open(cli)?;
+            let b = review::create_batch(
+                &mut p,
+                &review::NewBatch {
+                    name: name.clone(),
+                    filter: filter.to_filter()?,
+                    sample: *sample,
+                    seed: *seed,
+                    allow_overlap: *allow_overlap,
+                },
+            )?;
+            if *json {
+                return print_json(&b);
+            }
+            println!("batch {} created: {} images", b.name, b.images);
+        }
+        BatchCmd::Assign { name, assignee } => {
+            let mut p = open(cli)?;
+            let b = review::assign_batch(&mut p, name, assignee)?;
+            println!(
+                "batch {} assigned to {}",
+                b.name,
+                b.assignee.as_deref().unwrap_or(assignee)
+            );
+        }
+        BatchCmd::Submit { name, json } => {
+            let mut p = open(cli)?;
+            let r = review::submit_batch(&mut p, name)?;
+            if *json {
+                return print_json(&r);
+            }
+            println!(
+                "batch {} submitted for audit (round {})",
+                r.batch.name, r.batch.round
+            );
+            if r.unreviewed_proposals > 0 || r.returned_boxes > 0 {
+                eprintln!(
+                    "warning: {} proposal(s) not decided and {} returned box(es) not fixed in this batch",
+                    r.unreviewed_proposals, r.returned_boxes
+                );
+            }
+        }
+        BatchCmd::List { json } => {
+            let p = open(cli)?;
+            let list = review::batches(&p)?;
+            if *json {
+                return print_json(&list);
+            }
+            for b in &list {
+                print_batch_line(b);
+            }
+        }
+        BatchCmd::Show { name, json } => {
+            let p = open(cli)?;
+            let d = review::batch_detail(&p, name)?;
+            if *json {
+                return print_json(&d);
+            }
+            print_batch_line(&d.batch);
+            for img in &d.images {
+                let mark = match img.verdict {
+                    Some(review::Verdict::Fail) => "FAIL",
+                    Some(review::Verdict::Pass) => "pass",
+                    None => "    ",
+                };
+                println!(
+                    "  {mark} {:<40} {:>3} boxes {:>3} proposals {:>3} returned{}",
+                    img.path,
+                    img.boxes,
+                    img.proposals,
+                    img.returned,
+                    img.comment
+                        .as_deref()
+                        .map(|c| format!("  \"{c}\""))
+                        .unwrap_or_default()
+                );
+            }
+            if let Some(a) = &d.audit {
+                print_audit(a);
+            }
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------ audits
 
 /// `loupe audit`.
 #[derive(Subcommand, Debug)]
 pub enum AuditCmd {
-    /// Start an audit.
-    Start { batch: String },
+    /// Sample a submitted batch for audit: K% of each annotator's images, at least N in all.
+    Start {
+        batch: String,
+        #[arg(long, default_value_t = 10.0)]
+        percent: f64,
+        #[arg(long = "min", default_value_t = 10)]
+        min: usize,
+        /// Seed of the sample (recorded; random when not given).
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark a sampled image (path or id) pass or fail.
+    Mark {
+        batch: String,
+        image: String,
+        /// pass or fail
+        verdict: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Accept the batch (approves its boxes) or return it to its annotator.
+    Decide {
+        batch: String,
+        /// accept or return
+        decision: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the latest audit of a batch.
+    Show {
+        batch: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
+
+fn print_audit(a: &review::AuditInfo) {
+    println!(
+        "audit of {} round {} by {} ({}% per annotator, min {}, seed {}): {} pass, {} fail, {} to mark{}",
+        a.batch,
+        a.round,
+        a.auditor,
+        a.percent,
+        a.min_images,
+        a.seed,
+        a.passed,
+        a.failed,
+        a.pending,
+        a.decision
+            .map(|d| format!(", decided: {}", d.as_str()))
+            .unwrap_or_default()
+    );
+    for s in &a.strata {
+        println!(
+            "  annotator {:<16} {:>5} images, {:>4} sampled, {:>3} failed",
+            s.annotator.as_deref().unwrap_or("(nobody)"),
+            s.images,
+            s.sampled,
+            s.failed
+        );
+    }
+    for it in &a.items {
+        println!(
+            "  {:<4} {:<40} {}{}",
+            it.verdict.map_or("-", review::Verdict::as_str),
+            it.path,
+            it.annotator.as_deref().unwrap_or("(nobody)"),
+            it.comment
+                .as_deref()
+                .map(|c| format!("  \"{c}\""))
+                .unwrap_or_default()
+        );
+    }
+}
+
+pub fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<()> {
+    match cmd {
+        AuditCmd::Start {
+            batch,
+            percent,
+            min,
+            seed,
+            json,
+        } => {
+            let mut p = open(cli)?;
+            let a = review::audit_start(
+                &mut p,
+                batch,
+                &review::AuditOptions {
+                    percent: *percent,
+                    min_images: *min,
+                    seed: *seed,
+                },
+            )?;
+            if *json {
+                return print_json(&a);
+            }
+            print_audit(&a);
+        }
+        AuditCmd::Mark {
+            batch,
+            image,
+            verdict,
+            comment,
+        } => {
+            let mut p = open(cli)?;
+            let v = review::Verdict::parse(verdict)
+                .with_context(|| format!("{verdict:?}: use pass or fail"))?;
+            let it = review::audit_mark(&mut p, batch, image, v, comment.as_deref())?;
+            println!("{}: {}", it.path, v.as_str());
+        }
+        AuditCmd::Decide {
+            batch,
+            decision,
+            json,
+        } => {
+            let mut p = open(cli)?;
+            let d = review::AuditDecision::parse(decision)
+                .with_context(|| format!("{decision:?}: use accept or return"))?;
+            let r = review::audit_decide(&mut p, batch, d)?;
+            if *json {
+                return print_json(&r);
+            }
+            match d {
+                review::AuditDecision::Accept => {
+                    println!(
+                        "batch {} accepted: {} box(es) approved",
+                        r.batch.name, r.boxes_changed
+                    );
+                }
+                review::AuditDecision::Return => println!(
+                    "batch {} returned to {}: {} failed image(s), {} box(es) returned",
+                    r.batch.name,
+                    r.batch.assignee.as_deref().unwrap_or("its annotator"),
+                    r.failed_images,
+                    r.boxes_changed
+                ),
+            }
+        }
+        AuditCmd::Show { batch, json } => {
+            let p = open(cli)?;
+            let Some(a) = review::batches::audit_of(&p, batch)? else {
+                anyhow::bail!("batch {batch} has no audit yet");
+            };
+            if *json {
+                return print_json(&a);
+            }
+            print_audit(&a);
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------ meta, tags
 
 /// `loupe meta`.
 #[derive(Subcommand, Debug)]
 pub enum MetaCmd {
-    /// Import metadata.
-    Import { file: PathBuf },
+    /// Import metadata: CSV with a header `path,key1,key2,…` (or `file,…`), or JSON
+    /// `{"path": {"key": "value"}}`, or a JSON list of objects with `path`/`file_name`.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List metadata keys, their values and how many images have each (the slices).
+    Keys {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `loupe tag`.
 #[derive(Args, Debug)]
 pub struct TagArgs {
+    /// The image: its path in the project (a unique suffix or file name works), or its id.
     pub image: String,
     pub tag: String,
+    /// Remove the tag instead.
     #[arg(long)]
     pub remove: bool,
 }
+
+pub fn meta(cli: &Cli, cmd: &MetaCmd) -> Result<()> {
+    match cmd {
+        MetaCmd::Import { file, json } => {
+            let mut p = open(cli)?;
+            let r = review::import_meta(&mut p, file)
+                .with_context(|| format!("{}: metadata import refused", file.display()))?;
+            if *json {
+                return print_json(&r);
+            }
+            println!(
+                "{}: {} records, {} images, {} values set, {} removed, keys: {}",
+                file.display(),
+                r.records,
+                r.images,
+                r.values_set,
+                r.values_removed,
+                r.keys.join(", ")
+            );
+            for w in r.warnings.iter().take(20) {
+                eprintln!("warning: {}: {}", w.location, w.message);
+            }
+            if r.warnings.len() > 20 {
+                eprintln!(
+                    "… {} more warnings (use --json for all)",
+                    r.warnings.len() - 20
+                );
+            }
+        }
+        MetaCmd::Keys { json } => {
+            let p = open(cli)?;
+            let keys = review::meta_slices(&p)?;
+            if *json {
+                return print_json(&keys);
+            }
+            for k in &keys {
+                let values: Vec<String> = k
+                    .values
+                    .iter()
+                    .map(|v| format!("{} ({})", v.value, v.images))
+                    .collect();
+                println!("{:<20} {}", k.key, values.join(", "));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn tag(cli: &Cli, args: &TagArgs) -> Result<()> {
+    let mut p = open(cli)?;
+    let tags = review::meta::tag_image(&mut p, &args.image, &args.tag, !args.remove)?;
+    println!(
+        "{}: {}",
+        args.image,
+        if tags.is_empty() {
+            "(no tags)".to_owned()
+        } else {
+            tags.join(", ")
+        }
+    );
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------ review
 
 /// `loupe review`.
 #[derive(Subcommand, Debug)]
@@ -311,22 +684,14 @@ pub enum ReviewCmd {
         #[arg(long)]
         json: bool,
     },
-}
-
-pub fn batch(_cli: &Cli, _cmd: &BatchCmd) -> Result<()> {
-    anyhow::bail!("loupe batch is not available yet")
-}
-
-pub fn audit(_cli: &Cli, _cmd: &AuditCmd) -> Result<()> {
-    anyhow::bail!("loupe audit is not available yet")
-}
-
-pub fn meta(_cli: &Cli, _cmd: &MetaCmd) -> Result<()> {
-    anyhow::bail!("loupe meta is not available yet")
-}
-
-pub fn tag(_cli: &Cli, _args: &TagArgs) -> Result<()> {
-    anyhow::bail!("loupe tag is not available yet")
+    /// Agreement between people who labeled the same images, per pair and per class.
+    Agreement {
+        /// Boxes match at or above this IoU.
+        #[arg(long, default_value_t = 0.5)]
+        iou: f64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn review(cli: &Cli, cmd: &ReviewCmd) -> Result<()> {
@@ -362,7 +727,79 @@ pub fn review(cli: &Cli, cmd: &ReviewCmd) -> Result<()> {
                 }
             }
         }
-        ReviewCmd::Stats { .. } => anyhow::bail!("loupe review stats is not available yet"),
+        ReviewCmd::Stats { json } => {
+            let p = open(cli)?;
+            let stats = review::annotator_stats(&p)?;
+            if *json {
+                return print_json(&stats);
+            }
+            println!(
+                "{:<16} {:<9} {:>6} {:>8} {:>7} {:>8} {:>9} {:>8} {:>9} {:>8} {:>7}",
+                "user",
+                "role",
+                "images",
+                "img/h",
+                "drawn",
+                "accepted",
+                "corrected",
+                "rejected",
+                "approval",
+                "reviews",
+                "audit"
+            );
+            for s in &stats {
+                println!(
+                    "{:<16} {:<9} {:>6} {:>8} {:>7} {:>8} {:>9} {:>8} {:>9} {:>8} {:>7}",
+                    s.user,
+                    s.role.map_or("-", Role::as_str),
+                    s.images,
+                    s.images_per_hour
+                        .map_or_else(|| "-".to_owned(), |x| format!("{x:.1}")),
+                    s.boxes_drawn,
+                    s.proposals_accepted,
+                    s.boxes_corrected,
+                    s.proposals_rejected,
+                    s.approval_rate
+                        .map_or_else(|| "-".to_owned(), |x| format!("{:.0}%", 100.0 * x)),
+                    s.reviews_done,
+                    format!("{}/{}", s.audit_failures, s.audited_images)
+                );
+            }
+        }
+        ReviewCmd::Agreement { iou, json } => {
+            let p = open(cli)?;
+            let r = review::agreement(&p, *iou)?;
+            if *json {
+                return print_json(&r);
+            }
+            println!(
+                "{} image(s) labeled by two or more people (matching at IoU {})",
+                r.shared_images, r.iou_threshold
+            );
+            for pair in &r.pairs {
+                println!(
+                    "  {} & {}: {} images, {} / {} boxes, {} matched, F1 {:.3}, mean IoU {:.3}, {} class conflict(s)",
+                    pair.a,
+                    pair.b,
+                    pair.images,
+                    pair.a_boxes,
+                    pair.b_boxes,
+                    pair.matched,
+                    pair.f1,
+                    pair.mean_iou,
+                    pair.class_conflicts
+                );
+                for c in &pair.per_class {
+                    println!(
+                        "      {:<20} {:>4} / {:<4} matched {:>4}  F1 {:.3}",
+                        c.class, c.a_boxes, c.b_boxes, c.matched, c.f1
+                    );
+                }
+                for (x, y, n) in &pair.confusions {
+                    println!("      {} said {x}, {} said {y}: {n}", pair.a, pair.b);
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -1,30 +1,51 @@
 //! The data loop: review states and transitions, batches, audits, triage, evaluation, agreement.
 //!
-//! Everything here is headless and callable from the CLI and the GUI alike:
+//! Everything here is headless and callable from the CLI and the GUI alike; each function takes
+//! a `Project` and acts as its current user (`Project::switch_user`):
 //!
 //! - [`transitions`]: which review-state changes each role may make ([`check_transition`],
-//!   [`check_edit`], [`check_edits`]) and [`set_state`], which checks and applies one.
+//!   [`check_edit`], [`check_edits`], the hook for `Project::apply`) and [`set_state`] /
+//!   [`set_states`], which check and apply;
+//! - [`eval`]: a faithful port of pycocotools' bbox `COCOeval`; [`run_eval`]: a model run's
+//!   original predictions against a version's approved labels, per slice, and run comparisons;
+//! - [`triage`]: images ranked for review from a run's predictions and the labels, with reasons;
+//! - [`batches`]: batches of images for annotators and the lead's stratified, seeded audits;
+//! - [`meta`]: metadata import (CSV/JSON), the slices it defines, and image tags;
+//! - [`agreement`]: how well two people agree when they labeled the same image;
+//! - [`stats`]: per-annotator throughput and quality figures for a dashboard.
 //!
-//! The tables this module owns (batches, audits) come from migration 2 in `store::schema`.
+//! The tables of batches and audits come from migration 2 in `store::schema`.
 
+pub mod agreement;
+pub mod batches;
 pub mod eval;
+pub mod meta;
 pub mod run_eval;
+pub mod stats;
 pub mod transitions;
 pub mod triage;
 
 mod error;
 mod sql;
 
+pub use agreement::{AgreementReport, ClassAgreement, PairAgreement, agreement};
+pub use batches::{
+    AuditDecision, AuditInfo, AuditItem, AuditOptions, BatchDetail, BatchImage, BatchInfo,
+    BatchState, DecideReport, NewBatch, Stratum, SubmitReport, Verdict, assign_batch, audit_decide,
+    audit_mark, audit_of, audit_start, batch_detail, batches, create_batch, stratified_sample,
+    submit_batch,
+};
 pub use error::ReviewError;
+pub use meta::{MetaImportReport, SliceKey, SliceValue, import_meta, meta_slices, tag_image};
 pub use run_eval::{
     ClassDelta, EvalOptions, GroundTruth, RunComparison, RunEval, Slice, SliceEval, compare_runs,
     evaluate_run,
 };
+pub use stats::{AnnotatorStats, annotator_stats};
 pub use transitions::{
     TransitionRule, allowed_targets, check_edit, check_edits, check_transition, set_state,
     set_states, state_after_edit, transition_table,
 };
-
 pub use triage::{Signal, SignalCounts, SignalKind, TriageImage, TriageOptions, triage};
 
 /// Result type of the review module.

@@ -60,22 +60,6 @@ fn pairs(p: &Project, sql: &str) -> Result<HashMap<i64, String>> {
     rows.collect::<Result<HashMap<_, _>, _>>().map_err(sq(p))
 }
 
-/// The row id of an image by uuid.
-pub(crate) fn image_row(p: &Project, image: Uuid) -> Result<i64> {
-    p.conn()
-        .query_row(
-            "SELECT id FROM images WHERE uuid=?1",
-            [image.to_string()],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(sq(p))?
-        .ok_or_else(|| ReviewError::NotFound {
-            what: "image",
-            key: image.to_string(),
-        })
-}
-
 /// The row id of an image by its path relative to the project, or by its uuid.
 pub(crate) fn image_row_by_path_or_id(p: &Project, key: &str) -> Result<i64> {
     p.conn()

@@ -118,8 +118,56 @@ pub const MIGRATIONS: &[&str] = &[
     ",
     // 2: review workflow — batches, audits (owned by src/review.rs).
     r"
-    CREATE TABLE IF NOT EXISTS _placeholder_review (x INTEGER) STRICT;
-    DROP TABLE _placeholder_review;
+    -- Batches of images handed to one annotator, audited by a lead before acceptance.
+    CREATE TABLE batches (
+        id INTEGER PRIMARY KEY,
+        uuid TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL UNIQUE,
+        state TEXT NOT NULL CHECK (state IN ('open', 'submitted', 'auditing', 'accepted', 'returned')),
+        assignee INTEGER REFERENCES users(id),
+        created_by INTEGER NOT NULL REFERENCES users(id),
+        created_ms INTEGER NOT NULL,
+        -- How the batch was made (filter, sample size, seed), as JSON.
+        recipe TEXT NOT NULL DEFAULT '{}',
+        -- Submission round: 1 for the first submission, +1 after each return.
+        round INTEGER NOT NULL DEFAULT 1,
+        submitted_ms INTEGER,
+        decided_ms INTEGER
+    ) STRICT;
+    CREATE TABLE batch_images (
+        batch INTEGER NOT NULL REFERENCES batches(id) ON DELETE CASCADE,
+        image INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        ord INTEGER NOT NULL,
+        PRIMARY KEY (batch, image)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX batch_images_image ON batch_images(image);
+    -- One audit per batch and round: a seeded sample stratified by annotator.
+    CREATE TABLE audits (
+        id INTEGER PRIMARY KEY,
+        batch INTEGER NOT NULL REFERENCES batches(id) ON DELETE CASCADE,
+        round INTEGER NOT NULL,
+        auditor INTEGER NOT NULL REFERENCES users(id),
+        percent REAL NOT NULL,
+        min_images INTEGER NOT NULL,
+        seed INTEGER NOT NULL,
+        started_ms INTEGER NOT NULL,
+        decision TEXT CHECK (decision IN ('accept', 'return')),
+        decided_ms INTEGER,
+        UNIQUE (batch, round)
+    ) STRICT;
+    CREATE TABLE audit_items (
+        audit INTEGER NOT NULL REFERENCES audits(id) ON DELETE CASCADE,
+        image INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        ord INTEGER NOT NULL,
+        -- The stratum: who annotated the image's boxes (NULL: nobody yet).
+        annotator INTEGER REFERENCES users(id),
+        verdict TEXT CHECK (verdict IN ('pass', 'fail')),
+        comment TEXT,
+        marked_by INTEGER REFERENCES users(id),
+        marked_ms INTEGER,
+        PRIMARY KEY (audit, image)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX audit_items_annotator ON audit_items(annotator);
     ",
     // 3: sync — remotes, pushed/pulled packs, conflicts (owned by src/sync/).
     r"

@@ -1,0 +1,215 @@
+//! Per-annotator figures for a dashboard, computed from the revision log: throughput (images per
+//! active hour), how much each person drew, accepted, corrected and rejected, how their boxes
+//! fared in review (approval rate) and in audits (failures).
+//!
+//! Definitions:
+//! - *work* is a revision that records an annotator decision (a box submitted, accepted,
+//!   corrected or rejected); its time is the revision's hybrid logical clock (`hlc >> 16` is Unix
+//!   milliseconds);
+//! - *active time* adds the gaps between a person's consecutive work revisions, each gap capped
+//!   at five minutes, so breaks do not count; *images per hour* is the number of distinct images
+//!   worked on divided by the active hours (none under one active minute);
+//! - a review (a change to approved or returned) is credited to the person who made the box's
+//!   latest annotator decision before it;
+//! - audit failures are audited images of which the person was the annotator (the stratum).
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use super::Result;
+use super::batches::audit_counts;
+use super::sql::{hlc_ms, sq};
+use crate::model::{ReviewState, Role};
+use crate::store::Project;
+
+/// Longest gap between two work revisions that still counts as working.
+pub const IDLE_CAP_MS: i64 = 5 * 60 * 1000;
+
+/// One person's figures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct AnnotatorStats {
+    pub user: String,
+    pub role: Option<Role>,
+    /// Distinct images with work by this person.
+    pub images: usize,
+    pub active_hours: f64,
+    /// `None` with less than a minute of activity.
+    pub images_per_hour: Option<f64>,
+    /// Boxes this person drew (created as submitted).
+    pub boxes_drawn: usize,
+    pub proposals_accepted: usize,
+    /// Distinct boxes this person moved to corrected.
+    pub boxes_corrected: usize,
+    pub proposals_rejected: usize,
+    /// Review decisions on this person's boxes.
+    pub approved: usize,
+    pub returned: usize,
+    /// `approved / (approved + returned)`; `None` before any review.
+    pub approval_rate: Option<f64>,
+    /// Approvals and returns this person made as a reviewer.
+    pub reviews_done: usize,
+    pub audited_images: usize,
+    pub audit_failures: usize,
+}
+
+fn is_work(state: ReviewState) -> bool {
+    matches!(
+        state,
+        ReviewState::Submitted
+            | ReviewState::Accepted
+            | ReviewState::Corrected
+            | ReviewState::Rejected
+    )
+}
+
+#[derive(Default)]
+struct Acc {
+    times: Vec<i64>,
+    images: HashSet<i64>,
+    drawn: usize,
+    accepted: usize,
+    corrected: HashSet<i64>,
+    rejected: usize,
+    approved: usize,
+    returned: usize,
+    reviews_done: usize,
+}
+
+/// Active milliseconds from sorted timestamps: gaps capped at [`IDLE_CAP_MS`].
+pub fn active_ms(sorted_ms: &[i64]) -> i64 {
+    sorted_ms
+        .windows(2)
+        .map(|w| (w[1] - w[0]).clamp(0, IDLE_CAP_MS))
+        .sum()
+}
+
+/// Figures for every user of the project (most images first, then by name).
+pub fn annotator_stats(p: &Project) -> Result<Vec<AnnotatorStats>> {
+    let mut stmt = p
+        .conn()
+        .prepare(
+            "SELECT v.ann, v.author, v.hlc, v.state, v.image, v.op, v.run FROM revisions v
+             ORDER BY v.ann, v.hlc, v.client, v.seq",
+        )
+        .map_err(sq(p))?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+            ))
+        })
+        .map_err(sq(p))?;
+    let mut acc: HashMap<i64, Acc> = HashMap::new();
+    let mut current_ann = None;
+    let mut prev_state: Option<ReviewState> = None;
+    let mut decider: Option<i64> = None;
+    for row in rows {
+        let (ann, author, hlc, state, image, op, run) = row.map_err(sq(p))?;
+        if current_ann != Some(ann) {
+            current_ann = Some(ann);
+            prev_state = None;
+            decider = None;
+        }
+        let Some(state) = ReviewState::parse(&state) else {
+            continue;
+        };
+        let changed = prev_state != Some(state);
+        let a = acc.entry(author).or_default();
+        if is_work(state) {
+            a.times.push(hlc_ms(hlc));
+            a.images.insert(image);
+            if changed {
+                match state {
+                    ReviewState::Submitted if op == "create" && run.is_none() => a.drawn += 1,
+                    ReviewState::Accepted => a.accepted += 1,
+                    ReviewState::Corrected => {
+                        a.corrected.insert(ann);
+                    }
+                    ReviewState::Rejected => a.rejected += 1,
+                    _ => {}
+                }
+            }
+            decider = Some(author);
+        } else if changed
+            && prev_state.is_some()
+            && matches!(state, ReviewState::Approved | ReviewState::Returned)
+        {
+            a.reviews_done += 1;
+            if let Some(d) = decider {
+                let da = acc.entry(d).or_default();
+                if state == ReviewState::Approved {
+                    da.approved += 1;
+                } else {
+                    da.returned += 1;
+                }
+            }
+        }
+        prev_state = Some(state);
+    }
+    let audits = audit_counts(p)?;
+    let mut stmt = p
+        .conn()
+        .prepare("SELECT id, name, role FROM users")
+        .map_err(sq(p))?;
+    let users = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
+        .map_err(sq(p))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sq(p))?;
+    let mut out: Vec<AnnotatorStats> = users
+        .into_iter()
+        .map(|(id, name, role)| {
+            let mut a = acc.remove(&id).unwrap_or_default();
+            a.times.sort_unstable();
+            let active = active_ms(&a.times);
+            let hours = active as f64 / 3_600_000.0;
+            let (audited, failed) = audits.get(&id).copied().unwrap_or_default();
+            let reviewed = a.approved + a.returned;
+            AnnotatorStats {
+                user: name,
+                role: Role::parse(&role),
+                images: a.images.len(),
+                active_hours: hours,
+                images_per_hour: (active >= 60_000).then(|| a.images.len() as f64 / hours),
+                boxes_drawn: a.drawn,
+                proposals_accepted: a.accepted,
+                boxes_corrected: a.corrected.len(),
+                proposals_rejected: a.rejected,
+                approved: a.approved,
+                returned: a.returned,
+                approval_rate: (reviewed > 0).then(|| a.approved as f64 / reviewed as f64),
+                reviews_done: a.reviews_done,
+                audited_images: audited,
+                audit_failures: failed,
+            }
+        })
+        .collect();
+    out.sort_by(|x, y| y.images.cmp(&x.images).then_with(|| x.user.cmp(&y.user)));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaks_do_not_count_as_work() {
+        assert_eq!(active_ms(&[]), 0);
+        assert_eq!(active_ms(&[5]), 0);
+        assert_eq!(active_ms(&[0, 1000, 2000]), 2000);
+        assert_eq!(active_ms(&[0, 1000, 3_600_000]), 1000 + IDLE_CAP_MS);
+    }
+}
