@@ -59,4 +59,4 @@ printf 'pycocotools COCO() load      : %6.2f s\n' "$PY_S"
 printf 'loupe import (parse+persist) : %6.2f s\n' "$IMPORT_S"
 printf 'ratio (pycocotools / loupe)  : %6.2f x\n' "$(echo "$PY_S / $IMPORT_S" | bc -l)"
 printf 'loupe export to COCO         : %6.2f s (whole command, including opening the project)\n' "$EXPORT_S"
-$LOUPE -p "$WORK/bench.loupe" stats | head -5
+$LOUPE -p "$WORK/bench.loupe" stats > "$WORK/stats.txt"; head -5 "$WORK/stats.txt"

@@ -219,7 +219,10 @@ pub fn import_dataset(
     progress: &dyn Progress,
 ) -> Result<ImportReport, IngestError> {
     let root = project.root().to_path_buf();
+    let started = std::time::Instant::now();
     progress.set_total(dataset.images.len() as u64);
+    // Where the images folder is, relative to the root, once (canonicalising per image is slow).
+    let images_rel = relative_path(&root, images_dir);
     // Read the files that exist (hash, header) in parallel, before the transaction.
     let files: Vec<Option<(String, Option<(String, u64, imaging::ImageInfo)>)>> = dataset
         .images
@@ -236,7 +239,7 @@ pub fn import_dataset(
                     .ok();
                 Some((rel, probed))
             } else {
-                let rel = relative_path(&root, images_dir);
+                let rel = &images_rel;
                 let rel = if rel.is_empty() {
                     img.file_name.clone()
                 } else {
@@ -250,6 +253,7 @@ pub fn import_dataset(
         skipped,
         ..ImportReport::default()
     };
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "import: files checked");
     let mut bulk = project.bulk()?;
     let run_row = match opts.run {
         Some(run) => Some(bulk.run_row(run)?),
@@ -347,7 +351,9 @@ pub fn import_dataset(
         }
         progress.inc(1);
     }
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "import: rows written");
     bulk.commit()?;
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "import: committed");
     report.warnings = warnings;
     Ok(report)
 }

@@ -1121,6 +1121,9 @@ impl Project {
         let next_seq: i64 = tx
             .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM revisions", [], |r| r.get(0))
             .map_err(sq)?;
+        let next_ann: i64 = tx
+            .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM annotations", [], |r| r.get(0))
+            .map_err(sq)?;
         Ok(Bulk {
             tx: Some(tx),
             conn,
@@ -1130,6 +1133,8 @@ impl Project {
             hlc: &mut self.hlc,
             classes: HashMap::new(),
             next_seq,
+            next_ann,
+            pending: Vec::with_capacity(BULK_ROWS),
         })
     }
 }
@@ -1503,10 +1508,26 @@ pub struct Bulk<'p> {
     /// The `seq` the next revision gets: known up front, so a new box's `rev` is written with
     /// the row instead of by a second statement.
     next_seq: i64,
+    /// The row id the next new annotation gets (explicit, so rows can be inserted in batches).
+    next_ann: i64,
+    /// New boxes not yet written: inserted `BULK_ROWS` at a time with multi-row statements.
+    pending: Vec<PendingBox>,
     author: i64,
     client: i64,
     hlc: &'p mut Hlc,
     classes: HashMap<String, i64>,
+}
+
+/// Boxes per multi-row INSERT in bulk writes (17 parameters each, under SQLite's limit).
+const BULK_ROWS: usize = 128;
+
+/// A new box waiting in a `Bulk` for its batch.
+struct PendingBox {
+    id: Uuid,
+    ann: i64,
+    seq: i64,
+    hlc: i64,
+    row: RowValue,
 }
 
 /// What `Bulk::upsert_image` did.
@@ -1547,7 +1568,11 @@ impl Bulk<'_> {
 
     /// Inserts or reconciles an image; returns its row id and what happened.
     pub fn upsert_image(&mut self, img: &ImageInput) -> Result<(i64, Upsert)> {
-        let sq = self.sq();
+        let path = self.path.clone();
+        let sq = move |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
         let by_hash: Option<(i64, String)> = match &img.hash {
             Some(h) => self
                 .tx()
@@ -1580,6 +1605,9 @@ impl Bulk<'_> {
             // new path; otherwise both paths are the same file content and we keep the first.
             match by_path {
                 Some((pid, _, missing)) if missing == 1 && pid != id => {
+                    // Boxes still waiting in the batch may belong to the placeholder.
+                    self.flush()?;
+
                     // A placeholder at the new path: merge its boxes into the known image.
                     self.tx()
                         .execute("UPDATE annotations SET image=?1 WHERE image=?2", params![id, pid])
@@ -1663,14 +1691,17 @@ impl Bulk<'_> {
     }
 
     /// True if an annotation with this id exists.
-    pub fn annotation_exists(&self, id: Uuid) -> Result<bool> {
+    pub fn annotation_exists(&mut self, id: Uuid) -> Result<bool> {
+        if self.pending.iter().any(|b| b.id == id) {
+            return Ok(true);
+        }
         self.tx()
             .prepare_cached("SELECT 1 FROM annotations WHERE uuid=?1")
             .and_then(|mut s| s.exists([id.as_bytes().as_slice()]))
             .map_err(self.sq())
     }
 
-    /// Adds an annotation (and its first revision).
+    /// Adds an annotation (and its first revision). Written in batches; `commit` flushes.
     #[allow(clippy::too_many_arguments)]
     pub fn add_annotation(
         &mut self,
@@ -1682,33 +1713,117 @@ impl Bulk<'_> {
         state: ReviewState,
         flags: BoxFlags,
     ) -> Result<()> {
+        if !bbox.is_finite() || bbox.w < 0.0 || bbox.h < 0.0 {
+            return Err(StoreError::Invalid(format!("annotation {id}: invalid box {bbox:?}")));
+        }
         let hlc = self.hlc.tick();
-        let row = RowValue {
-            image,
-            class,
-            bbox,
-            run: run.map(|r| r.0),
-            score: run.map(|r| f64::from(r.1)),
-            state,
-            flags: i64::from(flags.bits()),
-            deleted: false,
-        };
         let seq = self.next_seq;
         self.next_seq += 1;
-        let mut w = RevisionWriter {
-            tx: self.tx(),
-            author: self.author,
-            client: self.client,
+        let ann = self.next_ann;
+        self.next_ann += 1;
+        self.pending.push(PendingBox {
+            id,
+            ann,
+            seq,
+            hlc,
+            row: RowValue {
+                image,
+                class,
+                bbox,
+                run: run.map(|r| r.0),
+                score: run.map(|r| f64::from(r.1)),
+                state,
+                flags: i64::from(flags.bits()),
+                deleted: false,
+            },
+        });
+        if self.pending.len() >= BULK_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the pending boxes: one multi-row INSERT into `annotations` and one into
+    /// `revisions` per batch (far fewer statements than two per box).
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let n = pending.len();
+        let tuples = |k: usize| {
+            let one = format!("({})", vec!["?"; k].join(","));
+            vec![one; n].join(",")
         };
-        w.insert_rows_at(id, &row, hlc, seq).map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-                StoreError::Invalid(format!("annotation {id} already exists in the project"))
+        let ann_sql = format!(
+            "INSERT INTO annotations(id, uuid, image, class, x, y, w, h, run, score, state, flags, deleted, rev) VALUES {}",
+            tuples(14)
+        );
+        let rev_sql = format!(
+            "INSERT INTO revisions(seq, ann, author, client, hlc, op, image, class, x, y, w, h, run, score, state, flags, deleted) VALUES {}",
+            tuples(17)
+        );
+        let map_err = |e: rusqlite::Error| match e {
+            rusqlite::Error::SqliteFailure(f, msg) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                StoreError::Invalid(format!(
+                    "an annotation id is already in the project ({})",
+                    msg.unwrap_or_default()
+                ))
             }
             source => StoreError::Sqlite {
                 path: self.path.clone(),
                 source,
             },
-        })
+        };
+        {
+            let tx = self.tx();
+            let mut stmt = tx.prepare_cached(&ann_sql).map_err(map_err)?;
+            let mut i = 1;
+            for b in &pending {
+                let r = &b.row;
+                stmt.raw_bind_parameter(i, b.ann).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 1, b.id.as_bytes().as_slice()).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 2, r.image).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 3, r.class).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 4, r.bbox.x).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 5, r.bbox.y).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 6, r.bbox.w).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 7, r.bbox.h).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 8, r.run).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 9, r.score).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 10, state_str(r.state)).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 11, r.flags).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 12, i64::from(r.deleted)).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 13, b.seq).map_err(map_err)?;
+                i += 14;
+            }
+            stmt.raw_execute().map_err(map_err)?;
+            let mut stmt = tx.prepare_cached(&rev_sql).map_err(map_err)?;
+            let mut i = 1;
+            for b in &pending {
+                let r = &b.row;
+                stmt.raw_bind_parameter(i, b.seq).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 1, b.ann).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 2, self.author).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 3, self.client).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 4, b.hlc).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 5, "create").map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 6, r.image).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 7, r.class).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 8, r.bbox.x).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 9, r.bbox.y).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 10, r.bbox.w).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 11, r.bbox.h).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 12, r.run).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 13, r.score).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 14, state_str(r.state)).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 15, r.flags).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 16, i64::from(r.deleted)).map_err(map_err)?;
+                i += 17;
+            }
+            stmt.raw_execute().map_err(map_err)?;
+        }
+        Ok(())
     }
 
     /// Records that `run` processed `image`.
@@ -1746,6 +1861,7 @@ impl Bulk<'_> {
 
     /// Makes everything durable.
     pub fn commit(mut self) -> Result<()> {
+        self.flush()?;
         let path = self.path.clone();
         let Some(tx) = self.tx.take() else {
             return Ok(());
