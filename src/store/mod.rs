@@ -225,6 +225,10 @@ impl Project {
         if !create && version == 0 {
             return Err(not_project("no Loupe schema in the file".into()));
         }
+        if create {
+            // Larger pages: shallower B-trees for projects with millions of boxes.
+            conn.pragma_update(None, "page_size", 16384).map_err(sq)?;
+        }
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sq)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(sq)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(sq)?;
@@ -1109,6 +1113,9 @@ impl Project {
             source,
         };
         self.conn.pragma_update(None, "foreign_keys", "OFF").map_err(sq)?;
+        // Room for a large import's pages in memory, so the transaction does not spill to the
+        // WAL before it commits (reset when the bulk ends).
+        self.conn.pragma_update(None, "cache_size", -1_048_576).map_err(sq)?;
         let conn = &self.conn;
         let tx = Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
             .map_err(|source| {
@@ -1875,6 +1882,7 @@ impl Drop for Bulk<'_> {
     fn drop(&mut self) {
         // Rolls back when not committed.
         drop(self.tx.take());
+        let _ = self.conn.pragma_update(None, "cache_size", -65536);
         if let Err(e) = self.conn.pragma_update(None, "foreign_keys", "ON") {
             tracing::error!("{}: cannot turn foreign keys back on: {e}", self.path.display());
         }

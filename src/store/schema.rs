@@ -86,7 +86,6 @@ pub const MIGRATIONS: &[&str] = &[
         rev INTEGER NOT NULL
     ) STRICT;
     CREATE INDEX annotations_image ON annotations(image);
-    CREATE INDEX annotations_class ON annotations(class);
     -- The append-only log: one row per change, holding the full new value.
     CREATE TABLE revisions (
         seq INTEGER PRIMARY KEY,
