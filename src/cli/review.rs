@@ -68,11 +68,11 @@ fn print_summary(e: &CocoEval) {
 
 fn print_eval(e: &review::RunEval) {
     println!(
-        "run {} against the {} labels of {}: {} images, {} labels, {} predictions",
+        "run {} against {} of {}: {} images, {} labels, {} predictions",
         e.run,
         match e.ground_truth {
-            GroundTruth::Approved => "approved",
-            GroundTruth::AllLabels => "",
+            GroundTruth::Approved => "the approved labels",
+            GroundTruth::AllLabels => "every label",
         },
         e.version,
         e.overall.images,
@@ -146,8 +146,8 @@ pub fn eval(cli: &Cli, args: &EvalArgs) -> Result<()> {
                 println!("  {k:<6} {} {} {:+.3}", metric(*a), metric(*b), d);
             }
             println!(
-                "  {:<24} {:>6} {:>6} {:>7}  {}",
-                "class", "AP a", "AP b", "delta", "a is"
+                "  {:<24} {:>6} {:>6} {:>7}  a is",
+                "class", "AP a", "AP b", "delta"
             );
             for d in &c.per_class {
                 if d.verdict == "n/a" && d.ap_a < 0.0 && d.ap_b < 0.0 {

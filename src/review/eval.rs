@@ -284,10 +284,12 @@ fn evaluate_pair(gts: &[&GtBox], dts: &[&DtBox], thresholds: &[f64; T]) -> [ImgE
                         if gt_taken[gi] && !crowd_sorted[gi] {
                             continue;
                         }
-                        if let Some(mi) = m {
-                            if !ig_sorted[mi] && ig_sorted[gi] {
-                                break;
-                            }
+                        // Once matched to a regular GT, stop at the first ignored one.
+                        if let Some(mi) = m
+                            && !ig_sorted[mi]
+                            && ig_sorted[gi]
+                        {
+                            break;
                         }
                         if row[g] < best {
                             continue;

@@ -355,7 +355,8 @@ fn image_signals(
 
 /// Ranks the images a run covered for review, best candidates first, with their signals.
 pub fn triage(p: &Project, opts: &TriageOptions) -> Result<Vec<TriageImage>> {
-    if !(opts.uncertain_band.0 < opts.uncertain_band.1) {
+    let (lo, hi) = opts.uncertain_band;
+    if lo.partial_cmp(&hi) != Some(std::cmp::Ordering::Less) {
         return Err(ReviewError::Invalid(format!(
             "the uncertain band {:?} is empty",
             opts.uncertain_band
