@@ -118,6 +118,7 @@ pub fn export(p: &Project, format: Format, out: &PathBuf, version: Option<&str>)
     }
     let started = std::time::Instant::now();
     let dataset = p.dataset_at(version)?;
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "export: labels read");
     let report = formats::export(format, &dataset, out, Some(p.root()))?;
     println!(
         "exported {} ({}): {} images, {} boxes, {} files in {:.2}s",

@@ -158,8 +158,9 @@ impl Project {
     pub fn labels_at(&self, version: Option<&str>) -> Result<Vec<LabelAt>> {
         let pos = self.position(version)?;
         let sql = match pos {
+            // Table order is creation order; callers group by image themselves.
             None => "SELECT a.uuid, a.image, a.class, a.x, a.y, a.w, a.h, a.flags FROM annotations a
-                     WHERE a.deleted=0 AND a.state NOT IN ('proposed','rejected') ORDER BY a.image, a.id"
+                     WHERE a.deleted=0 AND a.state NOT IN ('proposed','rejected')"
                 .to_owned(),
             Some(_) => "WITH latest AS (
                     SELECT v.ann, v.image, v.class, v.x, v.y, v.w, v.h, v.flags, v.state, v.deleted,
