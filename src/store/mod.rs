@@ -1423,53 +1423,6 @@ impl<'t> RevisionWriter<'t> {
         Ok(())
     }
 
-    /// Inserts a new annotation and its first revision with a known `seq` (bulk writes).
-    pub(crate) fn insert_rows_at(&mut self, id: Uuid, row: &RowValue, hlc: i64, seq: i64) -> rusqlite::Result<()> {
-        let mut ins = self.tx.prepare_cached(
-            "INSERT INTO annotations(uuid, image, class, x, y, w, h, run, score, state, flags, deleted, rev)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )?;
-        ins.execute(params![
-            id.as_bytes().as_slice(),
-            row.image,
-            row.class,
-            row.bbox.x,
-            row.bbox.y,
-            row.bbox.w,
-            row.bbox.h,
-            row.run,
-            row.score,
-            state_str(row.state),
-            row.flags,
-            i64::from(row.deleted),
-            seq
-        ])?;
-        let ann = self.tx.last_insert_rowid();
-        let mut rev = self.tx.prepare_cached(
-            "INSERT INTO revisions(seq, ann, author, client, hlc, op, image, class, x, y, w, h, run, score, state, flags, deleted, note)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'create', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, NULL)",
-        )?;
-        rev.execute(params![
-            seq,
-            ann,
-            self.author,
-            self.client,
-            hlc,
-            row.image,
-            row.class,
-            row.bbox.x,
-            row.bbox.y,
-            row.bbox.w,
-            row.bbox.h,
-            row.run,
-            row.score,
-            state_str(row.state),
-            row.flags,
-            i64::from(row.deleted)
-        ])?;
-        Ok(())
-    }
-
     fn insert_revision(
         &mut self,
         ann: i64,

@@ -1,0 +1,224 @@
+//! The eframe app: settings and shortcuts, the start screen, the open project (a `Session`),
+//! the help overlay, and the project dialogs.
+
+use std::path::{Path, PathBuf};
+
+use eframe::egui::{self, Key, Modifiers, Ui};
+
+use super::commands::Command;
+use super::gpu::GpuContext;
+use super::help::Help;
+use super::session::{AppRequest, Session};
+use super::settings::{ConfigDir, Settings};
+use super::shortcuts::Keymap;
+use super::start::StartScreen;
+use super::theme;
+use crate::store::Project;
+
+/// How the app starts.
+#[derive(Clone, Debug, Default)]
+pub struct AppOptions {
+    /// Open this project.
+    pub project: Option<PathBuf>,
+    /// Without `project`, open the most recent one.
+    pub open_last: bool,
+    /// Where settings and shortcuts live; `ConfigDir::none()` keeps nothing (tests).
+    pub config: ConfigDir,
+}
+
+impl AppOptions {
+    /// A project, with no settings read or written: what tests use.
+    pub fn project_only(project: &Path) -> Self {
+        Self {
+            project: Some(project.to_path_buf()),
+            open_last: false,
+            config: ConfigDir::none(),
+        }
+    }
+}
+
+/// The Loupe desktop app.
+pub struct App {
+    config: ConfigDir,
+    settings: Settings,
+    keymap: Keymap,
+    gpu: Option<GpuContext>,
+    session: Option<Session>,
+    start: StartScreen,
+    help: Help,
+    ctx: egui::Context,
+}
+
+impl App {
+    /// Sets up the theme and GPU pipelines and opens the project asked for (or the last one).
+    pub fn new(cc: &eframe::CreationContext<'_>, options: AppOptions) -> Self {
+        theme::apply(&cc.egui_ctx);
+        let gpu = cc.wgpu_render_state.as_ref().map(GpuContext::new);
+        let settings = options.config.load_settings();
+        let keymap = options.config.load_keymap();
+        let project = options.project.clone().or_else(|| {
+            options
+                .open_last
+                .then(|| settings.last_project().map(Path::to_path_buf))
+                .flatten()
+        });
+        let mut app = Self {
+            config: options.config,
+            settings,
+            keymap,
+            gpu,
+            session: None,
+            start: StartScreen::default(),
+            help: Help::default(),
+            ctx: cc.egui_ctx.clone(),
+        };
+        if let Some(p) = project {
+            app.open_project(&p);
+        }
+        app
+    }
+
+    /// Opens a project in place of the current one; errors go to the start screen.
+    pub fn open_project(&mut self, path: &Path) {
+        // Finish the old project's writes before switching.
+        if let Some(mut old) = self.session.take() {
+            old.flush_writes();
+        }
+        match Session::open(path, &self.ctx, self.gpu.clone()) {
+            Ok(s) => {
+                self.settings.remember_project(path);
+                self.save_settings();
+                self.ctx
+                    .send_viewport_cmd(egui::ViewportCommand::Title(format!(
+                        "{} — Loupe",
+                        path.display()
+                    )));
+                self.session = Some(s);
+                self.start.error = None;
+            }
+            Err(e) => {
+                tracing::warn!("cannot open {}: {e:#}", path.display());
+                self.start.error = Some(format!("Cannot open {}: {e:#}", path.display()));
+            }
+        }
+    }
+
+    fn save_settings(&self) {
+        if let Err(e) = self.config.save_settings(&self.settings) {
+            tracing::warn!("cannot save settings: {e:#}");
+        }
+    }
+
+    /// The open project, if any.
+    pub fn session(&self) -> Option<&Session> {
+        self.session.as_ref()
+    }
+
+    /// The open project, mutable (tests drive it and wait on it).
+    pub fn session_mut(&mut self) -> Option<&mut Session> {
+        self.session.as_mut()
+    }
+
+    /// Blocks until every edit made so far is in the project file. For tests and benchmarks.
+    pub fn flush_writes(&mut self) {
+        if let Some(s) = &mut self.session {
+            s.flush_writes();
+        }
+    }
+
+    /// True while the help overlay is open.
+    pub fn help_open(&self) -> bool {
+        self.help.open
+    }
+
+    /// One frame of the whole app (what `eframe::App::ui` calls; benchmarks call it directly).
+    pub fn frame_ui(&mut self, ui: &mut Ui) {
+        let ctx = ui.ctx().clone();
+        let requests = match &mut self.session {
+            Some(session) => session.ui(ui, &self.keymap, self.help.open),
+            None => {
+                let mut commands = Vec::new();
+                if ctx.input_mut(|i| i.consume_key(Modifiers::COMMAND, Key::O)) {
+                    commands.push(Command::OpenProjectDialog);
+                }
+                self.start.ui(ui, &self.settings, &mut commands);
+                commands
+                    .into_iter()
+                    .filter_map(|c| match c {
+                        Command::OpenProjectDialog => Some(AppRequest::OpenProjectDialog),
+                        Command::NewProjectDialog => Some(AppRequest::NewProjectDialog),
+                        Command::OpenProject(p) => Some(AppRequest::OpenProject(p)),
+                        _ => None,
+                    })
+                    .collect()
+            }
+        };
+        let keymap_path = self.config.keymap_path();
+        self.help.ui(&ctx, &self.keymap, keymap_path.as_ref());
+        for r in requests {
+            self.handle(r);
+        }
+    }
+
+    fn handle(&mut self, request: AppRequest) {
+        match request {
+            AppRequest::ToggleHelp => self.help.open = !self.help.open,
+            AppRequest::OpenProject(p) => self.open_project(&p),
+            AppRequest::OpenProjectDialog => {
+                if let Some(p) = rfd::FileDialog::new()
+                    .set_title("Open a Loupe project")
+                    .add_filter("Loupe project", &["loupe"])
+                    .pick_file()
+                {
+                    self.open_project(&p);
+                }
+            }
+            AppRequest::NewProjectDialog => {
+                if let Some(mut p) = rfd::FileDialog::new()
+                    .set_title("New Loupe project (images are added relative to its folder)")
+                    .add_filter("Loupe project", &["loupe"])
+                    .set_file_name("project.loupe")
+                    .save_file()
+                {
+                    if p.extension().is_none() {
+                        p.set_extension("loupe");
+                    }
+                    match Project::create(&p) {
+                        Ok(project) => {
+                            drop(project);
+                            self.open_project(&p);
+                        }
+                        Err(e) => {
+                            self.start.error = Some(format!("Cannot create the project: {e}"))
+                        }
+                    }
+                }
+            }
+            AppRequest::CloseProject => {
+                if let Some(mut s) = self.session.take() {
+                    s.flush_writes();
+                }
+                self.ctx
+                    .send_viewport_cmd(egui::ViewportCommand::Title("Loupe".into()));
+            }
+        }
+    }
+}
+
+impl eframe::App for App {
+    fn ui(&mut self, ui: &mut Ui, _frame: &mut eframe::Frame) {
+        self.frame_ui(ui);
+    }
+
+    fn on_exit(&mut self) {
+        self.save_settings();
+        // Dropping the session joins the writer thread after its queue is done.
+        if let Some(mut s) = self.session.take() {
+            s.flush_writes();
+        }
+    }
+
+    fn clear_color(&self, _visuals: &egui::Visuals) -> [f32; 4] {
+        theme::CANVAS_BG.to_normalized_gamma_f32()
+    }
+}

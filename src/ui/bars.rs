@@ -1,0 +1,253 @@
+//! The top bar (menus, project, version, model run, undo/redo) and the status bar (image i of
+//! N, counts, zoom, pointer position, display settings, saved state).
+
+use eframe::egui::{self, RichText, Ui};
+
+use super::commands::Command;
+use super::shortcuts::{Action, Keymap};
+use super::theme;
+use super::writer::SaveState;
+
+/// What the top bar shows.
+pub struct TopBarInput<'a> {
+    pub project: &'a str,
+    pub version: Option<&'a str>,
+    pub run: Option<&'a str>,
+    pub undo: Option<&'a str>,
+    pub redo: Option<&'a str>,
+    pub keymap: &'a Keymap,
+    pub show_boxes: bool,
+}
+
+/// The top bar.
+#[derive(Default)]
+pub struct TopBar;
+
+fn menu_item(
+    ui: &mut Ui,
+    label: &str,
+    keymap: &Keymap,
+    action: Action,
+    command: Command,
+    out: &mut Vec<Command>,
+) {
+    let keys = keymap.label(action);
+    let button = egui::Button::new(label).shortcut_text(keys);
+    if ui.add(button).clicked() {
+        out.push(command);
+        ui.close();
+    }
+}
+
+impl TopBar {
+    pub fn ui(&mut self, ui: &mut Ui, input: &TopBarInput<'_>, out: &mut Vec<Command>) {
+        ui.horizontal_centered(|ui| {
+            ui.menu_button("Project", |ui| {
+                menu_item(
+                    ui,
+                    "Open…",
+                    input.keymap,
+                    Action::OpenProject,
+                    Command::OpenProjectDialog,
+                    out,
+                );
+                if ui.button("New…").clicked() {
+                    out.push(Command::NewProjectDialog);
+                    ui.close();
+                }
+                menu_item(
+                    ui,
+                    "Add images…",
+                    input.keymap,
+                    Action::AddImages,
+                    Command::AddImagesDialog,
+                    out,
+                );
+                ui.separator();
+                if ui.button("Close project").clicked() {
+                    out.push(Command::CloseProject);
+                    ui.close();
+                }
+            });
+            ui.menu_button("View", |ui| {
+                menu_item(ui, "Fit", input.keymap, Action::Fit, Command::Fit, out);
+                menu_item(
+                    ui,
+                    "1:1",
+                    input.keymap,
+                    Action::OneToOne,
+                    Command::OneToOne,
+                    out,
+                );
+                let boxes = if input.show_boxes {
+                    "Hide boxes"
+                } else {
+                    "Show boxes"
+                };
+                menu_item(
+                    ui,
+                    boxes,
+                    input.keymap,
+                    Action::ToggleBoxes,
+                    Command::ToggleBoxes,
+                    out,
+                );
+                menu_item(
+                    ui,
+                    "Reset display",
+                    input.keymap,
+                    Action::ResetDisplay,
+                    Command::ResetDisplay,
+                    out,
+                );
+                ui.separator();
+                menu_item(
+                    ui,
+                    "Keyboard shortcuts",
+                    input.keymap,
+                    Action::Help,
+                    Command::ToggleHelp,
+                    out,
+                );
+            });
+            ui.separator();
+            ui.label(RichText::new(input.project).strong());
+            ui.label(RichText::new("·").color(theme::TEXT_WEAK));
+            ui.label(
+                RichText::new(
+                    input
+                        .version
+                        .map_or_else(|| "no version yet".to_owned(), |v| format!("version {v}")),
+                )
+                .color(theme::TEXT_WEAK),
+            );
+            ui.label(RichText::new("·").color(theme::TEXT_WEAK));
+            ui.label(
+                RichText::new(
+                    input
+                        .run
+                        .map_or_else(|| "no model run".to_owned(), |r| format!("run {r}")),
+                )
+                .color(theme::TEXT_WEAK),
+            );
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                if ui
+                    .button("?")
+                    .on_hover_text(input.keymap.tooltip(Action::Help))
+                    .clicked()
+                {
+                    out.push(Command::ToggleHelp);
+                }
+                let redo = ui.add_enabled(input.redo.is_some(), egui::Button::new("Redo"));
+                if redo
+                    .on_hover_text(format!(
+                        "Redo {} ({})",
+                        input.redo.unwrap_or(""),
+                        input.keymap.label(Action::Redo)
+                    ))
+                    .clicked()
+                {
+                    out.push(Command::Redo);
+                }
+                let undo = ui.add_enabled(input.undo.is_some(), egui::Button::new("Undo"));
+                if undo
+                    .on_hover_text(format!(
+                        "Undo {} ({})",
+                        input.undo.unwrap_or(""),
+                        input.keymap.label(Action::Undo)
+                    ))
+                    .clicked()
+                {
+                    out.push(Command::Undo);
+                }
+            });
+        });
+    }
+}
+
+/// What the status bar shows.
+pub struct StatusInput<'a> {
+    /// (row, rows) of the current image in the filtered list.
+    pub position: Option<(usize, usize)>,
+    pub path: Option<&'a str>,
+    pub size: Option<(u32, u32)>,
+    pub labels: usize,
+    pub proposals: usize,
+    pub zoom: f32,
+    pub pointer: Option<(f32, f32)>,
+    pub display: Option<String>,
+    pub save: SaveState,
+    pub failed_edits: usize,
+    pub adding: Option<(u64, u64)>,
+    pub message: Option<&'a str>,
+}
+
+/// The status bar.
+#[derive(Default)]
+pub struct StatusBar;
+
+impl StatusBar {
+    pub fn ui(&mut self, ui: &mut Ui, input: &StatusInput<'_>, out: &mut Vec<Command>) {
+        ui.horizontal_centered(|ui| {
+            match input.position {
+                Some((i, n)) => ui.label(format!("Image {} of {n}", i + 1)),
+                None => ui.label("No image"),
+            };
+            if let Some(p) = input.path {
+                ui.label(RichText::new(p).color(theme::TEXT_WEAK));
+            }
+            if let Some((w, h)) = input.size {
+                ui.label(RichText::new(format!("{w}×{h}")).color(theme::TEXT_WEAK));
+            }
+            ui.separator();
+            ui.label(format!("{} labels", input.labels));
+            if input.proposals > 0 {
+                ui.label(
+                    RichText::new(format!("{} proposals", input.proposals)).color(theme::PROPOSAL),
+                );
+            }
+            ui.separator();
+            ui.label(RichText::new(format!("{:.0}%", input.zoom * 100.0)).color(theme::TEXT_WEAK));
+            if let Some((x, y)) = input.pointer {
+                ui.label(
+                    RichText::new(format!("x {x:.0}  y {y:.0}"))
+                        .monospace()
+                        .color(theme::TEXT_WEAK),
+                );
+            }
+            if let Some(d) = &input.display {
+                ui.label(RichText::new(d).color(theme::TEXT_WEAK));
+            }
+            if let Some(m) = input.message {
+                ui.separator();
+                ui.label(RichText::new(m).color(theme::BUSY));
+            }
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                match &input.save {
+                    SaveState::Saved => {
+                        ui.label(RichText::new("• saved").color(theme::OK))
+                            .on_hover_text("Every edit is in the project file");
+                    }
+                    SaveState::Saving(n) => {
+                        ui.label(RichText::new(format!("• saving ({n})")).color(theme::BUSY));
+                    }
+                    SaveState::Failed(e) => {
+                        if ui.button("Retry").clicked() {
+                            out.push(Command::RetryWrites);
+                        }
+                        ui.label(
+                            RichText::new(format!("• {} edits not saved", input.failed_edits))
+                                .color(theme::ERROR),
+                        )
+                        .on_hover_text(e);
+                    }
+                }
+                if let Some((done, total)) = input.adding {
+                    ui.label(
+                        RichText::new(format!("adding images {done}/{total}")).color(theme::BUSY),
+                    );
+                }
+            });
+        });
+    }
+}

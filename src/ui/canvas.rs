@@ -1,0 +1,878 @@
+//! The labeling canvas: the image (our wgpu pipeline), the boxes on top (egui's painter), and
+//! the mouse: draw, select, move, resize, pan, zoom, and right-drag for brightness/contrast or
+//! window/level. It emits commands; it changes no boxes itself.
+
+use std::sync::Arc;
+
+use eframe::egui::{
+    self, Color32, CursorIcon, Id, Key, Painter, PointerButton, Pos2, Rect, Response, Sense, Shape,
+    Stroke, StrokeKind, Ui, Vec2, pos2, vec2,
+};
+use eframe::egui_wgpu;
+use uuid::Uuid;
+
+use super::classes::{ClassTable, Thresholds};
+use super::commands::Command;
+use super::gpu::{ImageCallback, PixelKind, Uniforms, mip_level_for};
+use super::loader::{GrayStats, Slot};
+use super::theme;
+use super::viewport::Viewport;
+use crate::model::{Annotation, BBox, ReviewState};
+
+/// The canvas's widget id; it holds keyboard focus while no text field does.
+pub fn canvas_id() -> Id {
+    Id::unique("loupe-canvas")
+}
+
+/// The eight resize handles of the selected box.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handle {
+    TopLeft,
+    Top,
+    TopRight,
+    Right,
+    BottomRight,
+    Bottom,
+    BottomLeft,
+    Left,
+}
+
+impl Handle {
+    pub const ALL: [Handle; 8] = [
+        Handle::TopLeft,
+        Handle::Top,
+        Handle::TopRight,
+        Handle::Right,
+        Handle::BottomRight,
+        Handle::Bottom,
+        Handle::BottomLeft,
+        Handle::Left,
+    ];
+
+    /// Where the handle sits on a screen rectangle.
+    pub fn position(self, r: Rect) -> Pos2 {
+        match self {
+            Handle::TopLeft => r.left_top(),
+            Handle::Top => r.center_top(),
+            Handle::TopRight => r.right_top(),
+            Handle::Right => r.right_center(),
+            Handle::BottomRight => r.right_bottom(),
+            Handle::Bottom => r.center_bottom(),
+            Handle::BottomLeft => r.left_bottom(),
+            Handle::Left => r.left_center(),
+        }
+    }
+
+    fn cursor(self) -> CursorIcon {
+        match self {
+            Handle::TopLeft | Handle::BottomRight => CursorIcon::ResizeNwSe,
+            Handle::TopRight | Handle::BottomLeft => CursorIcon::ResizeNeSw,
+            Handle::Top | Handle::Bottom => CursorIcon::ResizeVertical,
+            Handle::Left | Handle::Right => CursorIcon::ResizeHorizontal,
+        }
+    }
+
+    /// The box after dragging this handle to `pos_in_image` (whole pixels, inside the image,
+    /// at least one pixel wide; dragging past the opposite edge flips the box).
+    pub fn resize(self, start: &BBox, pos_in_image: Pos2, viewport: &Viewport) -> BBox {
+        let size = viewport.image_size();
+        let px = f64::from(pos_in_image.x.clamp(0.0, size.x).round());
+        let py = f64::from(pos_in_image.y.clamp(0.0, size.y).round());
+        let (mut x0, mut y0, mut x1, mut y1) = (start.x, start.y, start.x2(), start.y2());
+        match self {
+            Handle::TopLeft => (x0, y0) = (px, py),
+            Handle::Top => y0 = py,
+            Handle::TopRight => (x1, y0) = (px, py),
+            Handle::Right => x1 = px,
+            Handle::BottomRight => (x1, y1) = (px, py),
+            Handle::Bottom => y1 = py,
+            Handle::BottomLeft => (x0, y1) = (px, py),
+            Handle::Left => x0 = px,
+        }
+        let mut b = BBox::from_corners(x0, y0, x1, y1);
+        b.w = b.w.max(1.0);
+        b.h = b.h.max(1.0);
+        b
+    }
+}
+
+/// What a primary-button drag is doing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Drag {
+    None,
+    Drawing {
+        start: Pos2,
+    },
+    Moving {
+        id: Uuid,
+        start: BBox,
+        grab: Pos2,
+    },
+    Resizing {
+        id: Uuid,
+        start: BBox,
+        handle: Handle,
+    },
+    Panning,
+    Adjusting,
+}
+
+/// Window/level presets for 16-bit images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WindowPreset {
+    /// 0.5th to 99.5th percentile of the image.
+    #[default]
+    Robust,
+    /// Darkest to brightest value of the image.
+    MinMax,
+    /// The whole 16-bit range.
+    Full,
+    /// 0–4095, for 12-bit sensors stored in 16 bits.
+    TwelveBit,
+}
+
+impl WindowPreset {
+    pub fn next(self) -> Self {
+        match self {
+            WindowPreset::Robust => WindowPreset::MinMax,
+            WindowPreset::MinMax => WindowPreset::Full,
+            WindowPreset::Full => WindowPreset::TwelveBit,
+            WindowPreset::TwelveBit => WindowPreset::Robust,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            WindowPreset::Robust => "auto (0.5–99.5%)",
+            WindowPreset::MinMax => "min–max",
+            WindowPreset::Full => "full 16-bit",
+            WindowPreset::TwelveBit => "12-bit",
+        }
+    }
+
+    /// The (low, high) window of this preset for an image.
+    pub fn window(self, stats: Option<GrayStats>) -> (f32, f32) {
+        match (self, stats) {
+            (WindowPreset::Robust, Some(s)) => (f32::from(s.low), f32::from(s.high)),
+            (WindowPreset::MinMax, Some(s)) => (f32::from(s.min), f32::from(s.max.max(s.min + 1))),
+            (WindowPreset::TwelveBit, _) => (0.0, 4095.0),
+            _ => (0.0, 65535.0),
+        }
+    }
+}
+
+/// How the image is shown: brightness/contrast (8-bit) or window/level (16-bit).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Display {
+    /// Added to every channel, -1..1.
+    pub brightness: f32,
+    /// Multiplier about mid-grey.
+    pub contrast: f32,
+    /// A manual window (low, high); `None` follows `preset`.
+    pub window: Option<(f32, f32)>,
+    pub preset: WindowPreset,
+}
+
+impl Default for Display {
+    fn default() -> Self {
+        Self {
+            brightness: 0.0,
+            contrast: 1.0,
+            window: None,
+            preset: WindowPreset::Robust,
+        }
+    }
+}
+
+impl Display {
+    /// The window used for an image with these stats.
+    pub fn window_for(&self, stats: Option<GrayStats>) -> (f32, f32) {
+        self.window.unwrap_or_else(|| self.preset.window(stats))
+    }
+
+    /// Right-drag: horizontal changes contrast (window width), vertical brightness (level).
+    fn adjust(&mut self, delta: Vec2, kind: PixelKind, stats: Option<GrayStats>) {
+        match kind {
+            PixelKind::Rgba8 => {
+                self.contrast = (self.contrast * (delta.x * 0.006).exp()).clamp(0.05, 20.0);
+                self.brightness = (self.brightness - delta.y * 0.003).clamp(-1.0, 1.0);
+            }
+            PixelKind::Gray16 => {
+                let (low, high) = self.window_for(stats);
+                let width = ((high - low) * (delta.x * 0.006).exp()).clamp(2.0, 65535.0);
+                let level = (low + high) / 2.0 - delta.y * width * 0.003;
+                self.window = Some((level - width / 2.0, level + width / 2.0));
+            }
+        }
+    }
+
+    /// A short description for the status bar ("window 120–3400 (manual)"); empty for an
+    /// 8-bit image shown as it is.
+    pub fn describe(&self, kind: PixelKind, stats: Option<GrayStats>) -> String {
+        match kind {
+            PixelKind::Rgba8 if self.brightness == 0.0 && self.contrast == 1.0 => String::new(),
+            PixelKind::Rgba8 => format!(
+                "brightness {:+.2} · contrast {:.2}",
+                self.brightness, self.contrast
+            ),
+            PixelKind::Gray16 => {
+                let (low, high) = self.window_for(stats);
+                let how = if self.window.is_some() {
+                    "manual"
+                } else {
+                    self.preset.label()
+                };
+                format!("window {low:.0}–{high:.0} ({how})")
+            }
+        }
+    }
+}
+
+/// The image the canvas shows.
+pub struct CanvasImage<'a> {
+    pub width: u32,
+    pub height: u32,
+    /// The decode state, when asked for.
+    pub slot: Option<&'a Slot>,
+}
+
+/// Everything the canvas reads in one frame.
+pub struct CanvasInput<'a> {
+    pub image: Option<CanvasImage<'a>>,
+    pub boxes: &'a [Annotation],
+    pub classes: &'a ClassTable,
+    pub thresholds: &'a Thresholds,
+    pub selected: Option<Uuid>,
+    /// The colour of the class new boxes get.
+    pub draw_color: Color32,
+}
+
+/// The canvas panel: view state and the gesture in progress.
+pub struct Canvas {
+    pub viewport: Viewport,
+    pub display: Display,
+    pub show_boxes: bool,
+    drag: Drag,
+    /// The geometry of the box being moved or resized, shown until the edit lands.
+    preview: Option<(Uuid, BBox)>,
+    pointer_in_image: Option<Pos2>,
+    hovered: Option<Uuid>,
+    space_panned: bool,
+    shapes: Vec<Shape>,
+}
+
+impl Default for Canvas {
+    fn default() -> Self {
+        Self {
+            viewport: Viewport::default(),
+            display: Display::default(),
+            show_boxes: true,
+            drag: Drag::None,
+            preview: None,
+            pointer_in_image: None,
+            hovered: None,
+            space_panned: false,
+            shapes: Vec::new(),
+        }
+    }
+}
+
+impl Canvas {
+    /// The image pixel under the mouse, if it is over the canvas.
+    pub fn pointer_in_image(&self) -> Option<Pos2> {
+        self.pointer_in_image
+    }
+
+    /// True once if Space was held for panning since the last call; then Space's release
+    /// must not also accept-and-advance.
+    pub fn take_space_panned(&mut self) -> bool {
+        std::mem::take(&mut self.space_panned)
+    }
+
+    /// Cancels a gesture in progress (Escape, or the image changed).
+    pub fn cancel_gesture(&mut self) {
+        self.drag = Drag::None;
+        self.preview = None;
+    }
+
+    /// True while the mouse is drawing, moving or resizing.
+    pub fn is_editing(&self) -> bool {
+        matches!(
+            self.drag,
+            Drag::Drawing { .. } | Drag::Moving { .. } | Drag::Resizing { .. }
+        )
+    }
+
+    /// Draws the canvas and turns the mouse into commands.
+    pub fn ui(&mut self, ui: &mut Ui, input: &CanvasInput<'_>, out: &mut Vec<Command>) -> Response {
+        let rect = ui.available_rect_before_wrap();
+        ui.advance_cursor_after_rect(rect);
+        let response = ui.interact(rect, canvas_id(), Sense::click_and_drag());
+        response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Canvas, true, "Canvas"));
+        self.viewport.set_canvas(rect);
+        let Some(image) = &input.image else {
+            let painter = ui.painter_at(rect);
+            painter.rect_filled(rect, 0.0, theme::CANVAS_BG);
+            painter.text(
+                rect.center(),
+                egui::Align2::CENTER_CENTER,
+                "No image to show. Add images (Ctrl+I) or change the filter.",
+                egui::FontId::proportional(14.0),
+                theme::TEXT_WEAK,
+            );
+            return response;
+        };
+        self.viewport
+            .set_image_size(vec2(image.width as f32, image.height as f32));
+        let (kind, stats) = match image.slot {
+            Some(Slot::Ready(img)) => (img.kind, img.gray_stats),
+            _ => (PixelKind::Rgba8, None),
+        };
+        self.handle_zoom_and_pan(ui, &response);
+        self.handle_pointer(ui, &response, input, kind, stats, out);
+        let painter = ui.painter_at(rect);
+        self.paint_image(ui, &painter, image);
+        if self.show_boxes {
+            let layer = BoxLayer {
+                boxes: input.boxes,
+                classes: input.classes,
+                thresholds: input.thresholds,
+                selected: input.selected,
+                hovered: self.hovered,
+                preview: self.preview,
+            };
+            paint_boxes(&painter, &self.viewport, &layer, &mut self.shapes);
+        }
+        self.paint_gesture(&painter, &response, input);
+        response
+    }
+
+    fn handle_zoom_and_pan(&mut self, ui: &Ui, response: &Response) {
+        if let Some(pos) = response.hover_pos() {
+            let (wheel, pinch, ctrl) = ui.input(|i| {
+                let mut wheel = 0.0;
+                for e in &i.events {
+                    if let egui::Event::MouseWheel { unit, delta, .. } = e {
+                        wheel += match unit {
+                            egui::MouseWheelUnit::Point => delta.y,
+                            egui::MouseWheelUnit::Line => delta.y * 40.0,
+                            egui::MouseWheelUnit::Page => delta.y * 400.0,
+                        };
+                    }
+                }
+                (wheel, i.zoom_delta(), i.modifiers.command)
+            });
+            // Ctrl+wheel arrives as both a wheel event and a zoom delta: count it once.
+            let factor = if ctrl || pinch != 1.0 {
+                pinch
+            } else {
+                (wheel * 0.0025).exp()
+            };
+            if factor != 1.0 {
+                self.viewport.zoom_about(factor, pos);
+            }
+        }
+        if response.dragged_by(PointerButton::Middle) {
+            self.viewport.pan(response.drag_delta());
+        }
+    }
+
+    #[allow(clippy::too_many_lines)]
+    fn handle_pointer(
+        &mut self,
+        ui: &Ui,
+        response: &Response,
+        input: &CanvasInput<'_>,
+        kind: PixelKind,
+        stats: Option<GrayStats>,
+        out: &mut Vec<Command>,
+    ) {
+        let hover = response.hover_pos();
+        self.pointer_in_image = hover.map(|p| self.viewport.image_from_screen(p));
+        let selected = input
+            .selected
+            .and_then(|id| input.boxes.iter().find(|a| a.id == id))
+            .filter(|a| input.thresholds.is_shown(a));
+        let selected_rect = selected.map(|a| self.viewport.screen_from_bbox(&a.value.bbox));
+        let space_down = ui.input(|i| i.key_down(Key::Space));
+
+        // Hover feedback: what a press here would do.
+        self.hovered = None;
+        if self.drag == Drag::None
+            && let Some(pos) = hover
+        {
+            let handle = selected_rect.and_then(|r| hit_handle(r, pos));
+            if space_down {
+                ui.ctx().set_cursor_icon(CursorIcon::Grab);
+            } else if let Some(h) = handle {
+                ui.ctx().set_cursor_icon(h.cursor());
+            } else if selected_rect.is_some_and(|r| r.expand(2.0).contains(pos)) {
+                ui.ctx().set_cursor_icon(CursorIcon::Move);
+            } else {
+                ui.ctx().set_cursor_icon(CursorIcon::Crosshair);
+                if self.show_boxes {
+                    self.hovered = hit_box(&self.viewport, input, pos);
+                }
+            }
+        }
+
+        if response.drag_started_by(PointerButton::Primary) {
+            let origin = ui
+                .input(|i| i.pointer.press_origin())
+                .or(response.interact_pointer_pos())
+                .unwrap_or_default();
+            let origin_in_image = self.viewport.image_from_screen(origin);
+            self.drag = if space_down {
+                self.space_panned = true;
+                Drag::Panning
+            } else if let (Some(a), Some(h)) =
+                (selected, selected_rect.and_then(|r| hit_handle(r, origin)))
+            {
+                Drag::Resizing {
+                    id: a.id,
+                    start: a.value.bbox,
+                    handle: h,
+                }
+            } else if let (Some(a), Some(r)) = (selected, selected_rect)
+                && r.expand(2.0).contains(origin)
+            {
+                Drag::Moving {
+                    id: a.id,
+                    start: a.value.bbox,
+                    grab: origin_in_image,
+                }
+            } else {
+                Drag::Drawing {
+                    start: origin_in_image,
+                }
+            };
+        }
+        if response.drag_started_by(PointerButton::Secondary) {
+            self.drag = Drag::Adjusting;
+        }
+
+        let pointer = response.interact_pointer_pos();
+        match self.drag {
+            Drag::Panning => {
+                self.viewport.pan(response.drag_delta());
+                self.space_panned = true;
+            }
+            Drag::Adjusting => self.display.adjust(response.drag_delta(), kind, stats),
+            Drag::Moving { id, start, grab } => {
+                if let Some(p) = pointer {
+                    let delta = self.viewport.image_from_screen(p) - grab;
+                    self.preview = Some((id, self.viewport.moved_bbox(&start, delta)));
+                }
+            }
+            Drag::Resizing { id, start, handle } => {
+                if let Some(p) = pointer {
+                    let b =
+                        handle.resize(&start, self.viewport.image_from_screen(p), &self.viewport);
+                    self.preview = Some((id, b));
+                }
+            }
+            Drag::Drawing { .. } | Drag::None => {}
+        }
+
+        let stopped = response.drag_stopped()
+            || (self.drag != Drag::None
+                && !response.dragged()
+                && !ui.input(|i| i.pointer.any_down()));
+        if stopped {
+            match self.drag {
+                Drag::Drawing { start } => {
+                    if let Some(p) = pointer {
+                        let bbox = self
+                            .viewport
+                            .bbox_from_image_points(start, self.viewport.image_from_screen(p));
+                        // A flick is not a box: at least 2 px in the image and 4 points on screen.
+                        let on_screen = self.viewport.screen_from_bbox(&bbox);
+                        if bbox.w >= 2.0
+                            && bbox.h >= 2.0
+                            && on_screen.width() >= 4.0
+                            && on_screen.height() >= 4.0
+                        {
+                            out.push(Command::CreateBox(bbox));
+                        }
+                    }
+                }
+                Drag::Moving { id, .. } | Drag::Resizing { id, .. } => {
+                    if let Some((_, bbox)) = self.preview {
+                        let what = if matches!(self.drag, Drag::Moving { .. }) {
+                            "move box"
+                        } else {
+                            "resize box"
+                        };
+                        out.push(Command::SetBBox { id, bbox, what });
+                    }
+                }
+                Drag::Panning | Drag::Adjusting | Drag::None => {}
+            }
+            self.drag = Drag::None;
+            // The preview stays until the session has applied the edit (next frame it is
+            // cleared by `clear_preview`), so the box never jumps back for a frame.
+        }
+
+        if response.clicked_by(PointerButton::Primary) && !space_down {
+            let pos = response.interact_pointer_pos().unwrap_or_default();
+            out.push(Command::Select(hit_box(&self.viewport, input, pos)));
+        }
+    }
+
+    /// Drops the move/resize preview once the edit it showed is applied.
+    pub fn clear_preview(&mut self) {
+        if !self.is_editing() {
+            self.preview = None;
+        }
+    }
+
+    fn paint_image(&self, ui: &Ui, painter: &Painter, image: &CanvasImage<'_>) {
+        let canvas = self.viewport.canvas();
+        painter.rect_filled(canvas, 0.0, theme::CANVAS_BG);
+        let on_screen = self.viewport.image_rect_on_screen();
+        let message = |text: &str, color: Color32| {
+            painter.rect_filled(on_screen, 0.0, Color32::from_gray(0x24));
+            let galley = painter.layout(
+                text.to_owned(),
+                egui::FontId::proportional(14.0),
+                color,
+                (canvas.width() - 80.0).clamp(200.0, 560.0),
+            );
+            let pos = canvas.center() - galley.size() / 2.0;
+            painter.galley(pos, galley, color);
+        };
+        match image.slot {
+            Some(Slot::Ready(img)) => match &img.gpu {
+                Some(gpu) => {
+                    let mut uniforms = Uniforms::placed(canvas, on_screen);
+                    match img.kind {
+                        PixelKind::Rgba8 => {
+                            uniforms.adjust =
+                                [self.display.brightness, self.display.contrast, 0.0, 0.0];
+                        }
+                        PixelKind::Gray16 => {
+                            let (low, high) = self.display.window_for(img.gray_stats);
+                            uniforms.adjust = [low, high, 0.0, 0.0];
+                            let zoom_px = self.viewport.zoom() * ui.ctx().pixels_per_point();
+                            #[allow(clippy::cast_precision_loss)]
+                            let level = mip_level_for(zoom_px, gpu.mip_levels) as f32;
+                            uniforms.extra = [level, 0.0, 0.0, 0.0];
+                        }
+                    }
+                    painter.add(egui_wgpu::Callback::new_paint_callback(
+                        canvas,
+                        ImageCallback {
+                            image: Arc::clone(gpu),
+                            uniforms,
+                        },
+                    ));
+                }
+                // Headless (tests): the geometry is all there is to show.
+                None => {
+                    painter.rect_filled(on_screen, 0.0, Color32::from_gray(0x30));
+                }
+            },
+            Some(Slot::Failed(e)) => message(e, theme::ERROR),
+            Some(Slot::Loading) | None => {
+                painter.rect_filled(on_screen, 0.0, Color32::from_gray(0x24));
+            }
+        }
+    }
+
+    fn paint_gesture(&self, painter: &Painter, response: &Response, input: &CanvasInput<'_>) {
+        let image_rect = self.viewport.image_rect_on_screen();
+        if let Drag::Drawing { start } = self.drag
+            && let Some(p) = response.interact_pointer_pos()
+        {
+            let b = self
+                .viewport
+                .bbox_from_image_points(start, self.viewport.image_from_screen(p));
+            let r = self.viewport.screen_from_bbox(&b);
+            painter.rect_filled(r, 0.0, input.draw_color.gamma_multiply(0.15));
+            painter.rect_stroke(
+                r,
+                0.0,
+                Stroke::new(theme::SELECTED_STROKE, input.draw_color),
+                StrokeKind::Middle,
+            );
+            let label = format!("{:.0} × {:.0}", b.w, b.h);
+            painter.text(
+                r.right_bottom() + vec2(6.0, 4.0),
+                egui::Align2::LEFT_TOP,
+                label,
+                theme::label_font(),
+                theme::TEXT,
+            );
+        }
+        // Crosshair guides while the mouse is free or drawing.
+        let guides = matches!(self.drag, Drag::None | Drag::Drawing { .. });
+        if guides
+            && let Some(p) = response.hover_pos().or(response.interact_pointer_pos())
+            && image_rect.contains(p)
+        {
+            let stroke = Stroke::new(1.0, theme::GUIDE);
+            painter.line_segment(
+                [pos2(image_rect.left(), p.y), pos2(image_rect.right(), p.y)],
+                stroke,
+            );
+            painter.line_segment(
+                [pos2(p.x, image_rect.top()), pos2(p.x, image_rect.bottom())],
+                stroke,
+            );
+        }
+    }
+}
+
+/// The box under a screen point: the smallest shown box whose outline (grown by a few points)
+/// contains it, so nested boxes stay reachable.
+fn hit_box(viewport: &Viewport, input: &CanvasInput<'_>, pos: Pos2) -> Option<Uuid> {
+    input
+        .boxes
+        .iter()
+        .filter(|a| input.thresholds.is_shown(a))
+        .filter_map(|a| {
+            let r = viewport.screen_from_bbox(&a.value.bbox);
+            r.expand(3.0).contains(pos).then(|| (r.area(), a.id))
+        })
+        .min_by(|x, y| x.0.total_cmp(&y.0))
+        .map(|(_, id)| id)
+}
+
+/// The handle of a selected box under a screen point.
+fn hit_handle(rect: Rect, pos: Pos2) -> Option<Handle> {
+    Handle::ALL
+        .into_iter()
+        .map(|h| (h, h.position(rect).distance(pos)))
+        .filter(|(_, d)| *d <= theme::HANDLE_GRAB)
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(h, _)| h)
+}
+
+/// The boxes to draw and how.
+pub struct BoxLayer<'a> {
+    pub boxes: &'a [Annotation],
+    pub classes: &'a ClassTable,
+    pub thresholds: &'a Thresholds,
+    pub selected: Option<Uuid>,
+    pub hovered: Option<Uuid>,
+    /// A box being moved or resized: drawn here instead of where the store has it.
+    pub preview: Option<(Uuid, BBox)>,
+}
+
+/// Paints boxes with egui's painter. Boxes off screen are skipped, labels are left out on tiny
+/// boxes and when very many boxes are on screen, and `shapes` is reused between frames so a
+/// frame with thousands of boxes does not allocate per box.
+pub fn paint_boxes(
+    painter: &Painter,
+    viewport: &Viewport,
+    layer: &BoxLayer<'_>,
+    shapes: &mut Vec<Shape>,
+) {
+    shapes.clear();
+    let clip = viewport.canvas();
+    let on_screen = layer
+        .boxes
+        .iter()
+        .filter(|a| layer.thresholds.is_shown(a))
+        .filter(|a| clip.intersects(viewport.screen_from_bbox(&a.value.bbox)))
+        .count();
+    let labels = on_screen <= theme::MAX_LABELS;
+    let mut selected: Option<(&Annotation, Rect)> = None;
+    for a in layer.boxes {
+        if !layer.thresholds.is_shown(a) {
+            continue;
+        }
+        let bbox = match layer.preview {
+            Some((id, b)) if id == a.id => b,
+            _ => a.value.bbox,
+        };
+        let r = viewport.screen_from_bbox(&bbox);
+        if !clip.intersects(r) {
+            continue;
+        }
+        if Some(a.id) == layer.selected {
+            selected = Some((a, r));
+            continue;
+        }
+        let color = layer.classes.color(a.value.class);
+        let proposal = a.value.state == ReviewState::Proposed;
+        if Some(a.id) == layer.hovered {
+            shapes.push(Shape::rect_filled(r, 0.0, color.gamma_multiply(0.18)));
+        }
+        if proposal {
+            dashed_rect(shapes, r, Stroke::new(theme::BOX_STROKE, color));
+        } else {
+            shapes.push(Shape::rect_stroke(
+                r,
+                0.0,
+                Stroke::new(theme::BOX_STROKE, color),
+                StrokeKind::Middle,
+            ));
+        }
+        if (labels || Some(a.id) == layer.hovered)
+            && r.width() >= theme::MIN_LABELLED_BOX
+            && r.height() >= theme::MIN_LABELLED_BOX
+        {
+            label(painter, shapes, layer, a, r, color);
+        }
+    }
+    if let Some((a, r)) = selected {
+        let color = layer.classes.color(a.value.class);
+        shapes.push(Shape::rect_filled(r, 0.0, color.gamma_multiply(0.12)));
+        // A dark halo under the outline keeps the selection visible on any background.
+        shapes.push(Shape::rect_stroke(
+            r,
+            0.0,
+            Stroke::new(theme::SELECTED_STROKE + 2.0, Color32::from_black_alpha(140)),
+            StrokeKind::Middle,
+        ));
+        if a.value.state == ReviewState::Proposed {
+            dashed_rect(shapes, r, Stroke::new(theme::SELECTED_STROKE, color));
+        } else {
+            shapes.push(Shape::rect_stroke(
+                r,
+                0.0,
+                Stroke::new(theme::SELECTED_STROKE, color),
+                StrokeKind::Middle,
+            ));
+        }
+        label(painter, shapes, layer, a, r, color);
+        for h in Handle::ALL {
+            let c = h.position(r);
+            let hr = Rect::from_center_size(c, Vec2::splat(theme::HANDLE_SIZE));
+            shapes.push(Shape::rect_filled(hr, 1.0, Color32::WHITE));
+            shapes.push(Shape::rect_stroke(
+                hr,
+                1.0,
+                Stroke::new(1.0, Color32::from_gray(0x20)),
+                StrokeKind::Inside,
+            ));
+        }
+    }
+    painter.extend(shapes.drain(..));
+}
+
+/// A class name (and score, for model boxes) on a tag above the box's top-left corner, or
+/// inside the box when there is no room above.
+fn label(
+    painter: &Painter,
+    shapes: &mut Vec<Shape>,
+    layer: &BoxLayer<'_>,
+    a: &Annotation,
+    r: Rect,
+    color: Color32,
+) {
+    let name = layer.classes.name(a.value.class);
+    let text = match (a.value.state, a.value.source.score()) {
+        (ReviewState::Proposed, Some(s)) => format!("{name} {s:.2}"),
+        (ReviewState::Corrected, _) => format!("{name} (edited)"),
+        _ => name.to_owned(),
+    };
+    let fg = theme::text_on(color);
+    let galley = painter.layout_no_wrap(text, theme::label_font(), fg);
+    let size = galley.size() + vec2(6.0, 2.0);
+    let above = r.top() - size.y >= painter.clip_rect().top();
+    let min = if above {
+        pos2(r.left() - 0.75, r.top() - size.y)
+    } else {
+        pos2(r.left(), r.top())
+    };
+    let tag = Rect::from_min_size(min, size);
+    let fill = if a.value.state == ReviewState::Proposed {
+        color.gamma_multiply(0.75)
+    } else {
+        color
+    };
+    shapes.push(Shape::rect_filled(tag, 2.0, fill));
+    shapes.push(Shape::galley(tag.min + vec2(3.0, 1.0), galley, fg));
+}
+
+/// A rectangle outline in dashes (proposals).
+fn dashed_rect(shapes: &mut Vec<Shape>, r: Rect, stroke: Stroke) {
+    let corners = [
+        r.left_top(),
+        r.right_top(),
+        r.right_bottom(),
+        r.left_bottom(),
+        r.left_top(),
+    ];
+    let period = theme::DASH + theme::DASH_GAP;
+    for pair in corners.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        let length = a.distance(b);
+        if length <= 0.0 {
+            continue;
+        }
+        let dir = (b - a) / length;
+        let mut t = 0.0;
+        while t < length {
+            let end = (t + theme::DASH).min(length);
+            shapes.push(Shape::line_segment([a + dir * t, a + dir * end], stroke));
+            t += period;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_resize_the_edges_they_own() {
+        let v = Viewport::new(
+            Rect::from_min_size(Pos2::ZERO, vec2(1016.0, 1016.0)),
+            vec2(100.0, 100.0),
+        );
+        let b = BBox::new(10.0, 10.0, 20.0, 20.0);
+        assert_eq!(
+            Handle::Right.resize(&b, pos2(50.2, 99.0), &v),
+            BBox::new(10.0, 10.0, 40.0, 20.0)
+        );
+        assert_eq!(
+            Handle::TopLeft.resize(&b, pos2(5.0, 0.0), &v),
+            BBox::new(5.0, 0.0, 25.0, 30.0)
+        );
+        // Past the opposite edge the box flips instead of going negative.
+        assert_eq!(
+            Handle::Left.resize(&b, pos2(40.0, 0.0), &v),
+            BBox::new(30.0, 10.0, 10.0, 20.0)
+        );
+        // Never outside the image, never empty.
+        assert_eq!(
+            Handle::Bottom.resize(&b, pos2(0.0, 500.0), &v),
+            BBox::new(10.0, 10.0, 20.0, 90.0)
+        );
+        assert_eq!(
+            Handle::Bottom.resize(&b, pos2(0.0, 10.0), &v),
+            BBox::new(10.0, 10.0, 20.0, 1.0)
+        );
+    }
+
+    #[test]
+    fn handle_hits_need_to_be_close() {
+        let r = Rect::from_min_size(pos2(100.0, 100.0), vec2(50.0, 40.0));
+        assert_eq!(hit_handle(r, pos2(102.0, 101.0)), Some(Handle::TopLeft));
+        assert_eq!(hit_handle(r, pos2(150.0, 120.0)), Some(Handle::Right));
+        assert_eq!(hit_handle(r, pos2(125.0, 120.0)), None);
+    }
+
+    #[test]
+    fn window_presets_cycle_and_use_the_stats() {
+        let stats = GrayStats {
+            min: 10,
+            max: 4000,
+            low: 100,
+            high: 3000,
+        };
+        let mut p = WindowPreset::default();
+        assert_eq!(p.window(Some(stats)), (100.0, 3000.0));
+        p = p.next();
+        assert_eq!(p.window(Some(stats)), (10.0, 4000.0));
+        p = p.next().next().next();
+        assert_eq!(p, WindowPreset::Robust);
+        let mut d = Display::default();
+        d.adjust(vec2(0.0, -10.0), PixelKind::Gray16, Some(stats));
+        let (lo, hi) = d.window_for(Some(stats));
+        assert!((hi - lo - 2900.0).abs() < 1.0 && lo > 100.0);
+    }
+}

@@ -1,0 +1,87 @@
+//! What panels, the canvas and the keyboard ask for. They never change the project themselves:
+//! they push a `Command`, and the session applies all of them after the frame's UI is drawn
+//! (`Session::apply`), which is also where undo/redo and store writes happen.
+
+use std::path::PathBuf;
+
+use uuid::Uuid;
+
+use super::classes::PickerTarget;
+use crate::model::BBox;
+use crate::store::ImageFilter;
+
+/// One request from the UI.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    // Navigation.
+    NextImage,
+    PreviousImage,
+    /// Show the image at this row of the filtered list.
+    ShowRow(usize),
+
+    // Selection.
+    Select(Option<Uuid>),
+    SelectNextBox,
+    SelectPreviousBox,
+
+    // Box edits (each is one undo step and one store write).
+    /// A new box of the current class.
+    CreateBox(BBox),
+    /// New geometry for a box (move or resize); `what` names it for undo.
+    SetBBox {
+        id: Uuid,
+        bbox: BBox,
+        what: &'static str,
+    },
+    /// Move the selected box by whole pixels.
+    Nudge {
+        dx: f64,
+        dy: f64,
+    },
+    /// Set the class of the selected box, or of new boxes.
+    SetClass {
+        target: PickerTarget,
+        class: Uuid,
+    },
+    /// The class at this position (0-based) for the selection, or for new boxes.
+    ClassAt(usize),
+    /// Create a class, then use it for the target.
+    CreateClass {
+        name: String,
+        target: PickerTarget,
+    },
+    /// Delete the selected box; a proposal is rejected instead.
+    DeleteSelected,
+    /// Delete one box (or reject it if it is a proposal).
+    Delete(Uuid),
+    /// Accept one proposal.
+    Accept(Uuid),
+    AcceptSelected,
+    AcceptAllVisible,
+    /// Accept every visible proposal, mark the image done, show the next.
+    AcceptAndNext,
+    CopyPreviousBoxes,
+    Undo,
+    Redo,
+
+    // View.
+    Fit,
+    OneToOne,
+    Zoom(f32),
+    ResetDisplay,
+    NextWindowPreset,
+    ToggleBoxes,
+    ToggleHelp,
+    FocusSearch,
+    OpenClassPicker,
+
+    // Image list and project.
+    SetFilter(ImageFilter),
+    ToggleFlag,
+    OpenProjectDialog,
+    NewProjectDialog,
+    OpenProject(PathBuf),
+    AddImagesDialog,
+    CloseProject,
+    RetryWrites,
+}

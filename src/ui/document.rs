@@ -1,0 +1,366 @@
+//! The boxes the app is editing, held in memory per image, and the only home of undo/redo.
+//!
+//! Every change is a [`Change`]: a list of (before, after) values of boxes on one image. Applying
+//! one (or undoing or redoing it) updates memory at once and returns the store [`Edit`]s that
+//! make it durable; the caller sends those to the writer thread.
+
+use std::collections::{HashMap, HashSet};
+
+use uuid::Uuid;
+
+use crate::model::{Annotation, AnnotationValue, ReviewState, Source};
+use crate::store::Edit;
+
+/// How many changes undo remembers.
+const UNDO_DEPTH: usize = 10_000;
+
+/// One box before and after a change; `None` means "does not exist" (or deleted).
+#[derive(Clone, Debug, PartialEq)]
+struct Item {
+    id: Uuid,
+    before: Option<AnnotationValue>,
+    after: Option<AnnotationValue>,
+    /// Where the box sat in its image's list, so undoing a delete puts it back in place.
+    index: usize,
+}
+
+/// One undoable step: any number of boxes of one image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    /// The image the boxes belong to.
+    pub image: Uuid,
+    /// What the step did, for the status bar ("move box").
+    pub what: &'static str,
+    items: Vec<Item>,
+}
+
+impl Change {
+    pub fn new(image: Uuid, what: &'static str) -> Self {
+        Self {
+            image,
+            what,
+            items: Vec::new(),
+        }
+    }
+
+    /// Adds a new box.
+    pub fn create(mut self, id: Uuid, value: AnnotationValue) -> Self {
+        self.items.push(Item {
+            id,
+            before: None,
+            after: Some(value),
+            index: usize::MAX,
+        });
+        self
+    }
+
+    /// Replaces the value of an existing box.
+    pub fn update(mut self, id: Uuid, before: AnnotationValue, after: AnnotationValue) -> Self {
+        if before != after {
+            self.items.push(Item {
+                id,
+                before: Some(before),
+                after: Some(after),
+                index: usize::MAX,
+            });
+        }
+        self
+    }
+
+    /// Deletes a box.
+    pub fn delete(mut self, id: Uuid, before: AnnotationValue) -> Self {
+        self.items.push(Item {
+            id,
+            before: Some(before),
+            after: None,
+            index: usize::MAX,
+        });
+        self
+    }
+
+    /// True when the change would do nothing.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    fn reversed(&self) -> Self {
+        Self {
+            image: self.image,
+            what: self.what,
+            items: self
+                .items
+                .iter()
+                .rev()
+                .map(|i| Item {
+                    id: i.id,
+                    before: i.after.clone(),
+                    after: i.before.clone(),
+                    index: i.index,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What undo or redo did: the image to show and the edits to store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Replayed {
+    pub image: Uuid,
+    pub what: &'static str,
+    pub edits: Vec<Edit>,
+}
+
+/// The in-memory boxes of every image opened in this session, plus undo and redo.
+///
+/// Once an image is loaded, memory is the truth for it: edits reach the store later (on the
+/// writer thread), so the store may lag behind but never the reverse.
+#[derive(Default)]
+pub struct Document {
+    images: HashMap<Uuid, Vec<Annotation>>,
+    /// Ids the store knows (loaded from it, or created by an edit already sent).
+    in_store: HashSet<Uuid>,
+    undo: Vec<Change>,
+    redo: Vec<Change>,
+}
+
+impl Document {
+    /// True when the image's boxes are in memory.
+    pub fn is_loaded(&self, image: Uuid) -> bool {
+        self.images.contains_key(&image)
+    }
+
+    /// Takes the boxes of an image as read from the store. Ignored if already loaded, because
+    /// memory may hold edits the store has not seen yet.
+    pub fn load(&mut self, image: Uuid, boxes: Vec<Annotation>) {
+        if self.images.contains_key(&image) {
+            return;
+        }
+        self.in_store.extend(boxes.iter().map(|a| a.id));
+        self.images.insert(image, boxes);
+    }
+
+    /// Forgets images with no undo history so the next visit reads them again from the store.
+    pub fn forget_unedited(&mut self) {
+        let keep: HashSet<Uuid> = self
+            .undo
+            .iter()
+            .chain(&self.redo)
+            .map(|c| c.image)
+            .collect();
+        self.images.retain(|id, _| keep.contains(id));
+    }
+
+    /// The live boxes of an image (empty when not loaded), in creation order.
+    pub fn boxes(&self, image: Uuid) -> &[Annotation] {
+        self.images.get(&image).map_or(&[], Vec::as_slice)
+    }
+
+    /// One box of an image.
+    pub fn get(&self, image: Uuid, id: Uuid) -> Option<&Annotation> {
+        self.boxes(image).iter().find(|a| a.id == id)
+    }
+
+    /// Applies a change, records it for undo and returns the edits to store.
+    pub fn commit(&mut self, change: Change) -> Vec<Edit> {
+        if change.is_empty() {
+            return Vec::new();
+        }
+        let (applied, edits) = self.apply(change);
+        self.undo.push(applied);
+        if self.undo.len() > UNDO_DEPTH {
+            self.undo.remove(0);
+        }
+        self.redo.clear();
+        edits
+    }
+
+    /// Undoes the last change.
+    pub fn undo(&mut self) -> Option<Replayed> {
+        let change = self.undo.pop()?;
+        let (applied, edits) = self.apply(change.reversed());
+        let replayed = Replayed {
+            image: applied.image,
+            what: applied.what,
+            edits,
+        };
+        self.redo.push(applied.reversed());
+        Some(replayed)
+    }
+
+    /// Redoes the last undone change.
+    pub fn redo(&mut self) -> Option<Replayed> {
+        let change = self.redo.pop()?;
+        let (applied, edits) = self.apply(change);
+        let replayed = Replayed {
+            image: applied.image,
+            what: applied.what,
+            edits,
+        };
+        self.undo.push(applied);
+        Some(replayed)
+    }
+
+    /// What undo would undo.
+    pub fn undo_label(&self) -> Option<&'static str> {
+        self.undo.last().map(|c| c.what)
+    }
+
+    /// What redo would redo.
+    pub fn redo_label(&self) -> Option<&'static str> {
+        self.redo.last().map(|c| c.what)
+    }
+
+    /// Applies the items in memory; returns the change with the list positions it used.
+    fn apply(&mut self, mut change: Change) -> (Change, Vec<Edit>) {
+        let boxes = self.images.entry(change.image).or_default();
+        let mut edits = Vec::with_capacity(change.items.len());
+        for item in &mut change.items {
+            let pos = boxes.iter().position(|a| a.id == item.id);
+            match (&item.after, pos) {
+                (Some(value), Some(i)) => {
+                    boxes[i].value = value.clone();
+                    item.index = i;
+                }
+                (Some(value), None) => {
+                    let at = item.index.min(boxes.len());
+                    boxes.insert(
+                        at,
+                        Annotation {
+                            id: item.id,
+                            value: value.clone(),
+                        },
+                    );
+                    item.index = at;
+                }
+                (None, Some(i)) => {
+                    boxes.remove(i);
+                    item.index = i;
+                }
+                (None, None) => {}
+            }
+            edits.push(match &item.after {
+                Some(value) if self.in_store.contains(&item.id) => Edit::Update {
+                    id: item.id,
+                    value: value.clone(),
+                    note: None,
+                },
+                Some(value) => {
+                    self.in_store.insert(item.id);
+                    Edit::Create {
+                        id: item.id,
+                        value: value.clone(),
+                    }
+                }
+                None => Edit::Delete { id: item.id },
+            });
+        }
+        (change, edits)
+    }
+}
+
+/// The state a box takes when a person changes its place, size or class: a model's box becomes
+/// `Corrected` (its source, run and score, stay), a person's box goes back to review.
+pub fn edited_state(value: &AnnotationValue) -> ReviewState {
+    match value.source {
+        Source::Model { .. } => ReviewState::Corrected,
+        Source::Human => ReviewState::Submitted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BBox, BoxFlags};
+
+    fn value(image: Uuid, x: f64) -> AnnotationValue {
+        AnnotationValue {
+            image,
+            class: Uuid::nil(),
+            bbox: BBox::new(x, 0.0, 10.0, 10.0),
+            source: Source::Human,
+            state: ReviewState::Submitted,
+            flags: BoxFlags::default(),
+            deleted: false,
+        }
+    }
+
+    #[test]
+    fn create_then_undo_redo_maps_to_create_delete_update() {
+        let img = Uuid::now_v7();
+        let mut doc = Document::default();
+        doc.load(img, Vec::new());
+        let id = Uuid::now_v7();
+        let edits = doc.commit(Change::new(img, "draw box").create(id, value(img, 1.0)));
+        assert!(matches!(edits.as_slice(), [Edit::Create { .. }]));
+        assert_eq!(doc.boxes(img).len(), 1);
+        let undone = doc.undo().expect("undo");
+        assert_eq!(undone.edits, vec![Edit::Delete { id }]);
+        assert!(doc.boxes(img).is_empty());
+        let redone = doc.redo().expect("redo");
+        // The store already holds the (tombstoned) box, so redo revives it with an update.
+        assert!(matches!(redone.edits.as_slice(), [Edit::Update { value, .. }] if !value.deleted));
+        assert_eq!(doc.boxes(img).len(), 1);
+        assert!(doc.redo().is_none());
+    }
+
+    #[test]
+    fn undoing_a_delete_restores_the_box_in_place() {
+        let img = Uuid::now_v7();
+        let mut doc = Document::default();
+        let boxes: Vec<Annotation> = (0..3)
+            .map(|i| Annotation {
+                id: Uuid::now_v7(),
+                value: value(img, f64::from(i)),
+            })
+            .collect();
+        doc.load(img, boxes.clone());
+        let middle = boxes[1].clone();
+        doc.commit(Change::new(img, "delete box").delete(middle.id, middle.value.clone()));
+        assert_eq!(doc.boxes(img).len(), 2);
+        doc.undo();
+        assert_eq!(doc.boxes(img), boxes.as_slice());
+    }
+
+    #[test]
+    fn a_new_change_clears_redo_and_noops_are_dropped() {
+        let img = Uuid::now_v7();
+        let mut doc = Document::default();
+        let a = Annotation {
+            id: Uuid::now_v7(),
+            value: value(img, 0.0),
+        };
+        doc.load(img, vec![a.clone()]);
+        let noop = Change::new(img, "move box").update(a.id, a.value.clone(), a.value.clone());
+        assert!(doc.commit(noop).is_empty());
+        assert!(doc.undo_label().is_none());
+        doc.commit(Change::new(img, "move box").update(a.id, a.value.clone(), value(img, 5.0)));
+        doc.undo();
+        assert_eq!(doc.redo_label(), Some("move box"));
+        doc.commit(Change::new(img, "move box").update(a.id, a.value.clone(), value(img, 7.0)));
+        assert!(doc.redo_label().is_none());
+    }
+
+    #[test]
+    fn loading_never_overwrites_memory() {
+        let img = Uuid::now_v7();
+        let mut doc = Document::default();
+        doc.load(img, Vec::new());
+        doc.commit(Change::new(img, "draw box").create(Uuid::now_v7(), value(img, 0.0)));
+        doc.load(img, Vec::new());
+        assert_eq!(doc.boxes(img).len(), 1);
+        doc.forget_unedited();
+        assert!(doc.is_loaded(img));
+    }
+
+    #[test]
+    fn editing_a_proposal_corrects_it() {
+        let mut v = value(Uuid::nil(), 0.0);
+        assert_eq!(edited_state(&v), ReviewState::Submitted);
+        v.source = Source::Model {
+            run: Uuid::nil(),
+            score: 0.5,
+        };
+        v.state = ReviewState::Proposed;
+        assert_eq!(edited_state(&v), ReviewState::Corrected);
+    }
+}

@@ -1,0 +1,245 @@
+//! The image list: filters, search by path, and a virtualised list (only the rows on screen are
+//! laid out, so 100k images scroll smoothly) with thumbnails. The filtered order is what
+//! "next" and "previous" follow.
+
+use std::ops::Range;
+use std::path::Path;
+
+use eframe::egui::{
+    self, Align2, Color32, FontId, Rect, RichText, ScrollArea, Sense, Ui, pos2, vec2,
+};
+
+use super::classes::ClassTable;
+use super::commands::Command;
+use super::theme;
+use super::thumbs::Thumbnails;
+use crate::store::{ImageFilter, ImageRow, ImageStatus};
+
+/// The list panel's state.
+#[derive(Default)]
+pub struct ImageList {
+    /// The filter the rows were listed with.
+    pub filter: ImageFilter,
+    /// Rows of the current filter, in path order.
+    pub rows: Vec<ImageRow>,
+    /// Tells the answer to the latest list request from older ones.
+    pub generation: u64,
+    /// True while a list request is out.
+    pub loading: bool,
+    search: String,
+    tag: String,
+    focus_search: bool,
+    visible: Range<usize>,
+    /// The row to bring into view on the next frame.
+    scroll_to: Option<usize>,
+}
+
+fn status_label(s: ImageStatus) -> &'static str {
+    match s {
+        ImageStatus::All => "All images",
+        ImageStatus::Unreviewed => "Unreviewed",
+        ImageStatus::HasProposals => "Has proposals",
+        ImageStatus::Flagged => "Flagged",
+        ImageStatus::Missing => "Missing files",
+    }
+}
+
+impl ImageList {
+    /// Puts the keyboard in the search field next frame.
+    pub fn focus_search(&mut self) {
+        self.focus_search = true;
+    }
+
+    /// Brings a row into view (after next/previous).
+    pub fn reveal(&mut self, row: usize) {
+        self.scroll_to = Some(row);
+    }
+
+    /// Draws the panel.
+    pub fn ui(
+        &mut self,
+        ui: &mut Ui,
+        current_row: Option<usize>,
+        classes: &ClassTable,
+        thumbs: &mut Thumbnails,
+        root: &Path,
+        out: &mut Vec<Command>,
+    ) {
+        let mut filter = self.filter.clone();
+        ui.horizontal(|ui| {
+            egui::ComboBox::from_id_salt("status-filter")
+                .width(118.0)
+                .selected_text(status_label(filter.status))
+                .show_ui(ui, |ui| {
+                    for s in [
+                        ImageStatus::All,
+                        ImageStatus::Unreviewed,
+                        ImageStatus::HasProposals,
+                        ImageStatus::Flagged,
+                        ImageStatus::Missing,
+                    ] {
+                        ui.selectable_value(&mut filter.status, s, status_label(s));
+                    }
+                })
+                .response
+                .on_hover_text("Show images by review status");
+            egui::ComboBox::from_id_salt("class-filter")
+                .width(96.0)
+                .selected_text(filter.class.as_deref().unwrap_or("Any class"))
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut filter.class, None, "Any class");
+                    for c in classes.iter() {
+                        ui.selectable_value(&mut filter.class, Some(c.name.clone()), &c.name);
+                    }
+                })
+                .response
+                .on_hover_text("Show images with boxes of a class");
+        });
+        ui.horizontal(|ui| {
+            let search = ui.add(
+                egui::TextEdit::singleline(&mut self.search)
+                    .hint_text("Search path…")
+                    .desired_width(140.0),
+            );
+            if std::mem::take(&mut self.focus_search) {
+                search.request_focus();
+            }
+            let tag = ui.add(
+                egui::TextEdit::singleline(&mut self.tag)
+                    .hint_text("tag")
+                    .desired_width(60.0),
+            );
+            let typed = search.changed() || tag.changed();
+            if typed {
+                let trimmed = self.search.trim();
+                filter.path_contains = (!trimmed.is_empty()).then(|| trimmed.to_owned());
+                let tag = self.tag.trim();
+                filter.tag = (!tag.is_empty()).then(|| tag.to_owned());
+            }
+        });
+        if filter != self.filter {
+            out.push(Command::SetFilter(filter));
+        }
+        let count = if self.loading {
+            "listing…".to_owned()
+        } else {
+            format!("{} images", self.rows.len())
+        };
+        ui.label(RichText::new(count).small().color(theme::TEXT_WEAK));
+        ui.separator();
+
+        let row_height = theme::IMAGE_ROW_HEIGHT;
+        let spacing = ui.spacing().item_spacing.y;
+        let mut area = ScrollArea::vertical()
+            .auto_shrink([false, false])
+            .id_salt("image-rows");
+        if let Some(row) = self.scroll_to.take() {
+            // Only scroll when the row is not fully visible already.
+            let fully_visible = self.visible.start < row && row + 1 < self.visible.end;
+            if !fully_visible {
+                let visible_rows = self.visible.len().max(3);
+                #[allow(clippy::cast_precision_loss)]
+                let top = row.saturating_sub(visible_rows / 2) as f32 * (row_height + spacing);
+                area = area.vertical_scroll_offset(top);
+            }
+        }
+        area.show_rows(ui, row_height, self.rows.len(), |ui, range| {
+            self.visible = range.clone();
+            for i in range {
+                let Some(row) = self.rows.get(i) else {
+                    break;
+                };
+                let (rect, response) =
+                    ui.allocate_exact_size(vec2(ui.available_width(), row_height), Sense::click());
+                if ui.is_rect_visible(rect) {
+                    row_ui(
+                        ui,
+                        rect,
+                        row,
+                        Some(i) == current_row,
+                        response.hovered(),
+                        thumbs,
+                        root,
+                    );
+                }
+                response.widget_info(|| {
+                    egui::WidgetInfo::labeled(egui::Role::Button, true, row.path.as_str())
+                });
+                if response.clicked() {
+                    out.push(Command::ShowRow(i));
+                }
+            }
+        });
+        thumbs.end_frame(ui.ctx());
+    }
+}
+
+fn row_ui(
+    ui: &Ui,
+    rect: Rect,
+    row: &ImageRow,
+    current: bool,
+    hovered: bool,
+    thumbs: &mut Thumbnails,
+    root: &Path,
+) {
+    let painter = ui.painter_at(rect);
+    if current {
+        painter.rect_filled(rect, 3.0, theme::SELECTED_ROW);
+    } else if hovered {
+        painter.rect_filled(rect, 3.0, Color32::from_gray(0x28));
+    }
+    let thumb_rect = Rect::from_min_size(
+        rect.min + vec2(4.0, 3.0),
+        vec2(rect.height() - 6.0, rect.height() - 6.0),
+    );
+    painter.rect_filled(thumb_rect, 2.0, Color32::from_gray(0x14));
+    if !row.missing
+        && let Some(tex) = thumbs.get(row.id, &root.join(&row.path))
+    {
+        // Keep the aspect ratio inside the square.
+        let size = tex.size_vec2();
+        let scale = (thumb_rect.width() / size.x).min(thumb_rect.height() / size.y);
+        let r = Rect::from_center_size(thumb_rect.center(), size * scale);
+        painter.image(
+            tex.id(),
+            r,
+            Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0)),
+            Color32::WHITE,
+        );
+    }
+    let text_x = thumb_rect.right() + 8.0;
+    let name = row.path.rsplit('/').next().unwrap_or(&row.path);
+    let name_color = if row.missing {
+        theme::ERROR
+    } else {
+        theme::TEXT
+    };
+    painter.text(
+        pos2(text_x, rect.top() + 6.0),
+        Align2::LEFT_TOP,
+        name,
+        FontId::proportional(13.0),
+        name_color,
+    );
+    let plural = |n: u32, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut detail = plural(row.boxes, "box", "boxes");
+    if row.proposals > 0 {
+        detail.push_str(" · ");
+        detail.push_str(&plural(row.proposals, "proposal", "proposals"));
+    }
+    if row.missing {
+        detail = "file missing".into();
+    }
+    painter.text(
+        pos2(text_x, rect.top() + 24.0),
+        Align2::LEFT_TOP,
+        detail,
+        FontId::proportional(11.0),
+        if row.proposals > 0 {
+            theme::PROPOSAL
+        } else {
+            theme::TEXT_WEAK
+        },
+    );
+}

@@ -1,0 +1,1128 @@
+//! An open project in the app: the panels, the in-memory document, the background threads
+//! (store writer, decoders, thumbnails), and `apply`, the one place where commands change
+//! anything.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use eframe::egui::{self, Color32, Key, Ui};
+use uuid::Uuid;
+
+use super::bars::{StatusBar, StatusInput, TopBar, TopBarInput};
+use super::box_list::{BoxPanel, BoxPanelInput};
+use super::canvas::{Canvas, CanvasImage, CanvasInput, Display, canvas_id};
+use super::classes::{ClassPicker, ClassTable, PickerTarget, Thresholds};
+use super::commands::Command;
+use super::document::{Change, Document, edited_state};
+use super::gpu::GpuContext;
+use super::image_list::ImageList;
+use super::loader::{Job, Loader, Slot};
+use super::shortcuts::{Action, KeyPress, Keymap, take_bound_keys};
+use super::theme;
+use super::thumbs::Thumbnails;
+use super::writer::{Reply, Request, StoreWriter};
+use crate::model::{Annotation, AnnotationValue, BBox, BoxFlags, ReviewState, Source};
+use crate::store::{ImageFilter, ImageRow, Project};
+
+/// Images decoded ahead of the current one (after it, in list order).
+const PREFETCH_AHEAD: usize = 2;
+/// Images kept decoded behind the current one.
+const PREFETCH_BEHIND: usize = 1;
+
+/// The image on the canvas.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Current {
+    pub id: Uuid,
+    /// Path relative to the project root.
+    pub path: String,
+    pub width: u32,
+    pub height: u32,
+    /// Its row in the filtered list; `None` when the filter excludes it (e.g. after an undo
+    /// jumped back to it).
+    pub row: Option<usize>,
+}
+
+/// Commands the session leaves to the app (they replace or close the session).
+#[derive(Clone, Debug, PartialEq)]
+pub enum AppRequest {
+    OpenProjectDialog,
+    NewProjectDialog,
+    OpenProject(PathBuf),
+    CloseProject,
+    ToggleHelp,
+}
+
+/// One open project.
+pub struct Session {
+    path: PathBuf,
+    name: String,
+    reader: Project,
+    writer: StoreWriter,
+    loader: Loader,
+    thumbs: Thumbnails,
+    classes: ClassTable,
+    version: Option<String>,
+    run: Option<String>,
+    list: ImageList,
+    current: Option<Current>,
+    doc: Document,
+    canvas: Canvas,
+    box_panel: BoxPanel,
+    top_bar: TopBar,
+    picker: ClassPicker,
+    thresholds: Thresholds,
+    selected: Option<Uuid>,
+    current_class: Option<Uuid>,
+    /// Classes asked of the writer, and what to do with each once it exists.
+    pending_classes: Vec<(String, PickerTarget)>,
+    /// A box drawn before any class existed; created once a class is picked.
+    pending_box: Option<BBox>,
+    /// Space was pressed; it acts on release unless it was used to pan.
+    space_pending: bool,
+    /// Flags set or cleared this session (the store may not have them yet).
+    flags: std::collections::HashMap<Uuid, bool>,
+    /// Physical pixels per point, for 1:1 zoom.
+    ppp: f32,
+    /// Images decoded ahead of and behind the current one.
+    prefetch: (usize, usize),
+    message: Option<String>,
+}
+
+impl Session {
+    /// Opens a project: a read connection here, a writer thread with its own connection,
+    /// decoding and thumbnail threads, and the first image list request.
+    pub fn open(
+        path: &Path,
+        ctx: &egui::Context,
+        gpu: Option<GpuContext>,
+    ) -> anyhow::Result<Session> {
+        let reader = Project::open(path)?;
+        let writer = StoreWriter::start(path.to_path_buf(), ctx.clone())
+            .with_context(|| format!("cannot start writing to {}", path.display()))?;
+        let classes = ClassTable::new(reader.classes()?);
+        let version = reader.versions()?.last().map(|v| v.name.clone());
+        let run = reader.runs()?.last().map(|r| r.name.clone());
+        let name = path.file_stem().map_or_else(
+            || path.display().to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        let mut session = Session {
+            path: path.to_path_buf(),
+            name,
+            reader,
+            writer,
+            loader: Loader::new(gpu, ctx, 2),
+            thumbs: Thumbnails::new(ctx),
+            current_class: classes.at(0).map(|c| c.id),
+            classes,
+            version,
+            run,
+            list: ImageList::default(),
+            current: None,
+            doc: Document::default(),
+            canvas: Canvas::default(),
+            box_panel: BoxPanel::default(),
+            top_bar: TopBar,
+            picker: ClassPicker::default(),
+            thresholds: Thresholds::default(),
+            selected: None,
+            pending_classes: Vec::new(),
+            pending_box: None,
+            space_pending: false,
+            flags: std::collections::HashMap::new(),
+            ppp: ctx.pixels_per_point(),
+            prefetch: (PREFETCH_AHEAD, PREFETCH_BEHIND),
+            message: None,
+        };
+        session.request_list(ImageFilter::default());
+        Ok(session)
+    }
+
+    /// The project file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    // ------------------------------------------------------------------ read access (tests)
+
+    /// The image on the canvas.
+    pub fn current(&self) -> Option<&Current> {
+        self.current.as_ref()
+    }
+
+    /// The boxes of the current image, as the UI has them (ahead of the store).
+    pub fn boxes(&self) -> &[Annotation] {
+        self.current.as_ref().map_or(&[], |c| self.doc.boxes(c.id))
+    }
+
+    /// The selected box.
+    pub fn selected(&self) -> Option<Uuid> {
+        self.selected
+    }
+
+    /// The class new boxes get.
+    pub fn current_class(&self) -> Option<Uuid> {
+        self.current_class
+    }
+
+    /// The project's classes.
+    pub fn classes(&self) -> &ClassTable {
+        &self.classes
+    }
+
+    /// The rows of the image list.
+    pub fn rows(&self) -> &[ImageRow] {
+        &self.list.rows
+    }
+
+    /// The canvas (viewport, display settings).
+    pub fn canvas(&self) -> &Canvas {
+        &self.canvas
+    }
+
+    /// Mutable view state, e.g. to set a zoom in a test.
+    pub fn canvas_mut(&mut self) -> &mut Canvas {
+        &mut self.canvas
+    }
+
+    /// Score thresholds (view state).
+    pub fn thresholds_mut(&mut self) -> &mut Thresholds {
+        &mut self.thresholds
+    }
+
+    /// The last message shown in the status bar.
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_deref()
+    }
+
+    /// Whether everything is saved.
+    pub fn save_state(&self) -> super::writer::SaveState {
+        self.writer.state()
+    }
+
+    /// Blocks until every edit made so far is in the project file, and handles the replies.
+    /// For tests, benchmarks and closing; the UI itself never waits.
+    pub fn flush_writes(&mut self) {
+        for reply in self.writer.flush() {
+            self.handle_reply(reply);
+        }
+    }
+
+    /// Blocks until the current image is decoded (or failed), up to `timeout`. For tests and
+    /// benchmarks.
+    pub fn wait_for_image(&mut self, timeout: Duration) -> bool {
+        match &self.current {
+            Some(c) => {
+                let id = c.id;
+                self.loader.wait_for(id, timeout)
+            }
+            None => false,
+        }
+    }
+
+    /// Turns decoding ahead (and keeping recent images) on or off; the benchmark compares both.
+    pub fn set_prefetch(&mut self, on: bool) {
+        self.prefetch = if on {
+            (PREFETCH_AHEAD, PREFETCH_BEHIND)
+        } else {
+            (0, 0)
+        };
+        self.loader.set_keep_recent(if on { 4 } else { 0 });
+    }
+
+    /// True when an image is decoded (prefetched or shown).
+    pub fn is_decoded(&self, id: Uuid) -> bool {
+        matches!(self.loader.slot(id), Some(Slot::Ready(_)))
+    }
+
+    /// True when the current image is decoded and ready to draw.
+    pub fn image_ready(&self) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|c| matches!(self.loader.slot(c.id), Some(Slot::Ready(_))))
+    }
+
+    // ------------------------------------------------------------------ frame
+
+    /// One frame: take results from the background threads, turn keys into commands and
+    /// apply them, draw the panels, apply what they asked for.
+    pub fn ui(&mut self, ui: &mut Ui, keymap: &Keymap, help_open: bool) -> Vec<AppRequest> {
+        let ctx = ui.ctx().clone();
+        self.ppp = ctx.pixels_per_point();
+        let mut requests = Vec::new();
+        for reply in self.writer.poll() {
+            self.handle_reply(reply);
+        }
+        self.loader.poll();
+
+        // Keys first, so this frame already shows what they did.
+        let mut commands = Vec::new();
+        if !self.picker.is_open() && !ctx.text_edit_focused() {
+            for press in take_bound_keys(&ctx, keymap) {
+                self.key_commands(press, keymap, help_open, &mut commands);
+            }
+        }
+        for c in commands.drain(..) {
+            requests.extend(self.apply(c));
+        }
+
+        self.panels_ui(ui, keymap, &mut commands);
+        self.picker.ui(&ctx, &self.classes, &mut commands);
+        if !commands.is_empty() {
+            for c in commands.drain(..) {
+                requests.extend(self.apply(c));
+            }
+            ctx.request_repaint();
+        }
+        self.canvas.clear_preview();
+        self.keep_keyboard_focus(&ctx);
+        requests
+    }
+
+    fn panels_ui(&mut self, ui: &mut Ui, keymap: &Keymap, out: &mut Vec<Command>) {
+        let frame = |fill: Color32| {
+            egui::Frame::new()
+                .fill(fill)
+                .inner_margin(egui::Margin::symmetric(8, 4))
+        };
+        egui::Panel::top("top-bar")
+            .frame(frame(theme::BAR_BG))
+            .show(ui, |ui| {
+                let input = TopBarInput {
+                    project: &self.name,
+                    version: self.version.as_deref(),
+                    run: self.run.as_deref(),
+                    undo: self.doc.undo_label(),
+                    redo: self.doc.redo_label(),
+                    keymap,
+                    show_boxes: self.canvas.show_boxes,
+                };
+                self.top_bar.ui(ui, &input, out);
+            });
+        egui::Panel::bottom("status-bar")
+            .frame(frame(theme::BAR_BG))
+            .show(ui, |ui| {
+                let input = self.status_input();
+                StatusBar.ui(ui, &input, out);
+            });
+        egui::Panel::left("image-list")
+            .default_size(270.0)
+            .frame(frame(theme::PANEL_BG).inner_margin(6))
+            .show(ui, |ui| {
+                let row = self.current.as_ref().and_then(|c| c.row);
+                let root = self.reader.root().to_path_buf();
+                self.list
+                    .ui(ui, row, &self.classes, &mut self.thumbs, &root, out);
+            });
+        egui::Panel::right("boxes")
+            .default_size(270.0)
+            .frame(frame(theme::PANEL_BG).inner_margin(6))
+            .show(ui, |ui| {
+                let boxes = self
+                    .current
+                    .as_ref()
+                    .map_or(&[][..], |c| self.doc.boxes(c.id));
+                let input = BoxPanelInput {
+                    boxes,
+                    classes: &self.classes,
+                    selected: self.selected,
+                    current_class: self.current_class,
+                    keymap,
+                };
+                self.box_panel.ui(ui, &input, &mut self.thresholds, out);
+            });
+        egui::CentralPanel::default()
+            .frame(egui::Frame::new().fill(theme::CANVAS_BG))
+            .show(ui, |ui| {
+                let image = self.current.as_ref().map(|c| CanvasImage {
+                    width: c.width,
+                    height: c.height,
+                    slot: self.loader.slot(c.id),
+                });
+                let boxes = self
+                    .current
+                    .as_ref()
+                    .map_or(&[][..], |c| self.doc.boxes(c.id));
+                let input = CanvasInput {
+                    image,
+                    boxes,
+                    classes: &self.classes,
+                    thresholds: &self.thresholds,
+                    selected: self.selected,
+                    draw_color: self
+                        .current_class
+                        .map_or(theme::ACCENT, |c| self.classes.color(c)),
+                };
+                self.canvas.ui(ui, &input, out);
+            });
+    }
+
+    fn status_input(&self) -> StatusInput<'_> {
+        let boxes = self.boxes();
+        let labels = boxes.iter().filter(|a| a.value.state.is_label()).count();
+        let proposals = boxes
+            .iter()
+            .filter(|a| a.value.state == ReviewState::Proposed)
+            .count();
+        let (display, adding) = (
+            self.current
+                .as_ref()
+                .and_then(|c| match self.loader.slot(c.id) {
+                    Some(Slot::Ready(img)) => {
+                        Some(self.canvas.display.describe(img.kind, img.gray_stats))
+                            .filter(|d| !d.is_empty())
+                    }
+                    _ => None,
+                }),
+            {
+                use std::sync::atomic::Ordering;
+                let p = &self.writer.add_progress;
+                let total = p.total.load(Ordering::Relaxed);
+                let done = p.done.load(Ordering::Relaxed);
+                (total > 0 && done < total).then_some((done, total))
+            },
+        );
+        StatusInput {
+            position: self
+                .current
+                .as_ref()
+                .and_then(|c| c.row)
+                .map(|r| (r, self.list.rows.len())),
+            path: self.current.as_ref().map(|c| c.path.as_str()),
+            size: self.current.as_ref().map(|c| (c.width, c.height)),
+            labels,
+            proposals,
+            zoom: self.canvas.viewport.zoom(),
+            pointer: self.canvas.pointer_in_image().map(|p| (p.x, p.y)),
+            display,
+            save: self.writer.state(),
+            failed_edits: self.writer.failed_edits(),
+            adding,
+            message: self.message.as_deref(),
+        }
+    }
+
+    /// The canvas keeps keyboard focus unless a text field has it, with Tab, arrows and
+    /// Escape locked to it (egui would otherwise move focus between widgets with them).
+    fn keep_keyboard_focus(&self, ctx: &egui::Context) {
+        if self.picker.is_open() || ctx.text_edit_focused() {
+            return;
+        }
+        ctx.memory_mut(|m| {
+            if m.focused() != Some(canvas_id()) {
+                m.request_focus(canvas_id());
+            }
+            m.set_focus_lock_filter(
+                canvas_id(),
+                egui::EventFilter {
+                    tab: true,
+                    horizontal_arrows: true,
+                    vertical_arrows: true,
+                    escape: true,
+                },
+            );
+        });
+    }
+
+    /// Turns a key press into commands. The first applicable action wins: arrows nudge a
+    /// selected box and change image when nothing is selected; Space acts on release unless
+    /// it was held to pan.
+    fn key_commands(
+        &mut self,
+        press: KeyPress,
+        keymap: &Keymap,
+        help_open: bool,
+        out: &mut Vec<Command>,
+    ) {
+        if press.key == Key::Space {
+            if press.pressed {
+                if !press.repeat {
+                    self.space_pending = true;
+                    self.canvas.take_space_panned();
+                }
+                return;
+            }
+            let panned = self.canvas.take_space_panned();
+            if !std::mem::take(&mut self.space_pending) || panned {
+                return;
+            }
+        } else if !press.pressed {
+            return;
+        }
+        for action in keymap.actions_for(press.key, press.modifiers) {
+            if let Some(c) = self.action_command(action, press.key, help_open) {
+                out.push(c);
+                return;
+            }
+        }
+    }
+
+    fn action_command(&self, action: Action, key: Key, help_open: bool) -> Option<Command> {
+        let selected = self.selected.is_some();
+        let arrow = matches!(
+            key,
+            Key::ArrowLeft | Key::ArrowRight | Key::ArrowUp | Key::ArrowDown
+        );
+        let nudge = |dx: f64, dy: f64| selected.then_some(Command::Nudge { dx, dy });
+        Some(match action {
+            Action::NextImage if !(arrow && selected) => Command::NextImage,
+            Action::PreviousImage if !(arrow && selected) => Command::PreviousImage,
+            Action::NextImage | Action::PreviousImage => return None,
+            Action::AcceptAndNext => Command::AcceptAndNext,
+            Action::AcceptSelected => Command::AcceptSelected,
+            Action::AcceptAllVisible => Command::AcceptAllVisible,
+            Action::DeleteSelected => Command::DeleteSelected,
+            Action::Undo => Command::Undo,
+            Action::Redo => Command::Redo,
+            Action::SelectNextBox => Command::SelectNextBox,
+            Action::SelectPreviousBox => Command::SelectPreviousBox,
+            Action::Deselect if help_open => Command::ToggleHelp,
+            Action::Deselect => Command::Select(None),
+            Action::NudgeLeft => return nudge(-1.0, 0.0),
+            Action::NudgeRight => return nudge(1.0, 0.0),
+            Action::NudgeUp => return nudge(0.0, -1.0),
+            Action::NudgeDown => return nudge(0.0, 1.0),
+            Action::NudgeLeftFar => return nudge(-10.0, 0.0),
+            Action::NudgeRightFar => return nudge(10.0, 0.0),
+            Action::NudgeUpFar => return nudge(0.0, -10.0),
+            Action::NudgeDownFar => return nudge(0.0, 10.0),
+            Action::Class(n) => Command::ClassAt(usize::from(n.saturating_sub(1))),
+            Action::ClassPicker => Command::OpenClassPicker,
+            Action::CopyPreviousBoxes => Command::CopyPreviousBoxes,
+            Action::Fit => Command::Fit,
+            Action::OneToOne => Command::OneToOne,
+            Action::ZoomIn => Command::Zoom(1.25),
+            Action::ZoomOut => Command::Zoom(0.8),
+            Action::ResetDisplay => Command::ResetDisplay,
+            Action::NextWindowPreset => Command::NextWindowPreset,
+            Action::ToggleBoxes => Command::ToggleBoxes,
+            Action::ToggleFlag => Command::ToggleFlag,
+            Action::FocusSearch => Command::FocusSearch,
+            Action::Help => Command::ToggleHelp,
+            Action::OpenProject => Command::OpenProjectDialog,
+            Action::AddImages => Command::AddImagesDialog,
+        })
+    }
+
+    // ------------------------------------------------------------------ replies
+
+    fn handle_reply(&mut self, reply: Reply) {
+        match reply {
+            Reply::Applied | Reply::Flushed => {}
+            Reply::Failed { error, .. } => {
+                self.message = Some(format!("Not saved: {error}"));
+            }
+            Reply::ClassReady(Ok(class)) => {
+                self.classes.push(class.clone());
+                let waiting: Vec<PickerTarget> = self
+                    .pending_classes
+                    .iter()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(&class.name))
+                    .map(|(_, t)| *t)
+                    .collect();
+                self.pending_classes
+                    .retain(|(n, _)| !n.eq_ignore_ascii_case(&class.name));
+                for target in waiting {
+                    self.apply(Command::SetClass {
+                        target,
+                        class: class.id,
+                    });
+                }
+            }
+            Reply::ClassReady(Err(e)) => {
+                self.message = Some(format!("Could not create the class: {e}"))
+            }
+            Reply::Images { generation, rows } => {
+                if generation != self.list.generation {
+                    return;
+                }
+                self.list.loading = false;
+                match rows {
+                    Ok(rows) => {
+                        self.list.rows = rows;
+                        self.after_relist();
+                    }
+                    Err(e) => self.message = Some(format!("Could not list images: {e}")),
+                }
+            }
+            Reply::TagSet(Err(e)) => self.message = Some(format!("Could not tag the image: {e}")),
+            Reply::TagSet(Ok(())) => {}
+            Reply::ImagesAdded(Ok(report)) => {
+                let mut m = format!(
+                    "Added {} images ({} already there)",
+                    report.added, report.unchanged
+                );
+                if !report.failed.is_empty() {
+                    m.push_str(&format!(", {} unreadable", report.failed.len()));
+                }
+                self.message = Some(m);
+                self.request_list(self.list.filter.clone());
+            }
+            Reply::ImagesAdded(Err(e)) => self.message = Some(format!("Could not add images: {e}")),
+        }
+    }
+
+    fn request_list(&mut self, filter: ImageFilter) {
+        self.list.generation += 1;
+        self.list.loading = true;
+        self.list.filter = filter.clone();
+        let generation = self.list.generation;
+        self.writer.send(Request::ListImages { filter, generation });
+    }
+
+    /// After a new list arrives: find the current image in it, or show the first one.
+    fn after_relist(&mut self) {
+        match &mut self.current {
+            Some(c) => {
+                c.row = self.list.rows.iter().position(|r| r.id == c.id);
+                if let Some(row) = c.row {
+                    self.list.reveal(row);
+                }
+                self.prefetch();
+            }
+            None => {
+                if !self.list.rows.is_empty() {
+                    self.show_row(0);
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ navigation
+
+    fn show_row(&mut self, row: usize) {
+        let Some(r) = self.list.rows.get(row) else {
+            return;
+        };
+        let current = Current {
+            id: r.id,
+            path: r.path.clone(),
+            width: r.width,
+            height: r.height,
+            row: Some(row),
+        };
+        self.show(current);
+        self.list.reveal(row);
+    }
+
+    /// Shows an image by id (undo on another image). Its row if the filter lists it.
+    fn show_id(&mut self, id: Uuid) {
+        if let Some(row) = self.list.rows.iter().position(|r| r.id == id) {
+            self.show_row(row);
+            return;
+        }
+        match self.reader.image(id) {
+            Ok(rec) => self.show(Current {
+                id,
+                path: rec.path,
+                width: rec.width,
+                height: rec.height,
+                row: None,
+            }),
+            Err(e) => self.message = Some(format!("Cannot show the image: {e}")),
+        }
+    }
+
+    fn show(&mut self, current: Current) {
+        if !self.doc.is_loaded(current.id) {
+            match self.reader.annotations_for_image(current.id) {
+                Ok(boxes) => self.doc.load(current.id, boxes),
+                Err(e) => {
+                    self.message = Some(format!("Cannot read the boxes of {}: {e}", current.path));
+                    return;
+                }
+            }
+        }
+        if self.current.as_ref().map(|c| c.id) != Some(current.id) {
+            self.selected = None;
+            self.canvas.cancel_gesture();
+        }
+        self.current = Some(current);
+        self.prefetch();
+    }
+
+    fn job(&self, id: Uuid, path: &str, width: u32, height: u32) -> Job {
+        Job {
+            id,
+            path: self.reader.root().join(path),
+            width,
+            height,
+        }
+    }
+
+    /// Asks the decoders for the current image, then the next ones, then the previous.
+    fn prefetch(&mut self) {
+        let Some(c) = &self.current else {
+            return;
+        };
+        let mut jobs = vec![self.job(c.id, &c.path, c.width, c.height)];
+        let next_rows = c
+            .row
+            .map_or_else(|| self.row_after(&c.path), |r| Some(r + 1));
+        if let Some(start) = next_rows {
+            for r in self.list.rows.iter().skip(start).take(self.prefetch.0) {
+                jobs.push(self.job(r.id, &r.path, r.width, r.height));
+            }
+        }
+        if let Some(row) = c.row {
+            for r in self
+                .list
+                .rows
+                .get(..row)
+                .unwrap_or_default()
+                .iter()
+                .rev()
+                .take(self.prefetch.1)
+            {
+                jobs.push(self.job(r.id, &r.path, r.width, r.height));
+            }
+        }
+        jobs.retain(|j| !self.list.rows.iter().any(|r| r.id == j.id && r.missing));
+        self.loader.want(&jobs);
+    }
+
+    /// The first row after a path (the list is in path order), for images outside the filter.
+    fn row_after(&self, path: &str) -> Option<usize> {
+        let i = self.list.rows.partition_point(|r| r.path.as_str() <= path);
+        (i < self.list.rows.len()).then_some(i)
+    }
+
+    fn row_before(&self, path: &str) -> Option<usize> {
+        self.list
+            .rows
+            .partition_point(|r| r.path.as_str() < path)
+            .checked_sub(1)
+    }
+
+    fn next_row(&self) -> Option<usize> {
+        match &self.current {
+            Some(c) => match c.row {
+                Some(r) => (r + 1 < self.list.rows.len()).then_some(r + 1),
+                None => self.row_after(&c.path),
+            },
+            None => (!self.list.rows.is_empty()).then_some(0),
+        }
+    }
+
+    fn previous_row(&self) -> Option<usize> {
+        match &self.current {
+            Some(c) => match c.row {
+                Some(r) => r.checked_sub(1),
+                None => self.row_before(&c.path),
+            },
+            None => None,
+        }
+    }
+
+    // ------------------------------------------------------------------ apply
+
+    fn commit(&mut self, change: Change) {
+        let image = change.image;
+        let what = change.what;
+        let edits = self.doc.commit(change);
+        if edits.is_empty() {
+            return;
+        }
+        self.writer.send(Request::Apply(edits));
+        self.refresh_row_counts(image);
+        self.message = None;
+        tracing::trace!("{what}");
+    }
+
+    /// Keeps the list's counts of an edited image true without asking the store again.
+    fn refresh_row_counts(&mut self, image: Uuid) {
+        let boxes = self.doc.boxes(image);
+        let labels = boxes.iter().filter(|a| a.value.state.is_label()).count();
+        let proposals = boxes
+            .iter()
+            .filter(|a| a.value.state == ReviewState::Proposed)
+            .count();
+        if let Some(row) = self.list.rows.iter_mut().find(|r| r.id == image) {
+            row.boxes = u32::try_from(labels).unwrap_or(u32::MAX);
+            row.proposals = u32::try_from(proposals).unwrap_or(u32::MAX);
+        }
+    }
+
+    fn current_box(&self, id: Uuid) -> Option<(Uuid, Annotation)> {
+        let c = self.current.as_ref()?;
+        self.doc.get(c.id, id).map(|a| (c.id, a.clone()))
+    }
+
+    fn selected_box(&self) -> Option<(Uuid, Annotation)> {
+        self.selected.and_then(|id| self.current_box(id))
+    }
+
+    /// Shown boxes of the current image, in list order.
+    fn shown_ids(&self) -> Vec<Uuid> {
+        self.boxes()
+            .iter()
+            .filter(|a| self.thresholds.is_shown(a))
+            .map(|a| a.id)
+            .collect()
+    }
+
+    fn set_bbox(&mut self, id: Uuid, bbox: BBox, what: &'static str) {
+        let Some((image, a)) = self.current_box(id) else {
+            return;
+        };
+        if a.value.bbox == bbox {
+            return;
+        }
+        let mut after = a.value.clone();
+        after.bbox = bbox;
+        after.state = edited_state(&a.value);
+        self.commit(Change::new(image, what).update(id, a.value, after));
+    }
+
+    fn set_state(&mut self, ids: &[Uuid], state: ReviewState, what: &'static str) {
+        let Some(c) = &self.current else {
+            return;
+        };
+        let image = c.id;
+        let mut change = Change::new(image, what);
+        for id in ids {
+            if let Some(a) = self.doc.get(image, *id) {
+                let mut after = a.value.clone();
+                after.state = state;
+                change = change.update(*id, a.value.clone(), after);
+            }
+        }
+        self.commit(change);
+    }
+
+    fn create_box(&mut self, bbox: BBox, class: Uuid) {
+        let Some(c) = &self.current else {
+            return;
+        };
+        let image = c.id;
+        let id = Uuid::now_v7();
+        let value = AnnotationValue {
+            image,
+            class,
+            bbox,
+            source: Source::Human,
+            state: ReviewState::Submitted,
+            flags: BoxFlags::default(),
+            deleted: false,
+        };
+        self.commit(Change::new(image, "draw box").create(id, value));
+        self.selected = Some(id);
+    }
+
+    fn set_class(&mut self, target: PickerTarget, class: Uuid) {
+        match target {
+            PickerTarget::Selected(id) => {
+                let Some((image, a)) = self.current_box(id) else {
+                    return;
+                };
+                if a.value.class == class {
+                    return;
+                }
+                let mut after = a.value.clone();
+                after.class = class;
+                after.state = edited_state(&a.value);
+                self.commit(Change::new(image, "change class").update(id, a.value, after));
+            }
+            PickerTarget::NewBoxes => {
+                self.current_class = Some(class);
+                if let Some(bbox) = self.pending_box.take() {
+                    self.create_box(bbox, class);
+                }
+            }
+        }
+    }
+
+    fn delete(&mut self, id: Uuid) {
+        let Some((image, a)) = self.current_box(id) else {
+            return;
+        };
+        if a.value.state == ReviewState::Proposed {
+            self.set_state(&[id], ReviewState::Rejected, "reject proposal");
+        } else {
+            self.commit(Change::new(image, "delete box").delete(id, a.value));
+        }
+        if self.selected == Some(id) {
+            self.selected = None;
+        }
+    }
+
+    fn accept_visible(&mut self) -> usize {
+        let ids: Vec<Uuid> = self
+            .boxes()
+            .iter()
+            .filter(|a| self.thresholds.is_visible_proposal(a))
+            .map(|a| a.id)
+            .collect();
+        self.set_state(&ids, ReviewState::Accepted, "accept proposals");
+        ids.len()
+    }
+
+    fn copy_previous_boxes(&mut self) {
+        let Some(c) = self.current.clone() else {
+            return;
+        };
+        let Some(prev) = self
+            .previous_row()
+            .and_then(|r| self.list.rows.get(r))
+            .cloned()
+        else {
+            self.message = Some("No previous image to copy from".into());
+            return;
+        };
+        if !self.doc.is_loaded(prev.id) {
+            match self.reader.annotations_for_image(prev.id) {
+                Ok(b) => self.doc.load(prev.id, b),
+                Err(e) => {
+                    self.message = Some(format!("Cannot read {}: {e}", prev.path));
+                    return;
+                }
+            }
+        }
+        let (w, h) = (f64::from(c.width), f64::from(c.height));
+        let mut change = Change::new(c.id, "copy boxes");
+        let mut n = 0;
+        for a in self.doc.boxes(prev.id) {
+            if !a.value.state.is_label() {
+                continue;
+            }
+            let bbox = a.value.bbox.clipped(w, h);
+            if bbox.area() <= 0.0 {
+                continue;
+            }
+            let value = AnnotationValue {
+                image: c.id,
+                class: a.value.class,
+                bbox,
+                source: Source::Human,
+                state: ReviewState::Submitted,
+                flags: a.value.flags,
+                deleted: false,
+            };
+            change = change.create(Uuid::now_v7(), value);
+            n += 1;
+        }
+        self.commit(change);
+        self.message = Some(format!("Copied {n} boxes from {}", prev.path));
+    }
+
+    fn select_step(&mut self, forward: bool) {
+        let ids = self.shown_ids();
+        if ids.is_empty() {
+            return;
+        }
+        let pos = self.selected.and_then(|s| ids.iter().position(|i| *i == s));
+        let next = match (pos, forward) {
+            (None, true) => 0,
+            (None, false) => ids.len() - 1,
+            (Some(p), true) => (p + 1) % ids.len(),
+            (Some(p), false) => (p + ids.len() - 1) % ids.len(),
+        };
+        self.selected = Some(ids[next]);
+    }
+
+    /// Applies one command. Returns what only the app can do (dialogs, switching projects).
+    #[allow(clippy::too_many_lines)]
+    pub fn apply(&mut self, command: Command) -> Option<AppRequest> {
+        match command {
+            Command::NextImage => match self.next_row() {
+                Some(r) => self.show_row(r),
+                None => self.message = Some("Last image of the list".into()),
+            },
+            Command::PreviousImage => match self.previous_row() {
+                Some(r) => self.show_row(r),
+                None => self.message = Some("First image of the list".into()),
+            },
+            Command::ShowRow(r) => self.show_row(r),
+            Command::Select(id) => {
+                self.selected = id;
+                self.canvas.cancel_gesture();
+            }
+            Command::SelectNextBox => self.select_step(true),
+            Command::SelectPreviousBox => self.select_step(false),
+            Command::CreateBox(bbox) => match self
+                .current_class
+                .filter(|c| self.classes.get(*c).is_some())
+            {
+                Some(class) => self.create_box(bbox, class),
+                None => {
+                    self.pending_box = Some(bbox);
+                    self.picker.open(PickerTarget::NewBoxes);
+                    self.message = Some("Name a class for the new box".into());
+                }
+            },
+            Command::SetBBox { id, bbox, what } => self.set_bbox(id, bbox, what),
+            Command::Nudge { dx, dy } => {
+                if let Some((_, a)) = self.selected_box() {
+                    #[allow(clippy::cast_possible_truncation)]
+                    let delta = egui::vec2(dx as f32, dy as f32);
+                    let bbox = self.canvas.viewport.moved_bbox(&a.value.bbox, delta);
+                    self.set_bbox(a.id, bbox, "nudge box");
+                }
+            }
+            Command::SetClass { target, class } => self.set_class(target, class),
+            Command::ClassAt(i) => {
+                if let Some(class) = self.classes.at(i).map(|c| c.id) {
+                    let target = self
+                        .selected
+                        .map_or(PickerTarget::NewBoxes, PickerTarget::Selected);
+                    self.set_class(target, class);
+                }
+            }
+            Command::CreateClass { name, target } => {
+                self.pending_classes.push((name.clone(), target));
+                self.writer.send(Request::EnsureClass(name));
+            }
+            Command::DeleteSelected => {
+                if let Some(id) = self.selected {
+                    self.delete(id);
+                }
+            }
+            Command::Delete(id) => self.delete(id),
+            Command::Accept(id) => self.accept(id),
+            Command::AcceptSelected => {
+                if let Some(id) = self.selected {
+                    self.accept(id);
+                }
+            }
+            Command::AcceptAllVisible => {
+                let n = self.accept_visible();
+                self.message = Some(format!("Accepted {n} proposals"));
+            }
+            Command::AcceptAndNext => {
+                self.accept_visible();
+                if let Some(c) = &self.current {
+                    self.writer.send(Request::SetTag {
+                        image: c.id,
+                        tag: "done".into(),
+                        on: true,
+                    });
+                }
+                return self.apply(Command::NextImage);
+            }
+            Command::CopyPreviousBoxes => self.copy_previous_boxes(),
+            Command::Undo => match self.doc.undo() {
+                Some(r) => self.replayed(r, "Undid"),
+                None => self.message = Some("Nothing to undo".into()),
+            },
+            Command::Redo => match self.doc.redo() {
+                Some(r) => self.replayed(r, "Redid"),
+                None => self.message = Some("Nothing to redo".into()),
+            },
+            Command::Fit => self.canvas.viewport.fit(),
+            Command::OneToOne => {
+                let centre = self.canvas.viewport.canvas().center();
+                self.canvas
+                    .viewport
+                    .one_to_one(self.pixels_per_point(), centre);
+            }
+            Command::Zoom(f) => {
+                let centre = self.canvas.viewport.canvas().center();
+                self.canvas.viewport.zoom_about(f, centre);
+            }
+            Command::ResetDisplay => self.canvas.display = Display::default(),
+            Command::NextWindowPreset => {
+                let d = &mut self.canvas.display;
+                d.preset = if d.window.is_some() {
+                    d.preset
+                } else {
+                    d.preset.next()
+                };
+                d.window = None;
+                self.message = Some(format!("Window: {}", d.preset.label()));
+            }
+            Command::ToggleBoxes => self.canvas.show_boxes = !self.canvas.show_boxes,
+            Command::FocusSearch => self.list.focus_search(),
+            Command::OpenClassPicker => {
+                let target = self
+                    .selected
+                    .map_or(PickerTarget::NewBoxes, PickerTarget::Selected);
+                self.picker.open(target);
+            }
+            Command::SetFilter(filter) => self.request_list(filter),
+            Command::ToggleFlag => self.toggle_flag(),
+            Command::AddImagesDialog => {
+                if let Some(paths) = rfd::FileDialog::new()
+                    .set_title("Add images")
+                    .add_filter("Images", crate::imaging::IMAGE_EXTENSIONS)
+                    .set_directory(self.reader.root())
+                    .pick_files()
+                {
+                    self.add_images(paths);
+                }
+            }
+            Command::RetryWrites => self.writer.retry_failed(),
+            Command::ToggleHelp => return Some(AppRequest::ToggleHelp),
+            Command::OpenProjectDialog => return Some(AppRequest::OpenProjectDialog),
+            Command::NewProjectDialog => return Some(AppRequest::NewProjectDialog),
+            Command::OpenProject(p) => return Some(AppRequest::OpenProject(p)),
+            Command::CloseProject => return Some(AppRequest::CloseProject),
+        }
+        None
+    }
+
+    /// Adds image files or folders (on the writer thread).
+    pub fn add_images(&mut self, paths: Vec<PathBuf>) {
+        self.message = Some(format!("Adding {} item(s)…", paths.len()));
+        self.writer.send(Request::AddImages(paths));
+    }
+
+    fn accept(&mut self, id: Uuid) {
+        if let Some((_, a)) = self.current_box(id)
+            && a.value.state == ReviewState::Proposed
+        {
+            self.set_state(&[id], ReviewState::Accepted, "accept proposal");
+        }
+    }
+
+    fn replayed(&mut self, r: super::document::Replayed, verb: &str) {
+        self.writer.send(Request::Apply(r.edits));
+        if self.current.as_ref().map(|c| c.id) != Some(r.image) {
+            self.show_id(r.image);
+        }
+        self.refresh_row_counts(r.image);
+        if let Some(s) = self.selected
+            && self.current_box(s).is_none()
+        {
+            self.selected = None;
+        }
+        self.canvas.cancel_gesture();
+        self.message = Some(format!("{verb} {}", r.what));
+    }
+
+    fn toggle_flag(&mut self) {
+        let Some(c) = &self.current else {
+            return;
+        };
+        let id = c.id;
+        let flagged = match self.flags.get(&id) {
+            Some(f) => *f,
+            None => match self.reader.tags(id) {
+                Ok(tags) => tags.iter().any(|t| t == "flagged"),
+                Err(e) => {
+                    self.message = Some(format!("Cannot read tags: {e}"));
+                    return;
+                }
+            },
+        };
+        self.flags.insert(id, !flagged);
+        self.writer.send(Request::SetTag {
+            image: id,
+            tag: "flagged".into(),
+            on: !flagged,
+        });
+        self.message = Some(
+            if flagged {
+                "Flag removed"
+            } else {
+                "Image flagged"
+            }
+            .into(),
+        );
+    }
+
+    fn pixels_per_point(&self) -> f32 {
+        // The viewport works in points; 1:1 needs the display scale, read at draw time.
+        self.ppp
+    }
+}

@@ -1,0 +1,173 @@
+//! Preferences that survive restarts: recent projects (`settings.toml`) and keyboard shortcuts
+//! (`shortcuts.toml`), both in the user's config folder.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::shortcuts::Keymap;
+
+/// How many recent projects the start screen lists.
+const MAX_RECENT: usize = 12;
+
+/// What Loupe remembers between runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Most recent first.
+    pub recent_projects: Vec<PathBuf>,
+    /// Show the image list panel.
+    pub show_image_list: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            recent_projects: Vec::new(),
+            show_image_list: true,
+        }
+    }
+}
+
+impl Settings {
+    /// Puts a project first in the recent list.
+    pub fn remember_project(&mut self, path: &Path) {
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        self.recent_projects.retain(|p| p != &path);
+        self.recent_projects.insert(0, path);
+        self.recent_projects.truncate(MAX_RECENT);
+    }
+
+    /// The most recent project that still exists.
+    pub fn last_project(&self) -> Option<&Path> {
+        self.recent_projects
+            .iter()
+            .find(|p| p.is_file())
+            .map(PathBuf::as_path)
+    }
+}
+
+/// The config folder and the files in it. `None` folder: nothing is read or written (tests).
+#[derive(Clone, Debug, Default)]
+pub struct ConfigDir {
+    dir: Option<PathBuf>,
+}
+
+impl ConfigDir {
+    /// The platform's config folder for Loupe (`~/.config/loupe` on Linux).
+    pub fn user() -> Self {
+        Self {
+            dir: directories::ProjectDirs::from("org", "loupe", "loupe")
+                .map(|d| d.config_dir().to_path_buf()),
+        }
+    }
+
+    /// A given folder.
+    pub fn at(dir: PathBuf) -> Self {
+        Self { dir: Some(dir) }
+    }
+
+    /// No folder: defaults, nothing saved.
+    pub fn none() -> Self {
+        Self { dir: None }
+    }
+
+    fn file(&self, name: &str) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join(name))
+    }
+
+    /// Reads `settings.toml`; defaults when missing or unreadable (with a warning).
+    pub fn load_settings(&self) -> Settings {
+        let Some(path) = self.file("settings.toml") else {
+            return Settings::default();
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).unwrap_or_else(|e| {
+                tracing::warn!("{}: ignoring unreadable settings: {e}", path.display());
+                Settings::default()
+            }),
+            Err(_) => Settings::default(),
+        }
+    }
+
+    /// Writes `settings.toml`.
+    pub fn save_settings(&self, settings: &Settings) -> anyhow::Result<()> {
+        let Some(path) = self.file("settings.toml") else {
+            return Ok(());
+        };
+        write_file(&path, &toml::to_string_pretty(settings)?)
+    }
+
+    /// Reads `shortcuts.toml`, writing the defaults there first if it does not exist.
+    pub fn load_keymap(&self) -> Keymap {
+        let Some(path) = self.file("shortcuts.toml") else {
+            return Keymap::default();
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let (map, warnings) = Keymap::from_toml(&text);
+                for w in warnings {
+                    tracing::warn!("{}: {}", path.display(), w.0);
+                }
+                map
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let map = Keymap::default();
+                if let Err(e) = write_file(&path, &map.to_toml()) {
+                    tracing::warn!("cannot write default shortcuts: {e:#}");
+                }
+                map
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "{}: cannot read shortcuts, using defaults: {e}",
+                    path.display()
+                );
+                Keymap::default()
+            }
+        }
+    }
+
+    /// Where the shortcuts file is, for the help overlay.
+    pub fn keymap_path(&self) -> Option<PathBuf> {
+        self.file("shortcuts.toml")
+    }
+}
+
+/// Writes a file through a temporary sibling and a rename, so a crash never leaves half a file.
+fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_and_shortcuts_round_trip_through_the_folder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = ConfigDir::at(dir.path().join("loupe"));
+        let mut s = config.load_settings();
+        assert!(s.recent_projects.is_empty());
+        let project = dir.path().join("a.loupe");
+        std::fs::write(&project, b"x").expect("write");
+        s.remember_project(&project);
+        s.remember_project(&project);
+        config.save_settings(&s).expect("save");
+        let again = config.load_settings();
+        assert_eq!(again.recent_projects.len(), 1);
+        assert!(again.last_project().is_some());
+        // The first read writes the defaults; the second reads them back.
+        let _ = config.load_keymap();
+        let path = config.keymap_path().expect("path");
+        assert!(path.is_file());
+        assert_eq!(config.load_keymap().to_toml(), Keymap::default().to_toml());
+    }
+}

@@ -1,0 +1,568 @@
+//! Keyboard shortcuts: every action the app offers, its default keys, the user's overrides
+//! (a TOML file in the config folder) and matching key presses to actions.
+
+use std::collections::BTreeMap;
+
+use eframe::egui::{self, Key, Modifiers};
+
+/// Everything a key can do. The names (`name`) are what the shortcuts file uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    NextImage,
+    PreviousImage,
+    AcceptAndNext,
+    AcceptSelected,
+    AcceptAllVisible,
+    DeleteSelected,
+    Undo,
+    Redo,
+    SelectNextBox,
+    SelectPreviousBox,
+    Deselect,
+    NudgeLeft,
+    NudgeRight,
+    NudgeUp,
+    NudgeDown,
+    NudgeLeftFar,
+    NudgeRightFar,
+    NudgeUpFar,
+    NudgeDownFar,
+    /// Class by position in the class list, 1-based.
+    Class(u8),
+    ClassPicker,
+    CopyPreviousBoxes,
+    Fit,
+    OneToOne,
+    ZoomIn,
+    ZoomOut,
+    ResetDisplay,
+    NextWindowPreset,
+    ToggleBoxes,
+    ToggleFlag,
+    FocusSearch,
+    Help,
+    OpenProject,
+    AddImages,
+}
+
+impl Action {
+    /// Every action, in the order the help overlay lists them.
+    pub fn all() -> Vec<Action> {
+        let mut all = vec![
+            Action::NextImage,
+            Action::PreviousImage,
+            Action::AcceptAndNext,
+            Action::AcceptSelected,
+            Action::AcceptAllVisible,
+            Action::DeleteSelected,
+            Action::Undo,
+            Action::Redo,
+            Action::SelectNextBox,
+            Action::SelectPreviousBox,
+            Action::Deselect,
+            Action::NudgeLeft,
+            Action::NudgeRight,
+            Action::NudgeUp,
+            Action::NudgeDown,
+            Action::NudgeLeftFar,
+            Action::NudgeRightFar,
+            Action::NudgeUpFar,
+            Action::NudgeDownFar,
+        ];
+        all.extend((1..=9).map(Action::Class));
+        all.extend([
+            Action::ClassPicker,
+            Action::CopyPreviousBoxes,
+            Action::Fit,
+            Action::OneToOne,
+            Action::ZoomIn,
+            Action::ZoomOut,
+            Action::ResetDisplay,
+            Action::NextWindowPreset,
+            Action::ToggleBoxes,
+            Action::ToggleFlag,
+            Action::FocusSearch,
+            Action::Help,
+            Action::OpenProject,
+            Action::AddImages,
+        ]);
+        all
+    }
+
+    /// The action's name in the shortcuts file.
+    pub fn name(self) -> String {
+        let s = match self {
+            Action::NextImage => "next_image",
+            Action::PreviousImage => "previous_image",
+            Action::AcceptAndNext => "accept_and_next",
+            Action::AcceptSelected => "accept_selected",
+            Action::AcceptAllVisible => "accept_all_visible",
+            Action::DeleteSelected => "delete_selected",
+            Action::Undo => "undo",
+            Action::Redo => "redo",
+            Action::SelectNextBox => "select_next_box",
+            Action::SelectPreviousBox => "select_previous_box",
+            Action::Deselect => "deselect",
+            Action::NudgeLeft => "nudge_left",
+            Action::NudgeRight => "nudge_right",
+            Action::NudgeUp => "nudge_up",
+            Action::NudgeDown => "nudge_down",
+            Action::NudgeLeftFar => "nudge_left_10",
+            Action::NudgeRightFar => "nudge_right_10",
+            Action::NudgeUpFar => "nudge_up_10",
+            Action::NudgeDownFar => "nudge_down_10",
+            Action::Class(n) => return format!("class_{n}"),
+            Action::ClassPicker => "class_picker",
+            Action::CopyPreviousBoxes => "copy_previous_boxes",
+            Action::Fit => "fit",
+            Action::OneToOne => "one_to_one",
+            Action::ZoomIn => "zoom_in",
+            Action::ZoomOut => "zoom_out",
+            Action::ResetDisplay => "reset_display",
+            Action::NextWindowPreset => "next_window_preset",
+            Action::ToggleBoxes => "toggle_boxes",
+            Action::ToggleFlag => "toggle_flag",
+            Action::FocusSearch => "focus_search",
+            Action::Help => "help",
+            Action::OpenProject => "open_project",
+            Action::AddImages => "add_images",
+        };
+        s.to_owned()
+    }
+
+    /// What the action does, for tooltips and the help overlay.
+    pub fn description(self) -> String {
+        let s = match self {
+            Action::NextImage => "Next image (in the current filter)",
+            Action::PreviousImage => "Previous image",
+            Action::AcceptAndNext => {
+                "Accept the visible proposals, mark the image done, go to the next"
+            }
+            Action::AcceptSelected => "Accept the selected proposal",
+            Action::AcceptAllVisible => "Accept every visible proposal on this image",
+            Action::DeleteSelected => "Delete the selected box (rejects a proposal)",
+            Action::Undo => "Undo",
+            Action::Redo => "Redo",
+            Action::SelectNextBox => "Select the next box",
+            Action::SelectPreviousBox => "Select the previous box",
+            Action::Deselect => "Deselect / cancel",
+            Action::NudgeLeft => "Move the selected box 1 px left",
+            Action::NudgeRight => "Move the selected box 1 px right",
+            Action::NudgeUp => "Move the selected box 1 px up",
+            Action::NudgeDown => "Move the selected box 1 px down",
+            Action::NudgeLeftFar => "Move the selected box 10 px left",
+            Action::NudgeRightFar => "Move the selected box 10 px right",
+            Action::NudgeUpFar => "Move the selected box 10 px up",
+            Action::NudgeDownFar => "Move the selected box 10 px down",
+            Action::Class(n) => {
+                return format!("Class {n} (for the selected box, or for new boxes)");
+            }
+            Action::ClassPicker => "Pick or create a class by typing",
+            Action::CopyPreviousBoxes => "Copy all boxes from the previous image",
+            Action::Fit => "Fit the image to the window",
+            Action::OneToOne => "Zoom to 1:1 (one image pixel per screen pixel)",
+            Action::ZoomIn => "Zoom in",
+            Action::ZoomOut => "Zoom out",
+            Action::ResetDisplay => "Reset brightness/contrast or window/level",
+            Action::NextWindowPreset => "Next window/level preset (16-bit images)",
+            Action::ToggleBoxes => "Show or hide boxes",
+            Action::ToggleFlag => "Flag or unflag the image",
+            Action::FocusSearch => "Search images by path",
+            Action::Help => "Show this help",
+            Action::OpenProject => "Open a project",
+            Action::AddImages => "Add images to the project",
+        };
+        s.to_owned()
+    }
+
+    fn parse(name: &str) -> Option<Action> {
+        Action::all().into_iter().find(|a| a.name() == name)
+    }
+
+    /// The keys an action has unless the user says otherwise.
+    pub fn default_keys(self) -> &'static [&'static str] {
+        match self {
+            Action::NextImage => &["D", "Right"],
+            Action::PreviousImage => &["A", "Left"],
+            Action::AcceptAndNext => &["Space"],
+            Action::AcceptSelected => &["Enter"],
+            Action::AcceptAllVisible => &["Shift+A"],
+            Action::DeleteSelected => &["Delete", "Backspace"],
+            Action::Undo => &["Ctrl+Z"],
+            Action::Redo => &["Ctrl+Shift+Z", "Ctrl+Y"],
+            Action::SelectNextBox => &["Tab"],
+            Action::SelectPreviousBox => &["Shift+Tab"],
+            Action::Deselect => &["Escape"],
+            Action::NudgeLeft => &["Left"],
+            Action::NudgeRight => &["Right"],
+            Action::NudgeUp => &["Up"],
+            Action::NudgeDown => &["Down"],
+            Action::NudgeLeftFar => &["Shift+Left"],
+            Action::NudgeRightFar => &["Shift+Right"],
+            Action::NudgeUpFar => &["Shift+Up"],
+            Action::NudgeDownFar => &["Shift+Down"],
+            Action::Class(n) => match n {
+                1 => &["1"],
+                2 => &["2"],
+                3 => &["3"],
+                4 => &["4"],
+                5 => &["5"],
+                6 => &["6"],
+                7 => &["7"],
+                8 => &["8"],
+                _ => &["9"],
+            },
+            Action::ClassPicker => &["C"],
+            Action::CopyPreviousBoxes => &["P"],
+            Action::Fit => &["F"],
+            Action::OneToOne => &["0"],
+            Action::ZoomIn => &["Plus", "Equals"],
+            Action::ZoomOut => &["Minus"],
+            Action::ResetDisplay => &["R"],
+            Action::NextWindowPreset => &["W"],
+            Action::ToggleBoxes => &["H"],
+            Action::ToggleFlag => &["Shift+F"],
+            Action::FocusSearch => &["Ctrl+F", "Slash"],
+            Action::Help => &["Questionmark", "F1"],
+            Action::OpenProject => &["Ctrl+O"],
+            Action::AddImages => &["Ctrl+I"],
+        }
+    }
+}
+
+/// One key with modifiers. `ctrl` means Cmd on macOS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyBinding {
+    pub ctrl: bool,
+    pub shift: bool,
+    pub alt: bool,
+    pub key: Key,
+}
+
+impl KeyBinding {
+    /// Parses `Ctrl+Shift+Z`, `Space`, `?`, `F1`, `Left`.
+    pub fn parse(text: &str) -> Option<KeyBinding> {
+        let mut binding = KeyBinding {
+            ctrl: false,
+            shift: false,
+            alt: false,
+            key: Key::Escape,
+        };
+        let parts: Vec<&str> = text.split('+').map(str::trim).collect();
+        // "Ctrl++" or "+" name the plus key.
+        let (mods, key) = match parts.as_slice() {
+            [.., "", ""] => (&parts[..parts.len() - 2], "+"),
+            [mods @ .., key] => (mods, *key),
+            [] => return None,
+        };
+        for m in mods {
+            match m.to_ascii_lowercase().as_str() {
+                "ctrl" | "cmd" | "command" => binding.ctrl = true,
+                "shift" => binding.shift = true,
+                "alt" | "option" => binding.alt = true,
+                _ => return None,
+            }
+        }
+        binding.key = Key::from_name(key)?;
+        Some(binding)
+    }
+
+    /// Keys typed with Shift on common layouts match with or without it.
+    fn shift_is_part_of_key(self) -> bool {
+        matches!(
+            self.key,
+            Key::Questionmark
+                | Key::Plus
+                | Key::Exclamationmark
+                | Key::Colon
+                | Key::Pipe
+                | Key::OpenCurlyBracket
+                | Key::CloseCurlyBracket
+        )
+    }
+
+    /// True when a key event with these modifiers is this binding.
+    pub fn matches(self, key: Key, modifiers: Modifiers) -> bool {
+        key == self.key
+            && modifiers.command == self.ctrl
+            && modifiers.alt == self.alt
+            && (modifiers.shift == self.shift || self.shift_is_part_of_key())
+    }
+
+    /// The binding as the shortcuts file writes it.
+    pub fn to_config_string(self) -> String {
+        let mut s = String::new();
+        if self.ctrl {
+            s.push_str("Ctrl+");
+        }
+        if self.shift {
+            s.push_str("Shift+");
+        }
+        if self.alt {
+            s.push_str("Alt+");
+        }
+        s.push_str(self.key.name());
+        s
+    }
+
+    /// The binding as people read it (`Ctrl+Shift+Z`, `?`, `←`).
+    pub fn label(self) -> String {
+        let mut s = String::new();
+        if self.ctrl {
+            s.push_str(if cfg!(target_os = "macos") {
+                "Cmd+"
+            } else {
+                "Ctrl+"
+            });
+        }
+        if self.shift {
+            s.push_str("Shift+");
+        }
+        if self.alt {
+            s.push_str("Alt+");
+        }
+        // Arrow symbols are not in every font egui ships; their names read fine.
+        let key = match self.key {
+            Key::ArrowLeft | Key::ArrowRight | Key::ArrowUp | Key::ArrowDown => self.key.name(),
+            other => other.symbol_or_name(),
+        };
+        s.push_str(key);
+        s
+    }
+}
+
+/// The keys of every action: defaults, replaced per action by the user's file.
+#[derive(Clone, Debug)]
+pub struct Keymap {
+    bindings: Vec<(Action, Vec<KeyBinding>)>,
+}
+
+impl Default for Keymap {
+    fn default() -> Self {
+        Self {
+            bindings: Action::all()
+                .into_iter()
+                .map(|a| {
+                    let keys = a
+                        .default_keys()
+                        .iter()
+                        .filter_map(|k| KeyBinding::parse(k))
+                        .collect();
+                    (a, keys)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A problem in the shortcuts file, reported once and otherwise ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeymapWarning(pub String);
+
+impl Keymap {
+    /// The defaults, overridden by a TOML table `action = ["Key", …]`. Unknown actions and
+    /// unreadable keys are skipped with a warning; the action keeps its defaults.
+    pub fn from_toml(text: &str) -> (Keymap, Vec<KeymapWarning>) {
+        let mut map = Keymap::default();
+        let mut warnings = Vec::new();
+        let table: BTreeMap<String, Vec<String>> = match toml::from_str(text) {
+            Ok(t) => t,
+            Err(e) => {
+                warnings.push(KeymapWarning(format!(
+                    "cannot read the shortcuts file: {e}"
+                )));
+                return (map, warnings);
+            }
+        };
+        for (name, keys) in table {
+            let Some(action) = Action::parse(&name) else {
+                warnings.push(KeymapWarning(format!("unknown action {name:?}")));
+                continue;
+            };
+            let mut parsed = Vec::new();
+            for k in &keys {
+                match KeyBinding::parse(k) {
+                    Some(b) => parsed.push(b),
+                    None => warnings.push(KeymapWarning(format!("{name}: cannot read key {k:?}"))),
+                }
+            }
+            if parsed.len() == keys.len()
+                && let Some(slot) = map.bindings.iter_mut().find(|(a, _)| *a == action)
+            {
+                slot.1 = parsed;
+            }
+        }
+        (map, warnings)
+    }
+
+    /// The whole keymap as TOML, for writing the defaults on first run.
+    pub fn to_toml(&self) -> String {
+        let mut out = String::from(
+            "# Loupe keyboard shortcuts. Each action takes a list of keys such as \"Ctrl+Shift+Z\",\n\
+             # \"Space\", \"F1\", \"Left\". Delete a line to get the default back.\n\n",
+        );
+        for (action, keys) in &self.bindings {
+            let keys: Vec<String> = keys
+                .iter()
+                .map(|k| format!("\"{}\"", k.to_config_string()))
+                .collect();
+            out.push_str(&format!("{} = [{}]\n", action.name(), keys.join(", ")));
+        }
+        out
+    }
+
+    /// The keys of an action.
+    pub fn keys(&self, action: Action) -> &[KeyBinding] {
+        self.bindings
+            .iter()
+            .find(|(a, _)| *a == action)
+            .map_or(&[], |(_, k)| k.as_slice())
+    }
+
+    /// "Ctrl+Z" or "D / →", for tooltips.
+    pub fn label(&self, action: Action) -> String {
+        self.keys(action)
+            .iter()
+            .map(|k| k.label())
+            .collect::<Vec<_>>()
+            .join(" / ")
+    }
+
+    /// A tooltip: what the action does and its keys.
+    pub fn tooltip(&self, action: Action) -> String {
+        let keys = self.label(action);
+        if keys.is_empty() {
+            action.description()
+        } else {
+            format!("{}  ({keys})", action.description())
+        }
+    }
+
+    /// The actions bound to a key press, in keymap order.
+    pub fn actions_for(&self, key: Key, modifiers: Modifiers) -> Vec<Action> {
+        self.bindings
+            .iter()
+            .filter(|(_, keys)| keys.iter().any(|k| k.matches(key, modifiers)))
+            .map(|(a, _)| *a)
+            .collect()
+    }
+
+    /// True when some action uses this key press.
+    pub fn is_bound(&self, key: Key, modifiers: Modifiers) -> bool {
+        self.bindings
+            .iter()
+            .any(|(_, keys)| keys.iter().any(|k| k.matches(key, modifiers)))
+    }
+}
+
+/// One key press taken from the frame's input.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KeyPress {
+    pub key: Key,
+    pub modifiers: Modifiers,
+    pub pressed: bool,
+    /// Held down: the system repeats the press.
+    pub repeat: bool,
+}
+
+/// Removes the key events the keymap knows from this frame's input (so no focused button or
+/// list also reacts to them) and returns them in order, presses and releases.
+pub fn take_bound_keys(ctx: &egui::Context, keymap: &Keymap) -> Vec<KeyPress> {
+    ctx.input_mut(|i| {
+        let mut taken = Vec::new();
+        i.events.retain(|e| match e {
+            egui::Event::Key {
+                key,
+                pressed,
+                modifiers,
+                repeat,
+                ..
+            } if keymap.is_bound(*key, *modifiers) || (!*pressed && *key == Key::Space) => {
+                taken.push(KeyPress {
+                    key: *key,
+                    modifiers: *modifiers,
+                    pressed: *pressed,
+                    repeat: *repeat,
+                });
+                false
+            }
+            _ => true,
+        });
+        taken
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bindings_parse_and_print() {
+        let b = KeyBinding::parse("Ctrl+Shift+Z").expect("parse");
+        assert!(b.ctrl && b.shift && !b.alt && b.key == Key::Z);
+        assert_eq!(b.to_config_string(), "Ctrl+Shift+Z");
+        assert_eq!(
+            KeyBinding::parse("?").map(|b| b.key),
+            Some(Key::Questionmark)
+        );
+        assert_eq!(
+            KeyBinding::parse("Ctrl++").map(|b| (b.ctrl, b.key)),
+            Some((true, Key::Plus))
+        );
+        assert!(KeyBinding::parse("Hyper+Q").is_none());
+        for action in Action::all() {
+            assert_eq!(Action::parse(&action.name()), Some(action));
+            for k in action.default_keys() {
+                assert!(KeyBinding::parse(k).is_some(), "{k}");
+            }
+        }
+    }
+
+    #[test]
+    fn modifiers_must_match_exactly() {
+        let map = Keymap::default();
+        assert_eq!(
+            map.actions_for(Key::A, Modifiers::NONE),
+            vec![Action::PreviousImage]
+        );
+        assert_eq!(
+            map.actions_for(Key::A, Modifiers::SHIFT),
+            vec![Action::AcceptAllVisible]
+        );
+        assert_eq!(
+            map.actions_for(Key::Z, Modifiers::COMMAND),
+            vec![Action::Undo]
+        );
+        assert_eq!(
+            map.actions_for(Key::Z, Modifiers::COMMAND | Modifiers::SHIFT),
+            vec![Action::Redo]
+        );
+        assert_eq!(
+            map.actions_for(Key::Questionmark, Modifiers::SHIFT),
+            vec![Action::Help]
+        );
+        assert_eq!(
+            map.actions_for(Key::ArrowLeft, Modifiers::NONE),
+            vec![Action::PreviousImage, Action::NudgeLeft]
+        );
+    }
+
+    #[test]
+    fn the_file_overrides_defaults_and_round_trips() {
+        let (map, warnings) =
+            Keymap::from_toml("next_image = [\"N\"]\nbogus = [\"X\"]\nundo = [\"Ctrl+???\"]\n");
+        assert_eq!(warnings.len(), 2);
+        assert_eq!(
+            map.actions_for(Key::N, Modifiers::NONE),
+            vec![Action::NextImage]
+        );
+        assert!(map.actions_for(Key::D, Modifiers::NONE).is_empty());
+        assert_eq!(
+            map.actions_for(Key::Z, Modifiers::COMMAND),
+            vec![Action::Undo]
+        );
+        let (again, warnings) = Keymap::from_toml(&map.to_toml());
+        assert!(warnings.is_empty());
+        assert_eq!(again.to_toml(), map.to_toml());
+    }
+}

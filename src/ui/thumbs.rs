@@ -1,0 +1,194 @@
+//! Thumbnails for the image list: made on a background thread for the rows on screen only,
+//! kept as textures in a small least-recently-used cache.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+use eframe::egui::{self, ColorImage, TextureHandle, TextureOptions};
+use image::DynamicImage;
+use parking_lot::{Condvar, Mutex};
+use uuid::Uuid;
+
+use super::theme;
+use crate::imaging;
+
+/// Thumbnails kept as textures.
+const CAPACITY: usize = 600;
+
+struct Queue {
+    jobs: VecDeque<(Uuid, PathBuf)>,
+    in_flight: HashSet<Uuid>,
+    stop: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+enum Thumb {
+    Ready(TextureHandle),
+    Failed,
+}
+
+/// The cache and its worker.
+pub struct Thumbnails {
+    shared: Arc<Shared>,
+    results: Receiver<(Uuid, Option<ColorImage>)>,
+    cache: HashMap<Uuid, (Thumb, u64)>,
+    wanted: Vec<(Uuid, PathBuf)>,
+    frame: u64,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Thumbnails {
+    /// Starts the `loupe-thumbnails` thread.
+    pub fn new(ctx: &egui::Context) -> Self {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                in_flight: HashSet::new(),
+                stop: false,
+            }),
+            wake: Condvar::new(),
+        });
+        let (tx, results) = crossbeam_channel::unbounded();
+        let thread = {
+            let shared = Arc::clone(&shared);
+            let ctx = ctx.clone();
+            std::thread::Builder::new()
+                .name("loupe-thumbnails".into())
+                .spawn(move || worker(&shared, &tx, &ctx))
+                .map_err(|e| tracing::error!("cannot start the thumbnail thread: {e}"))
+                .ok()
+        };
+        Self {
+            shared,
+            results,
+            cache: HashMap::new(),
+            wanted: Vec::new(),
+            frame: 0,
+            thread,
+        }
+    }
+
+    /// The thumbnail of an image if ready; otherwise asks for it (this frame).
+    pub fn get(&mut self, id: Uuid, path: &Path) -> Option<&TextureHandle> {
+        match self.cache.get_mut(&id) {
+            Some((thumb, used)) => {
+                *used = self.frame;
+                match thumb {
+                    Thumb::Ready(t) => Some(t),
+                    Thumb::Failed => None,
+                }
+            }
+            None => {
+                self.wanted.push((id, path.to_path_buf()));
+                None
+            }
+        }
+    }
+
+    /// Call once per frame after the list is drawn: queues what the visible rows lack (and
+    /// drops work for rows scrolled away), takes finished thumbnails, evicts old ones.
+    pub fn end_frame(&mut self, ctx: &egui::Context) {
+        self.frame += 1;
+        while let Ok((id, image)) = self.results.try_recv() {
+            let thumb = match image {
+                Some(img) => Thumb::Ready(ctx.load_texture(
+                    format!("thumb-{id}"),
+                    img,
+                    TextureOptions::LINEAR,
+                )),
+                None => Thumb::Failed,
+            };
+            self.cache.insert(id, (thumb, self.frame));
+        }
+        {
+            let mut queue = self.shared.queue.lock();
+            let in_flight = std::mem::take(&mut queue.in_flight);
+            queue.jobs = self
+                .wanted
+                .drain(..)
+                .filter(|(id, _)| !self.cache.contains_key(id) && !in_flight.contains(id))
+                .collect();
+            queue.in_flight = in_flight;
+        }
+        self.shared.wake.notify_all();
+        if self.cache.len() > CAPACITY {
+            let mut ages: Vec<(u64, Uuid)> = self
+                .cache
+                .iter()
+                .map(|(id, (_, used))| (*used, *id))
+                .collect();
+            ages.sort_unstable();
+            for (_, id) in ages.into_iter().take(self.cache.len() - CAPACITY) {
+                self.cache.remove(&id);
+            }
+        }
+    }
+}
+
+impl Drop for Thumbnails {
+    fn drop(&mut self) {
+        self.shared.queue.lock().stop = true;
+        self.shared.wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn worker(shared: &Shared, results: &Sender<(Uuid, Option<ColorImage>)>, ctx: &egui::Context) {
+    loop {
+        let (id, path) = {
+            let mut queue = shared.queue.lock();
+            loop {
+                if queue.stop {
+                    return;
+                }
+                if let Some(job) = queue.jobs.pop_front() {
+                    queue.in_flight.insert(job.0);
+                    break job;
+                }
+                shared.wake.wait(&mut queue);
+            }
+        };
+        let thumb = make_thumbnail(&path);
+        shared.queue.lock().in_flight.remove(&id);
+        if results.send((id, thumb)).is_err() {
+            return;
+        }
+        ctx.request_repaint();
+    }
+}
+
+/// A small RGBA version of an image; 16-bit images are stretched over their robust range.
+pub fn make_thumbnail(path: &Path) -> Option<ColorImage> {
+    let img = imaging::decode(path)
+        .map_err(|e| tracing::debug!("no thumbnail: {e}"))
+        .ok()?;
+    let small = img.thumbnail(theme::THUMB_SIZE, theme::THUMB_SIZE);
+    let rgba = match small {
+        DynamicImage::ImageLuma16(g) => {
+            let (w, h) = g.dimensions();
+            // The same robust range as the canvas's automatic window, so a few hot pixels do
+            // not turn the thumbnail black.
+            let stats = super::loader::gray_stats(g.as_raw());
+            let (lo, hi) = (stats.low, stats.high);
+            let span = f32::from(hi.saturating_sub(lo).max(1));
+            let stretched = image::GrayImage::from_fn(w, h, |x, y| {
+                let v = f32::from(g.get_pixel(x, y).0[0].saturating_sub(lo)) / span * 255.0;
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                image::Luma([v.round().clamp(0.0, 255.0) as u8])
+            });
+            DynamicImage::ImageLuma8(stretched).into_rgba8()
+        }
+        other => other.into_rgba8(),
+    };
+    let size = [rgba.width() as usize, rgba.height() as usize];
+    Some(ColorImage::from_rgba_unmultiplied(size, rgba.as_raw()))
+}
