@@ -48,7 +48,7 @@ pub fn sync_with(
     let remote = resolve_remote(&mut project, options)?;
     let identity = identity(options.config_dir.as_deref())?;
     let store = RemoteStore::open(&remote.spec, options.faults.clone())?;
-    let roster = fetch_roster(&project, &store, &remote.name)?.ok_or_else(|| {
+    let roster = fetch_roster(&mut project, &store, &remote.name)?.ok_or_else(|| {
         SyncError::Roster(format!(
             "{} has no team roster yet: the team's owner runs `loupe team init` first",
             remote.spec.url
@@ -130,7 +130,7 @@ pub(super) fn resolve_remote(
 
 /// Reads and verifies the roster, pinning its owner key and version on first sight.
 fn fetch_roster(
-    project: &Project,
+    project: &mut Project,
     store: &RemoteStore,
     remote: &str,
 ) -> Result<Option<Roster>, SyncError> {
@@ -156,13 +156,20 @@ fn fetch_roster(
     Ok(Some(roster))
 }
 
-fn pin_roster(project: &Project, remote: &str, roster: &Roster) -> Result<(), SyncError> {
-    if let Some(owner) = roster.owner_member() {
-        project.sync_state_set(remote, "roster_owner", &owner.key.to_string())?;
-    }
-    project.sync_state_set(remote, "roster_version", &roster.version.to_string())?;
+fn pin_roster(project: &mut Project, remote: &str, roster: &Roster) -> Result<(), SyncError> {
     let json = serde_json::to_string(roster).expect("a roster always serializes");
-    project.sync_state_set(remote, "roster", &json)
+    // Unchanged most of the time: skip the (durable, so not free) writes.
+    if project.sync_state_get(remote, "roster")?.as_deref() == Some(json.as_str()) {
+        return Ok(());
+    }
+    let mut pins = vec![
+        ("roster_version", roster.version.to_string()),
+        ("roster", json),
+    ];
+    if let Some(owner) = roster.owner_member() {
+        pins.push(("roster_owner", owner.key.to_string()));
+    }
+    project.sync_state_set_many(remote, &pins)
 }
 
 /// The roster last read from `remote`, as cached in the project (for offline decisions).
@@ -545,7 +552,7 @@ pub fn team_init(
             info.spec.url
         )));
     }
-    pin_roster(&project, &info.name, &roster)?;
+    pin_roster(&mut project, &info.name, &roster)?;
     Ok(roster)
 }
 
@@ -569,7 +576,7 @@ pub fn team_add(
     let mut project = Project::open(project_path)?;
     let (info, store) = open_remote(&mut project, remote, spec)?;
     let identity = identity(config_dir)?;
-    let mut roster = fetch_roster(&project, &store, &info.name)?.ok_or_else(|| {
+    let mut roster = fetch_roster(&mut project, &store, &info.name)?.ok_or_else(|| {
         SyncError::Roster(format!(
             "{} has no roster: run `loupe team init` first",
             info.spec.url
@@ -619,7 +626,7 @@ pub fn team_add(
     })?;
     let bytes = roster.seal(&identity)?;
     store.put_replace(ROSTER_KEY, Bytes::from(bytes))?;
-    pin_roster(&project, &info.name, &roster)?;
+    pin_roster(&mut project, &info.name, &roster)?;
     Ok(roster)
 }
 
@@ -634,7 +641,7 @@ pub fn team_show(
     let (info, store) = open_remote(&mut project, remote, spec)?;
     let identity = identity(config_dir)?;
     Ok((
-        fetch_roster(&project, &store, &info.name)?,
+        fetch_roster(&mut project, &store, &info.name)?,
         identity.public(),
     ))
 }

@@ -199,6 +199,23 @@ impl Project {
         Ok(())
     }
 
+    /// Sets several keys in one transaction.
+    pub fn sync_state_set_many(
+        &mut self,
+        remote: &str,
+        pairs: &[(&str, String)],
+    ) -> Result<(), SyncError> {
+        let tx = self.conn_mut().transaction()?;
+        for (key, value) in pairs {
+            tx.execute(
+                "INSERT OR REPLACE INTO sync_state(remote, key, value) VALUES (?1, ?2, ?3)",
+                params![remote, key, value],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     pub(crate) fn sync_mark_synced(&self, remote: &str) -> Result<(), SyncError> {
         self.conn().execute(
             "UPDATE sync_remotes SET last_sync_ms=?2 WHERE name=?1",

@@ -566,7 +566,12 @@ mod tests {
                 name: "ann".into(),
             },
             hlc: 1000 + i64::from(i),
-            op: if i.is_multiple_of(2) { "create" } else { "update" }.into(),
+            op: if i.is_multiple_of(2) {
+                "create"
+            } else {
+                "update"
+            }
+            .into(),
             image: ImageRef {
                 hash: (!i.is_multiple_of(3)).then(|| "ab".repeat(32)),
                 path: format!("img/{}.png", i % 4),
