@@ -220,15 +220,22 @@ impl Team {
     }
 
     fn update(&self, i: usize, id: Uuid, f: impl FnOnce(&mut AnnotationValue)) {
+        self.try_update(i, id, f).expect("update box");
+    }
+
+    /// An edit as the app makes it; the review rules (legal transitions) may refuse it.
+    fn try_update(
+        &self,
+        i: usize,
+        id: Uuid,
+        f: impl FnOnce(&mut AnnotationValue),
+    ) -> Result<(), loupe::store::StoreError> {
         let mut p = self.open(i);
         let mut value = p.annotation(id).expect("box").value;
         f(&mut value);
-        p.apply(&[Edit::Update {
-            id,
-            value,
-            note: None,
-        }])
-        .expect("update box");
+        // Returning a box needs a reason.
+        let note = (value.state == ReviewState::Returned).then(|| "sent back".to_owned());
+        p.apply(&[Edit::Update { id, value, note }]).map(drop)
     }
 
     fn hash(&self, i: usize) -> String {
@@ -902,12 +909,13 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-const STATES: [ReviewState; 4] = [
-    ReviewState::Submitted,
-    ReviewState::Accepted,
-    ReviewState::Approved,
-    ReviewState::Returned,
-];
+/// Accepts an edit the review rules refused; fails on anything else.
+fn reviewed(result: Result<(), loupe::store::StoreError>) {
+    match result {
+        Ok(()) | Err(loupe::store::StoreError::Invalid(_)) => {}
+        Err(e) => panic!("edit failed: {e}"),
+    }
+}
 
 fn pick(team: &Team, client: usize, pick: usize) -> Option<Uuid> {
     let all = team.open(client).all_annotations().expect("all");
@@ -930,9 +938,11 @@ fn converge(backend: Backend, ops: &[Op]) {
             Op::Create { client, image } => {
                 team.create(client, image, 1.0);
             }
+            // Edits the review rules refuse (changing approved ground truth) are skipped:
+            // those rules are not under test here.
             Op::Move { client, pick: p, x } => {
                 if let Some(id) = pick(&team, client, p) {
-                    team.update(client, id, |v| v.bbox.x = f64::from(x));
+                    reviewed(team.try_update(client, id, |v| v.bbox.x = f64::from(x)));
                 }
             }
             Op::State {
@@ -941,14 +951,18 @@ fn converge(backend: Backend, ops: &[Op]) {
                 state,
             } => {
                 if let Some(id) = pick(&team, client, p) {
-                    team.update(client, id, |v| v.state = STATES[state]);
+                    let from = team.open(client).annotation(id).expect("box").value.state;
+                    // Local users are leads: every legal change is open to them.
+                    let targets = loupe::review::allowed_targets(from, Role::Lead);
+                    if !targets.is_empty() {
+                        let to = targets[state % targets.len()];
+                        team.update(client, id, |v| v.state = to);
+                    }
                 }
             }
             Op::Delete { client, pick: p } => {
                 if let Some(id) = pick(&team, client, p) {
-                    team.open(client)
-                        .apply(&[Edit::Delete { id }])
-                        .expect("delete");
+                    reviewed(team.open(client).apply(&[Edit::Delete { id }]).map(drop));
                 }
             }
             Op::Resolve { client, take } => {

@@ -26,7 +26,7 @@ pub struct Cli {
     /// The project file (NAME.loupe). Default: the single *.loupe file in the current folder.
     #[arg(short, long, global = true, env = "LOUPE_PROJECT")]
     pub project: Option<PathBuf>,
-    /// Act as this user (name or id) for this command; created as an annotator if new.
+    /// Act as this user (name or id) from now on; created as an annotator if new.
     #[arg(long, global = true)]
     pub user: Option<String>,
     #[command(subcommand)]

@@ -32,7 +32,7 @@ pub struct PrelabelArgs<'a> {
 pub fn prelabel(project_path: &Path, user: Option<&str>, args: &PrelabelArgs<'_>) -> Result<(usize, usize, usize)> {
     let mut project = Project::open(project_path)?;
     if let Some(u) = user {
-        project.switch_user(u, None)?;
+        project.act_as(u)?;
     }
     let descriptor = match args.preset {
         Some(name) => ModelDescriptor::preset(name)?.with_overrides(&args.overrides),

@@ -444,6 +444,20 @@ impl Project {
             .map_err(self.sq())
     }
 
+    /// Attributes this connection's edits to `name_or_id` (created as an annotator if new)
+    /// without changing the project's remembered user.
+    pub fn act_as(&mut self, name_or_id: &str) -> Result<User> {
+        let id = match self.user_row(name_or_id)? {
+            Some(id) => id,
+            None => {
+                let u = self.add_user(name_or_id, Role::Annotator)?;
+                self.user_row(&u.id.to_string())?.unwrap_or_default()
+            }
+        };
+        self.user = id;
+        self.current_user()
+    }
+
     /// Makes `name_or_id` the current user, creating it with `role` if it does not exist.
     pub fn switch_user(&mut self, name_or_id: &str, role: Option<Role>) -> Result<User> {
         let id = match self.user_row(name_or_id)? {
@@ -786,6 +800,8 @@ impl Project {
 
     /// Applies edits in one transaction, attributed to the current user. Durable on return.
     pub fn apply(&mut self, edits: &[Edit]) -> Result<Vec<Annotation>> {
+        // Review rules (legal state transitions, roles) hold for every edit, wherever it comes from.
+        crate::review::check_edits(self, edits).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let author = self.user;
         self.apply_as(edits, author)
     }
