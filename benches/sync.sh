@@ -43,9 +43,9 @@ setup() { # REMOTE_URL [remote add options...]
 run() { # LABEL
     local t0 t1 t2 pushed pulled
     t0=$(now)
-    pushed=$(cd "$WORK/a" && LOUPE_CONFIG_DIR=$WORK/cfg-a "$LOUPE" -p a.loupe sync)
+    pushed=$(cd "$WORK/a" && LOUPE_CONFIG_DIR=$WORK/cfg-a "$LOUPE" -p a.loupe sync 2>/dev/null)
     t1=$(now)
-    pulled=$(cd "$WORK/b" && LOUPE_CONFIG_DIR=$WORK/cfg-b "$LOUPE" -p b.loupe sync)
+    pulled=$(cd "$WORK/b" && LOUPE_CONFIG_DIR=$WORK/cfg-b "$LOUPE" -p b.loupe sync 2>/dev/null)
     t2=$(now)
     echo "$1 push: $(secs "$t0" "$t1") s   ($(echo "$pushed" | head -1 | sed 's/.*: //'))"
     echo "$1 pull: $(secs "$t1" "$t2") s   ($(echo "$pulled" | head -1 | sed 's/.*: //'))"

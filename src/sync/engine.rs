@@ -17,7 +17,7 @@ use super::store::RemoteStore;
 use super::{SyncError, SyncOptions, SyncReport};
 use crate::ingest::Progress;
 use crate::model::{Annotation, BBox, BoxFlags, ReviewState, Role};
-use crate::store::{Edit, ImageInput, Project, now_ms};
+use crate::store::{ImageInput, Project, now_ms};
 
 /// Pushes then pulls with the remote `remote` (default: the only one, or `origin`), using the
 /// signing key of the default config folder. Opens its own connection to the project, so it can
@@ -681,14 +681,6 @@ pub fn resolve_conflict(
             labels.join(", ")
         )));
     };
-    let value = project
-        .history(annotation)?
-        .into_iter()
-        .find(|r| r.client == head.client && r.hlc == head.hlc)
-        .map(|r| r.value)
-        .ok_or_else(|| {
-            SyncError::Config(format!("head {} of box {annotation} not found", head.label))
-        })?;
     let heads: Vec<pack::RevId> = conflict
         .heads
         .iter()
@@ -697,16 +689,16 @@ pub fn resolve_conflict(
             client: h.client,
         })
         .collect();
-    project.apply(&[Edit::Update {
-        id: annotation,
-        value,
-        note: Some(format!(
-            "resolved a sync conflict: took {} ({})",
-            head.label, head.author
-        )),
-    }])?;
+    let take = pack::RevId {
+        hlc: head.hlc,
+        client: head.client,
+    };
+    let note = format!(
+        "resolved a sync conflict: took {} ({})",
+        head.label, head.author
+    );
     let judge = |state: ReviewState, resolves: bool| roster.refusal(&me, state, resolves);
-    project.sync_mark_resolution(annotation, &heads, &judge)?;
+    project.sync_write_resolution(annotation, take, &heads, &note, &judge)?;
     Ok(project.annotation(annotation)?)
 }
 

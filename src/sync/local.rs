@@ -544,24 +544,53 @@ impl Project {
         Ok(out)
     }
 
-    /// Marks the newest local revision of `annotation` as resolving `heads`, and updates the
-    /// box's conflict state.
-    pub fn sync_mark_resolution(
+    /// Writes a conflict resolution: a new revision of `annotation` by the current user with
+    /// the value of head `take` verbatim, marked as resolving every head in `heads`, and updates
+    /// the box's current value and conflict state.
+    ///
+    /// It is written here rather than through `Project::apply` on purpose: choosing one of two
+    /// revisions that were each legal where they were written is not a state transition, and the
+    /// review rules would refuse some choices (an approved head against a moved one). Who may
+    /// resolve is the roster's business (a reviewer or lead), checked by the caller and by every
+    /// client at merge.
+    pub fn sync_write_resolution(
         &mut self,
         annotation: Uuid,
+        take: RevId,
         heads: &[RevId],
+        note: &str,
         judge: Judge<'_>,
     ) -> Result<(), SyncError> {
         let client_row = self.sync_client_row()?;
+        let me = self.current_user()?.id.to_string();
         let tx = self
             .conn_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (ann, seq): (i64, i64) = tx.query_row(
-            "SELECT a.id, MAX(v.seq) FROM annotations a JOIN revisions v ON v.ann=a.id
-             WHERE a.uuid=?1 AND v.client=?2 GROUP BY a.id",
-            params![annotation.as_bytes().as_slice(), client_row],
+        let author: i64 =
+            tx.query_row("SELECT id FROM users WHERE uuid=?1", [&me], |r| r.get(0))?;
+        let (ann, head_seq): (i64, i64) = tx.query_row(
+            "SELECT v.ann, v.seq FROM revisions v JOIN annotations a ON a.id=v.ann
+             JOIN clients cl ON cl.id=v.client WHERE a.uuid=?1 AND cl.uuid=?2 AND v.hlc=?3 LIMIT 1",
+            params![
+                annotation.as_bytes().as_slice(),
+                take.client.to_string(),
+                take.hlc
+            ],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
+        // The clock rule of `store::Hlc`: after every revision this file holds.
+        let last: i64 = tx.query_row("SELECT COALESCE(MAX(hlc), 0) FROM revisions", [], |r| {
+            r.get(0)
+        })?;
+        let hlc = (now_ms() << 16).max(last + 1);
+        tx.execute(
+            "INSERT INTO revisions(ann, author, client, hlc, op, image, class, x, y, w, h, run, score, state, flags, deleted, note)
+             SELECT ann, ?2, ?3, ?4, CASE WHEN deleted=1 THEN 'delete' ELSE 'update' END, image, class, x, y, w, h,
+                    run, score, state, flags, deleted, ?5
+             FROM revisions WHERE seq=?1",
+            params![head_seq, author, client_row, hlc, note],
+        )?;
+        let seq = tx.last_insert_rowid();
         tx.execute(
             "INSERT OR REPLACE INTO sync_resolutions(rev, resolves) VALUES (?1, ?2)",
             params![seq, merge::heads_json(heads)],
