@@ -110,10 +110,11 @@ fn boxes_project(root: &Path) -> PathBuf {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     for (name, n) in [("boxes_1k.png", 1_000), ("boxes_10k.png", 10_000)] {
         let img = image::RgbImage::from_fn(2000, 1500, |x, y| {
+            // Different content per image (the store recognises files by hash).
             image::Rgb([
                 u8::try_from(x % 256).unwrap_or(0),
                 u8::try_from(y % 256).unwrap_or(0),
-                90,
+                if n == 1_000 { 90 } else { 160 },
             ])
         });
         img.save(root.join(name)).expect("write");

@@ -52,12 +52,21 @@ fn edits(c: &mut Criterion) {
         flags: BoxFlags::default(),
         deleted: false,
     };
-    p.apply(&[Edit::Create { id, value: value(0.0) }]).expect("create");
+    p.apply(&[Edit::Create {
+        id,
+        value: value(0.0),
+    }])
+    .expect("create");
     let mut x = 0.0;
     c.bench_function("apply one durable move (fsync)", |b| {
         b.iter(|| {
             x += 1.0;
-            p.apply(&[Edit::Update { id, value: value(x), note: None }]).expect("update");
+            p.apply(&[Edit::Update {
+                id,
+                value: value(x),
+                note: None,
+            }])
+            .expect("update");
         });
     });
 }

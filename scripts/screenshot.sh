@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Takes a screenshot of the real app under a virtual X server.
 #
-#   scripts/screenshot.sh PROJECT.loupe [OUT.png]
+#   scripts/screenshot.sh PROJECT.loupe [OUT.png] [IMAGE]
 #
-# Starts `loupe open PROJECT` (release binary if built, else debug) on Xvfb, waits for it to
-# draw, saves the screen to OUT.png (default docs/screenshot.png) and stops the app.
+# Starts `loupe open PROJECT` (the newest of target/{release,debug}/loupe) on Xvfb, waits for it to
+# draw, saves the screen to OUT.png (default docs/screenshot.png) and stops the app. IMAGE (a
+# path inside the project, e.g. `bus.jpg`) is the image to show; default: the first one.
 # Installs xvfb, mesa-vulkan-drivers (lavapipe) and imagemagick with apt-get if missing.
 set -euo pipefail
 
-project=${1:?usage: scripts/screenshot.sh PROJECT.loupe [OUT.png]}
+project=${1:?usage: scripts/screenshot.sh PROJECT.loupe [OUT.png] [IMAGE]}
 out=${2:-docs/screenshot.png}
+image=${3:-}
 wait_s=${LOUPE_SCREENSHOT_WAIT:-6}
 display_num=${LOUPE_SCREENSHOT_DISPLAY:-:99}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,10 +28,11 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-bin=""
-for candidate in "$root/target/release/loupe" "$root/target/debug/loupe"; do
-    if [ -x "$candidate" ]; then bin=$candidate; break; fi
-done
+# The newest of the release and debug binaries (LOUPE_BIN overrides).
+bin=${LOUPE_BIN:-}
+if [ -z "$bin" ]; then
+    bin=$(ls -t "$root/target/release/loupe" "$root/target/debug/loupe" 2>/dev/null | head -n 1 || true)
+fi
 if [ -z "$bin" ]; then
     echo "no loupe binary: run cargo build (--release) first" >&2
     exit 1
@@ -39,6 +42,11 @@ mkdir -p "$(dirname "$out")"
 runtime=$(mktemp -d)
 chmod 700 "$runtime"
 config=$(mktemp -d)
+if [ -n "$image" ]; then
+    # The app reopens a project at the image it last showed: seed that in the fresh config.
+    mkdir -p "$config/loupe"
+    printf '[last_images]\n"%s" = "%s"\n' "$(realpath "$project")" "$image" >"$config/loupe/settings.toml"
+fi
 
 Xvfb "$display_num" -screen 0 1440x900x24 -nolisten tcp >/dev/null 2>&1 &
 xvfb_pid=$!

@@ -77,9 +77,7 @@ pub fn probe(path: &Path) -> Result<ImageInfo, ImageError> {
             path: path.to_path_buf(),
         });
     }
-    let orientation = decoder
-        .orientation()
-        .map_or(1, orientation_code);
+    let orientation = decoder.orientation().map_or(1, orientation_code);
     let (width, height) = if orientation >= 5 {
         (raw_height, raw_width)
     } else {

@@ -85,7 +85,10 @@ pub fn scan(paths: &[PathBuf]) -> Result<Vec<PathBuf>, IngestError> {
                 reason: "no such file or folder".into(),
             });
         }
-        for entry in walkdir::WalkDir::new(p).follow_links(true).sort_by_file_name() {
+        for entry in walkdir::WalkDir::new(p)
+            .follow_links(true)
+            .sort_by_file_name()
+        {
             let entry = entry.map_err(|e| IngestError::Path {
                 path: e.path().map_or_else(|| p.clone(), Path::to_path_buf),
                 reason: e.to_string(),
@@ -122,7 +125,11 @@ const ADD_CHUNK: usize = 256;
 
 /// Adds image files and folders to the project. Idempotent; recognises moved files by hash;
 /// unreadable or corrupt files are reported and skipped.
-pub fn add(project: &mut Project, paths: &[PathBuf], progress: &dyn Progress) -> Result<AddReport, IngestError> {
+pub fn add(
+    project: &mut Project,
+    paths: &[PathBuf],
+    progress: &dyn Progress,
+) -> Result<AddReport, IngestError> {
     let files = scan(paths)?;
     let mut report = AddReport {
         scanned: files.len(),
@@ -224,7 +231,7 @@ pub fn import_dataset(
     // Where the images folder is, relative to the root, once (canonicalising per image is slow).
     let images_rel = relative_path(&root, images_dir);
     // Read the files that exist (hash, header) in parallel, before the transaction.
-    let files: Vec<Option<(String, Option<(String, u64, imaging::ImageInfo)>)>> = dataset
+    let files: Vec<Option<LocatedFile>> = dataset
         .images
         .par_iter()
         .map(|img| {
@@ -253,7 +260,10 @@ pub fn import_dataset(
         skipped,
         ..ImportReport::default()
     };
-    tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "import: files checked");
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis(),
+        "import: files checked"
+    );
     let mut bulk = project.bulk()?;
     let run_row = match opts.run {
         Some(run) => Some(bulk.run_row(run)?),
@@ -351,12 +361,22 @@ pub fn import_dataset(
         }
         progress.inc(1);
     }
-    tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "import: rows written");
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis(),
+        "import: rows written"
+    );
     bulk.commit()?;
-    tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "import: committed");
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis(),
+        "import: committed"
+    );
     report.warnings = warnings;
     Ok(report)
 }
+
+/// An image file of an import: its path relative to the root and, when it is on disk and
+/// readable, its hash, size and header.
+type LocatedFile = (String, Option<(String, u64, imaging::ImageInfo)>);
 
 fn normalise(p: &str) -> String {
     let mut out: Vec<&str> = Vec::new();

@@ -14,7 +14,10 @@ fn core_modules_do_not_mention_the_gui() {
         let entry = entry.expect("walk src");
         let path = entry.path();
         let rel = path.strip_prefix(&src).expect("under src");
-        let top = rel.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned());
+        let top = rel
+            .components()
+            .next()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned());
         if !entry.file_type().is_file()
             || path.extension().is_none_or(|e| e != "rs")
             || matches!(top.as_deref(), Some("ui" | "cli" | "lib.rs" | "main.rs"))
@@ -29,6 +32,13 @@ fn core_modules_do_not_mention_the_gui() {
             }
         }
     }
-    assert!(checked >= 5, "expected to check the core modules, checked {checked}");
-    assert!(offenders.is_empty(), "core modules depend on the GUI:\n{}", offenders.join("\n"));
+    assert!(
+        checked >= 5,
+        "expected to check the core modules, checked {checked}"
+    );
+    assert!(
+        offenders.is_empty(),
+        "core modules depend on the GUI:\n{}",
+        offenders.join("\n")
+    );
 }

@@ -8,8 +8,12 @@ use loupe::store::Project;
 use crate::support::{loupe, testdata, write_png};
 
 fn run(project: &Path, args: &[&str]) -> Output {
-    let out = loupe().arg("-p").arg(project).args(args).output().expect("run loupe");
-    out
+    loupe()
+        .arg("-p")
+        .arg(project)
+        .args(args)
+        .output()
+        .expect("run loupe")
 }
 
 fn ok(project: &Path, args: &[&str]) -> String {
@@ -40,14 +44,25 @@ fn has_pycocotools() -> bool {
 fn coco_import_export_is_read_by_pycocotools_with_ap_1() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = new_project(dir.path());
-    let src = testdata().join("datumaro/tests/assets/coco_dataset/coco_instances/annotations/instances_val.json");
-    ok(&p, &["import", "--format", "coco", src.to_str().expect("utf8")]);
-    let stats: serde_json::Value = serde_json::from_str(&ok(&p, &["stats", "--json"])).expect("json");
+    let src = testdata()
+        .join("datumaro/tests/assets/coco_dataset/coco_instances/annotations/instances_val.json");
+    ok(
+        &p,
+        &["import", "--format", "coco", src.to_str().expect("utf8")],
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&p, &["stats", "--json"])).expect("json");
     assert!(stats["boxes"].as_u64().expect("boxes") > 0, "{stats}");
     let out = dir.path().join("export.json");
-    ok(&p, &["export", "--format", "coco", out.to_str().expect("utf8")]);
+    ok(
+        &p,
+        &["export", "--format", "coco", out.to_str().expect("utf8")],
+    );
     if !has_pycocotools() {
-        assert!(std::env::var_os("CI").is_none(), "CI must have pycocotools (scripts/setup.sh installs it)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have pycocotools (scripts/setup.sh installs it)"
+        );
         eprintln!("pycocotools missing: skipping the reference check (run scripts/setup.sh)");
         return;
     }
@@ -68,7 +83,11 @@ print(json.dumps({"AP": E.stats[0], "n": len(gt.dataset['annotations'])}))
         .arg(&out)
         .output()
         .expect("python3");
-    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&res.stdout).expect("json");
     assert!((v["AP"].as_f64().expect("AP") - 1.0).abs() < 1e-9, "{v}");
 }
@@ -77,8 +96,12 @@ print(json.dumps({"AP": E.stats[0], "n": len(gt.dataset['annotations'])}))
 fn a_malformed_file_is_refused_whole_and_the_store_is_untouched() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = new_project(dir.path());
-    let good = testdata().join("datumaro/tests/assets/coco_dataset/coco_instances/annotations/instances_val.json");
-    ok(&p, &["import", "--format", "coco", good.to_str().expect("utf8")]);
+    let good = testdata()
+        .join("datumaro/tests/assets/coco_dataset/coco_instances/annotations/instances_val.json");
+    ok(
+        &p,
+        &["import", "--format", "coco", good.to_str().expect("utf8")],
+    );
     let before = ok(&p, &["stats", "--json"]);
     // A valid start, then an annotation pointing at an unknown category.
     let bad = dir.path().join("bad.json");
@@ -90,17 +113,35 @@ fn a_malformed_file_is_refused_whole_and_the_store_is_untouched() {
                            {"id":2,"image_id":1,"category_id":7,"bbox":[0,0,2,2]}]}"#,
     )
     .expect("write");
-    let out = run(&p, &["import", "--format", "coco", bad.to_str().expect("utf8")]);
+    let out = run(
+        &p,
+        &["import", "--format", "coco", bad.to_str().expect("utf8")],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.json") && err.contains('7'), "{err}");
     let truncated = dir.path().join("truncated.json");
     std::fs::write(&truncated, "{\"images\": [\n{\"id\": 1,").expect("write");
-    let out = run(&p, &["import", "--format", "coco", truncated.to_str().expect("utf8")]);
+    let out = run(
+        &p,
+        &[
+            "import",
+            "--format",
+            "coco",
+            truncated.to_str().expect("utf8"),
+        ],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("truncated.json:2:"), "the error names file and line: {err}");
-    assert_eq!(ok(&p, &["stats", "--json"]), before, "a refused import changed the store");
+    assert!(
+        err.contains("truncated.json:2:"),
+        "the error names file and line: {err}"
+    );
+    assert_eq!(
+        ok(&p, &["stats", "--json"]),
+        before,
+        "a refused import changed the store"
+    );
 }
 
 #[test]
@@ -110,7 +151,10 @@ fn yolo_export_has_the_ultralytics_layout_and_reimports_the_same_boxes() {
     for i in 0..3 {
         write_png(&dir.path().join(format!("imgs/{i}.png")), 64, 48, i);
     }
-    ok(&p, &["add", dir.path().join("imgs").to_str().expect("utf8")]);
+    ok(
+        &p,
+        &["add", dir.path().join("imgs").to_str().expect("utf8")],
+    );
     // Boxes through a VOC file for image 0, none for the others.
     let voc = dir.path().join("voc");
     std::fs::create_dir_all(&voc).expect("mkdir");
@@ -122,12 +166,29 @@ fn yolo_export_has_the_ultralytics_layout_and_reimports_the_same_boxes() {
          </annotation>",
     )
     .expect("write voc");
-    ok(&p, &["import", "--format", "voc", voc.to_str().expect("utf8"), "--images", dir.path().join("imgs").to_str().expect("utf8")]);
-    let stats: serde_json::Value = serde_json::from_str(&ok(&p, &["stats", "--json"])).expect("json");
+    ok(
+        &p,
+        &[
+            "import",
+            "--format",
+            "voc",
+            voc.to_str().expect("utf8"),
+            "--images",
+            dir.path().join("imgs").to_str().expect("utf8"),
+        ],
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&p, &["stats", "--json"])).expect("json");
     assert_eq!(stats["boxes"], 2, "{stats}");
-    assert_eq!(stats["images"], 3, "VOC import must attach to the added images: {stats}");
+    assert_eq!(
+        stats["images"], 3,
+        "VOC import must attach to the added images: {stats}"
+    );
     let out = dir.path().join("yolo");
-    ok(&p, &["export", "--format", "yolo", out.to_str().expect("utf8")]);
+    ok(
+        &p,
+        &["export", "--format", "yolo", out.to_str().expect("utf8")],
+    );
     let yaml = std::fs::read_to_string(out.join("data.yaml")).expect("data.yaml");
     for key in ["path:", "train:", "val:", "names:"] {
         assert!(yaml.contains(key), "data.yaml lacks {key}:\n{yaml}");
@@ -137,15 +198,36 @@ fn yolo_export_has_the_ultralytics_layout_and_reimports_the_same_boxes() {
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())
         .collect();
-    assert_eq!(labels.len(), 3, "one label file per image, empty ones included");
-    let empty = labels.iter().filter(|e| std::fs::metadata(e.path()).expect("meta").len() == 0).count();
+    assert_eq!(
+        labels.len(),
+        3,
+        "one label file per image, empty ones included"
+    );
+    let empty = labels
+        .iter()
+        .filter(|e| std::fs::metadata(e.path()).expect("meta").len() == 0)
+        .count();
     assert_eq!(empty, 2);
     // Re-import into a fresh project: same boxes.
     let q = dir.path().join("q.loupe");
     drop(Project::create(&q).expect("create"));
-    ok(&q, &["import", "--format", "yolo", out.join("data.yaml").to_str().expect("utf8")]);
-    let a = Project::open(&p).expect("open").dataset_at(None).expect("dataset");
-    let b = Project::open(&q).expect("open").dataset_at(None).expect("dataset");
+    ok(
+        &q,
+        &[
+            "import",
+            "--format",
+            "yolo",
+            out.join("data.yaml").to_str().expect("utf8"),
+        ],
+    );
+    let a = Project::open(&p)
+        .expect("open")
+        .dataset_at(None)
+        .expect("dataset");
+    let b = Project::open(&q)
+        .expect("open")
+        .dataset_at(None)
+        .expect("dataset");
     let boxes = |d: &loupe::model::Dataset| {
         let mut v: Vec<(String, i64, i64, i64, i64)> = d
             .images
@@ -172,21 +254,42 @@ fn yolo_export_has_the_ultralytics_layout_and_reimports_the_same_boxes() {
 fn versions_diff_through_the_cli() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = new_project(dir.path());
-    let src = testdata().join("datumaro/tests/assets/coco_dataset/coco_instances/annotations/instances_val.json");
+    let src = testdata()
+        .join("datumaro/tests/assets/coco_dataset/coco_instances/annotations/instances_val.json");
     ok(&p, &["version", "create", "empty"]);
-    ok(&p, &["import", "--format", "coco", src.to_str().expect("utf8")]);
-    ok(&p, &["version", "create", "v1", "--message", "first labels"]);
+    ok(
+        &p,
+        &["import", "--format", "coco", src.to_str().expect("utf8")],
+    );
+    ok(
+        &p,
+        &["version", "create", "v1", "--message", "first labels"],
+    );
     let diff: serde_json::Value =
         serde_json::from_str(&ok(&p, &["version", "diff", "empty", "v1", "--json"])).expect("json");
     let n = diff["added"].as_array().expect("added").len();
     assert!(n > 0);
     assert!(diff["removed"].as_array().expect("removed").is_empty());
     let list = ok(&p, &["version", "list"]);
-    assert!(list.contains("v1") && list.contains("first labels"), "{list}");
+    assert!(
+        list.contains("v1") && list.contains("first labels"),
+        "{list}"
+    );
     // Exporting a version ignores later edits.
     let out = dir.path().join("empty.json");
-    ok(&p, &["export", "--format", "coco", out.to_str().expect("utf8"), "--version", "empty"]);
-    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).expect("read")).expect("json");
+    ok(
+        &p,
+        &[
+            "export",
+            "--format",
+            "coco",
+            out.to_str().expect("utf8"),
+            "--version",
+            "empty",
+        ],
+    );
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("read")).expect("json");
     assert!(j["annotations"].as_array().expect("annotations").is_empty());
     let err = run(&p, &["version", "create", "v1"]);
     assert!(!err.status.success(), "versions are immutable");
@@ -204,7 +307,10 @@ fn coco_results_become_proposals_of_a_run() {
             "annotations":[{"id":1,"image_id":42,"category_id":3,"bbox":[10,10,20,20]}]}"#,
     )
     .expect("write");
-    ok(&p, &["import", "--format", "coco", gt.to_str().expect("utf8")]);
+    ok(
+        &p,
+        &["import", "--format", "coco", gt.to_str().expect("utf8")],
+    );
     let res = dir.path().join("res.json");
     std::fs::write(
         &res,
@@ -212,9 +318,25 @@ fn coco_results_become_proposals_of_a_run() {
             {"image_id":42,"category_id":3,"bbox":[50,50,10,10],"score":0.3}]"#,
     )
     .expect("write");
-    ok(&p, &["import", "--format", "coco-results", res.to_str().expect("utf8"), "--gt", gt.to_str().expect("utf8"), "--run", "m1"]);
-    let stats: serde_json::Value = serde_json::from_str(&ok(&p, &["stats", "--json"])).expect("json");
+    ok(
+        &p,
+        &[
+            "import",
+            "--format",
+            "coco-results",
+            res.to_str().expect("utf8"),
+            "--gt",
+            gt.to_str().expect("utf8"),
+            "--run",
+            "m1",
+        ],
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&p, &["stats", "--json"])).expect("json");
     assert_eq!(stats["proposals"], 2, "{stats}");
-    assert_eq!(stats["boxes"], 1, "proposals never overwrite labels: {stats}");
+    assert_eq!(
+        stats["boxes"], 1,
+        "proposals never overwrite labels: {stats}"
+    );
     assert_eq!(stats["runs"], 1);
 }

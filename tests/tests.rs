@@ -6,3 +6,5 @@ mod interop;
 mod review;
 mod support;
 mod sync;
+#[cfg(feature = "gui")]
+mod ui;

@@ -1,6 +1,6 @@
 //! `loupe import` and `loupe export`: the formats module plus the store, one transaction each.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
@@ -35,9 +35,10 @@ pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
     let run = if args.format == Format::CocoResults {
         let name = args.run.map_or_else(
             || {
-                args.path
-                    .file_stem()
-                    .map_or_else(|| "results".to_owned(), |s| s.to_string_lossy().into_owned())
+                args.path.file_stem().map_or_else(
+                    || "results".to_owned(),
+                    |s| s.to_string_lossy().into_owned(),
+                )
             },
             str::to_owned,
         );
@@ -77,7 +78,9 @@ pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
         Err(e) => {
             if let Some(run) = run {
                 // The run row was made before the import transaction; nothing else was written.
-                let _ = p.conn().execute("DELETE FROM runs WHERE uuid=?1", [run.to_string()]);
+                let _ = p
+                    .conn()
+                    .execute("DELETE FROM runs WHERE uuid=?1", [run.to_string()]);
             }
             return Err(e).with_context(|| format!("{}: import refused", args.path.display()));
         }
@@ -106,19 +109,25 @@ pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
             eprintln!("  {}: {}", w.location, w.message);
         }
         if report.warnings.len() > 20 {
-            eprintln!("  … {} more (use --json for all)", report.warnings.len() - 20);
+            eprintln!(
+                "  … {} more (use --json for all)",
+                report.warnings.len() - 20
+            );
         }
     }
     Ok(())
 }
 
-pub fn export(p: &Project, format: Format, out: &PathBuf, version: Option<&str>) -> Result<()> {
+pub fn export(p: &Project, format: Format, out: &Path, version: Option<&str>) -> Result<()> {
     if format == Format::CocoResults {
         bail!("export to coco-results is not supported: export labels as coco");
     }
     let started = std::time::Instant::now();
     let dataset = p.dataset_at(version)?;
-    tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "export: labels read");
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis(),
+        "export: labels read"
+    );
     let report = formats::export(format, &dataset, out, Some(p.root()))?;
     println!(
         "exported {} ({}): {} images, {} boxes, {} files in {:.2}s",

@@ -6,8 +6,8 @@
 mod interop;
 mod prelabel;
 mod progress;
-mod sync;
 mod review;
+mod sync;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,7 +21,11 @@ use crate::store::Project;
 pub use progress::TermProgress;
 
 #[derive(Parser, Debug)]
-#[command(name = "loupe", version, about = "Label, review and version object-detection datasets")]
+#[command(
+    name = "loupe",
+    version,
+    about = "Label, review and version object-detection datasets"
+)]
 pub struct Cli {
     /// The project file (NAME.loupe). Default: the single *.loupe file in the current folder.
     #[arg(short, long, global = true, env = "LOUPE_PROJECT")]
@@ -198,8 +202,12 @@ pub struct UserArgs {
 
 fn parse_state(s: &str) -> Result<crate::model::ReviewState, String> {
     match crate::model::ReviewState::parse(s) {
-        Some(st @ (crate::model::ReviewState::Approved | crate::model::ReviewState::Submitted)) => Ok(st),
-        _ => Err(format!("{s:?}: imported labels are `approved` or `submitted`")),
+        Some(st @ (crate::model::ReviewState::Approved | crate::model::ReviewState::Submitted)) => {
+            Ok(st)
+        }
+        _ => Err(format!(
+            "{s:?}: imported labels are `approved` or `submitted`"
+        )),
     }
 }
 
@@ -232,7 +240,9 @@ impl FilterArgs {
             "proposals" | "has-proposals" => ImageStatus::HasProposals,
             "flagged" => ImageStatus::Flagged,
             "missing" => ImageStatus::Missing,
-            other => bail!("unknown --status {other:?}: use all, unreviewed, proposals, flagged or missing"),
+            other => bail!(
+                "unknown --status {other:?}: use all, unreviewed, proposals, flagged or missing"
+            ),
         };
         let meta = match &self.meta {
             Some(kv) => {
@@ -346,7 +356,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Version(v) => version(&cli, v)?,
-        Command::Prelabel { model, run, preset, threads, intra_threads, score, iou, limit, filter } => {
+        Command::Prelabel {
+            model,
+            run,
+            preset,
+            threads,
+            intra_threads,
+            score,
+            iou,
+            limit,
+            filter,
+        } => {
             let path = resolve_project(cli.project.as_deref())?;
             let (_, _, failed) = prelabel::prelabel(
                 &path,
@@ -371,7 +391,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Doctor => prelabel::doctor()?,
-        Command::Import { format, path, images, state, run, gt, json } => {
+        Command::Import {
+            format,
+            path,
+            images,
+            state,
+            run,
+            gt,
+            json,
+        } => {
             let mut p = open(&cli)?;
             interop::import(
                 &mut p,
@@ -386,7 +414,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 },
             )?;
         }
-        Command::Export { format, out, version } => {
+        Command::Export {
+            format,
+            out,
+            version,
+        } => {
             let p = open(&cli)?;
             interop::export(&p, *format, out, version.as_deref())?;
         }
@@ -401,12 +433,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             if fixed == 0 {
                 println!("ok: integrity check passed; current state matches the revision log");
             } else {
-                println!("integrity check passed; {fixed} cached annotation(s) were rebuilt from the revision log");
+                println!(
+                    "integrity check passed; {fixed} cached annotation(s) were rebuilt from the revision log"
+                );
             }
         }
         Command::History { id, json } => {
             let p = open(&cli)?;
-            let id = uuid::Uuid::parse_str(id).with_context(|| format!("{id:?} is not a box id"))?;
+            let id =
+                uuid::Uuid::parse_str(id).with_context(|| format!("{id:?} is not a box id"))?;
             let h = p.history(id)?;
             if *json {
                 print_json(&h)?;
@@ -498,7 +533,11 @@ fn debug_edit_loop(cli: &Cli, count: usize) -> Result<()> {
             crate::store::Edit::Create { id, value }
         } else {
             let id = ids[i % ids.len()];
-            crate::store::Edit::Update { id, value, note: None }
+            crate::store::Edit::Update {
+                id,
+                value,
+                note: None,
+            }
         };
         let id = edit.id();
         p.apply(&[edit])?;
@@ -560,7 +599,12 @@ fn version(cli: &Cli, cmd: &VersionCmd) -> Result<()> {
 
 fn print_stats(p: &Project, s: &crate::store::Stats) {
     println!("project   {}", p.path().display());
-    println!("images    {} ({} missing, {:.1} MB)", s.images, s.missing_images, s.image_bytes as f64 / 1e6);
+    println!(
+        "images    {} ({} missing, {:.1} MB)",
+        s.images,
+        s.missing_images,
+        s.image_bytes as f64 / 1e6
+    );
     println!("classes   {}", s.classes);
     println!("boxes     {} labels, {} proposals", s.boxes, s.proposals);
     println!("revisions {}", s.revisions);

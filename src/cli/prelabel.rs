@@ -29,7 +29,11 @@ pub struct PrelabelArgs<'a> {
 }
 
 /// Runs the model; returns (images done now, images skipped as already done, failures).
-pub fn prelabel(project_path: &Path, user: Option<&str>, args: &PrelabelArgs<'_>) -> Result<(usize, usize, usize)> {
+pub fn prelabel(
+    project_path: &Path,
+    user: Option<&str>,
+    args: &PrelabelArgs<'_>,
+) -> Result<(usize, usize, usize)> {
     let mut project = Project::open(project_path)?;
     if let Some(u) = user {
         project.act_as(u)?;
@@ -54,7 +58,12 @@ pub fn prelabel(project_path: &Path, user: Option<&str>, args: &PrelabelArgs<'_>
     );
     // Reuse a run of the same name when it is the same model and settings (a resume).
     let run = match project.runs()?.into_iter().find(|r| r.name == run_name) {
-        Some(r) if r.model_hash.as_deref() == Some(&model_hash) && r.settings_hash.as_deref() == Some(&settings_hash) => r.id,
+        Some(r)
+            if r.model_hash.as_deref() == Some(&model_hash)
+                && r.settings_hash.as_deref() == Some(&settings_hash) =>
+        {
+            r.id
+        }
         Some(_) => bail!(
             "a run named {run_name:?} exists with another model or other settings; choose another --run name"
         ),
@@ -108,7 +117,11 @@ pub fn prelabel(project_path: &Path, user: Option<&str>, args: &PrelabelArgs<'_>
     }
     let bar = TermProgress::new("pre-labelling");
     bar.set_total(items.len() as u64);
-    let (tx, rx) = crossbeam_channel::unbounded::<(uuid::Uuid, Vec<(String, crate::model::BBox, f32)>, RunImageTiming)>();
+    let (tx, rx) = crossbeam_channel::unbounded::<(
+        uuid::Uuid,
+        Vec<(String, crate::model::BBox, f32)>,
+        RunImageTiming,
+    )>();
     let mut failures = 0usize;
     let writer = std::thread::Builder::new()
         .name("loupe-prelabel-writer".into())
@@ -168,7 +181,11 @@ pub fn prelabel(project_path: &Path, user: Option<&str>, args: &PrelabelArgs<'_>
         "run {run_name}: {written} images pre-labelled, {skipped} already done, {failures} failed; {:.2} images/s, {:.1}% of wall time outside the model{}",
         report.reported as f64 / secs,
         report.overhead_fraction() * 100.0,
-        if report.cancelled { " (stopped by Ctrl-C; run again to resume)" } else { "" }
+        if report.cancelled {
+            " (stopped by Ctrl-C; run again to resume)"
+        } else {
+            ""
+        }
     );
     Ok((written, skipped, failures))
 }
@@ -181,6 +198,13 @@ pub fn doctor() -> Result<()> {
         Ok(info) => println!("onnxruntime {} ({})", info.version, info.path.display()),
         Err(e) => println!("onnxruntime: not available: {e}"),
     }
-    println!("gui: {}", if cfg!(feature = "gui") { "yes" } else { "no (built without the `gui` feature)" });
+    println!(
+        "gui: {}",
+        if cfg!(feature = "gui") {
+            "yes"
+        } else {
+            "no (built without the `gui` feature)"
+        }
+    );
     Ok(())
 }

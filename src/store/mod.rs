@@ -34,8 +34,14 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
-    #[error("{path}: written by a newer Loupe (schema {found}, this build knows up to {known}); upgrade Loupe to open it")]
-    TooNew { path: PathBuf, found: i64, known: i64 },
+    #[error(
+        "{path}: written by a newer Loupe (schema {found}, this build knows up to {known}); upgrade Loupe to open it"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
     #[error("{path}: not a Loupe project ({reason})")]
     NotAProject { path: PathBuf, reason: String },
     #[error("{0}: already exists")]
@@ -68,7 +74,11 @@ impl Hlc {
     /// The next timestamp, strictly greater than every timestamp seen so far.
     pub fn tick(&mut self) -> i64 {
         let physical = now_ms() << 16;
-        self.last = if physical > self.last { physical } else { self.last + 1 };
+        self.last = if physical > self.last {
+            physical
+        } else {
+            self.last + 1
+        };
         self.last
     }
 
@@ -229,11 +239,14 @@ impl Project {
             // Larger pages: shallower B-trees for projects with millions of boxes.
             conn.pragma_update(None, "page_size", 16384).map_err(sq)?;
         }
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sq)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(sq)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sq)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sq)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(sq)?;
         conn.pragma_update(None, "cache_size", -65536).map_err(sq)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sq)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sq)?;
         let root = path
             .parent()
             .map(Path::to_path_buf)
@@ -268,9 +281,14 @@ impl Project {
             source,
         };
         let tx = self.conn.transaction().map_err(sq)?;
-        for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(usize::try_from(from).unwrap_or(0)) {
+        for (i, sql) in schema::MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(from).unwrap_or(0))
+        {
             tx.execute_batch(sql).map_err(sq)?;
-            tx.pragma_update(None, "user_version", i as i64 + 1).map_err(sq)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)
+                .map_err(sq)?;
         }
         tx.commit().map_err(sq)
     }
@@ -280,7 +298,9 @@ impl Project {
         let sq = self.sq();
         let client_uuid: Option<String> = self
             .conn
-            .query_row("SELECT value FROM meta WHERE key='client'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key='client'", [], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(&sq)?;
         let client_uuid = match client_uuid.and_then(|s| Uuid::parse_str(&s).ok()) {
@@ -312,7 +332,9 @@ impl Project {
             .map_err(&sq)?;
         let last_hlc: i64 = self
             .conn
-            .query_row("SELECT COALESCE(MAX(hlc), 0) FROM revisions", [], |r| r.get(0))
+            .query_row("SELECT COALESCE(MAX(hlc), 0) FROM revisions", [], |r| {
+                r.get(0)
+            })
             .map_err(&sq)?;
         drop(sq);
         self.client = client;
@@ -412,7 +434,11 @@ impl Project {
             .map_err(self.sq())?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
             })
             .map_err(self.sq())?;
         let mut out = Vec::new();
@@ -464,7 +490,10 @@ impl Project {
             Some(id) => {
                 if let Some(role) = role {
                     self.conn
-                        .execute("UPDATE users SET role=?1 WHERE id=?2", params![role.as_str(), id])
+                        .execute(
+                            "UPDATE users SET role=?1 WHERE id=?2",
+                            params![role.as_str(), id],
+                        )
                         .map_err(self.sq())?;
                 }
                 id
@@ -480,7 +509,10 @@ impl Project {
             .query_row("SELECT uuid FROM users WHERE id=?1", [id], |r| r.get(0))
             .map_err(self.sq())?;
         self.conn
-            .execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('user', ?1)", [uuid])
+            .execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('user', ?1)",
+                [uuid],
+            )
             .map_err(self.sq())?;
         self.current_user()
     }
@@ -507,10 +539,13 @@ impl Project {
 
     /// Returns the class with this name, creating it (last in order) if needed.
     pub fn ensure_class(&mut self, name: &str) -> Result<Class> {
-        let tx = self.conn.transaction().map_err(|source| StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        })?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|source| StoreError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })?;
         let class = ensure_class_tx(&tx, name).map_err(|source| StoreError::Sqlite {
             path: self.path.clone(),
             source,
@@ -525,7 +560,10 @@ impl Project {
     pub fn rename_class(&mut self, id: Uuid, name: &str) -> Result<()> {
         let n = self
             .conn
-            .execute("UPDATE classes SET name=?1 WHERE uuid=?2", params![name, id.to_string()])
+            .execute(
+                "UPDATE classes SET name=?1 WHERE uuid=?2",
+                params![name, id.to_string()],
+            )
             .map_err(self.sq())?;
         if n == 0 {
             return Err(StoreError::NotFound {
@@ -658,7 +696,10 @@ impl Project {
         let id = self.image_row(image)?;
         if value.is_empty() {
             self.conn
-                .execute("DELETE FROM image_meta WHERE image=?1 AND key=?2", params![id, key])
+                .execute(
+                    "DELETE FROM image_meta WHERE image=?1 AND key=?2",
+                    params![id, key],
+                )
                 .map_err(self.sq())?;
         } else {
             self.conn
@@ -690,7 +731,9 @@ impl Project {
         } else {
             "DELETE FROM image_tags WHERE image=?1 AND tag=?2"
         };
-        self.conn.execute(sql, params![id, tag]).map_err(self.sq())?;
+        self.conn
+            .execute(sql, params![id, tag])
+            .map_err(self.sq())?;
         Ok(())
     }
 
@@ -706,7 +749,11 @@ impl Project {
 
     fn image_row(&self, image: Uuid) -> Result<i64> {
         self.conn
-            .query_row("SELECT id FROM images WHERE uuid=?1", [image.to_string()], |r| r.get(0))
+            .query_row(
+                "SELECT id FROM images WHERE uuid=?1",
+                [image.to_string()],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(self.sq())?
             .ok_or_else(|| StoreError::NotFound {
@@ -717,7 +764,8 @@ impl Project {
 
     // ---------------------------------------------------------------- annotations
 
-    const ANN_COLS: &'static str = "a.uuid, i.uuid, c.uuid, a.x, a.y, a.w, a.h, r.uuid, a.score, a.state, a.flags, a.deleted";
+    const ANN_COLS: &'static str =
+        "a.uuid, i.uuid, c.uuid, a.x, a.y, a.w, a.h, r.uuid, a.score, a.state, a.flags, a.deleted";
     const ANN_JOINS: &'static str = "annotations a JOIN images i ON i.id=a.image JOIN classes c ON c.id=a.class LEFT JOIN runs r ON r.id=a.run";
 
     fn annotation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Annotation> {
@@ -743,7 +791,8 @@ impl Project {
                 class: uuid_text(2)?,
                 bbox: BBox::new(r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?),
                 source,
-                state: ReviewState::parse(&r.get::<_, String>(9)?).unwrap_or(ReviewState::Submitted),
+                state: ReviewState::parse(&r.get::<_, String>(9)?)
+                    .unwrap_or(ReviewState::Submitted),
                 flags: BoxFlags::from_bits(r.get::<_, i64>(10)?.try_into().unwrap_or(0)),
                 deleted: r.get::<_, i64>(11)? != 0,
             },
@@ -770,7 +819,11 @@ impl Project {
     pub fn annotation(&self, id: Uuid) -> Result<Annotation> {
         self.conn
             .query_row(
-                &format!("SELECT {} FROM {} WHERE a.uuid=?1", Self::ANN_COLS, Self::ANN_JOINS),
+                &format!(
+                    "SELECT {} FROM {} WHERE a.uuid=?1",
+                    Self::ANN_COLS,
+                    Self::ANN_JOINS
+                ),
                 [id.as_bytes().as_slice()],
                 Self::annotation_from_row,
             )
@@ -836,10 +889,7 @@ impl Project {
             }
         }
         tx.commit().map_err(sq)?;
-        touched
-            .into_iter()
-            .map(|id| self.annotation(id))
-            .collect()
+        touched.into_iter().map(|id| self.annotation(id)).collect()
     }
 
     /// The full history of an annotation, oldest first.
@@ -989,7 +1039,11 @@ impl Project {
     }
 
     /// Image ids already done by any run with this model and settings hash (for resuming).
-    pub fn images_done_by(&self, model_hash: &str, settings_hash: &str) -> Result<std::collections::HashSet<Uuid>> {
+    pub fn images_done_by(
+        &self,
+        model_hash: &str,
+        settings_hash: &str,
+    ) -> Result<std::collections::HashSet<Uuid>> {
         let mut stmt = self
             .conn
             .prepare(
@@ -1027,10 +1081,18 @@ impl Project {
         let client = self.client;
         let tx = self.conn.transaction().map_err(sq)?;
         let run_row: i64 = tx
-            .query_row("SELECT id FROM runs WHERE uuid=?1", [run.to_string()], |r| r.get(0))
+            .query_row(
+                "SELECT id FROM runs WHERE uuid=?1",
+                [run.to_string()],
+                |r| r.get(0),
+            )
             .map_err(sq)?;
         let image_row: i64 = tx
-            .query_row("SELECT id FROM images WHERE uuid=?1", [image.to_string()], |r| r.get(0))
+            .query_row(
+                "SELECT id FROM images WHERE uuid=?1",
+                [image.to_string()],
+                |r| r.get(0),
+            )
             .map_err(sq)?;
         {
             let mut classes = HashMap::new();
@@ -1086,7 +1148,10 @@ impl Project {
             let mut stmt = self.conn.prepare(sql).map_err(self.sq())?;
             let rows = stmt
                 .query_map([], |r| {
-                    Ok((r.get::<_, String>(0)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0)))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    ))
                 })
                 .map_err(self.sq())?;
             rows.collect::<Result<Vec<_>, _>>().map_err(self.sq())
@@ -1128,10 +1193,14 @@ impl Project {
             path: path.clone(),
             source,
         };
-        self.conn.pragma_update(None, "foreign_keys", "OFF").map_err(sq)?;
+        self.conn
+            .pragma_update(None, "foreign_keys", "OFF")
+            .map_err(sq)?;
         // Room for a large import's pages in memory, so the transaction does not spill to the
         // WAL before it commits (reset when the bulk ends).
-        self.conn.pragma_update(None, "cache_size", -1_048_576).map_err(sq)?;
+        self.conn
+            .pragma_update(None, "cache_size", -1_048_576)
+            .map_err(sq)?;
         let conn = &self.conn;
         let tx = Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
             .map_err(|source| {
@@ -1142,10 +1211,16 @@ impl Project {
                 }
             })?;
         let next_seq: i64 = tx
-            .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM revisions", [], |r| r.get(0))
+            .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM revisions", [], |r| {
+                r.get(0)
+            })
             .map_err(sq)?;
         let next_ann: i64 = tx
-            .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM annotations", [], |r| r.get(0))
+            .query_row(
+                "SELECT COALESCE(MAX(id), 0) + 1 FROM annotations",
+                [],
+                |r| r.get(0),
+            )
             .map_err(sq)?;
         Ok(Bulk {
             tx: Some(tx),
@@ -1289,7 +1364,10 @@ impl<'t> RevisionWriter<'t> {
         let image: i64 = self
             .tx
             .prepare_cached("SELECT id FROM images WHERE uuid=?1")
-            .and_then(|mut s| s.query_row([value.image.to_string()], |r| r.get(0)).optional())
+            .and_then(|mut s| {
+                s.query_row([value.image.to_string()], |r| r.get(0))
+                    .optional()
+            })
             .map_err(sq)?
             .ok_or_else(|| StoreError::NotFound {
                 what: "image",
@@ -1298,7 +1376,10 @@ impl<'t> RevisionWriter<'t> {
         let class: i64 = self
             .tx
             .prepare_cached("SELECT id FROM classes WHERE uuid=?1")
-            .and_then(|mut s| s.query_row([value.class.to_string()], |r| r.get(0)).optional())
+            .and_then(|mut s| {
+                s.query_row([value.class.to_string()], |r| r.get(0))
+                    .optional()
+            })
             .map_err(sq)?
             .ok_or_else(|| StoreError::NotFound {
                 what: "class",
@@ -1356,20 +1437,32 @@ impl<'t> RevisionWriter<'t> {
 
     fn create(&mut self, id: Uuid, value: &AnnotationValue, hlc: i64, op: &str) -> Result<()> {
         let row = self.resolve(value)?;
-        self.insert_rows(id, &row, hlc, op, None).map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-                StoreError::Invalid(format!("annotation {id} already exists"))
-            }
-            e => StoreError::Invalid(e.to_string()),
-        })
+        self.insert_rows(id, &row, hlc, op, None)
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    StoreError::Invalid(format!("annotation {id} already exists"))
+                }
+                e => StoreError::Invalid(e.to_string()),
+            })
     }
 
-    fn update(&mut self, id: Uuid, value: &AnnotationValue, hlc: i64, note: Option<&str>) -> Result<()> {
+    fn update(
+        &mut self,
+        id: Uuid,
+        value: &AnnotationValue,
+        hlc: i64,
+        note: Option<&str>,
+    ) -> Result<()> {
         let row = self.resolve(value)?;
         let ann: i64 = self
             .tx
             .prepare_cached("SELECT id FROM annotations WHERE uuid=?1")
-            .and_then(|mut s| s.query_row([id.as_bytes().as_slice()], |r| r.get(0)).optional())
+            .and_then(|mut s| {
+                s.query_row([id.as_bytes().as_slice()], |r| r.get(0))
+                    .optional()
+            })
             .map_err(|e| StoreError::Invalid(e.to_string()))?
             .ok_or_else(|| StoreError::NotFound {
                 what: "annotation",
@@ -1586,12 +1679,20 @@ impl Bulk<'_> {
 
                     // A placeholder at the new path: merge its boxes into the known image.
                     self.tx()
-                        .execute("UPDATE annotations SET image=?1 WHERE image=?2", params![id, pid])
+                        .execute(
+                            "UPDATE annotations SET image=?1 WHERE image=?2",
+                            params![id, pid],
+                        )
                         .map_err(&sq)?;
                     self.tx()
-                        .execute("UPDATE revisions SET image=?1 WHERE image=?2", params![id, pid])
+                        .execute(
+                            "UPDATE revisions SET image=?1 WHERE image=?2",
+                            params![id, pid],
+                        )
                         .map_err(&sq)?;
-                    self.tx().execute("DELETE FROM images WHERE id=?1", [pid]).map_err(&sq)?;
+                    self.tx()
+                        .execute("DELETE FROM images WHERE id=?1", [pid])
+                        .map_err(&sq)?;
                 }
                 Some(_) => return Ok((id, Upsert::Unchanged)),
                 None => {}
@@ -1662,7 +1763,11 @@ impl Bulk<'_> {
     /// The row id of a run by uuid.
     pub fn run_row(&self, run: Uuid) -> Result<i64> {
         self.tx()
-            .query_row("SELECT id FROM runs WHERE uuid=?1", [run.to_string()], |r| r.get(0))
+            .query_row(
+                "SELECT id FROM runs WHERE uuid=?1",
+                [run.to_string()],
+                |r| r.get(0),
+            )
             .map_err(self.sq())
     }
 
@@ -1690,7 +1795,9 @@ impl Bulk<'_> {
         flags: BoxFlags,
     ) -> Result<()> {
         if !bbox.is_finite() || bbox.w < 0.0 || bbox.h < 0.0 {
-            return Err(StoreError::Invalid(format!("annotation {id}: invalid box {bbox:?}")));
+            return Err(StoreError::Invalid(format!(
+                "annotation {id}: invalid box {bbox:?}"
+            )));
         }
         let hlc = self.hlc.tick();
         let seq = self.next_seq;
@@ -1740,7 +1847,9 @@ impl Bulk<'_> {
             tuples(17)
         );
         let map_err = |e: rusqlite::Error| match e {
-            rusqlite::Error::SqliteFailure(f, msg) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+            rusqlite::Error::SqliteFailure(f, msg)
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
                 StoreError::Invalid(format!(
                     "an annotation id is already in the project ({})",
                     msg.unwrap_or_default()
@@ -1758,7 +1867,8 @@ impl Bulk<'_> {
             for b in &pending {
                 let r = &b.row;
                 stmt.raw_bind_parameter(i, b.ann).map_err(map_err)?;
-                stmt.raw_bind_parameter(i + 1, b.id.as_bytes().as_slice()).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 1, b.id.as_bytes().as_slice())
+                    .map_err(map_err)?;
                 stmt.raw_bind_parameter(i + 2, r.image).map_err(map_err)?;
                 stmt.raw_bind_parameter(i + 3, r.class).map_err(map_err)?;
                 stmt.raw_bind_parameter(i + 4, r.bbox.x).map_err(map_err)?;
@@ -1767,9 +1877,11 @@ impl Bulk<'_> {
                 stmt.raw_bind_parameter(i + 7, r.bbox.h).map_err(map_err)?;
                 stmt.raw_bind_parameter(i + 8, r.run).map_err(map_err)?;
                 stmt.raw_bind_parameter(i + 9, r.score).map_err(map_err)?;
-                stmt.raw_bind_parameter(i + 10, state_str(r.state)).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 10, state_str(r.state))
+                    .map_err(map_err)?;
                 stmt.raw_bind_parameter(i + 11, r.flags).map_err(map_err)?;
-                stmt.raw_bind_parameter(i + 12, i64::from(r.deleted)).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 12, i64::from(r.deleted))
+                    .map_err(map_err)?;
                 stmt.raw_bind_parameter(i + 13, b.seq).map_err(map_err)?;
                 i += 14;
             }
@@ -1780,8 +1892,10 @@ impl Bulk<'_> {
                 let r = &b.row;
                 stmt.raw_bind_parameter(i, b.seq).map_err(map_err)?;
                 stmt.raw_bind_parameter(i + 1, b.ann).map_err(map_err)?;
-                stmt.raw_bind_parameter(i + 2, self.author).map_err(map_err)?;
-                stmt.raw_bind_parameter(i + 3, self.client).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 2, self.author)
+                    .map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 3, self.client)
+                    .map_err(map_err)?;
                 stmt.raw_bind_parameter(i + 4, b.hlc).map_err(map_err)?;
                 stmt.raw_bind_parameter(i + 5, "create").map_err(map_err)?;
                 stmt.raw_bind_parameter(i + 6, r.image).map_err(map_err)?;
@@ -1792,9 +1906,11 @@ impl Bulk<'_> {
                 stmt.raw_bind_parameter(i + 11, r.bbox.h).map_err(map_err)?;
                 stmt.raw_bind_parameter(i + 12, r.run).map_err(map_err)?;
                 stmt.raw_bind_parameter(i + 13, r.score).map_err(map_err)?;
-                stmt.raw_bind_parameter(i + 14, state_str(r.state)).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 14, state_str(r.state))
+                    .map_err(map_err)?;
                 stmt.raw_bind_parameter(i + 15, r.flags).map_err(map_err)?;
-                stmt.raw_bind_parameter(i + 16, i64::from(r.deleted)).map_err(map_err)?;
+                stmt.raw_bind_parameter(i + 16, i64::from(r.deleted))
+                    .map_err(map_err)?;
                 i += 17;
             }
             stmt.raw_execute().map_err(map_err)?;
@@ -1842,7 +1958,8 @@ impl Bulk<'_> {
         let Some(tx) = self.tx.take() else {
             return Ok(());
         };
-        tx.commit().map_err(|source| StoreError::Sqlite { path, source })
+        tx.commit()
+            .map_err(|source| StoreError::Sqlite { path, source })
         // `Drop` turns foreign keys back on.
     }
 }
@@ -1853,7 +1970,10 @@ impl Drop for Bulk<'_> {
         drop(self.tx.take());
         let _ = self.conn.pragma_update(None, "cache_size", -65536);
         if let Err(e) = self.conn.pragma_update(None, "foreign_keys", "ON") {
-            tracing::error!("{}: cannot turn foreign keys back on: {e}", self.path.display());
+            tracing::error!(
+                "{}: cannot turn foreign keys back on: {e}",
+                self.path.display()
+            );
         }
     }
 }

@@ -80,7 +80,9 @@ impl Project {
         }
         let seq: i64 = self
             .conn
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM revisions", [], |r| r.get(0))
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM revisions", [], |r| {
+                r.get(0)
+            })
             .map_err(self.sq())?;
         let id = Uuid::now_v7();
         self.conn
@@ -143,7 +145,9 @@ impl Project {
             None | Some(CURRENT) => Ok(None),
             Some(name) => self
                 .conn
-                .query_row("SELECT seq FROM versions WHERE name=?1", [name], |r| r.get(0))
+                .query_row("SELECT seq FROM versions WHERE name=?1", [name], |r| {
+                    r.get(0)
+                })
                 .optional()
                 .map_err(self.sq())?
                 .map(Some)
@@ -197,7 +201,8 @@ impl Project {
         let rows = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(self.sq())?;
-        rows.collect::<Result<HashMap<_, _>, _>>().map_err(self.sq())
+        rows.collect::<Result<HashMap<_, _>, _>>()
+            .map_err(self.sq())
     }
 
     fn image_paths(&self) -> Result<HashMap<i64, String>> {
@@ -208,7 +213,8 @@ impl Project {
         let rows = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(self.sq())?;
-        rows.collect::<Result<HashMap<_, _>, _>>().map_err(self.sq())
+        rows.collect::<Result<HashMap<_, _>, _>>()
+            .map_err(self.sq())
     }
 
     /// The labels of a version as a format-neutral dataset (every image, in path order).
@@ -305,7 +311,12 @@ impl Project {
                         before: None,
                     });
                 }
-                Some(old) if old.class != l.class || old.bbox != l.bbox || old.image != l.image || old.flags != l.flags => {
+                Some(old)
+                    if old.class != l.class
+                        || old.bbox != l.bbox
+                        || old.image != l.image
+                        || old.flags != l.flags =>
+                {
                     diff.per_class.entry(name(l.class)).or_default().changed += 1;
                     diff.per_image.entry(path(l.image)).or_default().2 += 1;
                     diff.changed.push(BoxChange {
@@ -337,4 +348,3 @@ impl Project {
         Ok(diff)
     }
 }
-

@@ -81,10 +81,9 @@ impl App {
     /// Opens a project in place of the current one; errors go to the start screen.
     pub fn open_project(&mut self, path: &Path) {
         // Finish the old project's writes before switching.
-        if let Some(mut old) = self.session.take() {
-            old.flush_writes();
-        }
-        match Session::open(path, &self.ctx, self.gpu.clone()) {
+        self.close_session();
+        let start = self.settings.last_image(path).map(str::to_owned);
+        match Session::open(path, &self.ctx, self.gpu.clone(), start) {
             Ok(s) => {
                 self.settings.remember_project(path);
                 self.save_settings();
@@ -99,6 +98,17 @@ impl App {
             Err(e) => {
                 tracing::warn!("cannot open {}: {e:#}", path.display());
                 self.start.error = Some(format!("Cannot open {}: {e:#}", path.display()));
+            }
+        }
+    }
+
+    /// Finishes the open project's writes and remembers where it was left.
+    fn close_session(&mut self) {
+        if let Some(mut old) = self.session.take() {
+            old.flush_writes();
+            if let Some(c) = old.current() {
+                self.settings.remember_image(old.path(), &c.path);
+                self.save_settings();
             }
         }
     }
@@ -195,9 +205,7 @@ impl App {
                 }
             }
             AppRequest::CloseProject => {
-                if let Some(mut s) = self.session.take() {
-                    s.flush_writes();
-                }
+                self.close_session();
                 self.ctx
                     .send_viewport_cmd(egui::ViewportCommand::Title("Loupe".into()));
             }
@@ -211,11 +219,10 @@ impl eframe::App for App {
     }
 
     fn on_exit(&mut self) {
+        // Every edit is written before the window goes (dropping the session then joins the
+        // writer thread).
+        self.close_session();
         self.save_settings();
-        // Dropping the session joins the writer thread after its queue is done.
-        if let Some(mut s) = self.session.take() {
-            s.flush_writes();
-        }
     }
 
     fn clear_color(&self, _visuals: &egui::Visuals) -> [f32; 4] {

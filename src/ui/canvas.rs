@@ -699,6 +699,16 @@ pub fn paint_boxes(
         if Some(a.id) == layer.hovered {
             shapes.push(Shape::rect_filled(r, 0.0, color.gamma_multiply(0.18)));
         }
+        if labels {
+            // A faint dark halo keeps thin outlines readable on bright and busy images; left
+            // out when very many boxes are on screen.
+            shapes.push(Shape::rect_stroke(
+                r,
+                0.0,
+                Stroke::new(theme::BOX_STROKE + 1.5, Color32::from_black_alpha(90)),
+                StrokeKind::Middle,
+            ));
+        }
         if proposal {
             dashed_rect(shapes, r, Stroke::new(theme::BOX_STROKE, color));
         } else {

@@ -331,13 +331,12 @@ impl GpuContext {
             },
             entries: &entries,
         });
-        for scope_error in [
+        let errors = [
             scope_result(validation_scope.pop()),
             scope_result(memory_scope.pop()),
-        ] {
-            if let Some(e) = scope_error {
-                return Err(format!("the graphics device refused the image: {e}"));
-            }
+        ];
+        if let Some(e) = errors.into_iter().flatten().next() {
+            return Err(format!("the graphics device refused the image: {e}"));
         }
         Ok(GpuImage {
             kind,

@@ -86,16 +86,20 @@ pub struct Session {
     ppp: f32,
     /// Images decoded ahead of and behind the current one.
     prefetch: (usize, usize),
+    /// The image to show once the first list arrives.
+    start_image: Option<String>,
     message: Option<String>,
 }
 
 impl Session {
     /// Opens a project: a read connection here, a writer thread with its own connection,
     /// decoding and thumbnail threads, and the first image list request.
+    /// `start_image` (a path in the project) is shown first when the list has it.
     pub fn open(
         path: &Path,
         ctx: &egui::Context,
         gpu: Option<GpuContext>,
+        start_image: Option<String>,
     ) -> anyhow::Result<Session> {
         let reader = Project::open(path)?;
         let writer = StoreWriter::start(path.to_path_buf(), ctx.clone())
@@ -133,6 +137,7 @@ impl Session {
             flags: std::collections::HashMap::new(),
             ppp: ctx.pixels_per_point(),
             prefetch: (PREFETCH_AHEAD, PREFETCH_BEHIND),
+            start_image,
             message: None,
         };
         session.request_list(ImageFilter::default());
@@ -219,6 +224,12 @@ impl Session {
             }
             None => false,
         }
+    }
+
+    /// True when every thumbnail the list asked for is made (or failed). For tests that
+    /// take snapshots.
+    pub fn thumbnails_idle(&self) -> bool {
+        self.thumbs.is_idle()
     }
 
     /// Turns decoding ahead (and keeping recent images) on or off; the benchmark compares both.
@@ -582,8 +593,12 @@ impl Session {
                 self.prefetch();
             }
             None => {
-                if !self.list.rows.is_empty() {
-                    self.show_row(0);
+                let start = self.start_image.take();
+                let row = start
+                    .and_then(|p| self.list.rows.iter().position(|r| r.path == p))
+                    .unwrap_or(0);
+                if row < self.list.rows.len() {
+                    self.show_row(row);
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! Preferences that survive restarts: recent projects (`settings.toml`) and keyboard shortcuts
 //! (`shortcuts.toml`), both in the user's config folder.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,8 @@ pub struct Settings {
     pub recent_projects: Vec<PathBuf>,
     /// Show the image list panel.
     pub show_image_list: bool,
+    /// The image last shown in each project (project file → image path), to reopen there.
+    pub last_images: BTreeMap<String, String>,
 }
 
 impl Default for Settings {
@@ -25,6 +28,7 @@ impl Default for Settings {
         Self {
             recent_projects: Vec::new(),
             show_image_list: true,
+            last_images: BTreeMap::new(),
         }
     }
 }
@@ -36,6 +40,26 @@ impl Settings {
         self.recent_projects.retain(|p| p != &path);
         self.recent_projects.insert(0, path);
         self.recent_projects.truncate(MAX_RECENT);
+    }
+
+    fn key(project: &Path) -> String {
+        std::fs::canonicalize(project)
+            .unwrap_or_else(|_| project.to_path_buf())
+            .display()
+            .to_string()
+    }
+
+    /// Remembers the image shown in a project.
+    pub fn remember_image(&mut self, project: &Path, image: &str) {
+        self.last_images
+            .insert(Self::key(project), image.to_owned());
+    }
+
+    /// The image last shown in a project.
+    pub fn last_image(&self, project: &Path) -> Option<&str> {
+        self.last_images
+            .get(&Self::key(project))
+            .map(String::as_str)
     }
 
     /// The most recent project that still exists.
@@ -160,9 +184,11 @@ mod tests {
         std::fs::write(&project, b"x").expect("write");
         s.remember_project(&project);
         s.remember_project(&project);
+        s.remember_image(&project, "sub/b.png");
         config.save_settings(&s).expect("save");
         let again = config.load_settings();
         assert_eq!(again.recent_projects.len(), 1);
+        assert_eq!(again.last_image(&project), Some("sub/b.png"));
         assert!(again.last_project().is_some());
         // The first read writes the defaults; the second reads them back.
         let _ = config.load_keymap();

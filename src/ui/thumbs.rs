@@ -92,6 +92,15 @@ impl Thumbnails {
         }
     }
 
+    /// True when no thumbnail is queued, being made, or waiting to be taken. For tests.
+    pub fn is_idle(&self) -> bool {
+        let queue = self.shared.queue.lock();
+        queue.jobs.is_empty()
+            && queue.in_flight.is_empty()
+            && self.results.is_empty()
+            && self.wanted.is_empty()
+    }
+
     /// Call once per frame after the list is drawn: queues what the visible rows lack (and
     /// drops work for rows scrolled away), takes finished thumbnails, evicts old ones.
     pub fn end_frame(&mut self, ctx: &egui::Context) {

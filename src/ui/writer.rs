@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender};
 use eframe::egui;
 use uuid::Uuid;
 
@@ -141,11 +141,8 @@ impl StoreWriter {
     /// Takes the replies that have arrived, without blocking.
     pub fn poll(&mut self) -> Vec<Reply> {
         let mut out = Vec::new();
-        loop {
-            match self.rx.try_recv() {
-                Ok(reply) => out.push(self.track(reply)),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
+        while let Ok(reply) = self.rx.try_recv() {
+            out.push(self.track(reply));
         }
         out.retain(|r| !matches!(r, Reply::Flushed));
         out

@@ -1,0 +1,138 @@
+//! Reviewing model proposals: accept, reject, thresholds, Shift+A, Space, corrections.
+
+use eframe::egui::Key;
+use loupe::model::{ReviewState, Source};
+
+use super::{app, fixture, press, press_with, session, settle};
+
+fn states(fx: &super::Fixture) -> Vec<ReviewState> {
+    fx.proposals
+        .iter()
+        .map(|id| fx.stored_box(*id).value.state)
+        .collect()
+}
+
+#[test]
+fn enter_accepts_and_delete_rejects_the_selected_proposal() {
+    let fx = fixture();
+    let mut h = app(&fx);
+    press(&mut h, Key::D);
+    assert_eq!(super::current_path(&h), "b.png");
+    press(&mut h, Key::Tab);
+    assert_eq!(session(&h).selected(), Some(fx.proposals[0]));
+    press(&mut h, Key::Enter);
+    press(&mut h, Key::Tab);
+    assert_eq!(session(&h).selected(), Some(fx.proposals[1]));
+    press(&mut h, Key::Delete);
+    assert_eq!(
+        states(&fx),
+        vec![
+            ReviewState::Accepted,
+            ReviewState::Rejected,
+            ReviewState::Proposed
+        ]
+    );
+    // A rejected box is hidden, not deleted: its history stays.
+    assert!(!fx.stored_box(fx.proposals[1]).value.deleted);
+    assert!(session(&h).boxes().iter().any(|a| a.id == fx.proposals[1]));
+    assert_eq!(session(&h).selected(), None);
+}
+
+#[test]
+fn shift_a_accepts_every_visible_proposal_and_thresholds_hide_some() {
+    let fx = fixture();
+    let mut h = app(&fx);
+    press(&mut h, Key::D);
+    // Hide cat proposals under 0.5: the cat at 0.2 stays a proposal.
+    let cat = fx.class("cat");
+    h.state_mut()
+        .session_mut()
+        .expect("session")
+        .thresholds_mut()
+        .set(cat, 0.5);
+    h.run();
+    press_with(&mut h, false, true, Key::A);
+    assert_eq!(
+        states(&fx),
+        vec![
+            ReviewState::Accepted,
+            ReviewState::Accepted,
+            ReviewState::Proposed
+        ]
+    );
+    assert_eq!(
+        super::current_path(&h),
+        "b.png",
+        "Shift+A is not A (previous image)"
+    );
+}
+
+#[test]
+fn space_accepts_what_is_visible_marks_the_image_done_and_moves_on() {
+    let fx = fixture();
+    let mut h = app(&fx);
+    press(&mut h, Key::D);
+    let dog = fx.class("dog");
+    h.state_mut()
+        .session_mut()
+        .expect("session")
+        .thresholds_mut()
+        .set(dog, 0.5);
+    h.run();
+    press(&mut h, Key::Space);
+    settle(&mut h);
+    assert_eq!(
+        states(&fx),
+        vec![
+            ReviewState::Accepted,
+            ReviewState::Proposed,
+            ReviewState::Accepted
+        ]
+    );
+    assert_eq!(super::current_path(&h), "c.png");
+    let project = loupe::store::Project::open(&fx.project).expect("open");
+    assert!(
+        project
+            .tags(fx.image("b.png"))
+            .expect("tags")
+            .contains(&"done".to_owned())
+    );
+}
+
+#[test]
+fn editing_a_proposal_corrects_it_and_keeps_its_source() {
+    let fx = fixture();
+    let mut h = app(&fx);
+    press(&mut h, Key::D);
+    press(&mut h, Key::Tab);
+    press(&mut h, Key::ArrowLeft);
+    let a = fx.stored_box(fx.proposals[0]);
+    assert_eq!(a.value.state, ReviewState::Corrected);
+    assert_eq!(a.value.bbox.x, 19.0);
+    assert_eq!(
+        a.value.source,
+        Source::Model {
+            run: fx.run,
+            score: 0.9
+        }
+    );
+    // The revision log keeps the model's original box.
+    let history = loupe::store::Project::open(&fx.project)
+        .expect("open")
+        .history(fx.proposals[0])
+        .expect("history");
+    assert_eq!(history[0].value.state, ReviewState::Proposed);
+    assert_eq!(history[0].value.bbox.x, 20.0);
+}
+
+#[test]
+fn undo_restores_a_rejected_proposal() {
+    let fx = fixture();
+    let mut h = app(&fx);
+    press(&mut h, Key::D);
+    press(&mut h, Key::Tab);
+    press(&mut h, Key::Delete);
+    assert_eq!(states(&fx)[0], ReviewState::Rejected);
+    press_with(&mut h, true, false, Key::Z);
+    assert_eq!(states(&fx)[0], ReviewState::Proposed);
+}
