@@ -7,6 +7,7 @@ use super::commands::Command;
 use super::shortcuts::{Action, Keymap};
 use super::theme;
 use super::writer::SaveState;
+use crate::formats::Format;
 
 /// What the top bar shows.
 pub struct TopBarInput<'a> {
@@ -63,6 +64,29 @@ impl TopBar {
                     Command::AddImagesDialog,
                     out,
                 );
+                if ui.button("Add folder…").clicked() {
+                    out.push(Command::AddFolderDialog);
+                    ui.close();
+                }
+                ui.separator();
+                for (menu, import) in [("Import labels", true), ("Export labels", false)] {
+                    ui.menu_button(menu, |ui| {
+                        for (label, format) in [
+                            ("COCO JSON…", Format::Coco),
+                            ("YOLO folder…", Format::Yolo),
+                            ("Pascal VOC folder…", Format::Voc),
+                        ] {
+                            if ui.button(label).clicked() {
+                                out.push(if import {
+                                    Command::ImportDialog(format)
+                                } else {
+                                    Command::ExportDialog(format)
+                                });
+                                ui.close();
+                            }
+                        }
+                    });
+                }
                 ui.separator();
                 if ui.button("Close project").clicked() {
                     out.push(Command::CloseProject);

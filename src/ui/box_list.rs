@@ -149,14 +149,15 @@ impl BoxPanel {
         thresholds: &mut Thresholds,
         out: &mut Vec<Command>,
     ) {
-        let mut proposal_classes: Vec<Uuid> = input
-            .boxes
-            .iter()
-            .filter(|a| a.value.state == ReviewState::Proposed)
-            .map(|a| a.value.class)
-            .collect();
+        // Few classes, possibly thousands of proposals: collect the distinct classes first.
+        let mut proposal_classes: Vec<Uuid> = Vec::new();
+        for a in input.boxes {
+            if a.value.state == ReviewState::Proposed && !proposal_classes.contains(&a.value.class)
+            {
+                proposal_classes.push(a.value.class);
+            }
+        }
         proposal_classes.sort_by_key(|c| input.classes.position(*c));
-        proposal_classes.dedup();
         if proposal_classes.is_empty() {
             return;
         }

@@ -659,9 +659,11 @@ pub struct BoxLayer<'a> {
     pub preview: Option<(Uuid, BBox)>,
 }
 
-/// Paints boxes with egui's painter. Boxes off screen are skipped, labels are left out on tiny
-/// boxes and when very many boxes are on screen, and `shapes` is reused between frames so a
-/// frame with thousands of boxes does not allocate per box.
+/// Paints boxes with egui's painter. Boxes off screen are skipped; `shapes` is reused between
+/// frames. Up to `theme::MAX_LABELS` boxes on screen get anti-aliased outlines, a halo and
+/// labels; beyond that (thousands of boxes) outlines go into one plain mesh of thin quads,
+/// which costs a few vertices per box instead of a tessellated path, proposals are drawn
+/// lighter instead of dashed, and labels are left out except for the selected and hovered box.
 pub fn paint_boxes(
     painter: &Painter,
     viewport: &Viewport,
@@ -676,7 +678,8 @@ pub fn paint_boxes(
         .filter(|a| layer.thresholds.is_shown(a))
         .filter(|a| clip.intersects(viewport.screen_from_bbox(&a.value.bbox)))
         .count();
-    let labels = on_screen <= theme::MAX_LABELS;
+    let detailed = on_screen <= theme::MAX_LABELS;
+    let mut mesh = egui::Mesh::default();
     let mut selected: Option<(&Annotation, Rect)> = None;
     for a in layer.boxes {
         if !layer.thresholds.is_shown(a) {
@@ -696,22 +699,37 @@ pub fn paint_boxes(
         }
         let color = layer.classes.color(a.value.class);
         let proposal = a.value.state == ReviewState::Proposed;
-        if Some(a.id) == layer.hovered {
+        let hovered = Some(a.id) == layer.hovered;
+        if hovered {
             shapes.push(Shape::rect_filled(r, 0.0, color.gamma_multiply(0.18)));
         }
-        if labels {
-            // A faint dark halo keeps thin outlines readable on bright and busy images; left
-            // out when very many boxes are on screen.
-            shapes.push(Shape::rect_stroke(
-                r,
-                0.0,
-                Stroke::new(theme::BOX_STROKE + 1.5, Color32::from_black_alpha(90)),
-                StrokeKind::Middle,
-            ));
+        if !detailed {
+            let width = if hovered {
+                theme::SELECTED_STROKE
+            } else {
+                theme::BOX_STROKE
+            };
+            // Proposals are told apart by a lighter outline here: dashes on thousands of small
+            // boxes cost more than they show.
+            let color = if proposal {
+                color.gamma_multiply(0.6)
+            } else {
+                color
+            };
+            outline_quads(&mut mesh, r, width, color);
+            if hovered {
+                label(painter, shapes, layer, a, r, color);
+            }
+            continue;
         }
+        // A faint dark halo keeps thin outlines readable on bright and busy images (dashed
+        // under a dashed proposal, so the gaps stay gaps).
+        let halo = Stroke::new(theme::BOX_STROKE + 1.5, Color32::from_black_alpha(90));
         if proposal {
+            dashed_rect(shapes, r, halo);
             dashed_rect(shapes, r, Stroke::new(theme::BOX_STROKE, color));
         } else {
+            shapes.push(Shape::rect_stroke(r, 0.0, halo, StrokeKind::Middle));
             shapes.push(Shape::rect_stroke(
                 r,
                 0.0,
@@ -719,12 +737,12 @@ pub fn paint_boxes(
                 StrokeKind::Middle,
             ));
         }
-        if (labels || Some(a.id) == layer.hovered)
-            && r.width() >= theme::MIN_LABELLED_BOX
-            && r.height() >= theme::MIN_LABELLED_BOX
-        {
+        if r.width() >= theme::MIN_LABELLED_BOX && r.height() >= theme::MIN_LABELLED_BOX {
             label(painter, shapes, layer, a, r, color);
         }
+    }
+    if !mesh.is_empty() {
+        painter.add(Shape::mesh(mesh));
     }
     if let Some((a, r)) = selected {
         let color = layer.classes.color(a.value.class);
@@ -760,6 +778,34 @@ pub fn paint_boxes(
         }
     }
     painter.extend(shapes.drain(..));
+}
+
+/// A box outline as four thin quads appended to a mesh (a single quad when the box is only a
+/// few points wide): no tessellation, no allocation per box.
+fn outline_quads(mesh: &mut egui::Mesh, r: Rect, width: f32, color: Color32) {
+    let half = width / 2.0;
+    if r.width() <= 2.0 * width || r.height() <= 2.0 * width {
+        mesh.add_colored_rect(r.expand(half), color);
+        return;
+    }
+    let outer = r.expand(half);
+    let inner = r.shrink(half);
+    mesh.add_colored_rect(
+        Rect::from_x_y_ranges(outer.x_range(), outer.top()..=inner.top()),
+        color,
+    );
+    mesh.add_colored_rect(
+        Rect::from_x_y_ranges(outer.x_range(), inner.bottom()..=outer.bottom()),
+        color,
+    );
+    mesh.add_colored_rect(
+        Rect::from_x_y_ranges(outer.left()..=inner.left(), inner.y_range()),
+        color,
+    );
+    mesh.add_colored_rect(
+        Rect::from_x_y_ranges(inner.right()..=outer.right(), inner.y_range()),
+        color,
+    );
 }
 
 /// A class name (and score, for model boxes) on a tag above the box's top-left corner, or

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use uuid::Uuid;
 
 use super::classes::PickerTarget;
+use crate::formats::Format;
 use crate::model::BBox;
 use crate::store::ImageFilter;
 
@@ -82,6 +83,11 @@ pub enum Command {
     NewProjectDialog,
     OpenProject(PathBuf),
     AddImagesDialog,
+    AddFolderDialog,
+    /// Pick a labels file or folder and import it.
+    ImportDialog(Format),
+    /// Pick where to export the current labels.
+    ExportDialog(Format),
     CloseProject,
     RetryWrites,
 }

@@ -22,6 +22,7 @@ use super::shortcuts::{Action, KeyPress, Keymap, take_bound_keys};
 use super::theme;
 use super::thumbs::Thumbnails;
 use super::writer::{Reply, Request, StoreWriter};
+use crate::formats::Format;
 use crate::model::{Annotation, AnnotationValue, BBox, BoxFlags, ReviewState, Source};
 use crate::store::{ImageFilter, ImageRow, Project};
 
@@ -571,6 +572,30 @@ impl Session {
                 self.request_list(self.list.filter.clone());
             }
             Reply::ImagesAdded(Err(e)) => self.message = Some(format!("Could not add images: {e}")),
+            Reply::Imported(Ok(summary)) => {
+                self.message = Some(summary);
+                // New classes and boxes: read them again (images with edits keep memory, which
+                // is ahead of the store).
+                match self.reader.classes() {
+                    Ok(classes) => {
+                        for c in classes {
+                            self.classes.push(c);
+                        }
+                    }
+                    Err(e) => self.message = Some(format!("Could not read the classes: {e}")),
+                }
+                self.doc.forget_unedited();
+                if let Some(c) = &self.current
+                    && !self.doc.is_loaded(c.id)
+                    && let Ok(boxes) = self.reader.annotations_for_image(c.id)
+                {
+                    self.doc.load(c.id, boxes);
+                }
+                self.request_list(self.list.filter.clone());
+            }
+            Reply::Imported(Err(e)) => self.message = Some(format!("Import refused: {e}")),
+            Reply::Exported(Ok(summary)) => self.message = Some(summary),
+            Reply::Exported(Err(e)) => self.message = Some(format!("Export failed: {e}")),
         }
     }
 
@@ -1064,6 +1089,46 @@ impl Session {
                     .pick_files()
                 {
                     self.add_images(paths);
+                }
+            }
+            Command::AddFolderDialog => {
+                if let Some(dir) = rfd::FileDialog::new()
+                    .set_title("Add a folder of images (recursively)")
+                    .set_directory(self.reader.root())
+                    .pick_folder()
+                {
+                    self.add_images(vec![dir]);
+                }
+            }
+            Command::ImportDialog(format) => {
+                let dialog = rfd::FileDialog::new()
+                    .set_title(format!("Import {format} labels"))
+                    .set_directory(self.reader.root());
+                let picked = if format == Format::Coco {
+                    dialog.add_filter("COCO JSON", &["json"]).pick_file()
+                } else {
+                    dialog.pick_folder()
+                };
+                if let Some(path) = picked {
+                    self.message = Some(format!("Importing {}…", path.display()));
+                    self.writer.send(Request::Import { format, path });
+                }
+            }
+            Command::ExportDialog(format) => {
+                let dialog = rfd::FileDialog::new()
+                    .set_title(format!("Export the current labels as {format}"))
+                    .set_directory(self.reader.root());
+                let picked = if format == Format::Coco {
+                    dialog
+                        .add_filter("COCO JSON", &["json"])
+                        .set_file_name("labels.json")
+                        .save_file()
+                } else {
+                    dialog.pick_folder()
+                };
+                if let Some(out) = picked {
+                    self.message = Some(format!("Exporting to {}…", out.display()));
+                    self.writer.send(Request::Export { format, out });
                 }
             }
             Command::RetryWrites => self.writer.retry_failed(),

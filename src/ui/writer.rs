@@ -11,7 +11,8 @@ use crossbeam_channel::{Receiver, Sender};
 use eframe::egui;
 use uuid::Uuid;
 
-use crate::ingest::{self, AddReport, Progress};
+use crate::formats::{self, Format};
+use crate::ingest::{self, AddReport, ImportOptions, Progress};
 use crate::model::Class;
 use crate::store::{Edit, ImageFilter, ImageRow, Project};
 
@@ -31,6 +32,11 @@ pub enum Request {
     SetTag { image: Uuid, tag: String, on: bool },
     /// Add image files or folders to the project.
     AddImages(Vec<PathBuf>),
+    /// Import a labels file or folder in one transaction (labels become approved boxes, as
+    /// with `loupe import`).
+    Import { format: Format, path: PathBuf },
+    /// Export the current labels (after every edit queued before it).
+    Export { format: Format, out: PathBuf },
     /// Answer `Flushed` once everything before it is done.
     Flush,
 }
@@ -52,6 +58,10 @@ pub enum Reply {
     },
     TagSet(Result<(), String>),
     ImagesAdded(Result<AddReport, String>),
+    /// A one-line summary of an import, or why it was refused.
+    Imported(Result<String, String>),
+    /// A one-line summary of an export, or why it failed.
+    Exported(Result<String, String>),
     Flushed,
 }
 
@@ -273,6 +283,10 @@ fn writer_loop(
                     ingest::add(&mut project, &paths, progress).map_err(|e| e.to_string()),
                 )
             }
+            Request::Import { format, path } => {
+                Reply::Imported(import(&mut project, format, &path, progress))
+            }
+            Request::Export { format, out } => Reply::Exported(export(&project, format, &out)),
             Request::Flush => Reply::Flushed,
         };
         if replies.send(reply).is_err() {
@@ -280,6 +294,47 @@ fn writer_loop(
         }
         ctx.request_repaint();
     }
+}
+
+fn import(
+    project: &mut Project,
+    format: Format,
+    path: &std::path::Path,
+    progress: &AddProgress,
+) -> Result<String, String> {
+    progress.total.store(0, Ordering::Relaxed);
+    progress.done.store(0, Ordering::Relaxed);
+    let parsed = formats::import(format, path, None).map_err(|e| e.to_string())?;
+    let report = ingest::import_dataset(
+        project,
+        &parsed.dataset,
+        &parsed.images_dir,
+        parsed.warnings,
+        parsed.skipped,
+        &ImportOptions::default(),
+        progress,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "Imported {} boxes on {} images ({} classes, {} skipped, {} warnings)",
+        report.boxes,
+        report.images,
+        report.classes,
+        report.skipped,
+        report.warnings.len()
+    ))
+}
+
+fn export(project: &Project, format: Format, out: &std::path::Path) -> Result<String, String> {
+    let dataset = project.dataset_at(None).map_err(|e| e.to_string())?;
+    let report =
+        formats::export(format, &dataset, out, Some(project.root())).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "Exported {} boxes on {} images to {}",
+        report.boxes,
+        report.images,
+        out.display()
+    ))
 }
 
 /// Stores merged batches in one transaction; if that fails, each batch alone, so one bad
