@@ -326,6 +326,7 @@ on_both_backends!(
     images_travel_by_content_hash,
     a_published_version_is_fixed_and_verifiable,
     sync_needs_a_roster_and_a_key_in_it,
+    a_placeholder_image_stays_missing_until_its_file_comes,
 );
 
 // ---------------------------------------------------------------- scenarios
@@ -478,6 +479,105 @@ fn decisions_without_the_role_are_refused_everywhere(backend: Backend) {
     }
     assert_eq!(team.hash(0), team.hash(1));
     assert_eq!(team.hash(1), team.hash(2));
+    // `loupe check` rebuilds the cache from the log: the refused approval stays out of it.
+    for i in 0..3 {
+        let out = crate::support::loupe()
+            .args([
+                "--project",
+                team.clients[i].path.to_str().expect("utf8"),
+                "check",
+            ])
+            .output()
+            .expect("run loupe check");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.starts_with("ok:"),
+            "client {i}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            team.open(i).annotation(a).expect("a").value.state,
+            ReviewState::Submitted,
+            "client {i} after check"
+        );
+    }
+}
+
+/// An image known only from packs (its file is not on this computer) is a placeholder: it
+/// stays flagged missing through later pulls and `loupe check`, its boxes are readable, and it
+/// stops being missing once the file is added.
+fn a_placeholder_image_stays_missing_until_its_file_comes(backend: Backend) {
+    let team = Team::new(backend, &[Role::Lead, Role::Annotator]);
+    let file = team.dir.path().join("only1/far.png");
+    write_png(&file, 30, 20, 77);
+    let (first, second) = {
+        let mut p = team.open(1);
+        loupe::ingest::add(&mut p, &[team.dir.path().join("only1")], &NoProgress).expect("add");
+        let img = p.image_by_path("only1/far.png").expect("q").expect("img");
+        let mut v = value(&p, 0, 1.0, ReviewState::Submitted);
+        v.image = img.id;
+        let first = Uuid::now_v7();
+        p.apply(&[Edit::Create {
+            id: first,
+            value: v.clone(),
+        }])
+        .expect("create");
+        (first, v)
+    };
+    team.sync(1);
+    // The file is not where client 0 looks (it lives on client 1's computer).
+    let moved = team.dir.path().join("far.png.away");
+    std::fs::rename(&file, &moved).expect("move the file away");
+    team.sync(0);
+    let missing = |id: Uuid| {
+        let p = team.open(0);
+        let a = p.annotation(id).expect("box");
+        let img = p.image(a.value.image).expect("image");
+        (
+            img.missing,
+            img.path,
+            p.stats().expect("stats").missing_images,
+        )
+    };
+    assert_eq!(missing(first), (true, "only1/far.png".into(), 1));
+    {
+        let p = team.open(0);
+        let rows = p
+            .list_images(&loupe::store::ImageFilter::default())
+            .expect("list");
+        let row = rows
+            .iter()
+            .find(|r| r.path == "only1/far.png")
+            .expect("row");
+        assert!(row.missing && row.boxes == 1, "{row:?}");
+    }
+    // A later pack naming the same image finds the placeholder again.
+    {
+        let mut p = team.open(1);
+        p.apply(&[Edit::Create {
+            id: Uuid::now_v7(),
+            value: second,
+        }])
+        .expect("create");
+    }
+    team.sync(1);
+    team.sync(0);
+    assert_eq!(missing(first), (true, "only1/far.png".into(), 1));
+    assert_eq!(team.open(0).rebuild_current().expect("check"), 0);
+    // The file arrives (copied by hand): adding it fills in the placeholder, no duplicate.
+    std::fs::rename(&moved, &file).expect("move back");
+    {
+        let mut p = team.open(0);
+        loupe::ingest::add(&mut p, &[team.dir.path().join("only1")], &NoProgress).expect("add");
+    }
+    assert_eq!(missing(first), (false, "only1/far.png".into(), 0));
+    assert_eq!(
+        team.open(0)
+            .annotations_for_image(team.open(0).annotation(first).expect("box").value.image)
+            .expect("boxes")
+            .len(),
+        2
+    );
 }
 
 /// Builds a pack for `client` at `seq` signed by `key`.

@@ -188,6 +188,17 @@ pub struct Project {
     client_uuid: Uuid,
     user: i64,
     hlc: Hlc,
+    /// The highest revision seq whose clock `hlc` has observed: revisions written by another
+    /// connection (the app's sync thread, a CLI run) have greater seqs.
+    hlc_seen_seq: i64,
+}
+
+/// The greatest clock and seq among revisions after `seq` (0s when there are none).
+fn observed_since(conn: &Connection, seq: i64) -> rusqlite::Result<(i64, i64)> {
+    conn.prepare_cached(
+        "SELECT COALESCE(MAX(hlc), 0), COALESCE(MAX(seq), 0) FROM revisions WHERE seq > ?1",
+    )?
+    .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))
 }
 
 fn state_str(s: ReviewState) -> &'static str {
@@ -261,6 +272,7 @@ impl Project {
             client_uuid: Uuid::nil(),
             user: 0,
             hlc: Hlc::default(),
+            hlc_seen_seq: 0,
         };
         project.migrate(version)?;
         project.init_identity()?;
@@ -330,16 +342,10 @@ impl Project {
                 |r| r.get(0),
             )
             .map_err(&sq)?;
-        let last_hlc: i64 = self
-            .conn
-            .query_row("SELECT COALESCE(MAX(hlc), 0) FROM revisions", [], |r| {
-                r.get(0)
-            })
-            .map_err(&sq)?;
         drop(sq);
         self.client = client;
         self.client_uuid = client_uuid;
-        self.hlc.observe(last_hlc);
+        self.observe_hlc()?;
         // The current user: the one named in meta, else the first, else a default lead.
         let current: Option<String> = self
             .conn
@@ -398,6 +404,21 @@ impl Project {
     /// This file's client id (used by sync).
     pub fn client_id(&self) -> Uuid {
         self.client_uuid
+    }
+
+    /// Takes into account the clocks of revisions other connections wrote since this one last
+    /// looked (a sync merged on another thread, a CLI run), so the next local revision is
+    /// stamped after every revision in the file. Returns the clock's last timestamp.
+    ///
+    /// Every write of revisions calls it inside its transaction, once it holds the write lock,
+    /// so a long-open connection never stamps an edit behind a merged one. It reads only the
+    /// revisions added since its last call (a range of the primary key), so it is cheap.
+    pub fn observe_hlc(&mut self) -> Result<i64> {
+        let seen = self.hlc_seen_seq;
+        let (hlc, seq) = observed_since(&self.conn, seen).map_err(self.sq())?;
+        self.hlc.observe(hlc);
+        self.hlc_seen_seq = self.hlc_seen_seq.max(seq);
+        Ok(self.hlc.last())
     }
 
     /// The raw connection, for modules of the core that own their own tables.
@@ -866,7 +887,16 @@ impl Project {
             source,
         };
         let client = self.client;
-        let tx = self.conn.transaction().map_err(sq)?;
+        // Immediate: take the write lock first, so a read here never has to be upgraded to a
+        // write while another connection (the sync thread) commits, which SQLite refuses with
+        // SQLITE_BUSY instead of waiting.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sq)?;
+        let (seen_hlc, seen_seq) = observed_since(&tx, self.hlc_seen_seq).map_err(sq)?;
+        self.hlc.observe(seen_hlc);
+        self.hlc_seen_seq = self.hlc_seen_seq.max(seen_seq);
         let mut touched = Vec::with_capacity(edits.len());
         {
             let mut w = RevisionWriter::new(&tx, author, client).map_err(sq)?;
@@ -901,7 +931,7 @@ impl Project {
                  FROM revisions v JOIN annotations a ON a.id=v.ann JOIN users u ON u.id=v.author
                  JOIN clients cl ON cl.id=v.client JOIN images i ON i.id=v.image JOIN classes c ON c.id=v.class
                  LEFT JOIN runs r ON r.id=v.run
-                 WHERE a.uuid=?1 ORDER BY v.hlc, v.client, v.seq",
+                 WHERE a.uuid=?1 ORDER BY v.hlc, cl.uuid, v.seq",
             )
             .map_err(self.sq())?;
         let rows = stmt
@@ -910,7 +940,9 @@ impl Project {
         rows.collect::<Result<Vec<_>, _>>().map_err(self.sq())
     }
 
-    /// Recomputes the `annotations` cache from the revision log. Returns how many rows changed.
+    /// Recomputes the `annotations` cache from the revision log: each box's revision with the
+    /// greatest (hlc, client uuid), leaving out revisions the team roster refused (sync's rule,
+    /// `sync::merge::winner`). Returns how many rows changed.
     pub fn rebuild_current(&mut self) -> Result<usize> {
         let path = self.path.clone();
         let sq = |source| StoreError::Sqlite {
@@ -922,8 +954,10 @@ impl Project {
             .execute(
                 "WITH latest AS (
                     SELECT v.* FROM revisions v
-                    WHERE v.seq = (SELECT v2.seq FROM revisions v2 WHERE v2.ann=v.ann
-                                   ORDER BY v2.hlc DESC, v2.client DESC, v2.seq DESC LIMIT 1))
+                    WHERE v.seq = (SELECT v2.seq FROM revisions v2 JOIN clients c2 ON c2.id=v2.client
+                                   WHERE v2.ann=v.ann AND NOT EXISTS (
+                                       SELECT 1 FROM sync_revs s WHERE s.rev=v2.seq AND s.refused IS NOT NULL)
+                                   ORDER BY v2.hlc DESC, c2.uuid DESC, v2.seq DESC LIMIT 1))
                  UPDATE annotations SET image=l.image, class=l.class, x=l.x, y=l.y, w=l.w, h=l.h,
                     run=l.run, score=l.score, state=l.state, flags=l.flags, deleted=l.deleted, rev=l.seq
                  FROM latest l WHERE l.ann=annotations.id AND (
@@ -1079,7 +1113,13 @@ impl Project {
         };
         let author = self.user;
         let client = self.client;
-        let tx = self.conn.transaction().map_err(sq)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sq)?;
+        let (seen_hlc, seen_seq) = observed_since(&tx, self.hlc_seen_seq).map_err(sq)?;
+        self.hlc.observe(seen_hlc);
+        self.hlc_seen_seq = self.hlc_seen_seq.max(seen_seq);
         let run_row: i64 = tx
             .query_row(
                 "SELECT id FROM runs WHERE uuid=?1",
@@ -1215,6 +1255,9 @@ impl Project {
                 r.get(0)
             })
             .map_err(sq)?;
+        let (seen_hlc, _) = observed_since(&tx, self.hlc_seen_seq).map_err(sq)?;
+        self.hlc.observe(seen_hlc);
+        self.hlc_seen_seq = self.hlc_seen_seq.max(next_seq - 1);
         let next_ann: i64 = tx
             .query_row(
                 "SELECT COALESCE(MAX(id), 0) + 1 FROM annotations",
@@ -1660,6 +1703,16 @@ impl Bulk<'_> {
             .map_err(&sq)?;
         if let Some((id, old_path)) = by_hash {
             if old_path == img.path {
+                // A placeholder (known from sync packs, file not here until now) gets its file.
+                if by_path.as_ref().is_some_and(|(_, _, missing)| *missing == 1) {
+                    self.tx()
+                        .execute(
+                            "UPDATE images SET missing=0, bytes=?2, external_id=COALESCE(external_id, ?3) WHERE id=?1",
+                            params![id, img.bytes as i64, img.external_id],
+                        )
+                        .map_err(&sq)?;
+                    return Ok((id, Upsert::Attached));
+                }
                 if img.external_id.is_some() {
                     self.tx()
                         .execute(

@@ -222,3 +222,132 @@ fn a_moved_file_is_recognised_by_its_hash() {
     assert_eq!(p.image(img).expect("image").path, "new/a.png");
     drop(d);
 }
+
+/// The current value as `rebuild_current` sees it: the cache is already right when it changes
+/// nothing.
+fn rebuilt_changes(p: &mut Project) -> usize {
+    p.rebuild_current().expect("rebuild")
+}
+
+#[test]
+fn a_long_open_connection_stamps_edits_after_revisions_another_wrote() {
+    let (dir, mut a) = project();
+    let img = add_image(&mut a, "a.png");
+    let cat = a.ensure_class("cat").expect("class");
+    let id = Uuid::now_v7();
+    a.apply(&[Edit::Create {
+        id,
+        value: value(img, cat.id, 1.0),
+    }])
+    .expect("create");
+    // Another connection (as the app's sync thread is) writes a revision stamped an hour
+    // ahead, as a merged revision from a client with a fast clock would be.
+    let mut b = Project::open(&dir.path().join("t.loupe")).expect("open");
+    b.hlc.observe((now_ms() + 3_600_000) << 16);
+    b.apply(&[Edit::Update {
+        id,
+        value: value(img, cat.id, 2.0),
+        note: None,
+    }])
+    .expect("b edits");
+    let b_hlc = b.history(id).expect("history").last().expect("rev").hlc;
+    // The first connection, open all along, edits next: its revision must come after.
+    a.apply(&[Edit::Update {
+        id,
+        value: value(img, cat.id, 3.0),
+        note: None,
+    }])
+    .expect("a edits");
+    let history = a.history(id).expect("history");
+    let last = history.last().expect("rev");
+    assert_eq!(last.value.bbox.x, 3.0);
+    assert!(last.hlc > b_hlc, "{} is not after {b_hlc}", last.hlc);
+    assert_eq!(a.observe_hlc().expect("observe"), last.hlc);
+    assert_eq!(rebuilt_changes(&mut a), 0, "the cache holds a's edit");
+    assert_eq!(a.annotation(id).expect("box").value.bbox.x, 3.0);
+}
+
+/// Inserts a revision of box `ann` by another client directly, as a sync merge does.
+fn insert_revision(p: &Project, ann: Uuid, client: &str, hlc: i64, x: f64) -> i64 {
+    let conn = p.conn();
+    conn.execute("INSERT OR IGNORE INTO clients(uuid) VALUES (?1)", [client])
+        .expect("client");
+    conn.execute(
+        "INSERT INTO revisions(ann, author, client, hlc, op, image, class, x, y, w, h, run, score, state, flags, deleted, note)
+         SELECT v.ann, v.author, (SELECT id FROM clients WHERE uuid=?2), ?3, 'update', v.image, v.class, ?4, v.y, v.w, v.h,
+                v.run, v.score, v.state, v.flags, v.deleted, NULL
+         FROM revisions v JOIN annotations a ON a.id=v.ann WHERE a.uuid=?1 ORDER BY v.seq LIMIT 1",
+        params![ann.as_bytes().as_slice(), client, hlc, x],
+    )
+    .expect("revision");
+    conn.last_insert_rowid()
+}
+
+#[test]
+fn equal_clocks_are_ordered_by_client_uuid_not_row_id() {
+    let (_d, mut p) = project();
+    let img = add_image(&mut p, "a.png");
+    let cat = p.ensure_class("cat").expect("class");
+    let id = Uuid::now_v7();
+    p.apply(&[Edit::Create {
+        id,
+        value: value(img, cat.id, 1.0),
+    }])
+    .expect("create");
+    p.create_version("before", "").expect("version");
+    let hlc = (now_ms() + 60_000) << 16;
+    // The greater uuid gets the smaller row id: ordering by row id would pick the other one.
+    let high = "ffffffff-0000-7000-8000-000000000000";
+    let low = "00000000-0000-7000-8000-000000000000";
+    insert_revision(&p, id, high, hlc, 7.0);
+    insert_revision(&p, id, low, hlc, 9.0);
+    rebuilt_changes(&mut p);
+    assert_eq!(p.annotation(id).expect("box").value.bbox.x, 7.0);
+    assert_eq!(rebuilt_changes(&mut p), 0);
+    let history = p.history(id).expect("history");
+    assert_eq!(history.last().expect("rev").client.to_string(), high);
+    p.create_version("after", "").expect("version");
+    let at = |v: &str| {
+        p.labels_at(Some(v))
+            .expect("labels")
+            .into_iter()
+            .find(|l| l.id == id)
+            .map(|l| l.bbox.x)
+    };
+    assert_eq!(at("after"), Some(7.0));
+    assert_eq!(at("before"), Some(1.0));
+}
+
+#[test]
+fn refused_revisions_are_left_out_of_the_rebuilt_cache_and_versions() {
+    let (_d, mut p) = project();
+    let img = add_image(&mut p, "a.png");
+    let cat = p.ensure_class("cat").expect("class");
+    let id = Uuid::now_v7();
+    p.apply(&[Edit::Create {
+        id,
+        value: value(img, cat.id, 1.0),
+    }])
+    .expect("create");
+    let refused = insert_revision(
+        &p,
+        id,
+        "11111111-0000-7000-8000-000000000000",
+        i64::MAX / 2,
+        5.0,
+    );
+    p.conn()
+        .execute(
+            "INSERT INTO sync_revs(rev, pulled, refused) VALUES (?1, 0, 'an annotator may not approve')",
+            [refused],
+        )
+        .expect("mark refused");
+    p.create_version("v", "").expect("version");
+    assert_eq!(rebuilt_changes(&mut p), 0, "the cache already skips it");
+    assert_eq!(p.annotation(id).expect("box").value.bbox.x, 1.0);
+    let at_v = p.labels_at(Some("v")).expect("labels");
+    assert_eq!(
+        at_v.iter().find(|l| l.id == id).map(|l| l.bbox.x),
+        Some(1.0)
+    );
+}

@@ -158,7 +158,9 @@ impl Project {
         }
     }
 
-    /// Every label (not a proposal, not rejected, not deleted) as of a version.
+    /// Every label (not a proposal, not rejected, not deleted) as of a version: each box's
+    /// revision at or before the version's position with the greatest (hlc, client uuid),
+    /// revisions the team roster refused left out (the rule of `rebuild_current`).
     pub fn labels_at(&self, version: Option<&str>) -> Result<Vec<LabelAt>> {
         let pos = self.position(version)?;
         let sql = match pos {
@@ -168,8 +170,10 @@ impl Project {
                 .to_owned(),
             Some(_) => "WITH latest AS (
                     SELECT v.ann, v.image, v.class, v.x, v.y, v.w, v.h, v.flags, v.state, v.deleted,
-                           ROW_NUMBER() OVER (PARTITION BY v.ann ORDER BY v.hlc DESC, v.client DESC, v.seq DESC) AS rn
-                    FROM revisions v WHERE v.seq <= ?1)
+                           ROW_NUMBER() OVER (PARTITION BY v.ann ORDER BY v.hlc DESC, c.uuid DESC, v.seq DESC) AS rn
+                    FROM revisions v JOIN clients c ON c.id=v.client
+                    WHERE v.seq <= ?1 AND NOT EXISTS (
+                        SELECT 1 FROM sync_revs s WHERE s.rev=v.seq AND s.refused IS NOT NULL))
                  SELECT a.uuid, l.image, l.class, l.x, l.y, l.w, l.h, l.flags FROM latest l JOIN annotations a ON a.id=l.ann
                  WHERE l.rn=1 AND l.deleted=0 AND l.state NOT IN ('proposed','rejected') ORDER BY l.image, l.ann"
                 .to_owned(),
