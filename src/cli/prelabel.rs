@@ -1,20 +1,22 @@
 //! `loupe prelabel` and `loupe doctor`: run a local ONNX model over the project's images.
 //!
-//! Decoding and preprocessing run in parallel ahead of the model (`inference::run_pipeline`);
-//! results go to a writer thread that stores each image's proposals in one transaction, so the
-//! model never waits on the disk. Ctrl-C keeps everything finished; a rerun with the same model
-//! file and settings skips the images already done.
+//! The run itself (run record, resume, storing proposals, cancel) is `inference::run`, which the
+//! app uses too; this file adds the terminal: a progress bar, Ctrl-C mapped onto the cancel
+//! flag (everything finished is kept), and a summary line.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use super::TermProgress;
-use crate::inference::{self, DescriptorOverrides, Detector, ModelDescriptor, PipelineOptions};
+use crate::inference::{
+    self, DescriptorOverrides, Detector, ModelDescriptor, PipelineOptions, RunEvent, RunName,
+    Selection,
+};
 use crate::ingest::Progress;
-use crate::store::{ImageFilter, NewRun, Project, RunImageTiming};
+use crate::store::{ImageFilter, Project};
 
 /// Options of `loupe prelabel`.
 pub struct PrelabelArgs<'a> {
@@ -42,12 +44,11 @@ pub fn prelabel(
         Some(name) => ModelDescriptor::preset(name)?.with_overrides(&args.overrides),
         None => ModelDescriptor::load(args.model, &args.overrides)?,
     };
-    let runtime = inference::runtime_info()?;
+    // Fails with the installation hint before anything is written.
+    inference::runtime_info()?;
     let detector = Detector::load(args.model, descriptor, args.intra_threads)
         .with_context(|| format!("{}: cannot load the model", args.model.display()))?;
-    let settings = detector.descriptor().to_toml();
-    let settings_hash = blake3::hash(settings.as_bytes()).to_hex().to_string();
-    let model_hash = detector.model_hash().to_owned();
+    // The CLI's default name is the model file's stem, resumed or refused like any other name.
     let run_name = args.run.map_or_else(
         || {
             args.model
@@ -56,53 +57,14 @@ pub fn prelabel(
         },
         str::to_owned,
     );
-    // Reuse a run of the same name when it is the same model and settings (a resume).
-    let run = match project.runs()?.into_iter().find(|r| r.name == run_name) {
-        Some(r)
-            if r.model_hash.as_deref() == Some(&model_hash)
-                && r.settings_hash.as_deref() == Some(&settings_hash) =>
-        {
-            r.id
-        }
-        Some(_) => bail!(
-            "a run named {run_name:?} exists with another model or other settings; choose another --run name"
-        ),
-        None => project.create_run(&NewRun {
-            name: run_name.clone(),
-            kind: "onnx".into(),
-            model_path: Some(args.model.display().to_string()),
-            model_hash: Some(model_hash.clone()),
-            settings: serde_json::json!({
-                "descriptor": settings,
-                "runtime_path": runtime.path.display().to_string(),
-            })
-            .to_string(),
-            settings_hash: Some(settings_hash.clone()),
-            runtime_version: Some(runtime.version.clone()),
-        })?,
-    };
-    let done = project.images_done_by(&model_hash, &settings_hash)?;
-    let images = project.list_images(&args.filter)?;
-    let mut items: Vec<(uuid::Uuid, PathBuf)> = Vec::new();
-    let mut skipped = 0;
-    for img in &images {
-        if done.contains(&img.id) {
-            skipped += 1;
-            continue;
-        }
-        if img.missing {
-            continue;
-        }
-        items.push((img.id, project.root().join(&img.path)));
-    }
-    if let Some(limit) = args.limit {
-        items.truncate(limit);
-    }
-    let class_names: Vec<String> = detector.class_names().to_vec();
-    // The model's classes, in the model's order, so the class list matches its indices.
-    for name in &class_names {
-        project.ensure_class(name)?;
-    }
+    let plan = inference::plan_run(
+        &mut project,
+        &detector,
+        &RunName::Exact(run_name.clone()),
+        &Selection::Filter(args.filter.clone()),
+        args.limit,
+    )?;
+    let skipped = plan.skipped;
     let cancel = Arc::new(AtomicBool::new(false));
     {
         let cancel = cancel.clone();
@@ -116,78 +78,39 @@ pub fn prelabel(
         });
     }
     let bar = TermProgress::new("pre-labelling");
-    bar.set_total(items.len() as u64);
-    let (tx, rx) = crossbeam_channel::unbounded::<(
-        uuid::Uuid,
-        Vec<(String, crate::model::BBox, f32)>,
-        RunImageTiming,
-    )>();
-    let mut failures = 0usize;
-    let writer = std::thread::Builder::new()
-        .name("loupe-prelabel-writer".into())
-        .spawn(move || -> Result<(Project, usize)> {
-            let mut written = 0;
-            for (image, boxes, timing) in rx {
-                project.add_proposals(run, image, &boxes, timing)?;
-                written += 1;
-            }
-            project.finish_run(run)?;
-            Ok((project, written))
-        })
-        .context("cannot start the writer thread")?;
-    let report = inference::run_pipeline(
-        items,
+    bar.set_total(plan.items.len() as u64);
+    let summary = inference::execute_run(
+        &mut project,
         &detector,
+        plan,
         PipelineOptions {
             threads: args.threads,
-            cancel: cancel.clone(),
+            cancel,
         },
-        |image, result| {
-            match result {
-                Ok(dets) => {
-                    let boxes = dets
-                        .detections
-                        .iter()
-                        .map(|d| {
-                            let name = class_names
-                                .get(d.class)
-                                .cloned()
-                                .unwrap_or_else(|| format!("class_{}", d.class));
-                            (name, d.bbox, d.score)
-                        })
-                        .collect();
-                    let timing = RunImageTiming {
-                        decode_ms: dets.timings.preprocess_ms,
-                        infer_ms: dets.timings.inference_ms,
-                    };
-                    // The writer only stops on a store error, which `join` reports below.
-                    let _ = tx.send((image, boxes, timing));
-                }
-                Err(e) => {
-                    failures += 1;
-                    bar.message(&format!("skipped: {e}"));
-                }
+        |event| {
+            if let RunEvent::Failed { error, .. } = &event {
+                bar.message(&format!("skipped: {error}"));
             }
             bar.inc(1);
         },
     );
-    drop(tx);
     bar.finish();
-    let (_project, written) = writer
-        .join()
-        .map_err(|_| anyhow::anyhow!("the writer thread panicked"))??;
+    let summary = summary?;
+    let report = summary.pipeline;
     let secs = report.wall.as_secs_f64().max(1e-9);
     eprintln!(
-        "run {run_name}: {written} images pre-labelled, {skipped} already done, {failures} failed; {:.2} images/s, {:.1}% of wall time outside the model{}",
+        "run {run_name}: {} images pre-labelled, {skipped} already done, {} failed; {:.2} images/s, {:.1}% of wall time outside the model{}",
+        summary.stored,
+        summary.failed,
         report.reported as f64 / secs,
         report.overhead_fraction() * 100.0,
-        if report.cancelled {
+        if summary.cancelled {
             " (stopped by Ctrl-C; run again to resume)"
         } else {
             ""
         }
     );
-    Ok((written, skipped, failures))
+    Ok((summary.stored, skipped, summary.failed))
 }
 
 /// `loupe doctor`: what this installation can do.

@@ -6,6 +6,8 @@
 //! - [`preprocess`]: image to NCHW tensor, and the transform back to image pixels.
 //! - [`decode`] and [`nms`]: raw tensors to candidates to final boxes.
 //! - [`pipeline`]: [`run_pipeline`], decoding on rayon ahead of inference on the calling thread.
+//! - [`run`]: a pre-label run over a project ([`plan_run`], [`execute_run`]): the run record,
+//!   resuming, storing proposals, cancel; what `loupe prelabel` and the app both use.
 //!
 //! A model that does not fit its descriptor is refused with an error naming the tensor and the
 //! expected and actual shapes; nothing here panics on bad input, and the `ort` calls that can
@@ -17,6 +19,7 @@ mod error;
 pub mod nms;
 pub mod pipeline;
 pub mod preprocess;
+pub mod run;
 pub mod runtime;
 
 #[cfg(test)]
@@ -37,6 +40,9 @@ pub use self::descriptor::{DecoderKind, DescriptorOverrides, ModelDescriptor, PR
 pub use self::error::InferenceError;
 pub use self::pipeline::{ImageDetections, PipelineOptions, PipelineReport, Timings, run_pipeline};
 pub use self::preprocess::{InputTransform, PreparedInput};
+pub use self::run::{
+    RunError, RunEvent, RunName, RunPlan, RunSummary, Selection, execute_run, plan_run,
+};
 pub use self::runtime::{RuntimeInfo, runtime_info};
 
 use self::decode::{NmsDecodeParams, Output, PicodetParams};
