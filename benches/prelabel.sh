@@ -10,7 +10,9 @@
 #                under 10% of its pipeline wall time outside session.run)
 #
 # Needs: python3 with pip (PyPI reachable once, to fill .tools/), cargo, and the shared test
-# data ($LOUPE_TESTDATA or ../shared/testdata). Builds target/release/loupe if needed.
+# data ($LOUPE_TESTDATA or ../shared/testdata). Builds the release binary if needed, in
+# $CARGO_TARGET_DIR if set (e.g. CARGO_TARGET_DIR=target/rel, to keep a release build apart from
+# the debug one), without the `gui` feature: pre-labelling is headless.
 #
 # What it expects of the CLI:
 #   loupe init FILE
@@ -63,9 +65,11 @@ if [[ ! -x "$venv/bin/python" ]] ||
 fi
 
 # --- Loupe --------------------------------------------------------------------------------
-echo "prelabel.sh: cargo build --release --bin loupe" >&2
-cargo build --quiet --release --bin loupe >&2
-loupe="$repo/target/release/loupe"
+target_dir="${CARGO_TARGET_DIR:-target}"
+[[ "$target_dir" = /* ]] || target_dir="$repo/$target_dir"
+echo "prelabel.sh: cargo build --release --no-default-features --bin loupe ($target_dir)" >&2
+cargo build --quiet --release --no-default-features --bin loupe >&2
+loupe="$target_dir/release/loupe"
 
 # --- The pages ----------------------------------------------------------------------------
 # Loupe's `add` recognises identical files, so each copy gets a unique tail after the JPEG

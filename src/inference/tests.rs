@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::inference::descriptor::{BoxFormat, NmsOutputs, ResizeMode};
+use crate::inference::descriptor::{BoxFormat, NmsOutputs, ResizeFilter, ResizeMode};
 
 /// Makes sure ONNX Runtime can be found, fetching it once if needed.
 fn ensure_runtime() {
@@ -84,24 +84,45 @@ const PARITY_CASES: &[(&str, &str)] = &[
 ];
 
 /// Loupe's detections on rapid_layout's own pages match the reference made by rapid_layout
-/// 1.2.1's Python pipeline: same number of boxes, same classes, IoU >= 0.98 per matched box.
+/// 1.2.1's Python pipeline: same number of boxes, same classes, IoU >= 0.98 per matched box, and
+/// scores within 1e-3 for every box the reference scores at 0.9 or more (28 of 38; the largest
+/// difference there is 6e-4) and on average over all boxes.
 ///
-/// Scores are held to 1e-2 per box and 1e-3 on average, not 1e-3 per box: this model's
-/// low-confidence scores move by several thousandths when a few input pixels differ by one
-/// level, and the inputs cannot be bit-identical. The reference decodes JPEG with
-/// libjpeg-turbo (Pillow) and resizes with OpenCV's 11-bit fixed-point bilinear; Loupe decodes
-/// with the `image` crate (zune-jpeg, up to 4 levels apart on layout.jpg) and resizes with
-/// `fast_image_resize` (same bilinear kernel, different rounding: one level on ~6% of pixels).
-/// Measured with rapid_layout's own session: the decoder alone moves the 0.652 `text` box of
-/// layout.jpg by 0.0055, the resize alone moves scores by up to 0.0015 on page.png (identical
-/// decode); together the largest difference is 0.0081 and the mean 0.0007.
+/// Boxes the reference scores below 0.9 are held to 1.5e-2 only. 5 of these 10 differ by more
+/// than 1e-3 (largest first): layout.jpg `text` 0.652 by +0.0100, `text` 0.645 by +0.0032,
+/// `figure` 0.879 by +0.0023, `figure_caption` 0.600 by +0.0022, and page.png `title` 0.560 by
+/// +0.0012. Measured by swapping one input step at a time into rapid_layout's own
+/// pipeline (its session, onnxruntime 1.24.4), the whole difference comes from the input tensor,
+/// from two steps, each enough on its own to move the 0.652 box by 0.005:
+///
+/// - **JPEG decoding.** The reference decodes with libjpeg-turbo (Pillow 13); the `image` crate
+///   decodes with zune-jpeg, whose IDCT and colour conversion differ: up to 4 levels on 1.8 % of
+///   layout.jpg's samples. Loupe's decode with OpenCV's resize: 0.652 box +0.0055. Debian's
+///   libjpeg-turbo 2.1.5 decodes all three pages bit-identically to Pillow, so decoding JPEG
+///   with libjpeg-turbo (a change to `imaging`) would remove this step entirely.
+/// - **Resizing.** `cv2.resize` (OpenCV 5.0, `INTER_LINEAR`) computes with 11-bit weights and
+///   truncates twice in its vector code (`>> 4`, then a high-half multiply), a bias of -0.04 to
+///   -0.12 levels; Loupe interpolates exactly and rounds once ([`ResizeFilter::Bilinear`]), so
+///   4 to 13 % of samples are one level apart. Pillow's decode with Loupe's resize: 0.652 box
+///   +0.0050, page.png 0.560 box +0.0012. No `fast_image_resize` setting reproduces the
+///   truncation: its 8-bit path (rounding between passes, 6 to 20 % of samples off) gives
+///   +0.0081 on that box with Loupe's decode, against +0.0100 for the 16-bit path used now
+///   (better on the other pages: pp_doc_layoutv2 0.0023 -> 0.0008, text.png 0.0011 -> 0.0002).
+///   Only a port of OpenCV's fixed-point kernel would, which the project does not carry.
+///
+/// With both steps bit-exact (Pillow's decode, OpenCV's resize) the scores agree within 5e-6.
+/// Scores near the threshold are the sensitive ones: a sigmoid score moves by p(1 - p) per unit
+/// of logit, 23 times more at 0.65 than at 0.99.
 #[test]
 fn layout_cdla_matches_rapid_layout_reference() {
-    const MAX_SCORE_DIFF: f32 = 1e-2;
+    const MAX_SCORE_DIFF: f32 = 1e-3;
+    const CONFIDENT: f32 = 0.9;
+    const MAX_SCORE_DIFF_BELOW_CONFIDENT: f32 = 1.5e-2;
     const MEAN_SCORE_DIFF: f32 = 1e-3;
     let detector = layout_detector();
     let data = testdata();
     assert_eq!(detector.class_names()[4], "table");
+    assert_eq!(detector.descriptor().resize_filter, ResizeFilter::Bilinear);
     let mut report = Vec::new();
     let mut score_diffs = Vec::new();
     for (name, image_path) in PARITY_CASES {
@@ -154,9 +175,14 @@ fn layout_cdla_matches_rapid_layout_reference() {
                 "{name} {class} {xyxy:?}: IoU {iou} < 0.98 with {:?}",
                 detections[i]
             );
+            let allowed = if *score >= CONFIDENT {
+                MAX_SCORE_DIFF
+            } else {
+                MAX_SCORE_DIFF_BELOW_CONFIDENT
+            };
             assert!(
-                (got_score - score).abs() <= MAX_SCORE_DIFF,
-                "{name} {class} {xyxy:?}: score {got_score} vs reference {score}"
+                (got_score - score).abs() <= allowed,
+                "{name} {class} {xyxy:?}: score {got_score} vs reference {score} (allowed {allowed})"
             );
             score_diffs.push((got_score - score).abs());
         }
