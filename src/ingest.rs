@@ -93,7 +93,13 @@ pub fn scan(paths: &[PathBuf]) -> Result<Vec<PathBuf>, IngestError> {
                 path: e.path().map_or_else(|| p.clone(), Path::to_path_buf),
                 reason: e.to_string(),
             })?;
-            if entry.file_type().is_file() && imaging::has_image_extension(entry.path()) {
+            // DICOM series are often stored without an extension (IM0001, …): those are
+            // recognised by their "DICM" marker.
+            if entry.file_type().is_file()
+                && (imaging::has_image_extension(entry.path())
+                    || (entry.path().extension().is_none()
+                        && imaging::dicom::is_dicom(entry.path())))
+            {
                 out.push(entry.into_path());
             }
         }

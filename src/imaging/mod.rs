@@ -1,10 +1,14 @@
 //! Reading image files: header probing (dimensions without a full decode, EXIF orientation),
-//! full decoding to 8- or 16-bit pixels, and hashing.
+//! full decoding to 8- or 16-bit pixels, and hashing. DICOM files go through [`dicom`].
 
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageDecoder, ImageReader, metadata::Orientation};
+
+pub mod dicom;
+
+pub use dicom::{DicomWindow, GrayMapping};
 
 /// Why an image could not be read. Always names the file.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +61,9 @@ fn decode_err(path: &Path, e: impl std::fmt::Display) -> ImageError {
 /// Reads dimensions and orientation from the file header. Does not decode pixels for PNG, JPEG,
 /// TIFF, BMP, GIF or WebP.
 pub fn probe(path: &Path) -> Result<ImageInfo, ImageError> {
+    if dicom::is_dicom(path) {
+        return dicom::probe(path);
+    }
     let reader = ImageReader::open(path)
         .map_err(|source| ImageError::Io {
             path: path.to_path_buf(),
@@ -95,6 +102,18 @@ pub fn probe(path: &Path) -> Result<ImageInfo, ImageError> {
 /// Decodes the whole image and applies its EXIF orientation, so pixels match what `probe`
 /// reports as width and height.
 pub fn decode(path: &Path) -> Result<DynamicImage, ImageError> {
+    decode_with_mapping(path).map(|(img, _)| img)
+}
+
+/// [`decode`], plus how 16-bit gray values map to modality values for DICOM files.
+pub fn decode_with_mapping(path: &Path) -> Result<(DynamicImage, Option<GrayMapping>), ImageError> {
+    if dicom::is_dicom(path) {
+        return dicom::decode(path);
+    }
+    decode_raster(path).map(|img| (img, None))
+}
+
+fn decode_raster(path: &Path) -> Result<DynamicImage, ImageError> {
     let reader = ImageReader::open(path)
         .map_err(|source| ImageError::Io {
             path: path.to_path_buf(),
@@ -141,7 +160,7 @@ pub fn hash_file(path: &Path) -> Result<(String, u64), ImageError> {
 
 /// File extensions Loupe treats as images when scanning folders.
 pub const IMAGE_EXTENSIONS: &[&str] = &[
-    "png", "jpg", "jpeg", "tif", "tiff", "bmp", "gif", "webp", "pgm", "ppm", "pnm",
+    "png", "jpg", "jpeg", "tif", "tiff", "bmp", "gif", "webp", "pgm", "ppm", "pnm", "dcm", "dicom",
 ];
 
 /// True when the path has an image extension (case-insensitive).

@@ -153,7 +153,11 @@ impl WindowPreset {
     /// The (low, high) window of this preset for an image.
     pub fn window(self, stats: Option<GrayStats>) -> (f32, f32) {
         match (self, stats) {
-            (WindowPreset::Robust, Some(s)) => (f32::from(s.low), f32::from(s.high)),
+            // A DICOM file's own window comes first.
+            (WindowPreset::Robust, Some(s)) => s
+                .values
+                .and_then(|v| v.file_window)
+                .unwrap_or((f32::from(s.low), f32::from(s.high))),
             (WindowPreset::MinMax, Some(s)) => (f32::from(s.min), f32::from(s.max.max(s.min + 1))),
             (WindowPreset::TwelveBit, _) => (0.0, 4095.0),
             _ => (0.0, 65535.0),
@@ -217,12 +221,34 @@ impl Display {
             ),
             PixelKind::Gray16 => {
                 let (low, high) = self.window_for(stats);
-                let how = if self.window.is_some() {
-                    "manual"
-                } else {
-                    self.preset.label()
+                let how = match (self.window, stats.and_then(|s| s.values)) {
+                    (Some(_), _) => "manual",
+                    (None, Some(v))
+                        if v.file_window.is_some() && self.preset == WindowPreset::Robust =>
+                    {
+                        v.window_label
+                    }
+                    _ => self.preset.label(),
                 };
-                format!("window {low:.0}–{high:.0} ({how})")
+                match stats.and_then(|s| s.values) {
+                    // Shown in what the values measure (Hounsfield units for CT).
+                    Some(v) => {
+                        let (a, b) = (v.value(low), v.value(high));
+                        let unit = if v.unit.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" {}", v.unit)
+                        };
+                        format!(
+                            "window {:.0}–{:.0}{unit} · level {:.0} width {:.0} ({how})",
+                            a.min(b),
+                            a.max(b),
+                            (a + b) / 2.0,
+                            (b - a).abs()
+                        )
+                    }
+                    None => format!("window {low:.0}–{high:.0} ({how})"),
+                }
             }
         }
     }
@@ -915,6 +941,7 @@ mod tests {
     #[test]
     fn window_presets_cycle_and_use_the_stats() {
         let stats = GrayStats {
+            values: None,
             min: 10,
             max: 4000,
             low: 100,
@@ -930,5 +957,33 @@ mod tests {
         d.adjust(vec2(0.0, -10.0), PixelKind::Gray16, Some(stats));
         let (lo, hi) = d.window_for(Some(stats));
         assert!((hi - lo - 2900.0).abs() < 1.0 && lo > 100.0);
+    }
+
+    #[test]
+    fn a_dicom_window_comes_first_and_is_shown_in_its_units() {
+        // CT: stored 0 is -1024 HU; soft tissue is level 40, width 400 (stored 864..1264).
+        let values = super::super::loader::ValueMapping {
+            offset: -1024.0,
+            scale: 1.0,
+            inverted: false,
+            unit: "HU",
+            file_window: Some((864.0, 1264.0)),
+            window_label: "soft tissue",
+        };
+        let stats = GrayStats {
+            values: Some(values),
+            min: 0,
+            max: 2500,
+            low: 10,
+            high: 2400,
+        };
+        let d = Display::default();
+        assert_eq!(d.window_for(Some(stats)), (864.0, 1264.0));
+        assert_eq!(
+            d.describe(PixelKind::Gray16, Some(stats)),
+            "window -160–240 HU · level 40 width 400 (soft tissue)"
+        );
+        // The other presets still work in stored units.
+        assert_eq!(WindowPreset::MinMax.window(Some(stats)), (0.0, 2500.0));
     }
 }

@@ -33,13 +33,68 @@ pub struct Job {
 }
 
 /// The spread of values of a 16-bit image, for automatic window/level.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GrayStats {
     pub min: u16,
     pub max: u16,
     /// 0.5th and 99.5th percentiles.
     pub low: u16,
     pub high: u16,
+    /// For DICOM: stored values to modality values, and the file's own window.
+    pub values: Option<ValueMapping>,
+}
+
+/// How a 16-bit image's stored values relate to what they measure (DICOM modality values, such
+/// as Hounsfield units), so windows are shown in those units.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ValueMapping {
+    pub offset: f64,
+    pub scale: f64,
+    pub inverted: bool,
+    /// "HU" for CT, empty when unknown.
+    pub unit: &'static str,
+    /// The file's first window, in stored units (low, high).
+    pub file_window: Option<(f32, f32)>,
+    /// What that window is: "from the file", or a standard CT window's name.
+    pub window_label: &'static str,
+}
+
+impl ValueMapping {
+    fn from_mapping(m: &imaging::GrayMapping) -> Self {
+        #[allow(clippy::cast_possible_truncation)]
+        let file_window = m.windows.first().map(|w| {
+            let (lo, hi) = m.stored_window(w);
+            (lo as f32, hi as f32)
+        });
+        let window_label = m
+            .windows
+            .first()
+            .and_then(|w| {
+                imaging::dicom::CT_WINDOWS
+                    .iter()
+                    .find(|(name, ..)| *name == w.name)
+                    .map(|(name, ..)| *name)
+            })
+            .unwrap_or("from the file");
+        Self {
+            window_label,
+            offset: m.offset,
+            scale: m.scale,
+            inverted: m.inverted,
+            unit: m.unit,
+            file_window,
+        }
+    }
+
+    /// The measured value of a stored value.
+    pub fn value(&self, stored: f32) -> f64 {
+        let v = if self.inverted {
+            f64::from(u16::MAX) - f64::from(stored)
+        } else {
+            f64::from(stored)
+        };
+        self.offset + v * self.scale
+    }
 }
 
 /// A decoded image, on the GPU when there is one.
@@ -245,8 +300,11 @@ pub fn load(job: &Job, gpu: Option<&GpuContext>) -> Result<LoadedImage, String> 
     {
         return Err(too_large_message(job.width, job.height, gpu.max_side));
     }
-    let img = imaging::decode(&job.path).map_err(|e| e.to_string())?;
-    let (pixels, gray_stats) = prepare_pixels(img);
+    let (img, mapping) = imaging::decode_with_mapping(&job.path).map_err(|e| e.to_string())?;
+    let (pixels, mut gray_stats) = prepare_pixels(img);
+    if let (Some(stats), Some(m)) = (gray_stats.as_mut(), mapping.as_ref()) {
+        stats.values = Some(ValueMapping::from_mapping(m));
+    }
     let (width, height) = pixels.size();
     let kind = match pixels {
         Pixels::Rgba8(_) => PixelKind::Rgba8,
@@ -400,6 +458,7 @@ pub fn gray_stats(data: &[u16]) -> GrayStats {
         .find(|(_, c)| **c > 0)
         .map_or(0, |(v, _)| v);
     GrayStats {
+        values: None,
         min,
         max,
         low: value_at(0.005),

@@ -1,0 +1,400 @@
+//! DICOM files (CT, MR, X-ray, …) through dicom-rs: header probing, and decoding of the first
+//! frame into 16-bit grayscale (or 8-bit RGB for colour images) with the modality LUT applied,
+//! so window/level works on real modality values (Hounsfield units for CT).
+//!
+//! The 16-bit pixels hold `(value - offset) / scale`; [`GrayMapping`] records `offset` and
+//! `scale` so the app can show and accept modality values, and the windows the file suggests.
+//! `MONOCHROME1` images (where higher values are darker) are inverted on decode, and the
+//! mapping says so.
+
+use std::io::Read;
+use std::path::Path;
+
+use dicom_dictionary_std::tags;
+use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use dicom_pixeldata::{PhotometricInterpretation, PixelDecoder};
+use image::{DynamicImage, ImageBuffer, Luma};
+
+use super::{ImageError, ImageInfo, decode_err};
+
+/// How stored 16-bit gray values relate to the file's modality values, and the display windows
+/// the file suggests (centre and width, in modality units).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GrayMapping {
+    /// Modality value of stored 0.
+    pub offset: f64,
+    /// Modality units per stored step (1 unless the range did not fit 16 bits).
+    pub scale: f64,
+    /// `MONOCHROME1`: stored values were flipped (`65535 - v`) so that brighter is higher.
+    pub inverted: bool,
+    /// Windows named in the file (Window Center/Width, with their explanations).
+    pub windows: Vec<DicomWindow>,
+    /// What the values are, for display ("HU" for CT).
+    pub unit: &'static str,
+}
+
+/// One window the file suggests.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DicomWindow {
+    pub name: String,
+    /// In modality units.
+    pub center: f64,
+    pub width: f64,
+}
+
+impl GrayMapping {
+    /// The modality value of a stored 16-bit value.
+    pub fn value(&self, stored: f64) -> f64 {
+        let v = if self.inverted {
+            f64::from(u16::MAX) - stored
+        } else {
+            stored
+        };
+        self.offset + v * self.scale
+    }
+
+    /// The stored value of a modality value (not clamped).
+    pub fn stored(&self, value: f64) -> f64 {
+        let v = (value - self.offset) / self.scale;
+        if self.inverted {
+            f64::from(u16::MAX) - v
+        } else {
+            v
+        }
+    }
+
+    /// A window in stored units, as (low, high).
+    pub fn stored_window(&self, w: &DicomWindow) -> (f64, f64) {
+        let a = self.stored(w.center - w.width / 2.0);
+        let b = self.stored(w.center + w.width / 2.0);
+        (a.min(b), a.max(b))
+    }
+}
+
+/// Standard CT windows (centre, width in HU), offered after the file's own.
+pub const CT_WINDOWS: &[(&str, f64, f64)] = &[
+    ("soft tissue", 40.0, 400.0),
+    ("lung", -600.0, 1500.0),
+    ("bone", 400.0, 1800.0),
+    ("brain", 40.0, 80.0),
+];
+
+/// True when the file starts like a DICOM Part 10 file ("DICM" after the 128-byte preamble).
+pub fn is_dicom(path: &Path) -> bool {
+    let mut head = [0u8; 132];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && &head[128..132] == b"DICM"
+}
+
+fn open(path: &Path, header_only: bool) -> Result<DefaultDicomObject, ImageError> {
+    let mut options = OpenFileOptions::new();
+    if header_only {
+        options = options.read_until(tags::PIXEL_DATA);
+    }
+    options
+        .open_file(path)
+        .map_err(|e| decode_err(path, format!("not a readable DICOM file: {e}")))
+}
+
+fn uint(
+    obj: &DefaultDicomObject,
+    path: &Path,
+    tag: dicom_object::Tag,
+    name: &str,
+) -> Result<u32, ImageError> {
+    obj.element(tag)
+        .map_err(|_| decode_err(path, format!("DICOM file has no {name}")))?
+        .to_int::<u32>()
+        .map_err(|e| decode_err(path, format!("DICOM {name} is not a number: {e}")))
+}
+
+/// Rows and columns from the header (pixel data is not read).
+pub fn probe(path: &Path) -> Result<ImageInfo, ImageError> {
+    let obj = open(path, true)?;
+    let width = uint(&obj, path, tags::COLUMNS, "Columns")?;
+    let height = uint(&obj, path, tags::ROWS, "Rows")?;
+    if width == 0 || height == 0 {
+        return Err(ImageError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(ImageInfo {
+        width,
+        height,
+        raw_width: width,
+        raw_height: height,
+        orientation: 1,
+    })
+}
+
+/// Decodes the first frame: grayscale to 16 bits with its [`GrayMapping`], colour to RGB8.
+pub fn decode(path: &Path) -> Result<(DynamicImage, Option<GrayMapping>), ImageError> {
+    let obj = open(path, false)?;
+    let pixels = obj
+        .decode_pixel_data_frame(0)
+        .map_err(|e| decode_err(path, format!("cannot decode DICOM pixel data: {e}")))?;
+    let (width, height) = (pixels.columns(), pixels.rows());
+    if width == 0 || height == 0 {
+        return Err(ImageError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    if pixels.samples_per_pixel() != 1 {
+        // Colour: decoders hand back interleaved RGB (JPEG baseline converts YBR for us).
+        let photometric = pixels.photometric_interpretation();
+        if pixels.samples_per_pixel() != 3
+            || !matches!(
+                photometric,
+                PhotometricInterpretation::Rgb | PhotometricInterpretation::YbrFull422
+            )
+        {
+            return Err(decode_err(
+                path,
+                format!(
+                    "DICOM colour images with {} samples per pixel in {photometric} are not supported",
+                    pixels.samples_per_pixel()
+                ),
+            ));
+        }
+        let rgb: Vec<u8> = pixels
+            .to_vec_frame(0)
+            .map_err(|e| decode_err(path, format!("cannot read DICOM colour pixels: {e}")))?;
+        let buf = image::RgbImage::from_raw(width, height, rgb)
+            .ok_or_else(|| decode_err(path, "DICOM colour pixel data has the wrong size"))?;
+        return Ok((DynamicImage::ImageRgb8(buf), None));
+    }
+    // Modality values (rescale slope/intercept or modality LUT applied), no VOI transform.
+    let values: Vec<f64> = pixels
+        .to_vec_frame(0)
+        .map_err(|e| decode_err(path, format!("cannot read DICOM pixel values: {e}")))?;
+    let expected = usize::try_from(u64::from(width) * u64::from(height)).unwrap_or(usize::MAX);
+    if values.len() < expected {
+        return Err(decode_err(
+            path,
+            format!(
+                "DICOM pixel data holds {} values, {width}x{height} needs {expected}",
+                values.len()
+            ),
+        ));
+    }
+    let (min, max) = values[..expected]
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    if !min.is_finite() {
+        return Err(decode_err(path, "DICOM pixel values are not finite"));
+    }
+    // Integral values keep one stored step per unit whenever the range fits in 16 bits.
+    let offset = if min < 0.0 { min.floor() } else { 0.0 };
+    let span = max - offset;
+    let scale = if span > f64::from(u16::MAX) {
+        span / f64::from(u16::MAX)
+    } else {
+        1.0
+    };
+    let inverted = *pixels.photometric_interpretation() == PhotometricInterpretation::Monochrome1;
+    let data: Vec<u16> = values[..expected]
+        .iter()
+        .map(|&v| {
+            let s = ((v - offset) / scale)
+                .round()
+                .clamp(0.0, f64::from(u16::MAX));
+            // In range after the clamp.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let s = s as u16;
+            if inverted { u16::MAX - s } else { s }
+        })
+        .collect();
+    let windows = pixels
+        .window()
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .iter()
+        .filter(|w| w.width > 0.0 && w.center.is_finite() && w.width.is_finite())
+        .enumerate()
+        .map(|(i, w)| DicomWindow {
+            name: window_name(&obj, i),
+            center: w.center,
+            width: w.width,
+        })
+        .collect();
+    let modality = obj
+        .element(tags::MODALITY)
+        .ok()
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let unit = if modality == "CT" { "HU" } else { "" };
+    let mut windows: Vec<DicomWindow> = windows;
+    if unit == "HU" {
+        // The usual CT windows, after the file's own.
+        for (name, center, width) in CT_WINDOWS {
+            windows.push(DicomWindow {
+                name: (*name).to_owned(),
+                center: *center,
+                width: *width,
+            });
+        }
+    }
+    let mapping = GrayMapping {
+        offset,
+        scale,
+        inverted,
+        windows,
+        unit,
+    };
+    let buf = ImageBuffer::<Luma<u16>, _>::from_raw(width, height, data)
+        .ok_or_else(|| decode_err(path, "DICOM pixel buffer has the wrong size"))?;
+    Ok((DynamicImage::ImageLuma16(buf), Some(mapping)))
+}
+
+/// "Window Center & Width Explanation" for window `i`, or a numbered name.
+fn window_name(obj: &DefaultDicomObject, i: usize) -> String {
+    obj.element(tags::WINDOW_CENTER_WIDTH_EXPLANATION)
+        .ok()
+        .and_then(|e| e.to_multi_str().ok())
+        .and_then(|names| names.get(i).map(|s| s.trim().to_owned()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("DICOM window {}", i + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn testdata(name: &str) -> Option<std::path::PathBuf> {
+        let dir = std::env::var_os("LOUPE_TESTDATA")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata"));
+        let p = dir.join("dicom").join(name);
+        if p.exists() {
+            Some(p)
+        } else {
+            eprintln!("skipping: {} not found (set LOUPE_TESTDATA)", p.display());
+            None
+        }
+    }
+
+    #[test]
+    fn ct_decodes_to_hounsfield_units_with_its_window() {
+        let Some(p) = testdata("CT_small.dcm") else {
+            return;
+        };
+        assert!(is_dicom(&p));
+        let info = probe(&p).expect("probe");
+        assert_eq!((info.width, info.height), (128, 128));
+        let (img, mapping) = decode(&p).expect("decode");
+        let mapping = mapping.expect("grayscale");
+        let DynamicImage::ImageLuma16(buf) = img else {
+            panic!("16-bit gray expected");
+        };
+        assert_eq!(buf.dimensions(), (128, 128));
+        assert_eq!(mapping.unit, "HU");
+        assert!(!mapping.inverted);
+        // pydicom: CT_small has RescaleSlope 1, RescaleIntercept -1024 and stored values
+        // 0..=2436 or so: every stored step is one HU and HU = stored + offset.
+        assert!((mapping.scale - 1.0).abs() < f64::EPSILON);
+        let raw = open(&p, false).expect("open");
+        let decoded = raw.decode_pixel_data().expect("pixels");
+        let hu: Vec<f64> = decoded.to_vec_frame(0).expect("values");
+        for (i, &v) in hu.iter().enumerate().step_by(97) {
+            let (x, y) = (i as u32 % 128, i as u32 / 128);
+            let stored = f64::from(buf.get_pixel(x, y)[0]);
+            assert!((mapping.value(stored) - v).abs() < 1e-6, "pixel {i}");
+        }
+        // CT_small names no window of its own: the standard CT windows are offered.
+        let names: Vec<&str> = mapping.windows.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(names, ["soft tissue", "lung", "bone", "brain"]);
+    }
+
+    #[test]
+    fn mr_decodes_to_16_bit() {
+        let Some(p) = testdata("MR_small.dcm") else {
+            return;
+        };
+        let (img, mapping) = decode(&p).expect("decode");
+        assert!(matches!(img, DynamicImage::ImageLuma16(_)));
+        assert_eq!((img.width(), img.height()), (64, 64));
+        let mapping = mapping.expect("grayscale");
+        assert_eq!(mapping.unit, "");
+        // MR_small: Window Center 600, Window Width 1600.
+        assert_eq!(mapping.windows.len(), 1);
+        assert!((mapping.windows[0].center - 600.0).abs() < 1e-9);
+        assert!((mapping.windows[0].width - 1600.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_truncated_dicom_file_is_refused_with_its_name() {
+        let Some(p) = testdata("CT_small.dcm") else {
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cut = dir.path().join("cut.dcm");
+        let bytes = std::fs::read(&p).expect("read");
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
+        let err = decode(&cut).expect_err("truncated");
+        assert!(err.to_string().contains("cut.dcm"), "{err}");
+    }
+
+    #[test]
+    fn add_finds_dicom_files_with_and_without_an_extension() {
+        let (Some(ct), Some(mr)) = (testdata("CT_small.dcm"), testdata("MR_small.dcm")) else {
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let series = dir.path().join("series");
+        std::fs::create_dir(&series).expect("mkdir");
+        std::fs::copy(&ct, series.join("IM0001")).expect("copy");
+        std::fs::copy(&mr, series.join("mr.dcm")).expect("copy");
+        std::fs::write(series.join("notes"), "not an image").expect("write");
+        let mut project =
+            crate::store::Project::create(&dir.path().join("p.loupe")).expect("project");
+        let report =
+            crate::ingest::add(&mut project, &[series], &crate::ingest::NoProgress).expect("add");
+        assert_eq!(report.added, 2, "{report:?}");
+        let mut sizes: Vec<(String, u32, u32)> = project
+            .list_images(&crate::store::ImageFilter::default())
+            .expect("images")
+            .into_iter()
+            .map(|r| (r.path, r.width, r.height))
+            .collect();
+        sizes.sort();
+        assert_eq!(
+            sizes,
+            [
+                ("series/IM0001".to_owned(), 128, 128),
+                ("series/mr.dcm".to_owned(), 64, 64)
+            ]
+        );
+    }
+
+    #[test]
+    fn mapping_round_trips_and_inverts() {
+        let m = GrayMapping {
+            offset: -1024.0,
+            scale: 1.0,
+            inverted: false,
+            windows: vec![],
+            unit: "HU",
+        };
+        assert!((m.value(m.stored(40.0)) - 40.0).abs() < 1e-9);
+        let inv = GrayMapping {
+            inverted: true,
+            ..m.clone()
+        };
+        assert!((inv.value(inv.stored(40.0)) - 40.0).abs() < 1e-9);
+        let w = DicomWindow {
+            name: "x".into(),
+            center: 40.0,
+            width: 400.0,
+        };
+        let (lo, hi) = inv.stored_window(&w);
+        assert!(lo < hi);
+        assert!((hi - lo - 400.0).abs() < 1e-9);
+    }
+}
