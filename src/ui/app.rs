@@ -84,7 +84,9 @@ impl App {
         self.close_session();
         let start = self.settings.last_image(path).map(str::to_owned);
         match Session::open(path, &self.ctx, self.gpu.clone(), start) {
-            Ok(s) => {
+            Ok(mut s) => {
+                s.model_mut()
+                    .set_recent(self.settings.recent_models.clone());
                 self.settings.remember_project(path);
                 self.save_settings();
                 self.ctx
@@ -173,6 +175,10 @@ impl App {
     fn handle(&mut self, request: AppRequest) {
         match request {
             AppRequest::ToggleHelp => self.help.open = !self.help.open,
+            AppRequest::RememberModel(m) => {
+                self.settings.remember_model(m);
+                self.save_settings();
+            }
             AppRequest::OpenProject(p) => self.open_project(&p),
             AppRequest::OpenProjectDialog => {
                 if let Some(p) = rfd::FileDialog::new()

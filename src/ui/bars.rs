@@ -18,6 +18,8 @@ pub struct TopBarInput<'a> {
     pub redo: Option<&'a str>,
     pub keymap: &'a Keymap,
     pub show_boxes: bool,
+    /// The model menu.
+    pub model: super::model_run::ModelMenuInput<'a>,
 }
 
 /// The top bar.
@@ -134,6 +136,7 @@ impl TopBar {
                     out,
                 );
             });
+            super::model_run::menu_ui(ui, &input.model, input.keymap, out);
             ui.separator();
             ui.label(RichText::new(input.project).strong());
             ui.label(RichText::new("·").color(theme::TEXT_WEAK));
@@ -204,6 +207,8 @@ pub struct StatusInput<'a> {
     pub failed_edits: usize,
     pub adding: Option<(u64, u64)>,
     pub message: Option<&'a str>,
+    /// A model run in progress.
+    pub model_run: Option<super::model_run::RunProgress>,
 }
 
 /// The status bar.
@@ -265,6 +270,9 @@ impl StatusBar {
                         )
                         .on_hover_text(e);
                     }
+                }
+                if let Some(p) = &input.model_run {
+                    super::model_run::progress_ui(ui, p, out);
                 }
                 if let Some((done, total)) = input.adding {
                     ui.label(

@@ -90,4 +90,7 @@ pub enum Command {
     ExportDialog(Format),
     CloseProject,
     RetryWrites,
+
+    /// Choosing and running a detection model.
+    Model(super::model_run::ModelCommand),
 }

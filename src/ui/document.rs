@@ -139,6 +139,22 @@ impl Document {
         self.images.insert(image, boxes);
     }
 
+    /// Adds the boxes the store has and memory does not (new proposals of a model run) to a
+    /// loaded image, after its boxes. Boxes memory knows, edited or deleted there, stay as
+    /// memory has them. Not loaded: nothing to do (the next visit reads the store).
+    pub fn merge_from_store(&mut self, image: Uuid, boxes: Vec<Annotation>) {
+        let Some(list) = self.images.get_mut(&image) else {
+            return;
+        };
+        for a in boxes {
+            if self.in_store.contains(&a.id) || list.iter().any(|b| b.id == a.id) {
+                continue;
+            }
+            self.in_store.insert(a.id);
+            list.push(a);
+        }
+    }
+
     /// Forgets images with no undo history so the next visit reads them again from the store.
     pub fn forget_unedited(&mut self) {
         let keep: HashSet<Uuid> = self

@@ -18,6 +18,7 @@ use super::document::{Change, Document, edited_state};
 use super::gpu::GpuContext;
 use super::image_list::ImageList;
 use super::loader::{Job, Loader, Slot};
+use super::model_run::{ModelCommand, ModelMenuInput, ModelRunner, ModelUpdate, RunContext};
 use super::shortcuts::{Action, KeyPress, Keymap, take_bound_keys};
 use super::theme;
 use super::thumbs::Thumbnails;
@@ -52,6 +53,8 @@ pub enum AppRequest {
     OpenProject(PathBuf),
     CloseProject,
     ToggleHelp,
+    /// A model loaded: put it first in the recent models.
+    RememberModel(super::model_run::RecentModel),
 }
 
 /// One open project.
@@ -90,6 +93,8 @@ pub struct Session {
     /// The image to show once the first list arrives.
     start_image: Option<String>,
     message: Option<String>,
+    /// The detection model and its runs.
+    model: ModelRunner,
 }
 
 impl Session {
@@ -140,6 +145,7 @@ impl Session {
             prefetch: (PREFETCH_AHEAD, PREFETCH_BEHIND),
             start_image,
             message: None,
+            model: ModelRunner::new(path, ctx),
         };
         session.request_list(ImageFilter::default());
         Ok(session)
@@ -195,6 +201,16 @@ impl Session {
     /// Score thresholds (view state).
     pub fn thresholds_mut(&mut self) -> &mut Thresholds {
         &mut self.thresholds
+    }
+
+    /// The detection model and its runs.
+    pub fn model(&self) -> &ModelRunner {
+        &self.model
+    }
+
+    /// The detection model and its runs, mutable (the app sets the recent models; tests wait).
+    pub fn model_mut(&mut self) -> &mut ModelRunner {
+        &mut self.model
     }
 
     /// The last message shown in the status bar.
@@ -267,6 +283,9 @@ impl Session {
             self.handle_reply(reply);
         }
         self.loader.poll();
+        for update in self.model.poll() {
+            requests.extend(self.model_update(update));
+        }
 
         // Keys first, so this frame already shows what they did.
         let mut commands = Vec::new();
@@ -309,13 +328,19 @@ impl Session {
                     redo: self.doc.redo_label(),
                     keymap,
                     show_boxes: self.canvas.show_boxes,
+                    model: ModelMenuInput {
+                        runner: &self.model,
+                        has_image: self.current.is_some(),
+                        queue: self.list.rows.len(),
+                    },
                 };
                 self.top_bar.ui(ui, &input, out);
             });
         egui::Panel::bottom("status-bar")
             .frame(frame(theme::BAR_BG))
             .show(ui, |ui| {
-                let input = self.status_input();
+                let mut input = self.status_input();
+                input.model_run = self.model.progress(keymap);
                 StatusBar.ui(ui, &input, out);
             });
         egui::Panel::left("image-list")
@@ -412,6 +437,7 @@ impl Session {
             failed_edits: self.writer.failed_edits(),
             adding,
             message: self.message.as_deref(),
+            model_run: None,
         }
     }
 
@@ -514,6 +540,9 @@ impl Session {
             Action::Help => Command::ToggleHelp,
             Action::OpenProject => Command::OpenProjectDialog,
             Action::AddImages => Command::AddImagesDialog,
+            Action::RunModelOnImage => Command::Model(ModelCommand::RunOnImage),
+            Action::RunModelOnQueue => Command::Model(ModelCommand::RunOnQueue),
+            Action::CancelModelRun => Command::Model(ModelCommand::Cancel),
         })
     }
 
@@ -965,6 +994,16 @@ impl Session {
     #[allow(clippy::too_many_lines)]
     pub fn apply(&mut self, command: Command) -> Option<AppRequest> {
         match command {
+            Command::Model(c) => {
+                let at = RunContext {
+                    current: self.current.as_ref().map(|c| c.id),
+                    rows: &self.list.rows,
+                    user: self.reader.current_user().ok().map(|u| u.id.to_string()),
+                };
+                if let Some(m) = self.model.apply(c, &at) {
+                    self.message = Some(m);
+                }
+            }
             Command::NextImage => match self.next_row() {
                 Some(r) => self.show_row(r),
                 None => self.message = Some("Last image of the list".into()),
@@ -1137,6 +1176,41 @@ impl Session {
             Command::NewProjectDialog => return Some(AppRequest::NewProjectDialog),
             Command::OpenProject(p) => return Some(AppRequest::OpenProject(p)),
             Command::CloseProject => return Some(AppRequest::CloseProject),
+        }
+        None
+    }
+
+    /// Takes in what a model run reported: new classes, each image's new proposals (merged into
+    /// memory without touching edits not yet stored), the list's counts.
+    fn model_update(&mut self, update: ModelUpdate) -> Option<AppRequest> {
+        match update {
+            ModelUpdate::Started { run_name } => {
+                self.run = Some(run_name);
+                match self.reader.classes() {
+                    Ok(classes) => classes.into_iter().for_each(|c| self.classes.push(c)),
+                    Err(e) => self.message = Some(format!("Could not read the classes: {e}")),
+                }
+                if self.current_class.is_none() {
+                    self.current_class = self.classes.at(0).map(|c| c.id);
+                }
+            }
+            ModelUpdate::Stored { image, boxes } => {
+                if self.doc.is_loaded(image) {
+                    self.doc.merge_from_store(image, boxes);
+                    self.refresh_row_counts(image);
+                } else if let Some(row) = self.list.rows.iter_mut().find(|r| r.id == image) {
+                    let count = |f: &dyn Fn(&Annotation) -> bool| {
+                        u32::try_from(boxes.iter().filter(|a| f(a)).count()).unwrap_or(u32::MAX)
+                    };
+                    row.boxes = count(&|a| a.value.state.is_label());
+                    row.proposals = count(&|a| a.value.state == ReviewState::Proposed);
+                }
+            }
+            ModelUpdate::Message(m) => self.message = Some(m),
+            ModelUpdate::Finished => {
+                self.request_list(self.list.filter.clone());
+            }
+            ModelUpdate::Remember(m) => return Some(AppRequest::RememberModel(m)),
         }
         None
     }

@@ -21,6 +21,8 @@ pub struct Settings {
     pub show_image_list: bool,
     /// The image last shown in each project (project file → image path), to reopen there.
     pub last_images: BTreeMap<String, String>,
+    /// Detection models used, most recent first.
+    pub recent_models: Vec<super::model_run::RecentModel>,
 }
 
 impl Default for Settings {
@@ -29,6 +31,7 @@ impl Default for Settings {
             recent_projects: Vec::new(),
             show_image_list: true,
             last_images: BTreeMap::new(),
+            recent_models: Vec::new(),
         }
     }
 }
@@ -60,6 +63,13 @@ impl Settings {
         self.last_images
             .get(&Self::key(project))
             .map(String::as_str)
+    }
+
+    /// Puts a model first in the recent models.
+    pub fn remember_model(&mut self, model: super::model_run::RecentModel) {
+        self.recent_models.retain(|m| m.path != model.path);
+        self.recent_models.insert(0, model);
+        self.recent_models.truncate(MAX_RECENT);
     }
 
     /// The most recent project that still exists.

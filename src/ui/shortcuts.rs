@@ -43,6 +43,10 @@ pub enum Action {
     Help,
     OpenProject,
     AddImages,
+    // Pre-labelling with a model.
+    RunModelOnImage,
+    RunModelOnQueue,
+    CancelModelRun,
 }
 
 impl Action {
@@ -85,6 +89,9 @@ impl Action {
             Action::Help,
             Action::OpenProject,
             Action::AddImages,
+            Action::RunModelOnImage,
+            Action::RunModelOnQueue,
+            Action::CancelModelRun,
         ]);
         all
     }
@@ -126,6 +133,9 @@ impl Action {
             Action::Help => "help",
             Action::OpenProject => "open_project",
             Action::AddImages => "add_images",
+            Action::RunModelOnImage => "run_model_on_image",
+            Action::RunModelOnQueue => "run_model_on_queue",
+            Action::CancelModelRun => "cancel_model_run",
         };
         s.to_owned()
     }
@@ -171,6 +181,9 @@ impl Action {
             Action::Help => "Show this help",
             Action::OpenProject => "Open a project",
             Action::AddImages => "Add images to the project",
+            Action::RunModelOnImage => "Run the model on this image (proposals appear as stored)",
+            Action::RunModelOnQueue => "Run the model on every image of the filtered list",
+            Action::CancelModelRun => "Cancel the model run (finished images keep their proposals)",
         };
         s.to_owned()
     }
@@ -226,6 +239,9 @@ impl Action {
             Action::Help => &["Questionmark", "F1"],
             Action::OpenProject => &["Ctrl+O"],
             Action::AddImages => &["Ctrl+I"],
+            Action::RunModelOnImage => &["M"],
+            Action::RunModelOnQueue => &["Shift+M"],
+            Action::CancelModelRun => &["Shift+Escape"],
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod editing;
 mod navigation;
+mod prelabel;
 mod review;
 mod snapshots;
 
