@@ -73,7 +73,7 @@ s.stop()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Backend {
+pub(crate) enum Backend {
     Folder,
     S3,
 }
@@ -112,22 +112,24 @@ fn scratch() -> TempDir {
 
 // ---------------------------------------------------------------- a team of clients
 
-struct Client {
-    path: PathBuf,
-    config: PathBuf,
+/// One team member's project file and signing-key folder.
+pub(crate) struct Client {
+    pub(crate) path: PathBuf,
+    pub(crate) config: PathBuf,
 }
 
-struct Team {
-    dir: TempDir,
-    spec: RemoteSpec,
-    clients: Vec<Client>,
+/// Projects sharing one remote, each with its own key (the UI tests use it too).
+pub(crate) struct Team {
+    pub(crate) dir: TempDir,
+    pub(crate) spec: RemoteSpec,
+    pub(crate) clients: Vec<Client>,
 }
 
 const IMAGES: u32 = 3;
 
 impl Team {
     /// `roles[0]` is the owner (always a lead); every client is in the roster.
-    fn new(backend: Backend, roles: &[Role]) -> Team {
+    pub(crate) fn new(backend: Backend, roles: &[Role]) -> Team {
         let team = Self::without_roster(backend, roles.len());
         sync::team_init(
             &team.clients[0].path,
@@ -194,7 +196,7 @@ impl Team {
         }
     }
 
-    fn sync(&self, i: usize) -> SyncReport {
+    pub(crate) fn sync(&self, i: usize) -> SyncReport {
         self.sync_with(i, &self.options(i)).expect("sync")
     }
 
@@ -202,7 +204,7 @@ impl Team {
         sync::sync_with(&self.clients[i].path, options, &NoProgress)
     }
 
-    fn open(&self, i: usize) -> Project {
+    pub(crate) fn open(&self, i: usize) -> Project {
         Project::open(&self.clients[i].path).expect("open project")
     }
 
@@ -211,7 +213,7 @@ impl Team {
     }
 
     /// A new box on image `image` of client `i`; returns its id.
-    fn create(&self, i: usize, image: u32, x: f64) -> Uuid {
+    pub(crate) fn create(&self, i: usize, image: u32, x: f64) -> Uuid {
         let mut p = self.open(i);
         let value = value(&p, image, x, ReviewState::Submitted);
         let id = Uuid::now_v7();
@@ -219,7 +221,7 @@ impl Team {
         id
     }
 
-    fn update(&self, i: usize, id: Uuid, f: impl FnOnce(&mut AnnotationValue)) {
+    pub(crate) fn update(&self, i: usize, id: Uuid, f: impl FnOnce(&mut AnnotationValue)) {
         self.try_update(i, id, f).expect("update box");
     }
 

@@ -646,6 +646,16 @@ pub fn team_show(
     ))
 }
 
+/// Which value a conflict resolution keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Take {
+    /// One of the heads, by its label (`A`, `B`, …).
+    Head(String),
+    /// The box's current value in this project: a head, or an edit made here since (a
+    /// reviewer who corrects the box in the app, then keeps it as shown).
+    Current,
+}
+
 /// Resolves a conflict by taking head `take` (`A`, `B`, …): a new revision with that value,
 /// which supersedes every head. Needs a reviewer or lead key in the roster last synced.
 pub fn resolve_conflict(
@@ -654,6 +664,23 @@ pub fn resolve_conflict(
     config_dir: Option<&Path>,
     annotation: Uuid,
     take: &str,
+) -> Result<Annotation, SyncError> {
+    resolve_conflict_with(
+        project_path,
+        remote,
+        config_dir,
+        annotation,
+        &Take::Head(take.to_owned()),
+    )
+}
+
+/// [`resolve_conflict`] keeping a head or the box's current value.
+pub fn resolve_conflict_with(
+    project_path: &Path,
+    remote: Option<&str>,
+    config_dir: Option<&Path>,
+    annotation: Uuid,
+    take: &Take,
 ) -> Result<Annotation, SyncError> {
     let mut project = Project::open(project_path)?;
     let info = project.sync_remote(remote)?;
@@ -670,17 +697,6 @@ pub fn resolve_conflict(
             "box {annotation} is not in conflict"
         )));
     };
-    let Some(head) = conflict
-        .heads
-        .iter()
-        .find(|h| h.label.eq_ignore_ascii_case(take))
-    else {
-        let labels: Vec<&str> = conflict.heads.iter().map(|h| h.label.as_str()).collect();
-        return Err(SyncError::Config(format!(
-            "{take:?} is not one of the heads of box {annotation} ({})",
-            labels.join(", ")
-        )));
-    };
     let heads: Vec<pack::RevId> = conflict
         .heads
         .iter()
@@ -689,14 +705,46 @@ pub fn resolve_conflict(
             client: h.client,
         })
         .collect();
-    let take = pack::RevId {
-        hlc: head.hlc,
-        client: head.client,
+    let (take, note) = match take {
+        Take::Head(label) => {
+            let Some(head) = conflict
+                .heads
+                .iter()
+                .find(|h| h.label.eq_ignore_ascii_case(label))
+            else {
+                let labels: Vec<&str> = conflict.heads.iter().map(|h| h.label.as_str()).collect();
+                return Err(SyncError::Config(format!(
+                    "{label:?} is not one of the heads of box {annotation} ({})",
+                    labels.join(", ")
+                )));
+            };
+            (
+                pack::RevId {
+                    hlc: head.hlc,
+                    client: head.client,
+                },
+                format!(
+                    "resolved a sync conflict: took {} ({})",
+                    head.label, head.author
+                ),
+            )
+        }
+        Take::Current => {
+            let (client, hlc): (String, i64) = project.conn().query_row(
+                "SELECT cl.uuid, v.hlc FROM annotations a JOIN revisions v ON v.seq=a.rev
+                 JOIN clients cl ON cl.id=v.client WHERE a.uuid=?1",
+                [annotation.as_bytes().as_slice()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let client = Uuid::parse_str(&client).map_err(|e| {
+                SyncError::Config(format!("box {annotation}: bad client id {client:?}: {e}"))
+            })?;
+            (
+                pack::RevId { hlc, client },
+                "resolved a sync conflict: kept the value as shown".to_owned(),
+            )
+        }
     };
-    let note = format!(
-        "resolved a sync conflict: took {} ({})",
-        head.label, head.author
-    );
     let judge = |state: ReviewState, resolves: bool| roster.refusal(&me, state, resolves);
     project.sync_write_resolution(annotation, take, &heads, &note, &judge)?;
     Ok(project.annotation(annotation)?)

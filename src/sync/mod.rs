@@ -33,8 +33,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use engine::{
-    RosterChange, debug_generate_revisions, resolve_conflict, sync_once, sync_with, team_add,
-    team_init, team_show,
+    RosterChange, Take, debug_generate_revisions, resolve_conflict, resolve_conflict_with,
+    sync_once, sync_with, team_add, team_init, team_show,
 };
 pub use keys::{Identity, PublicKey};
 pub use local::{Conflict, ConflictHead, Refusal, RemoteInfo};

@@ -24,6 +24,8 @@ pub struct AppOptions {
     pub open_last: bool,
     /// Where settings and shortcuts live; `ConfigDir::none()` keeps nothing (tests).
     pub config: ConfigDir,
+    /// How projects sync with their shared store.
+    pub sync: super::sync_status::SyncConfig,
 }
 
 impl AppOptions {
@@ -33,6 +35,7 @@ impl AppOptions {
             project: Some(project.to_path_buf()),
             open_last: false,
             config: ConfigDir::none(),
+            sync: super::sync_status::SyncConfig::default(),
         }
     }
 }
@@ -47,6 +50,7 @@ pub struct App {
     start: StartScreen,
     help: Help,
     ctx: egui::Context,
+    sync: super::sync_status::SyncConfig,
 }
 
 impl App {
@@ -71,6 +75,7 @@ impl App {
             start: StartScreen::default(),
             help: Help::default(),
             ctx: cc.egui_ctx.clone(),
+            sync: options.sync.clone(),
         };
         if let Some(p) = project {
             app.open_project(&p);
@@ -83,7 +88,7 @@ impl App {
         // Finish the old project's writes before switching.
         self.close_session();
         let start = self.settings.last_image(path).map(str::to_owned);
-        match Session::open(path, &self.ctx, self.gpu.clone(), start) {
+        match Session::open_with(path, &self.ctx, self.gpu.clone(), start, self.sync.clone()) {
             Ok(mut s) => {
                 s.model_mut()
                     .set_recent(self.settings.recent_models.clone());

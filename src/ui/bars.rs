@@ -209,6 +209,8 @@ pub struct StatusInput<'a> {
     pub message: Option<&'a str>,
     /// A model run in progress.
     pub model_run: Option<super::model_run::RunProgress>,
+    /// Sync with the shared store, as last reported.
+    pub sync: Option<&'a super::sync_status::SyncView>,
 }
 
 /// The status bar.
@@ -270,6 +272,9 @@ impl StatusBar {
                         )
                         .on_hover_text(e);
                     }
+                }
+                if let Some(view) = input.sync {
+                    super::sync_status::SyncStatus::indicator_ui(view, ui, out);
                 }
                 if let Some(p) = &input.model_run {
                     super::model_run::progress_ui(ui, p, out);

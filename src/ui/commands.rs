@@ -93,4 +93,7 @@ pub enum Command {
 
     /// Choosing and running a detection model.
     Model(super::model_run::ModelCommand),
+
+    /// Sync with the shared store: sync now, the details window, conflict resolutions.
+    Sync(super::sync_status::SyncCommand),
 }

@@ -25,6 +25,7 @@ mod session;
 mod settings;
 mod shortcuts;
 mod start;
+mod sync_status;
 mod theme;
 mod thumbs;
 mod viewport;
@@ -46,6 +47,7 @@ pub use model_run::{ModelCommand, ModelRunner, ModelState, RecentModel, RuntimeS
 pub use session::{Current, Session};
 pub use settings::{ConfigDir, Settings};
 pub use shortcuts::{Action, KeyBinding, Keymap};
+pub use sync_status::{Phase, SyncCommand, SyncConfig, SyncStatus, SyncView};
 pub use viewport::Viewport;
 pub use writer::SaveState;
 
@@ -85,6 +87,7 @@ pub fn run(project: Option<PathBuf>) -> anyhow::Result<()> {
         project,
         open_last: true,
         config: ConfigDir::user(),
+        sync: SyncConfig::default(),
     };
     eframe::run_native(
         "Loupe",

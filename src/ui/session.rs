@@ -20,6 +20,7 @@ use super::image_list::ImageList;
 use super::loader::{Job, Loader, Slot};
 use super::model_run::{ModelCommand, ModelMenuInput, ModelRunner, ModelUpdate, RunContext};
 use super::shortcuts::{Action, KeyPress, Keymap, take_bound_keys};
+use super::sync_status::{self, SyncCommand, SyncConfig, SyncStatus};
 use super::theme;
 use super::thumbs::Thumbnails;
 use super::writer::{Reply, Request, StoreWriter};
@@ -95,6 +96,8 @@ pub struct Session {
     message: Option<String>,
     /// The detection model and its runs.
     model: ModelRunner,
+    /// Background sync with the shared store and its panels.
+    sync: SyncStatus,
 }
 
 impl Session {
@@ -106,6 +109,17 @@ impl Session {
         ctx: &egui::Context,
         gpu: Option<GpuContext>,
         start_image: Option<String>,
+    ) -> anyhow::Result<Session> {
+        Self::open_with(path, ctx, gpu, start_image, SyncConfig::default())
+    }
+
+    /// [`Session::open`] with how to sync (tests give their own signing-key folder).
+    pub fn open_with(
+        path: &Path,
+        ctx: &egui::Context,
+        gpu: Option<GpuContext>,
+        start_image: Option<String>,
+        sync: SyncConfig,
     ) -> anyhow::Result<Session> {
         let reader = Project::open(path)?;
         let writer = StoreWriter::start(path.to_path_buf(), ctx.clone())
@@ -146,9 +160,15 @@ impl Session {
             start_image,
             message: None,
             model: ModelRunner::new(path, ctx),
+            sync: SyncStatus::start(path, sync, ctx),
         };
         session.request_list(ImageFilter::default());
         Ok(session)
+    }
+
+    /// Background sync (state, waiting in tests).
+    pub fn sync_mut(&mut self) -> &mut SyncStatus {
+        &mut self.sync
     }
 
     /// The project file.
@@ -283,6 +303,10 @@ impl Session {
             self.handle_reply(reply);
         }
         self.loader.poll();
+        let pulled = self.sync.poll();
+        if pulled > 0 {
+            self.after_pull(pulled);
+        }
         for update in self.model.poll() {
             requests.extend(self.model_update(update));
         }
@@ -300,6 +324,7 @@ impl Session {
 
         self.panels_ui(ui, keymap, &mut commands);
         self.picker.ui(&ctx, &self.classes, &mut commands);
+        self.sync.window_ui(&ctx, &mut commands);
         if !commands.is_empty() {
             for c in commands.drain(..) {
                 requests.extend(self.apply(c));
@@ -368,14 +393,28 @@ impl Session {
                     keymap,
                 };
                 self.box_panel.ui(ui, &input, &mut self.thresholds, out);
+                if let Some(c) = &self.current {
+                    let saved = self.writer.state() == super::writer::SaveState::Saved;
+                    let conflicts = self.sync.view().conflicts_on(&c.path);
+                    sync_status::conflicts_panel_ui(ui, conflicts, self.selected, saved, out);
+                }
             });
         egui::CentralPanel::default()
             .frame(egui::Frame::new().fill(theme::CANVAS_BG))
             .show(ui, |ui| {
+                // An image known from sync packs whose file is not here: say so on the canvas.
+                let missing = self.current.as_ref().and_then(|c| {
+                    let row = c.row.and_then(|r| self.list.rows.get(r))?;
+                    row.missing.then(|| Slot::Failed(format!(
+                        "{} is not on this computer: its boxes came from the shared store. Get the file with \
+                         `loupe sync --images`, or put it in the project folder and add it again.",
+                        c.path
+                    )))
+                });
                 let image = self.current.as_ref().map(|c| CanvasImage {
                     width: c.width,
                     height: c.height,
-                    slot: self.loader.slot(c.id),
+                    slot: missing.as_ref().or_else(|| self.loader.slot(c.id)),
                 });
                 let boxes = self
                     .current
@@ -392,6 +431,11 @@ impl Session {
                         .map_or(theme::ACCENT, |c| self.classes.color(c)),
                 };
                 self.canvas.ui(ui, &input, out);
+                if let Some(c) = &self.current {
+                    let painter = ui.painter_at(self.canvas.viewport.canvas());
+                    let conflicts = self.sync.view().conflicts_on(&c.path);
+                    sync_status::paint_conflicts(&painter, &self.canvas.viewport, conflicts);
+                }
             });
     }
 
@@ -438,6 +482,7 @@ impl Session {
             adding,
             message: self.message.as_deref(),
             model_run: None,
+            sync: Some(self.sync.view()),
         }
     }
 
@@ -540,6 +585,7 @@ impl Session {
             Action::Help => Command::ToggleHelp,
             Action::OpenProject => Command::OpenProjectDialog,
             Action::AddImages => Command::AddImagesDialog,
+            Action::SyncNow => Command::Sync(SyncCommand::Now),
             Action::RunModelOnImage => Command::Model(ModelCommand::RunOnImage),
             Action::RunModelOnQueue => Command::Model(ModelCommand::RunOnQueue),
             Action::CancelModelRun => Command::Model(ModelCommand::Cancel),
@@ -550,7 +596,9 @@ impl Session {
 
     fn handle_reply(&mut self, reply: Reply) {
         match reply {
-            Reply::Applied | Reply::Flushed => {}
+            Reply::Applied => self.sync.edited(),
+            Reply::Flushed => {}
+            Reply::Resolved { annotation, result } => self.resolved(annotation, result),
             Reply::Failed { error, .. } => {
                 self.message = Some(format!("Not saved: {error}"));
             }
@@ -706,6 +754,8 @@ impl Session {
         if self.current.as_ref().map(|c| c.id) != Some(current.id) {
             self.selected = None;
             self.canvas.cancel_gesture();
+            // Leaving an image: its edits are worth pushing soon.
+            self.sync.image_done();
         }
         self.current = Some(current);
         self.prefetch();
@@ -1171,6 +1221,7 @@ impl Session {
                 }
             }
             Command::RetryWrites => self.writer.retry_failed(),
+            Command::Sync(c) => self.sync_command(c),
             Command::ToggleHelp => return Some(AppRequest::ToggleHelp),
             Command::OpenProjectDialog => return Some(AppRequest::OpenProjectDialog),
             Command::NewProjectDialog => return Some(AppRequest::NewProjectDialog),
@@ -1273,6 +1324,92 @@ impl Session {
             }
             .into(),
         );
+    }
+
+    // ------------------------------------------------------------------ sync
+
+    fn sync_command(&mut self, command: SyncCommand) {
+        match command {
+            SyncCommand::Now => {
+                self.sync.sync_now();
+                self.message = Some("Syncing…".into());
+            }
+            SyncCommand::TogglePanel => self.sync.open = !self.sync.open,
+            SyncCommand::Resolve { annotation, take } => {
+                self.message = Some("Resolving the conflict…".into());
+                self.writer.send(Request::Resolve {
+                    annotation,
+                    take,
+                    key_dir: self.sync.key_dir().map(Path::to_path_buf),
+                });
+            }
+            SyncCommand::Show { image, annotation } => {
+                match self.list.rows.iter().position(|r| r.path == image) {
+                    Some(row) => self.show_row(row),
+                    None => match self.reader.image_by_path(&image) {
+                        Ok(Some(rec)) => self.show_id(rec.id),
+                        Ok(None) => self.message = Some(format!("{image} is not in the project")),
+                        Err(e) => self.message = Some(format!("Cannot show {image}: {e}")),
+                    },
+                }
+                self.selected = Some(annotation);
+            }
+        }
+    }
+
+    /// A sync pulled revisions: read again the classes, the images without edits in memory
+    /// (memory is ahead of the store for the others) and the image list.
+    fn after_pull(&mut self, revisions: usize) {
+        match self.reader.classes() {
+            Ok(classes) => {
+                for c in classes {
+                    self.classes.push(c);
+                }
+            }
+            Err(e) => self.message = Some(format!("Could not read the classes: {e}")),
+        }
+        self.doc.forget_unedited();
+        if let Some(c) = &self.current
+            && !self.doc.is_loaded(c.id)
+        {
+            match self.reader.annotations_for_image(c.id) {
+                Ok(boxes) => self.doc.load(c.id, boxes),
+                Err(e) => self.message = Some(format!("Cannot read the boxes of {}: {e}", c.path)),
+            }
+        }
+        if let Some(s) = self.selected
+            && self.current_box(s).is_none()
+        {
+            self.selected = None;
+        }
+        self.request_list(self.list.filter.clone());
+        self.message = Some(format!(
+            "Pulled {revisions} revision(s) from the shared store"
+        ));
+    }
+
+    /// A conflict resolution is stored: show the kept value (as an undoable step in memory;
+    /// the store has it already) and let sync push it.
+    fn resolved(&mut self, annotation: Uuid, result: Result<Annotation, String>) {
+        match result {
+            Ok(stored) => {
+                let image = stored.value.image;
+                if let Some(before) = self.doc.get(image, annotation).cloned() {
+                    // The edits this returns are already in the store (the resolution).
+                    let _ = self
+                        .doc
+                        .commit(Change::new(image, "resolve conflict").update(
+                            annotation,
+                            before.value,
+                            stored.value,
+                        ));
+                    self.refresh_row_counts(image);
+                }
+                self.sync.resolved(annotation);
+                self.message = Some("Conflict resolved".into());
+            }
+            Err(e) => self.message = Some(format!("Could not resolve the conflict: {e}")),
+        }
     }
 
     fn pixels_per_point(&self) -> f32 {

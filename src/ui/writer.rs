@@ -37,6 +37,13 @@ pub enum Request {
     Import { format: Format, path: PathBuf },
     /// Export the current labels (after every edit queued before it).
     Export { format: Format, out: PathBuf },
+    /// Resolve a sync conflict (after every edit queued before it), signed with the key in
+    /// `key_dir` (default: the user's config folder).
+    Resolve {
+        annotation: Uuid,
+        take: crate::sync::Take,
+        key_dir: Option<PathBuf>,
+    },
     /// Answer `Flushed` once everything before it is done.
     Flush,
 }
@@ -62,6 +69,11 @@ pub enum Reply {
     Imported(Result<String, String>),
     /// A one-line summary of an export, or why it failed.
     Exported(Result<String, String>),
+    /// A sync conflict resolved (the box as stored now), or why not.
+    Resolved {
+        annotation: Uuid,
+        result: Result<crate::model::Annotation, String>,
+    },
     Flushed,
 }
 
@@ -287,6 +299,21 @@ fn writer_loop(
                 Reply::Imported(import(&mut project, format, &path, progress))
             }
             Request::Export { format, out } => Reply::Exported(export(&project, format, &out)),
+            Request::Resolve {
+                annotation,
+                take,
+                key_dir,
+            } => Reply::Resolved {
+                annotation,
+                result: crate::sync::resolve_conflict_with(
+                    project.path(),
+                    None,
+                    key_dir.as_deref(),
+                    annotation,
+                    &take,
+                )
+                .map_err(|e| e.to_string()),
+            },
             Request::Flush => Reply::Flushed,
         };
         if replies.send(reply).is_err() {

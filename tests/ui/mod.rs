@@ -6,6 +6,7 @@ mod navigation;
 mod prelabel;
 mod review;
 mod snapshots;
+mod sync;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
