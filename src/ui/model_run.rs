@@ -425,10 +425,10 @@ impl ModelRunner {
                 }
                 match result {
                     Ok(detector) => {
+                        // Short: the status bar also shows a run's progress; the menu has details.
                         updates.push(ModelUpdate::Message(format!(
-                            "Model {} ready: {}",
-                            choice.label(),
-                            describe(&detector)
+                            "Model {} ready",
+                            choice.label()
                         )));
                         updates.push(ModelUpdate::Remember(choice.clone()));
                         self.recent.retain(|m| m.path != choice.path);
@@ -817,20 +817,19 @@ pub fn progress_ui(ui: &mut Ui, p: &RunProgress, out: &mut Vec<Command>) {
         Some(t) if t > 0 => p.done as f32 / t as f32,
         _ => 0.0,
     };
-    ui.add(
-        egui::ProgressBar::new(fraction)
-            .desired_width(110.0)
-            .animate(false),
-    );
     let what = match (p.cancelling, p.scope) {
         (true, _) => "cancelling",
-        (false, RunScope::Image) => "model on this image",
-        (false, RunScope::Queue) => "model on queue",
+        (false, RunScope::Image) => "model, this image",
+        (false, RunScope::Queue) => "model, queue",
     };
-    ui.label(RichText::new(format!("{what}: {text}")).color(theme::BUSY))
-        .on_hover_text(format!(
-            "Run {}: {} proposals so far",
-            p.run_name.as_deref().unwrap_or("…"),
-            p.proposals
-        ));
+    ui.add(
+        egui::ProgressBar::new(fraction)
+            .desired_width(300.0)
+            .text(RichText::new(format!("{what}: {text}")).color(theme::BUSY)),
+    )
+    .on_hover_text(format!(
+        "Run {}: {} proposals so far",
+        p.run_name.as_deref().unwrap_or("…"),
+        p.proposals
+    ));
 }
