@@ -519,6 +519,15 @@ impl ModelRunner {
     }
 }
 
+impl Drop for ModelRunner {
+    /// Closing the project stops its run after the image in flight (what is stored stays).
+    fn drop(&mut self) {
+        if let Some(job) = &self.job {
+            job.cancel.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 /// The descriptor (a preset, the `.toml` beside the model, or its metadata) and the model.
 fn load_detector(choice: &RecentModel) -> Result<Detector, InferenceError> {
     // Without the runtime every model fails; say that rather than something about the file.
