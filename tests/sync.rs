@@ -1227,6 +1227,12 @@ fn the_command_line_drives_a_team() {
             &ann_key,
         ],
     );
+    // Adding ann to the roster does not make ann the current user of olga's project.
+    let me = Project::open(&dir.path().join("olga.loupe"))
+        .expect("open")
+        .current_user()
+        .expect("user");
+    assert_ne!(me.name, "ann");
     let shown = run("olga", &["team", "show"]);
     assert!(
         shown.contains("ann") && shown.contains("annotator"),

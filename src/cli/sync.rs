@@ -13,10 +13,12 @@ use crate::sync::{self, PublicKey, RemoteSpec, RosterChange, SyncOptions};
 
 #[derive(Subcommand, Debug)]
 pub enum RemoteCmd {
-    /// Add (or change) a shared store: a folder (`file:///path` or a path; a network share works)
-    /// or an S3-compatible bucket (`s3://bucket/prefix`; credentials come from the environment
+    /// Add (or change) a shared store: a folder (`file:///path` or a path; a network share works),
+    /// an S3-compatible bucket (`s3://bucket/prefix`; credentials come from the environment
     /// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, AWS_REGION, AWS_ALLOW_HTTP) or
-    /// `--profile`). GCS and Azure are not built in.
+    /// `--profile`), a Google Cloud Storage bucket (`gs://bucket/prefix`; GOOGLE_SERVICE_ACCOUNT
+    /// or GOOGLE_APPLICATION_CREDENTIALS) or an Azure Blob container (`az://container/prefix`;
+    /// AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY or a SAS token).
     Add {
         name: String,
         url: String,
@@ -89,7 +91,9 @@ pub enum TeamCmd {
     },
     /// Add a member or change their role (owner only).
     Add {
-        /// A name or a user id.
+        /// A name or a user id. (Its own argument id: clap would otherwise fill the global
+        /// `--user` with it and make this person the project's current user.)
+        #[arg(id = "member", value_name = "USER")]
         user: String,
         /// annotator, reviewer or lead.
         #[arg(long)]

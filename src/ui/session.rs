@@ -392,12 +392,13 @@ impl Session {
                     current_class: self.current_class,
                     keymap,
                 };
-                self.box_panel.ui(ui, &input, &mut self.thresholds, out);
+                // Conflicts first: the box panel takes the rest of the height.
                 if let Some(c) = &self.current {
                     let saved = self.writer.state() == super::writer::SaveState::Saved;
                     let conflicts = self.sync.view().conflicts_on(&c.path);
                     sync_status::conflicts_panel_ui(ui, conflicts, self.selected, saved, out);
                 }
+                self.box_panel.ui(ui, &input, &mut self.thresholds, out);
             });
         egui::CentralPanel::default()
             .frame(egui::Frame::new().fill(theme::CANVAS_BG))

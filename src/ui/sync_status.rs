@@ -574,6 +574,8 @@ pub fn paint_conflicts<'a>(
 ) {
     let font = theme::label_font();
     for c in conflicts {
+        // Tags side by side under their outlines, so heads at the same place stay readable.
+        let mut tag_x: Option<f32> = None;
         for h in c.heads.iter().filter(|h| !h.deleted) {
             let r = viewport.screen_from_bbox(&h.bbox);
             let stroke = Stroke::new(theme::SELECTED_STROKE, CONFLICT);
@@ -587,7 +589,9 @@ pub fn paint_conflicts<'a>(
             let text = format!("{} {}: {}", h.label, h.author, h.class);
             let galley = painter.layout_no_wrap(text, font.clone(), Color32::BLACK);
             let size = galley.size() + egui::vec2(6.0, 2.0);
-            let tag = egui::Rect::from_min_size(egui::pos2(r.left(), r.bottom() + 3.0), size);
+            let left = tag_x.map_or(r.left(), |x| x.max(r.left()));
+            let tag = egui::Rect::from_min_size(egui::pos2(left, r.bottom() + 3.0), size);
+            tag_x = Some(tag.right() + 4.0);
             painter.rect_filled(tag, 2.0, CONFLICT);
             painter.galley(tag.min + egui::vec2(3.0, 1.0), galley, Color32::BLACK);
         }
