@@ -265,3 +265,42 @@ fn an_image_known_only_from_the_store_is_shown_as_missing() {
     press(&mut h, Key::A);
     assert_ne!(current_path(&h), "zz/far.png");
 }
+
+#[test]
+fn an_unreachable_store_shows_offline_and_recovers() {
+    let team = Team::new(Backend::Folder, &[Role::Lead, Role::Annotator]);
+    team.sync(0);
+    // The shared folder is gone (an unmounted share): its path now runs through a plain file.
+    let blocker = team.dir.path().join("not-a-folder");
+    std::fs::write(&blocker, b"x").expect("write");
+    let good = team.spec.clone();
+    {
+        let mut p = team.open(0);
+        let bad = loupe::sync::RemoteSpec::new(format!("file://{}/share", blocker.display()));
+        p.sync_add_remote("origin", &bad).expect("remote");
+    }
+    let mut h = app_on(&team, 0, manual());
+    press_with(&mut h, true, false, Key::S);
+    wait_sync(&mut h, "offline", |v| v.phase == Phase::Offline);
+    let v = view(&mut h);
+    let error = v.last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains("Working offline") && error.contains("not-a-folder"),
+        "{error}"
+    );
+    assert!(h.query_by_label_contains("offline").is_some());
+    // Edits go on while offline; they wait as pending.
+    let (from, to) = (screen(&h, 30.0, 20.0), screen(&h, 50.0, 40.0));
+    drag(&mut h, from, to);
+    wait_sync(&mut h, "1 pending", |v| v.pending == 1);
+    // The share is back: the next sync pushes and the error is gone.
+    {
+        let mut p = team.open(0);
+        p.sync_add_remote("origin", &good).expect("remote");
+    }
+    press_with(&mut h, true, false, Key::S);
+    wait_sync(&mut h, "back online", |v| {
+        v.phase == Phase::Idle && v.pending == 0 && v.last_error.is_none()
+    });
+    assert!(h.query_by_label_contains("synced").is_some());
+}
