@@ -340,8 +340,11 @@ impl SyncStatus {
     // ------------------------------------------------------------------ drawing
 
     /// The status-bar indicator: the summary, a tooltip with the details, a click opens the
-    /// details window.
+    /// details window. Nothing for a project without a remote (most projects never share).
     pub fn indicator_ui(view: &SyncView, ui: &mut Ui, out: &mut Vec<Command>) {
+        if view.remote.is_none() {
+            return;
+        }
         let text = format!("• {}", view.summary());
         let response = ui
             .add(egui::Button::new(RichText::new(text).color(view.color())).frame(false))
