@@ -1255,3 +1255,42 @@ fn the_command_line_drives_a_team() {
     let v: serde_json::Value = serde_json::from_str(&json).expect("json");
     assert_eq!(v["packs_pulled"], 1);
 }
+
+/// The app's situation: a long-open connection (the store writer) keeps editing while another
+/// thread syncs the same file. No edit fails with SQLITE_BUSY, the pull applies every
+/// revision, and the last edit is the box's value (the cache agrees with the log).
+#[test]
+fn edits_on_one_connection_and_a_sync_on_another_do_not_collide() {
+    let team = Team::new(Backend::Folder, &[Role::Lead, Role::Annotator]);
+    {
+        let mut p = team.open(1);
+        sync::debug_generate_revisions(&mut p, 20_000).expect("generate");
+    }
+    team.sync(1);
+    let id = team.create(0, 0, 1.0);
+    let mut editor = team.open(0);
+    let path = team.clients[0].path.clone();
+    let options = team.options(0);
+    let syncer = std::thread::spawn(move || sync::sync_with(&path, &options, &NoProgress));
+    let mut n = 0u32;
+    let mut last_x = 0.0;
+    while !syncer.is_finished() || n < 20 {
+        let mut v = editor.annotation(id).expect("box").value;
+        last_x = f64::from(n % 40) + 2.0;
+        v.bbox.x = last_x;
+        editor
+            .apply(&[Edit::Update {
+                id,
+                value: v,
+                note: None,
+            }])
+            .expect("an edit while the sync writes");
+        n += 1;
+    }
+    let report = syncer.join().expect("sync thread").expect("sync");
+    assert_eq!(report.pulled_revisions, 20_000);
+    drop(editor);
+    let mut p = team.open(0);
+    assert_eq!(p.annotation(id).expect("box").value.bbox.x, last_x);
+    assert_eq!(p.rebuild_current().expect("rebuild"), 0);
+}
