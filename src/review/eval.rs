@@ -205,6 +205,54 @@ impl CocoEval {
     pub fn recall(&self, t: usize, k: usize, a: usize, m: usize) -> f64 {
         self.recall[self.r_index(t, k, a, m)]
     }
+
+    /// The twelve summary numbers of one category (position `k` in `per_class`), computed as
+    /// pycocotools' `summarize` does but over that category alone: what the per-class table of
+    /// the app shows (AP by area, AR by detection limit). -1 where the category has no GT in
+    /// the range; a `k` out of range gives all -1.
+    pub fn class_summary(&self, k: usize) -> Summary {
+        if k >= self.k {
+            return Summary {
+                AP: -1.0,
+                AP50: -1.0,
+                AP75: -1.0,
+                APs: -1.0,
+                APm: -1.0,
+                APl: -1.0,
+                AR1: -1.0,
+                AR10: -1.0,
+                AR100: -1.0,
+                ARs: -1.0,
+                ARm: -1.0,
+                ARl: -1.0,
+            };
+        }
+        let thresholds = iou_thresholds();
+        let ap = |t: Option<usize>, a: usize| -> f64 {
+            let ts: Vec<usize> = t.map_or_else(|| (0..T).collect(), |t| vec![t]);
+            mean_valid(
+                ts.into_iter()
+                    .flat_map(|t| (0..R).map(move |r| self.precision(t, r, k, a, M - 1))),
+            )
+        };
+        let ar = |a: usize, m: usize| mean_valid((0..T).map(|t| self.recall(t, k, a, m)));
+        let at = |v: f64| thresholds.iter().position(|&t| t == v);
+        let at_or_none = |v: f64| at(v).map_or(-1.0, |t| ap(Some(t), 0));
+        Summary {
+            AP: ap(None, 0),
+            AP50: at_or_none(0.5),
+            AP75: at_or_none(0.75),
+            APs: ap(None, 1),
+            APm: ap(None, 2),
+            APl: ap(None, 3),
+            AR1: ar(0, 0),
+            AR10: ar(0, 1),
+            AR100: ar(0, 2),
+            ARs: ar(1, 2),
+            ARm: ar(2, 2),
+            ARl: ar(3, 2),
+        }
+    }
 }
 
 /// pycocotools' `bbIou`: IoU of a detection and a GT box; a crowd GT's union is the detection.
@@ -815,6 +863,41 @@ mod tests {
         assert!((e.summary.APm - 1.0).abs() < 1e-12);
         assert_eq!(e.per_class[2].ap, -1.0);
         assert!((e.per_class[0].precision50[100] - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn class_summary_agrees_with_the_per_class_table_and_splits_by_area() {
+        let input = EvalInput {
+            images: vec![1, 2],
+            categories: cats(2),
+            gts: vec![
+                // A small and a large box of class 1, a medium one of class 2.
+                gt(1, 1, 1, [0.0, 0.0, 20.0, 20.0], false),
+                gt(2, 2, 1, [0.0, 0.0, 200.0, 200.0], false),
+                gt(3, 1, 2, [50.0, 50.0, 60.0, 60.0], false),
+            ],
+            dts: vec![
+                // The small one found, the large one missed, the medium one shifted (IoU ~0.6).
+                dt(1, 1, [0.0, 0.0, 20.0, 20.0], 0.9),
+                dt(1, 2, [60.0, 60.0, 60.0, 60.0], 0.8),
+            ],
+        };
+        let e = evaluate(&input);
+        for (k, c) in e.per_class.iter().enumerate() {
+            let s = e.class_summary(k);
+            assert!((s.AP - c.ap).abs() < 1e-12, "{k}: {s:?} vs {c:?}");
+            assert!((s.AP50 - c.ap50).abs() < 1e-12);
+            assert!((s.AP75 - c.ap75).abs() < 1e-12);
+            assert!((s.AR100 - c.ar100).abs() < 1e-12);
+        }
+        let c1 = e.class_summary(0);
+        assert!((c1.APs - 1.0).abs() < 1e-12, "{c1:?}");
+        assert!(c1.APl.abs() < 1e-12, "the large box was missed: {c1:?}");
+        assert_eq!(c1.APm, -1.0, "class 1 has no medium box");
+        let c2 = e.class_summary(1);
+        assert_eq!((c2.APs, c2.APl), (-1.0, -1.0));
+        assert!(c2.AP50 > 0.99 && c2.AP75 < 0.01, "{c2:?}");
+        assert_eq!(e.class_summary(7).AP, -1.0);
     }
 
     #[test]

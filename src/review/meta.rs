@@ -432,6 +432,30 @@ pub fn tag_image(p: &mut Project, image: &str, tag: &str, on: bool) -> Result<Ve
     Ok(p.tags(id)?)
 }
 
+/// Sets `key=value` on an image (by id), or removes the key when `value` is empty. Keys are
+/// what slices and filters name (`weather=rain`), so they must be non-empty and hold no `=`.
+/// Returns the image's metadata after the change.
+pub fn set_meta(
+    p: &mut Project,
+    image: uuid::Uuid,
+    key: &str,
+    value: &str,
+) -> Result<Vec<(String, String)>> {
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(ReviewError::Invalid(
+            "a metadata key cannot be empty".into(),
+        ));
+    }
+    if key.contains('=') || key.starts_with("tag:") {
+        return Err(ReviewError::Invalid(format!(
+            "{key:?}: a metadata key cannot contain '=' or start with 'tag:' (filters read KEY=VALUE and tag:NAME)"
+        )));
+    }
+    p.set_image_meta(image, key, value.trim())?;
+    Ok(p.image_meta(image)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,5 +503,42 @@ mod tests {
             recs[0].values,
             vec![("time".to_owned(), Some("night".to_owned()))]
         );
+    }
+
+    #[test]
+    fn set_meta_sets_replaces_and_removes_and_refuses_bad_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut p = Project::create(&dir.path().join("p.loupe")).expect("create");
+        {
+            let mut bulk = p.bulk().expect("bulk");
+            bulk.upsert_image(&crate::store::ImageInput {
+                path: "a.png".into(),
+                hash: None,
+                width: 10,
+                height: 10,
+                bytes: 1,
+                external_id: None,
+            })
+            .expect("image");
+            bulk.commit().expect("commit");
+        }
+        let id = p.image_by_path("a.png").expect("query").expect("image").id;
+        assert_eq!(
+            set_meta(&mut p, id, " weather ", "rain").expect("set"),
+            vec![("weather".to_owned(), "rain".to_owned())]
+        );
+        assert_eq!(
+            set_meta(&mut p, id, "weather", "sun").expect("replace"),
+            vec![("weather".to_owned(), "sun".to_owned())]
+        );
+        assert!(
+            set_meta(&mut p, id, "weather", "")
+                .expect("remove")
+                .is_empty()
+        );
+        for bad in ["", "  ", "a=b", "tag:x"] {
+            let err = set_meta(&mut p, id, bad, "v").expect_err("refused");
+            assert!(err.to_string().contains("key"), "{bad:?}: {err}");
+        }
     }
 }

@@ -12,7 +12,8 @@
 //! - [`batches`]: batches of images for annotators and the lead's stratified, seeded audits;
 //! - [`meta`]: metadata import (CSV/JSON), the slices it defines, and image tags;
 //! - [`agreement`]: how well two people agree when they labeled the same image;
-//! - [`stats`]: per-annotator throughput and quality figures for a dashboard.
+//! - [`stats`]: per-annotator throughput and quality figures for a dashboard;
+//! - [`profile`]: the local user profile chosen on first start.
 //!
 //! The tables of batches and audits come from migration 2 in `store::schema`.
 
@@ -20,6 +21,7 @@ pub mod agreement;
 pub mod batches;
 pub mod eval;
 pub mod meta;
+pub mod profile;
 pub mod run_eval;
 pub mod stats;
 pub mod transitions;
@@ -36,7 +38,10 @@ pub use batches::{
     submit_batch,
 };
 pub use error::ReviewError;
-pub use meta::{MetaImportReport, SliceKey, SliceValue, import_meta, meta_slices, tag_image};
+pub use meta::{
+    MetaImportReport, SliceKey, SliceValue, import_meta, meta_slices, set_meta, tag_image,
+};
+pub use profile::{choose_profile, chosen_profile};
 pub use run_eval::{
     ClassDelta, EvalOptions, GroundTruth, RunComparison, RunEval, Slice, SliceEval, compare_runs,
     evaluate_run,

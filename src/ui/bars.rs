@@ -4,6 +4,7 @@
 use eframe::egui::{self, RichText, Ui};
 
 use super::commands::Command;
+use super::lead::{LeadCommand, Mode, mode_switch_ui};
 use super::shortcuts::{Action, Keymap};
 use super::theme;
 use super::writer::SaveState;
@@ -18,6 +19,10 @@ pub struct TopBarInput<'a> {
     pub redo: Option<&'a str>,
     pub keymap: &'a Keymap,
     pub show_boxes: bool,
+    /// The central area's mode.
+    pub mode: Mode,
+    /// "name · role" of the user profile.
+    pub user: Option<String>,
     /// The model menu.
     pub model: super::model_run::ModelMenuInput<'a>,
 }
@@ -127,6 +132,17 @@ impl TopBar {
                     out,
                 );
                 ui.separator();
+                for m in Mode::ALL {
+                    menu_item(
+                        ui,
+                        m.label(),
+                        input.keymap,
+                        m.action(),
+                        Command::Lead(LeadCommand::SetMode(m)),
+                        out,
+                    );
+                }
+                ui.separator();
                 menu_item(
                     ui,
                     "Keyboard shortcuts",
@@ -137,6 +153,8 @@ impl TopBar {
                 );
             });
             super::model_run::menu_ui(ui, &input.model, input.keymap, out);
+            ui.separator();
+            mode_switch_ui(ui, input.mode, input.keymap, out);
             ui.separator();
             ui.label(RichText::new(input.project).strong());
             ui.label(RichText::new("·").color(theme::TEXT_WEAK));
@@ -164,6 +182,14 @@ impl TopBar {
                     .clicked()
                 {
                     out.push(Command::ToggleHelp);
+                }
+                if let Some(user) = &input.user
+                    && ui
+                        .button(RichText::new(user).color(theme::ACCENT))
+                        .on_hover_text("Who edits: click to change the profile")
+                        .clicked()
+                {
+                    out.push(Command::Lead(LeadCommand::EditProfile));
                 }
                 let redo = ui.add_enabled(input.redo.is_some(), egui::Button::new("Redo"));
                 if redo

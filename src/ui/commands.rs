@@ -91,6 +91,9 @@ pub enum Command {
     CloseProject,
     RetryWrites,
 
+    // The data loop (modes, batches, audits, triage, metadata, profile).
+    Lead(super::lead::LeadCommand),
+
     /// Choosing and running a detection model.
     Model(super::model_run::ModelCommand),
 

@@ -104,17 +104,27 @@ impl ImageList {
             if std::mem::take(&mut self.focus_search) {
                 search.request_focus();
             }
-            let tag = ui.add(
-                egui::TextEdit::singleline(&mut self.tag)
-                    .hint_text("tag")
-                    .desired_width(60.0),
-            );
+            let tag = ui
+                .add(
+                    egui::TextEdit::singleline(&mut self.tag)
+                        .hint_text("tag or k=v")
+                        .desired_width(70.0),
+                )
+                .on_hover_text(
+                    "Show images with a tag, or with metadata KEY=VALUE (e.g. weather=rain)",
+                );
             let typed = search.changed() || tag.changed();
             if typed {
                 let trimmed = self.search.trim();
                 filter.path_contains = (!trimmed.is_empty()).then(|| trimmed.to_owned());
+                // "key=value" filters on image metadata, anything else on a tag.
                 let tag = self.tag.trim();
-                filter.tag = (!tag.is_empty()).then(|| tag.to_owned());
+                filter.meta = tag
+                    .split_once('=')
+                    .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                    .filter(|(k, _)| !k.is_empty());
+                filter.tag = (!tag.is_empty() && filter.meta.is_none() && !tag.contains('='))
+                    .then(|| tag.to_owned());
             }
         });
         if filter != self.filter {

@@ -19,6 +19,7 @@ mod document;
 mod gpu;
 mod help;
 mod image_list;
+mod lead;
 mod loader;
 mod model_run;
 mod session;
@@ -42,6 +43,9 @@ pub use canvas::{BoxLayer, Canvas, Display, Handle, WindowPreset, paint_boxes};
 pub use classes::{ClassTable, Thresholds};
 pub use commands::Command;
 pub use document::{Change, Document};
+pub use lead::{
+    DashboardData, EvalResult, HistoryRow, ImageMeta, LeadCommand, LeadViews, Mode, Queue,
+};
 pub use loader::{GrayStats, Job, LoadedImage, Slot};
 pub use model_run::{ModelCommand, ModelRunner, ModelState, RecentModel, RuntimeState};
 pub use session::{Current, Session};

@@ -17,6 +17,7 @@ use super::commands::Command;
 use super::document::{Change, Document, edited_state};
 use super::gpu::GpuContext;
 use super::image_list::ImageList;
+use super::lead::{DetailsInput, LeadEffect, LeadInput, LeadViews, Mode};
 use super::loader::{Job, Loader, Slot};
 use super::model_run::{ModelCommand, ModelMenuInput, ModelRunner, ModelUpdate, RunContext};
 use super::shortcuts::{Action, KeyPress, Keymap, take_bound_keys};
@@ -94,6 +95,8 @@ pub struct Session {
     /// The image to show once the first list arrives.
     start_image: Option<String>,
     message: Option<String>,
+    /// The data-loop views (triage, evaluation, dashboard, box history, metadata, profile).
+    lead: LeadViews,
     /// The detection model and its runs.
     model: ModelRunner,
     /// Background sync with the shared store and its panels.
@@ -127,6 +130,7 @@ impl Session {
         let classes = ClassTable::new(reader.classes()?);
         let version = reader.versions()?.last().map(|v| v.name.clone());
         let run = reader.runs()?.last().map(|r| r.name.clone());
+        let lead = LeadViews::new(&reader, path, ctx);
         let name = path.file_stem().map_or_else(
             || path.display().to_string(),
             |s| s.to_string_lossy().into_owned(),
@@ -159,6 +163,7 @@ impl Session {
             prefetch: (PREFETCH_AHEAD, PREFETCH_BEHIND),
             start_image,
             message: None,
+            lead,
             model: ModelRunner::new(path, ctx),
             sync: SyncStatus::start(path, sync, ctx),
         };
@@ -221,6 +226,16 @@ impl Session {
     /// Score thresholds (view state).
     pub fn thresholds_mut(&mut self) -> &mut Thresholds {
         &mut self.thresholds
+    }
+
+    /// The data-loop views.
+    pub fn lead(&self) -> &LeadViews {
+        &self.lead
+    }
+
+    /// The data-loop views, mutable (tests wait on their queries).
+    pub fn lead_mut(&mut self) -> &mut LeadViews {
+        &mut self.lead
     }
 
     /// The detection model and its runs.
@@ -307,13 +322,14 @@ impl Session {
         if pulled > 0 {
             self.after_pull(pulled);
         }
+        self.lead.poll();
         for update in self.model.poll() {
             requests.extend(self.model_update(update));
         }
 
         // Keys first, so this frame already shows what they did.
         let mut commands = Vec::new();
-        if !self.picker.is_open() && !ctx.text_edit_focused() {
+        if !self.picker.is_open() && !ctx.text_edit_focused() && !self.lead.modal_open() {
             for press in take_bound_keys(&ctx, keymap) {
                 self.key_commands(press, keymap, help_open, &mut commands);
             }
@@ -324,6 +340,7 @@ impl Session {
 
         self.panels_ui(ui, keymap, &mut commands);
         self.picker.ui(&ctx, &self.classes, &mut commands);
+        self.lead.dialogs_ui(&ctx, &mut commands);
         self.sync.window_ui(&ctx, &mut commands);
         if !commands.is_empty() {
             for c in commands.drain(..) {
@@ -353,6 +370,8 @@ impl Session {
                     redo: self.doc.redo_label(),
                     keymap,
                     show_boxes: self.canvas.show_boxes,
+                    mode: self.lead.mode(),
+                    user: self.lead.user_label(),
                     model: ModelMenuInput {
                         runner: &self.model,
                         has_image: self.current.is_some(),
@@ -381,6 +400,25 @@ impl Session {
             .default_size(270.0)
             .frame(frame(theme::PANEL_BG).inner_margin(6))
             .show(ui, |ui| {
+                let details_max = ui.available_height() * 0.35;
+                egui::Panel::bottom("box-details")
+                    .resizable(true)
+                    .default_size(details_max.min(260.0))
+                    .max_size(details_max)
+                    .frame(egui::Frame::new().inner_margin(egui::Margin {
+                        left: 0,
+                        right: 0,
+                        top: 12,
+                        bottom: 4,
+                    }))
+                    .show(ui, |ui| {
+                        let input = DetailsInput {
+                            image: self.current.as_ref().map(|c| c.id),
+                            selected: self.selected,
+                            reader: &self.reader,
+                        };
+                        self.lead.details_ui(ui, &input, out);
+                    });
                 let boxes = self
                     .current
                     .as_ref()
@@ -403,6 +441,14 @@ impl Session {
         egui::CentralPanel::default()
             .frame(egui::Frame::new().fill(theme::CANVAS_BG))
             .show(ui, |ui| {
+                if self.lead.mode() != Mode::Label {
+                    let input = LeadInput {
+                        filter: &self.list.filter,
+                        keymap,
+                    };
+                    self.lead.central_ui(ui, &input, out);
+                    return;
+                }
                 // An image known from sync packs whose file is not here: say so on the canvas.
                 let missing = self.current.as_ref().and_then(|c| {
                     let row = c.row.and_then(|r| self.list.rows.get(r))?;
@@ -587,6 +633,13 @@ impl Session {
             Action::OpenProject => Command::OpenProjectDialog,
             Action::AddImages => Command::AddImagesDialog,
             Action::SyncNow => Command::Sync(SyncCommand::Now),
+            Action::ShowLabel
+            | Action::ShowTriage
+            | Action::ShowEvaluate
+            | Action::ShowDashboard => {
+                let mode = Mode::ALL.into_iter().find(|m| m.action() == action)?;
+                Command::Lead(super::lead::LeadCommand::SetMode(mode))
+            }
             Action::RunModelOnImage => Command::Model(ModelCommand::RunOnImage),
             Action::RunModelOnQueue => Command::Model(ModelCommand::RunOnQueue),
             Action::CancelModelRun => Command::Model(ModelCommand::Cancel),
@@ -597,9 +650,23 @@ impl Session {
 
     fn handle_reply(&mut self, reply: Reply) {
         match reply {
-            Reply::Applied => self.sync.edited(),
-            Reply::Flushed => {}
+            Reply::Applied => {
+                self.lead.data_changed();
+                self.sync.edited();
+            }
             Reply::Resolved { annotation, result } => self.resolved(annotation, result),
+            Reply::Flushed => {}
+            Reply::Lead(done) => {
+                let report = self.lead.on_write(done);
+                if let Some(user) = report.profile
+                    && let Err(e) = self.reader.act_as(&user.id.to_string())
+                {
+                    tracing::warn!("cannot follow the new profile on the read connection: {e}");
+                }
+                if let Some(m) = report.message {
+                    self.message = Some(m);
+                }
+            }
             Reply::Failed { error, .. } => {
                 self.message = Some(format!("Not saved: {error}"));
             }
@@ -651,6 +718,7 @@ impl Session {
             }
             Reply::ImagesAdded(Err(e)) => self.message = Some(format!("Could not add images: {e}")),
             Reply::Imported(Ok(summary)) => {
+                self.lead.data_changed();
                 self.message = Some(summary);
                 // New classes and boxes: read them again (images with edits keep memory, which
                 // is ahead of the store).
@@ -1045,6 +1113,9 @@ impl Session {
     #[allow(clippy::too_many_lines)]
     pub fn apply(&mut self, command: Command) -> Option<AppRequest> {
         match command {
+            // A triage ranking or an audit sample, when one is followed, comes before the list.
+            Command::NextImage if self.lead.queue_active() => self.queue_step(true),
+            Command::PreviousImage if self.lead.queue_active() => self.queue_step(false),
             Command::Model(c) => {
                 let at = RunContext {
                     current: self.current.as_ref().map(|c| c.id),
@@ -1055,6 +1126,11 @@ impl Session {
                     self.message = Some(m);
                 }
             }
+            Command::Lead(c) => match self.lead.apply(c) {
+                LeadEffect::Show(id) => self.show_id(id),
+                LeadEffect::Write(w) => self.writer.send(Request::Lead(w)),
+                LeadEffect::None => {}
+            },
             Command::NextImage => match self.next_row() {
                 Some(r) => self.show_row(r),
                 None => self.message = Some("Last image of the list".into()),
@@ -1260,11 +1336,30 @@ impl Session {
             }
             ModelUpdate::Message(m) => self.message = Some(m),
             ModelUpdate::Finished => {
+                self.lead.data_changed();
                 self.request_list(self.list.filter.clone());
             }
             ModelUpdate::Remember(m) => return Some(AppRequest::RememberModel(m)),
         }
         None
+    }
+
+    /// Shows the next (or previous) image of the followed queue.
+    fn queue_step(&mut self, forward: bool) {
+        let current = self.current.as_ref().map(|c| c.id);
+        match self.lead.queue_step(current, forward) {
+            Some(id) => self.show_id(id),
+            None => {
+                self.message = Some(
+                    if forward {
+                        "Last image of the queue"
+                    } else {
+                        "First image of the queue"
+                    }
+                    .into(),
+                );
+            }
+        }
     }
 
     /// Adds image files or folders (on the writer thread).

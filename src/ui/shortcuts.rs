@@ -45,6 +45,11 @@ pub enum Action {
     AddImages,
     /// Push then pull with the shared store now.
     SyncNow,
+    // The central area's modes.
+    ShowLabel,
+    ShowTriage,
+    ShowEvaluate,
+    ShowDashboard,
     // Pre-labelling with a model.
     RunModelOnImage,
     RunModelOnQueue,
@@ -92,6 +97,10 @@ impl Action {
             Action::OpenProject,
             Action::AddImages,
             Action::SyncNow,
+            Action::ShowLabel,
+            Action::ShowTriage,
+            Action::ShowEvaluate,
+            Action::ShowDashboard,
             Action::RunModelOnImage,
             Action::RunModelOnQueue,
             Action::CancelModelRun,
@@ -137,6 +146,10 @@ impl Action {
             Action::OpenProject => "open_project",
             Action::AddImages => "add_images",
             Action::SyncNow => "sync_now",
+            Action::ShowLabel => "show_label",
+            Action::ShowTriage => "show_triage",
+            Action::ShowEvaluate => "show_evaluate",
+            Action::ShowDashboard => "show_dashboard",
             Action::RunModelOnImage => "run_model_on_image",
             Action::RunModelOnQueue => "run_model_on_queue",
             Action::CancelModelRun => "cancel_model_run",
@@ -186,6 +199,12 @@ impl Action {
             Action::OpenProject => "Open a project",
             Action::AddImages => "Add images to the project",
             Action::SyncNow => "Sync with the shared store now (push, then pull)",
+            Action::ShowLabel => "Show the canvas (label mode)",
+            Action::ShowTriage => "Show the triage view: images ranked by where the model fails",
+            Action::ShowEvaluate => {
+                "Show the evaluation view: a run's metrics, or two runs compared"
+            }
+            Action::ShowDashboard => "Show the lead dashboard: annotators, batches and audits",
             Action::RunModelOnImage => "Run the model on this image (proposals appear as stored)",
             Action::RunModelOnQueue => "Run the model on every image of the filtered list",
             Action::CancelModelRun => "Cancel the model run (finished images keep their proposals)",
@@ -245,6 +264,10 @@ impl Action {
             Action::OpenProject => &["Ctrl+O"],
             Action::AddImages => &["Ctrl+I"],
             Action::SyncNow => &["Ctrl+S"],
+            Action::ShowLabel => &["Ctrl+1"],
+            Action::ShowTriage => &["Ctrl+2"],
+            Action::ShowEvaluate => &["Ctrl+3"],
+            Action::ShowDashboard => &["Ctrl+4"],
             Action::RunModelOnImage => &["M"],
             Action::RunModelOnQueue => &["Shift+M"],
             Action::CancelModelRun => &["Shift+Escape"],

@@ -37,6 +37,8 @@ pub enum Request {
     Import { format: Format, path: PathBuf },
     /// Export the current labels (after every edit queued before it).
     Export { format: Format, out: PathBuf },
+    /// A data-loop write (batches, audits, tags, metadata, profile) through `crate::review`.
+    Lead(super::lead::LeadWrite),
     /// Resolve a sync conflict (after every edit queued before it), signed with the key in
     /// `key_dir` (default: the user's config folder).
     Resolve {
@@ -69,6 +71,8 @@ pub enum Reply {
     Imported(Result<String, String>),
     /// A one-line summary of an export, or why it failed.
     Exported(Result<String, String>),
+    /// What a `Request::Lead` did.
+    Lead(super::lead::LeadDone),
     /// A sync conflict resolved (the box as stored now), or why not.
     Resolved {
         annotation: Uuid,
@@ -299,6 +303,7 @@ fn writer_loop(
                 Reply::Imported(import(&mut project, format, &path, progress))
             }
             Request::Export { format, out } => Reply::Exported(export(&project, format, &out)),
+            Request::Lead(w) => Reply::Lead(super::lead::perform(&mut project, w)),
             Request::Resolve {
                 annotation,
                 take,

@@ -2,6 +2,7 @@
 //! reached the project file through a fresh connection.
 
 mod editing;
+mod lead;
 mod navigation;
 mod prelabel;
 mod review;
@@ -183,6 +184,9 @@ pub fn fixture() -> Fixture {
         });
     }
     project.apply(&edits).expect("apply");
+    // The store's default user, chosen as the profile (else the app asks on first start).
+    let me = project.current_user().expect("user");
+    loupe::review::choose_profile(&mut project, &me.name, me.role).expect("profile");
     Fixture {
         _dir: dir,
         project: path,

@@ -1,0 +1,446 @@
+//! The data-loop views of the app: the lead dashboard (annotators, batches, audits), the triage
+//! view, the evaluation view, and beside the canvas the box history, the image's tags and
+//! metadata, and the audit verdict of a sampled image. Plus the user profile (first-start
+//! dialog, shown in the top bar).
+//!
+//! `LeadViews` is owned by the session. Everything it shows is read on its own query thread
+//! (`jobs`) and cached per data generation: the session calls `data_changed` whenever a write
+//! lands, and a view asks again only when it is on screen. Writes go through the store writer
+//! (`writes::LeadWrite`) and the core functions of `crate::review`.
+
+mod cache;
+mod dashboard;
+mod details;
+mod eval_view;
+mod jobs;
+mod profile;
+mod triage_view;
+mod writes;
+
+use std::path::Path;
+use std::time::Duration;
+
+use eframe::egui::{self, Ui};
+use uuid::Uuid;
+
+use super::commands::Command;
+use super::shortcuts::{Action, Keymap};
+use crate::model::User;
+use crate::review::{BatchDetail, TriageImage};
+use crate::store::{ImageFilter, Project};
+
+pub use jobs::{Answer, Choices, DashboardData, EvalResult, HistoryRow, ImageMeta, Query};
+pub use writes::{LeadDone, LeadOutcome, LeadWrite, perform};
+
+use cache::Cached;
+use jobs::Jobs;
+
+/// What the central area shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// The canvas.
+    #[default]
+    Label,
+    Triage,
+    Evaluate,
+    Dashboard,
+}
+
+impl Mode {
+    /// Every mode, in the order of the switch.
+    pub const ALL: [Mode; 4] = [Mode::Label, Mode::Triage, Mode::Evaluate, Mode::Dashboard];
+
+    /// The mode's name on the switch and in the View menu.
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::Label => "Label",
+            Mode::Triage => "Triage",
+            Mode::Evaluate => "Evaluate",
+            Mode::Dashboard => "Dashboard",
+        }
+    }
+
+    /// The shortcut that shows it.
+    pub fn action(self) -> Action {
+        match self {
+            Mode::Label => Action::ShowLabel,
+            Mode::Triage => Action::ShowTriage,
+            Mode::Evaluate => Action::ShowEvaluate,
+            Mode::Dashboard => Action::ShowDashboard,
+        }
+    }
+}
+
+/// A list of images that "next" and "previous" follow instead of the image list (triage order,
+/// an audit sample).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Queue {
+    /// What it is, for people ("triage of detector-v1").
+    pub name: String,
+    pub images: Vec<Uuid>,
+}
+
+/// What the data-loop views ask of the session.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LeadCommand {
+    SetMode(Mode),
+    /// Store something (batches, audits, tags, metadata, profile).
+    Write(LeadWrite),
+    /// Show an image on the canvas (switching to Label); with a queue, "next" follows it.
+    Open {
+        image: Uuid,
+        queue: Option<Queue>,
+    },
+    /// "Next" follows the image list again.
+    LeaveQueue,
+    /// Open the profile dialog.
+    EditProfile,
+}
+
+/// Draws the mode switch (in the top bar): Label, Triage, Evaluate, Dashboard.
+pub fn mode_switch_ui(ui: &mut Ui, current: Mode, keymap: &Keymap, out: &mut Vec<Command>) {
+    for m in Mode::ALL {
+        let r = ui
+            .selectable_label(current == m, m.label())
+            .on_hover_text(keymap.tooltip(m.action()));
+        if r.clicked() && current != m {
+            out.push(Command::Lead(LeadCommand::SetMode(m)));
+        }
+    }
+}
+
+/// What the session must do after a `LeadCommand`.
+#[derive(Debug, PartialEq)]
+pub enum LeadEffect {
+    None,
+    Show(Uuid),
+    Write(LeadWrite),
+}
+
+/// What the session must do after a `LeadDone`.
+#[derive(Debug, Default, PartialEq)]
+pub struct LeadReport {
+    pub message: Option<String>,
+    /// The user the session's read connection must act as now.
+    pub profile: Option<User>,
+}
+
+/// What the central views need from the session.
+pub struct LeadInput<'a> {
+    /// The image list's filter (a batch can be made from it).
+    pub filter: &'a ImageFilter,
+    pub keymap: &'a Keymap,
+}
+
+/// What the panel beside the canvas needs.
+pub struct DetailsInput<'a> {
+    pub image: Option<Uuid>,
+    pub selected: Option<Uuid>,
+    /// The session's read connection, for point reads (one box, one image).
+    pub reader: &'a Project,
+}
+
+/// Asks the query thread at the current generation.
+pub(crate) struct Asker<'a> {
+    jobs: Option<&'a mut Jobs>,
+    generation: u64,
+}
+
+impl Asker<'_> {
+    fn ask(&mut self, query: Query) {
+        if let Some(j) = self.jobs.as_deref_mut() {
+            j.ask(self.generation, query);
+        }
+    }
+}
+
+/// The data-loop views and their query thread.
+pub struct LeadViews {
+    mode: Mode,
+    generation: u64,
+    jobs: Option<Jobs>,
+    jobs_error: Option<String>,
+    choices: Cached<(), Choices>,
+    profile: profile::Profile,
+    dashboard: dashboard::Dashboard,
+    triage: triage_view::TriageView,
+    eval: eval_view::EvalView,
+    details: details::Details,
+    queue: Option<(Queue, usize)>,
+}
+
+impl LeadViews {
+    /// Starts the query thread on `path` and reads who the user is (a quick read, at open).
+    pub fn new(reader: &Project, path: &Path, ctx: &egui::Context) -> LeadViews {
+        let (jobs, jobs_error) = match Jobs::start(path.to_path_buf(), ctx.clone()) {
+            Ok(j) => (Some(j), None),
+            Err(e) => {
+                tracing::warn!("cannot start the lead query thread: {e:#}");
+                (None, Some(format!("Cannot read for these views: {e:#}")))
+            }
+        };
+        LeadViews {
+            mode: Mode::Label,
+            generation: 0,
+            jobs,
+            jobs_error,
+            choices: Cached::default(),
+            profile: profile::Profile::read(reader),
+            dashboard: dashboard::Dashboard::default(),
+            triage: triage_view::TriageView::default(),
+            eval: eval_view::EvalView::default(),
+            details: details::Details::default(),
+            queue: None,
+        }
+    }
+
+    /// The mode of the central area.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Something in the project changed: cached answers are stale, views on screen ask again.
+    pub fn data_changed(&mut self) {
+        self.generation += 1;
+    }
+
+    /// "name · role" for the top bar.
+    pub fn user_label(&self) -> Option<String> {
+        self.profile.label()
+    }
+
+    /// True while the profile dialog is up (keys go to it, not to shortcuts).
+    pub fn modal_open(&self) -> bool {
+        self.profile.is_open()
+    }
+
+    /// True while "next" follows a queue.
+    pub fn queue_active(&self) -> bool {
+        self.queue.is_some()
+    }
+
+    /// The queue's name and (position, length).
+    pub fn queue_position(&self) -> Option<(&str, usize, usize)> {
+        self.queue
+            .as_ref()
+            .map(|(q, i)| (q.name.as_str(), *i, q.images.len()))
+    }
+
+    /// The next (or previous) image of the queue after `current`; `None` at its end.
+    pub fn queue_step(&mut self, current: Option<Uuid>, forward: bool) -> Option<Uuid> {
+        let (q, pos) = self.queue.as_mut()?;
+        if let Some(i) = current.and_then(|c| q.images.iter().position(|x| *x == c)) {
+            *pos = i;
+        }
+        let next = if forward {
+            (*pos + 1 < q.images.len()).then_some(*pos + 1)
+        } else {
+            pos.checked_sub(1)
+        }?;
+        *pos = next;
+        q.images.get(next).copied()
+    }
+
+    /// Takes the query thread's answers.
+    pub fn poll(&mut self) {
+        let answers = match &mut self.jobs {
+            Some(j) => j.poll(),
+            None => return,
+        };
+        for (generation, a) in answers {
+            self.take(generation, a);
+        }
+    }
+
+    /// Blocks until every question asked so far is answered. For tests; the UI never waits.
+    pub fn wait_for_jobs(&mut self, timeout: Duration) {
+        let answers = match &mut self.jobs {
+            Some(j) => j.wait(timeout),
+            None => return,
+        };
+        for (generation, a) in answers {
+            self.take(generation, a);
+        }
+    }
+
+    /// Questions not answered yet.
+    pub fn jobs_pending(&self) -> usize {
+        self.jobs.as_ref().map_or(0, Jobs::pending)
+    }
+
+    fn take(&mut self, generation: u64, answer: Answer) {
+        match answer {
+            Answer::Choices(r) => self.choices.fill(generation, (), r),
+            Answer::Dashboard(r) => self.dashboard.data.fill(generation, (), r),
+            Answer::Batch(name, r) => self.dashboard.detail.fill(generation, name, r),
+            Answer::Triage(opts, r) => self.triage.ranked.fill(generation, opts, r),
+            Answer::Eval(key, r) => self.eval.result.fill(generation, key, r),
+        }
+    }
+
+    /// Applies a command of these views.
+    pub fn apply(&mut self, command: LeadCommand) -> LeadEffect {
+        match command {
+            LeadCommand::SetMode(m) => {
+                // Showing a view reads it again: other programs (the CLI, a sync) may have
+                // changed the project since.
+                self.mode = m;
+                self.data_changed();
+            }
+            LeadCommand::Write(w) => return LeadEffect::Write(w),
+            LeadCommand::Open { image, queue } => {
+                if let Some(q) = queue {
+                    let pos = q.images.iter().position(|i| *i == image).unwrap_or(0);
+                    self.queue = Some((q, pos));
+                }
+                self.mode = Mode::Label;
+                return LeadEffect::Show(image);
+            }
+            LeadCommand::LeaveQueue => self.queue = None,
+            LeadCommand::EditProfile => self.profile.open_dialog(),
+        }
+        LeadEffect::None
+    }
+
+    /// Takes the writer's answer to a `LeadWrite`.
+    pub fn on_write(&mut self, done: LeadDone) -> LeadReport {
+        self.data_changed();
+        match done.result {
+            Ok(LeadOutcome::Done(m)) => {
+                self.dashboard.on_success();
+                LeadReport {
+                    message: Some(m),
+                    profile: None,
+                }
+            }
+            Ok(LeadOutcome::Profile(user)) => {
+                let message = format!("You are {} ({})", user.name, user.role.as_str());
+                self.profile.chosen(user.clone());
+                LeadReport {
+                    message: Some(message),
+                    profile: Some(user),
+                }
+            }
+            Err(e) => {
+                self.profile.failed(&e);
+                LeadReport {
+                    message: Some(e),
+                    profile: None,
+                }
+            }
+        }
+    }
+
+    /// Draws the central area for the Triage, Evaluate and Dashboard modes.
+    pub fn central_ui(&mut self, ui: &mut Ui, input: &LeadInput<'_>, out: &mut Vec<Command>) {
+        let frame = egui::Frame::new().inner_margin(egui::Margin::same(12));
+        frame.show(ui, |ui| {
+            if let Some(e) = &self.jobs_error {
+                ui.colored_label(super::theme::ERROR, e);
+                return;
+            }
+            let mode = self.mode;
+            let generation = self.generation;
+            let mut asker = Asker {
+                jobs: self.jobs.as_mut(),
+                generation,
+            };
+            self.choices.ensure(&mut asker, &(), || Query::Choices);
+            let choices = self.choices.value().and_then(|r| r.as_ref().ok());
+            let queue = self.queue.as_ref().map(|(q, _)| q);
+            match mode {
+                Mode::Label => {}
+                Mode::Triage => self.triage.ui(ui, &mut asker, choices, out),
+                Mode::Evaluate => self.eval.ui(ui, &mut asker, choices),
+                Mode::Dashboard => {
+                    let me = self.profile.user();
+                    self.dashboard
+                        .ui(ui, &mut asker, choices, me, input, queue, out);
+                }
+            }
+        });
+    }
+
+    /// Draws the panel under the box list: queue, audit verdict, tags and metadata, history.
+    pub fn details_ui(&mut self, ui: &mut Ui, input: &DetailsInput<'_>, out: &mut Vec<Command>) {
+        if let Some((q, pos)) = &self.queue {
+            ui.horizontal(|ui| {
+                ui.label(
+                    egui::RichText::new(format!("{} · {} of {}", q.name, pos + 1, q.images.len()))
+                        .color(super::theme::ACCENT),
+                );
+                if ui
+                    .small_button("Leave")
+                    .on_hover_text("Next and previous follow the image list again")
+                    .clicked()
+                {
+                    out.push(Command::Lead(LeadCommand::LeaveQueue));
+                }
+            });
+        }
+        let audit = self.dashboard.audit_for(input.image);
+        let mut asker = Asker {
+            jobs: self.jobs.as_mut(),
+            generation: self.generation,
+        };
+        let details = &mut self.details;
+        egui::ScrollArea::vertical()
+            .id_salt("box-details")
+            .auto_shrink([false, false])
+            .show(ui, |ui| details.ui(ui, &mut asker, input, audit, out));
+    }
+
+    /// Draws dialogs (the profile on first start).
+    pub fn dialogs_ui(&mut self, ctx: &egui::Context, out: &mut Vec<Command>) {
+        if self.profile.is_open() {
+            // The dialog offers the project's existing users.
+            let mut asker = Asker {
+                jobs: self.jobs.as_mut(),
+                generation: self.generation,
+            };
+            self.choices.ensure(&mut asker, &(), || Query::Choices);
+        }
+        let users = self
+            .choices
+            .value()
+            .and_then(|r| r.as_ref().ok())
+            .map(|c| c.users.as_slice());
+        self.profile.ui(ctx, users.unwrap_or_default(), out);
+    }
+
+    // ------------------------------------------------------------------ read access (tests)
+
+    /// The triage ranking on screen, if any.
+    pub fn triage_rows(&self) -> Option<&[TriageImage]> {
+        self.triage.rows()
+    }
+
+    /// The dashboard's figures, if read.
+    pub fn dashboard_data(&self) -> Option<&DashboardData> {
+        self.dashboard.data.value().and_then(|r| r.as_ref().ok())
+    }
+
+    /// The batch open in the dashboard, if read.
+    pub fn batch_detail(&self) -> Option<&BatchDetail> {
+        self.dashboard.detail.value().and_then(|r| r.as_ref().ok())
+    }
+
+    /// The evaluation on screen, if any.
+    pub fn eval_result(&self) -> Option<&EvalResult> {
+        self.eval.result.value().and_then(|r| r.as_ref().ok())
+    }
+
+    /// The history of the selected box, if read.
+    pub fn history_rows(&self) -> Option<&[HistoryRow]> {
+        self.details
+            .history
+            .value()
+            .and_then(|r| r.as_ref().ok())
+            .map(Vec::as_slice)
+    }
+
+    /// The current image's tags and metadata, if read.
+    pub fn image_meta(&self) -> Option<&ImageMeta> {
+        self.details.meta.value().and_then(|r| r.as_ref().ok())
+    }
+}
