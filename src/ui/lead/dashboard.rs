@@ -486,12 +486,20 @@ impl Dashboard {
                 ui.label(RichText::new("Audit").strong());
                 ui.label(
                     RichText::new(format!(
-                        "{:.0}% per annotator, at least {} · seed {} · {} pass, {} fail, {} to mark",
-                        a.percent, a.min_images, a.seed, a.passed, a.failed, a.pending
+                        "{} pass, {} fail, {} to mark",
+                        a.passed, a.failed, a.pending
                     ))
                     .color(theme::TEXT_WEAK),
                 );
             });
+            ui.label(
+                RichText::new(format!(
+                    "{:.0}% per annotator, at least {} images · seed {}",
+                    a.percent, a.min_images, a.seed
+                ))
+                .small()
+                .color(theme::TEXT_WEAK),
+            );
             for s in &a.strata {
                 ui.label(
                     RichText::new(format!(
@@ -511,7 +519,10 @@ impl Dashboard {
             let in_queue = queue == Some(&sample);
             if !a.items.is_empty()
                 && ui
-                    .add_enabled(!in_queue, egui::Button::new("Review the sample on the canvas"))
+                    .add_enabled(
+                        !in_queue,
+                        egui::Button::new("Review the sample on the canvas"),
+                    )
                     .on_hover_text("Opens the first sampled image; next/previous follow the sample")
                     .clicked()
             {
@@ -553,13 +564,14 @@ impl Dashboard {
                             .comments
                             .entry(item.image)
                             .or_insert_with(|| item.comment.clone().unwrap_or_default());
-                        ui.add(
-                            egui::TextEdit::singleline(comment)
-                                .hint_text("comment")
-                                .desired_width(140.0),
+                        ui.add_sized(
+                            [150.0, 20.0],
+                            egui::TextEdit::singleline(comment).hint_text("comment"),
                         );
                         ui.horizontal(|ui| {
-                            for (label, verdict) in [("Pass", Verdict::Pass), ("Fail", Verdict::Fail)] {
+                            for (label, verdict) in
+                                [("Pass", Verdict::Pass), ("Fail", Verdict::Fail)]
+                            {
                                 let b = ui.button(label);
                                 b.widget_info(|| {
                                     egui::WidgetInfo::labeled(
@@ -706,6 +718,7 @@ fn annotators_ui(ui: &mut Ui, data: &DashboardData) {
                 .allow_scroll(false)
                 .show_grid([false, true])
                 .include_y(0.0)
+                .include_y(1.0)
                 .x_axis_formatter(move |mark, _| {
                     let i = mark.value.round();
                     if (mark.value - i).abs() > 1e-6 || i < 0.0 {

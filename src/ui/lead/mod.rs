@@ -273,7 +273,7 @@ impl LeadViews {
             Answer::Choices(r) => self.choices.fill(generation, (), r),
             Answer::Dashboard(r) => self.dashboard.data.fill(generation, (), r),
             Answer::Batch(name, r) => self.dashboard.detail.fill(generation, name, r),
-            Answer::Triage(opts, r) => self.triage.ranked.fill(generation, opts, r),
+            Answer::Triage(opts, r) => self.triage.take(generation, opts, r),
             Answer::Eval(key, r) => self.eval.result.fill(generation, key, r),
         }
     }

@@ -21,6 +21,8 @@ pub struct TriageView {
     /// `key=value`, `tag:NAME` or empty for every image.
     slice: String,
     selected: Option<usize>,
+    /// Images of the run with nothing to flag (left out of the ranking).
+    quiet: usize,
 }
 
 fn kind_color(k: SignalKind) -> egui::Color32 {
@@ -50,6 +52,23 @@ impl TriageView {
             .value()
             .and_then(|r| r.as_ref().ok())
             .map(Vec::as_slice)
+    }
+
+    /// Takes the query thread's ranking, keeping the images that have something to flag.
+    pub fn take(
+        &mut self,
+        generation: u64,
+        opts: TriageOptions,
+        ranked: Result<Vec<TriageImage>, String>,
+    ) {
+        let ranked = ranked.map(|all| {
+            let total = all.len();
+            let flagged: Vec<TriageImage> =
+                all.into_iter().filter(|i| !i.signals.is_empty()).collect();
+            self.quiet = total - flagged.len();
+            flagged
+        });
+        self.ranked.fill(generation, opts, ranked);
     }
 
     fn options(&self) -> Result<Option<TriageOptions>, String> {
@@ -129,8 +148,9 @@ impl TriageView {
         ui.horizontal(|ui| {
             ui.label(
                 RichText::new(format!(
-                    "{} images with signals, strongest first",
-                    rows.len()
+                    "{} images with signals, strongest first ({} with nothing to flag)",
+                    rows.len(),
+                    self.quiet
                 ))
                 .color(theme::TEXT_WEAK),
             );
