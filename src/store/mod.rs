@@ -1704,7 +1704,10 @@ impl Bulk<'_> {
         if let Some((id, old_path)) = by_hash {
             if old_path == img.path {
                 // A placeholder (known from sync packs, file not here until now) gets its file.
-                if by_path.as_ref().is_some_and(|(_, _, missing)| *missing == 1) {
+                if by_path
+                    .as_ref()
+                    .is_some_and(|(_, _, missing)| *missing == 1)
+                {
                     self.tx()
                         .execute(
                             "UPDATE images SET missing=0, bytes=?2, external_id=COALESCE(external_id, ?3) WHERE id=?1",
