@@ -124,6 +124,20 @@ fn decode_raster(path: &Path) -> Result<DynamicImage, ImageError> {
             path: path.to_path_buf(),
             source,
         })?;
+    if reader.format() == Some(image::ImageFormat::Jpeg) {
+        // The JPEG decoder fills a cut-off file with grey instead of failing: refuse it here,
+        // so a half-downloaded photo is never labelled as if it were whole.
+        let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if !jpeg_is_complete(&bytes) {
+            return Err(decode_err(
+                path,
+                "truncated JPEG: the file ends before its end-of-image marker",
+            ));
+        }
+    }
     let mut decoder = reader.into_decoder().map_err(|e| decode_err(path, e))?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| decode_err(path, e))?;
@@ -134,6 +148,62 @@ fn decode_raster(path: &Path) -> Result<DynamicImage, ImageError> {
         });
     }
     Ok(img)
+}
+
+/// Walks a JPEG's markers (skipping segment payloads and entropy-coded scan data) and says
+/// whether it reaches the end-of-image marker. Data after the marker (phones append videos to
+/// "motion photos") does not matter; a file that is not a JPEG counts as complete.
+pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return true;
+    }
+    let n = bytes.len();
+    let mut i = 2;
+    loop {
+        // A marker: one or more 0xFF, then its code.
+        while i < n && bytes[i] != 0xFF {
+            i += 1;
+        }
+        while i < n && bytes[i] == 0xFF {
+            i += 1;
+        }
+        if i >= n {
+            return false;
+        }
+        let code = bytes[i];
+        i += 1;
+        match code {
+            0xD9 => return true,
+            // Restart markers, TEM and stuffed zeros carry no length.
+            0x00 | 0x01 | 0xD0..=0xD7 => continue,
+            _ => {}
+        }
+        if i + 2 > n {
+            return false;
+        }
+        let len = usize::from(u16::from_be_bytes([bytes[i], bytes[i + 1]]));
+        if len < 2 || i + len > n {
+            return false;
+        }
+        i += len;
+        if code == 0xDA {
+            // Scan data runs to the next marker that is not a stuffed zero or a restart.
+            loop {
+                let Some(off) = bytes[i..].iter().position(|&b| b == 0xFF) else {
+                    return false;
+                };
+                let j = i + off;
+                match bytes.get(j + 1) {
+                    None => return false,
+                    Some(0x00 | 0xD0..=0xD7) => i = j + 2,
+                    Some(_) => {
+                        i = j;
+                        break;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// blake3 of a file's bytes (hex) and its size.
@@ -168,4 +238,58 @@ pub fn has_image_extension(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jpeg(w: u32, h: u32, progressive_like_thumbnail: bool) -> Vec<u8> {
+        let img = image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([
+                (x * 7 % 256) as u8,
+                (y * 5 % 256) as u8,
+                ((x ^ y) % 256) as u8,
+            ])
+        });
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+            .encode_image(&img)
+            .expect("encode");
+        if progressive_like_thumbnail {
+            // Something after the end-of-image marker, as motion photos have.
+            out.extend_from_slice(b"ftypmp42\xFF\xDA\x00\x04junk");
+        }
+        out
+    }
+
+    #[test]
+    fn whole_jpegs_are_complete_and_cut_ones_are_not() {
+        let whole = jpeg(64, 48, false);
+        assert!(jpeg_is_complete(&whole));
+        assert!(jpeg_is_complete(&jpeg(64, 48, true)));
+        for cut in [whole.len() - 2, whole.len() / 2, 200, 3] {
+            assert!(!jpeg_is_complete(&whole[..cut]), "cut at {cut}");
+        }
+        // Not a JPEG: not this check's business.
+        assert!(jpeg_is_complete(b"\x89PNG\r\n"));
+    }
+
+    #[test]
+    fn a_truncated_jpeg_file_is_refused_with_its_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let whole = jpeg(64, 48, false);
+        let ok = dir.path().join("ok.jpg");
+        std::fs::write(&ok, &whole).expect("write");
+        assert_eq!(decode(&ok).expect("decodes").width(), 64);
+        let cut = dir.path().join("cut.jpg");
+        std::fs::write(&cut, &whole[..whole.len() * 2 / 3]).expect("write");
+        let err = decode(&cut).expect_err("truncated").to_string();
+        assert!(
+            err.contains("cut.jpg") && err.contains("truncated JPEG"),
+            "{err}"
+        );
+        // The header still probes: the file can be added and shows its error when opened.
+        assert_eq!(probe(&cut).expect("probe").width, 64);
+    }
 }
