@@ -201,6 +201,55 @@ fn a_lead_creates_assigns_audits_and_accepts_a_batch_from_the_dashboard() {
 }
 
 #[test]
+fn the_dashboard_shows_how_well_two_people_agree() {
+    let fx = fixture();
+    {
+        // Alice and Bob both label c.png: two cars that match, and a box Alice calls a dog
+        // where Bob sees a cat.
+        let mut p = Project::open(&fx.project).expect("open");
+        let c = fx.image("c.png");
+        for (who, boxes) in [
+            ("alice", [("dog", 10.0), ("cat", 100.0)]),
+            ("bob", [("dog", 12.0), ("dog", 101.0)]),
+        ] {
+            p.switch_user(who, Some(Role::Annotator)).expect("user");
+            let edits: Vec<Edit> = boxes
+                .iter()
+                .map(|(class, x)| Edit::Create {
+                    id: Uuid::now_v7(),
+                    value: value(
+                        c,
+                        fx.class(class),
+                        BBox::new(*x, 20.0, 60.0, 60.0),
+                        Source::Human,
+                        ReviewState::Submitted,
+                    ),
+                })
+                .collect();
+            p.apply(&edits).expect("label");
+        }
+    }
+    let mut h = app(&fx);
+    mode_key(&mut h, Key::Num4);
+    settle_all(&mut h);
+    let data = session(&h).lead().dashboard_data().expect("dashboard read");
+    let report = data.agreement.as_ref().expect("agreement computed");
+    let pair = report
+        .pairs
+        .iter()
+        .find(|p| p.a == "alice" && p.b == "bob")
+        .unwrap_or_else(|| panic!("alice and bob: {:?}", report.pairs));
+    assert_eq!((pair.images, pair.matched, pair.class_conflicts), (1, 1, 1));
+    assert!(h.query_by_label("Agreement").is_some());
+    assert!(h.query_by_label("alice & bob").is_some());
+    // F1 = 2 × 1 / (2 + 2) = 50 %, shown for the pair and for dog across all pairs.
+    assert!(h.query_all_by_label("50%").count() >= 1);
+    assert!(
+        h.query_by_label("cat vs dog ×1").is_some() || h.query_by_label("dog vs cat ×1").is_some()
+    );
+}
+
+#[test]
 fn triage_ranks_the_planted_image_first_and_opens_it_as_a_queue() {
     let fx = fixture();
     plant_triage_case(&fx);

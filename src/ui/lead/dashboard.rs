@@ -14,8 +14,8 @@ use super::cache::Cached;
 use super::{Asker, Choices, DashboardData, LeadCommand, LeadInput, LeadWrite, Query, Queue};
 use crate::model::{Role, User};
 use crate::review::{
-    AuditDecision, AuditInfo, AuditItem, AuditOptions, BatchDetail, BatchInfo, BatchState,
-    NewBatch, Verdict,
+    AgreementReport, AuditDecision, AuditInfo, AuditItem, AuditOptions, BatchDetail, BatchInfo,
+    BatchState, ClassAgreement, NewBatch, Verdict,
 };
 use crate::store::{ImageFilter, ImageStatus};
 
@@ -186,6 +186,11 @@ impl Dashboard {
                 annotators_ui(ui, &data);
                 ui.add_space(10.0);
                 ui.separator();
+                if let Some(report) = &data.agreement {
+                    agreement_ui(ui, report);
+                    ui.add_space(10.0);
+                    ui.separator();
+                }
                 ui.columns(2, |cols| {
                     self.batches_ui(&mut cols[0], &data, input, out);
                     self.batch_ui(&mut cols[1], choices, queue, out);
@@ -768,4 +773,103 @@ fn annotators_ui(ui: &mut Ui, data: &DashboardData) {
                 ui.end_row();
             }
         });
+}
+
+fn percent(f1: f64) -> String {
+    format!("{:.0}%", f1 * 100.0)
+}
+
+/// Agreement per pair of people and per class, on the images two or more of them labeled.
+fn agreement_ui(ui: &mut Ui, report: &AgreementReport) {
+    ui.heading("Agreement");
+    if report.pairs.is_empty() {
+        ui.label(
+            RichText::new("No image has been labeled by two people yet.").color(theme::TEXT_WEAK),
+        );
+        return;
+    }
+    ui.label(
+        RichText::new(format!(
+            "{} image{} labeled by two or more people; boxes match when they have the same class \
+             and IoU ≥ {}. F1 = 2 × matched / (boxes of both).",
+            report.shared_images,
+            if report.shared_images == 1 { "" } else { "s" },
+            report.iou_threshold
+        ))
+        .color(theme::TEXT_WEAK),
+    );
+    egui::Grid::new("agreement-pairs")
+        .striped(true)
+        .num_columns(8)
+        .show(ui, |ui| {
+            for h in [
+                "pair",
+                "images",
+                "boxes",
+                "matched",
+                "F1",
+                "mean IoU",
+                "class conflicts",
+                "most confused",
+            ] {
+                ui.label(RichText::new(h).color(theme::TEXT_WEAK));
+            }
+            ui.end_row();
+            for pair in &report.pairs {
+                ui.label(format!("{} & {}", pair.a, pair.b));
+                ui.label(pair.images.to_string());
+                ui.label(format!("{} / {}", pair.a_boxes, pair.b_boxes));
+                ui.label(pair.matched.to_string());
+                ui.label(RichText::new(percent(pair.f1)).color(agreement_color(pair.f1)));
+                ui.label(format!("{:.2}", pair.mean_iou));
+                ui.label(pair.class_conflicts.to_string());
+                let confused = pair
+                    .confusions
+                    .iter()
+                    .take(2)
+                    .map(|(a, b, n)| format!("{a} vs {b} ×{n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                ui.label(if confused.is_empty() {
+                    "—".to_owned()
+                } else {
+                    confused
+                });
+                ui.end_row();
+            }
+        });
+    ui.add_space(6.0);
+    ui.label(RichText::new("Per class, all pairs").color(theme::TEXT_WEAK));
+    class_agreement_grid(ui, "agreement-classes", &report.per_class);
+}
+
+fn class_agreement_grid(ui: &mut Ui, id: &str, rows: &[ClassAgreement]) {
+    egui::Grid::new(id)
+        .striped(true)
+        .num_columns(5)
+        .show(ui, |ui| {
+            for h in ["class", "boxes", "matched", "F1", "mean IoU"] {
+                ui.label(RichText::new(h).color(theme::TEXT_WEAK));
+            }
+            ui.end_row();
+            for c in rows {
+                ui.label(&c.class);
+                ui.label(format!("{} / {}", c.a_boxes, c.b_boxes));
+                ui.label(c.matched.to_string());
+                ui.label(RichText::new(percent(c.f1)).color(agreement_color(c.f1)));
+                ui.label(format!("{:.2}", c.mean_iou));
+                ui.end_row();
+            }
+        });
+}
+
+/// Green when two people mostly agree, amber when they often do not, red when they rarely do.
+fn agreement_color(f1: f64) -> egui::Color32 {
+    if f1 >= 0.9 {
+        theme::OK
+    } else if f1 >= 0.7 {
+        theme::BUSY
+    } else {
+        theme::ERROR
+    }
 }

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use crate::model::{AnnotationValue, ReviewState, Source, User};
 use crate::review::{
-    self, AnnotatorStats, AuditInfo, BatchDetail, BatchInfo, EvalOptions, RunComparison, RunEval,
-    TriageImage, TriageOptions,
+    self, AgreementReport, AnnotatorStats, AuditInfo, BatchDetail, BatchInfo, EvalOptions,
+    RunComparison, RunEval, TriageImage, TriageOptions,
 };
 use crate::store::{Project, Revision};
 
@@ -55,6 +55,8 @@ pub struct DashboardData {
     pub stats: Vec<AnnotatorStats>,
     /// Every batch with its latest audit.
     pub batches: Vec<(BatchInfo, Option<AuditInfo>)>,
+    /// Agreement of people who labeled the same images (IoU 0.5).
+    pub agreement: Option<AgreementReport>,
 }
 
 /// An evaluation, alone or compared with a second run.
@@ -191,6 +193,9 @@ impl Drop for Jobs {
     }
 }
 
+/// The IoU at which the dashboard matches two people's boxes (as `loupe review agreement`).
+pub const AGREEMENT_IOU: f64 = 0.5;
+
 fn answer(p: &Project, query: Query) -> Answer {
     let text = |e: review::ReviewError| format!("{e:#}");
     match query {
@@ -203,7 +208,12 @@ fn answer(p: &Project, query: Query) -> Answer {
                         let audit = review::audit_of(p, &b.name)?;
                         batches.push((b, audit));
                     }
-                    Ok(DashboardData { stats, batches })
+                    let agreement = Some(review::agreement(p, AGREEMENT_IOU)?);
+                    Ok(DashboardData {
+                        stats,
+                        batches,
+                        agreement,
+                    })
                 })
                 .map_err(text),
         ),
