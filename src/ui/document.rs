@@ -155,6 +155,22 @@ impl Document {
         }
     }
 
+    /// Takes the store's boxes of a loaded image as they are now (after a pull merged other
+    /// people's edits), keeping the undo history. Only call when every edit made here has been
+    /// stored, or memory's newer values would be lost from view. Not loaded: nothing to do.
+    pub fn replace_from_store(&mut self, image: Uuid, boxes: Vec<Annotation>) {
+        let Some(list) = self.images.get_mut(&image) else {
+            return;
+        };
+        self.in_store.extend(boxes.iter().map(|a| a.id));
+        *list = boxes;
+    }
+
+    /// The images whose boxes are in memory.
+    pub fn loaded_images(&self) -> Vec<Uuid> {
+        self.images.keys().copied().collect()
+    }
+
     /// Forgets images with no undo history so the next visit reads them again from the store.
     pub fn forget_unedited(&mut self) {
         let keep: HashSet<Uuid> = self

@@ -73,6 +73,8 @@ pub struct Session {
     list: ImageList,
     current: Option<Current>,
     doc: Document,
+    /// A pull brought revisions that images edited here have not re-read yet.
+    refresh_after_pull: bool,
     canvas: Canvas,
     box_panel: BoxPanel,
     top_bar: TopBar,
@@ -149,6 +151,7 @@ impl Session {
             list: ImageList::default(),
             current: None,
             doc: Document::default(),
+            refresh_after_pull: false,
             canvas: Canvas::default(),
             box_panel: BoxPanel::default(),
             top_bar: TopBar,
@@ -321,6 +324,8 @@ impl Session {
         let pulled = self.sync.poll();
         if pulled > 0 {
             self.after_pull(pulled);
+        } else {
+            self.refresh_edited_images();
         }
         self.lead.poll();
         for update in self.model.poll() {
@@ -1455,6 +1460,28 @@ impl Session {
 
     /// A sync pulled revisions: read again the classes, the images without edits in memory
     /// (memory is ahead of the store for the others) and the image list.
+    /// After a pull, re-reads the images edited in this session once the writer has stored
+    /// everything (so nothing shown is newer than the store), and drops a selection whose box
+    /// is gone.
+    fn refresh_edited_images(&mut self) {
+        if !self.refresh_after_pull || self.writer.state() != super::writer::SaveState::Saved {
+            return;
+        }
+        self.refresh_after_pull = false;
+        for image in self.doc.loaded_images() {
+            match self.reader.annotations_for_image(image) {
+                Ok(boxes) => self.doc.replace_from_store(image, boxes),
+                Err(e) => self.message = Some(format!("Cannot read the boxes of an image: {e}")),
+            }
+            self.refresh_row_counts(image);
+        }
+        if let Some(s) = self.selected
+            && self.current_box(s).is_none()
+        {
+            self.selected = None;
+        }
+    }
+
     fn after_pull(&mut self, revisions: usize) {
         match self.reader.classes() {
             Ok(classes) => {
@@ -1473,6 +1500,10 @@ impl Session {
                 Err(e) => self.message = Some(format!("Cannot read the boxes of {}: {e}", c.path)),
             }
         }
+        // Images edited here keep their boxes in memory; they take the merged state from the
+        // store as soon as every edit of theirs is stored (this frame, or a later one).
+        self.refresh_after_pull = true;
+        self.refresh_edited_images();
         if let Some(s) = self.selected
             && self.current_box(s).is_none()
         {

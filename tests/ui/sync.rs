@@ -117,6 +117,22 @@ fn background_sync_pulls_boxes_onto_the_canvas_and_pushes_edits() {
         .annotation(mine)
         .expect("the app's box reached client 1");
     assert!(!box_there.value.deleted);
+    drop(other);
+    // Client 1 adds a box to the image the app has edited (its boxes live in memory with an
+    // undo history): the next pull shows it there without reopening the image, and the
+    // app's own box stays.
+    let later = team.create(1, 0, 90.0);
+    team.sync(1);
+    let attempts = view(&mut h).attempts;
+    wait_sync(&mut h, "a second pull", move |v| {
+        v.attempts > attempts && v.phase == Phase::Idle && v.last_pulled > 0
+    });
+    let ids: Vec<_> = session(&h).boxes().iter().map(|a| a.id).collect();
+    assert!(
+        ids.contains(&later) && ids.contains(&mine) && ids.contains(&theirs),
+        "{ids:?}"
+    );
+    assert_eq!(current_path(&h), "img/0.png");
 }
 
 #[test]
