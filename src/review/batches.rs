@@ -454,7 +454,10 @@ pub fn create_batch(p: &mut Project, new: &NewBatch) -> Result<BatchInfo> {
         path: path.clone(),
         error,
     };
-    let tx = p.conn_mut().transaction().map_err(sqe)?;
+    let tx = p
+        .conn_mut()
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sqe)?;
     tx.execute(
         "INSERT INTO batches(uuid, name, state, created_by, created_ms, recipe) VALUES (?1, ?2, 'open', ?3, ?4, ?5)",
         params![Uuid::now_v7().to_string(), name, me, now_ms(), recipe.to_string()],
@@ -868,7 +871,10 @@ pub fn audit_start(p: &mut Project, batch: &str, opts: &AuditOptions) -> Result<
         path: path.clone(),
         error,
     };
-    let tx = p.conn_mut().transaction().map_err(sqe)?;
+    let tx = p
+        .conn_mut()
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sqe)?;
     // An audit of this round that was never decided is replaced (e.g. restarted with a seed).
     tx.execute(
         "DELETE FROM audits WHERE batch=?1 AND round=?2 AND decision IS NULL",
@@ -1095,7 +1101,10 @@ pub fn audit_decide(p: &mut Project, batch: &str, decision: AuditDecision) -> Re
         path: path.clone(),
         error,
     };
-    let tx = p.conn_mut().transaction().map_err(sqe)?;
+    let tx = p
+        .conn_mut()
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sqe)?;
     tx.execute(
         "UPDATE audits SET decision=?2, decided_ms=?3 WHERE id=?1",
         params![audit.id, decision.as_str(), now_ms()],

@@ -353,7 +353,10 @@ pub fn import_meta(p: &mut Project, file: &Path) -> Result<MetaImportReport> {
         path: path.clone(),
         error,
     };
-    let tx = p.conn_mut().transaction().map_err(sqe)?;
+    let tx = p
+        .conn_mut()
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sqe)?;
     {
         let mut set = tx
             .prepare("INSERT OR REPLACE INTO image_meta(image, key, value) VALUES (?1, ?2, ?3)")
