@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what Loupe's demo and tests need beyond cargo, idempotently:
 # Debian packages (software Vulkan for wgpu tests, Xvfb for screenshots, poppler and the Debian
-# reference card for demo images), Python packages for reference checks (pycocotools, moto),
-# and the ONNX Runtime shared library (from the onnxruntime wheel on PyPI).
+# reference card for demo images, nasm for libjpeg-turbo's SIMD code: without it the JPEG
+# decoder builds as plain C, same pixels, about twice as slow), Python packages for reference
+# checks (pycocotools, moto), and the ONNX Runtime shared library (from the onnxruntime wheel on
+# PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(mesa-vulkan-drivers libvulkan1 libgl1-mesa-dri libegl-mesa0 libxkbcommon-x11-0
-              xvfb imagemagick poppler-utils debian-refcard)
+              xvfb imagemagick poppler-utils debian-refcard nasm)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

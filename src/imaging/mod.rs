@@ -137,10 +137,26 @@ fn decode_raster(path: &Path) -> Result<DynamicImage, ImageError> {
                 "truncated JPEG: the file ends before its end-of-image marker",
             ));
         }
+        if let Some(img) = decode_jpeg_turbo(path, &bytes)? {
+            // The `image` crate's decoder only parses headers here, for the EXIF orientation.
+            let orientation = image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(&bytes))
+                .and_then(|mut d| d.orientation())
+                .unwrap_or(Orientation::NoTransforms);
+            return oriented(path, img, orientation);
+        }
+        // CMYK and YCCK: the `image` crate converts them to RGB.
     }
     let mut decoder = reader.into_decoder().map_err(|e| decode_err(path, e))?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| decode_err(path, e))?;
+    let img = DynamicImage::from_decoder(decoder).map_err(|e| decode_err(path, e))?;
+    oriented(path, img, orientation)
+}
+
+fn oriented(
+    path: &Path,
+    mut img: DynamicImage,
+    orientation: Orientation,
+) -> Result<DynamicImage, ImageError> {
     img.apply_orientation(orientation);
     if img.width() == 0 || img.height() == 0 {
         return Err(ImageError::Empty {
@@ -148,6 +164,60 @@ fn decode_raster(path: &Path) -> Result<DynamicImage, ImageError> {
         });
     }
     Ok(img)
+}
+
+/// Decodes a JPEG with libjpeg-turbo (the `mozjpeg` crate's decoder is libjpeg-turbo's), to RGB,
+/// or to gray for grayscale files. Returns `Ok(None)` for CMYK and YCCK files, which libjpeg does
+/// not convert to RGB.
+///
+/// Why not the `image` crate's decoder (zune-jpeg): its IDCT and colour conversion differ from
+/// libjpeg-turbo's by up to 4 levels, and the reference pipelines models are trained and checked
+/// with (Pillow, OpenCV) decode with libjpeg-turbo. Its default settings (accurate integer IDCT,
+/// fancy upsampling) are Pillow's and OpenCV's, so pixels are bit-identical to theirs.
+fn decode_jpeg_turbo(path: &Path, bytes: &[u8]) -> Result<Option<DynamicImage>, ImageError> {
+    use mozjpeg::ColorSpace;
+    // libjpeg reports a fatal error through `error_exit`, which the mozjpeg crate turns into an
+    // unwind carrying the message (with `resume_unwind`, so no panic message is printed). Catch
+    // it: a corrupt file is an error naming the file, never a crash.
+    let decoded = std::panic::catch_unwind(|| -> std::io::Result<Option<DynamicImage>> {
+        let decompress = mozjpeg::Decompress::new_mem(bytes)?;
+        let too_large = || std::io::Error::other("image dimensions exceed 32 bits");
+        let width = u32::try_from(decompress.width()).map_err(|_| too_large())?;
+        let height = u32::try_from(decompress.height()).map_err(|_| too_large())?;
+        let mismatch = || std::io::Error::other("decoded pixels do not fill the image");
+        match decompress.color_space() {
+            ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK => Ok(None),
+            ColorSpace::JCS_GRAYSCALE => {
+                let mut started = decompress.grayscale()?;
+                let pixels = started.read_scanlines::<u8>()?;
+                started.finish()?;
+                let img = image::GrayImage::from_raw(width, height, pixels).ok_or_else(mismatch)?;
+                Ok(Some(DynamicImage::ImageLuma8(img)))
+            }
+            _ => {
+                let mut started = decompress.rgb()?;
+                let pixels = started.read_scanlines::<u8>()?;
+                started.finish()?;
+                let img = image::RgbImage::from_raw(width, height, pixels).ok_or_else(mismatch)?;
+                Ok(Some(DynamicImage::ImageRgb8(img)))
+            }
+        }
+    });
+    match decoded {
+        Ok(Ok(img)) => Ok(img),
+        Ok(Err(e)) => Err(decode_err(path, format!("JPEG: {e}"))),
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("libjpeg failed");
+            let message = message
+                .strip_prefix("libjpeg fatal error: ")
+                .unwrap_or(message);
+            Err(decode_err(path, format!("JPEG: {message}")))
+        }
+    }
 }
 
 /// Walks a JPEG's markers (skipping segment payloads and entropy-coded scan data) and says
@@ -261,6 +331,115 @@ mod tests {
             out.extend_from_slice(b"ftypmp42\xFF\xDA\x00\x04junk");
         }
         out
+    }
+
+    fn jpeg_with_exif_orientation(w: u32, h: u32, orientation: u8) -> Vec<u8> {
+        use image::ImageEncoder;
+        let img = image::RgbImage::from_fn(w, h, |x, _| {
+            image::Rgb(if x < w / 2 { [250, 0, 0] } else { [0, 0, 250] })
+        });
+        // A big-endian TIFF header and one IFD entry: Orientation (0x0112), SHORT, 1 value.
+        let exif = [
+            b'M',
+            b'M',
+            0,
+            42,
+            0,
+            0,
+            0,
+            8,
+            0,
+            1,
+            0x01,
+            0x12,
+            0,
+            3,
+            0,
+            0,
+            0,
+            1,
+            0,
+            orientation,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
+        let mut out = Vec::new();
+        let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95);
+        encoder.set_exif_metadata(exif.to_vec()).expect("exif");
+        encoder
+            .write_image(img.as_raw(), w, h, image::ExtendedColorType::Rgb8)
+            .expect("encode");
+        out
+    }
+
+    fn decode_bytes(name: &str, bytes: &[u8]) -> Result<DynamicImage, ImageError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).expect("write");
+        decode(&path)
+    }
+
+    #[test]
+    fn jpegs_decode_with_libjpeg_turbo_keeping_orientation_and_gray() {
+        let img =
+            decode_bytes("rotated.jpg", &jpeg_with_exif_orientation(64, 32, 6)).expect("decodes");
+        // Orientation 6: rotate 90 degrees clockwise, so the red left half is now on top.
+        assert_eq!((img.width(), img.height()), (32, 64));
+        let rgb = img.to_rgb8();
+        assert!(rgb.get_pixel(16, 8)[0] > 200 && rgb.get_pixel(16, 8)[2] < 50);
+        assert!(rgb.get_pixel(16, 56)[2] > 200 && rgb.get_pixel(16, 56)[0] < 50);
+
+        let gray = image::GrayImage::from_fn(40, 24, |x, y| image::Luma([(x * 6 + y) as u8]));
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90)
+            .encode_image(&gray)
+            .expect("encode");
+        let img = decode_bytes("gray.jpg", &bytes).expect("decodes");
+        assert!(
+            matches!(img, DynamicImage::ImageLuma8(_)),
+            "{:?}",
+            img.color()
+        );
+        assert_eq!((img.width(), img.height()), (40, 24));
+    }
+
+    #[test]
+    fn cmyk_jpegs_fall_back_to_the_image_crate() {
+        let mut compress = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_CMYK);
+        compress.set_size(16, 8);
+        compress.set_quality(95.0);
+        let mut started = compress.start_compress(Vec::new()).expect("start");
+        // Adobe CMYK JPEGs store inverted values: 255 is no ink, so this is white.
+        started
+            .write_scanlines(&[255u8; 16 * 8 * 4])
+            .expect("scanlines");
+        let bytes = started.finish().expect("finish");
+        let img = decode_bytes("cmyk.jpg", &bytes).expect("decodes");
+        assert_eq!((img.width(), img.height()), (16, 8));
+        assert_eq!(img.color(), image::ColorType::Rgb8);
+    }
+
+    #[test]
+    fn a_corrupt_jpeg_is_an_error_naming_the_file_not_a_crash() {
+        let mut bytes = jpeg(64, 48, false);
+        // Break the frame header's length: libjpeg stops with a fatal error.
+        let sof = bytes
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("baseline frame header");
+        bytes[sof + 3] = 3;
+        assert!(jpeg_is_complete(&bytes));
+        let err = decode_bytes("corrupt.jpg", &bytes)
+            .expect_err("corrupt")
+            .to_string();
+        assert!(
+            err.contains("corrupt.jpg") && err.contains("JPEG: "),
+            "{err}"
+        );
     }
 
     #[test]

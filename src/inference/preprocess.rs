@@ -1,6 +1,7 @@
 //! Turning a decoded image into the model's input tensor, and remembering how to map boxes back.
 //!
-//! Resizing uses `fast_image_resize` with the descriptor's [`ResizeFilter`]. The default,
+//! Resizing uses `fast_image_resize` with the descriptor's [`ResizeFilter`], except for
+//! `opencv-linear`, a port of OpenCV's fixed-point kernel ([`super::cv_resize`]). The default,
 //! `bilinear`, interpolates between the 2x2 nearest source pixels without antialiasing, as
 //! OpenCV's `INTER_LINEAR` does and so as Python pipelines built on `cv2.resize` saw in training
 //! and evaluation. It runs on 16-bit samples and rounds to 8 bits once at the end: the 8-bit path
@@ -212,6 +213,15 @@ fn resize(
 ) -> Result<Vec<u8>, InferenceError> {
     let err = |e: &dyn std::fmt::Display| InferenceError::Preprocess(e.to_string());
     let alg = match filter {
+        ResizeFilter::OpencvLinear => {
+            let channels = if pixel_type == PixelType::U8 { 1 } else { 3 };
+            return Ok(super::cv_resize::resize_linear(
+                pixels,
+                (width as usize, height as usize),
+                (new_w as usize, new_h as usize),
+                channels,
+            ));
+        }
         ResizeFilter::Bilinear => ResizeAlg::Interpolation(FilterType::Bilinear),
         ResizeFilter::BilinearAntialias => ResizeAlg::Convolution(FilterType::Bilinear),
         ResizeFilter::Lanczos3 => ResizeAlg::Convolution(FilterType::Lanczos3),
@@ -475,6 +485,32 @@ mod tests {
     }
 
     #[test]
+    fn opencv_linear_is_bilinear_truncated() {
+        // OpenCV's fixed-point kernel lands within one level of the exact interpolation, and
+        // below its rounding more often than above (it truncates twice).
+        let image = pattern(61, 87);
+        let (w, h) = (29, 40);
+        let got = levels(
+            &DynamicImage::ImageRgb8(image.clone()),
+            ResizeFilter::OpencvLinear,
+            w,
+            h,
+        );
+        let (mut below, mut above) = (0, 0);
+        for (i, want) in exact_bilinear(&image, w, h).iter().enumerate() {
+            let (y, x) = (i / w as usize, i % w as usize);
+            for (c, want) in want.iter().enumerate() {
+                let got = f64::from(got[[0, c, y, x]]);
+                assert!((got - want).abs() < 1.0, "({x}, {y}) {c}: {got} vs {want}");
+                let rounded = (want + 0.5).floor();
+                below += usize::from(got < rounded);
+                above += usize::from(got > rounded);
+            }
+        }
+        assert!(below > above, "{below} below, {above} above");
+    }
+
+    #[test]
     fn filters_differ_when_shrinking() {
         // Halving a row: `bilinear` averages the two nearest source pixels; the antialiased
         // filters also weigh the neighbours the output pixel covers.
@@ -488,6 +524,8 @@ mod tests {
             [t[[0, 0, 0, 0]], t[[0, 0, 0, 1]]]
         };
         assert_eq!(at(ResizeFilter::Bilinear), [16.0, 150.0]);
+        // OpenCV's weights are 1024 of 2048 each here: (10 + 21) / 2 = 15.5 rounds up to 16.
+        assert_eq!(at(ResizeFilter::OpencvLinear), [16.0, 150.0]);
         assert_eq!(at(ResizeFilter::Nearest), [21.0, 200.0]);
         let antialiased = at(ResizeFilter::BilinearAntialias);
         // (10 * 0.75 + 21 * 0.75 + 100 * 0.25) / 1.75 = 27.6
@@ -501,7 +539,11 @@ mod tests {
             image::Luma([((x * 37 + y * 91) % 256) as u8])
         });
         let rgb = DynamicImage::ImageRgb8(DynamicImage::ImageLuma8(gray.clone()).to_rgb8());
-        for filter in [ResizeFilter::Bilinear, ResizeFilter::BilinearAntialias] {
+        for filter in [
+            ResizeFilter::Bilinear,
+            ResizeFilter::OpencvLinear,
+            ResizeFilter::BilinearAntialias,
+        ] {
             let a = levels(&DynamicImage::ImageLuma8(gray.clone()), filter, 20, 17);
             let b = levels(&rgb, filter, 20, 17);
             assert_eq!(a, b, "{filter:?}");
