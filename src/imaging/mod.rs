@@ -166,6 +166,9 @@ fn oriented(
     Ok(img)
 }
 
+/// The most bytes of pixels a JPEG may decode to (the `image` crate's default limit).
+const DECODE_LIMIT_BYTES: u64 = 512 << 20;
+
 /// Decodes a JPEG with libjpeg-turbo (the `mozjpeg` crate's decoder is libjpeg-turbo's), to RGB,
 /// or to gray for grayscale files. Returns `Ok(None)` for CMYK and YCCK files, which libjpeg does
 /// not convert to RGB.
@@ -185,6 +188,21 @@ fn decode_jpeg_turbo(path: &Path, bytes: &[u8]) -> Result<Option<DynamicImage>, 
         let width = u32::try_from(decompress.width()).map_err(|_| too_large())?;
         let height = u32::try_from(decompress.height()).map_err(|_| too_large())?;
         let mismatch = || std::io::Error::other("decoded pixels do not fill the image");
+        // The `image` crate's default allocation limit, kept so a header claiming a huge image
+        // is refused as it was before rather than exhausting memory.
+        let channels = if decompress.color_space() == ColorSpace::JCS_GRAYSCALE {
+            1
+        } else {
+            3
+        };
+        let samples = u64::from(width) * u64::from(height) * channels;
+        if samples > DECODE_LIMIT_BYTES {
+            return Err(std::io::Error::other(format!(
+                "{width}x{height} needs {} MiB, more than the {} MiB limit",
+                samples >> 20,
+                DECODE_LIMIT_BYTES >> 20
+            )));
+        }
         match decompress.color_space() {
             ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK => Ok(None),
             ColorSpace::JCS_GRAYSCALE => {
@@ -440,6 +458,18 @@ mod tests {
             err.contains("corrupt.jpg") && err.contains("JPEG: "),
             "{err}"
         );
+
+        // A header claiming 60000x60000 pixels is refused before anything is allocated.
+        let mut huge = jpeg(64, 48, false);
+        let sof = huge
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("baseline frame header");
+        huge[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
+        let err = decode_bytes("huge.jpg", &huge)
+            .expect_err("too large")
+            .to_string();
+        assert!(err.contains("huge.jpg") && err.contains("limit"), "{err}");
     }
 
     #[test]
