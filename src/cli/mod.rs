@@ -95,9 +95,15 @@ pub enum Command {
         /// Threads decoding and preprocessing ahead of the model (0: automatic).
         #[arg(long, default_value_t = 0)]
         threads: usize,
-        /// ONNX Runtime intra-op threads (0: one per core).
+        /// ONNX Runtime intra-op threads per session (0: automatic, the cores shared among
+        /// the sessions).
         #[arg(long, default_value_t = 0)]
         intra_threads: usize,
+        /// Sessions of the model running images at once (0: automatic: one per core, up to 4 and
+        /// no more copies of the weights than fit in 1 GiB; cores / --intra-threads when that
+        /// is given).
+        #[arg(long, default_value_t = 0)]
+        sessions: usize,
         /// Score threshold override.
         #[arg(long)]
         score: Option<f32>,
@@ -362,6 +368,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             preset,
             threads,
             intra_threads,
+            sessions,
             score,
             iou,
             limit,
@@ -377,6 +384,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     preset: preset.as_deref(),
                     threads: *threads,
                     intra_threads: *intra_threads,
+                    sessions: *sessions,
                     filter: filter.to_filter()?,
                     overrides: crate::inference::DescriptorOverrides {
                         score_threshold: *score,

