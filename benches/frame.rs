@@ -314,6 +314,20 @@ fn bench_next_image(c: &mut Criterion) {
         std::thread::sleep(Duration::from_millis(5));
     }
     let next_id = h.session().rows()[1].id;
+    // For reading the no-prefetch figure: the decode alone (libjpeg-turbo, one thread), without
+    // the RGBA conversion, mip chain and upload the loader adds.
+    let mut decodes: Vec<Duration> = (0..5)
+        .map(|_| {
+            let started = Instant::now();
+            black_box(loupe::imaging::decode(&dir.path().join("photo_1.jpg")).expect("decode"));
+            started.elapsed()
+        })
+        .collect();
+    decodes.sort();
+    eprintln!(
+        "next_image: decoding photo_1.jpg alone takes {:.1?} (median of 5, min {:.1?})",
+        decodes[2], decodes[0]
+    );
     let mut group = c.benchmark_group("next_image_12mp");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
