@@ -19,7 +19,7 @@ pub enum ImageError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: not a supported image: {reason}")]
+    #[error("{path}: cannot decode the image: {reason}")]
     Decode { path: PathBuf, reason: String },
     #[error("{path}: image is empty (0x0)")]
     Empty { path: PathBuf },
