@@ -536,9 +536,12 @@ fn load_detector(choice: &RecentModel) -> Result<Detector, InferenceError> {
         Some(p) => ModelDescriptor::preset(p)?,
         None => ModelDescriptor::load(&choice.path, &inference::DescriptorOverrides::default())?,
     };
-    // ONNX Runtime's default intra-op threads: one per physical core (they block, not spin,
-    // between operators, so the UI keeps its share).
-    Detector::load(&choice.path, descriptor, 0)
+    // The same split of the cores as `loupe prelabel` (sessions side by side, their threads
+    // block rather than spin between operators, so the UI keeps its share).
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let model_bytes = std::fs::metadata(&choice.path).map_or(0, |m| m.len());
+    let split = inference::SessionOptions::automatic(cores, model_bytes, 0, 0);
+    Detector::load_with(&choice.path, descriptor, split)
 }
 
 /// The run thread: plans, runs and reports each stored image with its boxes.
