@@ -14,3 +14,12 @@ pub mod store;
 pub mod sync;
 #[cfg(feature = "gui")]
 pub mod ui;
+
+/// The text of a caught panic (a `&str` or `String` payload), for errors that replace crashes.
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}

@@ -48,9 +48,7 @@ pub fn prelabel(
     };
     // Fails with the installation hint before anything is written.
     inference::runtime_info()?;
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let model_bytes = std::fs::metadata(args.model).map_or(0, |m| m.len());
-    let split = SessionOptions::automatic(cores, model_bytes, args.sessions, args.intra_threads);
+    let split = SessionOptions::for_model(args.model, args.sessions, args.intra_threads);
     let detector = Detector::load_with(args.model, descriptor, split)
         .with_context(|| format!("{}: cannot load the model", args.model.display()))?;
     tracing::info!(

@@ -114,23 +114,28 @@ pub fn decode_with_mapping(path: &Path) -> Result<(DynamicImage, Option<GrayMapp
 }
 
 fn decode_raster(path: &Path) -> Result<DynamicImage, ImageError> {
-    let reader = ImageReader::open(path)
-        .map_err(|source| ImageError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
+    // The whole file is read once: every decoder needs all of it, and the JPEG checks below
+    // look at the bytes before decoding.
+    let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes.as_slice()))
         .with_guessed_format()
         .map_err(|source| ImageError::Io {
             path: path.to_path_buf(),
             source,
         })?;
+    if reader.format().is_none() {
+        // Formats without a signature (e.g. TGA) are known by their extension, as
+        // `ImageReader::open` does.
+        if let Ok(format) = image::ImageFormat::from_path(path) {
+            reader.set_format(format);
+        }
+    }
     if reader.format() == Some(image::ImageFormat::Jpeg) {
         // The JPEG decoder fills a cut-off file with grey instead of failing: refuse it here,
         // so a half-downloaded photo is never labelled as if it were whole.
-        let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
         if !jpeg_is_complete(&bytes) {
             return Err(decode_err(
                 path,
@@ -225,14 +230,10 @@ fn decode_jpeg_turbo(path: &Path, bytes: &[u8]) -> Result<Option<DynamicImage>, 
         Ok(Ok(img)) => Ok(img),
         Ok(Err(e)) => Err(decode_err(path, format!("JPEG: {e}"))),
         Err(payload) => {
-            let message = payload
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| payload.downcast_ref::<&str>().copied())
-                .unwrap_or("libjpeg failed");
+            let message = crate::panic_message(&payload);
             let message = message
                 .strip_prefix("libjpeg fatal error: ")
-                .unwrap_or(message);
+                .unwrap_or(&message);
             Err(decode_err(path, format!("JPEG: {message}")))
         }
     }

@@ -448,6 +448,13 @@ pub struct SessionOptions {
 }
 
 impl SessionOptions {
+    /// [`automatic`](Self::automatic) for the model file at `path` on this machine's cores.
+    pub fn for_model(path: &Path, sessions: usize, intra_threads: usize) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let model_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+        Self::automatic(cores, model_bytes, sessions, intra_threads)
+    }
+
     /// A split of `cores` for a model file of `model_bytes` when the user did not choose:
     /// one single-threaded session per core (up to 4), fewer when the copies of the weights
     /// would pass 1 GiB; `intra_threads` and `sessions` override (0: choose).
@@ -545,14 +552,7 @@ fn open_session(path: &Path, kind: SessionKind) -> Result<Session, InferenceErro
         .map_err(invalid)
 }
 
-/// The text of a caught panic.
-pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned())
-}
+pub(crate) use crate::panic_message;
 
 /// What [`ModelDescriptor::load`] learns from a model without a descriptor.
 pub(crate) struct ModelMetadata {

@@ -538,9 +538,7 @@ fn load_detector(choice: &RecentModel) -> Result<Detector, InferenceError> {
     };
     // The same split of the cores as `loupe prelabel` (sessions side by side, their threads
     // block rather than spin between operators, so the UI keeps its share).
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let model_bytes = std::fs::metadata(&choice.path).map_or(0, |m| m.len());
-    let split = inference::SessionOptions::automatic(cores, model_bytes, 0, 0);
+    let split = inference::SessionOptions::for_model(&choice.path, 0, 0);
     Detector::load_with(&choice.path, descriptor, split)
 }
 

@@ -1387,11 +1387,7 @@ impl Session {
             self.show_id(r.image);
         }
         self.refresh_row_counts(r.image);
-        if let Some(s) = self.selected
-            && self.current_box(s).is_none()
-        {
-            self.selected = None;
-        }
+        self.drop_stale_selection();
         self.canvas.cancel_gesture();
         self.message = Some(format!("{verb} {}", r.what));
     }
@@ -1463,6 +1459,15 @@ impl Session {
     /// After a pull, re-reads the images edited in this session once the writer has stored
     /// everything (so nothing shown is newer than the store), and drops a selection whose box
     /// is gone.
+    /// Forgets the selection when its box is no longer on the current image.
+    fn drop_stale_selection(&mut self) {
+        if let Some(s) = self.selected
+            && self.current_box(s).is_none()
+        {
+            self.selected = None;
+        }
+    }
+
     fn refresh_edited_images(&mut self) {
         if !self.refresh_after_pull || self.writer.state() != super::writer::SaveState::Saved {
             return;
@@ -1475,11 +1480,7 @@ impl Session {
             }
             self.refresh_row_counts(image);
         }
-        if let Some(s) = self.selected
-            && self.current_box(s).is_none()
-        {
-            self.selected = None;
-        }
+        self.drop_stale_selection();
     }
 
     fn after_pull(&mut self, revisions: usize) {
@@ -1504,11 +1505,7 @@ impl Session {
         // store as soon as every edit of theirs is stored (this frame, or a later one).
         self.refresh_after_pull = true;
         self.refresh_edited_images();
-        if let Some(s) = self.selected
-            && self.current_box(s).is_none()
-        {
-            self.selected = None;
-        }
+        self.drop_stale_selection();
         self.request_list(self.list.filter.clone());
         self.message = Some(format!(
             "Pulled {revisions} revision(s) from the shared store"

@@ -213,10 +213,7 @@ impl Dashboard {
             .striped(true)
             .num_columns(5)
             .show(ui, |ui| {
-                for h in ["batch", "state", "assignee", "images", "audit"] {
-                    ui.label(RichText::new(h).color(theme::TEXT_WEAK));
-                }
-                ui.end_row();
+                super::header_row(ui, &["batch", "state", "assignee", "images", "audit"]);
                 for (b, audit) in &data.batches {
                     let selected = self.selected.as_deref() == Some(b.name.as_str());
                     if ui
@@ -741,21 +738,21 @@ fn annotators_ui(ui: &mut Ui, data: &DashboardData) {
         .striped(true)
         .num_columns(10)
         .show(ui, |ui| {
-            for h in [
-                "person",
-                "role",
-                "images",
-                "hours",
-                "images/h",
-                "drawn",
-                "accepted",
-                "corrected",
-                "approval",
-                "audit failures",
-            ] {
-                ui.label(RichText::new(h).color(theme::TEXT_WEAK));
-            }
-            ui.end_row();
+            super::header_row(
+                ui,
+                &[
+                    "person",
+                    "role",
+                    "images",
+                    "hours",
+                    "images/h",
+                    "drawn",
+                    "accepted",
+                    "corrected",
+                    "approval",
+                    "audit failures",
+                ],
+            );
             for s in &data.stats {
                 ui.label(&s.user);
                 ui.label(s.role.map_or("—", Role::as_str));
@@ -765,18 +762,16 @@ fn annotators_ui(ui: &mut Ui, data: &DashboardData) {
                 ui.label(s.boxes_drawn.to_string());
                 ui.label(s.proposals_accepted.to_string());
                 ui.label(s.boxes_corrected.to_string());
-                ui.label(
-                    s.approval_rate
-                        .map_or("—".into(), |r| format!("{:.0}%", r * 100.0)),
-                );
+                ui.label(s.approval_rate.map_or("—".into(), percent));
                 ui.label(format!("{} of {}", s.audit_failures, s.audited_images));
                 ui.end_row();
             }
         });
 }
 
-fn percent(f1: f64) -> String {
-    format!("{:.0}%", f1 * 100.0)
+/// A fraction as a whole percentage.
+fn percent(fraction: f64) -> String {
+    format!("{:.0}%", fraction * 100.0)
 }
 
 /// Agreement per pair of people and per class, on the images two or more of them labeled.
@@ -802,19 +797,19 @@ fn agreement_ui(ui: &mut Ui, report: &AgreementReport) {
         .striped(true)
         .num_columns(8)
         .show(ui, |ui| {
-            for h in [
-                "pair",
-                "images",
-                "boxes",
-                "matched",
-                "F1",
-                "mean IoU",
-                "class conflicts",
-                "most confused",
-            ] {
-                ui.label(RichText::new(h).color(theme::TEXT_WEAK));
-            }
-            ui.end_row();
+            super::header_row(
+                ui,
+                &[
+                    "pair",
+                    "images",
+                    "boxes",
+                    "matched",
+                    "F1",
+                    "mean IoU",
+                    "class conflicts",
+                    "most confused",
+                ],
+            );
             for pair in &report.pairs {
                 ui.label(format!("{} & {}", pair.a, pair.b));
                 ui.label(pair.images.to_string());
@@ -848,10 +843,7 @@ fn class_agreement_grid(ui: &mut Ui, id: &str, rows: &[ClassAgreement]) {
         .striped(true)
         .num_columns(5)
         .show(ui, |ui| {
-            for h in ["class", "boxes", "matched", "F1", "mean IoU"] {
-                ui.label(RichText::new(h).color(theme::TEXT_WEAK));
-            }
-            ui.end_row();
+            super::header_row(ui, &["class", "boxes", "matched", "F1", "mean IoU"]);
             for c in rows {
                 ui.label(&c.class);
                 ui.label(format!("{} / {}", c.a_boxes, c.b_boxes));

@@ -216,13 +216,13 @@ fn per_class_ui(ui: &mut Ui, e: &CocoEval) {
             egui::Grid::new("eval-per-class")
                 .striped(true)
                 .show(ui, |ui| {
-                    for h in [
-                        "class", "labels", "preds", "AP", "AP50", "AP75", "APs", "APm", "APl",
-                        "AR1", "AR10", "AR100",
-                    ] {
-                        ui.label(RichText::new(h).color(theme::TEXT_WEAK));
-                    }
-                    ui.end_row();
+                    super::header_row(
+                        ui,
+                        &[
+                            "class", "labels", "preds", "AP", "AP50", "AP75", "APs", "APm", "APl",
+                            "AR1", "AR10", "AR100",
+                        ],
+                    );
                     for (k, c) in e.per_class.iter().enumerate() {
                         let s = e.class_summary(k);
                         ui.label(&c.name);
@@ -304,10 +304,7 @@ fn compare_ui(ui: &mut Ui, c: &RunComparison) {
         egui::Grid::new("compare-summary")
             .striped(true)
             .show(ui, |ui| {
-                for h in ["metric", c.a.run.as_str(), c.b.run.as_str(), "a - b"] {
-                    ui.label(RichText::new(h).color(theme::TEXT_WEAK));
-                }
-                ui.end_row();
+                super::header_row(ui, &["metric", c.a.run.as_str(), c.b.run.as_str(), "a - b"]);
                 for (name, a, b, d) in &c.summary {
                     ui.label(name);
                     ui.label(RichText::new(metric(*a)).monospace());
@@ -321,19 +318,19 @@ fn compare_ui(ui: &mut Ui, c: &RunComparison) {
         egui::Grid::new("compare-classes")
             .striped(true)
             .show(ui, |ui| {
-                for h in [
-                    "class",
-                    "AP a",
-                    "AP b",
-                    "diff AP",
-                    "AP50 a",
-                    "AP50 b",
-                    "diff AP50",
-                    "",
-                ] {
-                    ui.label(RichText::new(h).color(theme::TEXT_WEAK));
-                }
-                ui.end_row();
+                super::header_row(
+                    ui,
+                    &[
+                        "class",
+                        "AP a",
+                        "AP b",
+                        "diff AP",
+                        "AP50 a",
+                        "AP50 b",
+                        "diff AP50",
+                        "",
+                    ],
+                );
                 for d in &c.per_class {
                     ui.label(&d.class);
                     ui.label(RichText::new(metric(d.ap_a)).monospace());

@@ -444,3 +444,11 @@ impl LeadViews {
         self.details.meta.value().and_then(|r| r.as_ref().ok())
     }
 }
+
+/// The header row of a table in the lead views: weak labels, then the end of the row.
+fn header_row(ui: &mut Ui, headers: &[&str]) {
+    for h in headers {
+        ui.label(egui::RichText::new(*h).color(super::theme::TEXT_WEAK));
+    }
+    ui.end_row();
+}
