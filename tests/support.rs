@@ -2,15 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-/// The third-party test material beside the project (`../shared/testdata`), or `$LOUPE_TESTDATA`.
+/// The third-party test material in the repository (`tests/data/third_party`; binaries in it are
+/// fetched by `scripts/fetch-testdata.sh`).
 pub fn testdata() -> PathBuf {
-    let dir = std::env::var_os("LOUPE_TESTDATA").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata"),
-        PathBuf::from,
-    );
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/third_party");
     assert!(
         dir.is_dir(),
-        "test data not found at {}: set LOUPE_TESTDATA to the shared/testdata folder",
+        "test data not found at {}: run scripts/fetch-testdata.sh (scripts/test.sh does)",
         dir.display()
     );
     dir

@@ -268,16 +268,15 @@ mod tests {
     use super::*;
 
     fn testdata(name: &str) -> Option<std::path::PathBuf> {
-        let dir = std::env::var_os("LOUPE_TESTDATA")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata"));
-        let p = dir.join("dicom").join(name);
-        if p.exists() {
-            Some(p)
-        } else {
-            eprintln!("skipping: {} not found (set LOUPE_TESTDATA)", p.display());
-            None
-        }
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/third_party/dicom")
+            .join(name);
+        assert!(
+            p.exists(),
+            "{} not found: run scripts/fetch-testdata.sh (scripts/test.sh does)",
+            p.display()
+        );
+        Some(p)
     }
 
     #[test]

