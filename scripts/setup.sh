@@ -21,12 +21,27 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-PY_NEED=()
-python3 -c 'import pycocotools' 2>/dev/null || PY_NEED+=(pycocotools)
-python3 -c 'import moto.server' 2>/dev/null || PY_NEED+=('moto[server]')
-if ((${#PY_NEED[@]})); then
-    echo "setup: pip install ${PY_NEED[*]}" >&2
-    python3 -m pip install -q --disable-pip-version-check "${PY_NEED[@]}" >&2
+# Python tools for reference checks live in the project's own virtual environment (.venv): the
+# system Python on current Debian and Ubuntu refuses `pip install` outside one. Versions are
+# pinned in scripts/requirements-test.txt; scripts/test.sh puts .venv/bin first on PATH.
+PYTHON="${PYTHON:-python3}"
+if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+    echo "setup: installing python3-venv python3-pip" >&2
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv python3-pip >/dev/null
+fi
+if [ ! -x .venv/bin/python3 ]; then
+    echo "setup: creating .venv" >&2
+    "$PYTHON" -m venv .venv
+fi
+req=scripts/requirements-test.txt
+stamp=.venv/.requirements.sha256
+want="$(sha256sum "$req" | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "setup: pip install -r $req (into .venv)" >&2
+    .venv/bin/python3 -m pip install -q --disable-pip-version-check -r "$req" >&2
+    echo "$want" > "$stamp"
 fi
 
 scripts/fetch-onnxruntime.sh >/dev/null
