@@ -18,6 +18,7 @@ pub struct ImportArgs<'a> {
     pub state: ReviewState,
     pub run: Option<&'a str>,
     pub gt: Option<&'a Path>,
+    pub shapes_as_boxes: bool,
     pub json: bool,
 }
 
@@ -26,7 +27,14 @@ pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
     let parsed = match (args.format, args.gt) {
         (Format::CocoResults, Some(gt)) => formats::import_coco_results_with_gt(args.path, gt)?,
         (_, Some(_)) => bail!("--gt only applies to --format coco-results"),
-        (format, None) => formats::import(format, args.path, args.images)?,
+        (format, None) => formats::import_with(
+            format,
+            args.path,
+            &formats::ImportSettings {
+                images_dir: args.images.map(Path::to_path_buf),
+                shapes_as_boxes: args.shapes_as_boxes,
+            },
+        )?,
     };
     let parse_s = started.elapsed().as_secs_f64();
     let images_dir = args

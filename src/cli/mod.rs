@@ -70,6 +70,10 @@ pub enum Command {
         /// For coco-results: the COCO file whose image ids and category ids the results use.
         #[arg(long)]
         gt: Option<PathBuf>,
+        /// Shapes other than boxes (polygons, circles, rotated boxes) become their bounding box
+        /// instead of being skipped with a count.
+        #[arg(long)]
+        shapes_as_boxes: bool,
         #[arg(long)]
         json: bool,
     },
@@ -406,6 +410,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             state,
             run,
             gt,
+            shapes_as_boxes,
             json,
         } => {
             let mut p = open(&cli)?;
@@ -418,6 +423,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     state: *state,
                     run: run.as_deref(),
                     gt: gt.as_deref(),
+                    shapes_as_boxes: *shapes_as_boxes,
                     json: *json,
                 },
             )?;

@@ -251,6 +251,34 @@ pub fn import(
     path: &Path,
     images_dir: Option<&Path>,
 ) -> Result<Parsed, FormatError> {
+    let settings = ImportSettings {
+        images_dir: images_dir.map(Path::to_path_buf),
+        ..ImportSettings::default()
+    };
+    import_with(format, path, &settings)
+}
+
+/// How an import reads its input, beyond the format and the path.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportSettings {
+    /// The folder the images live in (`--images`); see [`import`].
+    pub images_dir: Option<PathBuf>,
+    /// Shapes other than boxes (polygons, circles, rotated boxes, …) become their bounding box
+    /// (`--shapes-as-boxes`) instead of being skipped with a count.
+    pub shapes_as_boxes: bool,
+}
+
+/// [`import`] with every setting spelled out.
+///
+/// # Errors
+///
+/// As [`import`].
+pub fn import_with(
+    format: Format,
+    path: &Path,
+    settings: &ImportSettings,
+) -> Result<Parsed, FormatError> {
+    let images_dir = settings.images_dir.as_deref();
     match format {
         Format::Coco => coco::import_instances(path, images_dir),
         Format::Yolo => yolo::import(path, images_dir),
