@@ -286,7 +286,7 @@ pub struct DatasetImage {
     pub boxes: Vec<DatasetBox>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct DatasetBox {
     /// Index into `Dataset::classes`.
     pub class: usize,
@@ -296,6 +296,10 @@ pub struct DatasetBox {
     pub score: Option<f32>,
     /// Loupe's own annotation id, when the source carries one.
     pub id: Option<Uuid>,
+    /// Per-box key/value attributes a format carries beyond the flags (labelme `group_id`,
+    /// Open Images `IsOccluded`, …), in the order read. Formats that have a place for them write
+    /// them back; the project store does not keep them yet.
+    pub attributes: Vec<(String, String)>,
 }
 
 /// A problem that an import or export recovered from, with where it happened.

@@ -340,3 +340,83 @@ fn coco_results_become_proposals_of_a_run() {
     );
     assert_eq!(stats["runs"], 1);
 }
+
+/// A refused labelme, CreateML or Open Images import names the file and the record or line, exits
+/// non-zero, and leaves `loupe stats` as it was; a good one then exports and re-imports.
+#[test]
+fn labelme_createml_openimages_refusals_leave_the_store_untouched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = new_project(dir.path());
+    let good = testdata().join("labelme/examples/bbox_detection/data_annotated");
+    let out = ok(
+        &p,
+        &["import", "--format", "labelme", good.to_str().expect("utf8")],
+    );
+    assert!(out.contains("3 images") && out.contains("9 boxes"), "{out}");
+    let before = ok(&p, &["stats", "--json"]);
+
+    // One good file, then a rectangle with one point: nothing of the folder is stored.
+    let bad = dir.path().join("bad-labelme");
+    std::fs::create_dir_all(&bad).expect("mkdir");
+    let shape = |points: &str| {
+        format!(
+            r#"{{"version": "5.0.1", "shapes": [{{"label": "cat", "points": {points}, "shape_type": "rectangle"}}],
+  "imagePath": "x.jpg", "imageData": null, "imageHeight": 10, "imageWidth": 10}}"#
+        )
+    };
+    std::fs::write(bad.join("a.json"), shape("[[1, 1], [5, 5]]")).expect("write");
+    std::fs::write(bad.join("b.json"), shape("[[1, 1]]")).expect("write");
+    // A truncated CreateML file, and an Open Images CSV with XMin > XMax on line 3.
+    let createml = dir.path().join("t.createml.json");
+    std::fs::write(&createml, "[{\"image\": \"x.jpg\",\n \"annotations\": [").expect("write");
+    let oi = dir.path().join("oi/annotations");
+    std::fs::create_dir_all(&oi).expect("mkdir");
+    std::fs::write(
+        oi.join("train-annotations-bbox.csv"),
+        "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax\n\
+         x,xclick,/m/0,1,0.1,0.2,0.1,0.2\n\
+         x,xclick,/m/0,1,0.9,0.2,0.1,0.2\n",
+    )
+    .expect("write");
+    std::fs::write(oi.join("images.meta"), "x 10 10\n").expect("write");
+    for (format, path, wanted) in [
+        ("labelme", bad.clone(), "b.json: shapes[0] (label `cat`)"),
+        ("createml", createml, "t.createml.json:2:"),
+        (
+            "openimages",
+            dir.path().join("oi"),
+            "train-annotations-bbox.csv: line 3: XMin > XMax",
+        ),
+    ] {
+        let out = run(
+            &p,
+            &["import", "--format", format, path.to_str().expect("utf8")],
+        );
+        assert!(!out.status.success(), "{format} import was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(wanted), "{format}: `{err}` lacks `{wanted}`");
+        assert_eq!(
+            ok(&p, &["stats", "--json"]),
+            before,
+            "a refused {format} import changed the store"
+        );
+    }
+
+    // The project's boxes go out and come back in each format: same box count.
+    for format in ["labelme", "createml", "openimages"] {
+        let out_dir = dir.path().join(format!("export-{format}"));
+        ok(
+            &p,
+            &["export", "--format", format, out_dir.to_str().expect("utf8")],
+        );
+        let q = dir.path().join(format!("{format}.loupe"));
+        drop(Project::create(&q).expect("create"));
+        ok(
+            &q,
+            &["import", "--format", format, out_dir.to_str().expect("utf8")],
+        );
+        let stats: serde_json::Value =
+            serde_json::from_str(&ok(&q, &["stats", "--json"])).expect("json");
+        assert_eq!(stats["boxes"], 9, "{format}: {stats}");
+    }
+}

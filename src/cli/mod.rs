@@ -53,7 +53,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Import labels (coco, yolo, voc) or model detections (coco-results) in one transaction.
+    /// Import labels (coco, yolo, voc, labelme, createml, openimages) or model detections
+    /// (coco-results) in one transaction.
     Import {
         #[arg(short, long)]
         format: crate::formats::Format,
@@ -77,7 +78,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Export labels (the current state, or a version) as coco, yolo or voc.
+    /// Export labels (the current state, or a version) as coco, yolo, voc, labelme, createml or
+    /// openimages.
     Export {
         #[arg(short, long)]
         format: crate::formats::Format,

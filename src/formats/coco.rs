@@ -443,6 +443,7 @@ fn load_instances(path: &Path) -> Result<Instances, FormatError> {
             },
             score: ann.score,
             id,
+            attributes: Vec::new(),
         });
     }
 
@@ -600,6 +601,7 @@ fn push_detection(
             flags: BoxFlags::default(),
             score: Some(d.score),
             id: None,
+            attributes: Vec::new(),
         });
     }
 }

@@ -1,4 +1,5 @@
-//! Import and export of COCO, YOLO, Pascal VOC and COCO results files.
+//! Import and export of COCO, YOLO, Pascal VOC, COCO results, labelme, CreateML and Open Images
+//! files.
 //!
 //! Every importer produces a format-neutral [`Dataset`] plus structured [`Warning`]s, or refuses
 //! the input as a whole with a [`FormatError`] that names the file and, where known, the line or
@@ -19,11 +20,16 @@
 //!   files, or else the order of first appearance.
 
 mod coco;
+mod createml;
+mod labelme;
+mod openimages;
 mod voc;
 mod yolo;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_json_csv;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -47,11 +53,25 @@ pub enum Format {
     Voc,
     /// COCO detection results: a JSON array of `{image_id, category_id, bbox, score}`.
     CocoResults,
+    /// labelme JSON, one file per image (rectangle shapes).
+    Labelme,
+    /// CreateML JSON (box centre, width and height in pixels).
+    Createml,
+    /// Open Images V6 bounding-box CSV with its class descriptions.
+    Openimages,
 }
 
 impl Format {
     /// Every format, in the order the CLI lists them.
-    pub const ALL: [Format; 4] = [Format::Coco, Format::Yolo, Format::Voc, Format::CocoResults];
+    pub const ALL: [Format; 7] = [
+        Format::Coco,
+        Format::Yolo,
+        Format::Voc,
+        Format::CocoResults,
+        Format::Labelme,
+        Format::Createml,
+        Format::Openimages,
+    ];
 
     /// The name used on the command line and in settings.
     #[must_use]
@@ -61,6 +81,9 @@ impl Format {
             Format::Yolo => "yolo",
             Format::Voc => "voc",
             Format::CocoResults => "coco-results",
+            Format::Labelme => "labelme",
+            Format::Createml => "createml",
+            Format::Openimages => "openimages",
         }
     }
 }
@@ -73,7 +96,9 @@ impl fmt::Display for Format {
 
 /// A format name that [`Format::from_str`] does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown format `{0}` (expected coco, yolo, voc or coco-results)")]
+#[error(
+    "unknown format `{0}` (expected coco, yolo, voc, coco-results, labelme, createml or openimages)"
+)]
 pub struct UnknownFormat(pub String);
 
 impl FromStr for Format {
@@ -85,6 +110,9 @@ impl FromStr for Format {
             "yolo" => Ok(Format::Yolo),
             "voc" | "pascal-voc" | "pascal_voc" => Ok(Format::Voc),
             "coco-results" | "coco_results" => Ok(Format::CocoResults),
+            "labelme" => Ok(Format::Labelme),
+            "createml" | "create-ml" => Ok(Format::Createml),
+            "openimages" | "open-images" | "oid" => Ok(Format::Openimages),
             _ => Err(UnknownFormat(s.to_owned())),
         }
     }
@@ -284,6 +312,9 @@ pub fn import_with(
         Format::Yolo => yolo::import(path, images_dir),
         Format::Voc => voc::import(path, images_dir),
         Format::CocoResults => coco::import_results(path, images_dir),
+        Format::Labelme => labelme::import(path, settings),
+        Format::Createml => createml::import(path, settings),
+        Format::Openimages => openimages::import(path, settings),
     }
 }
 
@@ -293,9 +324,12 @@ pub fn import_with(
 ///   (COCO) or `results.json` (results).
 /// - YOLO: `out` is the dataset folder (`data.yaml`, `images/train/`, `labels/train/`).
 /// - VOC: `out` is the dataset folder (`Annotations/`, `labels.txt`, `JPEGImages/`).
+/// - labelme: `out` is a folder that gets `<image path>.json` beside each image.
+/// - CreateML: `out` is the JSON file, or a folder that gets `_annotations.createml.json`.
+/// - Open Images: `out` is the dataset folder (`annotations/`, `images/train/`).
 ///
-/// `images_root` is the folder `DatasetImage::file_name` is relative to; when given, YOLO and VOC
-/// exports hard-link (or copy) the images into the dataset folder.
+/// `images_root` is the folder `DatasetImage::file_name` is relative to; when given, every
+/// format but COCO hard-links (or copies) the images into the export.
 ///
 /// # Errors
 ///
@@ -314,6 +348,9 @@ pub fn export(
         Format::Yolo => yolo::export(dataset, out, images_root),
         Format::Voc => voc::export(dataset, out, images_root),
         Format::CocoResults => coco::export_results(dataset, out),
+        Format::Labelme => labelme::export(dataset, out, images_root),
+        Format::Createml => createml::export(dataset, out, images_root),
+        Format::Openimages => openimages::export(dataset, out, images_root),
     }
 }
 

@@ -573,6 +573,7 @@ pub(super) fn import(path: &Path, images_dir: Option<&Path>) -> Result<Parsed, F
                 },
                 score: None,
                 id,
+                attributes: Vec::new(),
             });
         }
         images.push(DatasetImage {

@@ -296,6 +296,7 @@ fn load_entry(
                 flags: BoxFlags::default(),
                 score: l.score,
                 id: None,
+                attributes: Vec::new(),
             });
         }
     }
