@@ -350,7 +350,12 @@ fn labelme_createml_openimages_refusals_leave_the_store_untouched() {
     let good = testdata().join("labelme/examples/bbox_detection/data_annotated");
     let out = ok(
         &p,
-        &["import", "--format", "labelme", good.to_str().expect("utf8")],
+        &[
+            "import",
+            "--format",
+            "labelme",
+            good.to_str().expect("utf8"),
+        ],
     );
     assert!(out.contains("3 images") && out.contains("9 boxes"), "{out}");
     let before = ok(&p, &["stats", "--json"]);
@@ -407,13 +412,23 @@ fn labelme_createml_openimages_refusals_leave_the_store_untouched() {
         let out_dir = dir.path().join(format!("export-{format}"));
         ok(
             &p,
-            &["export", "--format", format, out_dir.to_str().expect("utf8")],
+            &[
+                "export",
+                "--format",
+                format,
+                out_dir.to_str().expect("utf8"),
+            ],
         );
         let q = dir.path().join(format!("{format}.loupe"));
         drop(Project::create(&q).expect("create"));
         ok(
             &q,
-            &["import", "--format", format, out_dir.to_str().expect("utf8")],
+            &[
+                "import",
+                "--format",
+                format,
+                out_dir.to_str().expect("utf8"),
+            ],
         );
         let stats: serde_json::Value =
             serde_json::from_str(&ok(&q, &["stats", "--json"])).expect("json");

@@ -199,7 +199,11 @@ fn points_box(points: &[(f64, f64)]) -> BBox {
 pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, FormatError> {
     let meta = std::fs::metadata(path).map_err(|e| FormatError::io(path, e))?;
     let (root, files, single) = if meta.is_dir() {
-        (path.to_path_buf(), files_with_extension(path, "json")?, false)
+        (
+            path.to_path_buf(),
+            files_with_extension(path, "json")?,
+            false,
+        )
     } else {
         (parent_dir(path), vec![path.to_path_buf()], true)
     };

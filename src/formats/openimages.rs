@@ -399,7 +399,11 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
     let (csvs, ann_dir, root) = locate_inputs(path)?;
     let images_root = settings.images_dir.clone().unwrap_or_else(|| {
         let images = root.join("images");
-        if images.is_dir() { images } else { root.clone() }
+        if images.is_dir() {
+            images
+        } else {
+            root.clone()
+        }
     });
     let mut report = Report::default();
     let class_file = CLASS_FILES
@@ -490,7 +494,8 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
                 ));
             }
             let text = |i: usize| row.fields[i].text.trim();
-            let opt_text = |i: Option<usize>| i.and_then(|i| row.fields.get(i)).map(|f| f.text.trim());
+            let opt_text =
+                |i: Option<usize>| i.and_then(|i| row.fields.get(i)).map(|f| f.text.trim());
             let coord = |i: usize, name: &str| -> Result<f64, FormatError> {
                 number(&row.fields[i], comma_file).ok_or_else(|| {
                     FormatError::invalid(
@@ -506,9 +511,7 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
                 return Err(FormatError::invalid(
                     csv_path,
                     location(),
-                    format!(
-                        "XMin > XMax or YMin > YMax ({xmin}, {xmax}, {ymin}, {ymax})"
-                    ),
+                    format!("XMin > XMax or YMin > YMax ({xmin}, {xmax}, {ymin}, {ymax})"),
                 ));
             }
             let image_id = text(cols.image_id);
@@ -606,7 +609,14 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
     // lists every image there).
     for (image_id, _) in &meta {
         if !slots.contains_key(image_id.as_str()) {
-            let slot = locate(image_id, None, &mut lookup, &mut report, &mut images, &meta_file)?;
+            let slot = locate(
+                image_id,
+                None,
+                &mut lookup,
+                &mut report,
+                &mut images,
+                &meta_file,
+            )?;
             slots.insert(image_id.clone(), slot);
         }
     }
@@ -764,7 +774,10 @@ pub(super) fn export(
         if id.is_empty() || id.contains([',', '"', '\n', '\r', ' ', '\t']) {
             return Err(FormatError::export(
                 out,
-                format!("image `{}` has no usable ImageID (its file stem)", img.file_name),
+                format!(
+                    "image `{}` has no usable ImageID (its file stem)",
+                    img.file_name
+                ),
             ));
         }
         if !ids.insert(id.clone()) {
@@ -841,7 +854,10 @@ pub(super) fn export(
     }
     let ann = out.join("annotations");
     write_file(&ann.join("train-annotations-bbox.csv"), bbox.as_bytes())?;
-    write_file(&ann.join("oidv6-class-descriptions.csv"), classes.as_bytes())?;
+    write_file(
+        &ann.join("oidv6-class-descriptions.csv"),
+        classes.as_bytes(),
+    )?;
     write_file(&ann.join("images.meta"), meta.as_bytes())?;
     let mut files_written = 3;
     for (img, rel, id) in &planned {

@@ -243,7 +243,13 @@ fn labelme_primitives_become_their_bounding_boxes() {
     assert_box(by_class("circle"), 195.0 - r, 84.0 - r, 2.0 * r, 2.0 * r);
     assert_box(by_class("polygon"), 45.0, 318.0, 153.0, 88.0);
     assert_box(by_class("line"), 160.0, 178.0, 28.0, 46.0);
-    assert_box(by_class("octagon"), 417.397_590_361_445_74, 305.0, 99.0, 99.0);
+    assert_box(
+        by_class("octagon"),
+        417.397_590_361_445_74,
+        305.0,
+        99.0,
+        99.0,
+    );
     let kinds: Vec<&str> = p.warnings.iter().map(|w| w.kind.as_str()).collect();
     assert_eq!(kinds, ["zero_area_box"], "the point has no area");
 
@@ -275,8 +281,7 @@ fn labelme_group_ids_become_attributes() {
 
 #[test]
 fn createml_centres_become_corners() {
-    let path =
-        testdata().join("labelimg/generated_by_labelimg_writers/test.512.512.createml.json");
+    let path = testdata().join("labelimg/generated_by_labelimg_writers/test.512.512.createml.json");
     let p = import_with(Format::Createml, &path, &settings(false)).expect("import");
     let img = &p.dataset.images[0];
     assert_eq!(img.file_name, "test.512.512.bmp");
@@ -298,7 +303,11 @@ fn createml_centres_become_corners() {
         .collect();
     assert_eq!(
         names,
-        ["train/train_001.jpg", "train/train_002.jpg", "val/val_001.jpg"]
+        [
+            "train/train_001.jpg",
+            "train/train_002.jpg",
+            "val/val_001.jpg"
+        ]
     );
     // train_001 is 10x5; label_0 centre (2, 1), 3 x 1.
     assert_eq!(
@@ -321,7 +330,13 @@ fn openimages_v6_boxes_names_flags_and_sizes() {
     // images.meta: `b 2 8` is height 2, width 8 (the file is 8x2 too).
     assert_eq!((b.width, b.height), (8, 2));
     // b,xclick,/m/0,1,0.2,1,0.3,0.5,-1,-1,-1,-1,-1
-    assert_box(&b.boxes[0], 0.2 * 8.0, 0.3 * 2.0, 8.0 - 0.2 * 8.0, 0.5 * 2.0 - 0.3 * 2.0);
+    assert_box(
+        &b.boxes[0],
+        0.2 * 8.0,
+        0.3 * 2.0,
+        8.0 - 0.2 * 8.0,
+        0.5 * 2.0 - 0.3 * 2.0,
+    );
     assert_eq!(b.boxes[0].class, 0);
     assert_eq!(b.boxes[0].flags, BoxFlags::default());
     assert_eq!(
@@ -374,7 +389,10 @@ fn malformed_labelme_is_refused_with_file_and_place() {
 
     let truncated = write(d, "t/truncated.json", &LABELME_OK[..80]);
     let msg = refused(Format::Labelme, &truncated);
-    assert!(msg.contains("truncated.json:2:") && msg.contains("invalid JSON"), "{msg}");
+    assert!(
+        msg.contains("truncated.json:2:") && msg.contains("invalid JSON"),
+        "{msg}"
+    );
 
     let one_point = write(
         d,
@@ -392,9 +410,16 @@ fn malformed_labelme_is_refused_with_file_and_place() {
     // Python's json.dump writes NaN for a float('nan') coordinate.
     let nan = write(d, "nan.json", &LABELME_OK.replace("[30, 40]", "[NaN, 40]"));
     let msg = refused(Format::Labelme, &nan);
-    assert!(msg.contains("nan.json:2:") && msg.contains("invalid JSON"), "{msg}");
+    assert!(
+        msg.contains("nan.json:2:") && msg.contains("invalid JSON"),
+        "{msg}"
+    );
 
-    let three = write(d, "three.json", &LABELME_OK.replace("[30, 40]", "[30, 40, 5]"));
+    let three = write(
+        d,
+        "three.json",
+        &LABELME_OK.replace("[30, 40]", "[30, 40, 5]"),
+    );
     let msg = refused(Format::Labelme, &three);
     assert!(msg.contains("shapes[0] (label `cat`): points[1]"), "{msg}");
 
@@ -454,7 +479,10 @@ fn malformed_createml_is_refused_with_file_and_record() {
     let d = dir.path();
     let good = r#"[{"image": "a.jpg", "annotations": [{"label": "cat", "coordinates": {"x": 5, "y": 5, "width": 4, "height": 2}}]}]"#;
     let msg = refused(Format::Createml, &write(d, "t.json", &good[..60]));
-    assert!(msg.contains("t.json:1:") && msg.contains("invalid JSON"), "{msg}");
+    assert!(
+        msg.contains("t.json:1:") && msg.contains("invalid JSON"),
+        "{msg}"
+    );
     let msg = refused(
         Format::Createml,
         &write(d, "w.json", &good.replace("\"width\": 4, ", "")),
@@ -472,7 +500,10 @@ fn malformed_createml_is_refused_with_file_and_record() {
         Format::Createml,
         &write(d, "s.json", &good.replace("\"x\": 5", "\"x\": \"5\"")),
     );
-    assert!(msg.contains("s.json") && msg.contains("not a CreateML file"), "{msg}");
+    assert!(
+        msg.contains("s.json") && msg.contains("not a CreateML file"),
+        "{msg}"
+    );
     let msg = refused(Format::Createml, &write(d, "o.json", LABELME_OK));
     assert!(msg.contains("top level is not a list"), "{msg}");
 }
@@ -502,8 +533,12 @@ fn malformed_openimages_is_refused_with_file_and_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let good = "img1,xclick,/m/cat,1,0.1,0.5,0.25,0.75,0,0,0,0,0\n";
-    let p = import_with(Format::Openimages, &oi_dataset(d, OI_HEADER, good), &settings(false))
-        .expect("import");
+    let p = import_with(
+        Format::Openimages,
+        &oi_dataset(d, OI_HEADER, good),
+        &settings(false),
+    )
+    .expect("import");
     assert_box(&p.dataset.images[0].boxes[0], 1.0, 5.0, 4.0, 10.0);
     assert_eq!(p.dataset.classes, ["Cat"]);
 
@@ -634,7 +669,14 @@ fn arb_dataset() -> impl Strategy<Value = Dataset> {
     let image = (1u32..4000, 1u32..4000).prop_flat_map(|(w, h)| {
         let fw = f64::from(w);
         let fh = f64::from(h);
-        let bbox = (0.0..1.0f64, 0.0..1.0f64, 0.01..1.0f64, 0.01..1.0f64, 0usize..3, 0u8..4)
+        let bbox = (
+            0.0..1.0f64,
+            0.0..1.0f64,
+            0.01..1.0f64,
+            0.01..1.0f64,
+            0usize..3,
+            0u8..4,
+        )
             .prop_map(move |(x, y, bw, bh, class, flags)| {
                 let x = x * fw * 0.9;
                 let y = y * fh * 0.9;
