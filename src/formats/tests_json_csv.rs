@@ -824,8 +824,8 @@ fn cross_dataset(images_root: &Path) -> Dataset {
         let path = images_root.join(name);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         image::RgbImage::from_fn(*w, *h, |x, y| {
-            #[allow(clippy::cast_possible_truncation)]
-            image::Rgb([x as u8, y as u8, i as u8])
+            let pixel = |v: u32| u8::try_from(v % 256).unwrap_or(0);
+            image::Rgb([pixel(x), pixel(y), pixel(u32::try_from(i).unwrap_or(0))])
         })
         .save(&path)
         .expect("png");
