@@ -606,8 +606,9 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
     }
 
     // Images images.meta lists without boxes are images of the dataset too (Loupe's export
-    // lists every image there).
-    for (image_id, _) in &meta {
+    // lists every image there), when the whole dataset folder is imported.
+    let whole_dataset = std::fs::metadata(path).is_ok_and(|m| m.is_dir());
+    for (image_id, _) in meta.iter().filter(|_| whole_dataset) {
         if !slots.contains_key(image_id.as_str()) {
             let slot = locate(
                 image_id,
