@@ -286,7 +286,7 @@ pub struct DatasetImage {
     pub boxes: Vec<DatasetBox>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct DatasetBox {
     /// Index into `Dataset::classes`.
     pub class: usize,
@@ -296,6 +296,10 @@ pub struct DatasetBox {
     pub score: Option<f32>,
     /// Loupe's own annotation id, when the source carries one.
     pub id: Option<Uuid>,
+    /// Named attributes of the box as the source wrote them, in source order (CVAT's
+    /// `<attribute>`s, `occluded`, `z_order`, a video track's `track` id). Formats that can hold
+    /// them write them back; the project does not store them yet (an import says so).
+    pub attributes: Vec<(String, String)>,
 }
 
 /// A problem that an import or export recovered from, with where it happened.

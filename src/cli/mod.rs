@@ -53,7 +53,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Import labels (coco, yolo, voc) or model detections (coco-results) in one transaction.
+    /// Import labels (coco, yolo, voc, cvat, labelstudio) or model detections (coco-results) in
+    /// one transaction; a labelstudio file's `predictions` become one run per `model_version`.
     Import {
         #[arg(short, long)]
         format: crate::formats::Format,
@@ -77,7 +78,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Export labels (the current state, or a version) as coco, yolo or voc.
+    /// Export labels (the current state, or a version) as coco, yolo, voc, cvat or labelstudio.
     Export {
         #[arg(short, long)]
         format: crate::formats::Format,

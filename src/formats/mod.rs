@@ -1,4 +1,4 @@
-//! Import and export of COCO, YOLO, Pascal VOC and COCO results files.
+//! Import and export of COCO, YOLO, Pascal VOC, COCO results, CVAT XML and Label Studio JSON files.
 //!
 //! Every importer produces a format-neutral [`Dataset`] plus structured [`Warning`]s, or refuses
 //! the input as a whole with a [`FormatError`] that names the file and, where known, the line or
@@ -19,11 +19,15 @@
 //!   files, or else the order of first appearance.
 
 mod coco;
+mod cvat;
+mod labelstudio;
 mod voc;
 mod yolo;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_cvatls;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -47,11 +51,22 @@ pub enum Format {
     Voc,
     /// COCO detection results: a JSON array of `{image_id, category_id, bbox, score}`.
     CocoResults,
+    /// CVAT for images 1.1 XML (`annotations.xml`; video exports' tracks become per-frame boxes).
+    Cvat,
+    /// Label Studio JSON export (full or JSON-MIN); `predictions` become model runs.
+    LabelStudio,
 }
 
 impl Format {
     /// Every format, in the order the CLI lists them.
-    pub const ALL: [Format; 4] = [Format::Coco, Format::Yolo, Format::Voc, Format::CocoResults];
+    pub const ALL: [Format; 6] = [
+        Format::Coco,
+        Format::Yolo,
+        Format::Voc,
+        Format::CocoResults,
+        Format::Cvat,
+        Format::LabelStudio,
+    ];
 
     /// The name used on the command line and in settings.
     #[must_use]
@@ -61,6 +76,8 @@ impl Format {
             Format::Yolo => "yolo",
             Format::Voc => "voc",
             Format::CocoResults => "coco-results",
+            Format::Cvat => "cvat",
+            Format::LabelStudio => "labelstudio",
         }
     }
 }
@@ -73,7 +90,7 @@ impl fmt::Display for Format {
 
 /// A format name that [`Format::from_str`] does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown format `{0}` (expected coco, yolo, voc or coco-results)")]
+#[error("unknown format `{0}` (expected coco, yolo, voc, coco-results, cvat or labelstudio)")]
 pub struct UnknownFormat(pub String);
 
 impl FromStr for Format {
@@ -85,6 +102,8 @@ impl FromStr for Format {
             "yolo" => Ok(Format::Yolo),
             "voc" | "pascal-voc" | "pascal_voc" => Ok(Format::Voc),
             "coco-results" | "coco_results" => Ok(Format::CocoResults),
+            "cvat" => Ok(Format::Cvat),
+            "labelstudio" | "label-studio" | "label_studio" => Ok(Format::LabelStudio),
             _ => Err(UnknownFormat(s.to_owned())),
         }
     }
@@ -100,6 +119,20 @@ pub struct Parsed {
     pub images_dir: PathBuf,
     /// Source annotations that did not become boxes (no bbox, zero area, image missing).
     pub skipped: usize,
+    /// Model predictions carried in the same file as the labels (Label Studio `predictions`),
+    /// one set per model. Kept out of `dataset` so the labels stay ground truth; each set becomes
+    /// a run whose proposals are written in the same transaction as the labels.
+    pub predictions: Vec<Predictions>,
+}
+
+/// The predictions of one model in an imported file.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Predictions {
+    /// The model's name in the file (Label Studio `model_version`); the run is named after it.
+    pub model: String,
+    /// Every image the model was run on (including those where it found nothing), with its
+    /// boxes and their scores. Classes index this dataset's own `classes`.
+    pub dataset: Dataset,
 }
 
 /// What an export wrote.
@@ -284,6 +317,8 @@ pub fn import_with(
         Format::Yolo => yolo::import(path, images_dir),
         Format::Voc => voc::import(path, images_dir),
         Format::CocoResults => coco::import_results(path, images_dir),
+        Format::Cvat => cvat::import(path, settings),
+        Format::LabelStudio => labelstudio::import(path, settings),
     }
 }
 
@@ -293,6 +328,8 @@ pub fn import_with(
 ///   (COCO) or `results.json` (results).
 /// - YOLO: `out` is the dataset folder (`data.yaml`, `images/train/`, `labels/train/`).
 /// - VOC: `out` is the dataset folder (`Annotations/`, `labels.txt`, `JPEGImages/`).
+/// - CVAT: `out` is the XML file, or a folder that gets `annotations.xml`.
+/// - Label Studio: `out` is the JSON file, or a folder that gets `tasks.json`.
 ///
 /// `images_root` is the folder `DatasetImage::file_name` is relative to; when given, YOLO and VOC
 /// exports hard-link (or copy) the images into the dataset folder.
@@ -314,6 +351,8 @@ pub fn export(
         Format::Yolo => yolo::export(dataset, out, images_root),
         Format::Voc => voc::export(dataset, out, images_root),
         Format::CocoResults => coco::export_results(dataset, out),
+        Format::Cvat => cvat::export(dataset, out),
+        Format::LabelStudio => labelstudio::export(dataset, out),
     }
 }
 

@@ -1048,6 +1048,7 @@ fn a_box(
                 },
                 score: score.filter(|_| carries.score),
                 id: id.filter(|_| carries.id).map(Uuid::from_u128),
+                attributes: Vec::new(),
             }
         })
 }
@@ -1320,6 +1321,7 @@ fn sample_dataset() -> Dataset {
                         },
                         score: None,
                         id: Some(Uuid::from_u128(1)),
+                        attributes: Vec::new(),
                     },
                     DatasetBox {
                         class: 0,
@@ -1327,6 +1329,7 @@ fn sample_dataset() -> Dataset {
                         flags: BoxFlags::default(),
                         score: None,
                         id: None,
+                        attributes: Vec::new(),
                     },
                 ],
             },

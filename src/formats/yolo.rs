@@ -251,6 +251,7 @@ fn run(plan: Plan, source: &Path, images_dir: Option<&Path>) -> Result<Parsed, F
         warnings,
         images_dir: base,
         skipped,
+        predictions: Vec::new(),
     })
 }
 
@@ -296,6 +297,7 @@ fn load_entry(
                 flags: BoxFlags::default(),
                 score: l.score,
                 id: None,
+                attributes: Vec::new(),
             });
         }
     }

@@ -278,6 +278,7 @@ impl Project {
                 flags: l.flags,
                 score: None,
                 id: Some(l.id),
+                attributes: Vec::new(),
             });
         }
         Ok(Dataset { classes, images })
