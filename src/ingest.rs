@@ -225,7 +225,12 @@ impl ImportReport {
 }
 
 /// Finds each image of `dataset` on disk and reads its hash and header, in parallel.
-fn locate_files(root: &Path, images_dir: &Path, images_rel: &str, dataset: &Dataset) -> Vec<Option<LocatedFile>> {
+fn locate_files(
+    root: &Path,
+    images_dir: &Path,
+    images_rel: &str,
+    dataset: &Dataset,
+) -> Vec<Option<LocatedFile>> {
     dataset
         .images
         .par_iter()
@@ -355,7 +360,7 @@ pub fn import_dataset(
     let labels_boxes = report.boxes;
     for ((run, predictions), files) in opts.predictions.iter().zip(&prediction_files) {
         let row = bulk.run_row(*run)?;
-        let images_before = report.images;
+        let before = (report.images, report.images_missing, warnings.len());
         write_dataset(
             &mut bulk,
             predictions,
@@ -366,8 +371,13 @@ pub fn import_dataset(
             &mut warnings,
             progress,
         )?;
-        // The labels' images are counted once.
-        report.images = images_before;
+        // The labels' images are counted (and reported missing) once.
+        (report.images, report.images_missing) = (before.0, before.1);
+        let mut index = 0;
+        warnings.retain(|w| {
+            index += 1;
+            index <= before.2 || w.kind != "missing_image"
+        });
     }
     report.proposals = report.boxes - labels_boxes;
     report.boxes = labels_boxes;

@@ -352,8 +352,8 @@ fn labelstudio_data(name: &str) -> std::path::PathBuf {
 fn cvat_and_labelstudio_refusals_leave_the_store_untouched() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = new_project(dir.path());
-    let good = testdata()
-        .join("datumaro/tests/assets/cvat_dataset/for_images/export_task/train.xml");
+    let good =
+        testdata().join("datumaro/tests/assets/cvat_dataset/for_images/export_task/train.xml");
     ok(
         &p,
         &["import", "--format", "cvat", good.to_str().expect("utf8")],
@@ -423,13 +423,26 @@ fn labelstudio_labels_and_predictions_in_one_import() {
     let src = labelstudio_data("project-1-at-2024-05-13-14-26-9aaf565b.json");
     let printed = ok(
         &p,
-        &["import", "--format", "labelstudio", src.to_str().expect("utf8")],
+        &[
+            "import",
+            "--format",
+            "labelstudio",
+            src.to_str().expect("utf8"),
+        ],
     );
-    assert!(printed.contains("3 model proposals in 2 run(s)"), "{printed}");
+    assert!(
+        printed.contains("3 model proposals in 2 run(s)"),
+        "{printed}"
+    );
     let stats: serde_json::Value =
         serde_json::from_str(&ok(&p, &["stats", "--json"])).expect("json");
     assert_eq!(
-        (&stats["boxes"], &stats["proposals"], &stats["runs"], &stats["images"]),
+        (
+            &stats["boxes"],
+            &stats["proposals"],
+            &stats["runs"],
+            &stats["images"]
+        ),
         (&3.into(), &3.into(), &2.into(), &3.into()),
         "{stats}"
     );
@@ -437,13 +450,23 @@ fn labelstudio_labels_and_predictions_in_one_import() {
     let out = dir.path().join("ls.json");
     ok(
         &p,
-        &["export", "--format", "labelstudio", out.to_str().expect("utf8")],
+        &[
+            "export",
+            "--format",
+            "labelstudio",
+            out.to_str().expect("utf8"),
+        ],
     );
     let q = dir.path().join("q.loupe");
     drop(Project::create(&q).expect("create"));
     ok(
         &q,
-        &["import", "--format", "labelstudio", out.to_str().expect("utf8")],
+        &[
+            "import",
+            "--format",
+            "labelstudio",
+            out.to_str().expect("utf8"),
+        ],
     );
     let again: serde_json::Value =
         serde_json::from_str(&ok(&q, &["stats", "--json"])).expect("json");

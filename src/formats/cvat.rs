@@ -298,10 +298,22 @@ fn parse_doc(path: &Path, text: &str) -> Result<DocIn, FormatError> {
                         v.clone_into(&mut l.parent);
                     }
                 }
-                ["annotations", "meta", "task" | "job", "original_size", "width"] => {
+                [
+                    "annotations",
+                    "meta",
+                    "task" | "job",
+                    "original_size",
+                    "width",
+                ] => {
                     doc.original_size.0 = Some(v.to_owned());
                 }
-                ["annotations", "meta", "task" | "job", "original_size", "height"] => {
+                [
+                    "annotations",
+                    "meta",
+                    "task" | "job",
+                    "original_size",
+                    "height",
+                ] => {
                     doc.original_size.1 = Some(v.to_owned());
                 }
                 ["annotations", "image" | "track", _, "attribute"] => {
@@ -336,7 +348,11 @@ fn number(path: &Path, shape_location: &str, name: &str, v: &str) -> Result<f64,
     }
 }
 
-fn required<'a>(path: &Path, shape: &'a ShapeIn, name: &'static str) -> Result<&'a str, FormatError> {
+fn required<'a>(
+    path: &Path,
+    shape: &'a ShapeIn,
+    name: &'static str,
+) -> Result<&'a str, FormatError> {
     shape.attr(name).ok_or_else(|| FormatError::MissingField {
         path: path.to_path_buf(),
         record: shape.location.clone(),
@@ -516,11 +532,16 @@ impl Builder<'_> {
             self.report.warn(
                 "undeclared_label",
                 || format!("{}: {location}", path.display()),
-                || format!("label `{name}` is not declared in <meta>; added after the declared ones"),
+                || {
+                    format!(
+                        "label `{name}` is not declared in <meta>; added after the declared ones"
+                    )
+                },
             );
         }
         self.classes.push(name.to_owned());
-        self.class_of.insert(name.to_owned(), self.classes.len() - 1);
+        self.class_of
+            .insert(name.to_owned(), self.classes.len() - 1);
         self.classes.len() - 1
     }
 
@@ -554,11 +575,13 @@ impl Builder<'_> {
         let label = match (&shape.track, shape.attr("label")) {
             (Some((_, l)), _) if !l.is_empty() => l.clone(),
             (_, Some(l)) => l.trim().to_owned(),
-            (_, None) if is_box => return Err(FormatError::MissingField {
-                path: path.to_path_buf(),
-                record: shape.location.clone(),
-                field: "label",
-            }),
+            (_, None) if is_box => {
+                return Err(FormatError::MissingField {
+                    path: path.to_path_buf(),
+                    record: shape.location.clone(),
+                    field: "label",
+                });
+            }
             (_, None) => String::new(),
         };
         if label.is_empty() {
@@ -714,8 +737,18 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
     }
 
     if !doc.track_shapes.is_empty() {
-        let frame_w = size(path, "<meta><original_size>", "width", doc.original_size.0.as_deref())?;
-        let frame_h = size(path, "<meta><original_size>", "height", doc.original_size.1.as_deref())?;
+        let frame_w = size(
+            path,
+            "<meta><original_size>",
+            "width",
+            doc.original_size.0.as_deref(),
+        )?;
+        let frame_h = size(
+            path,
+            "<meta><original_size>",
+            "height",
+            doc.original_size.1.as_deref(),
+        )?;
         for shape in &doc.track_shapes {
             let frame = required(path, shape, "frame")?.trim();
             let frame_no = number(path, &shape.location, "frame", frame)?;

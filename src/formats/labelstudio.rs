@@ -41,8 +41,8 @@ use uuid::Uuid;
 
 use super::coco::json_error;
 use super::{
-    ExportReport, FormatError, ImportSettings, Parsed, Predictions, Report, accept_box,
-    read_file, relative_slash_path, write_file,
+    ExportReport, FormatError, ImportSettings, Parsed, Predictions, Report, accept_box, read_file,
+    relative_slash_path, write_file,
 };
 use crate::imaging::has_image_extension;
 use crate::model::{BBox, Dataset, DatasetBox, DatasetImage};
@@ -76,7 +76,9 @@ fn image_reference(data: &Map<String, Value>, skip: &[&str]) -> Option<String> {
         return Some(s.clone());
     }
     let mut found = data.iter().filter_map(|(k, v)| match v {
-        Value::String(s) if !skip.contains(&k.as_str()) && has_image_extension(Path::new(strip_query(s))) => {
+        Value::String(s)
+            if !skip.contains(&k.as_str()) && has_image_extension(Path::new(strip_query(s))) =>
+        {
             Some(s.clone())
         }
         _ => None,
@@ -175,20 +177,32 @@ impl Resolver {
         })
     }
 
-    fn unique(&mut self, path: &Path, location: &str, name: &str) -> Result<Option<String>, FormatError> {
+    fn unique(
+        &mut self,
+        path: &Path,
+        location: &str,
+        name: &str,
+    ) -> Result<Option<String>, FormatError> {
         match self.index().get(name).map(Vec::as_slice) {
             Some([one]) => Ok(Some(one.clone())),
             Some([a, b, ..]) => Err(FormatError::invalid(
                 path,
                 location,
-                format!("image `{name}` is ambiguous: both `{a}` and `{b}` are under the images folder"),
+                format!(
+                    "image `{name}` is ambiguous: both `{a}` and `{b}` are under the images folder"
+                ),
             )),
             _ => Ok(None),
         }
     }
 
     /// The file name (relative to the images folder) of a reference, and whether it was found.
-    fn resolve(&mut self, path: &Path, location: &str, reference: &str) -> Result<(String, bool), FormatError> {
+    fn resolve(
+        &mut self,
+        path: &Path,
+        location: &str,
+        reference: &str,
+    ) -> Result<(String, bool), FormatError> {
         let (hint, name) = reference_parts(reference);
         if let Some(h) = &hint
             && !h.is_empty()
@@ -215,7 +229,12 @@ impl Resolver {
 }
 
 /// A number field of a region, refused when missing or not a number.
-fn num(path: &Path, location: &str, obj: &Map<String, Value>, field: &'static str) -> Result<f64, FormatError> {
+fn num(
+    path: &Path,
+    location: &str,
+    obj: &Map<String, Value>,
+    field: &'static str,
+) -> Result<f64, FormatError> {
     match obj.get(field) {
         None | Some(Value::Null) => Err(FormatError::MissingField {
             path: path.to_path_buf(),
@@ -234,7 +253,12 @@ fn num(path: &Path, location: &str, obj: &Map<String, Value>, field: &'static st
 }
 
 /// An optional number field (`rotation`, `score`).
-fn opt_num(path: &Path, location: &str, obj: &Map<String, Value>, field: &'static str) -> Result<Option<f64>, FormatError> {
+fn opt_num(
+    path: &Path,
+    location: &str,
+    obj: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<f64>, FormatError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(_) => num(path, location, obj, field).map(Some),
@@ -289,7 +313,8 @@ impl Reader<'_> {
             return c;
         }
         self.classes.push(name.to_owned());
-        self.class_of.insert(name.to_owned(), self.classes.len() - 1);
+        self.class_of
+            .insert(name.to_owned(), self.classes.len() - 1);
         self.classes.len() - 1
     }
 
@@ -300,11 +325,19 @@ impl Reader<'_> {
             return Ok(None);
         };
         let Some(labels) = labels.as_array() else {
-            return Err(FormatError::invalid(path, &r.location, format!("`{list}` is not a list")));
+            return Err(FormatError::invalid(
+                path,
+                &r.location,
+                format!("`{list}` is not a list"),
+            ));
         };
         let mut names = labels.iter().map(|l| {
             l.as_str().map(str::to_owned).ok_or_else(|| {
-                FormatError::invalid(path, &r.location, format!("`{list}` holds a non-string label: {l}"))
+                FormatError::invalid(
+                    path,
+                    &r.location,
+                    format!("`{list}` holds a non-string label: {l}"),
+                )
             })
         });
         let Some(first) = names.next().transpose()? else {
@@ -315,13 +348,22 @@ impl Reader<'_> {
             ));
         };
         if first.trim().is_empty() {
-            return Err(FormatError::invalid(path, &r.location, "the region refers to the empty label ``"));
+            return Err(FormatError::invalid(
+                path,
+                &r.location,
+                "the region refers to the empty label ``",
+            ));
         }
         if labels.len() > 1 {
             self.report.warn(
                 "multiple_labels",
                 || format!("{}: {}", path.display(), r.location),
-                || format!("the region has {} labels; imported as `{first}`", labels.len()),
+                || {
+                    format!(
+                        "the region has {} labels; imported as `{first}`",
+                        labels.len()
+                    )
+                },
             );
         }
         Ok(Some(first))
@@ -399,9 +441,15 @@ impl Reader<'_> {
                 };
                 let mut corners: Option<(f64, f64, f64, f64)> = None;
                 for p in points {
-                    let xy = p.as_array().and_then(|a| Some((a.first()?.as_f64()?, a.get(1)?.as_f64()?)));
+                    let xy = p
+                        .as_array()
+                        .and_then(|a| Some((a.first()?.as_f64()?, a.get(1)?.as_f64()?)));
                     let Some((x, y)) = xy else {
-                        return Err(FormatError::invalid(path, loc, format!("point {p} is not [x, y]")));
+                        return Err(FormatError::invalid(
+                            path,
+                            loc,
+                            format!("point {p} is not [x, y]"),
+                        ));
                     };
                     let (x, y) = (x * sx, y * sy);
                     corners = Some(match corners {
@@ -417,7 +465,10 @@ impl Reader<'_> {
             }
             "ellipselabels" => {
                 let (cx, cy) = (num(path, loc, v, "x")? * sx, num(path, loc, v, "y")? * sy);
-                let (rx, ry) = (num(path, loc, v, "radiusX")? * sx, num(path, loc, v, "radiusY")? * sy);
+                let (rx, ry) = (
+                    num(path, loc, v, "radiusX")? * sx,
+                    num(path, loc, v, "radiusY")? * sy,
+                );
                 let rotation = opt_num(path, loc, v, "rotation")?.unwrap_or(0.0);
                 let (sin, cos) = rotation.to_radians().sin_cos();
                 let half_w = (rx * cos).hypot(ry * sin);
@@ -426,7 +477,10 @@ impl Reader<'_> {
             }
             _ => {
                 let (x, y) = (num(path, loc, v, "x")? * sx, num(path, loc, v, "y")? * sy);
-                let (w, h) = (num(path, loc, v, "width")? * sx, num(path, loc, v, "height")? * sy);
+                let (w, h) = (
+                    num(path, loc, v, "width")? * sx,
+                    num(path, loc, v, "height")? * sy,
+                );
                 if w < 0.0 || h < 0.0 {
                     return Err(FormatError::invalid(
                         path,
@@ -490,12 +544,20 @@ impl Reader<'_> {
         scored: bool,
     ) -> Result<(), FormatError> {
         let Some(results) = results.as_array() else {
-            return Err(FormatError::invalid(self.path, location, "`result` is not a list"));
+            return Err(FormatError::invalid(
+                self.path,
+                location,
+                "`result` is not a list",
+            ));
         };
         for (i, r) in results.iter().enumerate() {
             let location = format!("{location}, result {}", i + 1);
             let Some(outer) = r.as_object() else {
-                return Err(FormatError::invalid(self.path, &location, "the result is not an object"));
+                return Err(FormatError::invalid(
+                    self.path,
+                    &location,
+                    "the result is not an object",
+                ));
             };
             let Some(kind) = outer.get("type").and_then(Value::as_str) else {
                 return Err(FormatError::MissingField {
@@ -505,7 +567,10 @@ impl Reader<'_> {
                 });
             };
             let empty = Map::new();
-            let value = outer.get("value").and_then(Value::as_object).unwrap_or(&empty);
+            let value = outer
+                .get("value")
+                .and_then(Value::as_object)
+                .unwrap_or(&empty);
             let region = Region {
                 kind: kind.to_owned(),
                 value,
@@ -540,10 +605,14 @@ impl Reader<'_> {
 /// about that corner (Label Studio's convention, in pixels, y down).
 fn rotated_about_corner(x: f64, y: f64, w: f64, h: f64, degrees: f64) -> BBox {
     let (sin, cos) = degrees.to_radians().sin_cos();
-    let corners = [(0.0, 0.0), (w, 0.0), (w, h), (0.0, h)].map(|(dx, dy)| {
-        (x + dx * cos - dy * sin, y + dx * sin + dy * cos)
-    });
-    let (mut x0, mut y0, mut x1, mut y1) = (f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY);
+    let corners = [(0.0, 0.0), (w, 0.0), (w, h), (0.0, h)]
+        .map(|(dx, dy)| (x + dx * cos - dy * sin, y + dx * sin + dy * cos));
+    let (mut x0, mut y0, mut x1, mut y1) = (
+        f64::INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NEG_INFINITY,
+    );
     for (cx, cy) in corners {
         x0 = x0.min(cx);
         y0 = y0.min(cy);
@@ -555,7 +624,12 @@ fn rotated_about_corner(x: f64, y: f64, w: f64, h: f64, degrees: f64) -> BBox {
 
 /// A text field for ordering annotations (`updated_at`, ISO 8601 so text order is time order).
 fn stamp(obj: &Map<String, Value>) -> (String, String) {
-    let get = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let get = |k: &str| {
+        obj.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     (get("updated_at"), get("created_at"))
 }
 
@@ -584,7 +658,11 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
             .enumerate()
             .map(|(i, v)| {
                 v.as_object().ok_or_else(|| {
-                    FormatError::invalid(path, format!("task {}", i + 1), "the task is not an object")
+                    FormatError::invalid(
+                        path,
+                        format!("task {}", i + 1),
+                        "the task is not an object",
+                    )
                 })
             })
             .collect::<Result<_, _>>()?,
@@ -649,7 +727,12 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
                 reader.report.warn(
                     "unresolved_image",
                     || format!("{}: {location}", path.display()),
-                    || format!("image `{reference}` not found under {} (looked for `{file_name}`)", base.display()),
+                    || {
+                        format!(
+                            "image `{reference}` not found under {} (looked for `{file_name}`)",
+                            base.display()
+                        )
+                    },
                 );
             }
             images.push(DatasetImage {
@@ -682,7 +765,11 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
                 .iter()
                 .enumerate()
                 .max_by(|(ia, a), (ib, b)| {
-                    let gt = |x: &Map<String, Value>| x.get("ground_truth").and_then(Value::as_bool).unwrap_or(false);
+                    let gt = |x: &Map<String, Value>| {
+                        x.get("ground_truth")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false)
+                    };
                     (gt(a), stamp(a), *ia).cmp(&(gt(b), stamp(b), *ib))
                 })
                 .map(|(i, a)| (i, *a));
@@ -706,7 +793,10 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
                     );
                 }
                 let loc = format!("{location}, annotation {}", chosen_index + 1);
-                let results = annotation.get("result").cloned().unwrap_or(Value::Array(Vec::new()));
+                let results = annotation
+                    .get("result")
+                    .cloned()
+                    .unwrap_or(Value::Array(Vec::new()));
                 reader.results(&results, &loc, &mut images[image_index], None, false)?;
             }
             let predictions = task
@@ -715,7 +805,11 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
             for (i, p) in predictions.iter().enumerate() {
                 let loc = format!("{location}, prediction {}", i + 1);
                 let Some(p) = p.as_object() else {
-                    return Err(FormatError::invalid(path, loc, "the prediction is not an object"));
+                    return Err(FormatError::invalid(
+                        path,
+                        loc,
+                        "the prediction is not an object",
+                    ));
                 };
                 let model = p
                     .get("model_version")
@@ -840,7 +934,11 @@ fn min_regions(record: &Map<String, Value>) -> usize {
         .iter()
         .filter(|(k, _)| !MIN_RECORD_KEYS.contains(&k.as_str()))
         .filter_map(|(_, v)| v.as_array())
-        .map(|a| a.iter().filter(|i| i.as_object().is_some_and(|o| min_kind(o).is_some())).count())
+        .map(|a| {
+            a.iter()
+                .filter(|i| i.as_object().is_some_and(|o| min_kind(o).is_some()))
+                .count()
+        })
         .sum()
 }
 
@@ -890,9 +988,10 @@ pub(super) fn export(dataset: &Dataset, out: &Path) -> Result<ExportReport, Form
                     format!("a box of `{}` is not finite", img.file_name),
                 ));
             }
-            let id = b
-                .id
-                .map_or_else(|| format!("loupe-{}-{}", i + 1, j + 1), |u| u.hyphenated().to_string());
+            let id = b.id.map_or_else(
+                || format!("loupe-{}-{}", i + 1, j + 1),
+                |u| u.hyphenated().to_string(),
+            );
             results.push(json!({
                 "id": id,
                 "type": "rectanglelabels",

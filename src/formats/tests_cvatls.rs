@@ -11,7 +11,9 @@ use super::*;
 use crate::model::{BBox, Dataset, DatasetBox, DatasetImage};
 
 fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(rel)
 }
 
 const CVAT_TASK: &str =
@@ -35,7 +37,12 @@ fn import_as(format: Format, path: &Path, shapes_as_boxes: bool) -> Result<Parse
 /// (images, boxes, classes, skipped) of an import.
 fn counts(p: &Parsed) -> (usize, usize, usize, usize) {
     let boxes = p.dataset.images.iter().map(|i| i.boxes.len()).sum();
-    (p.dataset.images.len(), boxes, p.dataset.classes.len(), p.skipped)
+    (
+        p.dataset.images.len(),
+        boxes,
+        p.dataset.classes.len(),
+        p.skipped,
+    )
 }
 
 fn close(a: BBox, b: BBox, tol: f64) -> bool {
@@ -123,10 +130,19 @@ const CASES: &[Case] = &[
 #[test]
 fn cvat_and_labelstudio_testdata() {
     for c in CASES {
-        println!("{} as {} (shapes as boxes: {}): {}", c.path, c.format, c.shapes_as_boxes, c.why);
+        println!(
+            "{} as {} (shapes as boxes: {}): {}",
+            c.path, c.format, c.shapes_as_boxes, c.why
+        );
         let parsed = import_as(c.format, &data(c.path), c.shapes_as_boxes)
             .unwrap_or_else(|e| panic!("{}: {e}", c.path));
-        assert_eq!(counts(&parsed), c.expect, "{}: {:#?}", c.path, parsed.warnings);
+        assert_eq!(
+            counts(&parsed),
+            c.expect,
+            "{}: {:#?}",
+            c.path,
+            parsed.warnings
+        );
         for img in &parsed.dataset.images {
             for b in &img.boxes {
                 assert!(b.class < parsed.dataset.classes.len());
@@ -145,7 +161,11 @@ fn every_cvat_file_in_the_testdata_has_a_case() {
         if p.extension().is_some_and(|e| e == "xml") {
             let text = std::fs::read_to_string(p).expect("read");
             if text.contains("<annotations>") && text.contains("<version>1.1</version>") {
-                let rel = p.strip_prefix(data("")).expect("inside").to_string_lossy().into_owned();
+                let rel = p
+                    .strip_prefix(data(""))
+                    .expect("inside")
+                    .to_string_lossy()
+                    .into_owned();
                 assert!(
                     CASES.iter().any(|c| c.path == rel),
                     "CVAT file without a case: {rel}"
@@ -160,8 +180,15 @@ fn cvat_task_export_box_attributes_and_labels() {
     let p = import_as(Format::Cvat, &data(CVAT_TASK), false).expect("import");
     assert_eq!(p.dataset.classes, ["label1", "label2"], "meta order");
     let img0 = &p.dataset.images[0];
-    assert_eq!((img0.file_name.as_str(), img0.width, img0.height), ("img0.jpg", 8, 8));
-    assert!(p.images_dir.ends_with("export_task/images"), "{}", p.images_dir.display());
+    assert_eq!(
+        (img0.file_name.as_str(), img0.width, img0.height),
+        ("img0.jpg", 8, 8)
+    );
+    assert!(
+        p.images_dir.ends_with("export_task/images"),
+        "{}",
+        p.images_dir.display()
+    );
     let b = &img0.boxes[0];
     // <box label="label1" occluded="1" xbr="4" xtl="0" ybr="4" ytl="2" z_order="1">
     assert_eq!((b.class, b.bbox), (0, BBox::new(0.0, 2.0, 4.0, 2.0)));
@@ -181,14 +208,22 @@ fn cvat_task_export_box_attributes_and_labels() {
     // <points label="label2" points="1,2;3,4;5,6"> on the 10x10 img1.
     let img1 = &as_boxes.dataset.images[1];
     assert_eq!(img1.boxes.len(), 1);
-    assert_eq!((img1.boxes[0].class, img1.boxes[0].bbox), (1, BBox::new(1.0, 2.0, 4.0, 4.0)));
+    assert_eq!(
+        (img1.boxes[0].class, img1.boxes[0].bbox),
+        (1, BBox::new(1.0, 2.0, 4.0, 4.0))
+    );
     assert!(has_warning(&as_boxes, "unlabelled_shape"));
 }
 
 #[test]
 fn cvat_project_export_keeps_subsets_apart() {
     let p = import_as(Format::Cvat, &data(CVAT_PROJECT), true).expect("import");
-    let names: Vec<&str> = p.dataset.images.iter().map(|i| i.file_name.as_str()).collect();
+    let names: Vec<&str> = p
+        .dataset
+        .images
+        .iter()
+        .map(|i| i.file_name.as_str())
+        .collect();
     assert_eq!(
         names,
         [
@@ -203,33 +238,69 @@ fn cvat_project_export_keeps_subsets_apart() {
     // Train/img0: the box, then <polyline label="label2" points="1.0,2;3,4;5,6;7,8">.
     let img = &p.dataset.images[2];
     assert_eq!(img.boxes[0].bbox, BBox::new(0.0, 2.0, 4.0, 2.0));
-    assert_eq!((img.boxes[1].class, img.boxes[1].bbox), (1, BBox::new(1.0, 2.0, 6.0, 6.0)));
+    assert_eq!(
+        (img.boxes[1].class, img.boxes[1].bbox),
+        (1, BBox::new(1.0, 2.0, 6.0, 6.0))
+    );
     // Train/img1: <polygon label="label1" points="1,2;3,4;6,5">.
     let img = &p.dataset.images[3];
-    assert_eq!((img.boxes[0].class, img.boxes[0].bbox), (0, BBox::new(1.0, 2.0, 5.0, 3.0)));
+    assert_eq!(
+        (img.boxes[0].class, img.boxes[0].bbox),
+        (0, BBox::new(1.0, 2.0, 5.0, 3.0))
+    );
 }
 
 #[test]
 fn labelstudio_full_export_boxes_predictions_and_references() {
     let p = import_as(Format::LabelStudio, &data(LS_FULL), false).expect("import");
     assert_eq!(p.dataset.classes, ["cat", "dog", "bird"]);
-    let names: Vec<&str> = p.dataset.images.iter().map(|i| i.file_name.as_str()).collect();
+    let names: Vec<&str> = p
+        .dataset
+        .images
+        .iter()
+        .map(|i| i.file_name.as_str())
+        .collect();
     // Not found on disk: the upload prefix is stripped, local files keep their folder.
     assert_eq!(names, ["cat_01.jpg", "pets/dog_02.jpg", "bird_03.jpg"]);
     let cat = &p.dataset.images[0];
     assert_eq!((cat.width, cat.height), (640, 480));
-    assert!(close(cat.boxes[0].bbox, BBox::new(80.0, 120.0, 160.0, 180.0), 1e-9));
+    assert!(close(
+        cat.boxes[0].bbox,
+        BBox::new(80.0, 120.0, 160.0, 180.0),
+        1e-9
+    ));
     assert!(
-        close(cat.boxes[1].bbox, BBox::new(296.0, 48.0, 134.851_251_6, 105.569_219_4), 1e-6),
+        close(
+            cat.boxes[1].bbox,
+            BBox::new(296.0, 48.0, 134.851_251_6, 105.569_219_4),
+            1e-6
+        ),
         "{:?}",
         cat.boxes[1].bbox
     );
-    assert!(cat.boxes.iter().all(|b| b.score.is_none() && b.id.is_none()));
+    assert!(
+        cat.boxes
+            .iter()
+            .all(|b| b.score.is_none() && b.id.is_none())
+    );
     let dog = &p.dataset.images[1];
     assert_eq!(dog.boxes.len(), 1);
-    assert!(close(dog.boxes[0].bbox, BBox::new(80.0, 60.0, 400.0, 300.0), 1e-9));
-    for kind in ["rotated_box", "extra_annotations", "skipped_region", "unresolved_image"] {
-        assert!(has_warning(&p, kind), "no {kind} warning: {:#?}", p.warnings);
+    assert!(close(
+        dog.boxes[0].bbox,
+        BBox::new(80.0, 60.0, 400.0, 300.0),
+        1e-9
+    ));
+    for kind in [
+        "rotated_box",
+        "extra_annotations",
+        "skipped_region",
+        "unresolved_image",
+    ] {
+        assert!(
+            has_warning(&p, kind),
+            "no {kind} warning: {:#?}",
+            p.warnings
+        );
     }
 
     assert_eq!(p.predictions.len(), 2);
@@ -241,9 +312,17 @@ fn labelstudio_full_export_boxes_predictions_and_references() {
         .iter()
         .map(|i| (i.file_name.as_str(), i.boxes.len()))
         .collect();
-    assert_eq!(seen, [("cat_01.jpg", 2), ("bird_03.jpg", 0)], "an empty prediction still counts");
+    assert_eq!(
+        seen,
+        [("cat_01.jpg", 2), ("bird_03.jpg", 0)],
+        "an empty prediction still counts"
+    );
     let b = &n.dataset.images[0].boxes;
-    assert_eq!((b[0].score, b[1].score), (Some(0.91), Some(0.87)), "region score, else the prediction's");
+    assert_eq!(
+        (b[0].score, b[1].score),
+        (Some(0.91), Some(0.87)),
+        "region score, else the prediction's"
+    );
     assert!(close(b[0].bbox, BBox::new(76.8, 115.2, 166.4, 182.4), 1e-9));
     assert!(close(b[1].bbox, BBox::new(448.0, 288.0, 64.0, 48.0), 1e-9));
     let s = &p.predictions[1];
@@ -251,10 +330,18 @@ fn labelstudio_full_export_boxes_predictions_and_references() {
     let bird = &s.dataset.images[0];
     assert_eq!((bird.width, bird.height), (1024, 768));
     assert_eq!(s.dataset.classes[bird.boxes[0].class], "bird");
-    assert!(close(bird.boxes[0].bbox, BBox::new(256.0, 192.0, 512.0, 384.0), 1e-9));
+    assert!(close(
+        bird.boxes[0].bbox,
+        BBox::new(256.0, 192.0, 512.0, 384.0),
+        1e-9
+    ));
 
     let as_boxes = import_as(Format::LabelStudio, &data(LS_FULL), true).expect("import");
-    assert!(close(as_boxes.dataset.images[1].boxes[1].bbox, BBox::new(480.0, 360.0, 240.0, 180.0), 1e-9));
+    assert!(close(
+        as_boxes.dataset.images[1].boxes[1].bbox,
+        BBox::new(480.0, 360.0, 240.0, 180.0),
+        1e-9
+    ));
 }
 
 #[test]
@@ -266,9 +353,13 @@ fn labelstudio_json_min_matches_the_full_export() {
             .images
             .iter()
             .flat_map(|i| {
-                i.boxes
-                    .iter()
-                    .map(|b| (i.file_name.clone(), p.dataset.classes[b.class].clone(), b.bbox))
+                i.boxes.iter().map(|b| {
+                    (
+                        i.file_name.clone(),
+                        p.dataset.classes[b.class].clone(),
+                        b.bbox,
+                    )
+                })
             })
             .collect()
     };
@@ -289,8 +380,16 @@ fn labelstudio_references_resolve_by_file_name() {
         shapes_as_boxes: false,
     };
     let p = import_with(Format::LabelStudio, &data(LS_FULL), &settings).expect("import");
-    let names: Vec<&str> = p.dataset.images.iter().map(|i| i.file_name.as_str()).collect();
-    assert_eq!(names, ["uploads/cat_01.jpg", "pets/dog_02.jpg", "x/bird_03.jpg"]);
+    let names: Vec<&str> = p
+        .dataset
+        .images
+        .iter()
+        .map(|i| i.file_name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["uploads/cat_01.jpg", "pets/dog_02.jpg", "x/bird_03.jpg"]
+    );
     assert!(!has_warning(&p, "unresolved_image"));
     // A second bird_03.jpg makes the name ambiguous: refused, naming both.
     std::fs::create_dir_all(dir.path().join("y")).expect("mkdir");
@@ -298,7 +397,10 @@ fn labelstudio_references_resolve_by_file_name() {
     let err = import_with(Format::LabelStudio, &data(LS_FULL), &settings)
         .expect_err("ambiguous")
         .to_string();
-    assert!(err.contains("x/bird_03.jpg") && err.contains("y/bird_03.jpg") && err.contains("task 3"), "{err}");
+    assert!(
+        err.contains("x/bird_03.jpg") && err.contains("y/bird_03.jpg") && err.contains("task 3"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -335,11 +437,25 @@ fn cvat_video_tracks_become_per_frame_boxes() {
     .expect("write");
     let p = import_as(Format::Cvat, &xml, false).expect("import");
     assert_eq!(counts(&p), (2, 2, 2, 1));
-    let names: Vec<&str> = p.dataset.images.iter().map(|i| i.file_name.as_str()).collect();
+    let names: Vec<&str> = p
+        .dataset
+        .images
+        .iter()
+        .map(|i| i.file_name.as_str())
+        .collect();
     assert_eq!(names, ["frame_000000.png", "frame_000001.png"]);
-    assert_eq!((p.dataset.images[0].width, p.dataset.images[0].height), (640, 360));
-    assert_eq!(p.dataset.images[0].boxes[0].bbox, BBox::new(10.5, 20.0, 100.0, 50.0));
-    assert_eq!(p.dataset.images[0].boxes[0].attributes, attrs(&[("track", "0"), ("color", "red")]));
+    assert_eq!(
+        (p.dataset.images[0].width, p.dataset.images[0].height),
+        (640, 360)
+    );
+    assert_eq!(
+        p.dataset.images[0].boxes[0].bbox,
+        BBox::new(10.5, 20.0, 100.0, 50.0)
+    );
+    assert_eq!(
+        p.dataset.images[0].boxes[0].attributes,
+        attrs(&[("track", "0"), ("color", "red")])
+    );
     assert_eq!(
         p.dataset.images[1].boxes[0].attributes,
         attrs(&[("occluded", "1"), ("track", "0"), ("color", "red")])
@@ -349,7 +465,10 @@ fn cvat_video_tracks_become_per_frame_boxes() {
     std::fs::write(dir.path().join("images/frame_000000.jpg"), b"x").expect("write");
     let p = import_as(Format::Cvat, &xml, true).expect("import");
     assert_eq!(p.dataset.images[0].file_name, "frame_000000.jpg");
-    assert_eq!(p.dataset.images[1].boxes[1].bbox, BBox::new(1.0, 1.0, 4.0, 8.0));
+    assert_eq!(
+        p.dataset.images[1].boxes[1].bbox,
+        BBox::new(1.0, 1.0, 4.0, 8.0)
+    );
 }
 
 #[test]
@@ -372,7 +491,11 @@ fn cvat_rotated_boxes_undeclared_labels_and_other_shapes() {
     let p = import_as(Format::Cvat, &xml, true).expect("import");
     assert_eq!(p.dataset.classes, ["a", "new"]);
     let b = &p.dataset.images[0].boxes;
-    assert!(close(b[0].bbox, BBox::new(0.0, 20.0, 40.0, 20.0), 1e-9), "{:?}", b[0].bbox);
+    assert!(
+        close(b[0].bbox, BBox::new(0.0, 20.0, 40.0, 20.0), 1e-9),
+        "{:?}",
+        b[0].bbox
+    );
     assert_eq!(b[1].attributes, attrs(&[("z_order", "3")]));
     assert_eq!(b[2].bbox, BBox::new(40.0, 45.0, 20.0, 10.0));
     assert_eq!(b[3].bbox, BBox::new(5.0, 6.0, 7.0, 8.0));
@@ -403,7 +526,11 @@ const CVAT_HEAD: &str = r#"<annotations><version>1.1</version>
 
 #[test]
 fn cvat_malformed_input_is_refused() {
-    let err = refused(Format::Cvat, "cut.xml", &format!("{CVAT_HEAD}  <box label=\"a\" xtl=\"1\""));
+    let err = refused(
+        Format::Cvat,
+        "cut.xml",
+        &format!("{CVAT_HEAD}  <box label=\"a\" xtl=\"1\""),
+    );
     assert!(err.contains("cut.xml:4:"), "{err}");
     let err = refused(
         Format::Cvat,
@@ -436,7 +563,11 @@ fn cvat_malformed_input_is_refused() {
         &body(r#"<box label="a" xtl="1" ytl="1" xbr="20"/>"#),
     );
     assert!(err.contains("ybr"), "{err}");
-    let err = refused(Format::Cvat, "voc.xml", "<annotation><filename>a.jpg</filename></annotation>");
+    let err = refused(
+        Format::Cvat,
+        "voc.xml",
+        "<annotation><filename>a.jpg</filename></annotation>",
+    );
     assert!(err.contains("not a CVAT XML file"), "{err}");
 }
 
@@ -459,30 +590,51 @@ fn labelstudio_malformed_input_is_refused() {
         "nosize.json",
         &ls_with(r#""value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["a"]}"#),
     );
-    assert!(err.contains("original_width") && err.contains("task 1 (id 7)"), "{err}");
+    assert!(
+        err.contains("original_width") && err.contains("task 1 (id 7)"),
+        "{err}"
+    );
     let err = refused(
         Format::LabelStudio,
         "text.json",
-        &ls_with(r#""original_width": 10, "original_height": 10, "value": {"x": "1", "y": 1, "width": 5, "height": 5, "rectanglelabels": ["a"]}"#),
+        &ls_with(
+            r#""original_width": 10, "original_height": 10, "value": {"x": "1", "y": 1, "width": 5, "height": 5, "rectanglelabels": ["a"]}"#,
+        ),
     );
     assert!(err.contains("`x` is not a number"), "{err}");
     let err = refused(
         Format::LabelStudio,
         "nolabel.json",
-        &ls_with(r#""original_width": 10, "original_height": 10, "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": []}"#),
+        &ls_with(
+            r#""original_width": 10, "original_height": 10, "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": []}"#,
+        ),
     );
     assert!(err.contains("refers to no label"), "{err}");
     let err = refused(
         Format::LabelStudio,
         "negative.json",
-        &ls_with(r#""original_width": 10, "original_height": 10, "value": {"x": 1, "y": 1, "width": -5, "height": 5, "rectanglelabels": ["a"]}"#),
+        &ls_with(
+            r#""original_width": 10, "original_height": 10, "value": {"x": 1, "y": 1, "width": -5, "height": 5, "rectanglelabels": ["a"]}"#,
+        ),
     );
     assert!(err.contains("negative"), "{err}");
-    let err = refused(Format::LabelStudio, "cut.json", "[{\"id\": 1,\n \"data\": {");
+    let err = refused(
+        Format::LabelStudio,
+        "cut.json",
+        "[{\"id\": 1,\n \"data\": {",
+    );
     assert!(err.contains("cut.json:2:"), "{err}");
-    let err = refused(Format::LabelStudio, "noimage.json", r#"[{"id": 1, "data": {"text": "hi"}, "annotations": []}]"#);
+    let err = refused(
+        Format::LabelStudio,
+        "noimage.json",
+        r#"[{"id": 1, "data": {"text": "hi"}, "annotations": []}]"#,
+    );
     assert!(err.contains("data.image"), "{err}");
-    let err = refused(Format::LabelStudio, "coco.json", r#"{"images": [], "annotations": []}"#);
+    let err = refused(
+        Format::LabelStudio,
+        "coco.json",
+        r#"{"images": [], "annotations": []}"#,
+    );
     assert!(err.contains("not a Label Studio export"), "{err}");
 }
 
@@ -526,7 +678,15 @@ fn dataset(with_attributes: bool) -> impl Strategy<Value = Dataset> {
             1u32..3000,
             1u32..3000,
             prop::collection::vec(
-                (0..n, 0.0f64..1.0, 0.0f64..1.0, 0.01f64..1.0, 0.01f64..1.0, attribute_values(), prop::option::of(any::<u128>())),
+                (
+                    0..n,
+                    0.0f64..1.0,
+                    0.0f64..1.0,
+                    0.01f64..1.0,
+                    0.01f64..1.0,
+                    attribute_values(),
+                    prop::option::of(any::<u128>()),
+                ),
                 0..5,
             ),
         );
@@ -548,9 +708,22 @@ fn dataset(with_attributes: bool) -> impl Strategy<Value = Dataset> {
                             let y = fy * h * 0.9;
                             DatasetBox {
                                 class,
-                                bbox: BBox::new(x, y, (fw * (w - x)).max(0.01), (fh * (h - y)).max(0.01)),
-                                attributes: if with_attributes { attributes } else { Vec::new() },
-                                id: if with_attributes { None } else { id.map(Uuid::from_u128) },
+                                bbox: BBox::new(
+                                    x,
+                                    y,
+                                    (fw * (w - x)).max(0.01),
+                                    (fh * (h - y)).max(0.01),
+                                ),
+                                attributes: if with_attributes {
+                                    attributes
+                                } else {
+                                    Vec::new()
+                                },
+                                id: if with_attributes {
+                                    None
+                                } else {
+                                    id.map(Uuid::from_u128)
+                                },
                                 ..DatasetBox::default()
                             }
                         })
@@ -647,15 +820,25 @@ fn labelstudio_export_has_what_label_studio_imports() {
     let dir = tempfile::tempdir().expect("tempdir");
     export(Format::LabelStudio, &ds, dir.path(), None).expect("export");
     let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("tasks.json")).expect("read")).expect("json");
+        serde_json::from_slice(&std::fs::read(dir.path().join("tasks.json")).expect("read"))
+            .expect("json");
     let task = &v[0];
     assert_eq!(task["data"]["image"], "/data/local-files/?d=a%20b/c.jpg");
     let r = &task["annotations"][0]["result"][0];
     assert_eq!(r["type"], "rectanglelabels");
-    assert_eq!((r["from_name"].as_str(), r["to_name"].as_str()), (Some("label"), Some("image")));
-    assert_eq!((r["original_width"].as_u64(), r["original_height"].as_u64()), (Some(200), Some(100)));
+    assert_eq!(
+        (r["from_name"].as_str(), r["to_name"].as_str()),
+        (Some("label"), Some("image"))
+    );
+    assert_eq!(
+        (r["original_width"].as_u64(), r["original_height"].as_u64()),
+        (Some(200), Some(100))
+    );
     assert_eq!(r["value"]["rectanglelabels"][0], "cat");
-    assert_eq!((r["value"]["x"].as_f64(), r["value"]["width"].as_f64()), (Some(10.0), Some(25.0)));
+    assert_eq!(
+        (r["value"]["x"].as_f64(), r["value"]["width"].as_f64()),
+        (Some(10.0), Some(25.0))
+    );
     assert!(r["id"].as_str().is_some_and(|s| !s.is_empty()));
     // An image with boxes but no size cannot be written in percent.
     let mut unsized_ds = ds.clone();
@@ -685,7 +868,10 @@ fn cvat_export_declares_labels_and_attributes() {
     export(Format::Cvat, &ds, &out, None).expect("export");
     let xml = std::fs::read_to_string(&out).expect("read");
     assert!(xml.contains("<version>1.1</version>"));
-    assert!(xml.contains("<name>unused</name>"), "every class is declared: {xml}");
+    assert!(
+        xml.contains("<name>unused</name>"),
+        "every class is declared: {xml}"
+    );
     assert!(xml.contains("<name>color</name>"));
     assert!(xml.contains(r#"<box label="car" source="manual" occluded="1" xtl="1" ytl="2" xbr="4" ybr="6" z_order="0">"#), "{xml}");
     assert!(xml.contains(r#"<attribute name="color">red</attribute>"#));

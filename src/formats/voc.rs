@@ -54,7 +54,12 @@ struct DocIn {
     objects: Vec<ObjectIn>,
 }
 
-pub(super) fn xml_error(path: &Path, text: &str, offset: usize, reason: impl Into<String>) -> FormatError {
+pub(super) fn xml_error(
+    path: &Path,
+    text: &str,
+    offset: usize,
+    reason: impl Into<String>,
+) -> FormatError {
     let (line, column) = line_column(text.as_bytes(), offset);
     FormatError::Xml {
         path: path.to_path_buf(),
