@@ -748,7 +748,8 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
                 .get("annotations")
                 .or_else(|| task.get("completions"))
                 .map_or(&[][..], |a| a.as_array().map_or(&[][..], Vec::as_slice));
-            let mut live: Vec<&Map<String, Value>> = Vec::new();
+            // The live (not cancelled) annotations, with their index in the task.
+            let mut live: Vec<(usize, &Map<String, Value>)> = Vec::new();
             for (i, a) in annotations.iter().enumerate() {
                 let Some(a) = a.as_object() else {
                     return Err(FormatError::invalid(
@@ -758,26 +759,21 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
                     ));
                 };
                 if !is_cancelled(a) {
-                    live.push(a);
+                    live.push((i, a));
                 }
             }
-            let chosen = live
-                .iter()
-                .enumerate()
-                .max_by(|(ia, a), (ib, b)| {
-                    let gt = |x: &Map<String, Value>| {
-                        x.get("ground_truth")
-                            .and_then(Value::as_bool)
-                            .unwrap_or(false)
-                    };
-                    (gt(a), stamp(a), *ia).cmp(&(gt(b), stamp(b), *ib))
-                })
-                .map(|(i, a)| (i, *a));
+            let chosen = live.iter().copied().max_by(|(ia, a), (ib, b)| {
+                let gt = |x: &Map<String, Value>| {
+                    x.get("ground_truth")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                };
+                (gt(a), stamp(a), ia).cmp(&(gt(b), stamp(b), ib))
+            });
             if let Some((chosen_index, annotation)) = chosen {
                 if live.len() > 1 {
                     let others: usize = live
                         .iter()
-                        .enumerate()
                         .filter(|(i, _)| *i != chosen_index)
                         .map(|(_, a)| region_count(a))
                         .sum();
