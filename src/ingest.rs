@@ -182,6 +182,10 @@ pub struct ImportOptions {
     pub state: ReviewState,
     /// For model results: the run the boxes are proposals of.
     pub run: Option<Uuid>,
+    /// Model predictions carried in the same file as the labels (Label Studio `predictions`):
+    /// each dataset becomes proposals of its run (made by the caller), written in the same
+    /// transaction as the labels, so the file is imported whole or not at all.
+    pub predictions: Vec<(Uuid, Dataset)>,
 }
 
 impl Default for ImportOptions {
@@ -189,6 +193,7 @@ impl Default for ImportOptions {
         Self {
             state: ReviewState::Approved,
             run: None,
+            predictions: Vec::new(),
         }
     }
 }
@@ -201,6 +206,8 @@ pub struct ImportReport {
     pub boxes: usize,
     pub classes: usize,
     pub skipped: usize,
+    /// Model proposals written from predictions carried with the labels.
+    pub proposals: usize,
     pub warnings: Vec<Warning>,
 }
 
@@ -217,11 +224,45 @@ impl ImportReport {
     }
 }
 
+/// Finds each image of `dataset` on disk and reads its hash and header, in parallel.
+fn locate_files(
+    root: &Path,
+    images_dir: &Path,
+    images_rel: &str,
+    dataset: &Dataset,
+) -> Vec<Option<LocatedFile>> {
+    dataset
+        .images
+        .par_iter()
+        .map(|img| {
+            if img.file_name.is_empty() {
+                return None;
+            }
+            let abs = images_dir.join(&img.file_name);
+            if abs.is_file() {
+                let rel = relative_path(root, &abs);
+                let probed = imaging::hash_file(&abs)
+                    .and_then(|(h, b)| imaging::probe(&abs).map(|i| (h, b, i)))
+                    .ok();
+                Some((rel, probed))
+            } else {
+                let rel = if images_rel.is_empty() {
+                    img.file_name.clone()
+                } else {
+                    format!("{images_rel}/{}", img.file_name)
+                };
+                Some((normalise(&rel), None))
+            }
+        })
+        .collect()
+}
+
 /// Writes a parsed dataset into the project in ONE transaction: all of it or nothing.
 ///
 /// Images are matched by path (relative to the project root), by content hash when the file is on
 /// disk, or for model results without file names by the COCO id they were imported with.
 /// Images whose files are missing become placeholders that a later `add` attaches.
+/// `opts.predictions` are written in the same transaction, as proposals of their runs.
 pub fn import_dataset(
     project: &mut Project,
     dataset: &Dataset,
@@ -233,39 +274,70 @@ pub fn import_dataset(
 ) -> Result<ImportReport, IngestError> {
     let root = project.root().to_path_buf();
     let started = std::time::Instant::now();
-    progress.set_total(dataset.images.len() as u64);
+    let predicted: usize = opts.predictions.iter().map(|(_, d)| d.images.len()).sum();
+    progress.set_total((dataset.images.len() + predicted) as u64);
     // Where the images folder is, relative to the root, once (canonicalising per image is slow).
     let images_rel = relative_path(&root, images_dir);
     // Read the files that exist (hash, header) in parallel, before the transaction.
-    let files: Vec<Option<LocatedFile>> = dataset
+    let files = locate_files(&root, images_dir, &images_rel, dataset);
+    // Predictions name the labels' images again: those are not read twice.
+    let known: HashMap<&str, &Option<LocatedFile>> = dataset
         .images
-        .par_iter()
-        .map(|img| {
-            if img.file_name.is_empty() {
-                return None;
-            }
-            let abs = images_dir.join(&img.file_name);
-            if abs.is_file() {
-                let rel = relative_path(&root, &abs);
-                let probed = imaging::hash_file(&abs)
-                    .and_then(|(h, b)| imaging::probe(&abs).map(|i| (h, b, i)))
-                    .ok();
-                Some((rel, probed))
-            } else {
-                let rel = &images_rel;
-                let rel = if rel.is_empty() {
-                    img.file_name.clone()
-                } else {
-                    format!("{rel}/{}", img.file_name)
-                };
-                Some((normalise(&rel), None))
-            }
+        .iter()
+        .map(|i| i.file_name.as_str())
+        .zip(&files)
+        .collect();
+    let prediction_files: Vec<Vec<Option<LocatedFile>>> = opts
+        .predictions
+        .iter()
+        .map(|(_, d)| {
+            let unknown = Dataset {
+                classes: Vec::new(),
+                images: d
+                    .images
+                    .iter()
+                    .filter(|i| !known.contains_key(i.file_name.as_str()))
+                    .cloned()
+                    .collect(),
+            };
+            let mut fresh = locate_files(&root, images_dir, &images_rel, &unknown).into_iter();
+            d.images
+                .iter()
+                .map(|i| match known.get(i.file_name.as_str()) {
+                    Some(f) => (*f).clone(),
+                    None => fresh.next().flatten(),
+                })
+                .collect()
         })
         .collect();
     let mut report = ImportReport {
         skipped,
         ..ImportReport::default()
     };
+    let attributed = dataset
+        .images
+        .iter()
+        .flat_map(|i| &i.boxes)
+        .filter(|b| !b.attributes.is_empty())
+        .count();
+    if attributed > 0 {
+        let mut names: Vec<&str> = dataset
+            .images
+            .iter()
+            .flat_map(|i| &i.boxes)
+            .flat_map(|b| b.attributes.iter().map(|(k, _)| k.as_str()))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        warnings.push(Warning {
+            kind: "attributes_not_stored".into(),
+            location: images_dir.display().to_string(),
+            message: format!(
+                "{attributed} box(es) carry attributes ({}) that the project does not store; the boxes are imported without them",
+                names.join(", ")
+            ),
+        });
+    }
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis(),
         "import: files checked"
@@ -275,13 +347,71 @@ pub fn import_dataset(
         Some(run) => Some(bulk.run_row(run)?),
         None => None,
     };
+    report.classes = write_dataset(
+        &mut bulk,
+        dataset,
+        &files,
+        run_row,
+        opts.state,
+        &mut report,
+        &mut warnings,
+        progress,
+    )?;
+    let labels_boxes = report.boxes;
+    for ((run, predictions), files) in opts.predictions.iter().zip(&prediction_files) {
+        let row = bulk.run_row(*run)?;
+        let before = (report.images, report.images_missing, warnings.len());
+        write_dataset(
+            &mut bulk,
+            predictions,
+            files,
+            Some(row),
+            ReviewState::Proposed,
+            &mut report,
+            &mut warnings,
+            progress,
+        )?;
+        // The labels' images are counted (and reported missing) once.
+        (report.images, report.images_missing) = (before.0, before.1);
+        let mut index = 0;
+        warnings.retain(|w| {
+            index += 1;
+            index <= before.2 || w.kind != "missing_image"
+        });
+    }
+    report.proposals = report.boxes - labels_boxes;
+    report.boxes = labels_boxes;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis(),
+        "import: rows written"
+    );
+    bulk.commit()?;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis(),
+        "import: committed"
+    );
+    report.warnings = warnings;
+    Ok(report)
+}
+
+/// Writes one dataset's images and boxes inside the import transaction; returns its class count.
+#[allow(clippy::too_many_arguments)] // The pieces of one transaction, passed down once.
+fn write_dataset(
+    bulk: &mut crate::store::Bulk<'_>,
+    dataset: &Dataset,
+    files: &[Option<LocatedFile>],
+    run_row: Option<i64>,
+    state: ReviewState,
+    report: &mut ImportReport,
+    warnings: &mut Vec<Warning>,
+    progress: &dyn Progress,
+) -> Result<usize, IngestError> {
     // Classes in the file's order, so a YOLO index or COCO order is kept.
     let mut class_rows = Vec::with_capacity(dataset.classes.len());
     for name in &dataset.classes {
         class_rows.push(bulk.class(name)?);
     }
-    report.classes = class_rows.len();
-    for (img, file) in dataset.images.iter().zip(&files) {
+    for (img, file) in dataset.images.iter().zip(files) {
         let image_row = match file {
             Some((rel, Some((hash, bytes, info)))) => {
                 bulk.upsert_image(&ImageInput {
@@ -357,7 +487,7 @@ pub fn import_dataset(
             };
             let (run, state) = match (run_row, b.score) {
                 (Some(r), score) => (Some((r, score.unwrap_or(1.0))), ReviewState::Proposed),
-                (None, _) => (None, opts.state),
+                (None, _) => (None, state),
             };
             bulk.add_annotation(id, image_row, class_row, b.bbox, run, state, b.flags)?;
             report.boxes += 1;
@@ -367,17 +497,7 @@ pub fn import_dataset(
         }
         progress.inc(1);
     }
-    tracing::debug!(
-        elapsed_ms = started.elapsed().as_millis(),
-        "import: rows written"
-    );
-    bulk.commit()?;
-    tracing::debug!(
-        elapsed_ms = started.elapsed().as_millis(),
-        "import: committed"
-    );
-    report.warnings = warnings;
-    Ok(report)
+    Ok(class_rows.len())
 }
 
 /// An image file of an import: its path relative to the root and, when it is on disk and

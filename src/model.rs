@@ -296,9 +296,10 @@ pub struct DatasetBox {
     pub score: Option<f32>,
     /// Loupe's own annotation id, when the source carries one.
     pub id: Option<Uuid>,
-    /// Per-box key/value attributes a format carries beyond the flags (labelme `group_id`,
-    /// Open Images `IsOccluded`, …), in the order read. Formats that have a place for them write
-    /// them back; the project store does not keep them yet.
+    /// Named attributes of the box as the source wrote them, in source order (CVAT's
+    /// `<attribute>`s, `occluded`, `z_order`, a video track's `track` id; labelme `group_id`;
+    /// Open Images `IsOccluded`, …). Formats that can hold them write them back; the project does
+    /// not store them yet (an import says so).
     pub attributes: Vec<(String, String)>,
 }
 

@@ -435,3 +435,135 @@ fn labelme_createml_openimages_refusals_leave_the_store_untouched() {
         assert_eq!(stats["boxes"], 9, "{format}: {stats}");
     }
 }
+
+/// The Label Studio fixtures Loupe wrote itself (see tests/data/labelstudio/README.md).
+fn labelstudio_data(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/labelstudio")
+        .join(name)
+}
+
+#[test]
+fn cvat_and_labelstudio_refusals_leave_the_store_untouched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = new_project(dir.path());
+    let good =
+        testdata().join("datumaro/tests/assets/cvat_dataset/for_images/export_task/train.xml");
+    ok(
+        &p,
+        &["import", "--format", "cvat", good.to_str().expect("utf8")],
+    );
+    let before = ok(&p, &["stats", "--json"]);
+    let stats: serde_json::Value = serde_json::from_str(&before).expect("json");
+    assert_eq!(stats["boxes"], 1, "{stats}");
+    let head = r#"<annotations><version>1.1</version>
+<meta><task><labels><label><name>label1</name></label></labels></task></meta>
+<image id="0" name="img0.jpg" width="8" height="8">
+  <box label="label1" xtl="0" ytl="0" xbr="2" ybr="2"/>
+"#;
+    let bad_files = [
+        ("cut.xml", "cvat", format!("{head}  <box label=\"label1\" xtl=")),
+        (
+            "swapped.xml",
+            "cvat",
+            format!("{head}  <box label=\"label1\" xtl=\"5\" ytl=\"0\" xbr=\"1\" ybr=\"2\"/>\n</image></annotations>"),
+        ),
+        (
+            "text.xml",
+            "cvat",
+            format!("{head}  <box label=\"label1\" xtl=\"a\" ytl=\"0\" xbr=\"1\" ybr=\"2\"/>\n</image></annotations>"),
+        ),
+        (
+            "nolabel.xml",
+            "cvat",
+            format!("{head}  <box label=\"\" xtl=\"0\" ytl=\"0\" xbr=\"1\" ybr=\"2\"/>\n</image></annotations>"),
+        ),
+        // Labels and a prediction, then a region without its original size: no run is left
+        // behind for the prediction either.
+        (
+            "nosize.json",
+            "labelstudio",
+            r#"[{"id": 1, "data": {"image": "a.jpg"},
+                "annotations": [{"result": [{"type": "rectanglelabels", "original_width": 8, "original_height": 8,
+                    "value": {"x": 0, "y": 0, "width": 50, "height": 50, "rectanglelabels": ["label1"]}}]}],
+                "predictions": [{"model_version": "m", "result": []}]},
+               {"id": 2, "data": {"image": "b.jpg"},
+                "annotations": [{"result": [{"type": "rectanglelabels",
+                    "value": {"x": 0, "y": 0, "width": 50, "height": 50, "rectanglelabels": ["label1"]}}]}]}]"#
+                .to_owned(),
+        ),
+    ];
+    for (name, format, text) in &bad_files {
+        let bad = dir.path().join(name);
+        std::fs::write(&bad, text).expect("write");
+        let out = run(
+            &p,
+            &["import", "--format", format, bad.to_str().expect("utf8")],
+        );
+        assert!(!out.status.success(), "{name} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(name), "the error names the file: {err}");
+    }
+    assert_eq!(
+        ok(&p, &["stats", "--json"]),
+        before,
+        "a refused import changed the store"
+    );
+}
+
+#[test]
+fn labelstudio_labels_and_predictions_in_one_import() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = new_project(dir.path());
+    let src = labelstudio_data("project-1-at-2024-05-13-14-26-9aaf565b.json");
+    let printed = ok(
+        &p,
+        &[
+            "import",
+            "--format",
+            "labelstudio",
+            src.to_str().expect("utf8"),
+        ],
+    );
+    assert!(
+        printed.contains("3 model proposals in 2 run(s)"),
+        "{printed}"
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&p, &["stats", "--json"])).expect("json");
+    assert_eq!(
+        (
+            &stats["boxes"],
+            &stats["proposals"],
+            &stats["runs"],
+            &stats["images"]
+        ),
+        (&3.into(), &3.into(), &2.into(), &3.into()),
+        "{stats}"
+    );
+    // Exported and read back: the same labels.
+    let out = dir.path().join("ls.json");
+    ok(
+        &p,
+        &[
+            "export",
+            "--format",
+            "labelstudio",
+            out.to_str().expect("utf8"),
+        ],
+    );
+    let q = dir.path().join("q.loupe");
+    drop(Project::create(&q).expect("create"));
+    ok(
+        &q,
+        &[
+            "import",
+            "--format",
+            "labelstudio",
+            out.to_str().expect("utf8"),
+        ],
+    );
+    let again: serde_json::Value =
+        serde_json::from_str(&ok(&q, &["stats", "--json"])).expect("json");
+    assert_eq!(again["boxes"], 3, "{again}");
+}

@@ -66,9 +66,41 @@ pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
         }
         None
     };
+    // Predictions carried with the labels (Label Studio): one run per model, made before the
+    // import transaction like the results run above and removed again if the import is refused.
+    let models: Vec<String> = parsed.predictions.iter().map(|p| p.model.clone()).collect();
+    let mut prediction_runs = Vec::with_capacity(parsed.predictions.len());
+    for predictions in &parsed.predictions {
+        let settings = serde_json::json!({
+            "source": args.path.display().to_string(),
+            "model_version": predictions.model,
+        })
+        .to_string();
+        let made = p.create_run(&NewRun {
+            name: predictions.model.clone(),
+            kind: "import".into(),
+            model_path: None,
+            model_hash: None,
+            settings,
+            settings_hash: None,
+            runtime_version: None,
+        });
+        match made {
+            Ok(id) => prediction_runs.push(id),
+            Err(e) => {
+                delete_runs(p, run.iter().chain(&prediction_runs));
+                return Err(e.into());
+            }
+        }
+    }
     let opts = ImportOptions {
         state: args.state,
         run,
+        predictions: prediction_runs
+            .iter()
+            .zip(parsed.predictions)
+            .map(|(id, predictions)| (*id, predictions.dataset))
+            .collect(),
     };
     let bar = TermProgress::new("importing");
     let result = ingest::import_dataset(
@@ -84,17 +116,13 @@ pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
     let report = match result {
         Ok(r) => r,
         Err(e) => {
-            if let Some(run) = run {
-                // The run row was made before the import transaction; nothing else was written.
-                let _ = p
-                    .conn()
-                    .execute("DELETE FROM runs WHERE uuid=?1", [run.to_string()]);
-            }
+            // The run rows were made before the import transaction; nothing else was written.
+            delete_runs(p, run.iter().chain(&prediction_runs));
             return Err(e).with_context(|| format!("{}: import refused", args.path.display()));
         }
     };
-    if let Some(run) = run {
-        p.finish_run(run)?;
+    for id in run.iter().chain(&prediction_runs) {
+        p.finish_run(*id)?;
     }
     if args.json {
         super::print_json(&report)?;
@@ -110,6 +138,19 @@ pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
             started.elapsed().as_secs_f64(),
             parse_s
         );
+        if report.proposals > 0 || !prediction_runs.is_empty() {
+            println!(
+                "  {} model proposals in {} run(s): {}",
+                report.proposals,
+                prediction_runs.len(),
+                opts.predictions
+                    .iter()
+                    .zip(&models)
+                    .map(|((_, d), m)| format!("{m} ({} images)", d.images.len()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         for (kind, n) in report.warning_counts() {
             eprintln!("warning: {n} x {kind}");
         }
@@ -147,4 +188,14 @@ pub fn export(p: &Project, format: Format, out: &Path, version: Option<&str>) ->
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Removes run rows made for an import that was then refused.
+fn delete_runs<'a>(p: &Project, runs: impl Iterator<Item = &'a uuid::Uuid>) {
+    for run in runs {
+        // Best effort: the row holds nothing but its name, and the refusal is what gets reported.
+        let _ = p
+            .conn()
+            .execute("DELETE FROM runs WHERE uuid=?1", [run.to_string()]);
+    }
 }

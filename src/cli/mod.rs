@@ -53,8 +53,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Import labels (coco, yolo, voc, labelme, createml, openimages) or model detections
-    /// (coco-results) in one transaction.
+    /// Import labels (coco, yolo, voc, cvat, labelstudio, labelme, createml, openimages) or model
+    /// detections (coco-results) in one transaction; a labelstudio file's `predictions` become
+    /// one run per `model_version`.
     Import {
         #[arg(short, long)]
         format: crate::formats::Format,
@@ -78,8 +79,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Export labels (the current state, or a version) as coco, yolo, voc, labelme, createml or
-    /// openimages.
+    /// Export labels (the current state, or a version) as coco, yolo, voc, cvat, labelstudio,
+    /// labelme, createml or openimages.
     Export {
         #[arg(short, long)]
         format: crate::formats::Format,

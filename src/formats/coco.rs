@@ -179,7 +179,7 @@ struct ResultIn {
     score: Option<f32>,
 }
 
-fn json_error(path: &Path, e: &serde_json::Error) -> FormatError {
+pub(super) fn json_error(path: &Path, e: &serde_json::Error) -> FormatError {
     let msg = e.to_string();
     // serde_json appends " at line L column C"; the location has its own fields.
     let reason = msg
@@ -467,6 +467,7 @@ pub(super) fn import_instances(
         warnings,
         images_dir: images_dir.map_or_else(|| parent_dir(path), Path::to_path_buf),
         skipped,
+        predictions: Vec::new(),
     })
 }
 
@@ -579,6 +580,7 @@ pub(super) fn import_results(
         warnings,
         images_dir: images_dir.map_or_else(|| parent_dir(path), Path::to_path_buf),
         skipped,
+        predictions: Vec::new(),
     })
 }
 
@@ -668,6 +670,7 @@ pub fn import_coco_results_with_gt(results: &Path, gt: &Path) -> Result<Parsed, 
         warnings,
         images_dir: parent_dir(gt),
         skipped,
+        predictions: Vec::new(),
     })
 }
 

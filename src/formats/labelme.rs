@@ -435,6 +435,7 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
         warnings,
         images_dir: base,
         skipped,
+        predictions: Vec::new(),
     })
 }
 

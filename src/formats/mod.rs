@@ -1,5 +1,5 @@
-//! Import and export of COCO, YOLO, Pascal VOC, COCO results, labelme, CreateML and Open Images
-//! files.
+//! Import and export of COCO, YOLO, Pascal VOC, COCO results, CVAT XML, Label Studio JSON,
+//! labelme, CreateML and Open Images files.
 //!
 //! Every importer produces a format-neutral [`Dataset`] plus structured [`Warning`]s, or refuses
 //! the input as a whole with a [`FormatError`] that names the file and, where known, the line or
@@ -23,6 +23,8 @@ mod coco;
 mod createml;
 mod labelme;
 mod openimages;
+mod cvat;
+mod labelstudio;
 mod voc;
 mod yolo;
 
@@ -30,6 +32,7 @@ mod yolo;
 mod tests;
 #[cfg(test)]
 mod tests_json_csv;
+mod tests_cvatls;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -59,11 +62,15 @@ pub enum Format {
     Createml,
     /// Open Images V6 bounding-box CSV with its class descriptions.
     Openimages,
+    /// CVAT for images 1.1 XML (`annotations.xml`; video exports' tracks become per-frame boxes).
+    Cvat,
+    /// Label Studio JSON export (full or JSON-MIN); `predictions` become model runs.
+    LabelStudio,
 }
 
 impl Format {
     /// Every format, in the order the CLI lists them.
-    pub const ALL: [Format; 7] = [
+    pub const ALL: [Format; 9] = [
         Format::Coco,
         Format::Yolo,
         Format::Voc,
@@ -71,6 +78,8 @@ impl Format {
         Format::Labelme,
         Format::Createml,
         Format::Openimages,
+        Format::Cvat,
+        Format::LabelStudio,
     ];
 
     /// The name used on the command line and in settings.
@@ -84,6 +93,8 @@ impl Format {
             Format::Labelme => "labelme",
             Format::Createml => "createml",
             Format::Openimages => "openimages",
+            Format::Cvat => "cvat",
+            Format::LabelStudio => "labelstudio",
         }
     }
 }
@@ -97,7 +108,7 @@ impl fmt::Display for Format {
 /// A format name that [`Format::from_str`] does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown format `{0}` (expected coco, yolo, voc, coco-results, labelme, createml or openimages)"
+    "unknown format `{0}` (expected coco, yolo, voc, coco-results, cvat, labelstudio, labelme, createml or openimages)"
 )]
 pub struct UnknownFormat(pub String);
 
@@ -113,6 +124,8 @@ impl FromStr for Format {
             "labelme" => Ok(Format::Labelme),
             "createml" | "create-ml" => Ok(Format::Createml),
             "openimages" | "open-images" | "oid" => Ok(Format::Openimages),
+            "cvat" => Ok(Format::Cvat),
+            "labelstudio" | "label-studio" | "label_studio" => Ok(Format::LabelStudio),
             _ => Err(UnknownFormat(s.to_owned())),
         }
     }
@@ -128,6 +141,20 @@ pub struct Parsed {
     pub images_dir: PathBuf,
     /// Source annotations that did not become boxes (no bbox, zero area, image missing).
     pub skipped: usize,
+    /// Model predictions carried in the same file as the labels (Label Studio `predictions`),
+    /// one set per model. Kept out of `dataset` so the labels stay ground truth; each set becomes
+    /// a run whose proposals are written in the same transaction as the labels.
+    pub predictions: Vec<Predictions>,
+}
+
+/// The predictions of one model in an imported file.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Predictions {
+    /// The model's name in the file (Label Studio `model_version`); the run is named after it.
+    pub model: String,
+    /// Every image the model was run on (including those where it found nothing), with its
+    /// boxes and their scores. Classes index this dataset's own `classes`.
+    pub dataset: Dataset,
 }
 
 /// What an export wrote.
@@ -315,6 +342,8 @@ pub fn import_with(
         Format::Labelme => labelme::import(path, settings),
         Format::Createml => createml::import(path, settings),
         Format::Openimages => openimages::import(path, settings),
+        Format::Cvat => cvat::import(path, settings),
+        Format::LabelStudio => labelstudio::import(path, settings),
     }
 }
 
@@ -327,6 +356,8 @@ pub fn import_with(
 /// - labelme: `out` is a folder that gets `<image path>.json` beside each image.
 /// - CreateML: `out` is the JSON file, or a folder that gets `_annotations.createml.json`.
 /// - Open Images: `out` is the dataset folder (`annotations/`, `images/train/`).
+/// - CVAT: `out` is the XML file, or a folder that gets `annotations.xml`.
+/// - Label Studio: `out` is the JSON file, or a folder that gets `tasks.json`.
 ///
 /// `images_root` is the folder `DatasetImage::file_name` is relative to; when given, every
 /// format but COCO hard-links (or copies) the images into the export.
@@ -351,6 +382,8 @@ pub fn export(
         Format::Labelme => labelme::export(dataset, out, images_root),
         Format::Createml => createml::export(dataset, out, images_root),
         Format::Openimages => openimages::export(dataset, out, images_root),
+        Format::Cvat => cvat::export(dataset, out),
+        Format::LabelStudio => labelstudio::export(dataset, out),
     }
 }
 

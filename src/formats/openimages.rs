@@ -659,6 +659,7 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
         warnings,
         images_dir: images_root,
         skipped,
+        predictions: Vec::new(),
     })
 }
 

@@ -810,6 +810,16 @@ const CROSS: &[CrossFormat] = &[
         import_path: Path::to_path_buf,
         flags: false,
     },
+    CrossFormat {
+        format: Format::Cvat,
+        import_path: |out| out.join("annotations.xml"),
+        flags: false,
+    },
+    CrossFormat {
+        format: Format::LabelStudio,
+        import_path: |out| out.join("tasks.json"),
+        flags: false,
+    },
 ];
 
 /// A realistic small dataset: three images of different sizes in two folders, non-integer

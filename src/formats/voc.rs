@@ -54,7 +54,12 @@ struct DocIn {
     objects: Vec<ObjectIn>,
 }
 
-fn xml_error(path: &Path, text: &str, offset: usize, reason: impl Into<String>) -> FormatError {
+pub(super) fn xml_error(
+    path: &Path,
+    text: &str,
+    offset: usize,
+    reason: impl Into<String>,
+) -> FormatError {
     let (line, column) = line_column(text.as_bytes(), offset);
     FormatError::Xml {
         path: path.to_path_buf(),
@@ -73,14 +78,14 @@ fn parse_flag(value: &str) -> bool {
 
 /// Turns increasing byte offsets into 1-based line and column without rescanning the text.
 #[derive(Default)]
-struct LineTracker {
+pub(super) struct LineTracker {
     offset: usize,
     line: usize,
     line_start: usize,
 }
 
 impl LineTracker {
-    fn locate(&mut self, text: &[u8], offset: usize) -> (usize, usize) {
+    pub(super) fn locate(&mut self, text: &[u8], offset: usize) -> (usize, usize) {
         if offset < self.offset {
             *self = LineTracker::default();
         }
@@ -590,6 +595,7 @@ pub(super) fn import(path: &Path, images_dir: Option<&Path>) -> Result<Parsed, F
         warnings,
         images_dir: base,
         skipped,
+        predictions: Vec::new(),
     })
 }
 

@@ -251,6 +251,7 @@ fn run(plan: Plan, source: &Path, images_dir: Option<&Path>) -> Result<Parsed, F
         warnings,
         images_dir: base,
         skipped,
+        predictions: Vec::new(),
     })
 }
 
