@@ -15,6 +15,13 @@ set -euo pipefail
 # 1.24.4 is what the rapid_layout reference outputs and the benchmark were made with; ort
 # 2.0.0-rc.15 needs at least 1.17 (it asks for API version 17).
 ORT_VERSION="${ORT_VERSION:-1.24.4}"
+# The default is pinned: one wheel, named by platform and Python version so that the pin does not
+# depend on the host's Python (the library inside is the same in every cp3xx wheel), and the
+# sha256 of the wheel and of the library. A version set by hand is fetched unpinned.
+PINNED_VERSION=1.24.4
+PINNED_WHEEL=onnxruntime-1.24.4-cp312-cp312-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl
+PINNED_WHEEL_SHA256=0d640eb9f3782689b55cfa715094474cd5662f2f137be6a6f847a594b6e9705c
+PINNED_LIB_SHA256=2d518e11c7767f9fdc4413bdbeb45acf30db504ff76a82fc19d9238a3f9f6c24
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dest="$repo_root/.tools/onnxruntime"
@@ -40,7 +47,10 @@ case "$(uname -s)" in
         ;;
 esac
 
+# The project's virtual environment has pip (scripts/setup.sh makes it); the system Python on
+# Debian and Ubuntu may have none.
 python="${PYTHON:-python3}"
+[[ -z "${PYTHON:-}" && -x "$repo_root/.venv/bin/python3" ]] && python="$repo_root/.venv/bin/python3"
 if ! command -v "$python" >/dev/null 2>&1; then
     echo "fetch-onnxruntime.sh: $python is needed to download the onnxruntime wheel from PyPI" >&2
     exit 1
@@ -50,10 +60,23 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
 echo "fetch-onnxruntime.sh: downloading onnxruntime==$ORT_VERSION from PyPI" >&2
-# pip picks the wheel that fits this machine's Python and platform; --no-deps because only the
-# shared library inside is wanted (numpy and friends are not).
-"$python" -m pip download --quiet --no-deps --only-binary=:all: \
-    "onnxruntime==$ORT_VERSION" -d "$tmp" >&2
+# --no-deps because only the shared library inside is wanted (numpy and friends are not).
+pinned=""
+if [[ "$ORT_VERSION" == "$PINNED_VERSION" && "$(uname -m)" == x86_64 ]]; then
+    pinned=1
+    "$python" -m pip download --quiet --no-deps --only-binary=:all: --disable-pip-version-check \
+        --platform manylinux_2_28_x86_64 --python-version 3.12 --implementation cp --abi cp312 \
+        "onnxruntime==$ORT_VERSION" -d "$tmp" >&2
+    got="$(sha256sum "$tmp/$PINNED_WHEEL" | cut -d' ' -f1)"
+    if [[ "$got" != "$PINNED_WHEEL_SHA256" ]]; then
+        echo "fetch-onnxruntime.sh: $PINNED_WHEEL has sha256 $got, pinned $PINNED_WHEEL_SHA256" >&2
+        exit 1
+    fi
+else
+    # pip picks the wheel that fits this machine's Python and platform.
+    "$python" -m pip download --quiet --no-deps --only-binary=:all: --disable-pip-version-check \
+        "onnxruntime==$ORT_VERSION" -d "$tmp" >&2
+fi
 
 wheel="$(find "$tmp" -maxdepth 1 -name 'onnxruntime-*.whl' | head -n 1)"
 if [[ -z "$wheel" ]]; then
@@ -75,6 +98,14 @@ with zipfile.ZipFile(wheel) as zf:
     for name in names:
         zf.extract(name, out)
 EOF
+
+if [[ -n "$pinned" ]]; then
+    got="$(sha256sum "$tmp/unpacked/onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" | cut -d' ' -f1)"
+    if [[ "$got" != "$PINNED_LIB_SHA256" ]]; then
+        echo "fetch-onnxruntime.sh: libonnxruntime.so.$ORT_VERSION has sha256 $got, pinned $PINNED_LIB_SHA256" >&2
+        exit 1
+    fi
+fi
 
 mkdir -p "$dest"
 for lib in "$tmp/unpacked/onnxruntime/capi/"libonnxruntime.so*; do

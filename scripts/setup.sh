@@ -3,8 +3,8 @@
 # Debian packages (software Vulkan for wgpu tests, Xvfb for screenshots, poppler and the Debian
 # reference card for demo images, nasm for libjpeg-turbo's SIMD code: without it the JPEG
 # decoder builds as plain C, same pixels, about twice as slow), Python packages for reference
-# checks (pycocotools, moto), and the ONNX Runtime shared library (from the onnxruntime wheel on
-# PyPI).
+# checks (pycocotools, moto), the ONNX Runtime shared library (from the onnxruntime wheel on
+# PyPI) and the third-party binaries the tests read (scripts/fetch-testdata.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,3 +45,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 
 scripts/fetch-onnxruntime.sh >/dev/null
+# Third-party binaries for the tests (layout model, DICOM files, photos), pinned and checksummed.
+scripts/fetch-testdata.sh

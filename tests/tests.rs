@@ -6,5 +6,6 @@ mod interop;
 mod review;
 mod support;
 mod sync;
+mod version;
 #[cfg(feature = "gui")]
 mod ui;

@@ -23,10 +23,14 @@ pub use progress::TermProgress;
 #[derive(Parser, Debug)]
 #[command(
     name = "loupe",
-    version,
-    about = "Label, review and version object-detection datasets"
+    about = "Label, review and version object-detection datasets",
+    // `--version` is Loupe's own (below): it also names the commit and the ONNX Runtime found.
+    disable_version_flag = true
 )]
 pub struct Cli {
+    /// Print the version, the git commit it was built from and the ONNX Runtime it finds.
+    #[arg(short = 'V', long = "version")]
+    pub show_version: bool,
     /// The project file (NAME.loupe). Default: the single *.loupe file in the current folder.
     #[arg(short, long, global = true, env = "LOUPE_PROJECT")]
     pub project: Option<PathBuf>,
@@ -316,6 +320,25 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     Ok(())
 }
 
+/// What `loupe --version` prints: the version, the git commit the binary was built from
+/// ("unknown" when built outside a git checkout, see build.rs) and the ONNX Runtime library this
+/// installation finds (path and version), or where it looked when there is none. Loading the
+/// library is what `loupe doctor` does; it happens only when asked, as it takes a moment.
+pub fn version_report() -> String {
+    let runtime = match crate::inference::runtime_info() {
+        Ok(info) => format!("onnxruntime {} ({})", info.version, info.path.display()),
+        Err(e @ crate::inference::InferenceError::RuntimeMissing { .. }) => {
+            format!("onnxruntime: not found: {e}")
+        }
+        Err(e) => format!("onnxruntime: {e}"),
+    };
+    format!(
+        "loupe {}\ncommit {}\n{runtime}\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("LOUPE_GIT_COMMIT")
+    )
+}
+
 /// Runs the command line; returns the process exit code.
 pub fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
@@ -323,6 +346,10 @@ pub fn main() -> Result<ExitCode> {
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    if cli.show_version {
+        print!("{}", version_report());
+        return Ok(ExitCode::SUCCESS);
+    }
     let Some(command) = &cli.command else {
         return open_app(cli.project.clone());
     };
