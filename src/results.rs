@@ -202,10 +202,7 @@ impl<'a> ImageMatcher<'a> {
         let mut by_hash = HashMap::new();
         for img in images {
             by_path.insert(img.path.as_str(), img);
-            by_name
-                .entry(base_name(&img.path))
-                .or_default()
-                .push(img);
+            by_name.entry(base_name(&img.path)).or_default().push(img);
             if let Some(h) = &img.hash {
                 by_hash.insert(h.as_str(), img);
             }
@@ -223,10 +220,7 @@ impl<'a> ImageMatcher<'a> {
     /// Maps a GT `file_name` onto a project image: path, unique base name, content hash.
     fn find(&mut self, file_name: &str, base: &Path, by: &mut MappedBy) -> Mapping {
         let joined = base.join(file_name);
-        let joined = relative_path(
-            self.root,
-            &std::path::absolute(&joined).unwrap_or(joined),
-        );
+        let joined = relative_path(self.root, &std::path::absolute(&joined).unwrap_or(joined));
         for candidate in [normalise(&joined), normalise(file_name)] {
             if let Some(img) = self.by_path.get(candidate.as_str()) {
                 by.path += 1;
@@ -409,7 +403,10 @@ pub fn images_from_list(p: &Project, path: &Path) -> Result<Vec<Uuid>, ResultsEr
 /// Unreadable or malformed files, ids that cannot be mapped (unless `allow_unmapped`), a run of
 /// that name already existing, a results file that maps onto no image at all.
 #[allow(clippy::too_many_lines)]
-pub fn import_results(p: &mut Project, opts: &ResultsImport) -> Result<ResultsReport, ResultsError> {
+pub fn import_results(
+    p: &mut Project,
+    opts: &ResultsImport,
+) -> Result<ResultsReport, ResultsError> {
     let parsed = formats::read_coco_results(&opts.results)?;
     let gt = match &opts.gt {
         Some(path) => Some((path.as_path(), formats::read_coco_gt(path)?)),
@@ -448,7 +445,9 @@ pub fn import_results(p: &mut Project, opts: &ResultsImport) -> Result<ResultsRe
 
     // image id -> row, category id -> row (or why not); and with --gt, the covered GT images.
     let (image_map, category_map, gt_rows, gt_missing, how) = match &gt {
-        Some((gt_path, gt)) => map_with_gt(p, &root, &images, &classes, gt_path, gt, opts, &mut by)?,
+        Some((gt_path, gt)) => {
+            map_with_gt(p, &root, &images, &classes, gt_path, gt, opts, &mut by)?
+        }
         None => {
             let image_map =
                 through_recorded(p, ExternalKind::Image, &image_ids, None, &source_names)?;
@@ -456,7 +455,10 @@ pub fn import_results(p: &mut Project, opts: &ResultsImport) -> Result<ResultsRe
                 through_recorded(p, ExternalKind::Class, &category_ids, None, &source_names)?;
             by.recorded_ids += image_map.values().filter(|m| m.is_ok()).count();
             by.recorded_ids += category_map.values().filter(|m| m.is_ok()).count();
-            let files: Vec<&str> = sources.iter().map(|s| source_names[&s.id].as_str()).collect();
+            let files: Vec<&str> = sources
+                .iter()
+                .map(|s| source_names[&s.id].as_str())
+                .collect();
             let how = if files.is_empty() {
                 "no COCO ids are recorded in this project".to_owned()
             } else {
@@ -575,7 +577,10 @@ pub fn import_results(p: &mut Project, opts: &ResultsImport) -> Result<ResultsRe
     }
 
     // Boxes past their image are kept as the model gave them: pycocotools evaluates them so.
-    let sizes: HashMap<i64, (u32, u32)> = images.iter().map(|i| (i.row, (i.width, i.height))).collect();
+    let sizes: HashMap<i64, (u32, u32)> = images
+        .iter()
+        .map(|i| (i.row, (i.width, i.height)))
+        .collect();
     let outside = keep
         .iter()
         .filter(|(d, image, _)| {
@@ -776,7 +781,10 @@ mod tests {
         };
         let s = u.summary(40);
         assert!(s.starts_with("17 of 40 detections"), "{s}");
-        assert!(s.contains("image_id 5 (unknown)") && !s.contains("image_id 6 "), "{s}");
+        assert!(
+            s.contains("image_id 5 (unknown)") && !s.contains("image_id 6 "),
+            "{s}"
+        );
         assert!(s.contains("3 more (8 image_ids in all)"), "{s}");
         assert!(s.contains("category_id 90 (no class)"), "{s}");
     }

@@ -80,7 +80,9 @@ fn pycocotools(gt: &Path, results: &Path) -> Value {
         .arg(gt)
         .arg(results)
         .output()
-        .expect("python3 must be on PATH (scripts/setup.sh makes .venv; scripts/test.sh puts it first)");
+        .expect(
+            "python3 must be on PATH (scripts/setup.sh makes .venv; scripts/test.sh puts it first)",
+        );
     assert!(
         out.status.success(),
         "pycocotools reference failed (is pycocotools installed? scripts/setup.sh installs it): {}",
@@ -352,7 +354,10 @@ fn check_case(case: &GtCase) {
     );
     let theirs = pycocotools(&gt_path, &res_path);
     assert_parity(case.name, overall, &theirs);
-    println!("{}:\n  loupe       {overall}\n  pycocotools {theirs}", case.name);
+    println!(
+        "{}:\n  loupe       {overall}\n  pycocotools {theirs}",
+        case.name
+    );
 
     // Every labelled image the model saw nothing on is a missed-detection candidate in triage.
     let silent: Vec<i64> = gt["images"]
@@ -367,9 +372,11 @@ fn check_case(case: &GtCase) {
                 .all(|d| d["image_id"].as_i64() != Some(*id))
         })
         .filter(|id| {
-            gt["annotations"].as_array().expect("annotations").iter().any(|a| {
-                a["image_id"].as_i64() == Some(*id) && a["iscrowd"].as_i64() != Some(1)
-            })
+            gt["annotations"]
+                .as_array()
+                .expect("annotations")
+                .iter()
+                .any(|a| a["image_id"].as_i64() == Some(*id) && a["iscrowd"].as_i64() != Some(1))
         })
         .collect();
     let triage = ok_json(&p, &["triage", "--run", "m", "--json"]);
@@ -471,7 +478,14 @@ fn results_with_gt_map_onto_images_added_from_disk_by_file_name() {
     );
     ok(
         &p,
-        &["import", "--format", "coco", s(&labels), "--images", s(&images_dir)],
+        &[
+            "import",
+            "--format",
+            "coco",
+            s(&labels),
+            "--images",
+            s(&images_dir),
+        ],
     );
     let before = stats(&p);
     let gt = dir.path().join("gt.json");
@@ -517,7 +531,14 @@ fn results_without_gt_cover_the_images_named_and_those_listed() {
     let p = new_project(dir.path());
     ok(
         &p,
-        &["import", "--format", "coco", s(&gt), "--images", s(&images_dir)],
+        &[
+            "import",
+            "--format",
+            "coco",
+            s(&gt),
+            "--images",
+            s(&images_dir),
+        ],
     );
     let res = dir.path().join("res.json");
     write_json(
@@ -527,7 +548,14 @@ fn results_without_gt_cover_the_images_named_and_those_listed() {
     // Only the image named: the two silent images are not covered, and eval says so.
     ok(
         &p,
-        &["import", "--format", "coco-results", s(&res), "--run", "named"],
+        &[
+            "import",
+            "--format",
+            "coco-results",
+            s(&res),
+            "--run",
+            "named",
+        ],
     );
     let e = ok_json(&p, &["eval", "--run", "named", "--json"]);
     assert_eq!(e["overall"]["images"], 1, "{e}");
@@ -536,8 +564,11 @@ fn results_without_gt_cover_the_images_named_and_those_listed() {
     assert!(coverage.contains("--images-from"), "{coverage}");
     // The model ran on all three: listed, their misses count, as pycocotools counts them.
     let list = dir.path().join("ran_on.txt");
-    std::fs::write(&list, "# the images the model ran on\nimages/img_1.png\nimages/img_2.png\n")
-        .expect("write");
+    std::fs::write(
+        &list,
+        "# the images the model ran on\nimages/img_1.png\nimages/img_2.png\n",
+    )
+    .expect("write");
     let out = ok(
         &p,
         &[
@@ -597,7 +628,10 @@ fn unmapped_ids_refuse_the_import_and_store_nothing_unless_allowed() {
         &["import", "--format", "coco-results", s(&res), "--run", "m"],
     );
     assert!(err.contains("cannot map"), "{err}");
-    assert!(err.contains("image_id 10") && err.contains("category_id 3"), "{err}");
+    assert!(
+        err.contains("image_id 10") && err.contains("category_id 3"),
+        "{err}"
+    );
     let st = stats(&p);
     assert_eq!(st["runs"], 0, "{st}");
     assert_eq!(st["classes"], 0, "{st}");
@@ -618,7 +652,10 @@ fn unmapped_ids_refuse_the_import_and_store_nothing_unless_allowed() {
             "m",
         ],
     );
-    assert!(err.contains("category_id 3 (`car`: the project has no class"), "{err}");
+    assert!(
+        err.contains("category_id 3 (`car`: the project has no class"),
+        "{err}"
+    );
     assert!(err.contains("image_id 99"), "{err}");
     assert!(err.contains("Nothing was imported"), "{err}");
     assert_eq!(stats(&p)["runs"], 0);
@@ -660,7 +697,10 @@ fn an_ambiguous_file_name_is_told_apart_by_content_under_images() {
     write_png(&dir.path().join("a/x.png"), 32, 32, 1);
     write_png(&dir.path().join("b/x.png"), 32, 32, 2);
     let p = new_project(dir.path());
-    ok(&p, &["add", s(&dir.path().join("a")), s(&dir.path().join("b"))]);
+    ok(
+        &p,
+        &["add", s(&dir.path().join("a")), s(&dir.path().join("b"))],
+    );
     Project::open(&p)
         .expect("open")
         .ensure_class("car")

@@ -121,9 +121,7 @@ pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
         bail!("--run only applies to --format coco-results (model detections)");
     }
     if args.allow_unmapped || !args.coverage.is_empty() {
-        bail!(
-            "--allow-unmapped, --images-from and --cover-* only apply to --format coco-results"
-        );
+        bail!("--allow-unmapped, --images-from and --cover-* only apply to --format coco-results");
     }
     let started = std::time::Instant::now();
     let settings = formats::ImportSettings {
@@ -143,7 +141,10 @@ pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
         };
         (parsed, Some(source))
     } else {
-        (formats::import_with(args.format, args.path, &settings)?, None)
+        (
+            formats::import_with(args.format, args.path, &settings)?,
+            None,
+        )
     };
     let parse_s = started.elapsed().as_secs_f64();
     let images_dir = args

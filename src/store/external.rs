@@ -78,7 +78,10 @@ impl Project {
 
     /// Every recorded id of `kind`: external id -> the rows it names, one per source that has
     /// it (two files may give the same id to different images).
-    pub(crate) fn external_ids(&self, kind: ExternalKind) -> Result<HashMap<i64, Vec<ExternalTarget>>> {
+    pub(crate) fn external_ids(
+        &self,
+        kind: ExternalKind,
+    ) -> Result<HashMap<i64, Vec<ExternalTarget>>> {
         let mut stmt = self
             .conn
             .prepare("SELECT ext, source, target FROM external_ids WHERE kind=?1 ORDER BY source")
@@ -160,7 +163,9 @@ impl Project {
     pub(crate) fn run_coverage(&self, run: Uuid) -> Result<HashSet<i64>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT ri.image FROM run_images ri JOIN runs r ON r.id=ri.run WHERE r.uuid=?1")
+            .prepare(
+                "SELECT ri.image FROM run_images ri JOIN runs r ON r.id=ri.run WHERE r.uuid=?1",
+            )
             .map_err(self.sq())?;
         let rows = stmt
             .query_map([run.to_string()], |r| r.get::<_, i64>(0))
