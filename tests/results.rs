@@ -250,10 +250,10 @@ fn gt_cases() -> Vec<GtCase> {
             seed: 4,
         },
         GtCase {
-            name: "voc: Roboflow VOC export (train split)",
+            name: "voc: Roboflow VOC export (train and val)",
             add_first: None,
             format: "voc",
-            path: "datumaro/tests/assets/roboflow_dataset/voc/train",
+            path: "datumaro/tests/assets/roboflow_dataset/voc",
             images: None,
             reference_is_source: false,
             via: Via::Gt,
