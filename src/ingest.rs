@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::imaging;
 use crate::model::{Dataset, ReviewState, Warning};
-use crate::store::{ImageInput, Project, StoreError, Upsert};
+use crate::store::{ExternalKind, ImageInput, Project, StoreError, Upsert};
 
 /// Reports progress of long work: `(done, total)`. Implemented by the CLI's progress bar and by
 /// the app's job panel.
@@ -186,6 +186,19 @@ pub struct ImportOptions {
     /// each dataset becomes proposals of its run (made by the caller), written in the same
     /// transaction as the labels, so the file is imported whole or not at all.
     pub predictions: Vec<(Uuid, Dataset)>,
+    /// For a COCO file: its image and category ids and box areas, recorded so results files
+    /// map onto the project and evaluation uses the file's areas.
+    pub coco_ids: Option<CocoSource>,
+}
+
+/// A COCO file's ids and areas, and the file they come from (see [`ImportOptions::coco_ids`]).
+#[derive(Clone, Debug, Default)]
+pub struct CocoSource {
+    /// blake3 of the file's bytes: the same file imported again is the same source.
+    pub hash: String,
+    /// The file as the user named it, for messages.
+    pub path: String,
+    pub ids: crate::formats::CocoIds,
 }
 
 impl Default for ImportOptions {
@@ -194,6 +207,7 @@ impl Default for ImportOptions {
             state: ReviewState::Approved,
             run: None,
             predictions: Vec::new(),
+            coco_ids: None,
         }
     }
 }
@@ -353,6 +367,7 @@ pub fn import_dataset(
         &files,
         run_row,
         opts.state,
+        opts.coco_ids.as_ref(),
         &mut report,
         &mut warnings,
         progress,
@@ -367,6 +382,7 @@ pub fn import_dataset(
             files,
             Some(row),
             ReviewState::Proposed,
+            None,
             &mut report,
             &mut warnings,
             progress,
@@ -402,6 +418,7 @@ fn write_dataset(
     files: &[Option<LocatedFile>],
     run_row: Option<i64>,
     state: ReviewState,
+    coco: Option<&CocoSource>,
     report: &mut ImportReport,
     warnings: &mut Vec<Warning>,
     progress: &dyn Progress,
@@ -411,7 +428,17 @@ fn write_dataset(
     for name in &dataset.classes {
         class_rows.push(bulk.class(name)?);
     }
-    for (img, file) in dataset.images.iter().zip(files) {
+    let coco_source = match coco {
+        Some(c) => {
+            let source = bulk.id_source(&c.hash, &c.path, "coco")?;
+            for (&class_row, &ext) in class_rows.iter().zip(&c.ids.category_ids) {
+                bulk.record_external_id(source, ExternalKind::Class, ext, class_row)?;
+            }
+            Some((source, &c.ids.boxes))
+        }
+        None => None,
+    };
+    for (index, (img, file)) in dataset.images.iter().zip(files).enumerate() {
         let image_row = match file {
             Some((rel, Some((hash, bytes, info)))) => {
                 bulk.upsert_image(&ImageInput {
@@ -468,7 +495,11 @@ fn write_dataset(
             }
         };
         report.images += 1;
-        for b in &img.boxes {
+        if let (Some((source, _)), Some(ext)) = (coco_source, img.external_id) {
+            bulk.record_external_id(source, ExternalKind::Image, ext, image_row)?;
+        }
+        let coco_boxes = coco_source.and_then(|(_, boxes)| boxes.get(index));
+        for (k, b) in img.boxes.iter().enumerate() {
             let id = b.id.unwrap_or_else(Uuid::now_v7);
             if b.id.is_some() && bulk.annotation_exists(id)? {
                 warnings.push(Warning {
@@ -490,6 +521,9 @@ fn write_dataset(
                 (None, _) => (None, state),
             };
             bulk.add_annotation(id, image_row, class_row, b.bbox, run, state, b.flags)?;
+            if let Some(c) = coco_boxes.and_then(|a| a.get(k)) {
+                bulk.record_coco_box(id, c.id, c.area, b.bbox)?;
+            }
             report.boxes += 1;
         }
         if let Some(r) = run_row {

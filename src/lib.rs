@@ -9,6 +9,7 @@ pub mod imaging;
 pub mod inference;
 pub mod ingest;
 pub mod model;
+pub mod results;
 pub mod review;
 pub mod store;
 pub mod sync;

@@ -3,6 +3,7 @@
 mod architecture;
 mod crash;
 mod interop;
+mod results;
 mod review;
 mod support;
 mod sync;

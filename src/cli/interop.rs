@@ -1,14 +1,17 @@
 //! `loupe import` and `loupe export`: the formats module plus the store, one transaction each.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use clap::Args;
+use uuid::Uuid;
 
 use super::TermProgress;
 use crate::formats::{self, Format};
-use crate::ingest::{self, ImportOptions};
+use crate::ingest::{self, CocoSource, ImportOptions};
 use crate::model::ReviewState;
-use crate::store::{NewRun, Project};
+use crate::results;
+use crate::store::{ImageFilter, NewRun, Project};
 
 /// Options of `loupe import`.
 pub struct ImportArgs<'a> {
@@ -18,56 +21,137 @@ pub struct ImportArgs<'a> {
     pub state: ReviewState,
     pub run: Option<&'a str>,
     pub gt: Option<&'a Path>,
+    pub allow_unmapped: bool,
+    pub coverage: &'a CoverageArgs,
     pub shapes_as_boxes: bool,
     pub json: bool,
 }
 
+/// For coco-results without `--gt`: more images the model was run on, beyond those the results
+/// name (an image it found nothing on is covered only when named here).
+#[derive(Args, Debug, Default, Clone)]
+pub struct CoverageArgs {
+    /// coco-results without --gt: a file listing more images the model ran on, one path a line
+    /// (relative to the project or to the list).
+    #[arg(long)]
+    pub images_from: Option<PathBuf>,
+    /// coco-results without --gt: the model also ran on the project's images with this tag.
+    #[arg(long)]
+    pub cover_tag: Option<String>,
+    /// coco-results without --gt: … on images whose metadata has KEY=VALUE.
+    #[arg(long)]
+    pub cover_meta: Option<String>,
+    /// coco-results without --gt: … on images whose path contains this text.
+    #[arg(long)]
+    pub cover_path: Option<String>,
+    /// coco-results without --gt: … on every image of the project.
+    #[arg(long)]
+    pub cover_all: bool,
+}
+
+impl CoverageArgs {
+    fn is_empty(&self) -> bool {
+        self.images_from.is_none()
+            && self.cover_tag.is_none()
+            && self.cover_meta.is_none()
+            && self.cover_path.is_none()
+            && !self.cover_all
+    }
+
+    /// The images named, and a phrase saying where they came from.
+    fn resolve(&self, p: &Project) -> Result<(Vec<Uuid>, Option<String>)> {
+        if self.is_empty() {
+            return Ok((Vec::new(), None));
+        }
+        let mut ids = Vec::new();
+        let mut from = Vec::new();
+        if let Some(list) = &self.images_from {
+            ids.extend(results::images_from_list(p, list)?);
+            from.push(format!("--images-from {}", list.display()));
+        }
+        let filtered = self.cover_tag.is_some()
+            || self.cover_meta.is_some()
+            || self.cover_path.is_some()
+            || self.cover_all;
+        if filtered {
+            let meta = match &self.cover_meta {
+                Some(kv) => {
+                    let (k, v) = kv
+                        .split_once('=')
+                        .with_context(|| format!("--cover-meta {kv:?}: expected KEY=VALUE"))?;
+                    Some((k.to_owned(), v.to_owned()))
+                }
+                None => None,
+            };
+            let filter = ImageFilter {
+                tag: self.cover_tag.clone(),
+                meta,
+                path_contains: self.cover_path.clone(),
+                ..ImageFilter::default()
+            };
+            let rows = p.list_images(&filter)?;
+            let mut said = Vec::new();
+            if self.cover_all {
+                said.push("every project image".to_owned());
+            }
+            if let Some(t) = &self.cover_tag {
+                said.push(format!("tag {t}"));
+            }
+            if let Some(m) = &self.cover_meta {
+                said.push(m.clone());
+            }
+            if let Some(t) = &self.cover_path {
+                said.push(format!("path containing {t:?}"));
+            }
+            from.push(format!("the filter {}", said.join(", ")));
+            ids.extend(rows.into_iter().map(|r| r.id));
+        }
+        Ok((ids, Some(from.join(" and "))))
+    }
+}
+
 pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
+    if args.format == Format::CocoResults {
+        return import_results(p, args);
+    }
+    if args.gt.is_some() {
+        bail!("--gt only applies to --format coco-results");
+    }
+    if args.run.is_some() {
+        bail!("--run only applies to --format coco-results (model detections)");
+    }
+    if args.allow_unmapped || !args.coverage.is_empty() {
+        bail!("--allow-unmapped, --images-from and --cover-* only apply to --format coco-results");
+    }
     let started = std::time::Instant::now();
-    let parsed = match (args.format, args.gt) {
-        (Format::CocoResults, Some(gt)) => formats::import_coco_results_with_gt(args.path, gt)?,
-        (_, Some(_)) => bail!("--gt only applies to --format coco-results"),
-        (format, None) => formats::import_with(
-            format,
-            args.path,
-            &formats::ImportSettings {
-                images_dir: args.images.map(Path::to_path_buf),
-                shapes_as_boxes: args.shapes_as_boxes,
-            },
-        )?,
+    let settings = formats::ImportSettings {
+        images_dir: args.images.map(Path::to_path_buf),
+        shapes_as_boxes: args.shapes_as_boxes,
+    };
+    // A COCO file's image and category ids and box areas are recorded with it: results files
+    // name images and categories by those ids, and pycocotools ranks boxes by those areas.
+    let (parsed, coco_ids) = if args.format == Format::Coco {
+        let (parsed, ids) = formats::import_coco_with_ids(args.path, args.images)?;
+        let (hash, _) = crate::imaging::hash_file(args.path)
+            .with_context(|| format!("{}: cannot read", args.path.display()))?;
+        let source = CocoSource {
+            hash,
+            path: args.path.display().to_string(),
+            ids,
+        };
+        (parsed, Some(source))
+    } else {
+        (
+            formats::import_with(args.format, args.path, &settings)?,
+            None,
+        )
     };
     let parse_s = started.elapsed().as_secs_f64();
     let images_dir = args
         .images
         .map_or_else(|| parsed.images_dir.clone(), Path::to_path_buf);
-    let run = if args.format == Format::CocoResults {
-        let name = args.run.map_or_else(
-            || {
-                args.path.file_stem().map_or_else(
-                    || "results".to_owned(),
-                    |s| s.to_string_lossy().into_owned(),
-                )
-            },
-            str::to_owned,
-        );
-        let settings = serde_json::json!({ "source": args.path.display().to_string() }).to_string();
-        Some(p.create_run(&NewRun {
-            name,
-            kind: "import".into(),
-            model_path: None,
-            model_hash: None,
-            settings,
-            settings_hash: None,
-            runtime_version: None,
-        })?)
-    } else {
-        if args.run.is_some() {
-            bail!("--run only applies to --format coco-results (model detections)");
-        }
-        None
-    };
     // Predictions carried with the labels (Label Studio): one run per model, made before the
-    // import transaction like the results run above and removed again if the import is refused.
+    // import transaction and removed again if the import is refused.
     let models: Vec<String> = parsed.predictions.iter().map(|p| p.model.clone()).collect();
     let mut prediction_runs = Vec::with_capacity(parsed.predictions.len());
     for predictions in &parsed.predictions {
@@ -88,19 +172,20 @@ pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
         match made {
             Ok(id) => prediction_runs.push(id),
             Err(e) => {
-                delete_runs(p, run.iter().chain(&prediction_runs));
+                delete_runs(p, prediction_runs.iter());
                 return Err(e.into());
             }
         }
     }
     let opts = ImportOptions {
         state: args.state,
-        run,
         predictions: prediction_runs
             .iter()
             .zip(parsed.predictions)
             .map(|(id, predictions)| (*id, predictions.dataset))
             .collect(),
+        coco_ids,
+        ..ImportOptions::default()
     };
     let bar = TermProgress::new("importing");
     let result = ingest::import_dataset(
@@ -117,11 +202,11 @@ pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
         Ok(r) => r,
         Err(e) => {
             // The run rows were made before the import transaction; nothing else was written.
-            delete_runs(p, run.iter().chain(&prediction_runs));
+            delete_runs(p, prediction_runs.iter());
             return Err(e).with_context(|| format!("{}: import refused", args.path.display()));
         }
     };
-    for id in run.iter().chain(&prediction_runs) {
+    for id in &prediction_runs {
         p.finish_run(*id)?;
     }
     if args.json {
@@ -151,19 +236,76 @@ pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
                     .join(", ")
             );
         }
-        for (kind, n) in report.warning_counts() {
-            eprintln!("warning: {n} x {kind}");
-        }
-        for w in report.warnings.iter().take(20) {
-            eprintln!("  {}: {}", w.location, w.message);
-        }
-        if report.warnings.len() > 20 {
-            eprintln!(
-                "  … {} more (use --json for all)",
-                report.warnings.len() - 20
-            );
-        }
+        print_warnings(&report.warnings);
     }
+    Ok(())
+}
+
+fn print_warnings(warnings: &[crate::model::Warning]) {
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for w in warnings {
+        *counts.entry(w.kind.as_str()).or_default() += 1;
+    }
+    for (kind, n) in counts {
+        eprintln!("warning: {n} x {kind}");
+    }
+    for w in warnings.iter().take(20) {
+        eprintln!("  {}: {}", w.location, w.message);
+    }
+    if warnings.len() > 20 {
+        eprintln!("  … {} more (use --json for all)", warnings.len() - 20);
+    }
+}
+
+/// `loupe import --format coco-results`: detections mapped onto the project's own images and
+/// classes, never creating either (see `crate::results`).
+fn import_results(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
+    let started = std::time::Instant::now();
+    let (also_covered, also_covered_from) = args.coverage.resolve(p)?;
+    let run = args.run.map_or_else(
+        || {
+            args.path.file_stem().map_or_else(
+                || "results".to_owned(),
+                |s| s.to_string_lossy().into_owned(),
+            )
+        },
+        str::to_owned,
+    );
+    let opts = results::ResultsImport {
+        results: args.path.to_path_buf(),
+        gt: args.gt.map(Path::to_path_buf),
+        images_dir: args.images.map(Path::to_path_buf),
+        run,
+        allow_unmapped: args.allow_unmapped,
+        also_covered,
+        also_covered_from,
+    };
+    let report = results::import_results(p, &opts)
+        .with_context(|| format!("{}: import refused", args.path.display()))?;
+    if args.json {
+        return super::print_json(&report);
+    }
+    // What was not done comes first.
+    if !report.unmapped.is_empty() {
+        eprintln!(
+            "skipped (--allow-unmapped): {}",
+            report.unmapped.summary(report.detections)
+        );
+    }
+    println!(
+        "imported {} as run {}: {} of {} detections on {} images; the run covers {} in {:.2}s",
+        args.path.display(),
+        report.run,
+        report.boxes,
+        report.detections,
+        report.images_with_detections,
+        report.coverage,
+        started.elapsed().as_secs_f64()
+    );
+    if report.skipped > 0 {
+        println!("{} entries without a bbox skipped", report.skipped);
+    }
+    print_warnings(&report.warnings);
     Ok(())
 }
 

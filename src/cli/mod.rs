@@ -74,8 +74,17 @@ pub enum Command {
         #[arg(long)]
         run: Option<String>,
         /// For coco-results: the COCO file whose image ids and category ids the results use.
+        /// Its images are the run's coverage; they and its categories map onto the project's
+        /// images (by recorded id, path, unique file name or content under --images) and
+        /// classes (by name).
         #[arg(long)]
         gt: Option<PathBuf>,
+        /// For coco-results: skip detections whose image or category id maps onto nothing in
+        /// the project (counted first) instead of refusing the import.
+        #[arg(long)]
+        allow_unmapped: bool,
+        #[command(flatten)]
+        coverage: interop::CoverageArgs,
         /// Shapes other than boxes (polygons, circles, rotated boxes) become their bounding box
         /// instead of being skipped with a count.
         #[arg(long)]
@@ -440,6 +449,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             state,
             run,
             gt,
+            allow_unmapped,
+            coverage,
             shapes_as_boxes,
             json,
         } => {
@@ -453,6 +464,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     state: *state,
                     run: run.as_deref(),
                     gt: gt.as_deref(),
+                    allow_unmapped: *allow_unmapped,
+                    coverage,
                     shapes_as_boxes: *shapes_as_boxes,
                     json: *json,
                 },

@@ -79,6 +79,7 @@ fn print_eval(e: &review::RunEval) {
         e.overall.gt_boxes,
         e.overall.dt_boxes
     );
+    println!("  images: {}", e.coverage);
     print_summary(&e.overall);
     println!(
         "  {:<24} {:>6} {:>6} {:>6} {:>6} {:>7} {:>7}",

@@ -166,6 +166,7 @@ struct AnnotationIn<'a> {
     category_id: Option<Int>,
     bbox: Option<BboxIn>,
     iscrowd: Option<Flag>,
+    area: Option<f64>,
     score: Option<f32>,
     #[serde(borrow)]
     loupe_id: Option<Cow<'a, str>>,
@@ -219,6 +220,10 @@ struct Instances {
     class_of: IdMap<usize>,
     /// COCO image id -> image index.
     image_of: IdMap<usize>,
+    /// COCO category id of each class, in class order.
+    category_ids: Vec<i64>,
+    /// The id and `area` of each kept box, parallel to `dataset.images[i].boxes`.
+    boxes: Vec<Vec<CocoBox>>,
 }
 
 fn image_size(
@@ -284,6 +289,7 @@ fn load_instances(path: &Path) -> Result<Instances, FormatError> {
     let categories = file.categories.unwrap_or_default();
     let mut class_of = IdMap::default();
     class_of.reserve(categories.len());
+    let mut category_ids = Vec::with_capacity(categories.len());
     for (i, cat) in categories.into_iter().enumerate() {
         let record = || format!("categories[{i}]");
         let Some(Int(id)) = cat.id else {
@@ -308,10 +314,12 @@ fn load_instances(path: &Path) -> Result<Instances, FormatError> {
             ));
         }
         dataset.classes.push(name.into_owned());
+        category_ids.push(id);
     }
 
     let mut image_of = IdMap::default();
     image_of.reserve(images_in.len());
+    let mut boxes: Vec<Vec<CocoBox>> = Vec::with_capacity(images_in.len());
     dataset.images.reserve(images_in.len());
     for (i, img) in images_in.into_iter().enumerate() {
         let record = || format!("images[{i}]");
@@ -349,6 +357,7 @@ fn load_instances(path: &Path) -> Result<Instances, FormatError> {
             external_id: Some(id),
             boxes: Vec::new(),
         });
+        boxes.push(Vec::new());
     }
 
     let annotations = file.annotations.unwrap_or_default();
@@ -445,6 +454,12 @@ fn load_instances(path: &Path) -> Result<Instances, FormatError> {
             id,
             attributes: Vec::new(),
         });
+        if let (Some(b), Some(Int(ann_id))) = (boxes.get_mut(image_index), ann.id) {
+            b.push(CocoBox {
+                id: ann_id,
+                area: ann.area.filter(|v| v.is_finite()),
+            });
+        }
     }
 
     Ok(Instances {
@@ -452,6 +467,138 @@ fn load_instances(path: &Path) -> Result<Instances, FormatError> {
         report,
         class_of,
         image_of,
+        category_ids,
+        boxes,
+    })
+}
+
+/// What a COCO instances file says beyond the format-neutral dataset: the ids and areas that
+/// results files and pycocotools' evaluation rely on. Image ids are `DatasetImage::external_id`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CocoIds {
+    /// The COCO category id of each class, in `Dataset::classes` order.
+    pub category_ids: Vec<i64>,
+    /// Each box's annotation id and area, parallel to `dataset.images[i].boxes`.
+    pub boxes: Vec<Vec<CocoBox>>,
+}
+
+/// A COCO annotation's own id and `area`, which pycocotools' evaluation uses: area ranges go by
+/// `area` (a segmentation's area, not w*h), and a detection matched to annotation id 0 counts
+/// as unmatched.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CocoBox {
+    pub id: i64,
+    /// Absent when the file has none.
+    pub area: Option<f64>,
+}
+
+/// Imports a COCO instances file like [`super::import`], also returning its ids and areas.
+///
+/// # Errors
+///
+/// As [`super::import`] for COCO.
+pub fn import_coco_with_ids(
+    path: &Path,
+    images_dir: Option<&Path>,
+) -> Result<(Parsed, CocoIds), FormatError> {
+    let instances = load_instances(path)?;
+    let (warnings, skipped) = instances.report.finish(path);
+    let ids = CocoIds {
+        category_ids: instances.category_ids,
+        boxes: instances.boxes,
+    };
+    Ok((
+        Parsed {
+            dataset: instances.dataset,
+            warnings,
+            images_dir: images_dir.map_or_else(|| parent_dir(path), Path::to_path_buf),
+            skipped,
+        },
+        ids,
+    ))
+}
+
+/// An image of a COCO ground-truth file, as results files name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CocoGtImage {
+    pub id: i64,
+    pub file_name: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The images and categories of a COCO ground-truth file, in file order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CocoGt {
+    pub images: Vec<CocoGtImage>,
+    /// `(id, name)`.
+    pub categories: Vec<(i64, String)>,
+}
+
+/// Reads the images and categories of a COCO instances file (the `--gt` of a results import).
+///
+/// # Errors
+///
+/// As [`super::import`] for COCO.
+pub fn read_coco_gt(path: &Path) -> Result<CocoGt, FormatError> {
+    let instances = load_instances(path)?;
+    Ok(CocoGt {
+        images: instances
+            .dataset
+            .images
+            .into_iter()
+            .map(|img| CocoGtImage {
+                id: img.external_id.unwrap_or_default(),
+                file_name: img.file_name,
+                width: img.width,
+                height: img.height,
+            })
+            .collect(),
+        categories: instances
+            .category_ids
+            .into_iter()
+            .zip(instances.dataset.classes)
+            .collect(),
+    })
+}
+
+/// The usable detections of a COCO results file, in file order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CocoResults {
+    pub detections: Vec<CocoDetection>,
+    pub warnings: Vec<crate::model::Warning>,
+    /// Entries without a bbox (segmentation, keypoint or caption results).
+    pub skipped: usize,
+}
+
+/// Reads a COCO results array as it is: no clipping and no dropping of boxes, so that what is
+/// evaluated is what pycocotools' `loadRes` evaluates.
+///
+/// # Errors
+///
+/// Refuses, naming the file and record, what is not a results array or lacks `image_id`,
+/// `category_id` or `score`, and boxes with a negative or non-finite size.
+pub fn read_coco_results(path: &Path) -> Result<CocoResults, FormatError> {
+    let mut report = Report::default();
+    let detections = load_results(path, &mut report)?;
+    for d in &detections {
+        let b = d.bbox;
+        if !b.is_finite() || b.w < 0.0 || b.h < 0.0 {
+            return Err(FormatError::invalid(
+                path,
+                format!("[{}]", d.record),
+                format!(
+                    "bbox [{}, {}, {}, {}] has a negative or non-finite size",
+                    b.x, b.y, b.w, b.h
+                ),
+            ));
+        }
+    }
+    let (warnings, skipped) = report.finish(path);
+    Ok(CocoResults {
+        detections,
+        warnings,
+        skipped,
     })
 }
 
@@ -472,16 +619,18 @@ pub(super) fn import_instances(
 }
 
 /// One usable detection of a results file.
-struct Detection {
-    record: usize,
-    image_id: i64,
-    category_id: i64,
-    bbox: BBox,
-    score: f32,
+#[derive(Clone, Debug, PartialEq)]
+pub struct CocoDetection {
+    /// Its index in the file's array.
+    pub record: usize,
+    pub image_id: i64,
+    pub category_id: i64,
+    pub bbox: BBox,
+    pub score: f32,
 }
 
 /// Reads a results array; entries without a bbox are counted in `report` and left out.
-fn load_results(path: &Path, report: &mut Report) -> Result<Vec<Detection>, FormatError> {
+fn load_results(path: &Path, report: &mut Report) -> Result<Vec<CocoDetection>, FormatError> {
     let bytes = read_file(path)?;
     let bytes = strip_bom(&bytes);
     if first_token(bytes) == Some(b'{') {
@@ -522,7 +671,7 @@ fn load_results(path: &Path, report: &mut Report) -> Result<Vec<Detection>, Form
         let Some(score) = entry.score else {
             return Err(missing("score"));
         };
-        detections.push(Detection {
+        detections.push(CocoDetection {
             record: i,
             image_id,
             category_id,
@@ -590,7 +739,7 @@ fn push_detection(
     dataset: &mut Dataset,
     image_index: usize,
     class: Option<usize>,
-    d: &Detection,
+    d: &CocoDetection,
 ) {
     let (Some(image), Some(class)) = (dataset.images.get_mut(image_index), class) else {
         return;

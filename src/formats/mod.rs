@@ -42,7 +42,10 @@ use std::str::FromStr;
 
 use crate::model::{BBox, Dataset, Warning};
 
-pub use coco::import_coco_results_with_gt;
+pub use coco::{
+    CocoBox, CocoDetection, CocoGt, CocoGtImage, CocoIds, CocoResults, import_coco_results_with_gt,
+    import_coco_with_ids, read_coco_gt, read_coco_results,
+};
 
 /// The interchange formats Loupe reads and writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -135,6 +135,8 @@ pub struct SliceEval {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RunEval {
     pub run: String,
+    /// Which images were evaluated and why (the run's coverage).
+    pub coverage: String,
     pub version: String,
     pub ground_truth: GroundTruth,
     pub overall: CocoEval,
@@ -175,6 +177,7 @@ struct Material {
     gts: Vec<GtBox>,
     dts: Vec<DtBox>,
     images: HashSet<i64>,
+    coverage: String,
 }
 
 fn gt_labels(p: &Project, version: Option<&str>, gt: GroundTruth) -> Result<Vec<GtBox>> {
@@ -186,16 +189,29 @@ fn gt_labels(p: &Project, version: Option<&str>, gt: GroundTruth) -> Result<Vec<
         None | Some(CURRENT) => None,
         Some(name) => Some(p.version(name).map(|v| v.revisions)?),
     };
+    // While a box is as a COCO file gave it, pycocotools' view of it holds: its area range goes
+    // by the file's `area` (a segmentation's area is not w*h), and a box the file numbered 0
+    // never matches (pycocotools takes a match to annotation id 0 for no match). Edited boxes,
+    // and boxes from elsewhere, use w*h and their own row id.
+    let same = "cb.ann IS NOT NULL AND cb.x=l.x AND cb.y=l.y AND cb.w=l.w AND cb.h=l.h";
+    let area = format!("CASE WHEN {same} AND cb.area IS NOT NULL THEN cb.area ELSE l.w*l.h END");
+    let id = format!("CASE WHEN {same} AND cb.coco_id=0 THEN 0 ELSE {{row}} END");
     let sql = match pos {
         None => format!(
-            "SELECT id, image, class, x, y, w, h, flags FROM annotations WHERE deleted=0 AND {states} ORDER BY id"
+            "SELECT {}, l.image, l.class, l.x, l.y, l.w, l.h, l.flags, {area}
+             FROM annotations l LEFT JOIN coco_boxes cb ON cb.ann=l.id
+             WHERE l.deleted=0 AND {states} ORDER BY l.id",
+            id.replace("{row}", "l.id")
         ),
         Some(_) => format!(
             "WITH latest AS (
                 SELECT v.ann, v.image, v.class, v.x, v.y, v.w, v.h, v.flags, v.state, v.deleted,
                        ROW_NUMBER() OVER (PARTITION BY v.ann ORDER BY v.hlc DESC, v.client DESC, v.seq DESC) AS rn
                 FROM revisions v WHERE v.seq <= ?1)
-             SELECT ann, image, class, x, y, w, h, flags FROM latest WHERE rn=1 AND deleted=0 AND {states} ORDER BY ann"
+             SELECT {}, l.image, l.class, l.x, l.y, l.w, l.h, l.flags, {area}
+             FROM latest l LEFT JOIN coco_boxes cb ON cb.ann=l.ann
+             WHERE l.rn=1 AND l.deleted=0 AND {states} ORDER BY l.ann",
+            id.replace("{row}", "l.ann")
         ),
     };
     let mut stmt = p.conn().prepare(&sql).map_err(sq(p))?;
@@ -206,7 +222,7 @@ fn gt_labels(p: &Project, version: Option<&str>, gt: GroundTruth) -> Result<Vec<
             image: r.get(1)?,
             category: r.get(2)?,
             bbox,
-            area: bbox.w * bbox.h,
+            area: r.get(8)?,
             iscrowd: BoxFlags::from_bits(r.get::<_, i64>(7)?.try_into().unwrap_or(0)).iscrowd,
         })
     };
@@ -258,24 +274,37 @@ pub(crate) fn run_predictions(p: &Project, run: &RunInfo) -> Result<Vec<Predicti
     rows.collect::<Result<Vec<_>, _>>().map_err(sq(p))
 }
 
-/// The images a run covered: those it recorded as processed plus those it has boxes on; every
-/// image of the project when the run recorded none (e.g. an older import).
-pub(crate) fn run_images(p: &Project, run: &RunInfo, dts: &[DtBox]) -> Result<HashSet<i64>> {
-    let mut stmt = p
-        .conn()
-        .prepare("SELECT ri.image FROM run_images ri JOIN runs r ON r.id=ri.run WHERE r.uuid=?1")
-        .map_err(sq(p))?;
-    let rows = stmt
-        .query_map([run.id.to_string()], |r| r.get::<_, i64>(0))
-        .map_err(sq(p))?;
-    let mut out = rows.collect::<Result<HashSet<_>, _>>().map_err(sq(p))?;
-    out.extend(dts.iter().map(|d| d.image));
-    if out.is_empty() {
-        let mut stmt = p.conn().prepare("SELECT id FROM images").map_err(sq(p))?;
-        let rows = stmt.query_map([], |r| r.get::<_, i64>(0)).map_err(sq(p))?;
-        out = rows.collect::<Result<HashSet<_>, _>>().map_err(sq(p))?;
+/// The images a run covered, detections or not (a missed object on an image the model found
+/// nothing on is a false negative), and a sentence saying how they were chosen.
+///
+/// That is the run's recorded coverage (`run_images`: every image a pre-label run processed,
+/// the images an import was said to cover). A run that recorded none (written before coverage
+/// was kept) falls back to the images it has predictions on, and says so.
+pub(crate) fn run_images(
+    p: &Project,
+    run: &RunInfo,
+    dts: &[DtBox],
+) -> Result<(HashSet<i64>, String)> {
+    let covered = p.run_coverage(run.id)?;
+    if covered.is_empty() {
+        let out: HashSet<i64> = dts.iter().map(|d| d.image).collect();
+        let note = format!(
+            "the {} images with predictions (this run recorded no coverage: images it found nothing on are not counted)",
+            out.len()
+        );
+        return Ok((out, note));
     }
-    Ok(out)
+    // Predictions outside the coverage (an older import that marked only some images) still
+    // count: their images were certainly processed.
+    let mut out = covered;
+    let before = out.len();
+    out.extend(dts.iter().map(|d| d.image));
+    let note = match p.run_coverage_note(run.id)? {
+        Some(note) => note,
+        None if run.kind == "import" => format!("the {before} images the import recorded"),
+        None => format!("the {before} images the run processed"),
+    };
+    Ok((out, note))
 }
 
 fn categories(p: &Project) -> Result<Vec<Category>> {
@@ -296,10 +325,12 @@ fn categories(p: &Project) -> Result<Vec<Category>> {
 
 fn material(p: &Project, run: &RunInfo, opts: &EvalOptions) -> Result<Material> {
     let dts: Vec<DtBox> = run_predictions(p, run)?.into_iter().map(|x| x.dt).collect();
+    let (images, coverage) = run_images(p, run, &dts)?;
     Ok(Material {
         categories: categories(p)?,
         gts: gt_labels(p, opts.version.as_deref(), opts.ground_truth)?,
-        images: run_images(p, run, &dts)?,
+        images,
+        coverage,
         dts,
     })
 }
@@ -329,6 +360,7 @@ fn run_eval_on(
     run: &RunInfo,
     m: &Material,
     images: &HashSet<i64>,
+    coverage: String,
     opts: &EvalOptions,
 ) -> Result<RunEval> {
     let mut slices = Vec::new();
@@ -343,6 +375,7 @@ fn run_eval_on(
     }
     Ok(RunEval {
         run: run.name.clone(),
+        coverage,
         version: opts.version.clone().unwrap_or_else(|| CURRENT.to_owned()),
         ground_truth: opts.ground_truth,
         overall: evaluate_on(m, images),
@@ -355,7 +388,7 @@ fn run_eval_on(
 pub fn evaluate_run(p: &Project, opts: &EvalOptions) -> Result<RunEval> {
     let run = p.run_by_name(&opts.run)?;
     let m = material(p, &run, opts)?;
-    run_eval_on(p, &run, &m, &m.images, opts)
+    run_eval_on(p, &run, &m, &m.images, m.coverage.clone(), opts)
 }
 
 /// Evaluates run `opts.run` (a) and run `other` (b) on the images both covered, against the same
@@ -366,8 +399,16 @@ pub fn compare_runs(p: &Project, opts: &EvalOptions, other: &str) -> Result<RunC
     let ma = material(p, &run_a, opts)?;
     let mb = material(p, &run_b, opts)?;
     let common: HashSet<i64> = ma.images.intersection(&mb.images).copied().collect();
-    let a = run_eval_on(p, &run_a, &ma, &common, opts)?;
-    let b = run_eval_on(p, &run_b, &mb, &common, opts)?;
+    let both = format!(
+        "the {} images both runs covered ({}: {}; {}: {})",
+        common.len(),
+        run_a.name,
+        ma.coverage,
+        run_b.name,
+        mb.coverage
+    );
+    let a = run_eval_on(p, &run_a, &ma, &common, both.clone(), opts)?;
+    let b = run_eval_on(p, &run_b, &mb, &common, both, opts)?;
     let summary = a
         .overall
         .summary

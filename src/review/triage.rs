@@ -6,7 +6,8 @@
 //!   at IoU 0.5: a label is probably missing. Weight: the prediction's score.
 //! - `wrong_class`: a label that no prediction of its class matches, while a confident
 //!   prediction of another class does: the label's class is probably wrong. Weight: that score.
-//! - `unmatched_label`: a label that no prediction matches at all: probably wrong or badly placed.
+//! - `unmatched_label`: a label that no prediction matches at all: probably wrong or badly placed,
+//!   or missed by the model (every label of an image the run covered and found nothing on).
 //!   Weight 0.5 (a silent model is weaker evidence than a confident one).
 //! - `uncertain`: a prediction in the ambiguous score band (0.3 to 0.6). Weight 0.25.
 //! - `class_confusion`: overlapping predictions (IoU ≥ 0.5) that disagree on the class; weight
@@ -265,7 +266,12 @@ fn image_signals(
                 score: None,
                 other_class: None,
                 iou: Some(same),
-                reason: if same > 0.0 {
+                reason: if preds.is_empty() {
+                    format!(
+                        "the model found nothing on this image: this {} label is a missed detection (or a wrong label)",
+                        name(l.class)
+                    )
+                } else if same > 0.0 {
                     format!(
                         "no {} prediction matches this label (best overlap {same:.2}): probably badly placed or wrong",
                         name(l.class)
@@ -353,7 +359,9 @@ fn image_signals(
     out
 }
 
-/// Ranks the images a run covered for review, best candidates first, with their signals.
+/// Ranks the images a run covered for review, best candidates first, with their signals. Images
+/// the run covered and found nothing on are ranked too: their labels are missed-detection
+/// candidates.
 pub fn triage(p: &Project, opts: &TriageOptions) -> Result<Vec<TriageImage>> {
     let (lo, hi) = opts.uncertain_band;
     if lo.partial_cmp(&hi) != Some(std::cmp::Ordering::Less) {
@@ -365,7 +373,7 @@ pub fn triage(p: &Project, opts: &TriageOptions) -> Result<Vec<TriageImage>> {
     let run = p.run_by_name(&opts.run)?;
     let preds = run_predictions(p, &run)?;
     let dts: Vec<_> = preds.iter().map(|x| x.dt.clone()).collect();
-    let mut images = run_images(p, &run, &dts)?;
+    let (mut images, _) = run_images(p, &run, &dts)?;
     for s in &opts.slices {
         let inside: HashSet<i64> = s.expand(p)?.into_iter().flat_map(|(_, set)| set).collect();
         images.retain(|i| inside.contains(i));

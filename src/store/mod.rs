@@ -8,9 +8,12 @@
 //! - integer row ids never leave the file: callers see UUIDs and names;
 //! - the file is in WAL mode with `synchronous = FULL`, so an edit is durable when the call returns.
 
+mod external;
 mod schema;
 mod versions;
 
+pub(crate) use external::IndexedImage;
+pub use external::{ExternalKind, ExternalTarget, IdSource};
 pub use versions::{BoxChange, ClassTotals, Version, VersionDiff};
 
 use std::collections::HashMap;

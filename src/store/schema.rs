@@ -233,6 +233,49 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (remote, key)
     ) STRICT, WITHOUT ROWID;
     ",
+    // 4: ids other tools gave the project's images and classes, the COCO `area` of imported
+    // boxes, and how a run's covered images were chosen (owned by src/results.rs and the COCO
+    // import in src/cli/interop.rs).
+    r"
+    -- Each annotation file whose ids were recorded, known by the blake3 hash of its bytes (the
+    -- same file imported twice is one source; its path is kept for messages only).
+    CREATE TABLE id_sources (
+        id INTEGER PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        path TEXT NOT NULL,
+        format TEXT NOT NULL,
+        imported_ms INTEGER NOT NULL
+    ) STRICT;
+    -- A source's integer id of an image (`images.id`) or a class (`classes.id`): COCO's
+    -- `image_id` and `category_id`, which results files name.
+    CREATE TABLE external_ids (
+        source INTEGER NOT NULL REFERENCES id_sources(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('image', 'class')),
+        ext INTEGER NOT NULL,
+        target INTEGER NOT NULL,
+        PRIMARY KEY (source, kind, ext)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX external_ids_target ON external_ids(kind, target);
+    -- The id and `area` a COCO file gave a box (an area is a segmentation's, not w*h), with the
+    -- box they were given for: evaluation uses them while the box is unchanged, as pycocotools
+    -- does (area ranges by `area`; a match to annotation id 0 does not count).
+    CREATE TABLE coco_boxes (
+        ann INTEGER PRIMARY KEY REFERENCES annotations(id),
+        coco_id INTEGER NOT NULL,
+        area REAL,
+        x REAL NOT NULL, y REAL NOT NULL, w REAL NOT NULL, h REAL NOT NULL
+    ) STRICT;
+    -- How a run's images (`run_images`) were chosen, said again wherever it is evaluated.
+    ALTER TABLE runs ADD COLUMN coverage TEXT;
+    -- Image ids recorded before sources were: one source standing for them all.
+    INSERT INTO id_sources(hash, path, format, imported_ms)
+        SELECT 'legacy:images.external_id', '', 'coco', 0
+        WHERE EXISTS (SELECT 1 FROM images WHERE external_id IS NOT NULL);
+    INSERT INTO external_ids(source, kind, ext, target)
+        SELECT s.id, 'image', i.external_id, MIN(i.id) FROM images i, id_sources s
+        WHERE i.external_id IS NOT NULL AND s.hash='legacy:images.external_id'
+        GROUP BY i.external_id;
+    ",
 ];
 
 /// The schema version this build writes.
