@@ -57,7 +57,8 @@ fn read(args: &[&str]) -> serde_json::Value {
         v["version"].as_str().unwrap_or("?"),
         items(&v).len(),
         box_count(&v),
-        v.get("splits").map_or(String::new(), |s| format!(", splits {s}"))
+        v.get("splits")
+            .map_or(String::new(), |s| format!(", splits {s}"))
     );
     v
 }
@@ -217,7 +218,14 @@ fn project_with_images_folder(root: &Path) -> PathBuf {
         let json = coco.join(format!("annotations/instances_{split}.json"));
         ok(
             &p,
-            &["import", "--format", "coco", s(&json), "--images", s(&images)],
+            &[
+                "import",
+                "--format",
+                "coco",
+                s(&json),
+                "--images",
+                s(&images),
+            ],
         );
     }
     ok(
@@ -348,9 +356,8 @@ fn a_seeded_yolo_split_keeps_every_label_findable() {
     assert_same(&ul, &want, YOLO_TOLERANCE);
     let dm = read(&["datumaro", "yolo_ultralytics", s(&out)]);
     assert_same(&dm, &want, YOLO_TOLERANCE);
-    let subsets = |v: &serde_json::Value, name: &str| {
-        items(v).iter().filter(|i| i["subset"] == name).count()
-    };
+    let subsets =
+        |v: &serde_json::Value, name: &str| items(v).iter().filter(|i| i["subset"] == name).count();
     assert_eq!(
         subsets(&dm, "val") as u64,
         val["images"].as_u64().expect("n")
@@ -377,15 +384,19 @@ fn coco_export_is_read_by_pycocotools_datumaro_and_label_studio_converter() {
     assert!(items(&dm).iter().all(|i| i["image_exists"] == true));
     let ls = label_studio("coco", &instances, &dir.path().join("ls-coco.json"));
     assert_same(&ls, &want, 1e-9);
-    let tasks: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.path().join("ls-coco.json")).expect("tasks"),
-    )
-    .expect("json");
+    let tasks: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("ls-coco.json")).expect("tasks"))
+            .expect("json");
     let polygons = tasks
         .as_array()
         .expect("tasks")
         .iter()
-        .flat_map(|t| t["annotations"][0]["result"].as_array().cloned().unwrap_or_default())
+        .flat_map(|t| {
+            t["annotations"][0]["result"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .filter(|r| r["type"] == "polygonlabels")
         .count();
     assert_eq!(
@@ -431,7 +442,12 @@ fn coco_export_is_read_by_pycocotools_datumaro_and_label_studio_converter() {
         .as_array()
         .expect("tasks")
         .iter()
-        .flat_map(|t| t["annotations"][0]["result"].as_array().cloned().unwrap_or_default())
+        .flat_map(|t| {
+            t["annotations"][0]["result"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .filter(|r| r["type"] == "polygonlabels")
         .count();
     assert_eq!(polygons, box_count(&ls));
@@ -486,7 +502,9 @@ fn project_with_images_outside(root: &Path) -> PathBuf {
         .dataset_at(None)
         .expect("dataset");
     assert!(
-        ds.images.iter().all(|i| i.file_name.starts_with("../data/")),
+        ds.images
+            .iter()
+            .all(|i| i.file_name.starts_with("../data/")),
         "{:?}",
         ds.images.iter().map(|i| &i.file_name).collect::<Vec<_>>()
     );

@@ -157,11 +157,13 @@ pub fn export(p: &Project, args: &ExportArgs<'_>) -> Result<()> {
         .out
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    let images = args.images.unwrap_or(if format == Format::Coco && is_json_file {
-        ImagesMode::None
-    } else {
-        ImagesMode::Link
-    });
+    let images = args
+        .images
+        .unwrap_or(if format == Format::Coco && is_json_file {
+            ImagesMode::None
+        } else {
+            ImagesMode::Link
+        });
     let started = std::time::Instant::now();
     let dataset = p.dataset_at(args.version)?;
     tracing::debug!(

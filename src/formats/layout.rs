@@ -117,7 +117,11 @@ pub(super) fn plan<'a>(
 
     // Names: decided in path order so they do not depend on the order images were read in.
     let mut order: Vec<usize> = (0..dataset.images.len()).collect();
-    order.sort_by(|&a, &b| dataset.images[a].file_name.cmp(&dataset.images[b].file_name));
+    order.sort_by(|&a, &b| {
+        dataset.images[a]
+            .file_name
+            .cmp(&dataset.images[b].file_name)
+    });
     let mut names: Vec<String> = vec![String::new(); dataset.images.len()];
     let mut taken: HashSet<String> = HashSet::with_capacity(dataset.images.len());
     let mut renamed = Vec::new();

@@ -357,7 +357,9 @@ impl FromStr for ImagesMode {
             "link" => Ok(ImagesMode::Link),
             "copy" => Ok(ImagesMode::Copy),
             "none" => Ok(ImagesMode::None),
-            _ => Err(format!("unknown images mode `{s}` (expected copy, link or none)")),
+            _ => Err(format!(
+                "unknown images mode `{s}` (expected copy, link or none)"
+            )),
         }
     }
 }
@@ -767,6 +769,7 @@ pub(crate) fn relative_slash_path(base: &Path, path: &Path) -> String {
 
 /// A dataset-relative file name made safe to join under an output folder: `/` or `\` separated,
 /// with root, drive and `..` components dropped. `None` when nothing is left.
+#[allow(dead_code)] // For exporters that keep the project's folders (formats being added).
 pub(crate) fn safe_relative(file_name: &str) -> Option<PathBuf> {
     let mut out = PathBuf::new();
     for part in file_name.split(['/', '\\']) {
@@ -793,6 +796,7 @@ pub(crate) fn find_image_with_stem(dir: &Path, stem: &str) -> Option<PathBuf> {
 }
 
 /// Hard-links `from` to `to` (or copies it when linking is not possible), replacing `to`.
+#[allow(dead_code)] // The folder exports place images through `layout::Placer`.
 pub(crate) fn link_or_copy(from: &Path, to: &Path) -> Result<(), FormatError> {
     if let Some(parent) = to.parent() {
         std::fs::create_dir_all(parent).map_err(|e| FormatError::io(parent, e))?;

@@ -1454,13 +1454,19 @@ fn a_missing_image_refuses_the_export_unless_allowed() {
         };
         let err = export_with(format, &ds, &out, &settings).expect_err("missing image");
         let msg = err.to_string();
-        assert!(msg.contains("1 of 2 images not found") && msg.contains("b.png"), "{msg}");
+        assert!(
+            msg.contains("1 of 2 images not found") && msg.contains("b.png"),
+            "{msg}"
+        );
         assert!(!out.exists(), "{format}: nothing is written when refused");
         settings.allow_missing = true;
         let outcome = export_with(format, &ds, &out, &settings).expect("allowed");
         assert_eq!(outcome.missing, ["b.png"]);
         assert_eq!(outcome.images_linked + outcome.images_copied, 1);
-        assert_eq!(outcome.report.images, 2, "{format}: labels of b.png are kept");
+        assert_eq!(
+            outcome.report.images, 2,
+            "{format}: labels of b.png are kept"
+        );
     }
 }
 
@@ -1502,26 +1508,49 @@ fn splits_are_deterministic_and_every_layout_follows_them() {
             .into_iter()
             .filter_map(Result::ok)
             .filter(|e| e.file_type().is_file())
-            .map(|e| e.path().strip_prefix(root).expect("under").display().to_string())
+            .map(|e| {
+                e.path()
+                    .strip_prefix(root)
+                    .expect("under")
+                    .display()
+                    .to_string()
+            })
             .collect()
     };
-    assert_eq!(listing(&dir.path().join("a")), listing(&dir.path().join("b")));
+    assert_eq!(
+        listing(&dir.path().join("a")),
+        listing(&dir.path().join("b"))
+    );
     let yaml = std::fs::read_to_string(dir.path().join("a/data.yaml")).expect("yaml");
-    for line in ["path: ''", "train: images/train", "val: images/val", "test: images/test"] {
+    for line in [
+        "path: ''",
+        "train: images/train",
+        "val: images/val",
+        "test: images/test",
+    ] {
         assert!(yaml.contains(line), "{line} missing:\n{yaml}");
     }
     let n_val = a.splits[1].1;
-    let vals = std::fs::read_dir(dir.path().join("a/labels/val")).expect("labels/val").count();
+    let vals = std::fs::read_dir(dir.path().join("a/labels/val"))
+        .expect("labels/val")
+        .count();
     assert_eq!(vals, n_val);
     // VOC and COCO put the same images in the same splits.
     let voc = export_with(Format::Voc, &ds, &dir.path().join("voc"), &settings).expect("voc");
     assert_eq!(voc.splits, a.splits);
-    let val_list = std::fs::read_to_string(dir.path().join("voc/ImageSets/Main/val.txt")).expect("val.txt");
+    let val_list =
+        std::fs::read_to_string(dir.path().join("voc/ImageSets/Main/val.txt")).expect("val.txt");
     let mut from_voc: Vec<&str> = val_list.lines().collect();
     from_voc.sort_unstable();
     let mut from_yolo: Vec<String> = std::fs::read_dir(dir.path().join("a/labels/val"))
         .expect("dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().trim_end_matches(".txt").to_owned())
+        .map(|e| {
+            e.expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .trim_end_matches(".txt")
+                .to_owned()
+        })
         .collect();
     from_yolo.sort_unstable();
     assert_eq!(from_voc, from_yolo);
@@ -1529,19 +1558,30 @@ fn splits_are_deterministic_and_every_layout_follows_them() {
     assert_eq!(coco.splits, a.splits);
     for (name, n) in &coco.splits {
         let v: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.path().join(format!("coco/annotations/instances_{name}.json")))
-                .expect("split file"),
+            &std::fs::read_to_string(
+                dir.path()
+                    .join(format!("coco/annotations/instances_{name}.json")),
+            )
+            .expect("split file"),
         )
         .expect("json");
         assert_eq!(v["images"].as_array().map(Vec::len), Some(*n));
         assert_eq!(
-            v["images"][0]["file_name"].as_str().map(|f| f.starts_with('d')),
+            v["images"][0]["file_name"]
+                .as_str()
+                .map(|f| f.starts_with('d')),
             Some(true),
             "without images, file_name is the project's path"
         );
     }
     // A split spec is checked.
-    for bad in ["train=0.5,val=0.4", "val=1", "train=0.5,train=0.5", "train=x", "holdout=1"] {
+    for bad in [
+        "train=0.5,val=0.4",
+        "val=1",
+        "train=0.5,train=0.5",
+        "train=x",
+        "holdout=1",
+    ] {
         assert!(bad.parse::<SplitSpec>().is_err(), "{bad}");
     }
 }
@@ -1646,9 +1686,17 @@ fn exports_refuse_what_they_cannot_write() {
     // Two images sharing a stem get distinct names, listed.
     let mut ds = sample_dataset();
     ds.images[1].file_name = "a.jpg".into();
-    let outcome = export_with(Format::Voc, &ds, &dir.path().join("v"), &ExportSettings::default())
-        .expect("renamed");
-    assert_eq!(outcome.renamed, [("a.png".to_owned(), "a-2.png".to_owned())]);
+    let outcome = export_with(
+        Format::Voc,
+        &ds,
+        &dir.path().join("v"),
+        &ExportSettings::default(),
+    )
+    .expect("renamed");
+    assert_eq!(
+        outcome.renamed,
+        [("a.png".to_owned(), "a-2.png".to_owned())]
+    );
     assert!(dir.path().join("v/Annotations/a-2.xml").is_file());
     let mut ds = sample_dataset();
     ds.images[0].boxes[0].class = 9;

@@ -10,7 +10,7 @@
 //! Loupe writes one extension element, `<loupe_id>` inside `<object>`, so its annotation ids
 //! survive a round trip; other readers ignore it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -22,8 +22,7 @@ use uuid::Uuid;
 
 use super::{
     CLASS_LIST_FILES, ExportReport, FormatError, Parsed, Report, accept_box, find_image_with_stem,
-    line_column, read_class_list, read_text, relative_slash_path, safe_relative,
-    write_file,
+    line_column, read_class_list, read_text, relative_slash_path, write_file,
 };
 use crate::imaging::{has_image_extension, probe};
 use crate::model::{BBox, BoxFlags, Dataset, DatasetBox, DatasetImage};
@@ -656,7 +655,9 @@ pub(super) fn export(
             list.push('\n');
         }
         write_file(
-            &out.join("ImageSets").join("Main").join(format!("{name}.txt")),
+            &out.join("ImageSets")
+                .join("Main")
+                .join(format!("{name}.txt")),
             list.as_bytes(),
         )?;
         files_written += 1;
