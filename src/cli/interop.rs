@@ -7,7 +7,7 @@ use clap::Args;
 use uuid::Uuid;
 
 use super::TermProgress;
-use crate::formats::{self, Format};
+use crate::formats::{self, ExportSettings, Format, ImagesMode, SplitSpec};
 use crate::ingest::{self, CocoSource, ImportOptions};
 use crate::model::ReviewState;
 use crate::results;
@@ -309,26 +309,127 @@ fn import_results(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
     Ok(())
 }
 
-pub fn export(p: &Project, format: Format, out: &Path, version: Option<&str>) -> Result<()> {
+/// Options of `loupe export`.
+pub struct ExportArgs<'a> {
+    pub format: Format,
+    pub out: &'a Path,
+    pub version: Option<&'a str>,
+    /// `None`: link, or none for a COCO `.json` file.
+    pub images: Option<ImagesMode>,
+    pub allow_missing: bool,
+    pub split: Option<SplitSpec>,
+    pub seed: Option<u64>,
+    pub coco_segmentation: bool,
+}
+
+/// How many renamed or missing images `loupe export` lists by name.
+const LISTED: usize = 10;
+
+pub fn export(p: &Project, args: &ExportArgs<'_>) -> Result<()> {
+    let format = args.format;
     if format == Format::CocoResults {
         bail!("export to coco-results is not supported: export labels as coco");
     }
+    if args.seed.is_some() && args.split.is_none() {
+        bail!("--seed only applies with --split");
+    }
+    if args.coco_segmentation && format != Format::Coco {
+        bail!("--coco-segmentation only applies to --format coco");
+    }
+    let is_json_file = args
+        .out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let images = args
+        .images
+        .unwrap_or(if format == Format::Coco && is_json_file {
+            ImagesMode::None
+        } else {
+            ImagesMode::Link
+        });
     let started = std::time::Instant::now();
-    let dataset = p.dataset_at(version)?;
+    let dataset = p.dataset_at(args.version)?;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis(),
         "export: labels read"
     );
-    let report = formats::export(format, &dataset, out, Some(p.root()))?;
+    let settings = ExportSettings {
+        images,
+        images_root: Some(p.root().to_path_buf()),
+        allow_missing: args.allow_missing,
+        split: args.split.clone(),
+        seed: args.seed.unwrap_or(0),
+        coco_segmentation: args.coco_segmentation,
+        content_hashes: if args.split.is_some() {
+            p.image_hashes()?
+        } else {
+            std::collections::HashMap::new()
+        },
+    };
+    let outcome = formats::export_with(format, &dataset, args.out, &settings)
+        .with_context(|| format!("{}: export refused", args.out.display()))?;
+    // What did not go as asked comes first.
+    if !outcome.missing.is_empty() {
+        eprintln!(
+            "warning: {} of {} images not found; their labels are exported without them (--allow-missing):",
+            outcome.missing.len(),
+            outcome.report.images
+        );
+        for m in outcome.missing.iter().take(LISTED) {
+            eprintln!("  {}", p.root().join(m).display());
+        }
+        if outcome.missing.len() > LISTED {
+            eprintln!("  … {} more", outcome.missing.len() - LISTED);
+        }
+    }
+    let report = outcome.report;
     println!(
-        "exported {} ({}): {} images, {} boxes, {} files in {:.2}s",
-        version.unwrap_or("current"),
+        "exported {} ({}): {} images, {} boxes, {} files in {:.2}s to {}",
+        args.version.unwrap_or("current"),
         format,
         report.images,
         report.boxes,
         report.files_written,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        args.out.display()
     );
+    if images != ImagesMode::None {
+        match (&outcome.link_fallback, images) {
+            (Some(why), ImagesMode::Link) => println!(
+                "images: {} hard-linked, {} copied because a hard link failed ({why})",
+                outcome.images_linked, outcome.images_copied
+            ),
+            (_, ImagesMode::Link) => println!("images: {} hard-linked", outcome.images_linked),
+            _ => println!("images: {} copied", outcome.images_copied),
+        }
+    }
+    if outcome.splits.len() > 1 || args.split.is_some() {
+        let parts: Vec<String> = outcome
+            .splits
+            .iter()
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+        println!(
+            "splits (seed {}): {}",
+            args.seed.unwrap_or(0),
+            parts.join(", ")
+        );
+    }
+    if !outcome.renamed.is_empty() {
+        println!(
+            "{} images renamed (their names clash once folders are dropped):",
+            outcome.renamed.len()
+        );
+        for (from, to) in outcome.renamed.iter().take(LISTED) {
+            println!("  {from} -> {to}");
+        }
+        if outcome.renamed.len() > LISTED {
+            println!("  … {} more", outcome.renamed.len() - LISTED);
+        }
+    }
+    for note in &outcome.notes {
+        println!("note: {note}");
+    }
     Ok(())
 }
 

@@ -97,9 +97,28 @@ pub enum Command {
     Export {
         #[arg(short, long)]
         format: crate::formats::Format,
+        /// The output folder (or, for COCO with `--images none`, a .json file).
         out: PathBuf,
         #[arg(long)]
         version: Option<String>,
+        /// Whether the images go with the export: copy, link (hard links, copies where that
+        /// fails) or none. Default: link, or none for a COCO .json file.
+        #[arg(long)]
+        images: Option<crate::formats::ImagesMode>,
+        /// Export the labels of images that cannot be found, without the images, instead of
+        /// refusing.
+        #[arg(long)]
+        allow_missing: bool,
+        /// A seeded split, e.g. train=0.8,val=0.2 (names train, val, test; fractions adding to
+        /// 1). Without it every image is in `train`.
+        #[arg(long)]
+        split: Option<crate::formats::SplitSpec>,
+        /// Seed of --split (default 0): the same images and seed give the same split.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// COCO: write each box as a polygon `segmentation` too.
+        #[arg(long)]
+        coco_segmentation: bool,
     },
     /// Pre-label images with a local ONNX model (proposals attributed to a run; resumable).
     Prelabel {
@@ -475,9 +494,26 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             format,
             out,
             version,
+            images,
+            allow_missing,
+            split,
+            seed,
+            coco_segmentation,
         } => {
             let p = open(&cli)?;
-            interop::export(&p, *format, out, version.as_deref())?;
+            interop::export(
+                &p,
+                &interop::ExportArgs {
+                    format: *format,
+                    out,
+                    version: version.as_deref(),
+                    images: *images,
+                    allow_missing: *allow_missing,
+                    split: split.clone(),
+                    seed: *seed,
+                    coco_segmentation: *coco_segmentation,
+                },
+            )?;
         }
         Command::Open { file } => {
             let file = file.clone().or(cli.project.clone());

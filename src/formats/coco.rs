@@ -949,55 +949,171 @@ fn write_atomically(
     })
 }
 
-/// Writes a COCO instances file that pycocotools' `COCO()` loads and `COCOeval` evaluates.
-pub(super) fn export_instances(dataset: &Dataset, out: &Path) -> Result<ExportReport, FormatError> {
-    let target = json_target(out, "annotations.json");
-    let boxes = validate(dataset, &target)?;
+/// One image as a COCO instances file lists it.
+struct ImageOut<'a> {
+    img: &'a DatasetImage,
+    id: i64,
+    file_name: &'a str,
+    /// The project's path when `file_name` is another (`loupe_path`).
+    loupe_path: Option<&'a str>,
+}
+
+/// Writes COCO instances that pycocotools' `COCO()` loads and `COCOeval` evaluates, and
+/// datumaro's `coco_instances` and label-studio-converter import: see [`super::export_with`].
+pub(super) fn export_instances(
+    dataset: &Dataset,
+    out: &Path,
+    settings: &super::ExportSettings,
+) -> Result<super::ExportOutcome, FormatError> {
+    let boxes = validate(dataset, out)?;
     let ids = image_ids(dataset);
     let categories = category_ids(&dataset.classes);
-    write_atomically(&target, |w| write_instances(w, dataset, &ids, &categories))?;
-    Ok(ExportReport {
-        files_written: 1,
+    let segmentation = settings.coco_segmentation;
+    let is_json_file = out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+
+    if settings.images == super::ImagesMode::None && settings.split.is_none() {
+        // One file with the project's paths: the images stay where they are.
+        let target = json_target(out, "annotations.json");
+        let images: Vec<ImageOut<'_>> = dataset
+            .images
+            .iter()
+            .zip(&ids)
+            .map(|(img, &id)| ImageOut {
+                img,
+                id,
+                file_name: &img.file_name,
+                loupe_path: None,
+            })
+            .collect();
+        let mut next_ann = 1;
+        write_atomically(&target, |w| {
+            write_instances(
+                w,
+                &dataset.classes,
+                &images,
+                &categories,
+                segmentation,
+                &mut next_ann,
+            )
+        })?;
+        return Ok(ExportReport {
+            files_written: 1,
+            images: dataset.images.len(),
+            boxes,
+        }
+        .into());
+    }
+    if is_json_file {
+        return Err(FormatError::export(
+            out,
+            "images and splits need a folder: `annotations/instances_<split>.json` beside `images/<split>/`",
+        ));
+    }
+
+    let plan = super::layout::plan(dataset, out, settings)?;
+    let mut outcome = plan.outcome();
+    let copied = settings.images != super::ImagesMode::None;
+    let mut files_written = 0;
+    let mut next_ann = 1;
+    let mut placer = super::layout::Placer::default();
+    for (split, name) in plan.splits.iter().enumerate() {
+        let images: Vec<ImageOut<'_>> = plan
+            .in_split(split)
+            .map(|p| {
+                // Copied images are named within `images/<split>/`; otherwise the project's
+                // path is the only way to the file.
+                let file_name = if copied {
+                    p.name.as_str()
+                } else {
+                    p.img.file_name.as_str()
+                };
+                ImageOut {
+                    img: p.img,
+                    id: ids.get(p.index).copied().unwrap_or_default(),
+                    file_name,
+                    loupe_path: (file_name != p.img.file_name).then_some(p.img.file_name.as_str()),
+                }
+            })
+            .collect();
+        let target = out
+            .join("annotations")
+            .join(format!("instances_{name}.json"));
+        write_atomically(&target, |w| {
+            write_instances(
+                w,
+                &dataset.classes,
+                &images,
+                &categories,
+                segmentation,
+                &mut next_ann,
+            )
+        })?;
+        files_written += 1;
+        if copied {
+            let dir = out.join("images").join(name);
+            std::fs::create_dir_all(&dir).map_err(|e| FormatError::io(&dir, e))?;
+            for p in plan.in_split(split) {
+                if let Some(source) = &p.source {
+                    placer.place(settings.images, source, &dir.join(&p.name))?;
+                    files_written += 1;
+                }
+            }
+        }
+    }
+    placer.fill(&mut outcome);
+    outcome.report = ExportReport {
+        files_written,
         images: dataset.images.len(),
         boxes,
-    })
+    };
+    Ok(outcome)
 }
 
 fn write_instances<W: Write>(
     w: &mut W,
-    dataset: &Dataset,
-    image_ids: &[i64],
+    classes: &[String],
+    images: &[ImageOut<'_>],
     category_ids: &[i64],
+    segmentation: bool,
+    next_ann: &mut u64,
 ) -> io::Result<()> {
     w.write_all(b"{\"info\":{\"description\":\"Exported by Loupe\",\"version\":\"1.0\"},\n\"licenses\":[],\n\"images\":[")?;
-    for (i, (img, id)) in dataset.images.iter().zip(image_ids).enumerate() {
+    for (i, image) in images.iter().enumerate() {
         if i > 0 {
             w.write_all(b",")?;
         }
         w.write_all(b"\n{\"id\":")?;
-        w.json(id)?;
+        w.json(&image.id)?;
         w.write_all(b",\"file_name\":")?;
-        w.json(&img.file_name)?;
+        w.json(image.file_name)?;
         w.write_all(b",\"width\":")?;
-        w.json(&img.width)?;
+        w.json(&image.img.width)?;
         w.write_all(b",\"height\":")?;
-        w.json(&img.height)?;
+        w.json(&image.img.height)?;
+        if let Some(path) = image.loupe_path {
+            w.write_all(b",\"loupe_path\":")?;
+            w.json(path)?;
+        }
         w.write_all(b"}")?;
     }
     w.write_all(b"],\n\"annotations\":[")?;
-    let mut ann_id: u64 = 0;
-    for (img, image_id) in dataset.images.iter().zip(image_ids) {
-        for b in &img.boxes {
-            if ann_id > 0 {
+    let mut first = true;
+    for image in images {
+        for b in &image.img.boxes {
+            if !first {
                 w.write_all(b",")?;
             }
-            ann_id += 1;
+            first = false;
+            let ann_id = *next_ann;
+            *next_ann += 1;
             let category_id = category_ids.get(b.class).copied().unwrap_or_default();
             let r = &b.bbox;
             w.write_all(b"\n{\"id\":")?;
             w.json(&ann_id)?;
             w.write_all(b",\"image_id\":")?;
-            w.json(image_id)?;
+            w.json(&image.id)?;
             w.write_all(b",\"category_id\":")?;
             w.json(&category_id)?;
             w.write_all(b",\"bbox\":")?;
@@ -1009,17 +1125,22 @@ fn write_instances<W: Write>(
             } else {
                 b",\"iscrowd\":0"
             })?;
-            // The box as a polygon, so tools that need a segmentation (COCOeval's crowd
-            // handling, mask-based loaders) accept the file.
-            let (x2, y2) = (r.x2(), r.y2());
-            w.write_all(b",\"segmentation\":[[")?;
-            for (k, v) in [r.x, r.y, x2, r.y, x2, y2, r.x, y2].iter().enumerate() {
-                if k > 0 {
-                    w.write_all(b",")?;
+            if segmentation {
+                // The box as a polygon, for tools that need a segmentation.
+                let (x2, y2) = (r.x2(), r.y2());
+                w.write_all(b",\"segmentation\":[[")?;
+                for (k, v) in [r.x, r.y, x2, r.y, x2, y2, r.x, y2].iter().enumerate() {
+                    if k > 0 {
+                        w.write_all(b",")?;
+                    }
+                    w.json(v)?;
                 }
-                w.json(v)?;
+                w.write_all(b"]]")?;
+            } else {
+                // Present but empty: datumaro warns about every annotation without the key, and
+                // converters make a polygon of any non-empty one.
+                w.write_all(b",\"segmentation\":[]")?;
             }
-            w.write_all(b"]]")?;
             if let Some(score) = b.score {
                 w.write_all(b",\"score\":")?;
                 w.json(&score)?;
@@ -1031,7 +1152,7 @@ fn write_instances<W: Write>(
         }
     }
     w.write_all(b"],\n\"categories\":[")?;
-    for (i, (name, id)) in dataset.classes.iter().zip(category_ids).enumerate() {
+    for (i, (name, id)) in classes.iter().zip(category_ids).enumerate() {
         if i > 0 {
             w.write_all(b",")?;
         }

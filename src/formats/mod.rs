@@ -25,6 +25,7 @@ mod labelme;
 mod openimages;
 mod cvat;
 mod labelstudio;
+mod layout;
 mod voc;
 mod yolo;
 
@@ -350,7 +351,8 @@ pub fn import_with(
     }
 }
 
-/// Writes `dataset` in `format` to `out`.
+/// Writes `dataset` in `format` to `out`: [`export_with`] for callers that only say where the
+/// images are.
 ///
 /// - COCO and COCO results: `out` is the JSON file, or a folder that gets `annotations.json`
 ///   (COCO) or `results.json` (results).
@@ -362,15 +364,16 @@ pub fn import_with(
 /// - CVAT: `out` is the XML file, or a folder that gets `annotations.xml`.
 /// - Label Studio: `out` is the JSON file, or a folder that gets `tasks.json`.
 ///
-/// `images_root` is the folder `DatasetImage::file_name` is relative to; when given, every
-/// format but COCO hard-links (or copies) the images into the export.
+/// For COCO, YOLO and VOC:
+/// With `images_root`, the images are hard-linked (or copied) into YOLO and VOC exports and an
+/// image missing there is listed in the outcome but does not stop the export
+/// ([`ExportSettings::allow_missing`]); without it, no image is placed. COCO is always one file
+/// with the project's paths (`out`, or `out/annotations.json` for a folder), as with
+/// [`ImagesMode::None`].
 ///
 /// # Errors
 ///
-/// Refuses, before writing anything, a dataset the format cannot hold faithfully (a class index
-/// out of range, a non-finite box, an empty file name, for YOLO an image of unknown size, two
-/// images sharing one label file); and reports write failures. Images missing under
-/// `images_root` are not copied (their annotations are still written).
+/// As [`export_with`].
 pub fn export(
     format: Format,
     dataset: &Dataset,
@@ -378,15 +381,194 @@ pub fn export(
     images_root: Option<&Path>,
 ) -> Result<ExportReport, FormatError> {
     match format {
-        Format::Coco => coco::export_instances(dataset, out),
-        Format::Yolo => yolo::export(dataset, out, images_root),
-        Format::Voc => voc::export(dataset, out, images_root),
+        Format::Coco | Format::Yolo | Format::Voc => {
+            let settings = match (format, images_root) {
+                // COCO never carried images through this call: one file with the project's paths.
+                (Format::Coco, _) | (_, None) => ExportSettings::default(),
+                (_, Some(root)) => ExportSettings {
+                    images: ImagesMode::Link,
+                    images_root: Some(root.to_path_buf()),
+                    allow_missing: true,
+                    ..ExportSettings::default()
+                },
+            };
+            export_with(format, dataset, out, &settings).map(|o| o.report)
+        }
         Format::CocoResults => coco::export_results(dataset, out),
         Format::Labelme => labelme::export(dataset, out, images_root),
         Format::Createml => createml::export(dataset, out, images_root),
         Format::Openimages => openimages::export(dataset, out, images_root),
         Format::Cvat => cvat::export(dataset, out),
         Format::LabelStudio => labelstudio::export(dataset, out),
+    }
+}
+
+/// Whether the images go with an export (`--images`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ImagesMode {
+    /// Hard links to the project's files; a copy where linking fails (another device, a file
+    /// system without hard links). [`ExportOutcome`] says which happened.
+    Link,
+    /// Copies.
+    Copy,
+    /// Labels only; COCO `file_name`s stay the project's paths.
+    #[default]
+    None,
+}
+
+impl ImagesMode {
+    /// The name used on the command line.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImagesMode::Link => "link",
+            ImagesMode::Copy => "copy",
+            ImagesMode::None => "none",
+        }
+    }
+}
+
+impl FromStr for ImagesMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "link" => Ok(ImagesMode::Link),
+            "copy" => Ok(ImagesMode::Copy),
+            "none" => Ok(ImagesMode::None),
+            _ => Err(format!(
+                "unknown images mode `{s}` (expected copy, link or none)"
+            )),
+        }
+    }
+}
+
+/// A seeded split of the images (`--split train=0.8,val=0.2`): split names with their fractions,
+/// in the order given. Names are `train`, `val` and `test`, `train` among them; the fractions are
+/// positive and add up to 1.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SplitSpec {
+    pub parts: Vec<(String, f64)>,
+}
+
+impl FromStr for SplitSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut parts: Vec<(String, f64)> = Vec::new();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let Some((name, fraction)) = item.split_once('=') else {
+                return Err(format!("`{item}`: expected NAME=FRACTION, e.g. train=0.8"));
+            };
+            let name = name.trim().to_ascii_lowercase();
+            if !["train", "val", "test"].contains(&name.as_str()) {
+                return Err(format!("`{name}`: split names are train, val and test"));
+            }
+            if parts.iter().any(|(n, _)| *n == name) {
+                return Err(format!("`{name}` is given twice"));
+            }
+            let fraction: f64 = fraction
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{item}`: the fraction is not a number"))?;
+            if !(fraction > 0.0 && fraction <= 1.0) {
+                return Err(format!("`{item}`: the fraction must be in (0, 1]"));
+            }
+            parts.push((name, fraction));
+        }
+        if !parts.iter().any(|(n, _)| n == "train") {
+            return Err("the split needs a `train` part".to_owned());
+        }
+        let total: f64 = parts.iter().map(|(_, f)| f).sum();
+        if (total - 1.0).abs() > 1e-6 {
+            return Err(format!("the fractions add up to {total}, not 1"));
+        }
+        Ok(SplitSpec { parts })
+    }
+}
+
+/// How an export writes its output, beyond the format and the folder.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExportSettings {
+    /// Whether the images go with the export.
+    pub images: ImagesMode,
+    /// The folder `DatasetImage::file_name` is relative to (the project folder); needed to link
+    /// or copy images. Paths starting with `..` (images outside the project folder) are kept.
+    pub images_root: Option<PathBuf>,
+    /// An image that cannot be found is listed in the outcome and its labels are still written,
+    /// instead of refusing the export.
+    pub allow_missing: bool,
+    /// A seeded split; without one, every image is in `train` (YOLO: one flat folder).
+    pub split: Option<SplitSpec>,
+    /// Seed of the split: the same images and seed always give the same split.
+    pub seed: u64,
+    /// COCO: give each annotation its box as a polygon `segmentation` (converters then make a
+    /// polygon of it too); without it, `segmentation` is empty.
+    pub coco_segmentation: bool,
+    /// Content hash (blake3 hex) per `DatasetImage::file_name`: the key of the split, so an image
+    /// keeps its split when it is moved or renamed. Images without one use their file name.
+    pub content_hashes: HashMap<String, String>,
+}
+
+/// What [`export_with`] wrote, and everything it did beyond the plain request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExportOutcome {
+    pub report: ExportReport,
+    /// Images per split, in split order.
+    pub splits: Vec<(String, usize)>,
+    /// Images whose name clashed with another's once folders were dropped: (the image's path,
+    /// its name in the export).
+    pub renamed: Vec<(String, String)>,
+    pub images_linked: usize,
+    pub images_copied: usize,
+    /// Why hard links fell back to copies (the first failure), in link mode.
+    pub link_fallback: Option<String>,
+    /// Images not found (exported without their file, with `allow_missing`): their paths.
+    pub missing: Vec<String>,
+    /// Facts the user should know about the layout (e.g. that `val` is the training set).
+    pub notes: Vec<String>,
+}
+
+impl From<ExportReport> for ExportOutcome {
+    fn from(report: ExportReport) -> Self {
+        ExportOutcome {
+            report,
+            ..ExportOutcome::default()
+        }
+    }
+}
+
+/// Writes `dataset` in `format` to `out`, as the tools that train and convert read it.
+///
+/// - COCO: with images copied or linked, `out/annotations/instances_<split>.json` beside
+///   `out/images/<split>/`, `file_name` relative to that folder. With [`ImagesMode::None`], one
+///   file (`out` itself when it ends in `.json`, else `out/annotations.json`; per split
+///   `out/annotations/instances_<split>.json` when a split is asked) whose `file_name`s are the
+///   project's paths. Loupe's own keys are `loupe_*`.
+/// - YOLO: `data.yaml` (`path: ''`, i.e. this folder), `classes.txt`, and `images/NAME` +
+///   `labels/NAME.txt`; with a split, `images/<split>/` + `labels/<split>/`.
+/// - VOC: `Annotations/NAME.xml`, `JPEGImages/NAME`, `ImageSets/Main/<split>.txt`, `labelmap.txt`.
+///
+/// YOLO, VOC and copied COCO images are named by their file name alone; names that clash once
+/// the folders are dropped are resolved deterministically and listed in [`ExportOutcome::renamed`].
+///
+/// # Errors
+///
+/// Refuses, before writing anything, a dataset the format cannot hold faithfully (a class index
+/// out of range, a non-finite box, an empty file name, for YOLO an image of unknown size, a class
+/// name a class list cannot hold), images that cannot be found unless `allow_missing`, and
+/// reports write failures.
+pub fn export_with(
+    format: Format,
+    dataset: &Dataset,
+    out: &Path,
+    settings: &ExportSettings,
+) -> Result<ExportOutcome, FormatError> {
+    match format {
+        Format::Coco => coco::export_instances(dataset, out, settings),
+        Format::Yolo => yolo::export(dataset, out, settings),
+        Format::Voc => voc::export(dataset, out, settings),
+        other => export(other, dataset, out, settings.images_root.as_deref()).map(Into::into),
     }
 }
 
@@ -666,6 +848,7 @@ pub(crate) fn relative_slash_path(base: &Path, path: &Path) -> String {
 
 /// A dataset-relative file name made safe to join under an output folder: `/` or `\` separated,
 /// with root, drive and `..` components dropped. `None` when nothing is left.
+#[allow(dead_code)] // For exporters that keep the project's folders (formats being added).
 pub(crate) fn safe_relative(file_name: &str) -> Option<PathBuf> {
     let mut out = PathBuf::new();
     for part in file_name.split(['/', '\\']) {
@@ -692,6 +875,7 @@ pub(crate) fn find_image_with_stem(dir: &Path, stem: &str) -> Option<PathBuf> {
 }
 
 /// Hard-links `from` to `to` (or copies it when linking is not possible), replacing `to`.
+#[allow(dead_code)] // The folder exports place images through `layout::Placer`.
 pub(crate) fn link_or_copy(from: &Path, to: &Path) -> Result<(), FormatError> {
     if let Some(parent) = to.parent() {
         std::fs::create_dir_all(parent).map_err(|e| FormatError::io(parent, e))?;

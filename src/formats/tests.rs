@@ -1109,6 +1109,17 @@ fn with_coco_ids(mut ds: Dataset) -> Dataset {
     ds
 }
 
+/// The dataset with the names a folder export gives its images (no folders; these generators
+/// never make two images clash).
+fn flattened(mut d: Dataset) -> Dataset {
+    for img in &mut d.images {
+        if let Some((_, name)) = img.file_name.rsplit_once('/') {
+            img.file_name = name.to_owned();
+        }
+    }
+    d
+}
+
 fn sorted_by_name(mut d: Dataset) -> Dataset {
     d.images.sort_by(|a, b| a.file_name.cmp(&b.file_name));
     d
@@ -1213,7 +1224,7 @@ proptest! {
         export(Format::Voc, &ds, dir.path(), None).expect("export");
         let parsed = import(Format::Voc, dir.path(), None).expect("import");
         prop_assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
-        let (got, want) = (sorted_by_name(parsed.dataset), sorted_by_name(ds));
+        let (got, want) = (sorted_by_name(parsed.dataset), sorted_by_name(flattened(ds)));
         prop_assert_eq!(&got.classes, &want.classes);
         prop_assert_eq!(got.images.len(), want.images.len());
         for (g, w) in got.images.iter().zip(&want.images) {
@@ -1245,8 +1256,8 @@ proptest! {
         write_images(&images, &ds);
         let out = dir.path().join("yolo");
         export(Format::Yolo, &ds, &out, Some(&images)).expect("export");
-        let parsed = import(Format::Yolo, &out, Some(&out.join("images/train"))).expect("import");
-        let (got, want) = (sorted_by_name(parsed.dataset), sorted_by_name(ds));
+        let parsed = import(Format::Yolo, &out, Some(&out.join("images"))).expect("import");
+        let (got, want) = (sorted_by_name(parsed.dataset), sorted_by_name(flattened(ds)));
         prop_assert_eq!(&got.classes, &want.classes);
         prop_assert_eq!(got.images.len(), want.images.len());
         for (g, w) in got.images.iter().zip(&want.images) {
@@ -1376,7 +1387,8 @@ fn coco_export_has_what_pycocotools_needs() {
     assert_eq!(anns[0]["bbox"], serde_json::json!([4.0, 2.0, 10.0, 8.0]));
     assert_eq!(
         anns[0]["segmentation"],
-        serde_json::json!([[4.0, 2.0, 14.0, 2.0, 14.0, 10.0, 4.0, 10.0]])
+        serde_json::json!([]),
+        "no polygon unless asked: converters would make one of it"
     );
     assert_eq!(anns[0]["loupe_id"], Uuid::from_u128(1).to_string());
     assert!(anns[1].get("loupe_id").is_none());
@@ -1387,6 +1399,194 @@ fn coco_export_has_what_pycocotools_needs() {
             {"id": 2, "name": "yes", "supercategory": ""},
         ])
     );
+}
+
+#[test]
+fn coco_export_writes_box_polygons_when_asked_and_the_datumaro_layout_with_images() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("project");
+    let mut ds = sample_dataset();
+    ds.images[0].file_name = "images/a.png".into();
+    ds.images[1].file_name = "../outside/b.png".into();
+    write_images(&src.join("sub"), &ds);
+    let settings = ExportSettings {
+        images: ImagesMode::Copy,
+        images_root: Some(src.join("sub")),
+        coco_segmentation: true,
+        ..ExportSettings::default()
+    };
+    let out = dir.path().join("coco");
+    let outcome = export_with(Format::Coco, &ds, &out, &settings).expect("export");
+    assert_eq!(outcome.images_copied, 2);
+    assert_eq!(outcome.splits, [("train".to_owned(), 2)]);
+    let v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("annotations/instances_train.json")).expect("written"),
+    )
+    .expect("json");
+    assert_eq!(v["images"][0]["file_name"], "a.png");
+    assert_eq!(v["images"][0]["loupe_path"], "images/a.png");
+    assert_eq!(v["images"][1]["file_name"], "b.png");
+    assert!(out.join("images/train/a.png").is_file());
+    assert!(
+        out.join("images/train/b.png").is_file(),
+        "an image outside the project folder is found through its `..`"
+    );
+    assert_eq!(
+        v["annotations"][0]["segmentation"],
+        serde_json::json!([[4.0, 2.0, 14.0, 2.0, 14.0, 10.0, 4.0, 10.0]])
+    );
+    // A .json target cannot hold images.
+    let err = export_with(Format::Coco, &ds, &dir.path().join("x.json"), &settings)
+        .expect_err("a file cannot hold images");
+    assert!(err.to_string().contains("need a folder"), "{err}");
+}
+
+#[test]
+fn a_missing_image_refuses_the_export_unless_allowed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    let ds = sample_dataset();
+    write_images(&src, &ds);
+    std::fs::remove_file(src.join("b.png")).expect("remove");
+    for format in [Format::Coco, Format::Yolo, Format::Voc] {
+        let out = dir.path().join(format.as_str());
+        let mut settings = ExportSettings {
+            images: ImagesMode::Link,
+            images_root: Some(src.clone()),
+            ..ExportSettings::default()
+        };
+        let err = export_with(format, &ds, &out, &settings).expect_err("missing image");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("1 of 2 images not found") && msg.contains("b.png"),
+            "{msg}"
+        );
+        assert!(!out.exists(), "{format}: nothing is written when refused");
+        settings.allow_missing = true;
+        let outcome = export_with(format, &ds, &out, &settings).expect("allowed");
+        assert_eq!(outcome.missing, ["b.png"]);
+        assert_eq!(outcome.images_linked + outcome.images_copied, 1);
+        assert_eq!(
+            outcome.report.images, 2,
+            "{format}: labels of b.png are kept"
+        );
+    }
+}
+
+#[test]
+fn splits_are_deterministic_and_every_layout_follows_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ds = Dataset {
+        classes: vec!["c".into()],
+        images: Vec::new(),
+    };
+    for i in 0..40 {
+        ds.images.push(DatasetImage {
+            file_name: format!("d{}/img{i}.png", i % 3),
+            width: 10,
+            height: 10,
+            external_id: None,
+            boxes: vec![DatasetBox {
+                class: 0,
+                bbox: BBox::new(1.0, 1.0, 2.0, 2.0),
+                flags: BoxFlags::default(),
+                score: None,
+                id: None,
+            }],
+        });
+    }
+    let settings = ExportSettings {
+        split: Some("train=0.5,val=0.3,test=0.2".parse().expect("split")),
+        seed: 3,
+        ..ExportSettings::default()
+    };
+    let a = export_with(Format::Yolo, &ds, &dir.path().join("a"), &settings).expect("export");
+    let b = export_with(Format::Yolo, &ds, &dir.path().join("b"), &settings).expect("export");
+    assert_eq!(a.splits, b.splits);
+    assert_eq!(a.splits.iter().map(|(_, n)| n).sum::<usize>(), 40);
+    assert!(a.splits.iter().all(|(_, n)| *n > 0), "{:?}", a.splits);
+    let listing = |root: &Path| -> Vec<String> {
+        walkdir::WalkDir::new(root)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .map(|e| {
+                e.path()
+                    .strip_prefix(root)
+                    .expect("under")
+                    .display()
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(
+        listing(&dir.path().join("a")),
+        listing(&dir.path().join("b"))
+    );
+    let yaml = std::fs::read_to_string(dir.path().join("a/data.yaml")).expect("yaml");
+    for line in [
+        "path: ''",
+        "train: images/train",
+        "val: images/val",
+        "test: images/test",
+    ] {
+        assert!(yaml.contains(line), "{line} missing:\n{yaml}");
+    }
+    let n_val = a.splits[1].1;
+    let vals = std::fs::read_dir(dir.path().join("a/labels/val"))
+        .expect("labels/val")
+        .count();
+    assert_eq!(vals, n_val);
+    // VOC and COCO put the same images in the same splits.
+    let voc = export_with(Format::Voc, &ds, &dir.path().join("voc"), &settings).expect("voc");
+    assert_eq!(voc.splits, a.splits);
+    let val_list =
+        std::fs::read_to_string(dir.path().join("voc/ImageSets/Main/val.txt")).expect("val.txt");
+    let mut from_voc: Vec<&str> = val_list.lines().collect();
+    from_voc.sort_unstable();
+    let mut from_yolo: Vec<String> = std::fs::read_dir(dir.path().join("a/labels/val"))
+        .expect("dir")
+        .map(|e| {
+            e.expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .trim_end_matches(".txt")
+                .to_owned()
+        })
+        .collect();
+    from_yolo.sort_unstable();
+    assert_eq!(from_voc, from_yolo);
+    let coco = export_with(Format::Coco, &ds, &dir.path().join("coco"), &settings).expect("coco");
+    assert_eq!(coco.splits, a.splits);
+    for (name, n) in &coco.splits {
+        let v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                dir.path()
+                    .join(format!("coco/annotations/instances_{name}.json")),
+            )
+            .expect("split file"),
+        )
+        .expect("json");
+        assert_eq!(v["images"].as_array().map(Vec::len), Some(*n));
+        assert_eq!(
+            v["images"][0]["file_name"]
+                .as_str()
+                .map(|f| f.starts_with('d')),
+            Some(true),
+            "without images, file_name is the project's path"
+        );
+    }
+    // A split spec is checked.
+    for bad in [
+        "train=0.5,val=0.4",
+        "val=1",
+        "train=0.5,train=0.5",
+        "train=x",
+        "holdout=1",
+    ] {
+        assert!(bad.parse::<SplitSpec>().is_err(), "{bad}");
+    }
 }
 
 #[test]
@@ -1422,7 +1622,7 @@ fn yolo_export_layout_is_what_ultralytics_reads() {
     assert_eq!(
         report,
         ExportReport {
-            files_written: 5,
+            files_written: 6,
             images: 2,
             boxes: 2
         }
@@ -1431,11 +1631,16 @@ fn yolo_export_layout_is_what_ultralytics_reads() {
         serde_norway::from_str(&std::fs::read_to_string(out.join("data.yaml")).expect("data.yaml"))
             .expect("yaml");
     assert_eq!(
-        yaml["path"].as_str().map(PathBuf::from),
-        Some(std::path::absolute(&out).expect("absolute"))
+        yaml["path"].as_str(),
+        Some(""),
+        "relative: ultralytics resolves an empty path from the yaml's folder"
     );
-    assert_eq!(yaml["train"].as_str(), Some("images/train"));
-    assert_eq!(yaml["val"].as_str(), Some("images/train"));
+    assert_eq!(yaml["train"].as_str(), Some("images"));
+    assert_eq!(yaml["val"].as_str(), Some("images"));
+    assert_eq!(
+        std::fs::read_to_string(out.join("classes.txt")).expect("classes.txt"),
+        "person\nyes\n"
+    );
     assert_eq!(yaml["nc"].as_u64(), Some(2));
     assert_eq!(yaml["names"][0].as_str(), Some("person"));
     assert_eq!(
@@ -1443,30 +1648,27 @@ fn yolo_export_layout_is_what_ultralytics_reads() {
         Some("yes"),
         "`yes` stays a string"
     );
-    let label = std::fs::read_to_string(out.join("labels/train/a.txt")).expect("label");
+    let label = std::fs::read_to_string(out.join("labels/a.txt")).expect("label");
     assert_eq!(
         label,
         "1 0.225000 0.300000 0.250000 0.400000\n0 0.500000 0.500000 1.000000 1.000000\n"
     );
     assert_eq!(
-        std::fs::read_to_string(out.join("labels/train/b.txt")).expect("empty label"),
+        std::fs::read_to_string(out.join("labels/b.txt")).expect("empty label"),
         ""
     );
-    assert!(out.join("images/train/a.png").is_file());
+    assert!(out.join("images/a.png").is_file());
     // A missing source image is not copied; its labels are still written.
     std::fs::remove_file(src.join("b.png")).expect("remove");
     let partial = dir.path().join("partial");
     let report = export(Format::Yolo, &sample_dataset(), &partial, Some(&src)).expect("export");
-    assert_eq!(report.files_written, 4);
-    assert!(
-        partial.join("labels/train/b.txt").is_file()
-            && !partial.join("images/train/b.png").exists()
-    );
+    assert_eq!(report.files_written, 5);
+    assert!(partial.join("labels/b.txt").is_file() && !partial.join("images/b.png").exists());
     // Without images_root the labels are still written, the images are not.
     let bare = dir.path().join("bare");
     let report = export(Format::Yolo, &sample_dataset(), &bare, None).expect("export");
-    assert_eq!(report.files_written, 3);
-    assert!(!bare.join("images/train/a.png").exists());
+    assert_eq!(report.files_written, 4);
+    assert!(!bare.join("images/a.png").exists());
 }
 
 #[test]
@@ -1481,9 +1683,24 @@ fn exports_refuse_what_they_cannot_write() {
         "nothing is written when the export is refused"
     );
     let mut ds = sample_dataset();
+    ds.classes[0] = "a:b".into();
+    let err = export(Format::Voc, &ds, &dir.path().join("v"), None).expect_err("colon");
+    assert!(err.to_string().contains("labelmap.txt"), "{err}");
+    // Two images sharing a stem get distinct names, listed.
+    let mut ds = sample_dataset();
     ds.images[1].file_name = "a.jpg".into();
-    let err = export(Format::Voc, &ds, &dir.path().join("v"), None).expect_err("same stem");
-    assert!(err.to_string().contains("a.xml"), "{err}");
+    let outcome = export_with(
+        Format::Voc,
+        &ds,
+        &dir.path().join("v"),
+        &ExportSettings::default(),
+    )
+    .expect("renamed");
+    assert_eq!(
+        outcome.renamed,
+        [("a.png".to_owned(), "a-2.png".to_owned())]
+    );
+    assert!(dir.path().join("v/Annotations/a-2.xml").is_file());
     let mut ds = sample_dataset();
     ds.images[0].boxes[0].class = 9;
     assert!(export(Format::Coco, &ds, &dir.path().join("c.json"), None).is_err());
@@ -2043,14 +2260,18 @@ fn voc_export_copies_images_and_reads_back() {
     assert_eq!(
         report,
         ExportReport {
-            files_written: 5,
+            files_written: 6,
             images: 2,
             boxes: 2
         }
     );
     assert_eq!(
-        std::fs::read_to_string(out.join("labels.txt")).expect("labels"),
-        "person\nyes\n"
+        std::fs::read_to_string(out.join("labelmap.txt")).expect("labelmap"),
+        "# label:color_rgb:parts:actions\nperson:::\nyes:::\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("ImageSets/Main/train.txt")).expect("split list"),
+        "a\nb\n"
     );
     let p = import(Format::Voc, &out.join("Annotations"), None).expect("import");
     assert_eq!(p.images_dir, out.join("JPEGImages"));

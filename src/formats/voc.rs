@@ -10,7 +10,7 @@
 //! Loupe writes one extension element, `<loupe_id>` inside `<object>`, so its annotation ids
 //! survive a round trip; other readers ignore it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -22,8 +22,7 @@ use uuid::Uuid;
 
 use super::{
     CLASS_LIST_FILES, ExportReport, FormatError, Parsed, Report, accept_box, find_image_with_stem,
-    line_column, link_or_copy, read_class_list, read_text, relative_slash_path, safe_relative,
-    write_file,
+    line_column, read_class_list, read_text, relative_slash_path, write_file,
 };
 use crate::imaging::{has_image_extension, probe};
 use crate::model::{BBox, BoxFlags, Dataset, DatasetBox, DatasetImage};
@@ -599,45 +598,32 @@ pub(super) fn import(path: &Path, images_dir: Option<&Path>) -> Result<Parsed, F
     })
 }
 
-/// Writes `out/Annotations/<file>.xml` per image, `out/labels.txt` with the classes in order,
-/// and, when `images_root` is given, `out/JPEGImages/<file>` (hard-linked or copied).
+/// Writes the VOC layout datumaro's `voc_detection` reads: `Annotations/NAME.xml` per image,
+/// `ImageSets/Main/<split>.txt` (the names, without extension), `labelmap.txt` (datumaro's
+/// `name:color:parts:actions`, so classes outside VOC's twenty survive) and, unless the images
+/// mode is none, `JPEGImages/NAME`. `<filename>` is the image's name in `JPEGImages/`.
 pub(super) fn export(
     dataset: &Dataset,
     out: &Path,
-    images_root: Option<&Path>,
-) -> Result<ExportReport, FormatError> {
+    settings: &super::ExportSettings,
+) -> Result<super::ExportOutcome, FormatError> {
     // Validate everything before writing anything.
     for name in &dataset.classes {
-        if name.contains(['\n', '\r']) || name.trim() != name || name.is_empty() {
+        if name.contains(['\n', '\r', ':'])
+            || name.trim() != name
+            || name.is_empty()
+            || name.starts_with('#')
+        {
             return Err(FormatError::export(
                 out,
-                format!("class name {name:?} cannot be written to labels.txt"),
+                format!(
+                    "class name {name:?} cannot be written to labelmap.txt (one `name:color:parts:actions` line per class)"
+                ),
             ));
         }
     }
-    let mut planned = Vec::with_capacity(dataset.images.len());
-    let mut xml_paths = HashSet::with_capacity(dataset.images.len());
     let mut boxes = 0;
     for img in &dataset.images {
-        let Some(rel) = safe_relative(&img.file_name) else {
-            return Err(FormatError::export(
-                out,
-                format!(
-                    "image file name `{}` is empty or not relative",
-                    img.file_name
-                ),
-            ));
-        };
-        let xml_rel = rel.with_extension("xml");
-        if !xml_paths.insert(xml_rel.clone()) {
-            return Err(FormatError::export(
-                out,
-                format!(
-                    "two images would share the annotation file `{}`",
-                    xml_rel.display()
-                ),
-            ));
-        }
         for b in &img.boxes {
             if b.class >= dataset.classes.len() {
                 return Err(FormatError::export(
@@ -658,47 +644,58 @@ pub(super) fn export(
             }
         }
         boxes += img.boxes.len();
-        // An image missing under the root (known to the project from an import only) is not
-        // copied; its annotations are still written.
-        let source = images_root.map(|root| root.join(&rel)).filter(|source| {
-            let found = source.is_file();
-            if !found {
-                tracing::warn!(
-                    "{}: image not found; not copied into the export",
-                    source.display()
-                );
-            }
-            found
-        });
-        planned.push((img, rel, xml_rel, source));
     }
+    let plan = super::layout::plan(dataset, out, settings)?;
+    let mut outcome = plan.outcome();
 
-    let mut files_written = 0;
-    let mut labels = dataset.classes.join("\n");
-    labels.push('\n');
-    write_file(&out.join("labels.txt"), labels.as_bytes())?;
-    files_written += 1;
+    let mut labelmap = String::from("# label:color_rgb:parts:actions\n");
+    for name in &dataset.classes {
+        labelmap.push_str(name);
+        labelmap.push_str(":::\n");
+    }
+    write_file(&out.join("labelmap.txt"), labelmap.as_bytes())?;
+    let mut files_written = 1;
+    for (split, name) in plan.splits.iter().enumerate() {
+        let mut list = String::new();
+        for planned in plan.in_split(split) {
+            list.push_str(planned.stem());
+            list.push('\n');
+        }
+        write_file(
+            &out.join("ImageSets")
+                .join("Main")
+                .join(format!("{name}.txt")),
+            list.as_bytes(),
+        )?;
+        files_written += 1;
+    }
     std::fs::create_dir_all(out.join("Annotations"))
         .map_err(|e| FormatError::io(&out.join("Annotations"), e))?;
-    for (img, rel, xml_rel, source) in planned {
-        let rel_name = rel
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/");
-        let xml = voc_xml(img, &rel_name, &dataset.classes);
-        write_file(&out.join("Annotations").join(&xml_rel), xml.as_bytes())?;
+    let mut placer = super::layout::Placer::default();
+    for planned in &plan.images {
+        let xml = voc_xml(planned.img, &planned.name, &dataset.classes);
+        write_file(
+            &out.join("Annotations")
+                .join(format!("{}.xml", planned.stem())),
+            xml.as_bytes(),
+        )?;
         files_written += 1;
-        if let Some(source) = source {
-            link_or_copy(&source, &out.join("JPEGImages").join(&rel))?;
+        if let Some(source) = &planned.source {
+            placer.place(
+                settings.images,
+                source,
+                &out.join("JPEGImages").join(&planned.name),
+            )?;
             files_written += 1;
         }
     }
-    Ok(ExportReport {
+    placer.fill(&mut outcome);
+    outcome.report = ExportReport {
         files_written,
         images: dataset.images.len(),
         boxes,
-    })
+    };
+    Ok(outcome)
 }
 
 /// The VOC XML of one image.

@@ -1,4 +1,4 @@
-//! YOLO: the ultralytics layout (`data.yaml`, `images/<split>/`, `labels/<split>/`) and the
+//! YOLO: the ultralytics layout (`data.yaml`, `images/[<split>/]`, `labels/[<split>/]`) and the
 //! Darknet layout (`obj.data`, `obj.names`, `train.txt`, labels beside the images).
 //!
 //! Three ways in, chosen from the path given:
@@ -30,8 +30,8 @@ use rayon::prelude::*;
 use serde_norway::Value;
 
 use super::{
-    ExportReport, FormatError, Parsed, Report, accept_box, find_image_with_stem, link_or_copy,
-    normalize_path, read_class_list, read_text, relative_slash_path, safe_relative, write_file,
+    ExportReport, FormatError, Parsed, Report, accept_box, find_image_with_stem, normalize_path,
+    read_class_list, read_text, relative_slash_path, write_file,
 };
 use crate::imaging::{has_image_extension, probe};
 use crate::model::{BBox, BoxFlags, Dataset, DatasetBox, DatasetImage};
@@ -887,50 +887,43 @@ fn plan_folder(root: &Path, images_dir: Option<&Path>) -> Result<Plan, FormatErr
 
 #[derive(serde::Serialize)]
 struct DataYaml<'a> {
-    path: String,
-    train: &'a str,
-    val: &'a str,
+    path: &'a str,
+    train: String,
+    val: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    test: Option<String>,
     nc: usize,
     names: BTreeMap<usize, &'a str>,
 }
 
-/// Writes the ultralytics layout: `data.yaml`, `labels/train/<stem>.txt` for every image (empty
-/// when it has no boxes) and, with `images_root`, `images/train/<file>` hard-linked or copied.
+/// Writes the ultralytics layout: `data.yaml`, `classes.txt`, a label file per image (empty when
+/// it has no boxes) and, unless the images mode is none, the images. Without a split, one flat
+/// folder pair (`images/NAME`, `labels/NAME.txt`: what ultralytics, datumaro and
+/// label-studio-converter all read); with one, `images/<split>/NAME` and `labels/<split>/NAME.txt`.
+/// `data.yaml` has `path: ''`: ultralytics then resolves the splits from the yaml's own folder
+/// (a relative `path` such as `.` would be resolved from the working directory).
 /// Boxes are clipped to their image and written with 6 decimals; crowd boxes are written too.
 pub(super) fn export(
     dataset: &Dataset,
     out: &Path,
-    images_root: Option<&Path>,
-) -> Result<ExportReport, FormatError> {
+    settings: &super::ExportSettings,
+) -> Result<super::ExportOutcome, FormatError> {
     // Validate everything before writing anything.
-    let mut planned = Vec::with_capacity(dataset.images.len());
-    let mut label_paths = HashSet::with_capacity(dataset.images.len());
-    for img in &dataset.images {
-        let Some(rel) = safe_relative(&img.file_name) else {
+    for name in &dataset.classes {
+        if name.contains(['\n', '\r']) || name.trim().is_empty() {
             return Err(FormatError::export(
                 out,
-                format!(
-                    "image file name `{}` is empty or not relative",
-                    img.file_name
-                ),
+                format!("class name {name:?} cannot be written to classes.txt"),
             ));
-        };
+        }
+    }
+    for img in &dataset.images {
         if img.width == 0 || img.height == 0 {
             return Err(FormatError::export(
                 out,
                 format!(
                     "image `{}` has no known size; YOLO coordinates are fractions of it",
                     img.file_name
-                ),
-            ));
-        }
-        let label_rel = rel.with_extension("txt");
-        if !label_paths.insert(label_rel.clone()) {
-            return Err(FormatError::export(
-                out,
-                format!(
-                    "two images would share the label file `{}`",
-                    label_rel.display()
                 ),
             ));
         }
@@ -949,27 +942,38 @@ pub(super) fn export(
                 ),
             ));
         }
-        // An image missing under the root (known to the project from an import only) is not
-        // copied; its annotations are still written.
-        let source = images_root.map(|root| root.join(&rel)).filter(|source| {
-            let found = source.is_file();
-            if !found {
-                tracing::warn!(
-                    "{}: image not found; not copied into the export",
-                    source.display()
-                );
-            }
-            found
-        });
-        planned.push((img, rel, label_rel, source));
     }
-
-    std::fs::create_dir_all(out).map_err(|e| FormatError::io(out, e))?;
-    let abs_out = std::path::absolute(out).map_err(|e| FormatError::io(out, e))?;
+    let plan = super::layout::plan(dataset, out, settings)?;
+    let folder = |kind: &str, split: usize| -> PathBuf {
+        if plan.split_given {
+            out.join(kind).join(&plan.splits[split])
+        } else {
+            out.join(kind)
+        }
+    };
+    let rel = |split: &str| -> String {
+        if plan.split_given {
+            format!("images/{split}")
+        } else {
+            "images".to_owned()
+        }
+    };
+    let has = |name: &str| plan.splits.iter().any(|s| s == name);
+    let mut outcome = plan.outcome();
+    let val = if has("val") {
+        rel("val")
+    } else {
+        outcome.notes.push(
+            "no `val` split: data.yaml's `val` is the training images (ask for one with --split train=0.8,val=0.2)"
+                .to_owned(),
+        );
+        rel(super::layout::DEFAULT_SPLIT)
+    };
     let yaml = DataYaml {
-        path: abs_out.to_string_lossy().into_owned(),
-        train: "images/train",
-        val: "images/train",
+        path: "",
+        train: rel("train"),
+        val,
+        test: has("test").then(|| rel("test")),
         nc: dataset.classes.len(),
         names: dataset
             .classes
@@ -980,13 +984,27 @@ pub(super) fn export(
     };
     let yaml_text = serde_norway::to_string(&yaml)
         .map_err(|e| FormatError::export(out, format!("cannot write data.yaml: {e}")))?;
+    let yaml_text = format!(
+        "# Written by Loupe. `path: ''` = the folder of this file (ultralytics resolves a relative\n# path from the working directory, an empty one from here).\n{yaml_text}"
+    );
+    std::fs::create_dir_all(out).map_err(|e| FormatError::io(out, e))?;
     write_file(&out.join("data.yaml"), yaml_text.as_bytes())?;
-    let mut files_written = 1;
-    std::fs::create_dir_all(out.join("images").join("train"))
-        .map_err(|e| FormatError::io(&out.join("images"), e))?;
+    let mut classes = dataset.classes.join("\n");
+    classes.push('\n');
+    write_file(&out.join("classes.txt"), classes.as_bytes())?;
+    let mut files_written = 2;
+    // Every split's folders exist, even empty, so data.yaml never names a missing folder.
+    for split in 0..plan.splits.len() {
+        for kind in ["images", "labels"] {
+            let dir = folder(kind, split);
+            std::fs::create_dir_all(&dir).map_err(|e| FormatError::io(&dir, e))?;
+        }
+    }
 
     let mut boxes = 0;
-    for (img, rel, label_rel, source) in planned {
+    let mut placer = super::layout::Placer::default();
+    for planned in &plan.images {
+        let img = planned.img;
         let (w, h) = (f64::from(img.width), f64::from(img.height));
         let mut text = String::with_capacity(48 * img.boxes.len());
         for b in &img.boxes {
@@ -1007,19 +1025,20 @@ pub(super) fn export(
             );
             boxes += 1;
         }
-        write_file(
-            &out.join("labels").join("train").join(&label_rel),
-            text.as_bytes(),
-        )?;
+        let label = folder("labels", planned.split).join(format!("{}.txt", planned.stem()));
+        write_file(&label, text.as_bytes())?;
         files_written += 1;
-        if let Some(source) = source {
-            link_or_copy(&source, &out.join("images").join("train").join(&rel))?;
+        if let Some(source) = &planned.source {
+            let to = folder("images", planned.split).join(&planned.name);
+            placer.place(settings.images, source, &to)?;
             files_written += 1;
         }
     }
-    Ok(ExportReport {
+    placer.fill(&mut outcome);
+    outcome.report = ExportReport {
         files_written,
         images: dataset.images.len(),
         boxes,
-    })
+    };
+    Ok(outcome)
 }

@@ -641,6 +641,19 @@ impl Project {
             .map_err(self.sq())
     }
 
+    /// The content hash of every image that has one, by path (the key of seeded splits).
+    pub fn image_hashes(&self) -> Result<HashMap<String, String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path, hash FROM images WHERE hash IS NOT NULL")
+            .map_err(self.sq())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(self.sq())?;
+        rows.collect::<rusqlite::Result<HashMap<_, _>>>()
+            .map_err(self.sq())
+    }
+
     /// The absolute path of an image file.
     pub fn image_file(&self, image: &ImageRecord) -> PathBuf {
         self.root.join(&image.path)

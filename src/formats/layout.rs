@@ -1,0 +1,378 @@
+//! What the folder exports (COCO with images, YOLO, VOC) share: which image files go and from
+//! where, their names without the project's folders, their split, and placing the files.
+//!
+//! Training tools find a label by the image's name (ultralytics replaces the last `/images/` of
+//! an image path by `/labels/`; VOC and datumaro key items by file stem), so an export never
+//! nests the project's own folders under its split folders: every image is `NAME` inside its
+//! split. Names that clash once the folders are dropped (`a/x.jpg`, `b/x.jpg`, or `x.jpg` beside
+//! `x.png`, which share a label file) are resolved the same way every time: images in path
+//! order, the first keeps its name, the next ones are named by their whole path with `_` for `/`
+//! (`b_x.jpg`), then `-2`, `-3`… if that is taken too.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use super::{ExportOutcome, ExportSettings, FormatError, ImagesMode};
+use crate::model::{Dataset, DatasetImage};
+
+/// The split used when none is asked for.
+pub(super) const DEFAULT_SPLIT: &str = "train";
+
+/// How many unfound images an error lists by name.
+const MISSING_LISTED: usize = 5;
+
+/// One image of a folder export.
+pub(super) struct Planned<'a> {
+    pub img: &'a DatasetImage,
+    /// The image's index in `Dataset::images`.
+    pub index: usize,
+    /// Index into [`Plan::splits`].
+    pub split: usize,
+    /// The image's file name in the export (no folders).
+    pub name: String,
+    /// The image file to place in the export (none in [`ImagesMode::None`] or when missing).
+    pub source: Option<PathBuf>,
+}
+
+impl Planned<'_> {
+    /// The name without its extension: the stem of the label or annotation file.
+    pub fn stem(&self) -> &str {
+        stem_of(&self.name)
+    }
+}
+
+/// Every image of an export with its name, split and source, decided before anything is written.
+pub(super) struct Plan<'a> {
+    /// Split names, in order.
+    pub splits: Vec<String>,
+    /// Whether the user asked for a split (else everything is in [`DEFAULT_SPLIT`]).
+    pub split_given: bool,
+    pub images: Vec<Planned<'a>>,
+    pub renamed: Vec<(String, String)>,
+    pub missing: Vec<String>,
+}
+
+impl<'a> Plan<'a> {
+    /// The images of split `split`, in dataset order.
+    pub fn in_split(&self, split: usize) -> impl Iterator<Item = &Planned<'a>> {
+        self.images.iter().filter(move |p| p.split == split)
+    }
+
+    /// The outcome fields that come from the plan (counts per split, renames, missing images).
+    pub fn outcome(&self) -> ExportOutcome {
+        let mut notes = Vec::new();
+        for (i, split) in self.splits.iter().enumerate() {
+            if self.split_given && self.in_split(i).next().is_none() {
+                notes.push(format!(
+                    "split `{split}` has no images (of {} in all)",
+                    self.images.len()
+                ));
+            }
+        }
+        ExportOutcome {
+            splits: self
+                .splits
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.clone(), self.in_split(i).count()))
+                .collect(),
+            renamed: self.renamed.clone(),
+            missing: self.missing.clone(),
+            notes,
+            ..ExportOutcome::default()
+        }
+    }
+}
+
+fn stem_of(name: &str) -> &str {
+    match name.rfind('.') {
+        Some(dot) if dot > 0 => &name[..dot],
+        _ => name,
+    }
+}
+
+/// The parts of a stored path that name folders and the file: no root, drive, `.` or `..`.
+fn path_parts(file_name: &str) -> Vec<&str> {
+    file_name
+        .split(['/', '\\'])
+        .filter(|p| !matches!(*p, "" | "." | "..") && !p.ends_with(':'))
+        .collect()
+}
+
+/// Plans an export of `dataset` to `out`: names, splits and image sources.
+///
+/// # Errors
+///
+/// An image with an empty file name; images to place without an images folder; images that
+/// cannot be found unless `settings.allow_missing`.
+pub(super) fn plan<'a>(
+    dataset: &'a Dataset,
+    out: &Path,
+    settings: &ExportSettings,
+) -> Result<Plan<'a>, FormatError> {
+    let (splits, split_given) = match &settings.split {
+        Some(spec) => (spec.parts.iter().map(|(n, _)| n.clone()).collect(), true),
+        None => (vec![DEFAULT_SPLIT.to_owned()], false),
+    };
+
+    // Names: decided in path order so they do not depend on the order images were read in.
+    let mut order: Vec<usize> = (0..dataset.images.len()).collect();
+    order.sort_by(|&a, &b| {
+        dataset.images[a]
+            .file_name
+            .cmp(&dataset.images[b].file_name)
+    });
+    let mut names: Vec<String> = vec![String::new(); dataset.images.len()];
+    let mut taken: HashSet<String> = HashSet::with_capacity(dataset.images.len());
+    let mut renamed = Vec::new();
+    // First pass: every name that is free keeps it; second pass: the clashing ones are renamed.
+    // Two passes, so a renamed image never takes the plain name of an image further down.
+    let mut deferred = Vec::new();
+    for i in order {
+        let img = &dataset.images[i];
+        let parts = path_parts(&img.file_name);
+        let Some(&base) = parts.last() else {
+            return Err(FormatError::export(
+                out,
+                format!("image file name `{}` is empty", img.file_name),
+            ));
+        };
+        if taken.insert(stem_of(base).to_lowercase()) {
+            names[i] = base.to_owned();
+        } else {
+            deferred.push((i, parts.join("_")));
+        }
+    }
+    for (i, joined) in deferred {
+        let (stem, ext) = split_ext(&joined);
+        let mut name = joined.clone();
+        let mut n = 2;
+        while !taken.insert(stem_of(&name).to_lowercase()) {
+            name = format!("{stem}-{n}{ext}");
+            n += 1;
+        }
+        renamed.push((dataset.images[i].file_name.clone(), name.clone()));
+        names[i] = name;
+    }
+    renamed.sort();
+
+    let root = match (settings.images, &settings.images_root) {
+        (ImagesMode::None, _) => None,
+        (_, Some(root)) => Some(root.as_path()),
+        (mode, None) => {
+            return Err(FormatError::export(
+                out,
+                format!(
+                    "images `{}` needs the folder the images are in",
+                    mode.as_str()
+                ),
+            ));
+        }
+    };
+    let mut missing = Vec::new();
+    let mut images = Vec::with_capacity(dataset.images.len());
+    for (index, (img, name)) in dataset.images.iter().zip(names).enumerate() {
+        let source = match root {
+            Some(root) => {
+                // `join` keeps `..` (images beside the project folder) and absolute paths.
+                let path = root.join(Path::new(&img.file_name));
+                if path.is_file() {
+                    Some(path)
+                } else {
+                    missing.push(img.file_name.clone());
+                    None
+                }
+            }
+            None => None,
+        };
+        let split = match &settings.split {
+            Some(spec) => split_of(
+                settings
+                    .content_hashes
+                    .get(&img.file_name)
+                    .map_or(img.file_name.as_str(), String::as_str),
+                settings.seed,
+                &spec.parts,
+            ),
+            None => 0,
+        };
+        images.push(Planned {
+            img,
+            index,
+            split,
+            name,
+            source,
+        });
+    }
+    if !missing.is_empty() && !settings.allow_missing {
+        let root = root.unwrap_or(Path::new("."));
+        let listed: Vec<String> = missing
+            .iter()
+            .take(MISSING_LISTED)
+            .map(|m| root.join(m).display().to_string())
+            .collect();
+        let more = missing.len().saturating_sub(MISSING_LISTED);
+        return Err(FormatError::export(
+            out,
+            format!(
+                "{} of {} images not found: {}{}; nothing was written (--allow-missing exports their labels without them, --images none exports labels only)",
+                missing.len(),
+                dataset.images.len(),
+                listed.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            ),
+        ));
+    }
+    Ok(Plan {
+        splits,
+        split_given,
+        images,
+        renamed,
+        missing,
+    })
+}
+
+fn split_ext(name: &str) -> (&str, &str) {
+    let stem = stem_of(name);
+    (stem, &name[stem.len()..])
+}
+
+/// The split of an image: a point in [0, 1) drawn from blake3(seed, key), placed among the
+/// cumulative fractions. An image's split depends on nothing but its key and the seed, so adding
+/// images to a dataset never moves an earlier image from one split to another.
+pub(super) fn split_of(key: &str, seed: u64, parts: &[(String, f64)]) -> usize {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&seed.to_le_bytes());
+    hasher.update(key.as_bytes());
+    let hash = hasher.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash.as_bytes()[..8]);
+    // The top 53 bits: exactly representable, uniform in [0, 1).
+    #[allow(clippy::cast_precision_loss)]
+    let u = (u64::from_le_bytes(first) >> 11) as f64 / (1u64 << 53) as f64;
+    let mut cumulative = 0.0;
+    for (i, (_, fraction)) in parts.iter().enumerate() {
+        cumulative += fraction;
+        if u < cumulative {
+            return i;
+        }
+    }
+    parts.len().saturating_sub(1)
+}
+
+/// Places image files into an export, counting links and copies.
+#[derive(Default)]
+pub(super) struct Placer {
+    pub linked: usize,
+    pub copied: usize,
+    pub link_fallback: Option<String>,
+}
+
+impl Placer {
+    /// Puts `from` at `to` (replacing it) as `mode` says.
+    pub fn place(&mut self, mode: ImagesMode, from: &Path, to: &Path) -> Result<(), FormatError> {
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| FormatError::io(parent, e))?;
+        }
+        if to.symlink_metadata().is_ok() {
+            std::fs::remove_file(to).map_err(|e| FormatError::io(to, e))?;
+        }
+        if mode == ImagesMode::Link {
+            match std::fs::hard_link(from, to) {
+                Ok(()) => {
+                    self.linked += 1;
+                    return Ok(());
+                }
+                Err(e) => {
+                    // Another device or a file system without hard links: copy instead, and
+                    // say so once.
+                    if self.link_fallback.is_none() {
+                        self.link_fallback = Some(format!("{}: {e}", from.display()));
+                    }
+                }
+            }
+        }
+        std::fs::copy(from, to).map_err(|e| FormatError::io(from, e))?;
+        self.copied += 1;
+        Ok(())
+    }
+
+    /// Copies the counts into an outcome.
+    pub fn fill(self, outcome: &mut ExportOutcome) {
+        outcome.images_linked = self.linked;
+        outcome.images_copied = self.copied;
+        outcome.link_fallback = self.link_fallback;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::DatasetImage;
+
+    fn dataset(names: &[&str]) -> Dataset {
+        Dataset {
+            classes: vec![],
+            images: names
+                .iter()
+                .map(|n| DatasetImage {
+                    file_name: (*n).to_owned(),
+                    width: 1,
+                    height: 1,
+                    external_id: None,
+                    boxes: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn clashing_names_are_resolved_in_path_order() {
+        let ds = dataset(&[
+            "images/b/x.jpg",
+            "images/a/x.jpg",
+            "images/a/x.png",
+            "../outside/y.jpg",
+            "images_a_x.png",
+            "Y.JPG",
+        ]);
+        let plan = plan(&ds, Path::new("out"), &ExportSettings::default()).expect("plan");
+        let names: Vec<&str> = plan.images.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "images_b_x.jpg",
+                "x.jpg",
+                "images_a_x-2.png",
+                "y.jpg",
+                "images_a_x.png",
+                "Y-2.JPG"
+            ]
+        );
+        assert_eq!(
+            plan.renamed,
+            [
+                ("Y.JPG".to_owned(), "Y-2.JPG".to_owned()),
+                ("images/a/x.png".to_owned(), "images_a_x-2.png".to_owned()),
+                ("images/b/x.jpg".to_owned(), "images_b_x.jpg".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn splits_are_seeded_stable_and_close_to_the_fractions() {
+        let parts = vec![("train".to_owned(), 0.8), ("val".to_owned(), 0.2)];
+        let keys: Vec<String> = (0..10_000).map(|i| format!("img{i}.jpg")).collect();
+        let a: Vec<usize> = keys.iter().map(|k| split_of(k, 7, &parts)).collect();
+        let b: Vec<usize> = keys.iter().map(|k| split_of(k, 7, &parts)).collect();
+        assert_eq!(a, b, "same seed, same split");
+        let val = a.iter().filter(|&&s| s == 1).count();
+        assert!((1800..2200).contains(&val), "{val} of 10000 in val");
+        let c: Vec<usize> = keys.iter().map(|k| split_of(k, 8, &parts)).collect();
+        assert_ne!(a, c, "another seed, another split");
+    }
+}
