@@ -472,8 +472,8 @@ fn results_with_gt_map_onto_images_added_from_disk_by_file_name() {
     let labels = dir.path().join("labels.json");
     write_json(
         &labels,
-        &json!({"images": [0, 1, 2].map(|i| json!({"id": 500 + i, "file_name": format!("img_{i}.png"), "width": 64, "height": 48})),
-            "annotations": [0, 1, 2].map(|i| json!({"id": i + 1, "image_id": 500 + i, "category_id": 1, "bbox": [10, 10, 20, 20], "area": 400, "iscrowd": 0})),
+        &json!({"images": ([0, 1, 2].map(|i| json!({"id": 500 + i, "file_name": format!("img_{i}.png"), "width": 64, "height": 48}))),
+            "annotations": ([0, 1, 2].map(|i| json!({"id": i + 1, "image_id": 500 + i, "category_id": 1, "bbox": [10, 10, 20, 20], "area": 400, "iscrowd": 0}))),
             "categories": [{"id": 1, "name": "car"}, {"id": 2, "name": "bus"}]}),
     );
     ok(

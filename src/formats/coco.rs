@@ -513,6 +513,7 @@ pub fn import_coco_with_ids(
             warnings,
             images_dir: images_dir.map_or_else(|| parent_dir(path), Path::to_path_buf),
             skipped,
+            predictions: Vec::new(),
         },
         ids,
     ))

@@ -21,19 +21,20 @@
 
 mod coco;
 mod createml;
-mod labelme;
-mod openimages;
 mod cvat;
+mod labelme;
 mod labelstudio;
 mod layout;
+mod openimages;
 mod voc;
 mod yolo;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_json_csv;
 mod tests_cvatls;
+#[cfg(test)]
+mod tests_json_csv;
 
 use std::collections::HashMap;
 use std::fmt;

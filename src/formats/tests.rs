@@ -1492,6 +1492,7 @@ fn splits_are_deterministic_and_every_layout_follows_them() {
                 flags: BoxFlags::default(),
                 score: None,
                 id: None,
+                attributes: Vec::new(),
             }],
         });
     }
