@@ -108,6 +108,11 @@ pub enum Command {
         /// is given).
         #[arg(long, default_value_t = 0)]
         sessions: usize,
+        /// Where the model runs: auto (CUDA on Linux and Windows, DirectML on Windows, CoreML
+        /// on macOS when the ONNX Runtime library and the hardware have them, else the CPU,
+        /// saying why), or exactly cpu, cuda, directml or coreml (an error if it cannot run).
+        #[arg(long, default_value = "auto")]
+        provider: crate::inference::ProviderChoice,
         /// Score threshold override.
         #[arg(long)]
         score: Option<f32>,
@@ -120,7 +125,8 @@ pub enum Command {
         #[command(flatten)]
         filter: FilterArgs,
     },
-    /// Report what this installation can do (ONNX Runtime version and location, …).
+    /// Report what this installation can do (ONNX Runtime version and location, the execution
+    /// provider models run on, …).
     Doctor,
     /// Freeze, list and compare versions.
     #[command(subcommand)]
@@ -373,6 +379,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             threads,
             intra_threads,
             sessions,
+            provider,
             score,
             iou,
             limit,
@@ -389,6 +396,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     threads: *threads,
                     intra_threads: *intra_threads,
                     sessions: *sessions,
+                    provider: *provider,
                     filter: filter.to_filter()?,
                     overrides: crate::inference::DescriptorOverrides {
                         score_threshold: *score,
