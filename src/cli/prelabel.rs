@@ -12,8 +12,8 @@ use anyhow::{Context, Result};
 
 use super::TermProgress;
 use crate::inference::{
-    self, DescriptorOverrides, Detector, ModelDescriptor, PipelineOptions, RunEvent, RunName,
-    Provider, ProviderChoice, Selection, SessionOptions,
+    self, DescriptorOverrides, Detector, ModelDescriptor, PipelineOptions, Provider,
+    ProviderChoice, RunEvent, RunName, Selection, SessionOptions,
 };
 use crate::ingest::Progress;
 use crate::store::{ImageFilter, Project};

@@ -171,7 +171,11 @@ impl Detector {
         );
         let mut sessions = vec![Mutex::new(session)];
         for _ in 1..options.sessions.max(1) {
-            let more = open_session(model_path, SessionKind::Inference { threads }, provider.used)?;
+            let more = open_session(
+                model_path,
+                SessionKind::Inference { threads },
+                provider.used,
+            )?;
             sessions.push(Mutex::new(more));
         }
         let idle = crossbeam_channel::bounded(sessions.len());

@@ -134,7 +134,11 @@ impl ProviderChoice {
     /// The providers to try, best first. `auto` ends with the CPU, which always exists.
     pub fn candidates(self) -> Vec<Provider> {
         match self {
-            ProviderChoice::Auto => auto_order().iter().copied().chain([Provider::Cpu]).collect(),
+            ProviderChoice::Auto => auto_order()
+                .iter()
+                .copied()
+                .chain([Provider::Cpu])
+                .collect(),
             ProviderChoice::Only(p) => vec![p],
         }
     }
@@ -159,7 +163,9 @@ impl FromStr for ProviderChoice {
             .find(|p| p.name() == s || (s == "dml" && *p == Provider::DirectMl))
             .map(ProviderChoice::Only)
             .ok_or_else(|| {
-                format!("unknown execution provider {s:?}; expected auto, cpu, cuda, directml or coreml")
+                format!(
+                    "unknown execution provider {s:?}; expected auto, cpu, cuda, directml or coreml"
+                )
             })
     }
 }
@@ -274,7 +280,10 @@ pub(crate) fn register(
     };
     let (compiled_in, dispatch) = match provider {
         Provider::Cpu => return Ok(builder),
-        Provider::Cuda => (ort::ep::CUDA::is_available(), ort::ep::CUDA::default().build()),
+        Provider::Cuda => (
+            ort::ep::CUDA::is_available(),
+            ort::ep::CUDA::default().build(),
+        ),
         Provider::DirectMl => (
             ort::ep::DirectML::is_available(),
             ort::ep::DirectML::default().build(),
@@ -427,8 +436,15 @@ mod tests {
         assert_eq!(report.skipped.len(), auto_order().len());
         if let Some(first) = auto_order().first() {
             let why = report.fallback_reason().expect("a reason");
-            assert!(why.contains(&format!("{} not used: no device", first.label())), "{why}");
-            assert!(report.summary().starts_with("CPU (auto; "), "{}", report.summary());
+            assert!(
+                why.contains(&format!("{} not used: no device", first.label())),
+                "{why}"
+            );
+            assert!(
+                report.summary().starts_with("CPU (auto; "),
+                "{}",
+                report.summary()
+            );
         }
     }
 
@@ -437,8 +453,8 @@ mod tests {
         let Some(&best) = auto_order().first() else {
             return;
         };
-        let (_, report) = choose(ProviderChoice::Auto, |p| Ok::<_, InferenceError>(p))
-            .expect("opens");
+        let (_, report) =
+            choose(ProviderChoice::Auto, |p| Ok::<_, InferenceError>(p)).expect("opens");
         assert_eq!(report.used, best);
         assert!(report.skipped.is_empty());
         assert_eq!(report.summary(), format!("{} (auto)", best.label()));

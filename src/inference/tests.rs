@@ -784,12 +784,14 @@ fn providers_fall_back_to_the_cpu_with_the_reason() {
         let err = cuda.expect_err("this library has no CUDA");
         let msg = err.to_string();
         assert!(
-            msg.contains("CUDA execution provider cannot be used") && msg.contains("onnxruntime-gpu"),
+            msg.contains("CUDA execution provider cannot be used")
+                && msg.contains("onnxruntime-gpu"),
             "{msg}"
         );
         // The run record says where the model ran and why.
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut project = crate::store::Project::create(&dir.path().join("p.loupe")).expect("create");
+        let mut project =
+            crate::store::Project::create(&dir.path().join("p.loupe")).expect("create");
         let plan = plan_run(
             &mut project,
             &auto,
@@ -826,10 +828,8 @@ fn providers_fall_back_to_the_cpu_with_the_reason() {
     assert_eq!(cpu.provider().used, Provider::Cpu);
     assert!(cpu.provider().skipped.is_empty());
     if report.used == Provider::Cpu {
-        let page = image::open(
-            testdata().join("rapid_layout_pages/tests/test_files/layout.jpg"),
-        )
-        .expect("page");
+        let page = image::open(testdata().join("rapid_layout_pages/tests/test_files/layout.jpg"))
+            .expect("page");
         assert_eq!(
             cpu.detect(&page).expect("cpu"),
             auto.detect(&page).expect("auto")

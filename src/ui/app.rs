@@ -96,14 +96,14 @@ impl App {
             Ok(mut s) => {
                 s.model_mut()
                     .set_recent(self.settings.recent_models.clone());
-                let provider = self
-                    .settings
-                    .execution_provider
-                    .parse()
-                    .unwrap_or_else(|e: String| {
-                        tracing::warn!("settings: {e}; using auto");
-                        crate::inference::ProviderChoice::Auto
-                    });
+                let provider =
+                    self.settings
+                        .execution_provider
+                        .parse()
+                        .unwrap_or_else(|e: String| {
+                            tracing::warn!("settings: {e}; using auto");
+                            crate::inference::ProviderChoice::Auto
+                        });
                 s.model_mut().set_provider(provider);
                 self.settings.remember_project(path);
                 self.save_settings();

@@ -45,18 +45,18 @@ pub use canvas::{BoxLayer, Canvas, Display, Handle, WindowPreset, paint_boxes};
 pub use classes::{ClassTable, Thresholds};
 pub use commands::Command;
 pub use document::{Change, Document};
+pub use help::markdown_table;
 pub use lead::{
     DashboardData, EvalResult, HistoryRow, ImageMeta, LeadCommand, LeadViews, Mode, Queue,
 };
 pub use loader::{GrayStats, Job, LoadedImage, Slot};
 pub use model_run::{ModelCommand, ModelRunner, ModelState, RecentModel, RuntimeState};
 pub use session::{Current, Session};
-pub use help::markdown_table;
 pub use settings::{ConfigDir, Settings};
 pub use settings_page::{SavedSettings, SettingsOutcome, SettingsPage};
 pub use shortcuts::{Action, KeyBinding, KeyConflict, Keymap};
-pub use theme::ThemeChoice;
 pub use sync_status::{Phase, SyncCommand, SyncConfig, SyncStatus, SyncView};
+pub use theme::ThemeChoice;
 pub use viewport::Viewport;
 pub use writer::SaveState;
 

@@ -23,8 +23,8 @@ use super::commands::Command;
 use super::shortcuts::{Action, Keymap};
 use super::theme;
 use crate::inference::{
-    self, Detector, InferenceError, ModelDescriptor, PRESETS, PipelineOptions, RunEvent, RunName,
-    ProviderChoice, RunSummary, RuntimeInfo, Selection,
+    self, Detector, InferenceError, ModelDescriptor, PRESETS, PipelineOptions, ProviderChoice,
+    RunEvent, RunName, RunSummary, RuntimeInfo, Selection,
 };
 use crate::model::Annotation;
 use crate::store::{ImageRow, Project};

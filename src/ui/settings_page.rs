@@ -84,7 +84,11 @@ impl SettingsPage {
 
     /// Draws the window when open and takes its keys from the frame's input (so nothing behind
     /// it reacts to them). Returns what the user decided, the frame the window closes.
-    pub fn ui(&mut self, ctx: &egui::Context, config_dir: Option<&Path>) -> Option<SettingsOutcome> {
+    pub fn ui(
+        &mut self,
+        ctx: &egui::Context,
+        config_dir: Option<&Path>,
+    ) -> Option<SettingsOutcome> {
         if !self.open {
             return None;
         }
@@ -175,12 +179,9 @@ impl SettingsPage {
         );
         if let Some(dir) = config_dir {
             ui.label(
-                RichText::new(format!(
-                    "Settings and keys are kept in {}.",
-                    dir.display()
-                ))
-                .small()
-                .color(theme::TEXT_WEAK),
+                RichText::new(format!("Settings and keys are kept in {}.", dir.display()))
+                    .small()
+                    .color(theme::TEXT_WEAK),
             );
         }
     }
@@ -261,7 +262,14 @@ impl SettingsPage {
     fn capture_key(&mut self, ctx: &egui::Context, action: Action) {
         let press = ctx.input_mut(|i| {
             let index = i.events.iter().position(|e| {
-                matches!(e, egui::Event::Key { pressed: true, repeat: false, .. })
+                matches!(
+                    e,
+                    egui::Event::Key {
+                        pressed: true,
+                        repeat: false,
+                        ..
+                    }
+                )
             })?;
             match i.events.remove(index) {
                 egui::Event::Key { key, modifiers, .. } => Some((key, modifiers)),

@@ -711,7 +711,9 @@ mod tests {
             }
         }
         let ctrl_z = KeyBinding::parse("Ctrl+Z").expect("parse");
-        let err = map.set_keys(Action::Redo, vec![ctrl_z]).expect_err("Undo has it");
+        let err = map
+            .set_keys(Action::Redo, vec![ctrl_z])
+            .expect_err("Undo has it");
         assert_eq!((err.action, err.other), (Action::Redo, Action::Undo));
         let msg = err.to_string();
         assert!(msg.contains("Undo") && msg.contains("Redo"), "{msg}");
@@ -720,9 +722,16 @@ mod tests {
         assert_eq!(map.conflict(Action::NudgeLeft, left), None);
         let n = KeyBinding::parse("N").expect("parse");
         map.set_keys(Action::NextImage, vec![n]).expect("N is free");
-        assert_eq!(map.actions_for(Key::N, Modifiers::NONE), vec![Action::NextImage]);
-        map.reset(Action::NextImage).expect("defaults are free again");
-        assert_eq!(map.label(Action::NextImage), Keymap::default().label(Action::NextImage));
+        assert_eq!(
+            map.actions_for(Key::N, Modifiers::NONE),
+            vec![Action::NextImage]
+        );
+        map.reset(Action::NextImage)
+            .expect("defaults are free again");
+        assert_eq!(
+            map.label(Action::NextImage),
+            Keymap::default().label(Action::NextImage)
+        );
         // `?` is hit with or without Shift: a plain `?` conflicts with Help's.
         let q = KeyBinding::from_press(Key::Questionmark, Modifiers::NONE);
         assert_eq!(map.conflict(Action::Fit, q), Some(Action::Help));

@@ -56,19 +56,29 @@ fn the_profile_dialog_takes_enter_and_escape() {
     typed(&mut h, "grace");
     // On first start there is nothing to go back to: Escape keeps the dialog and says why.
     press(&mut h, Key::Escape);
-    assert!(session(&h).lead().modal_open(), "Escape cannot skip the first choice");
-    assert!(h.query_by_label_contains("Choose a name and a role first").is_some());
+    assert!(
+        session(&h).lead().modal_open(),
+        "Escape cannot skip the first choice"
+    );
+    assert!(
+        h.query_by_label_contains("Choose a name and a role first")
+            .is_some()
+    );
     assert_eq!(chosen(&fx), None);
 
     // Enter confirms.
     press(&mut h, Key::Enter);
     settle_all(&mut h);
-    assert!(!session(&h).lead().modal_open(), "Enter confirmed the dialog");
+    assert!(
+        !session(&h).lead().modal_open(),
+        "Enter confirmed the dialog"
+    );
     let (name, role) = chosen(&fx).expect("a profile was chosen");
     assert_eq!(name, "grace");
 
     // Opened again from the top bar: Escape cancels the change.
-    h.get_by_label(&format!("grace · {}", role.as_str())).click();
+    h.get_by_label(&format!("grace · {}", role.as_str()))
+        .click();
     settle_all(&mut h);
     assert!(session(&h).lead().modal_open());
     h.key_press_modifiers(Modifiers::COMMAND, Key::A);
@@ -80,7 +90,8 @@ fn the_profile_dialog_takes_enter_and_escape() {
     assert_eq!(chosen(&fx), Some(("grace".to_owned(), role)));
 
     // And Enter confirms a change.
-    h.get_by_label(&format!("grace · {}", role.as_str())).click();
+    h.get_by_label(&format!("grace · {}", role.as_str()))
+        .click();
     settle_all(&mut h);
     h.key_press_modifiers(Modifiers::COMMAND, Key::A);
     h.run();
@@ -101,7 +112,10 @@ fn the_class_picker_closes_on_escape_without_a_change() {
     assert!(session(&h).picker_open());
     // The search field has the focus: typing goes there, not to the shortcuts.
     typed(&mut h, "bi");
-    assert!(session(&h).picker_open(), "typing did not trigger shortcuts");
+    assert!(
+        session(&h).picker_open(),
+        "typing did not trigger shortcuts"
+    );
     press(&mut h, Key::Escape);
     assert!(!session(&h).picker_open(), "Escape closed the picker");
     assert_eq!(fx.stored_box(fx.a_box).value.class, fx.class("cat"));
@@ -130,12 +144,20 @@ fn the_help_overlay_closes_on_enter_and_escape_without_acting_behind() {
         .expect("open")
         .annotation(selected)
         .expect("box");
-    assert_eq!(stored.value.state, ReviewState::Proposed, "nothing accepted");
+    assert_eq!(
+        stored.value.state,
+        ReviewState::Proposed,
+        "nothing accepted"
+    );
     press(&mut h, Key::F1);
     assert!(h.state().help_open());
     press(&mut h, Key::Escape);
     assert!(!h.state().help_open(), "Escape closed the help");
-    assert_eq!(session(&h).selected(), Some(selected), "the selection stays");
+    assert_eq!(
+        session(&h).selected(),
+        Some(selected),
+        "the selection stays"
+    );
 }
 
 /// The app with settings kept in `dir`, on the fixture project.
@@ -170,7 +192,10 @@ fn settings_rebind_a_key_by_pressing_it_and_refuse_conflicts() {
     let next = Action::NextImage.description();
     h.get_by_label(&format!("Change keys: {next}")).click();
     h.run();
-    assert_eq!(h.state().settings_page().capturing(), Some(Action::NextImage));
+    assert_eq!(
+        h.state().settings_page().capturing(),
+        Some(Action::NextImage)
+    );
     press(&mut h, Key::N);
     assert_eq!(h.state().settings_page().capturing(), None);
     assert_eq!(
@@ -250,7 +275,10 @@ fn settings_escape_drops_every_change() {
     h.get_by_label("Light").click();
     h.run();
     press(&mut h, Key::Escape);
-    assert!(!h.state().settings_page().is_open(), "Escape closed the window");
+    assert!(
+        !h.state().settings_page().is_open(),
+        "Escape closed the window"
+    );
     assert_eq!(
         h.state().keymap().keys(Action::NextImage),
         Keymap::default().keys(Action::NextImage)

@@ -373,7 +373,8 @@ fn the_model_menu_chooses_the_execution_provider_and_the_status_bar_says_which_r
     };
     let used = detector.provider().used;
     assert!(
-        h.query_by_label(&format!("model on {}", used.label())).is_some(),
+        h.query_by_label(&format!("model on {}", used.label()))
+            .is_some(),
         "the status bar names the provider"
     );
     if built.contains(&loupe::inference::Provider::Cuda) {
@@ -397,7 +398,10 @@ fn the_model_menu_chooses_the_execution_provider_and_the_status_bar_says_which_r
     let ModelState::Failed { error, .. } = session(&h).model().model() else {
         panic!("CUDA cannot load here");
     };
-    assert!(error.contains("CUDA execution provider cannot be used"), "{error}");
+    assert!(
+        error.contains("CUDA execution provider cannot be used"),
+        "{error}"
+    );
     assert!(h.query_by_label_contains("model on").is_none());
     assert_eq!(
         ConfigDir::at(config.path().to_path_buf())
@@ -415,6 +419,9 @@ fn the_model_menu_chooses_the_execution_provider_and_the_status_bar_says_which_r
     h.get_by_label("CPU").click();
     h.run();
     wait_model(&mut h);
-    assert!(matches!(session(&h).model().model(), ModelState::Ready { .. }));
+    assert!(matches!(
+        session(&h).model().model(),
+        ModelState::Ready { .. }
+    ));
     assert!(h.query_by_label("model on CPU").is_some());
 }

@@ -347,6 +347,10 @@ fn the_sync_window_closes_on_escape_and_enter() {
         assert!(is_open(&mut h), "the indicator opens the window");
         press(&mut h, key);
         assert!(!is_open(&mut h), "{key:?} closed the window");
-        assert_eq!(session(&h).selected(), Some(selected), "{key:?} left the selection");
+        assert_eq!(
+            session(&h).selected(),
+            Some(selected),
+            "{key:?} left the selection"
+        );
     }
 }
