@@ -143,6 +143,11 @@ pub enum Command {
         /// is given).
         #[arg(long, default_value_t = 0)]
         sessions: usize,
+        /// Where the model runs: auto (CUDA on Linux and Windows, DirectML on Windows, CoreML
+        /// on macOS when the ONNX Runtime library and the hardware have them, else the CPU,
+        /// saying why), or exactly cpu, cuda, directml or coreml (an error if it cannot run).
+        #[arg(long, default_value = "auto")]
+        provider: crate::inference::ProviderChoice,
         /// Score threshold override.
         #[arg(long)]
         score: Option<f32>,
@@ -155,7 +160,8 @@ pub enum Command {
         #[command(flatten)]
         filter: FilterArgs,
     },
-    /// Report what this installation can do (ONNX Runtime version and location, …).
+    /// Report what this installation can do (ONNX Runtime version and location, the execution
+    /// provider models run on, …).
     Doctor,
     /// Freeze, list and compare versions.
     #[command(subcommand)]
@@ -431,6 +437,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             threads,
             intra_threads,
             sessions,
+            provider,
             score,
             iou,
             limit,
@@ -447,6 +454,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     threads: *threads,
                     intra_threads: *intra_threads,
                     sessions: *sessions,
+                    provider: *provider,
                     filter: filter.to_filter()?,
                     overrides: crate::inference::DescriptorOverrides {
                         score_threshold: *score,

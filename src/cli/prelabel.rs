@@ -12,8 +12,8 @@ use anyhow::{Context, Result};
 
 use super::TermProgress;
 use crate::inference::{
-    self, DescriptorOverrides, Detector, ModelDescriptor, PipelineOptions, RunEvent, RunName,
-    Selection, SessionOptions,
+    self, DescriptorOverrides, Detector, ModelDescriptor, PipelineOptions, Provider,
+    ProviderChoice, RunEvent, RunName, Selection, SessionOptions,
 };
 use crate::ingest::Progress;
 use crate::store::{ImageFilter, Project};
@@ -27,6 +27,8 @@ pub struct PrelabelArgs<'a> {
     pub intra_threads: usize,
     /// Model sessions running at once (0: automatic, see `SessionOptions::automatic`).
     pub sessions: usize,
+    /// Where the model runs.
+    pub provider: ProviderChoice,
     pub filter: ImageFilter,
     pub overrides: DescriptorOverrides,
     pub limit: Option<usize>,
@@ -48,9 +50,16 @@ pub fn prelabel(
     };
     // Fails with the installation hint before anything is written.
     inference::runtime_info()?;
-    let split = SessionOptions::for_model(args.model, args.sessions, args.intra_threads);
+    let split = SessionOptions::for_model(args.model, args.sessions, args.intra_threads)
+        .with_provider(args.provider);
     let detector = Detector::load_with(args.model, descriptor, split)
         .with_context(|| format!("{}: cannot load the model", args.model.display()))?;
+    let provider = detector.provider();
+    // Said before the run starts, so a slow CPU run is never a surprise.
+    eprintln!("execution provider: {}", provider.used.label());
+    if let Some(why) = provider.fallback_reason() {
+        eprintln!("  {why}");
+    }
     tracing::info!(
         sessions = split.sessions,
         intra_threads = split.intra_threads,
@@ -128,7 +137,10 @@ pub fn doctor() -> Result<()> {
     println!("loupe {}", env!("CARGO_PKG_VERSION"));
     println!("sqlite {}", rusqlite::version());
     match inference::runtime_info() {
-        Ok(info) => println!("onnxruntime {} ({})", info.version, info.path.display()),
+        Ok(info) => {
+            println!("onnxruntime {} ({})", info.version, info.path.display());
+            doctor_providers();
+        }
         Err(e) => println!("onnxruntime: not available: {e}"),
     }
     println!(
@@ -140,4 +152,28 @@ pub fn doctor() -> Result<()> {
         }
     );
     Ok(())
+}
+
+/// The execution providers: built into the library found, and which one `auto` runs on here
+/// (found by running a one-operator model), with the reason better ones are not used.
+fn doctor_providers() {
+    let names = |list: &[Provider]| {
+        list.iter()
+            .map(|p| p.label())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match inference::provider::built_in() {
+        Ok(built) => println!("execution providers in this library: {}", names(&built)),
+        Err(e) => println!("execution providers in this library: unknown: {e}"),
+    }
+    match inference::provider::probe(ProviderChoice::Auto) {
+        Ok(report) => {
+            println!("execution provider (auto): {}", report.used.label());
+            for (p, why) in &report.skipped {
+                println!("  {} not used: {why}", p.label());
+            }
+        }
+        Err(e) => println!("execution provider (auto): none runs: {e}"),
+    }
 }

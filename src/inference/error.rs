@@ -24,6 +24,11 @@ pub enum InferenceError {
     #[error("cannot load ONNX Runtime from {path}: {message}")]
     RuntimeLoad { path: PathBuf, message: String },
 
+    /// An execution provider that was asked for cannot run here (not in the ONNX Runtime
+    /// library found, its own libraries missing, no device).
+    #[error("the {provider} execution provider cannot be used: {reason}")]
+    ProviderUnavailable { provider: String, reason: String },
+
     /// The model file could not be read.
     #[error("cannot read model {path}: {source}")]
     ModelIo {

@@ -7,6 +7,8 @@
 //!   [`cv_resize`]: OpenCV's bilinear resize, bit for bit, for the `opencv-linear` filter.
 //! - [`decode`] and [`nms`]: raw tensors to candidates to final boxes.
 //! - [`pipeline`]: [`run_pipeline`], decoding on rayon ahead of inference on the calling thread.
+//! - [`provider`]: which execution provider (CUDA, DirectML, CoreML, CPU) runs a model, and
+//!   why the better ones were not used.
 //! - [`run`]: a pre-label run over a project ([`plan_run`], [`execute_run`]): the run record,
 //!   resuming, storing proposals, cancel; what `loupe prelabel` and the app both use.
 //!
@@ -21,6 +23,7 @@ mod error;
 pub mod nms;
 pub mod pipeline;
 pub mod preprocess;
+pub mod provider;
 pub mod run;
 pub mod runtime;
 
@@ -43,6 +46,7 @@ pub use self::descriptor::{DecoderKind, DescriptorOverrides, ModelDescriptor, PR
 pub use self::error::InferenceError;
 pub use self::pipeline::{ImageDetections, PipelineOptions, PipelineReport, Timings, run_pipeline};
 pub use self::preprocess::{InputTransform, PreparedInput};
+pub use self::provider::{Provider, ProviderChoice, ProviderReport};
 pub use self::run::{
     RunError, RunEvent, RunName, RunPlan, RunSummary, Selection, execute_run, plan_run,
 };
@@ -86,6 +90,8 @@ pub struct Detector {
     input_name: String,
     output_names: Vec<String>,
     class_names: Vec<String>,
+    /// The execution provider every session runs on, and why better ones were not used.
+    provider: ProviderReport,
 }
 
 impl std::fmt::Debug for Detector {
@@ -116,6 +122,7 @@ impl Detector {
             SessionOptions {
                 sessions: 1,
                 intra_threads: threads,
+                provider: ProviderChoice::Auto,
             },
         )
     }
@@ -124,6 +131,9 @@ impl Detector {
     /// threads each: a small model on few cores runs more images per second as two sessions
     /// of one thread than as one session of two, because one image's operators do not keep
     /// two threads busy. Each session holds its own copy of the weights.
+    ///
+    /// The first session picks the execution provider (`options.provider`, see
+    /// [`provider::choose`]); the others open on the same one.
     pub fn load_with(
         model_path: &Path,
         descriptor: ModelDescriptor,
@@ -132,7 +142,13 @@ impl Detector {
         descriptor.validate("descriptor")?;
         let model_name = display_name(model_path);
         let threads = options.intra_threads;
-        let session = open_session(model_path, SessionKind::Inference { threads })?;
+        check_model_file(model_path)?;
+        let (session, provider) = provider::choose(options.provider, |p| {
+            open_session(model_path, SessionKind::Inference { threads }, p)
+        })?;
+        if let Some(why) = provider.fallback_reason() {
+            tracing::warn!(provider = provider.used.name(), "{why}");
+        }
         let (model_hash, _) =
             crate::imaging::hash_file(model_path).map_err(|e| InferenceError::InvalidModel {
                 path: model_path.to_path_buf(),
@@ -155,7 +171,11 @@ impl Detector {
         );
         let mut sessions = vec![Mutex::new(session)];
         for _ in 1..options.sessions.max(1) {
-            let more = open_session(model_path, SessionKind::Inference { threads })?;
+            let more = open_session(
+                model_path,
+                SessionKind::Inference { threads },
+                provider.used,
+            )?;
             sessions.push(Mutex::new(more));
         }
         let idle = crossbeam_channel::bounded(sessions.len());
@@ -172,7 +192,13 @@ impl Detector {
             input_name,
             output_names,
             class_names,
+            provider,
         })
+    }
+
+    /// The execution provider the model runs on, and why better ones were not used.
+    pub fn provider(&self) -> &ProviderReport {
+        &self.provider
     }
 
     /// How many images this detector can infer at once.
@@ -445,6 +471,8 @@ pub struct SessionOptions {
     pub sessions: usize,
     /// Intra-op threads per session (0: ONNX Runtime's default, one per physical core).
     pub intra_threads: usize,
+    /// Where the sessions run (`auto`: the best provider that loads, else the CPU).
+    pub provider: ProviderChoice,
 }
 
 impl SessionOptions {
@@ -478,7 +506,16 @@ impl SessionOptions {
         SessionOptions {
             sessions,
             intra_threads,
+            provider: ProviderChoice::Auto,
         }
+    }
+}
+
+impl SessionOptions {
+    /// The same split on another execution provider.
+    #[must_use]
+    pub fn with_provider(self, provider: ProviderChoice) -> Self {
+        Self { provider, ..self }
     }
 }
 
@@ -505,10 +542,9 @@ impl Drop for IdleSlot<'_> {
     }
 }
 
-/// Opens `path` with ONNX Runtime, turning every failure into an [`InferenceError`] that names
-/// the file. `ort`'s builder errors are not `Send`, so they become strings here.
-fn open_session(path: &Path, kind: SessionKind) -> Result<Session, InferenceError> {
-    // Check the file first: ONNX Runtime's message for a missing file is less clear.
+/// Checks that `path` is a readable file: ONNX Runtime's message for a missing file is less
+/// clear, and a missing file must not read as a provider failing.
+fn check_model_file(path: &Path) -> Result<(), InferenceError> {
     let meta = std::fs::metadata(path).map_err(|source| InferenceError::ModelIo {
         path: path.to_path_buf(),
         source,
@@ -519,37 +555,117 @@ fn open_session(path: &Path, kind: SessionKind) -> Result<Session, InferenceErro
             source: std::io::Error::other("not a file"),
         });
     }
+    Ok(())
+}
+
+/// Where a session's model comes from.
+#[derive(Clone, Copy)]
+enum ModelSource<'a> {
+    File(&'a Path),
+    /// In memory, with a name for messages.
+    Memory(&'a [u8], &'a str),
+}
+
+/// Opens `path` with ONNX Runtime on `provider`, turning every failure into an
+/// [`InferenceError`] that names the file.
+fn open_session(
+    path: &Path,
+    kind: SessionKind,
+    provider: Provider,
+) -> Result<Session, InferenceError> {
+    check_model_file(path)?;
+    build_session(ModelSource::File(path), kind, provider)
+}
+
+/// Builds a session on `provider`. A provider that cannot be registered is
+/// [`InferenceError::ProviderUnavailable`]; so is a failure to create the session on a provider
+/// other than the CPU (no device, a missing CUDA library), since the CPU is what tells a bad
+/// model apart. `ort`'s builder errors are not `Send`, so they become strings here.
+fn build_session(
+    source: ModelSource<'_>,
+    kind: SessionKind,
+    provider: Provider,
+) -> Result<Session, InferenceError> {
     let rt = runtime::runtime()?;
-    let invalid = |message: String| InferenceError::InvalidModel {
-        path: path.to_path_buf(),
-        message,
+    let invalid = |message: String| match source {
+        _ if provider != Provider::Cpu => InferenceError::ProviderUnavailable {
+            provider: provider.label().to_owned(),
+            reason: format!("ONNX Runtime could not create the session: {message}"),
+        },
+        ModelSource::File(path) => InferenceError::InvalidModel {
+            path: path.to_path_buf(),
+            message,
+        },
+        ModelSource::Memory(_, name) => InferenceError::InvalidModel {
+            path: PathBuf::from(name),
+            message,
+        },
     };
-    let build = || -> Result<Session, String> {
-        let builder = Session::builder(&rt.env).map_err(|e| e.to_string())?;
+    let build = || -> Result<Session, Result<String, InferenceError>> {
+        fn text<E: std::fmt::Display>(e: E) -> Result<String, InferenceError> {
+            Ok(e.to_string())
+        }
+        let builder = Session::builder(&rt.env).map_err(text)?;
+        let builder = provider::register(builder, provider).map_err(Err)?;
         let builder = match kind {
             SessionKind::Inspect => builder
                 .with_optimization_level(GraphOptimizationLevel::Disable)
-                .map_err(|e| e.to_string())?
+                .map_err(text)?
                 .with_intra_threads(1)
-                .map_err(|e| e.to_string())?,
+                .map_err(text)?,
             SessionKind::Inference { threads } => builder
                 .with_optimization_level(GraphOptimizationLevel::All)
-                .map_err(|e| e.to_string())?
+                .map_err(text)?
                 .with_intra_threads(threads)
-                .map_err(|e| e.to_string())?
+                .map_err(text)?
                 // Spinning intra-op threads busy-wait between operators. Here they would take
                 // the cores from the threads preparing the next images (and from everything
                 // else on a desktop); measured on 2 cores with a build running alongside,
                 // blocking instead doubled throughput.
                 .with_intra_op_spinning(false)
-                .map_err(|e| e.to_string())?,
+                .map_err(text)?,
         };
         let mut builder = builder;
-        builder.commit_from_file(path).map_err(|e| e.to_string())
+        match source {
+            ModelSource::File(path) => builder.commit_from_file(path).map_err(text),
+            ModelSource::Memory(bytes, _) => builder.commit_from_memory(bytes).map_err(text),
+        }
     };
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(build))
-        .map_err(|panic| invalid(panic_message(&panic)))?
-        .map_err(invalid)
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(build)) {
+        Ok(Ok(session)) => Ok(session),
+        Ok(Err(Ok(message))) => Err(invalid(message)),
+        Ok(Err(Err(error))) => Err(error),
+        Err(panic) => Err(invalid(panic_message(&panic))),
+    }
+}
+
+/// Opens the built-in one-operator model on `choice`'s providers and runs it once, to find
+/// which provider would run: what `loupe doctor` reports.
+fn probe_session(choice: ProviderChoice) -> Result<ProviderReport, InferenceError> {
+    let model = provider::probe_model();
+    let ((), report) = provider::choose(choice, |p| {
+        let mut session = build_session(
+            ModelSource::Memory(&model, "the built-in probe model"),
+            SessionKind::Inference { threads: 1 },
+            p,
+        )?;
+        // Running once catches providers that only fail on the first run (no device memory).
+        let input = ndarray::Array1::<f32>::from_elem(1, -1.0);
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let tensor = TensorRef::from_array_view(input.view()).map_err(|e| e.to_string())?;
+            session
+                .run(ort::inputs!["x" => tensor])
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }))
+        .map_err(|panic| panic_message(&panic))
+        .and_then(|r| r);
+        run.map_err(|message| InferenceError::ProviderUnavailable {
+            provider: p.label().to_owned(),
+            reason: format!("the probe model did not run: {message}"),
+        })
+    })?;
+    Ok(report)
 }
 
 pub(crate) use crate::panic_message;
@@ -564,7 +680,8 @@ pub(crate) struct ModelMetadata {
 
 /// Opens the model just to read its metadata and input size.
 pub(crate) fn read_model_metadata(path: &Path) -> Result<ModelMetadata, InferenceError> {
-    let session = open_session(path, SessionKind::Inspect)?;
+    // Reading metadata is the same on every provider; the CPU always exists.
+    let session = open_session(path, SessionKind::Inspect, Provider::Cpu)?;
     let invalid = |message: String| InferenceError::InvalidModel {
         path: path.to_path_buf(),
         message,

@@ -98,10 +98,18 @@ pub struct RunSummary {
     pub pipeline: PipelineReport,
 }
 
-/// The settings a run is identified by (with the model file's hash): the descriptor as TOML.
+/// The settings a run is identified by (with the model file's hash): the descriptor as TOML,
+/// and its hash. A GPU provider's arithmetic differs from the CPU's in the last bits, so a run on
+/// one is not resumed on another: the hash covers the provider. For the CPU it covers the
+/// descriptor alone, as before providers existed, so runs recorded then still resume.
 pub fn settings_of(detector: &Detector) -> (String, String) {
     let settings = detector.descriptor().to_toml();
-    let hash = blake3::hash(settings.as_bytes()).to_hex().to_string();
+    let mut hashed = settings.clone();
+    let used = detector.provider().used;
+    if used != super::Provider::Cpu {
+        hashed.push_str(&format!("\nexecution_provider = \"{}\"\n", used.name()));
+    }
+    let hash = blake3::hash(hashed.as_bytes()).to_hex().to_string();
     (settings, hash)
 }
 
@@ -166,6 +174,11 @@ pub fn plan_run(
             settings: serde_json::json!({
                 "descriptor": settings,
                 "runtime_path": runtime.path.display().to_string(),
+                // Which hardware ran the model, what was asked for, and why a better
+                // provider was not used: evaluation compares runs knowing this.
+                "execution_provider": detector.provider().used.name(),
+                "execution_provider_choice": detector.provider().choice.name(),
+                "execution_provider_fallback": detector.provider().fallback_reason(),
             })
             .to_string(),
             settings_hash: Some(settings_hash.clone()),

@@ -6,7 +6,7 @@
 //! [`InferenceError::RuntimeMissing`], whose message says how to install it.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, RwLock};
 
 use super::InferenceError;
 
@@ -84,6 +84,33 @@ fn init(path: &Path) -> Result<Runtime, InferenceError> {
     })
 }
 
+/// The data folder the user chose (the app's settings), in place of the OS's.
+static DATA_DIR: RwLock<Option<PathBuf>> = RwLock::new(None);
+
+/// Sets the folder Loupe keeps its data in (the ONNX Runtime library, models); `None` goes back
+/// to the OS's data folder for Loupe. Only where the library is looked for depends on it here,
+/// and only until it is loaded (it stays loaded for the rest of the process).
+pub fn set_data_dir(dir: Option<PathBuf>) {
+    *DATA_DIR
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = dir;
+}
+
+/// The OS's data folder for Loupe (`~/.local/share/loupe` on Linux, `%APPDATA%\loupe\loupe\data`
+/// on Windows, `~/Library/Application Support/org.loupe.loupe` on macOS).
+pub fn default_data_dir() -> Option<PathBuf> {
+    directories::ProjectDirs::from("org", "loupe", "loupe").map(|d| d.data_dir().to_path_buf())
+}
+
+/// The data folder in use: the one set with [`set_data_dir`], else [`default_data_dir`].
+pub fn data_dir() -> Option<PathBuf> {
+    DATA_DIR
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+        .or_else(default_data_dir)
+}
+
 /// The platform's plain file name of the library, e.g. `libonnxruntime.so`.
 pub(crate) fn library_file_name() -> String {
     format!(
@@ -111,8 +138,8 @@ pub fn locate_library() -> Result<PathBuf, InferenceError> {
     {
         searched.push(dir);
     }
-    if let Some(dirs) = directories::ProjectDirs::from("org", "loupe", "loupe") {
-        searched.push(dirs.data_dir().to_path_buf());
+    if let Some(dir) = data_dir() {
+        searched.push(dir);
     }
     searched.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/onnxruntime"));
     for place in &searched {

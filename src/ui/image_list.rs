@@ -195,9 +195,9 @@ fn row_ui(
 ) {
     let painter = ui.painter_at(rect);
     if current {
-        painter.rect_filled(rect, 3.0, theme::SELECTED_ROW);
+        painter.rect_filled(rect, 3.0, theme::selected_row(ui));
     } else if hovered {
-        painter.rect_filled(rect, 3.0, Color32::from_gray(0x28));
+        painter.rect_filled(rect, 3.0, theme::hover_row(ui));
     }
     let thumb_rect = Rect::from_min_size(
         rect.min + vec2(4.0, 3.0),
@@ -223,7 +223,7 @@ fn row_ui(
     let name_color = if row.missing {
         theme::ERROR
     } else {
-        theme::TEXT
+        theme::text(ui)
     };
     painter.text(
         pos2(text_x, rect.top() + 6.0),

@@ -7,7 +7,8 @@
 //! changes boxes, through `document::Document` (in-memory boxes, undo/redo) and
 //! `writer::StoreWriter` (a thread with its own store connection). `viewport` owns every
 //! image/screen transform, `gpu` + `shaders/` draw the image, `loader` and `thumbs` decode off
-//! the UI thread, `theme` holds colours and sizes, `settings` and `shortcuts` what persists.
+//! the UI thread, `theme` holds colours and sizes, `settings` and `shortcuts` what persists,
+//! `settings_page` the window that edits them.
 
 mod app;
 mod bars;
@@ -24,6 +25,7 @@ mod loader;
 mod model_run;
 mod session;
 mod settings;
+mod settings_page;
 mod shortcuts;
 mod start;
 mod sync_status;
@@ -43,6 +45,7 @@ pub use canvas::{BoxLayer, Canvas, Display, Handle, WindowPreset, paint_boxes};
 pub use classes::{ClassTable, Thresholds};
 pub use commands::Command;
 pub use document::{Change, Document};
+pub use help::markdown_table;
 pub use lead::{
     DashboardData, EvalResult, HistoryRow, ImageMeta, LeadCommand, LeadViews, Mode, Queue,
 };
@@ -50,8 +53,10 @@ pub use loader::{GrayStats, Job, LoadedImage, Slot};
 pub use model_run::{ModelCommand, ModelRunner, ModelState, RecentModel, RuntimeState};
 pub use session::{Current, Session};
 pub use settings::{ConfigDir, Settings};
-pub use shortcuts::{Action, KeyBinding, Keymap};
+pub use settings_page::{SavedSettings, SettingsOutcome, SettingsPage};
+pub use shortcuts::{Action, KeyBinding, KeyConflict, Keymap};
 pub use sync_status::{Phase, SyncCommand, SyncConfig, SyncStatus, SyncView};
+pub use theme::ThemeChoice;
 pub use viewport::Viewport;
 pub use writer::SaveState;
 

@@ -23,8 +23,8 @@ use super::commands::Command;
 use super::shortcuts::{Action, Keymap};
 use super::theme;
 use crate::inference::{
-    self, Detector, InferenceError, ModelDescriptor, PRESETS, PipelineOptions, RunEvent, RunName,
-    RunSummary, RuntimeInfo, Selection,
+    self, Detector, InferenceError, ModelDescriptor, PRESETS, PipelineOptions, ProviderChoice,
+    RunEvent, RunName, RunSummary, RuntimeInfo, Selection,
 };
 use crate::model::Annotation;
 use crate::store::{ImageRow, Project};
@@ -61,6 +61,8 @@ pub enum ModelCommand {
     UsePreset(String),
     /// Look for ONNX Runtime again (after installing it).
     CheckRuntime,
+    /// Run models on this execution provider (`auto`: the best that loads); reloads the model.
+    SetProvider(ProviderChoice),
     RunOnImage,
     RunOnQueue,
     Cancel,
@@ -79,6 +81,8 @@ pub enum ModelUpdate {
     Finished,
     /// A model loaded: remember it in the settings.
     Remember(RecentModel),
+    /// The execution provider was chosen in the menu: remember it in the settings.
+    RememberProvider(ProviderChoice),
 }
 
 /// What a run covers.
@@ -180,6 +184,10 @@ pub struct ModelRunner {
     model: ModelState,
     job: Option<Job>,
     recent: Vec<RecentModel>,
+    /// Which execution provider models load on.
+    provider: ProviderChoice,
+    /// A provider chosen in the menu, to report to the settings at the next poll.
+    provider_chosen: Option<ProviderChoice>,
 }
 
 /// Where the run starts: the image on the canvas, the filtered list and who is labelling.
@@ -204,6 +212,8 @@ impl ModelRunner {
             model: ModelState::None,
             job: None,
             recent: Vec::new(),
+            provider: ProviderChoice::Auto,
+            provider_chosen: None,
         };
         runner.check_runtime();
         runner
@@ -212,6 +222,30 @@ impl ModelRunner {
     /// The recent models (from the settings), most recent first.
     pub fn set_recent(&mut self, recent: Vec<RecentModel>) {
         self.recent = recent;
+    }
+
+    /// The execution provider models load on (from the settings); takes effect at the next
+    /// load.
+    pub fn set_provider(&mut self, provider: ProviderChoice) {
+        self.provider = provider;
+    }
+
+    /// The execution provider chosen (not necessarily the one running: see
+    /// [`provider_status`](Self::provider_status)).
+    pub fn provider_choice(&self) -> ProviderChoice {
+        self.provider
+    }
+
+    /// For the status bar: the provider the loaded model runs on, and why a better one was not
+    /// used (if one was skipped).
+    pub fn provider_status(&self) -> Option<(String, Option<String>)> {
+        match &self.model {
+            ModelState::Ready { detector, .. } => {
+                let report = detector.provider();
+                Some((report.used.label().to_owned(), report.fallback_reason()))
+            }
+            _ => None,
+        }
     }
 
     /// Whether ONNX Runtime was found.
@@ -258,8 +292,9 @@ impl ModelRunner {
 
     fn load(&mut self, choice: RecentModel) {
         self.model = ModelState::Loading(choice.clone());
+        let provider = self.provider;
         self.spawn("loupe-model-load", move |tx| {
-            let result = load_detector(&choice).map(Arc::new).map_err(|e| {
+            let result = load_detector(&choice, provider).map(Arc::new).map_err(|e| {
                 let needs = matches!(e, InferenceError::DescriptorMissing { .. });
                 (e.to_string(), needs)
             });
@@ -301,6 +336,23 @@ impl ModelRunner {
                 return self.apply(ModelCommand::Use(choice), at);
             }
             ModelCommand::CheckRuntime => self.check_runtime(),
+            ModelCommand::SetProvider(provider) => {
+                if self.is_running() {
+                    return Some("Cancel the run before changing the execution provider".into());
+                }
+                self.provider = provider;
+                self.provider_chosen = Some(provider);
+                // The model's sessions are bound to a provider: load it again on the new one.
+                let (ModelState::Ready { choice, .. }
+                | ModelState::Failed { choice, .. }
+                | ModelState::Loading(choice)) = &self.model
+                else {
+                    return Some(format!("Execution provider: {provider}"));
+                };
+                let choice = choice.clone();
+                self.load(choice);
+                return Some(format!("Loading the model again on {provider}…"));
+            }
             ModelCommand::RunOnImage => {
                 let Some(image) = at.current else {
                     return Some("No image to run the model on".into());
@@ -373,6 +425,9 @@ impl ModelRunner {
     /// Handles what the background threads reported, without blocking.
     pub fn poll(&mut self) -> Vec<ModelUpdate> {
         let mut updates = Vec::new();
+        if let Some(provider) = self.provider_chosen.take() {
+            updates.push(ModelUpdate::RememberProvider(provider));
+        }
         while let Some(msg) = self.pending.pop_front().or_else(|| self.rx.try_recv().ok()) {
             self.handle(msg, &mut updates);
         }
@@ -425,11 +480,15 @@ impl ModelRunner {
                 }
                 match result {
                     Ok(detector) => {
-                        // Short: the status bar also shows a run's progress; the menu has details.
-                        updates.push(ModelUpdate::Message(format!(
-                            "Model {} ready",
-                            choice.label()
-                        )));
+                        // Short: the status bar also shows a run's progress; the menu has
+                        // details. A fallback to the CPU is said here, with its reason.
+                        let report = detector.provider();
+                        let mut message =
+                            format!("Model {} ready on {}", choice.label(), report.used.label());
+                        if let Some(why) = report.fallback_reason() {
+                            message.push_str(&format!(" ({why})"));
+                        }
+                        updates.push(ModelUpdate::Message(message));
                         updates.push(ModelUpdate::Remember(choice.clone()));
                         self.recent.retain(|m| m.path != choice.path);
                         self.recent.insert(0, choice.clone());
@@ -529,7 +588,10 @@ impl Drop for ModelRunner {
 }
 
 /// The descriptor (a preset, the `.toml` beside the model, or its metadata) and the model.
-fn load_detector(choice: &RecentModel) -> Result<Detector, InferenceError> {
+fn load_detector(
+    choice: &RecentModel,
+    provider: ProviderChoice,
+) -> Result<Detector, InferenceError> {
     // Without the runtime every model fails; say that rather than something about the file.
     inference::runtime_info()?;
     let descriptor = match &choice.preset {
@@ -538,7 +600,7 @@ fn load_detector(choice: &RecentModel) -> Result<Detector, InferenceError> {
     };
     // The same split of the cores as `loupe prelabel` (sessions side by side, their threads
     // block rather than spin between operators, so the UI keeps its share).
-    let split = inference::SessionOptions::for_model(&choice.path, 0, 0);
+    let split = inference::SessionOptions::for_model(&choice.path, 0, 0).with_provider(provider);
     Detector::load_with(&choice.path, descriptor, split)
 }
 
@@ -769,6 +831,7 @@ pub fn menu_ui(ui: &mut Ui, input: &ModelMenuInput<'_>, keymap: &Keymap, out: &m
                 });
             });
         }
+        provider_menu_ui(ui, runner, free, out);
         ui.separator();
         let ready = matches!(runner.model, ModelState::Ready { .. }) && free;
         command_button(
@@ -799,6 +862,52 @@ pub fn menu_ui(ui: &mut Ui, input: &ModelMenuInput<'_>, keymap: &Keymap, out: &m
             out,
         );
     });
+}
+
+/// "Execution provider" in the Model menu: auto or one provider, and what runs now.
+fn provider_menu_ui(ui: &mut Ui, runner: &ModelRunner, free: bool, out: &mut Vec<Command>) {
+    ui.add_enabled_ui(free, |ui| {
+        ui.menu_button(format!("Execution provider: {}", runner.provider), |ui| {
+            for choice in ProviderChoice::all() {
+                let text = match choice {
+                    ProviderChoice::Auto => "auto (GPU when available, else CPU)".to_owned(),
+                    ProviderChoice::Only(p) => p.label().to_owned(),
+                };
+                if ui
+                    .selectable_label(runner.provider == choice, text)
+                    .clicked()
+                {
+                    out.push(Command::Model(ModelCommand::SetProvider(choice)));
+                    ui.close();
+                }
+            }
+        });
+    });
+    if let ModelState::Ready { detector, .. } = &runner.model {
+        let report = detector.provider();
+        let label = ui.label(
+            RichText::new(format!("Runs on {}", report.used.label())).color(theme::TEXT_WEAK),
+        );
+        if let Some(why) = report.fallback_reason() {
+            label.on_hover_text(why);
+        }
+    }
+}
+
+/// The execution provider in the status bar: "model on CPU", with the fallback reason (if a
+/// better provider was skipped) in the hover text and in the warning colour.
+pub fn provider_status_ui(ui: &mut Ui, used: &str, fallback: Option<&str>) {
+    let text = RichText::new(format!("model on {used}"));
+    match fallback {
+        Some(why) => {
+            ui.label(text.color(theme::BUSY))
+                .on_hover_text(format!("Fell back to {used}: {why}"));
+        }
+        None => {
+            ui.label(text.color(theme::TEXT_WEAK))
+                .on_hover_text("The execution provider the model runs on");
+        }
+    }
 }
 
 /// The run's progress in the status bar (laid out right to left): Cancel, a bar, the figures.

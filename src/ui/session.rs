@@ -55,8 +55,12 @@ pub enum AppRequest {
     OpenProject(PathBuf),
     CloseProject,
     ToggleHelp,
+    /// Open the settings window.
+    OpenSettings,
     /// A model loaded: put it first in the recent models.
     RememberModel(super::model_run::RecentModel),
+    /// The execution provider was chosen in the Model menu.
+    RememberProvider(crate::inference::ProviderChoice),
 }
 
 /// One open project.
@@ -196,6 +200,11 @@ impl Session {
         self.current.as_ref().map_or(&[], |c| self.doc.boxes(c.id))
     }
 
+    /// True while the class picker is open.
+    pub fn picker_open(&self) -> bool {
+        self.picker.is_open()
+    }
+
     /// The selected box.
     pub fn selected(&self) -> Option<Uuid> {
         self.selected
@@ -332,6 +341,16 @@ impl Session {
             requests.extend(self.model_update(update));
         }
 
+        // The sync details window answers Enter and Escape (both close it) before the canvas
+        // would take them as "accept" and "deselect".
+        if self.sync.open
+            && ctx.input_mut(|i| {
+                i.consume_key(egui::Modifiers::NONE, Key::Escape)
+                    || i.consume_key(egui::Modifiers::NONE, Key::Enter)
+            })
+        {
+            self.sync.open = false;
+        }
         // Keys first, so this frame already shows what they did.
         let mut commands = Vec::new();
         if !self.picker.is_open() && !ctx.text_edit_focused() && !self.lead.modal_open() {
@@ -365,7 +384,7 @@ impl Session {
                 .inner_margin(egui::Margin::symmetric(8, 4))
         };
         egui::Panel::top("top-bar")
-            .frame(frame(theme::BAR_BG))
+            .frame(frame(theme::bar_bg(ui)))
             .show(ui, |ui| {
                 let input = TopBarInput {
                     project: &self.name,
@@ -386,7 +405,7 @@ impl Session {
                 self.top_bar.ui(ui, &input, out);
             });
         egui::Panel::bottom("status-bar")
-            .frame(frame(theme::BAR_BG))
+            .frame(frame(theme::bar_bg(ui)))
             .show(ui, |ui| {
                 let mut input = self.status_input();
                 input.model_run = self.model.progress(keymap);
@@ -394,7 +413,7 @@ impl Session {
             });
         egui::Panel::left("image-list")
             .default_size(270.0)
-            .frame(frame(theme::PANEL_BG).inner_margin(6))
+            .frame(frame(theme::panel_bg(ui)).inner_margin(6))
             .show(ui, |ui| {
                 let row = self.current.as_ref().and_then(|c| c.row);
                 let root = self.reader.root().to_path_buf();
@@ -403,7 +422,7 @@ impl Session {
             });
         egui::Panel::right("boxes")
             .default_size(270.0)
-            .frame(frame(theme::PANEL_BG).inner_margin(6))
+            .frame(frame(theme::panel_bg(ui)).inner_margin(6))
             .show(ui, |ui| {
                 let details_max = ui.available_height() * 0.35;
                 egui::Panel::bottom("box-details")
@@ -535,13 +554,15 @@ impl Session {
             message: self.message.as_deref(),
             model_run: None,
             sync: Some(self.sync.view()),
+            provider: self.model.provider_status(),
         }
     }
 
     /// The canvas keeps keyboard focus unless a text field has it, with Tab, arrows and
     /// Escape locked to it (egui would otherwise move focus between widgets with them).
     fn keep_keyboard_focus(&self, ctx: &egui::Context) {
-        if self.picker.is_open() || ctx.text_edit_focused() {
+        // A dialog keeps the focus it gave its first field.
+        if self.picker.is_open() || ctx.text_edit_focused() || self.lead.modal_open() {
             return;
         }
         ctx.memory_mut(|m| {
@@ -635,6 +656,7 @@ impl Session {
             Action::ToggleFlag => Command::ToggleFlag,
             Action::FocusSearch => Command::FocusSearch,
             Action::Help => Command::ToggleHelp,
+            Action::Settings => Command::OpenSettings,
             Action::OpenProject => Command::OpenProjectDialog,
             Action::AddImages => Command::AddImagesDialog,
             Action::SyncNow => Command::Sync(SyncCommand::Now),
@@ -1305,6 +1327,7 @@ impl Session {
             Command::RetryWrites => self.writer.retry_failed(),
             Command::Sync(c) => self.sync_command(c),
             Command::ToggleHelp => return Some(AppRequest::ToggleHelp),
+            Command::OpenSettings => return Some(AppRequest::OpenSettings),
             Command::OpenProjectDialog => return Some(AppRequest::OpenProjectDialog),
             Command::NewProjectDialog => return Some(AppRequest::NewProjectDialog),
             Command::OpenProject(p) => return Some(AppRequest::OpenProject(p)),
@@ -1345,6 +1368,7 @@ impl Session {
                 self.request_list(self.list.filter.clone());
             }
             ModelUpdate::Remember(m) => return Some(AppRequest::RememberModel(m)),
+            ModelUpdate::RememberProvider(p) => return Some(AppRequest::RememberProvider(p)),
         }
         None
     }

@@ -1,5 +1,8 @@
-//! Preferences that survive restarts: recent projects (`settings.toml`) and keyboard shortcuts
-//! (`shortcuts.toml`), both in the user's config folder.
+//! Preferences that survive restarts: recent projects, the theme, the data folder and the
+//! execution provider (`settings.toml`) and keyboard shortcuts (`shortcuts.toml`), both in the
+//! user's config folder as the OS has it (through `directories`: `~/.config/loupe` on Linux,
+//! `%APPDATA%\loupe\loupe\config` on Windows, `~/Library/Application Support/org.loupe.loupe`
+//! on macOS).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +26,13 @@ pub struct Settings {
     pub last_images: BTreeMap<String, String>,
     /// Detection models used, most recent first.
     pub recent_models: Vec<super::model_run::RecentModel>,
+    /// The execution provider models run on: `auto`, `cpu`, `cuda`, `directml` or `coreml`.
+    pub execution_provider: String,
+    /// Dark, light, or as the system says.
+    pub theme: super::theme::ThemeChoice,
+    /// Where Loupe keeps its data (the ONNX Runtime library, models); `None`: the OS's data
+    /// folder for Loupe.
+    pub data_folder: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -32,6 +42,9 @@ impl Default for Settings {
             show_image_list: true,
             last_images: BTreeMap::new(),
             recent_models: Vec::new(),
+            execution_provider: "auto".to_owned(),
+            theme: super::theme::ThemeChoice::default(),
+            data_folder: None,
         }
     }
 }
@@ -160,6 +173,19 @@ impl ConfigDir {
                 Keymap::default()
             }
         }
+    }
+
+    /// Writes `shortcuts.toml` (the settings window's keys).
+    pub fn save_keymap(&self, keymap: &Keymap) -> anyhow::Result<()> {
+        let Some(path) = self.file("shortcuts.toml") else {
+            return Ok(());
+        };
+        write_file(&path, &keymap.to_toml())
+    }
+
+    /// The folder itself, for the settings window; `None` when nothing is kept (tests).
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
     }
 
     /// Where the shortcuts file is, for the help overlay.

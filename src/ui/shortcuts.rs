@@ -41,6 +41,8 @@ pub enum Action {
     ToggleFlag,
     FocusSearch,
     Help,
+    /// Open the settings window (keys, theme, data folder).
+    Settings,
     OpenProject,
     AddImages,
     /// Push then pull with the shared store now.
@@ -94,6 +96,7 @@ impl Action {
             Action::ToggleFlag,
             Action::FocusSearch,
             Action::Help,
+            Action::Settings,
             Action::OpenProject,
             Action::AddImages,
             Action::SyncNow,
@@ -143,6 +146,7 @@ impl Action {
             Action::ToggleFlag => "toggle_flag",
             Action::FocusSearch => "focus_search",
             Action::Help => "help",
+            Action::Settings => "settings",
             Action::OpenProject => "open_project",
             Action::AddImages => "add_images",
             Action::SyncNow => "sync_now",
@@ -196,6 +200,7 @@ impl Action {
             Action::ToggleFlag => "Flag or unflag the image",
             Action::FocusSearch => "Search images by path",
             Action::Help => "Show this help",
+            Action::Settings => "Settings: keys, theme, data folder",
             Action::OpenProject => "Open a project",
             Action::AddImages => "Add images to the project",
             Action::SyncNow => "Sync with the shared store now (push, then pull)",
@@ -210,6 +215,19 @@ impl Action {
             Action::CancelModelRun => "Cancel the model run (finished images keep their proposals)",
         };
         s.to_owned()
+    }
+
+    /// True for the pairs that share keys on purpose: the arrows move a selected box and
+    /// change image when nothing is selected, so binding one arrow to both is no conflict.
+    pub fn shares_keys_with(self, other: Action) -> bool {
+        use Action::{NextImage, NudgeLeft, NudgeRight, PreviousImage};
+        matches!(
+            (self, other),
+            (NextImage, NudgeRight)
+                | (NudgeRight, NextImage)
+                | (PreviousImage, NudgeLeft)
+                | (NudgeLeft, PreviousImage)
+        )
     }
 
     fn parse(name: &str) -> Option<Action> {
@@ -261,6 +279,7 @@ impl Action {
             Action::ToggleFlag => &["Shift+F"],
             Action::FocusSearch => &["Ctrl+F", "Slash"],
             Action::Help => &["Questionmark", "F1"],
+            Action::Settings => &["Ctrl+Comma"],
             Action::OpenProject => &["Ctrl+O"],
             Action::AddImages => &["Ctrl+I"],
             Action::SyncNow => &["Ctrl+S"],
@@ -326,6 +345,28 @@ impl KeyBinding {
         )
     }
 
+    /// The binding of a key press: the key and its modifiers (`command` is Ctrl, or Cmd on
+    /// macOS).
+    pub fn from_press(key: Key, modifiers: Modifiers) -> KeyBinding {
+        KeyBinding {
+            ctrl: modifiers.command,
+            shift: modifiers.shift,
+            alt: modifiers.alt,
+            key,
+        }
+    }
+
+    /// The modifiers this binding is pressed with.
+    pub fn modifiers(self) -> Modifiers {
+        Modifiers {
+            alt: self.alt,
+            ctrl: self.ctrl && !cfg!(target_os = "macos"),
+            shift: self.shift,
+            mac_cmd: self.ctrl && cfg!(target_os = "macos"),
+            command: self.ctrl,
+        }
+    }
+
     /// True when a key event with these modifiers is this binding.
     pub fn matches(self, key: Key, modifiers: Modifiers) -> bool {
         key == self.key
@@ -350,15 +391,17 @@ impl KeyBinding {
         s
     }
 
-    /// The binding as people read it (`Ctrl+Shift+Z`, `?`, `←`).
+    /// The binding as people read it (`Ctrl+Shift+Z`, `?`, `Left`), with `Cmd` on macOS.
     pub fn label(self) -> String {
+        self.label_for(cfg!(target_os = "macos"))
+    }
+
+    /// [`label`](Self::label) as it reads on macOS (`Cmd+`) or elsewhere (`Ctrl+`): the README
+    /// is the same for everyone.
+    pub fn label_for(self, macos: bool) -> String {
         let mut s = String::new();
         if self.ctrl {
-            s.push_str(if cfg!(target_os = "macos") {
-                "Cmd+"
-            } else {
-                "Ctrl+"
-            });
+            s.push_str(if macos { "Cmd+" } else { "Ctrl+" });
         }
         if self.shift {
             s.push_str("Shift+");
@@ -492,11 +535,78 @@ impl Keymap {
             .collect()
     }
 
+    /// Replaces the keys of `action`, refusing a key another action already has (unless the
+    /// two share keys on purpose, see [`Action::shares_keys_with`]): the error names both.
+    pub fn set_keys(&mut self, action: Action, keys: Vec<KeyBinding>) -> Result<(), KeyConflict> {
+        for &binding in &keys {
+            if let Some(other) = self.conflict(action, binding) {
+                return Err(KeyConflict {
+                    binding,
+                    action,
+                    other,
+                });
+            }
+        }
+        if let Some(slot) = self.bindings.iter_mut().find(|(a, _)| *a == action) {
+            slot.1 = keys;
+        }
+        Ok(())
+    }
+
+    /// The default keys of `action` again (refused like [`set_keys`](Self::set_keys) when
+    /// another action took one of them meanwhile).
+    pub fn reset(&mut self, action: Action) -> Result<(), KeyConflict> {
+        let keys = action
+            .default_keys()
+            .iter()
+            .filter_map(|k| KeyBinding::parse(k))
+            .collect();
+        self.set_keys(action, keys)
+    }
+
+    /// The first action other than `action` that a press of `binding` would also trigger.
+    pub fn conflict(&self, action: Action, binding: KeyBinding) -> Option<Action> {
+        self.actions_for(binding.key, binding.modifiers())
+            .into_iter()
+            .chain(
+                // A binding with Shift optional (`?`) is also hit by the same key without it.
+                self.bindings
+                    .iter()
+                    .filter(|(_, keys)| keys.iter().any(|k| binding.matches(k.key, k.modifiers())))
+                    .map(|(a, _)| *a),
+            )
+            .find(|other| *other != action && !action.shares_keys_with(*other))
+    }
+
     /// True when some action uses this key press.
     pub fn is_bound(&self, key: Key, modifiers: Modifiers) -> bool {
         self.bindings
             .iter()
             .any(|(_, keys)| keys.iter().any(|k| k.matches(key, modifiers)))
+    }
+}
+
+/// A key that [`Keymap::set_keys`] refused because another action has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyConflict {
+    pub binding: KeyBinding,
+    /// The action being rebound.
+    pub action: Action,
+    /// The action that already has the key.
+    pub other: Action,
+}
+
+impl std::fmt::Display for KeyConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is already the key of “{}”; it cannot also be the key of “{}”. Give “{}” \
+             another key first.",
+            self.binding.label(),
+            self.other.description(),
+            self.action.description(),
+            self.other.description()
+        )
     }
 }
 
@@ -590,6 +700,41 @@ mod tests {
             map.actions_for(Key::ArrowLeft, Modifiers::NONE),
             vec![Action::PreviousImage, Action::NudgeLeft]
         );
+    }
+
+    #[test]
+    fn the_defaults_have_no_conflicts_and_rebinding_refuses_one() {
+        let mut map = Keymap::default();
+        for action in Action::all() {
+            for &k in map.keys(action) {
+                assert_eq!(map.conflict(action, k), None, "{action:?} {k:?}");
+            }
+        }
+        let ctrl_z = KeyBinding::parse("Ctrl+Z").expect("parse");
+        let err = map
+            .set_keys(Action::Redo, vec![ctrl_z])
+            .expect_err("Undo has it");
+        assert_eq!((err.action, err.other), (Action::Redo, Action::Undo));
+        let msg = err.to_string();
+        assert!(msg.contains("Undo") && msg.contains("Redo"), "{msg}");
+        // The arrows are shared on purpose.
+        let left = KeyBinding::parse("Left").expect("parse");
+        assert_eq!(map.conflict(Action::NudgeLeft, left), None);
+        let n = KeyBinding::parse("N").expect("parse");
+        map.set_keys(Action::NextImage, vec![n]).expect("N is free");
+        assert_eq!(
+            map.actions_for(Key::N, Modifiers::NONE),
+            vec![Action::NextImage]
+        );
+        map.reset(Action::NextImage)
+            .expect("defaults are free again");
+        assert_eq!(
+            map.label(Action::NextImage),
+            Keymap::default().label(Action::NextImage)
+        );
+        // `?` is hit with or without Shift: a plain `?` conflicts with Help's.
+        let q = KeyBinding::from_press(Key::Questionmark, Modifiers::NONE);
+        assert_eq!(map.conflict(Action::Fit, q), Some(Action::Help));
     }
 
     #[test]

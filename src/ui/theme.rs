@@ -49,48 +49,143 @@ pub const IMAGE_ROW_HEIGHT: f32 = 44.0;
 /// Longest side of a thumbnail, in pixels.
 pub const THUMB_SIZE: u32 = 80;
 
-/// Sets the dark, compact look on a context.
-pub fn apply(ctx: &egui::Context) {
-    ctx.set_theme(egui::Theme::Dark);
-    // Both the dark and the light style get the dark look, so a system theme switch (or a test
-    // harness that picks a theme) cannot turn the app light.
-    ctx.all_styles_mut(|style| {
-        style.visuals = egui::Visuals::dark();
-        style.spacing.item_spacing = egui::vec2(6.0, 4.0);
-        style.spacing.button_padding = egui::vec2(6.0, 2.0);
-        style.spacing.interact_size.y = 20.0;
-        style.spacing.window_margin = Margin::same(10);
-        style.text_styles = [
-            (
-                TextStyle::Heading,
-                FontId::new(16.0, FontFamily::Proportional),
-            ),
-            (TextStyle::Body, FontId::new(13.0, FontFamily::Proportional)),
-            (
-                TextStyle::Monospace,
-                FontId::new(12.0, FontFamily::Monospace),
-            ),
-            (
-                TextStyle::Button,
-                FontId::new(13.0, FontFamily::Proportional),
-            ),
-            (
-                TextStyle::Small,
-                FontId::new(11.0, FontFamily::Proportional),
-            ),
-        ]
-        .into();
-        let v = &mut style.visuals;
-        v.panel_fill = PANEL_BG;
-        v.window_fill = PANEL_BG;
-        v.extreme_bg_color = CANVAS_BG;
-        v.override_text_color = Some(TEXT);
-        v.selection.bg_fill = SELECTED_ROW;
-        v.selection.stroke = Stroke::new(1.0, ACCENT);
-        v.hyperlink_color = ACCENT;
-        v.window_corner_radius = CornerRadius::same(6);
-        v.widgets.noninteractive.bg_stroke = Stroke::new(1.0, Color32::from_gray(0x33));
+/// The theme chosen in the settings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThemeChoice {
+    #[default]
+    Dark,
+    Light,
+    /// Follow the operating system's light or dark mode.
+    System,
+}
+
+impl ThemeChoice {
+    pub const ALL: [ThemeChoice; 3] = [ThemeChoice::Dark, ThemeChoice::Light, ThemeChoice::System];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ThemeChoice::Dark => "Dark",
+            ThemeChoice::Light => "Light",
+            ThemeChoice::System => "System",
+        }
+    }
+}
+
+/// Sets the compact look in the chosen theme. The dark style is Loupe's own palette; the light
+/// style is egui's light visuals with the same sizes. With `Dark` both styles get the dark look,
+/// so a system theme switch (or a test harness that picks a theme) cannot turn the app light.
+pub fn apply_choice(ctx: &egui::Context, choice: ThemeChoice) {
+    ctx.set_theme(match choice {
+        ThemeChoice::Dark => egui::ThemePreference::Dark,
+        ThemeChoice::Light => egui::ThemePreference::Light,
+        ThemeChoice::System => egui::ThemePreference::System,
     });
+    ctx.style_mut_of(egui::Theme::Dark, dark_style);
+    ctx.style_mut_of(egui::Theme::Light, |style| {
+        if choice == ThemeChoice::Dark {
+            dark_style(style);
+        } else {
+            light_style(style);
+        }
+    });
+}
+
+/// egui's light visuals with Loupe's sizes; text colours come from the visuals.
+fn light_style(style: &mut egui::Style) {
+    sizes(style);
+    style.visuals = egui::Visuals::light();
+    style.visuals.window_corner_radius = CornerRadius::same(6);
+    style.visuals.hyperlink_color = ACCENT;
+}
+
+/// Background of side panels in the current theme.
+pub fn panel_bg(ui: &egui::Ui) -> Color32 {
+    if ui.visuals().dark_mode {
+        PANEL_BG
+    } else {
+        ui.visuals().panel_fill
+    }
+}
+
+/// Background of the top and status bars in the current theme.
+pub fn bar_bg(ui: &egui::Ui) -> Color32 {
+    if ui.visuals().dark_mode {
+        BAR_BG
+    } else {
+        ui.visuals().faint_bg_color
+    }
+}
+
+/// Body text in the current theme.
+pub fn text(ui: &egui::Ui) -> Color32 {
+    if ui.visuals().dark_mode {
+        TEXT
+    } else {
+        ui.visuals().text_color()
+    }
+}
+
+/// Fill behind the selected row of a list in the current theme.
+pub fn selected_row(ui: &egui::Ui) -> Color32 {
+    ui.visuals().selection.bg_fill
+}
+
+/// Fill behind a hovered row of a list in the current theme.
+pub fn hover_row(ui: &egui::Ui) -> Color32 {
+    if ui.visuals().dark_mode {
+        Color32::from_gray(0x28)
+    } else {
+        ui.visuals().widgets.hovered.weak_bg_fill
+    }
+}
+
+/// Sizes and text styles shared by both themes.
+fn sizes(style: &mut egui::Style) {
+    style.spacing.item_spacing = egui::vec2(6.0, 4.0);
+    style.spacing.button_padding = egui::vec2(6.0, 2.0);
+    style.spacing.interact_size.y = 20.0;
+    style.spacing.window_margin = Margin::same(10);
+    style.text_styles = text_styles();
+}
+
+fn text_styles() -> std::collections::BTreeMap<TextStyle, FontId> {
+    [
+        (
+            TextStyle::Heading,
+            FontId::new(16.0, FontFamily::Proportional),
+        ),
+        (TextStyle::Body, FontId::new(13.0, FontFamily::Proportional)),
+        (
+            TextStyle::Monospace,
+            FontId::new(12.0, FontFamily::Monospace),
+        ),
+        (
+            TextStyle::Button,
+            FontId::new(13.0, FontFamily::Proportional),
+        ),
+        (
+            TextStyle::Small,
+            FontId::new(11.0, FontFamily::Proportional),
+        ),
+    ]
+    .into()
+}
+
+/// Loupe's dark palette with its sizes.
+fn dark_style(style: &mut egui::Style) {
+    style.visuals = egui::Visuals::dark();
+    sizes(style);
+    let v = &mut style.visuals;
+    v.panel_fill = PANEL_BG;
+    v.window_fill = PANEL_BG;
+    v.extreme_bg_color = CANVAS_BG;
+    v.override_text_color = Some(TEXT);
+    v.selection.bg_fill = SELECTED_ROW;
+    v.selection.stroke = Stroke::new(1.0, ACCENT);
+    v.hyperlink_color = ACCENT;
+    v.window_corner_radius = CornerRadius::same(6);
+    v.widgets.noninteractive.bg_stroke = Stroke::new(1.0, Color32::from_gray(0x33));
 }
 
 /// Parses a `#rrggbb` class colour; grey when it is malformed.

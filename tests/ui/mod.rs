@@ -1,6 +1,7 @@
 //! UI tests: drive the real app with egui_kittest (mouse drags, key presses) and check what
 //! reached the project file through a fresh connection.
 
+mod dialogs;
 mod editing;
 mod lead;
 mod navigation;

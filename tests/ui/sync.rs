@@ -320,3 +320,37 @@ fn an_unreachable_store_shows_offline_and_recovers() {
     });
     assert!(h.query_by_label_contains("synced").is_some());
 }
+
+/// The sync details window opens from the status bar and closes on Escape or Enter, which do
+/// not reach the canvas (Escape would deselect, Enter accept) while it is open.
+#[test]
+fn the_sync_window_closes_on_escape_and_enter() {
+    let team = Team::new(Backend::Folder, &[Role::Lead, Role::Annotator]);
+    let _x = team.create(0, 0, 5.0);
+    team.sync(0);
+    let mut h = app_on(&team, 0, manual());
+    wait_sync(&mut h, "the first report", |v| {
+        v.phase == Phase::Idle && v.remote.is_some()
+    });
+    press(&mut h, Key::Tab);
+    let selected = session(&h).selected().expect("a box is selected");
+    let is_open = |h: &mut Harness<'_, App>| {
+        h.state_mut()
+            .session_mut()
+            .expect("a project is open")
+            .sync_mut()
+            .open
+    };
+    for key in [Key::Escape, Key::Enter] {
+        h.get_by_label_contains("synced").click();
+        settle(&mut h);
+        assert!(is_open(&mut h), "the indicator opens the window");
+        press(&mut h, key);
+        assert!(!is_open(&mut h), "{key:?} closed the window");
+        assert_eq!(
+            session(&h).selected(),
+            Some(selected),
+            "{key:?} left the selection"
+        );
+    }
+}

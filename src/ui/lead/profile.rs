@@ -162,8 +162,16 @@ impl Profile {
                 }
             });
         });
-        if self.chosen && response.should_close() {
-            self.open = false;
+        // Escape (or a click outside) cancels a change of profile. On first start there is
+        // nothing to go back to: the dialog stays and says why.
+        if response.should_close() {
+            if self.chosen {
+                self.open = false;
+            } else if !self.waiting {
+                self.error = Some(
+                    "Choose a name and a role first: every box you edit carries them.".to_owned(),
+                );
+            }
         }
     }
 }

@@ -226,9 +226,9 @@ fn row_ui(ui: &mut Ui, i: usize, r: &TriageImage, selected: bool, height: f32) -
             ui.allocate_exact_size(egui::vec2(ui.available_width(), height), Sense::click());
         let painter = ui.painter_at(rect);
         if selected {
-            painter.rect_filled(rect, 3.0, theme::SELECTED_ROW);
+            painter.rect_filled(rect, 3.0, theme::selected_row(ui));
         } else if response.hovered() {
-            painter.rect_filled(rect, 3.0, egui::Color32::from_gray(0x28));
+            painter.rect_filled(rect, 3.0, theme::hover_row(ui));
         }
         let y = rect.center().y;
         let font = egui::FontId::proportional(13.0);
@@ -246,7 +246,7 @@ fn row_ui(ui: &mut Ui, i: usize, r: &TriageImage, selected: bool, height: f32) -
         };
         text(&format!("{}", i + 1), theme::TEXT_WEAK, &small, 34.0);
         text(&format!("{:.2}", r.score), theme::ACCENT, &font, 50.0);
-        text(&r.path, theme::TEXT, &font, 220.0);
+        text(&r.path, theme::text(ui), &font, 220.0);
         let c = &r.counts;
         for (n, kind) in [
             (c.missing_label, SignalKind::MissingLabel),
