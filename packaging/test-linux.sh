@@ -125,6 +125,9 @@ run "$loupe -p demo.loupe prelabel --model layout_cdla.onnx --preset rapid_layou
 run "$loupe -p demo.loupe stats"
 run "$loupe -p demo.loupe export -f coco export-coco.json"
 [[ -s "$work_host/export-coco.json" ]] || fail "export wrote nothing"
+run "$loupe init second.loupe" >/dev/null
+run "$loupe -p second.loupe import -f coco export-coco.json"
+run "$loupe -p second.loupe stats"
 # A file manager runs the desktop file's Exec line, `loupe open FILE`; `loupe FILE` is the
 # same. Both are checked through the first-frame probe below.
 

@@ -85,7 +85,7 @@ loupe -p demo.loupe stats
 loupe -p demo.loupe export -f coco export-coco.json
 [[ -s export-coco.json ]] || fail "export wrote nothing"
 loupe init second.loupe >/dev/null
-loupe -p second.loupe import -f coco export-coco.json --images pages
+loupe -p second.loupe import -f coco export-coco.json
 loupe -p second.loupe stats
 
 say "time to the first drawn frame (WGPU_BACKEND=vulkan, 2 runs)"
