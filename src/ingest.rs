@@ -56,8 +56,8 @@ pub struct AddReport {
 
 /// A path relative to `root` with `/` separators (`..` where the file is outside the root).
 pub fn relative_path(root: &Path, path: &Path) -> String {
-    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let abs = dunce::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let root = dunce::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
     let a: Vec<Component<'_>> = abs.components().collect();
     let r: Vec<Component<'_>> = root.components().collect();
     let common = a.iter().zip(&r).take_while(|(x, y)| x == y).count();

@@ -25,12 +25,18 @@ pub use progress::TermProgress;
     name = "loupe",
     about = "Label, review and version object-detection datasets",
     // `--version` is Loupe's own (below): it also names the commit and the ONNX Runtime found.
-    disable_version_flag = true
+    disable_version_flag = true,
+    // `loupe FILE.loupe` opens the app: file managers and installers' file associations pass
+    // the project as the only argument. A subcommand name always wins over a file name.
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     /// Print the version, the git commit it was built from and the ONNX Runtime it finds.
     #[arg(short = 'V', long = "version")]
     pub show_version: bool,
+    /// Open the desktop app on this project (the same as `loupe open FILE`).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// The project file (NAME.loupe). Default: the single *.loupe file in the current folder.
     #[arg(short, long, global = true, env = "LOUPE_PROJECT")]
     pub project: Option<PathBuf>,
@@ -385,7 +391,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let Some(command) = &cli.command else {
-        return open_app(cli.project.clone());
+        return open_app(cli.file.clone().or(cli.project.clone()));
     };
     match command {
         Command::Init { file } => {
@@ -734,4 +740,33 @@ fn open_app(project: Option<PathBuf>) -> Result<ExitCode> {
 #[cfg(not(feature = "gui"))]
 fn open_app(_project: Option<PathBuf>) -> Result<ExitCode> {
     bail!("this build of loupe has no desktop app (built without the `gui` feature)")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// File managers and the installers' file associations run `loupe open FILE`; `loupe FILE`
+    /// does the same, and a subcommand name is never taken for a file.
+    #[test]
+    fn a_lone_file_opens_the_app_and_subcommands_still_win() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["loupe", "demo.loupe"]).expect("a file alone parses");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.file.as_deref(), Some(Path::new("demo.loupe")));
+
+        let cli = Cli::try_parse_from(["loupe", "open", "demo.loupe"]).expect("open FILE parses");
+        assert!(cli.file.is_none());
+        assert!(
+            matches!(&cli.command, Some(Command::Open { file: Some(f) }) if f == Path::new("demo.loupe"))
+        );
+
+        let cli = Cli::try_parse_from(["loupe", "init", "x.loupe"]).expect("init parses");
+        assert!(cli.file.is_none());
+        assert!(matches!(cli.command, Some(Command::Init { .. })));
+
+        assert!(Cli::try_parse_from(["loupe", "demo.loupe", "stats"]).is_err());
+    }
 }

@@ -120,9 +120,10 @@ pub(crate) fn library_file_name() -> String {
     )
 }
 
-/// Looks for the library in order: `ORT_DYLIB_PATH`, next to the executable, the app's data
-/// folder, and (for development checkouts) `.tools/onnxruntime/` in the source tree, where
-/// `scripts/fetch-onnxruntime.sh` puts it.
+/// Looks for the library in order: `ORT_DYLIB_PATH`, next to the executable, `lib/loupe/` and
+/// `Frameworks/` beside the executable's folder, the app's data folder, and (for development
+/// checkouts) `.tools/onnxruntime/` in the source tree, where `scripts/fetch-onnxruntime.sh`
+/// puts it.
 pub fn locate_library() -> Result<PathBuf, InferenceError> {
     if let Some(explicit) = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()) {
         // The user said where it is: looking elsewhere would hide their mistake.
@@ -131,23 +132,34 @@ pub fn locate_library() -> Result<PathBuf, InferenceError> {
             searched: vec![explicit],
         });
     }
-    let mut searched = Vec::new();
-    if let Some(dir) = std::env::current_exe()
+    let exe_dir = std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf))
-    {
-        searched.push(dir);
-    }
-    if let Some(dir) = data_dir() {
-        searched.push(dir);
-    }
-    searched.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/onnxruntime"));
+        .and_then(|exe| exe.parent().map(Path::to_path_buf));
+    let searched = search_places(exe_dir.as_deref(), data_dir());
     for place in &searched {
         if let Some(found) = find_in(place) {
             return Ok(found);
         }
     }
     Err(InferenceError::RuntimeMissing { searched })
+}
+
+/// The folders [`locate_library`] looks in, in order, given the executable's folder.
+fn search_places(exe_dir: Option<&Path>, data_dir: Option<PathBuf>) -> Vec<PathBuf> {
+    let mut places = Vec::new();
+    if let Some(dir) = exe_dir {
+        // The installers put the library beside the executable (Windows, AppImage), in
+        // /usr/lib/loupe/ for /usr/bin/loupe (the .deb) or in the bundle's Frameworks folder
+        // (macOS `Loupe.app/Contents/MacOS/loupe`).
+        places.push(dir.to_path_buf());
+        if let Some(prefix) = dir.parent() {
+            places.push(prefix.join("lib/loupe"));
+            places.push(prefix.join("Frameworks"));
+        }
+    }
+    places.extend(data_dir);
+    places.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/onnxruntime"));
+    places
 }
 
 /// `place` itself if it is a file, else the library inside the folder `place`: the plain name
@@ -220,6 +232,32 @@ fn version_from_file_name(path: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn installed_layouts_are_searched_before_the_data_folder() {
+        let places = search_places(Some(Path::new("/usr/bin")), Some(PathBuf::from("/data")));
+        assert_eq!(
+            places[..4],
+            [
+                PathBuf::from("/usr/bin"),
+                PathBuf::from("/usr/lib/loupe"),
+                PathBuf::from("/usr/Frameworks"),
+                PathBuf::from("/data"),
+            ]
+        );
+        let places = search_places(
+            Some(Path::new("/Applications/Loupe.app/Contents/MacOS")),
+            None,
+        );
+        assert!(places.contains(&PathBuf::from(
+            "/Applications/Loupe.app/Contents/Frameworks"
+        )));
+        assert!(
+            places
+                .last()
+                .is_some_and(|p| p.ends_with(".tools/onnxruntime"))
+        );
+    }
 
     #[test]
     fn versioned_names_parse() {

@@ -266,7 +266,9 @@ impl Project {
             .map(Path::to_path_buf)
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from("."));
-        let root = std::fs::canonicalize(&root).unwrap_or(root);
+        // `dunce` rather than std: the root is shown to users, and on Windows std's canonical
+        // form carries the `\\?\` prefix.
+        let root = dunce::canonicalize(&root).unwrap_or(root);
         let mut project = Project {
             conn,
             path: path.to_path_buf(),

@@ -28,6 +28,7 @@ mod settings;
 mod settings_page;
 mod shortcuts;
 mod start;
+mod startup_probe;
 mod sync_status;
 mod theme;
 mod thumbs;
@@ -63,6 +64,9 @@ pub use writer::SaveState;
 /// Opens the app window: on `project` if given, else on the most recent project, else on the
 /// start screen. Returns when the window closes, after every edit is written.
 pub fn run(project: Option<PathBuf>) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    #[cfg(windows)]
+    close_own_console();
     let mut wgpu_options = egui_wgpu::WgpuConfiguration::default();
     if let egui_wgpu::WgpuSetup::CreateNew(create) = &mut wgpu_options.wgpu_setup {
         // Ask for the largest textures the adapter has (egui asks for 8192), so big scans fit.
@@ -82,12 +86,22 @@ pub fn run(project: Option<PathBuf>) -> anyhow::Result<()> {
             }
         });
     }
+    let mut viewport = egui::ViewportBuilder::default()
+        .with_title("Loupe")
+        // The desktop file's name (assets/org.loupe.Loupe.desktop): Wayland compositors find
+        // the window's icon and name through it, X11 through WM_CLASS.
+        .with_app_id("org.loupe.Loupe")
+        .with_inner_size([1440.0, 900.0])
+        .with_min_inner_size([720.0, 480.0]);
+    // The window and taskbar icon, the same picture the installers carry as files.
+    match eframe::icon_data::from_png_bytes(include_bytes!(
+        "../../assets/icons/hicolor/128x128/apps/loupe.png"
+    )) {
+        Ok(icon) => viewport = viewport.with_icon(Arc::new(icon)),
+        Err(e) => tracing::warn!("the built-in window icon does not decode: {e}"),
+    }
     let native = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
-            .with_title("Loupe")
-            .with_app_id("loupe")
-            .with_inner_size([1440.0, 900.0])
-            .with_min_inner_size([720.0, 480.0]),
+        viewport,
         renderer: eframe::Renderer::Wgpu,
         wgpu_options,
         ..Default::default()
@@ -101,7 +115,42 @@ pub fn run(project: Option<PathBuf>) -> anyhow::Result<()> {
     eframe::run_native(
         "Loupe",
         native,
-        Box::new(move |cc| Ok(Box::new(App::new(cc, options)))),
+        Box::new(move |cc| {
+            let app = App::new(cc, options);
+            Ok(if startup_probe::wanted() {
+                Box::new(startup_probe::StartupProbe::new(app, started))
+            } else {
+                Box::new(app) as Box<dyn eframe::App>
+            })
+        }),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the app window: {e}"))
+}
+
+/// On Windows `loupe.exe` is a console program (it is the CLI too), so starting the app from the
+/// Start menu or a double-clicked `.loupe` file opens a console window beside it, which would
+/// end the app when closed. When that console is Loupe's alone (no shell started it) and shows
+/// the output, let it go; from a terminal the console is shared and stays.
+#[cfg(windows)]
+#[allow(unsafe_code)] // Two kernel32 calls with a local buffer; nothing is kept.
+fn close_own_console() {
+    use std::io::IsTerminal;
+
+    #[link(name = "kernel32")]
+    unsafe extern "system" {
+        fn GetConsoleProcessList(list: *mut u32, count: u32) -> u32;
+        fn FreeConsole() -> i32;
+    }
+    if !std::io::stdout().is_terminal() {
+        return;
+    }
+    let mut processes = [0u32; 2];
+    // SAFETY: the buffer holds `processes.len()` entries, as the count says.
+    let attached = unsafe { GetConsoleProcessList(processes.as_mut_ptr(), 2) };
+    if attached == 1 {
+        // SAFETY: no arguments; detaching only stops console output, which nobody reads.
+        unsafe {
+            FreeConsole();
+        }
+    }
 }

@@ -52,14 +52,14 @@ impl Default for Settings {
 impl Settings {
     /// Puts a project first in the recent list.
     pub fn remember_project(&mut self, path: &Path) {
-        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let path = dunce::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         self.recent_projects.retain(|p| p != &path);
         self.recent_projects.insert(0, path);
         self.recent_projects.truncate(MAX_RECENT);
     }
 
     fn key(project: &Path) -> String {
-        std::fs::canonicalize(project)
+        dunce::canonicalize(project)
             .unwrap_or_else(|_| project.to_path_buf())
             .display()
             .to_string()
