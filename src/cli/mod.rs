@@ -25,10 +25,10 @@ pub use progress::TermProgress;
     name = "loupe",
     about = "Label, review and version object-detection datasets",
     // `--version` is Loupe's own (below): it also names the commit and the ONNX Runtime found.
-    disable_version_flag = true,
     // `loupe FILE.loupe` opens the app: file managers and installers' file associations pass
-    // the project as the only argument. A subcommand name always wins over a file name.
-    args_conflicts_with_subcommands = true
+    // the project as the only argument. A subcommand name always wins over a file name (clap
+    // matches subcommand names before an optional positional).
+    disable_version_flag = true
 )]
 pub struct Cli {
     /// Print the version, the git commit it was built from and the ONNX Runtime it finds.
@@ -393,6 +393,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let Some(command) = &cli.command else {
         return open_app(cli.file.clone().or(cli.project.clone()));
     };
+    if let Some(file) = &cli.file {
+        anyhow::bail!(
+            "{}: a project given before a command only opens the app; use `loupe -p {} COMMAND`",
+            file.display(),
+            file.display()
+        );
+    }
     match command {
         Command::Init { file } => {
             let p = Project::create(file)?;
@@ -767,6 +774,9 @@ mod tests {
         assert!(cli.file.is_none());
         assert!(matches!(cli.command, Some(Command::Init { .. })));
 
-        assert!(Cli::try_parse_from(["loupe", "demo.loupe", "stats"]).is_err());
+        // A file before a subcommand is refused when run, pointing at `-p`.
+        let cli = Cli::try_parse_from(["loupe", "demo.loupe", "stats"]).expect("parses");
+        let err = run(cli).expect_err("a FILE with a subcommand is refused");
+        assert!(err.to_string().contains("-p"), "{err}");
     }
 }

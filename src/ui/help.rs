@@ -82,7 +82,7 @@ impl Help {
                 });
                 ui.separator();
                 let mut hint = format!(
-                    "Change the keys in Project ▸ Settings… ({}). Enter or Escape closes this.",
+                    "Change the keys in Project > Settings… ({}). Enter or Escape closes this.",
                     keymap.label(Action::Settings)
                 );
                 if let Some(p) = keymap_path {

@@ -130,7 +130,9 @@ impl Profile {
                             .desired_width(220.0),
                     )
                     .labelled_by(label.id);
-                if std::mem::take(&mut self.focus_name) {
+                // The name keeps the keyboard while the dialog is open (the canvas behind must
+                // not take it back between frames); the role buttons answer the mouse.
+                if std::mem::take(&mut self.focus_name) || !ui.ctx().text_edit_focused() {
                     edit.request_focus();
                 }
             });
