@@ -8,6 +8,6 @@ mod results;
 mod review;
 mod support;
 mod sync;
-mod version;
 #[cfg(feature = "gui")]
 mod ui;
+mod version;

@@ -649,7 +649,7 @@ impl Builder<'_> {
         for name in ELEMENT_ATTRIBUTES {
             if let Some(v) = shape.attr(name).map(str::trim)
                 && !v.is_empty()
-                && v.parse::<f64>().map_or(true, |n| n != 0.0)
+                && !v.parse::<f64>().is_ok_and(|n| n == 0.0)
             {
                 attributes.push((name.to_owned(), v.to_owned()));
             }

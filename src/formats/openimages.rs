@@ -220,8 +220,11 @@ fn read_class_descriptions(path: &Path) -> Result<Vec<(String, String)>, FormatE
     Ok(out)
 }
 
+/// An image id and its (width, height).
+type ImageSize = (String, (u32, u32));
+
 /// Datumaro's `images.meta`: `ImageID height width` per line, `#` comments.
-fn read_images_meta(path: &Path) -> Result<Vec<(String, (u32, u32))>, FormatError> {
+fn read_images_meta(path: &Path) -> Result<Vec<ImageSize>, FormatError> {
     let text = read_text(path)?;
     let mut sizes = Vec::new();
     for (i, line) in text.lines().enumerate() {

@@ -609,9 +609,7 @@ const CASES: &[Case] = &[
 /// Open Images files beside the bbox CSVs that the openimages importer reads for names, sizes
 /// and rotation, or that hold no boxes (image-level labels, segmentation); the bbox CSVs
 /// themselves are cases in `tests_json_csv`.
-const OPEN_IMAGES_SIDE_FILES: &[&str] = &[
-    "datumaro/tests/assets/open_images_dataset",
-];
+const OPEN_IMAGES_SIDE_FILES: &[&str] = &["datumaro/tests/assets/open_images_dataset"];
 
 const NOT_ANNOTATIONS: &[&str] = &[
     "labelme/examples/bbox_detection/labels.txt",

@@ -453,8 +453,7 @@ mod tests {
         let Some(&best) = auto_order().first() else {
             return;
         };
-        let (_, report) =
-            choose(ProviderChoice::Auto, |p| Ok::<_, InferenceError>(p)).expect("opens");
+        let (_, report) = choose(ProviderChoice::Auto, Ok::<_, InferenceError>).expect("opens");
         assert_eq!(report.used, best);
         assert!(report.skipped.is_empty());
         assert_eq!(report.summary(), format!("{} (auto)", best.label()));

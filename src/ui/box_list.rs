@@ -2,9 +2,7 @@
 //! current image (class, source, score, review state; click selects), and the proposal review
 //! tools (per-class score thresholds, accept buttons).
 
-use eframe::egui::{
-    self, Align2, Color32, FontId, Rect, RichText, ScrollArea, Sense, Ui, pos2, vec2,
-};
+use eframe::egui::{self, Align2, FontId, Rect, RichText, ScrollArea, Sense, Ui, pos2, vec2};
 use uuid::Uuid;
 
 use super::classes::{ClassTable, Thresholds};

@@ -226,7 +226,7 @@ impl SettingsPage {
                             // action it is for (screen readers, and the UI tests).
                             change.widget_info(|| {
                                 egui::WidgetInfo::labeled(
-                                    egui::WidgetType::Button,
+                                    egui::Role::Button,
                                     true,
                                     format!("Change keys: {name}"),
                                 )
@@ -237,7 +237,7 @@ impl SettingsPage {
                             let default = ui.button("Default");
                             default.widget_info(|| {
                                 egui::WidgetInfo::labeled(
-                                    egui::WidgetType::Button,
+                                    egui::Role::Button,
                                     true,
                                     format!("Default keys: {name}"),
                                 )
