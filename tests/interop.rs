@@ -567,3 +567,36 @@ fn labelstudio_labels_and_predictions_in_one_import() {
         serde_json::from_str(&ok(&q, &["stats", "--json"])).expect("json");
     assert_eq!(again["boxes"], 3, "{again}");
 }
+
+/// A reader that closes the pipe early ends a command quietly: status 0 or 141, no panic, no
+/// backtrace (`loupe stats | head -1`).
+#[test]
+fn closed_stdout_ends_commands_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = new_project(dir.path());
+    for args in [
+        vec!["stats"],
+        vec!["stats", "--json"],
+        vec!["version", "list"],
+        vec!["--help"],
+    ] {
+        let mut child = loupe()
+            .arg("-p")
+            .arg(&p)
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn loupe");
+        // Close the reading end before the command writes.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            matches!(out.status.code(), Some(0 | 141)),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}

@@ -4,6 +4,7 @@
 //! current folder is used. Errors name the file and the reason; failures exit non-zero.
 
 mod interop;
+pub mod pipe;
 mod prelabel;
 mod progress;
 mod review;
@@ -379,10 +380,15 @@ pub fn version_report() -> String {
     )
 }
 
-/// Runs the command line; returns the process exit code.
+/// Runs the command line; returns the process exit code. A reader that closes standard output
+/// early (`loupe stats | head -1`) ends the command quietly with status 141 (see [`pipe`]).
 pub fn main() -> Result<ExitCode> {
+    pipe::install();
     let cli = Cli::parse();
-    run(cli)
+    match run(cli) {
+        Err(e) if pipe::is_broken_pipe(&e) => Ok(ExitCode::from(pipe::BROKEN_PIPE_STATUS)),
+        other => other,
+    }
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
