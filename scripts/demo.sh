@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --quiet --bin loupe
-LOUPE=target/debug/loupe
+LOUPE="${CARGO_TARGET_DIR:-target}/debug/loupe"
 DEMO=demo
 mkdir -p "$DEMO/pages"
 
