@@ -16,9 +16,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::labelme::{
-    checked_paths, files_with_extension, json_error, locate_image, parent_dir, source_image,
-};
+use super::coco::json_error;
+use super::labelme::{checked_paths, files_with_extension, locate_image, parent_dir, source_image};
 use super::{
     ExportReport, FormatError, ImportSettings, Parsed, Report, accept_box, link_or_copy,
     normalize_path, read_file, relative_slash_path, write_file,

@@ -29,6 +29,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+use super::coco::json_error;
 use super::{
     ExportReport, FormatError, ImportSettings, Parsed, Report, accept_box, link_or_copy,
     normalize_path, read_file, relative_slash_path, safe_relative, write_file,
@@ -61,21 +62,6 @@ struct ShapeIn {
     flags: Option<Map<String, Value>>,
     description: Option<String>,
     loupe_id: Option<String>,
-}
-
-pub(super) fn json_error(path: &Path, e: &serde_json::Error) -> FormatError {
-    let msg = e.to_string();
-    // serde_json appends " at line L column C"; the location has its own fields.
-    let reason = msg
-        .rfind(" at line ")
-        .map_or(msg.as_str(), |i| &msg[..i])
-        .to_owned();
-    FormatError::Json {
-        path: path.to_path_buf(),
-        line: e.line(),
-        column: e.column(),
-        reason,
-    }
 }
 
 /// Every file with extension `ext` under `dir`, sorted by path.
