@@ -3,13 +3,15 @@
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::formats::{self, AmbiguousName, KnownFile, KnownImages, Parsed};
 use crate::imaging;
-use crate::model::{Dataset, ReviewState, Warning};
+use crate::model::{Dataset, ImageRecord, ReviewState, Unresolved, Warning};
 use crate::store::{ImageInput, Project, StoreError, Upsert};
 
 /// Reports progress of long work: `(done, total)`. Implemented by the CLI's progress bar and by
@@ -37,6 +39,20 @@ pub enum IngestError {
     Path { path: PathBuf, reason: String },
     #[error("{0}")]
     Invalid(String),
+    /// Nothing the file lists could be found: refused, nothing stored.
+    #[error(
+        "none of the {listed} entries it lists resolved to an image on disk or in the project; nothing was imported:{details}\nhint: pass --images DIR (the folder holding the images), `loupe add` the images first, or --allow-missing to keep them as missing placeholders"
+    )]
+    NothingResolved { listed: usize, details: String },
+    /// The file lists boxes but none could be imported: refused, nothing stored.
+    #[error("it lists {listed} boxes but none could be imported; nothing was imported{details}")]
+    NoBoxes { listed: usize, details: String },
+    /// A listed file name matches several images of the project equally well.
+    #[error("`{entry}`: {ambiguity} in the project; name the folder in the file or pass --images")]
+    Ambiguous {
+        entry: String,
+        ambiguity: AmbiguousName,
+    },
 }
 
 /// What `add` did.
@@ -175,6 +191,153 @@ pub fn add(
     Ok(report)
 }
 
+/// The images a project already holds, indexed to match imported entries against, so that an
+/// import attaches its boxes to them instead of adding the same image again or a "missing"
+/// placeholder beside it.
+///
+/// An entry matches, in this order: by its path relative to the project root; by the content
+/// hash of its file (when the file is on disk); by file name when exactly one image of the
+/// project has it (folders in the listed path break ties, see [`formats::pick_by_name`]). A file
+/// name shared by several images that nothing tells apart is an error, not a guess.
+#[derive(Debug, Default)]
+pub struct ProjectImages {
+    root: PathBuf,
+    images: Vec<ImageRecord>,
+    by_path: HashMap<String, usize>,
+    by_hash: HashMap<String, usize>,
+    by_name: HashMap<String, Vec<usize>>,
+    by_stem: HashMap<String, Vec<usize>>,
+}
+
+/// How an imported entry matched an image of the project.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchedBy {
+    /// The same path relative to the project root.
+    Path,
+    /// The same file content (blake3).
+    Hash,
+    /// The only image with that file name.
+    Name,
+}
+
+impl ProjectImages {
+    /// Reads the project's images (one query).
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    pub fn load(project: &Project) -> Result<Self, IngestError> {
+        Ok(Self::new(project.root(), project.all_images()?))
+    }
+
+    /// Indexes `images`, whose paths are relative to `root`.
+    #[must_use]
+    pub fn new(root: &Path, images: Vec<ImageRecord>) -> Self {
+        let mut index = Self {
+            root: root.to_path_buf(),
+            ..Self::default()
+        };
+        for (i, img) in images.iter().enumerate() {
+            index.by_path.insert(img.path.clone(), i);
+            if let Some(h) = &img.hash {
+                index.by_hash.insert(h.clone(), i);
+            }
+            let name = file_name_of(&img.path);
+            index.by_name.entry(name.to_owned()).or_default().push(i);
+            if let Some((stem, _)) = name.rsplit_once('.') {
+                index.by_stem.entry(stem.to_owned()).or_default().push(i);
+            }
+        }
+        index.images = images;
+        index
+    }
+
+    /// Number of images indexed.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    /// True when the project holds no image.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+
+    /// Matches an imported entry: `rel_path` is where the import would put it (relative to the
+    /// project root), `hash` its content hash when its file was read, `listed` the path as the
+    /// imported file wrote it (for the file-name step).
+    ///
+    /// # Errors
+    ///
+    /// [`AmbiguousName`] when only the file name could match and several images share it.
+    pub fn find(
+        &self,
+        rel_path: &str,
+        hash: Option<&str>,
+        listed: &str,
+    ) -> Result<Option<(&ImageRecord, MatchedBy)>, AmbiguousName> {
+        if let Some(&i) = self.by_path.get(rel_path) {
+            return Ok(Some((&self.images[i], MatchedBy::Path)));
+        }
+        if let Some(&i) = hash.and_then(|h| self.by_hash.get(h)) {
+            return Ok(Some((&self.images[i], MatchedBy::Hash)));
+        }
+        Ok(self
+            .by_name(listed, false)?
+            .map(|img| (img, MatchedBy::Name)))
+    }
+
+    /// The one image whose file name is `listed`'s (or, with `any_extension`, whose stem is
+    /// `listed`'s stem: a label file `a.txt` names the image `a.jpg`).
+    ///
+    /// # Errors
+    ///
+    /// [`AmbiguousName`] when several images share the name and the listed folders do not
+    /// single one out.
+    pub fn by_name(
+        &self,
+        listed: &str,
+        any_extension: bool,
+    ) -> Result<Option<&ImageRecord>, AmbiguousName> {
+        let name = file_name_of(listed);
+        let rows = if any_extension {
+            let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
+            self.by_stem.get(stem)
+        } else {
+            self.by_name.get(name)
+        };
+        let Some(rows) = rows else {
+            return Ok(None);
+        };
+        let candidates = rows
+            .iter()
+            .map(|&i| (self.images[i].path.clone(), &self.images[i]))
+            .collect();
+        formats::pick_by_name(listed, candidates)
+    }
+}
+
+impl KnownImages for ProjectImages {
+    fn find_by_name(
+        &self,
+        listed: &str,
+        any_extension: bool,
+    ) -> Result<Option<KnownFile>, AmbiguousName> {
+        Ok(self.by_name(listed, any_extension)?.map(|img| KnownFile {
+            file: self.root.join(&img.path),
+            width: img.width,
+            height: img.height,
+        }))
+    }
+}
+
+/// The last component of a `/` or `\` separated path.
+fn file_name_of(path: &str) -> &str {
+    path.rsplit(['/', '\\']).next().unwrap_or(path)
+}
+
 /// How imported boxes enter the project.
 #[derive(Clone, Debug)]
 pub struct ImportOptions {
@@ -182,6 +345,12 @@ pub struct ImportOptions {
     pub state: ReviewState,
     /// For model results: the run the boxes are proposals of.
     pub run: Option<Uuid>,
+    /// Accept an import none of whose images is found (`--allow-missing`): they are kept as
+    /// missing placeholders that a later `add` attaches. Without it such an import is refused.
+    pub allow_missing: bool,
+    /// The project's images, when the caller already loaded them (for the format's own
+    /// resolution); loaded by [`import_dataset`] otherwise.
+    pub known_images: Option<Arc<ProjectImages>>,
 }
 
 impl Default for ImportOptions {
@@ -189,6 +358,8 @@ impl Default for ImportOptions {
         Self {
             state: ReviewState::Approved,
             run: None,
+            allow_missing: false,
+            known_images: None,
         }
     }
 }
@@ -197,10 +368,16 @@ impl Default for ImportOptions {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ImportReport {
     pub images: usize,
+    /// Images that matched one the project already held (by path, content or file name).
+    pub images_matched: usize,
     pub images_missing: usize,
     pub boxes: usize,
     pub classes: usize,
     pub skipped: usize,
+    /// How many listed entries did not resolve (the length of `unresolved`).
+    pub unresolved_count: usize,
+    /// Listed entries that resolved neither to a file nor to an image of the project.
+    pub unresolved: Vec<Unresolved>,
     pub warnings: Vec<Warning>,
 }
 
@@ -215,61 +392,174 @@ impl ImportReport {
         v.sort();
         v
     }
+
+    /// Boxes of unresolved entries that were not imported.
+    #[must_use]
+    pub fn unresolved_boxes(&self) -> usize {
+        self.unresolved.iter().map(|u| u.boxes).sum()
+    }
+}
+
+/// Where one dataset image's file is, before the transaction.
+enum Located {
+    /// On disk: its path relative to the root and, when readable, its hash, size and header.
+    File {
+        rel: String,
+        read: Option<(String, u64, imaging::ImageInfo)>,
+    },
+    /// Not on disk where the import says: the path it would have.
+    Absent { rel: String },
+    /// Named only by the COCO id it was imported with (results files without `--gt`).
+    ById(i64),
+    /// Neither a file name nor an id.
+    Nameless,
+}
+
+/// What a dataset image becomes in the project.
+enum Target {
+    /// A file on disk: upserted (which matches the project's images by path, then content).
+    File {
+        rel: String,
+        hash: String,
+        bytes: u64,
+        info: imaging::ImageInfo,
+    },
+    /// An image the project already holds, matched without its file.
+    Known { path: String },
+    /// Not found anywhere: a missing placeholder at this path.
+    Placeholder { rel: String },
+    ById(i64),
+}
+
+/// How many unresolved entries an error names before "… and N more".
+const UNRESOLVED_SHOWN: usize = 5;
+
+/// The first few unresolved entries, one per line, for messages.
+#[must_use]
+pub fn describe_unresolved(unresolved: &[Unresolved]) -> String {
+    let mut out = String::new();
+    for u in unresolved.iter().take(UNRESOLVED_SHOWN) {
+        let at = if u.location.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", u.location)
+        };
+        out.push_str(&format!("\n  {}{at}: {}", u.entry, u.reason));
+    }
+    if unresolved.len() > UNRESOLVED_SHOWN {
+        out.push_str(&format!(
+            "\n  … and {} more",
+            unresolved.len() - UNRESOLVED_SHOWN
+        ));
+    }
+    out
 }
 
 /// Writes a parsed dataset into the project in ONE transaction: all of it or nothing.
 ///
-/// Images are matched by path (relative to the project root), by content hash when the file is on
-/// disk, or for model results without file names by the COCO id they were imported with.
-/// Images whose files are missing become placeholders that a later `add` attaches.
+/// Each image the dataset lists is matched to the project's images through [`ProjectImages`]:
+/// a file found on disk (under `parsed.images_dir`) by path then content hash; an image not on
+/// disk by its would-be path, then by unique file name; results without file names by the COCO
+/// id they were imported with.
+///
+/// What is unresolved, and what happens to it:
+/// - an image whose file is found neither on disk nor among the project's images: kept as a
+///   missing placeholder (with its boxes, which need no file when the format gives pixels) that
+///   a later `add` attaches, and reported;
+/// - a results image id no image of the project was imported with: its boxes are skipped;
+/// - the entries the format could not resolve itself ([`Parsed::unresolved`]).
+///
+/// # Errors
+///
+/// Besides store errors, the import is refused and nothing is written when:
+/// - it lists entries but none resolves (unless `allow_missing` and placeholders were made);
+/// - the file lists boxes but none could be imported (all dropped or unresolved);
+/// - a file name matches several images of the project equally well.
 pub fn import_dataset(
     project: &mut Project,
-    dataset: &Dataset,
-    images_dir: &Path,
-    mut warnings: Vec<Warning>,
-    skipped: usize,
+    parsed: Parsed,
     opts: &ImportOptions,
     progress: &dyn Progress,
 ) -> Result<ImportReport, IngestError> {
+    let Parsed {
+        dataset,
+        mut warnings,
+        images_dir,
+        skipped,
+        unresolved: mut format_unresolved,
+    } = parsed;
     let root = project.root().to_path_buf();
     let started = std::time::Instant::now();
     progress.set_total(dataset.images.len() as u64);
+    let known = match &opts.known_images {
+        Some(k) => Arc::clone(k),
+        None => Arc::new(ProjectImages::load(project)?),
+    };
     // Where the images folder is, relative to the root, once (canonicalising per image is slow).
-    let images_rel = relative_path(&root, images_dir);
+    let images_rel = relative_path(&root, &images_dir);
     // Read the files that exist (hash, header) in parallel, before the transaction.
-    let files: Vec<Option<LocatedFile>> = dataset
+    let located: Vec<Located> = dataset
         .images
         .par_iter()
-        .map(|img| {
-            if img.file_name.is_empty() {
-                return None;
-            }
-            let abs = images_dir.join(&img.file_name);
-            if abs.is_file() {
-                let rel = relative_path(&root, &abs);
-                let probed = imaging::hash_file(&abs)
-                    .and_then(|(h, b)| imaging::probe(&abs).map(|i| (h, b, i)))
-                    .ok();
-                Some((rel, probed))
-            } else {
-                let rel = &images_rel;
-                let rel = if rel.is_empty() {
-                    img.file_name.clone()
-                } else {
-                    format!("{rel}/{}", img.file_name)
-                };
-                Some((normalise(&rel), None))
-            }
-        })
+        .map(|img| locate(img, &root, &images_dir, &images_rel))
         .collect();
-    let mut report = ImportReport {
-        skipped,
-        ..ImportReport::default()
-    };
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis(),
         "import: files checked"
     );
+    let mut report = ImportReport {
+        skipped,
+        ..ImportReport::default()
+    };
+    let mut unresolved = Vec::new();
+    let mut targets = Vec::with_capacity(located.len());
+    for (img, loc) in dataset.images.iter().zip(located) {
+        let target = match loc {
+            Located::File {
+                rel,
+                read: Some((hash, bytes, info)),
+            } => Target::File {
+                rel,
+                hash,
+                bytes,
+                info,
+            },
+            Located::File { rel, read: None } | Located::Absent { rel } => {
+                match known.find(&rel, None, &img.file_name) {
+                    Ok(Some((rec, _))) => Target::Known {
+                        path: rec.path.clone(),
+                    },
+                    Ok(None) => {
+                        unresolved.push(Unresolved {
+                            entry: img.file_name.clone(),
+                            location: String::new(),
+                            reason: format!(
+                                "image not found at {} nor among the project's {} images (by path or file name); kept as a missing placeholder that `loupe add` attaches",
+                                root.join(&rel).display(),
+                                known.len()
+                            ),
+                            boxes: 0,
+                        });
+                        Target::Placeholder { rel }
+                    }
+                    Err(ambiguity) => {
+                        return Err(IngestError::Ambiguous {
+                            entry: img.file_name.clone(),
+                            ambiguity,
+                        });
+                    }
+                }
+            }
+            Located::ById(ext) => Target::ById(ext),
+            Located::Nameless => {
+                return Err(IngestError::Invalid(
+                    "an image has neither a file name nor an id".into(),
+                ));
+            }
+        };
+        targets.push(target);
+    }
+
     let mut bulk = project.bulk()?;
     let run_row = match opts.run {
         Some(run) => Some(bulk.run_row(run)?),
@@ -281,20 +571,40 @@ pub fn import_dataset(
         class_rows.push(bulk.class(name)?);
     }
     report.classes = class_rows.len();
-    for (img, file) in dataset.images.iter().zip(&files) {
-        let image_row = match file {
-            Some((rel, Some((hash, bytes, info)))) => {
-                bulk.upsert_image(&ImageInput {
-                    path: rel.clone(),
-                    hash: Some(hash.clone()),
+    let mut already_present = 0;
+    for (img, target) in dataset.images.iter().zip(targets) {
+        let image_row = match target {
+            Target::File {
+                rel,
+                hash,
+                bytes,
+                info,
+            } => {
+                let (row, what) = bulk.upsert_image(&ImageInput {
+                    path: rel,
+                    hash: Some(hash),
                     width: info.width,
                     height: info.height,
-                    bytes: *bytes,
+                    bytes,
                     external_id: img.external_id,
-                })?
-                .0
+                })?;
+                if what != Upsert::Added {
+                    report.images_matched += 1;
+                }
+                row
             }
-            Some((rel, None)) => {
+            Target::Known { path } => {
+                report.images_matched += 1;
+                match bulk.image_by_path(&path)? {
+                    Some(row) => row,
+                    None => {
+                        return Err(IngestError::Invalid(format!(
+                            "image `{path}` left the project during the import"
+                        )));
+                    }
+                }
+            }
+            Target::Placeholder { rel } => {
                 report.images_missing += 1;
                 if img.width == 0 || img.height == 0 {
                     warnings.push(Warning {
@@ -304,7 +614,7 @@ pub fn import_dataset(
                     });
                 }
                 bulk.upsert_image(&ImageInput {
-                    path: rel.clone(),
+                    path: rel,
                     hash: None,
                     width: img.width,
                     height: img.height,
@@ -313,34 +623,28 @@ pub fn import_dataset(
                 })?
                 .0
             }
-            None => {
-                // Results files name images only by their COCO id.
-                let Some(ext) = img.external_id else {
-                    return Err(IngestError::Invalid(
-                        "an image has neither a file name nor an id".into(),
-                    ));
-                };
-                match bulk.image_by_external_id(ext)? {
-                    Some(row) => row,
-                    None => {
-                        warnings.push(Warning {
-                            kind: "unknown_image_id".into(),
-                            location: format!("image_id {ext}"),
-                            message: format!(
-                                "no image of the project was imported with id {ext}; {} result(s) skipped (use --gt to map ids to file names)",
-                                img.boxes.len()
-                            ),
-                        });
-                        report.skipped += img.boxes.len();
-                        continue;
-                    }
+            Target::ById(ext) => match bulk.image_by_external_id(ext)? {
+                Some(row) => {
+                    report.images_matched += 1;
+                    row
                 }
-            }
+                None => {
+                    unresolved.push(Unresolved {
+                        entry: format!("image_id {ext}"),
+                        location: String::new(),
+                        reason: "no image of the project was imported with this id (use --gt to map ids to file names); its results are skipped".into(),
+                        boxes: img.boxes.len(),
+                    });
+                    report.skipped += img.boxes.len();
+                    continue;
+                }
+            },
         };
         report.images += 1;
         for b in &img.boxes {
             let id = b.id.unwrap_or_else(Uuid::now_v7);
             if b.id.is_some() && bulk.annotation_exists(id)? {
+                already_present += 1;
                 warnings.push(Warning {
                     kind: "already_present".into(),
                     location: id.to_string(),
@@ -371,18 +675,83 @@ pub fn import_dataset(
         elapsed_ms = started.elapsed().as_millis(),
         "import: rows written"
     );
+    // The format's own unresolved entries come first: they are in listing order.
+    let format_unresolved_count = format_unresolved.len();
+    format_unresolved.append(&mut unresolved);
+    let unresolved = format_unresolved;
+    let listed = dataset.images.len() + format_unresolved_count;
+    check_resolved(&dataset, listed, &report, &unresolved, &warnings, already_present, opts)?;
     bulk.commit()?;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis(),
         "import: committed"
     );
     report.warnings = warnings;
+    report.unresolved_count = unresolved.len();
+    report.unresolved = unresolved;
     Ok(report)
 }
 
-/// An image file of an import: its path relative to the root and, when it is on disk and
-/// readable, its hash, size and header.
-type LocatedFile = (String, Option<(String, u64, imaging::ImageInfo)>);
+/// Finds one dataset image's file and reads it (hash, header) when it is there.
+fn locate(
+    img: &crate::model::DatasetImage,
+    root: &Path,
+    images_dir: &Path,
+    images_rel: &str,
+) -> Located {
+    if img.file_name.is_empty() {
+        return img.external_id.map_or(Located::Nameless, Located::ById);
+    }
+    let abs = images_dir.join(&img.file_name);
+    if abs.is_file() {
+        let rel = relative_path(root, &abs);
+        let read = imaging::hash_file(&abs)
+            .and_then(|(h, b)| imaging::probe(&abs).map(|i| (h, b, i)))
+            .ok();
+        Located::File { rel, read }
+    } else {
+        let rel = if images_rel.is_empty() {
+            img.file_name.clone()
+        } else {
+            format!("{images_rel}/{}", img.file_name)
+        };
+        Located::Absent {
+            rel: normalise(&rel),
+        }
+    }
+}
+
+/// The "nothing silent" rule of imports: refuses an import that resolved none of what it lists,
+/// or that lists boxes and imported none.
+fn check_resolved(
+    dataset: &Dataset,
+    listed: usize,
+    report: &ImportReport,
+    unresolved: &[Unresolved],
+    warnings: &[Warning],
+    already_present: usize,
+    opts: &ImportOptions,
+) -> Result<(), IngestError> {
+    let resolved = report.images - report.images_missing;
+    let kept = opts.allow_missing && report.images_missing > 0;
+    if listed > 0 && resolved == 0 && !kept {
+        return Err(IngestError::NothingResolved {
+            listed,
+            details: describe_unresolved(unresolved),
+        });
+    }
+    let dropped = warnings.iter().filter(|w| w.kind == "zero_area_box").count();
+    let listed_boxes = dataset.images.iter().map(|i| i.boxes.len()).sum::<usize>()
+        + unresolved.iter().map(|u| u.boxes).sum::<usize>()
+        + dropped;
+    if listed_boxes > 0 && report.boxes == 0 && already_present == 0 {
+        return Err(IngestError::NoBoxes {
+            listed: listed_boxes,
+            details: describe_unresolved(unresolved),
+        });
+    }
+    Ok(())
+}
 
 fn normalise(p: &str) -> String {
     let mut out: Vec<&str> = Vec::new();
@@ -408,5 +777,61 @@ mod tests {
         assert_eq!(relative_path(root, Path::new("/a/b/c/d.png")), "c/d.png");
         assert_eq!(relative_path(root, Path::new("/a/x.png")), "../x.png");
         assert_eq!(normalise("./a/../b//c.png"), "b/c.png");
+    }
+
+    fn record(path: &str, hash: Option<&str>) -> ImageRecord {
+        ImageRecord {
+            id: Uuid::now_v7(),
+            hash: hash.map(str::to_owned),
+            path: path.to_owned(),
+            width: 10,
+            height: 10,
+            bytes: 1,
+            missing: hash.is_none(),
+            external_id: None,
+        }
+    }
+
+    #[test]
+    fn project_images_match_by_path_then_hash_then_unique_name() {
+        let known = ProjectImages::new(
+            Path::new("/p"),
+            vec![
+                record("shots/a.jpg", Some("h1")),
+                record("shots/train/b.jpg", Some("h2")),
+                record("shots/val/b.jpg", Some("h3")),
+                record("old/c.png", None),
+            ],
+        );
+        let found = |rel: &str, hash: Option<&str>, listed: &str| {
+            known
+                .find(rel, hash, listed)
+                .map(|m| m.map(|(r, by)| (r.path.clone(), by)))
+        };
+        assert_eq!(
+            found("shots/a.jpg", Some("zz"), "a.jpg"),
+            Ok(Some(("shots/a.jpg".into(), MatchedBy::Path)))
+        );
+        assert_eq!(
+            found("elsewhere/x.jpg", Some("h2"), "x.jpg"),
+            Ok(Some(("shots/train/b.jpg".into(), MatchedBy::Hash)))
+        );
+        assert_eq!(
+            found("gt/a.jpg", None, "a.jpg"),
+            Ok(Some(("shots/a.jpg".into(), MatchedBy::Name)))
+        );
+        assert_eq!(
+            found("gt/val/b.jpg", None, "val/b.jpg"),
+            Ok(Some(("shots/val/b.jpg".into(), MatchedBy::Name)))
+        );
+        let tie = found("gt/b.jpg", None, "b.jpg").expect_err("two b.jpg");
+        assert_eq!(tie.candidates, ["shots/train/b.jpg", "shots/val/b.jpg"]);
+        assert_eq!(found("gt/d.jpg", None, "d.jpg"), Ok(None));
+        // A label file names its image by stem.
+        let by_stem = known.find_by_name("labels/c.txt", true).expect("unique");
+        assert_eq!(
+            by_stem.map(|k| (k.file, k.width)),
+            Some((PathBuf::from("/p/old/c.png"), 10))
+        );
     }
 }

@@ -3,6 +3,7 @@
 mod architecture;
 mod crash;
 mod interop;
+mod resolve;
 mod review;
 mod support;
 mod sync;

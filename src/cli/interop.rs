@@ -1,12 +1,13 @@
 //! `loupe import` and `loupe export`: the formats module plus the store, one transaction each.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
 use super::TermProgress;
 use crate::formats::{self, Format};
-use crate::ingest::{self, ImportOptions};
+use crate::ingest::{self, ImportOptions, ImportReport, ProjectImages};
 use crate::model::ReviewState;
 use crate::store::{NewRun, Project};
 
@@ -19,12 +20,17 @@ pub struct ImportArgs<'a> {
     pub run: Option<&'a str>,
     pub gt: Option<&'a Path>,
     pub shapes_as_boxes: bool,
+    /// Accept an import none of whose images is found (kept as missing placeholders).
+    pub allow_missing: bool,
     pub json: bool,
 }
 
 pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
     let started = std::time::Instant::now();
-    let parsed = match (args.format, args.gt) {
+    // The project's images, once: the formats look listed names up in them, and the import
+    // attaches boxes to them instead of adding the same images again.
+    let known = Arc::new(ProjectImages::load(p)?);
+    let mut parsed = match (args.format, args.gt) {
         (Format::CocoResults, Some(gt)) => formats::import_coco_results_with_gt(args.path, gt)?,
         (_, Some(_)) => bail!("--gt only applies to --format coco-results"),
         (format, None) => formats::import_with(
@@ -33,13 +39,14 @@ pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
             &formats::ImportSettings {
                 images_dir: args.images.map(Path::to_path_buf),
                 shapes_as_boxes: args.shapes_as_boxes,
+                known_images: Some(Arc::clone(&known) as Arc<dyn formats::KnownImages>),
             },
         )?,
     };
     let parse_s = started.elapsed().as_secs_f64();
-    let images_dir = args
-        .images
-        .map_or_else(|| parsed.images_dir.clone(), Path::to_path_buf);
+    if let Some(images) = args.images {
+        parsed.images_dir = images.to_path_buf();
+    }
     let run = if args.format == Format::CocoResults {
         let name = args.run.map_or_else(
             || {
@@ -69,17 +76,11 @@ pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
     let opts = ImportOptions {
         state: args.state,
         run,
+        allow_missing: args.allow_missing,
+        known_images: Some(known),
     };
     let bar = TermProgress::new("importing");
-    let result = ingest::import_dataset(
-        p,
-        &parsed.dataset,
-        &images_dir,
-        parsed.warnings,
-        parsed.skipped,
-        &opts,
-        &bar,
-    );
+    let result = ingest::import_dataset(p, parsed, &opts, &bar);
     bar.finish();
     let report = match result {
         Ok(r) => r,
@@ -96,13 +97,16 @@ pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
     if let Some(run) = run {
         p.finish_run(run)?;
     }
+    // What did not resolve comes first, before the summary, in both output modes.
+    print_unresolved(args.path, &report);
     if args.json {
         super::print_json(&report)?;
     } else {
         println!(
-            "imported {}: {} images ({} files missing), {} boxes, {} classes, {} skipped in {:.2}s (parse {:.2}s)",
+            "imported {}: {} images ({} already in the project, {} files missing), {} boxes, {} classes, {} skipped in {:.2}s (parse {:.2}s)",
             args.path.display(),
             report.images,
+            report.images_matched,
             report.images_missing,
             report.boxes,
             report.classes,
@@ -124,6 +128,33 @@ pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Says on stderr, first, how many listed entries did not resolve and which.
+fn print_unresolved(source: &Path, report: &ImportReport) {
+    if report.unresolved.is_empty() {
+        return;
+    }
+    let boxes = report.unresolved_boxes();
+    let placeholders = if report.images_missing > 0 {
+        format!(
+            "; {} kept as missing placeholders (`loupe add` attaches them)",
+            report.images_missing
+        )
+    } else {
+        String::new()
+    };
+    let lost = if boxes > 0 {
+        format!("; {boxes} of their boxes not imported")
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "warning: {} unresolved entries in {}{placeholders}{lost}:{}",
+        report.unresolved.len(),
+        source.display(),
+        ingest::describe_unresolved(&report.unresolved)
+    );
 }
 
 pub fn export(p: &Project, format: Format, out: &Path, version: Option<&str>) -> Result<()> {

@@ -4,6 +4,7 @@
 //! current folder is used. Errors name the file and the reason; failures exit non-zero.
 
 mod interop;
+pub mod pipe;
 mod prelabel;
 mod progress;
 mod review;
@@ -74,6 +75,11 @@ pub enum Command {
         /// instead of being skipped with a count.
         #[arg(long)]
         shapes_as_boxes: bool,
+        /// Accept an import none of whose images is found: they are kept as missing
+        /// placeholders that a later `loupe add` attaches. Without it, an import that resolves
+        /// none of the images or label files it lists is refused.
+        #[arg(long)]
+        allow_missing: bool,
         #[arg(long)]
         json: bool,
     },
@@ -314,9 +320,16 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
 }
 
 /// Runs the command line; returns the process exit code.
+///
+/// A reader that closes standard output early ends the command quietly with status 141
+/// (see [`pipe`]).
 pub fn main() -> Result<ExitCode> {
+    pipe::install();
     let cli = Cli::parse();
-    run(cli)
+    match run(cli) {
+        Err(e) if pipe::is_broken_pipe(&e) => Ok(ExitCode::from(pipe::BROKEN_PIPE_STATUS)),
+        other => other,
+    }
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -411,6 +424,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             run,
             gt,
             shapes_as_boxes,
+            allow_missing,
             json,
         } => {
             let mut p = open(&cli)?;
@@ -424,6 +438,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     run: run.as_deref(),
                     gt: gt.as_deref(),
                     shapes_as_boxes: *shapes_as_boxes,
+                    allow_missing: *allow_missing,
                     json: *json,
                 },
             )?;

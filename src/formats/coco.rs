@@ -466,6 +466,7 @@ pub(super) fn import_instances(
         warnings,
         images_dir: images_dir.map_or_else(|| parent_dir(path), Path::to_path_buf),
         skipped,
+        unresolved: Vec::new(),
     })
 }
 
@@ -578,6 +579,7 @@ pub(super) fn import_results(
         warnings,
         images_dir: images_dir.map_or_else(|| parent_dir(path), Path::to_path_buf),
         skipped,
+        unresolved: Vec::new(),
     })
 }
 
@@ -666,6 +668,7 @@ pub fn import_coco_results_with_gt(results: &Path, gt: &Path) -> Result<Parsed, 
         warnings,
         images_dir: parent_dir(gt),
         skipped,
+        unresolved: Vec::new(),
     })
 }
 

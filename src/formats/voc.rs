@@ -589,6 +589,7 @@ pub(super) fn import(path: &Path, images_dir: Option<&Path>) -> Result<Parsed, F
         warnings,
         images_dir: base,
         skipped,
+        unresolved: Vec::new(),
     })
 }
 

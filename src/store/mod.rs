@@ -638,6 +638,22 @@ impl Project {
             .map_err(self.sq())
     }
 
+    /// Every image of the project, in path order (placeholders of missing files included).
+    pub fn all_images(&self) -> Result<Vec<ImageRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {} FROM images ORDER BY path",
+                Self::IMAGE_COLS
+            ))
+            .map_err(self.sq())?;
+        let rows = stmt
+            .query_map([], Self::image_from_row)
+            .map_err(self.sq())?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.sq())
+    }
+
     /// The absolute path of an image file.
     pub fn image_file(&self, image: &ImageRecord) -> PathBuf {
         self.root.join(&image.path)

@@ -336,21 +336,34 @@ fn import(
 ) -> Result<String, String> {
     progress.total.store(0, Ordering::Relaxed);
     progress.done.store(0, Ordering::Relaxed);
-    let parsed = formats::import(format, path, None).map_err(|e| e.to_string())?;
-    let report = ingest::import_dataset(
-        project,
-        &parsed.dataset,
-        &parsed.images_dir,
-        parsed.warnings,
-        parsed.skipped,
-        &ImportOptions::default(),
-        progress,
-    )
-    .map_err(|e| e.to_string())?;
+    // The same resolution as `loupe import`: listed names are also looked up among the
+    // project's images, and boxes attach to those instead of new copies.
+    let known = std::sync::Arc::new(ingest::ProjectImages::load(project).map_err(|e| e.to_string())?);
+    let settings = formats::ImportSettings {
+        known_images: Some(std::sync::Arc::clone(&known) as std::sync::Arc<dyn formats::KnownImages>),
+        ..formats::ImportSettings::default()
+    };
+    let parsed = formats::import_with(format, path, &settings).map_err(|e| e.to_string())?;
+    let opts = ImportOptions {
+        known_images: Some(known),
+        ..ImportOptions::default()
+    };
+    let report =
+        ingest::import_dataset(project, parsed, &opts, progress).map_err(|e| e.to_string())?;
+    // What did not resolve comes first, as on the command line.
+    let unresolved = if report.unresolved.is_empty() {
+        String::new()
+    } else {
+        format!("{} entries unresolved (see the log); ", report.unresolved.len())
+    };
+    for u in &report.unresolved {
+        tracing::warn!("{}: {}: {}", path.display(), u.entry, u.reason);
+    }
     Ok(format!(
-        "Imported {} boxes on {} images ({} classes, {} skipped, {} warnings)",
+        "{unresolved}Imported {} boxes on {} images ({} already in the project, {} classes, {} skipped, {} warnings)",
         report.boxes,
         report.images,
+        report.images_matched,
         report.classes,
         report.skipped,
         report.warnings.len()
