@@ -45,7 +45,7 @@ pub enum IngestError {
     )]
     NothingResolved { listed: usize, details: String },
     /// The file lists boxes but none could be imported: refused, nothing stored.
-    #[error("it lists {listed} boxes but none could be imported; nothing was imported{details}")]
+    #[error("it lists {listed} boxes but none could be imported{details}")]
     NoBoxes { listed: usize, details: String },
     /// A listed file name matches several images of the project equally well.
     #[error("`{entry}`: {ambiguity} in the project; name the folder in the file or pass --images")]
@@ -595,14 +595,15 @@ pub fn import_dataset(
             }
             Target::Known { path } => {
                 report.images_matched += 1;
-                match bulk.image_by_path(&path)? {
-                    Some(row) => row,
-                    None => {
-                        return Err(IngestError::Invalid(format!(
-                            "image `{path}` left the project during the import"
-                        )));
-                    }
+                let Some(row) = bulk.image_by_path(&path)? else {
+                    return Err(IngestError::Invalid(format!(
+                        "image `{path}` left the project during the import"
+                    )));
+                };
+                if let Some(ext) = img.external_id {
+                    bulk.note_external_id(row, ext)?;
                 }
+                row
             }
             Target::Placeholder { rel } => {
                 report.images_missing += 1;
@@ -745,9 +746,17 @@ fn check_resolved(
         + unresolved.iter().map(|u| u.boxes).sum::<usize>()
         + dropped;
     if listed_boxes > 0 && report.boxes == 0 && already_present == 0 {
+        let why = if dropped > 0 {
+            format!(" ({dropped} have no area inside their image)")
+        } else {
+            String::new()
+        };
         return Err(IngestError::NoBoxes {
             listed: listed_boxes,
-            details: describe_unresolved(unresolved),
+            details: format!(
+                "{why}; nothing was imported{}",
+                describe_unresolved(unresolved)
+            ),
         });
     }
     Ok(())

@@ -297,7 +297,7 @@ fn roboflow_yaml_with_renamed_val_folder_and_dangling_path() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(report["unresolved_count"], 0, "{report}");
     assert_eq!(report["images"], 3, "{report}");
-    assert_eq!(report["boxes"], 2, "{report}");
+    assert_eq!(report["boxes"], 4, "{report}");
     let kinds: Vec<&str> = report["warnings"]
         .as_array()
         .expect("warnings")
@@ -331,6 +331,7 @@ fn roboflow_yaml_with_renamed_val_folder_and_dangling_path() {
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(report["images"], 3, "{report}");
+    assert_eq!(report["boxes"], 4, "{report}");
     assert_eq!(report["unresolved_count"], 1, "{report}");
     assert_eq!(report["unresolved"][0]["entry"], "./val/images/gone.jpg");
 }

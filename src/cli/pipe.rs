@@ -26,13 +26,7 @@ pub const BROKEN_PIPE_STATUS: u8 = 141;
 pub fn install() {
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let message = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or_default();
-        if is_stdout_broken_pipe_panic(message) {
+        if info.payload_as_str().is_some_and(is_stdout_broken_pipe_panic) {
             std::process::exit(i32::from(BROKEN_PIPE_STATUS));
         }
         default_hook(info);

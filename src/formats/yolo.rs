@@ -945,7 +945,7 @@ fn plan_yaml(yaml: &Path, resolver: &Resolver<'_>) -> Result<Plan, FormatError> 
                         .into_iter()
                         .collect();
                 if !Path::new(&entry).is_absolute() {
-                    let entry_rel = entry.strip_prefix("../").unwrap_or(&entry);
+                    let entry_rel = entry.strip_prefix("../").unwrap_or(entry.as_str());
                     labels_for_split.extend(
                         swap_last_dir(&yaml_dir.join(entry_rel).join("x"), &["images"], "labels")
                             .and_then(|p| p.parent().map(Path::to_path_buf)),

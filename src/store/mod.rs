@@ -2009,6 +2009,18 @@ impl Bulk<'_> {
             .map_err(self.sq())
     }
 
+    /// Records the COCO id an image was imported with, unless it already has one (an image
+    /// matched by name keeps the id of the file that first named it).
+    pub fn note_external_id(&mut self, row: i64, ext: i64) -> Result<()> {
+        self.tx()
+            .prepare_cached(
+                "UPDATE images SET external_id=COALESCE(external_id, ?2) WHERE id=?1",
+            )
+            .and_then(|mut s| s.execute(params![row, ext]))
+            .map_err(self.sq())?;
+        Ok(())
+    }
+
     /// Looks up an image row by path relative to the root.
     pub fn image_by_path(&self, path: &str) -> Result<Option<i64>> {
         self.tx()
