@@ -3,14 +3,16 @@
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::formats::{self, AmbiguousName, KnownFile, KnownImages, Parsed};
 use crate::imaging;
-use crate::model::{Dataset, ReviewState, Warning};
-use crate::store::{ExternalKind, ImageInput, Project, StoreError, Upsert};
+use crate::model::{Dataset, ImageRecord, ReviewState, Unresolved, Warning};
+use crate::store::{ExternalKind, ImageInput, NewRun, Project, StoreError, Upsert};
 
 /// Reports progress of long work: `(done, total)`. Implemented by the CLI's progress bar and by
 /// the app's job panel.
@@ -37,6 +39,23 @@ pub enum IngestError {
     Path { path: PathBuf, reason: String },
     #[error("{0}")]
     Invalid(String),
+    /// Nothing the file lists could be found: refused, nothing stored.
+    #[error(
+        "none of the {listed} entries it lists resolved to an image on disk or in the project; nothing was imported:{details}\nhint: pass --images DIR (the folder holding the images), `loupe add` the images first, or --allow-missing to keep them as missing placeholders"
+    )]
+    NothingResolved { listed: usize, details: String },
+    /// The file lists boxes but none could be imported: refused, nothing stored.
+    #[error("it lists {listed} boxes but none could be imported{details}")]
+    NoBoxes { listed: usize, details: String },
+    /// The annotation file itself was refused (unreadable, malformed).
+    #[error(transparent)]
+    Format(#[from] formats::FormatError),
+    /// A listed file name matches several images of the project equally well.
+    #[error("`{entry}`: {ambiguity} in the project; name the folder in the file or pass --images")]
+    Ambiguous {
+        entry: String,
+        ambiguity: AmbiguousName,
+    },
 }
 
 /// What `add` did.
@@ -175,6 +194,153 @@ pub fn add(
     Ok(report)
 }
 
+/// The images a project already holds, indexed to match imported entries against, so that an
+/// import attaches its boxes to them instead of adding the same image again or a "missing"
+/// placeholder beside it.
+///
+/// An entry matches, in this order: by its path relative to the project root; by the content
+/// hash of its file (when the file is on disk); by file name when exactly one image of the
+/// project has it (folders in the listed path break ties, see [`formats::pick_by_name`]). A file
+/// name shared by several images that nothing tells apart is an error, not a guess.
+#[derive(Debug, Default)]
+pub struct ProjectImages {
+    root: PathBuf,
+    images: Vec<ImageRecord>,
+    by_path: HashMap<String, usize>,
+    by_hash: HashMap<String, usize>,
+    by_name: HashMap<String, Vec<usize>>,
+    by_stem: HashMap<String, Vec<usize>>,
+}
+
+/// How an imported entry matched an image of the project.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchedBy {
+    /// The same path relative to the project root.
+    Path,
+    /// The same file content (blake3).
+    Hash,
+    /// The only image with that file name.
+    Name,
+}
+
+impl ProjectImages {
+    /// Reads the project's images (one query).
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    pub fn load(project: &Project) -> Result<Self, IngestError> {
+        Ok(Self::new(project.root(), project.all_images()?))
+    }
+
+    /// Indexes `images`, whose paths are relative to `root`.
+    #[must_use]
+    pub fn new(root: &Path, images: Vec<ImageRecord>) -> Self {
+        let mut index = Self {
+            root: root.to_path_buf(),
+            ..Self::default()
+        };
+        for (i, img) in images.iter().enumerate() {
+            index.by_path.insert(img.path.clone(), i);
+            if let Some(h) = &img.hash {
+                index.by_hash.insert(h.clone(), i);
+            }
+            let name = file_name_of(&img.path);
+            index.by_name.entry(name.to_owned()).or_default().push(i);
+            if let Some((stem, _)) = name.rsplit_once('.') {
+                index.by_stem.entry(stem.to_owned()).or_default().push(i);
+            }
+        }
+        index.images = images;
+        index
+    }
+
+    /// Number of images indexed.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    /// True when the project holds no image.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+
+    /// Matches an imported entry: `rel_path` is where the import would put it (relative to the
+    /// project root), `hash` its content hash when its file was read, `listed` the path as the
+    /// imported file wrote it (for the file-name step).
+    ///
+    /// # Errors
+    ///
+    /// [`AmbiguousName`] when only the file name could match and several images share it.
+    pub fn find(
+        &self,
+        rel_path: &str,
+        hash: Option<&str>,
+        listed: &str,
+    ) -> Result<Option<(&ImageRecord, MatchedBy)>, AmbiguousName> {
+        if let Some(&i) = self.by_path.get(rel_path) {
+            return Ok(Some((&self.images[i], MatchedBy::Path)));
+        }
+        if let Some(&i) = hash.and_then(|h| self.by_hash.get(h)) {
+            return Ok(Some((&self.images[i], MatchedBy::Hash)));
+        }
+        Ok(self
+            .by_name(listed, false)?
+            .map(|img| (img, MatchedBy::Name)))
+    }
+
+    /// The one image whose file name is `listed`'s (or, with `any_extension`, whose stem is
+    /// `listed`'s stem: a label file `a.txt` names the image `a.jpg`).
+    ///
+    /// # Errors
+    ///
+    /// [`AmbiguousName`] when several images share the name and the listed folders do not
+    /// single one out.
+    pub fn by_name(
+        &self,
+        listed: &str,
+        any_extension: bool,
+    ) -> Result<Option<&ImageRecord>, AmbiguousName> {
+        let name = file_name_of(listed);
+        let rows = if any_extension {
+            let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
+            self.by_stem.get(stem)
+        } else {
+            self.by_name.get(name)
+        };
+        let Some(rows) = rows else {
+            return Ok(None);
+        };
+        let candidates = rows
+            .iter()
+            .map(|&i| (self.images[i].path.clone(), &self.images[i]))
+            .collect();
+        formats::pick_by_name(listed, candidates)
+    }
+}
+
+impl KnownImages for ProjectImages {
+    fn find_by_name(
+        &self,
+        listed: &str,
+        any_extension: bool,
+    ) -> Result<Option<KnownFile>, AmbiguousName> {
+        Ok(self.by_name(listed, any_extension)?.map(|img| KnownFile {
+            file: self.root.join(&img.path),
+            width: img.width,
+            height: img.height,
+        }))
+    }
+}
+
+/// The last component of a `/` or `\` separated path.
+fn file_name_of(path: &str) -> &str {
+    path.rsplit(['/', '\\']).next().unwrap_or(path)
+}
+
 /// How imported boxes enter the project.
 #[derive(Clone, Debug)]
 pub struct ImportOptions {
@@ -182,9 +348,16 @@ pub struct ImportOptions {
     pub state: ReviewState,
     /// For model results: the run the boxes are proposals of.
     pub run: Option<Uuid>,
-    /// Model predictions carried in the same file as the labels (Label Studio `predictions`):
-    /// each dataset becomes proposals of its run (made by the caller), written in the same
-    /// transaction as the labels, so the file is imported whole or not at all.
+    /// Accept an import none of whose images is found (`--allow-missing`): they are kept as
+    /// missing placeholders that a later `add` attaches. Without it such an import is refused.
+    pub allow_missing: bool,
+    /// The project's images, when the caller already loaded them (for the format's own
+    /// resolution); loaded by [`import_dataset`] otherwise.
+    pub known_images: Option<Arc<ProjectImages>>,
+    /// Model predictions carried in the same file as the labels (Label Studio `predictions`,
+    /// taken out of [`Parsed::predictions`] by the caller, who makes a run for each): each
+    /// dataset becomes proposals of its run, written in the same transaction as the labels, so
+    /// the file is imported whole or not at all.
     pub predictions: Vec<(Uuid, Dataset)>,
     /// For a COCO file: its image and category ids and box areas, recorded so results files
     /// map onto the project and evaluation uses the file's areas.
@@ -206,6 +379,8 @@ impl Default for ImportOptions {
         Self {
             state: ReviewState::Approved,
             run: None,
+            allow_missing: false,
+            known_images: None,
             predictions: Vec::new(),
             coco_ids: None,
         }
@@ -216,12 +391,18 @@ impl Default for ImportOptions {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ImportReport {
     pub images: usize,
+    /// Images that matched one the project already held (by path, content or file name).
+    pub images_matched: usize,
     pub images_missing: usize,
     pub boxes: usize,
     pub classes: usize,
     pub skipped: usize,
     /// Model proposals written from predictions carried with the labels.
     pub proposals: usize,
+    /// How many listed entries did not resolve (the length of `unresolved`).
+    pub unresolved_count: usize,
+    /// Listed entries that resolved neither to a file nor to an image of the project.
+    pub unresolved: Vec<Unresolved>,
     pub warnings: Vec<Warning>,
 }
 
@@ -236,232 +417,440 @@ impl ImportReport {
         v.sort();
         v
     }
+
+    /// Boxes of unresolved entries that were not imported.
+    #[must_use]
+    pub fn unresolved_boxes(&self) -> usize {
+        self.unresolved.iter().map(|u| u.boxes).sum()
+    }
 }
 
-/// Finds each image of `dataset` on disk and reads its hash and header, in parallel.
-fn locate_files(
-    root: &Path,
-    images_dir: &Path,
-    images_rel: &str,
-    dataset: &Dataset,
-) -> Vec<Option<LocatedFile>> {
-    dataset
-        .images
-        .par_iter()
-        .map(|img| {
-            if img.file_name.is_empty() {
-                return None;
-            }
-            let abs = images_dir.join(&img.file_name);
-            if abs.is_file() {
-                let rel = relative_path(root, &abs);
-                let probed = imaging::hash_file(&abs)
-                    .and_then(|(h, b)| imaging::probe(&abs).map(|i| (h, b, i)))
-                    .ok();
-                Some((rel, probed))
-            } else {
-                let rel = if images_rel.is_empty() {
-                    img.file_name.clone()
-                } else {
-                    format!("{images_rel}/{}", img.file_name)
-                };
-                Some((normalise(&rel), None))
-            }
-        })
-        .collect()
+/// Where one dataset image's file is, before the transaction.
+enum Located {
+    /// On disk: its path relative to the root and, when readable, its hash, size and header.
+    File {
+        rel: String,
+        read: Option<(String, u64, imaging::ImageInfo)>,
+    },
+    /// Not on disk where the import says: the path it would have.
+    Absent { rel: String },
+    /// Named only by the COCO id it was imported with (results files without `--gt`).
+    ById(i64),
+    /// Neither a file name nor an id.
+    Nameless,
+}
+
+/// What a dataset image becomes in the project.
+#[derive(Clone)]
+enum Target {
+    /// A file on disk: upserted (which matches the project's images by path, then content).
+    File {
+        rel: String,
+        hash: String,
+        bytes: u64,
+        info: imaging::ImageInfo,
+    },
+    /// An image the project already holds, matched without its file.
+    Known { path: String },
+    /// Not found anywhere: a missing placeholder at this path.
+    Placeholder { rel: String },
+    ById(i64),
+}
+
+/// How many unresolved entries an error names before "… and N more".
+const UNRESOLVED_SHOWN: usize = 5;
+
+/// The first few unresolved entries, one per line, for messages.
+#[must_use]
+pub fn describe_unresolved(unresolved: &[Unresolved]) -> String {
+    let mut out = String::new();
+    for u in unresolved.iter().take(UNRESOLVED_SHOWN) {
+        let at = if u.location.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", u.location)
+        };
+        out.push_str(&format!("\n  {}{at}: {}", u.entry, u.reason));
+    }
+    if unresolved.len() > UNRESOLVED_SHOWN {
+        out.push_str(&format!(
+            "\n  … and {} more",
+            unresolved.len() - UNRESOLVED_SHOWN
+        ));
+    }
+    out
 }
 
 /// Writes a parsed dataset into the project in ONE transaction: all of it or nothing.
 ///
-/// Images are matched by path (relative to the project root), by content hash when the file is on
-/// disk, or for model results without file names by the COCO id they were imported with.
-/// Images whose files are missing become placeholders that a later `add` attaches.
+/// Each image the dataset lists is matched to the project's images through [`ProjectImages`]:
+/// a file found on disk (under `parsed.images_dir`) by path then content hash; an image not on
+/// disk by its would-be path, then by unique file name; results without file names by the COCO
+/// id they were imported with.
+///
+/// What is unresolved, and what happens to it:
+/// - an image whose file is found neither on disk nor among the project's images: kept as a
+///   missing placeholder (with its boxes, which need no file when the format gives pixels) that
+///   a later `add` attaches, and reported;
+/// - a results image id no image of the project was imported with: its boxes are skipped;
+/// - the entries the format could not resolve itself ([`Parsed::unresolved`]).
+///
 /// `opts.predictions` are written in the same transaction, as proposals of their runs.
+///
+/// # Errors
+///
+/// Besides store errors, the import is refused and nothing is written when:
+/// - it lists entries but none resolves (unless `allow_missing` and placeholders were made);
+/// - the file lists boxes but none could be imported (all dropped or unresolved);
+/// - a file name matches several images of the project equally well.
 pub fn import_dataset(
     project: &mut Project,
-    dataset: &Dataset,
-    images_dir: &Path,
-    mut warnings: Vec<Warning>,
-    skipped: usize,
+    parsed: Parsed,
     opts: &ImportOptions,
     progress: &dyn Progress,
 ) -> Result<ImportReport, IngestError> {
+    let Parsed {
+        dataset,
+        mut warnings,
+        images_dir,
+        skipped,
+        predictions: _, // Taken by the caller into `opts.predictions`, with their runs.
+        unresolved: mut format_unresolved,
+    } = parsed;
     let root = project.root().to_path_buf();
     let started = std::time::Instant::now();
     let predicted: usize = opts.predictions.iter().map(|(_, d)| d.images.len()).sum();
     progress.set_total((dataset.images.len() + predicted) as u64);
-    // Where the images folder is, relative to the root, once (canonicalising per image is slow).
-    let images_rel = relative_path(&root, images_dir);
-    // Read the files that exist (hash, header) in parallel, before the transaction.
-    let files = locate_files(&root, images_dir, &images_rel, dataset);
-    // Predictions name the labels' images again: those are not read twice.
-    let known: HashMap<&str, &Option<LocatedFile>> = dataset
-        .images
-        .iter()
-        .map(|i| i.file_name.as_str())
-        .zip(&files)
-        .collect();
-    let prediction_files: Vec<Vec<Option<LocatedFile>>> = opts
-        .predictions
-        .iter()
-        .map(|(_, d)| {
-            let unknown = Dataset {
-                classes: Vec::new(),
-                images: d
-                    .images
-                    .iter()
-                    .filter(|i| !known.contains_key(i.file_name.as_str()))
-                    .cloned()
-                    .collect(),
-            };
-            let mut fresh = locate_files(&root, images_dir, &images_rel, &unknown).into_iter();
-            d.images
-                .iter()
-                .map(|i| match known.get(i.file_name.as_str()) {
-                    Some(f) => (*f).clone(),
-                    None => fresh.next().flatten(),
-                })
-                .collect()
-        })
-        .collect();
-    let mut report = ImportReport {
-        skipped,
-        ..ImportReport::default()
+    let known = match &opts.known_images {
+        Some(k) => Arc::clone(k),
+        None => Arc::new(ProjectImages::load(project)?),
     };
-    let attributed = dataset
+    // Where the images folder is, relative to the root, once (canonicalising per image is slow).
+    let images_rel = relative_path(&root, &images_dir);
+    // Read the files that exist (hash, header) in parallel, before the transaction.
+    let located: Vec<Located> = dataset
         .images
-        .iter()
-        .flat_map(|i| &i.boxes)
-        .filter(|b| !b.attributes.is_empty())
-        .count();
-    if attributed > 0 {
-        let mut names: Vec<&str> = dataset
-            .images
-            .iter()
-            .flat_map(|i| &i.boxes)
-            .flat_map(|b| b.attributes.iter().map(|(k, _)| k.as_str()))
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        warnings.push(Warning {
-            kind: "attributes_not_stored".into(),
-            location: images_dir.display().to_string(),
-            message: format!(
-                "{attributed} box(es) carry attributes ({}) that the project does not store; the boxes are imported without them",
-                names.join(", ")
-            ),
-        });
-    }
+        .par_iter()
+        .map(|img| locate(img, &root, &images_dir, &images_rel))
+        .collect();
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis(),
         "import: files checked"
     );
+    let mut report = ImportReport {
+        skipped,
+        ..ImportReport::default()
+    };
+    let mut unresolved = Vec::new();
+    let mut targets = Vec::with_capacity(located.len());
+    for (img, loc) in dataset.images.iter().zip(located) {
+        targets.push(resolve(img, loc, &known, &root, &mut unresolved)?);
+    }
+    // Predictions name the labels' images again: those resolve as the labels' did; others
+    // (a task with predictions only) resolve the same way, without being reported twice.
+    let by_name: HashMap<&str, &Target> = dataset
+        .images
+        .iter()
+        .map(|i| i.file_name.as_str())
+        .zip(&targets)
+        .collect();
+    let mut prediction_targets = Vec::with_capacity(opts.predictions.len());
+    for (_, predictions) in &opts.predictions {
+        let mut these = Vec::with_capacity(predictions.images.len());
+        for img in &predictions.images {
+            let target = match by_name.get(img.file_name.as_str()) {
+                Some(t) => (*t).clone(),
+                None => resolve(
+                    img,
+                    locate(img, &root, &images_dir, &images_rel),
+                    &known,
+                    &root,
+                    &mut Vec::new(),
+                )?,
+            };
+            these.push(target);
+        }
+        prediction_targets.push(these);
+    }
+    warn_attributes(&dataset, &images_dir, &mut warnings);
+
     let mut bulk = project.bulk()?;
     let run_row = match opts.run {
         Some(run) => Some(bulk.run_row(run)?),
         None => None,
     };
-    report.classes = write_dataset(
+    let mut writing = Writing {
+        report: &mut report,
+        warnings: &mut warnings,
+        unresolved: &mut unresolved,
+        already_present: 0,
+        progress,
+    };
+    writing.report.classes = writing.write(
         &mut bulk,
-        dataset,
-        &files,
+        &dataset,
+        targets,
         run_row,
         opts.state,
         opts.coco_ids.as_ref(),
-        &mut report,
-        &mut warnings,
-        progress,
     )?;
-    let labels_boxes = report.boxes;
-    for ((run, predictions), files) in opts.predictions.iter().zip(&prediction_files) {
+    let labels_boxes = writing.report.boxes;
+    let labels_images = (writing.report.images, writing.report.images_matched);
+    for ((run, predictions), targets) in opts.predictions.iter().zip(prediction_targets) {
         let row = bulk.run_row(*run)?;
-        let before = (report.images, report.images_missing, warnings.len());
-        write_dataset(
+        let missing = writing.report.images_missing;
+        let before = writing.warnings.len();
+        writing.write(
             &mut bulk,
             predictions,
-            files,
+            targets,
             Some(row),
             ReviewState::Proposed,
             None,
-            &mut report,
-            &mut warnings,
-            progress,
         )?;
         // The labels' images are counted (and reported missing) once.
-        (report.images, report.images_missing) = (before.0, before.1);
+        writing.report.images_missing = missing;
         let mut index = 0;
-        warnings.retain(|w| {
+        writing.warnings.retain(|w| {
             index += 1;
-            index <= before.2 || w.kind != "missing_image"
+            index <= before || w.kind != "missing_image"
         });
     }
+    let already_present = writing.already_present;
+    (report.images, report.images_matched) = labels_images;
     report.proposals = report.boxes - labels_boxes;
     report.boxes = labels_boxes;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis(),
         "import: rows written"
     );
+    // The format's own unresolved entries come first: they are in listing order.
+    let format_unresolved_count = format_unresolved.len();
+    format_unresolved.append(&mut unresolved);
+    let unresolved = format_unresolved;
+    let listed = dataset.images.len() + format_unresolved_count;
+    check_resolved(&dataset, listed, &report, &unresolved, &warnings, already_present, opts)?;
     bulk.commit()?;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis(),
         "import: committed"
     );
     report.warnings = warnings;
+    report.unresolved_count = unresolved.len();
+    report.unresolved = unresolved;
     Ok(report)
 }
 
-/// Writes one dataset's images and boxes inside the import transaction; returns its class count.
-#[allow(clippy::too_many_arguments)] // The pieces of one transaction, passed down once.
-fn write_dataset(
-    bulk: &mut crate::store::Bulk<'_>,
-    dataset: &Dataset,
-    files: &[Option<LocatedFile>],
-    run_row: Option<i64>,
-    state: ReviewState,
-    coco: Option<&CocoSource>,
-    report: &mut ImportReport,
-    warnings: &mut Vec<Warning>,
-    progress: &dyn Progress,
-) -> Result<usize, IngestError> {
-    // Classes in the file's order, so a YOLO index or COCO order is kept.
-    let mut class_rows = Vec::with_capacity(dataset.classes.len());
-    for name in &dataset.classes {
-        class_rows.push(bulk.class(name)?);
+/// Says which attributes the imported boxes carry that the project does not store.
+fn warn_attributes(dataset: &Dataset, images_dir: &Path, warnings: &mut Vec<Warning>) {
+    let boxes = || dataset.images.iter().flat_map(|i| &i.boxes);
+    let attributed = boxes().filter(|b| !b.attributes.is_empty()).count();
+    if attributed == 0 {
+        return;
     }
-    let coco_source = match coco {
-        Some(c) => {
-            let source = bulk.id_source(&c.hash, &c.path, "coco")?;
-            for (&class_row, &ext) in class_rows.iter().zip(&c.ids.category_ids) {
-                bulk.record_external_id(source, ExternalKind::Class, ext, class_row)?;
+    let mut names: Vec<&str> = boxes()
+        .flat_map(|b| b.attributes.iter().map(|(k, _)| k.as_str()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    warnings.push(Warning {
+        kind: "attributes_not_stored".into(),
+        location: images_dir.display().to_string(),
+        message: format!(
+            "{attributed} box(es) carry attributes ({}) that the project does not store; the boxes are imported without them",
+            names.join(", ")
+        ),
+    });
+}
+
+/// Decides what one located dataset image becomes: its file, an image the project holds, or a
+/// missing placeholder (reported in `unresolved`).
+fn resolve(
+    img: &crate::model::DatasetImage,
+    loc: Located,
+    known: &ProjectImages,
+    root: &Path,
+    unresolved: &mut Vec<Unresolved>,
+) -> Result<Target, IngestError> {
+    Ok(match loc {
+        Located::File {
+            rel,
+            read: Some((hash, bytes, info)),
+        } => Target::File {
+            rel,
+            hash,
+            bytes,
+            info,
+        },
+        Located::File { rel, read: None } | Located::Absent { rel } => {
+            match known.find(&rel, None, &img.file_name) {
+                Ok(Some((rec, _))) => Target::Known {
+                    path: rec.path.clone(),
+                },
+                Ok(None) => {
+                    unresolved.push(Unresolved {
+                        entry: img.file_name.clone(),
+                        location: String::new(),
+                        reason: format!(
+                            "image not found at {} nor among the project's {} images (by path or file name); kept as a missing placeholder that `loupe add` attaches",
+                            root.join(&rel).display(),
+                            known.len()
+                        ),
+                        boxes: 0,
+                    });
+                    Target::Placeholder { rel }
+                }
+                Err(ambiguity) => {
+                    return Err(IngestError::Ambiguous {
+                        entry: img.file_name.clone(),
+                        ambiguity,
+                    });
+                }
             }
-            Some((source, &c.ids.boxes))
         }
-        None => None,
-    };
-    for (index, (img, file)) in dataset.images.iter().zip(files).enumerate() {
-        let image_row = match file {
-            Some((rel, Some((hash, bytes, info)))) => {
-                bulk.upsert_image(&ImageInput {
-                    path: rel.clone(),
-                    hash: Some(hash.clone()),
+        Located::ById(ext) => Target::ById(ext),
+        Located::Nameless => {
+            return Err(IngestError::Invalid(
+                "an image has neither a file name nor an id".into(),
+            ));
+        }
+    })
+}
+
+/// What one import transaction has counted so far, shared by the labels and the predictions
+/// written in it.
+struct Writing<'a> {
+    report: &'a mut ImportReport,
+    warnings: &'a mut Vec<Warning>,
+    unresolved: &'a mut Vec<Unresolved>,
+    /// Boxes skipped because their id is already in the project.
+    already_present: usize,
+    progress: &'a dyn Progress,
+}
+
+impl Writing<'_> {
+    /// Writes one dataset's images and boxes inside the import transaction; returns its class
+    /// count.
+    fn write(
+        &mut self,
+        bulk: &mut crate::store::Bulk<'_>,
+        dataset: &Dataset,
+        targets: Vec<Target>,
+        run_row: Option<i64>,
+        state: ReviewState,
+        coco: Option<&CocoSource>,
+    ) -> Result<usize, IngestError> {
+        // Classes in the file's order, so a YOLO index or COCO order is kept.
+        let mut class_rows = Vec::with_capacity(dataset.classes.len());
+        for name in &dataset.classes {
+            class_rows.push(bulk.class(name)?);
+        }
+        let coco_source = match coco {
+            Some(c) => {
+                let source = bulk.id_source(&c.hash, &c.path, "coco")?;
+                for (&class_row, &ext) in class_rows.iter().zip(&c.ids.category_ids) {
+                    bulk.record_external_id(source, ExternalKind::Class, ext, class_row)?;
+                }
+                Some((source, &c.ids.boxes))
+            }
+            None => None,
+        };
+        for (index, (img, target)) in dataset.images.iter().zip(targets).enumerate() {
+            let Some(image_row) = self.image_row(bulk, img, target)? else {
+                continue;
+            };
+            self.report.images += 1;
+            if let (Some((source, _)), Some(ext)) = (coco_source, img.external_id) {
+                bulk.record_external_id(source, ExternalKind::Image, ext, image_row)?;
+            }
+            let coco_boxes = coco_source.and_then(|(_, boxes)| boxes.get(index));
+            for (k, b) in img.boxes.iter().enumerate() {
+                let id = b.id.unwrap_or_else(Uuid::now_v7);
+                if b.id.is_some() && bulk.annotation_exists(id)? {
+                    self.already_present += 1;
+                    self.warnings.push(Warning {
+                        kind: "already_present".into(),
+                        location: id.to_string(),
+                        message: "annotation already in the project; kept the project's".into(),
+                    });
+                    continue;
+                }
+                let Some(&class_row) = class_rows.get(b.class) else {
+                    return Err(IngestError::Invalid(format!(
+                        "box refers to class index {} but the file has {} classes",
+                        b.class,
+                        class_rows.len()
+                    )));
+                };
+                let (run, state) = match (run_row, b.score) {
+                    (Some(r), score) => (Some((r, score.unwrap_or(1.0))), ReviewState::Proposed),
+                    (None, _) => (None, state),
+                };
+                bulk.add_annotation(id, image_row, class_row, b.bbox, run, state, b.flags)?;
+                if let Some(c) = coco_boxes.and_then(|a| a.get(k)) {
+                    bulk.record_coco_box(id, c.id, c.area, b.bbox)?;
+                }
+                self.report.boxes += 1;
+            }
+            if let Some(r) = run_row {
+                bulk.mark_run_image(r, image_row, img.boxes.len())?;
+            }
+            self.progress.inc(1);
+        }
+        Ok(class_rows.len())
+    }
+
+    /// The project row of one dataset image (added, matched or a placeholder), or `None` when
+    /// a results image id matches no image (its boxes are skipped and reported).
+    fn image_row(
+        &mut self,
+        bulk: &mut crate::store::Bulk<'_>,
+        img: &crate::model::DatasetImage,
+        target: Target,
+    ) -> Result<Option<i64>, IngestError> {
+        Ok(Some(match target {
+            Target::File {
+                rel,
+                hash,
+                bytes,
+                info,
+            } => {
+                let (row, what) = bulk.upsert_image(&ImageInput {
+                    path: rel,
+                    hash: Some(hash),
                     width: info.width,
                     height: info.height,
-                    bytes: *bytes,
+                    bytes,
                     external_id: img.external_id,
-                })?
-                .0
+                })?;
+                if what != Upsert::Added {
+                    self.report.images_matched += 1;
+                }
+                row
             }
-            Some((rel, None)) => {
-                report.images_missing += 1;
+            Target::Known { path } => {
+                self.report.images_matched += 1;
+                let Some(row) = bulk.image_by_path(&path)? else {
+                    return Err(IngestError::Invalid(format!(
+                        "image `{path}` left the project during the import"
+                    )));
+                };
+                if let Some(ext) = img.external_id {
+                    bulk.note_external_id(row, ext)?;
+                }
+                row
+            }
+            Target::Placeholder { rel } => {
+                self.report.images_missing += 1;
                 if img.width == 0 || img.height == 0 {
-                    warnings.push(Warning {
+                    self.warnings.push(Warning {
                         kind: "missing_image".into(),
                         location: rel.clone(),
                         message: "image file not found and its size is unknown".into(),
                     });
                 }
                 bulk.upsert_image(&ImageInput {
-                    path: rel.clone(),
+                    path: rel,
                     hash: None,
                     width: img.width,
                     height: img.height,
@@ -470,73 +859,252 @@ fn write_dataset(
                 })?
                 .0
             }
-            None => {
-                // Results files name images only by their COCO id.
-                let Some(ext) = img.external_id else {
-                    return Err(IngestError::Invalid(
-                        "an image has neither a file name nor an id".into(),
-                    ));
-                };
-                match bulk.image_by_external_id(ext)? {
-                    Some(row) => row,
-                    None => {
-                        warnings.push(Warning {
-                            kind: "unknown_image_id".into(),
-                            location: format!("image_id {ext}"),
-                            message: format!(
-                                "no image of the project was imported with id {ext}; {} result(s) skipped (use --gt to map ids to file names)",
-                                img.boxes.len()
-                            ),
-                        });
-                        report.skipped += img.boxes.len();
-                        continue;
-                    }
+            Target::ById(ext) => match bulk.image_by_external_id(ext)? {
+                Some(row) => {
+                    self.report.images_matched += 1;
+                    row
                 }
-            }
-        };
-        report.images += 1;
-        if let (Some((source, _)), Some(ext)) = (coco_source, img.external_id) {
-            bulk.record_external_id(source, ExternalKind::Image, ext, image_row)?;
-        }
-        let coco_boxes = coco_source.and_then(|(_, boxes)| boxes.get(index));
-        for (k, b) in img.boxes.iter().enumerate() {
-            let id = b.id.unwrap_or_else(Uuid::now_v7);
-            if b.id.is_some() && bulk.annotation_exists(id)? {
-                warnings.push(Warning {
-                    kind: "already_present".into(),
-                    location: id.to_string(),
-                    message: "annotation already in the project; kept the project's".into(),
-                });
-                continue;
-            }
-            let Some(&class_row) = class_rows.get(b.class) else {
-                return Err(IngestError::Invalid(format!(
-                    "box refers to class index {} but the file has {} classes",
-                    b.class,
-                    class_rows.len()
-                )));
-            };
-            let (run, state) = match (run_row, b.score) {
-                (Some(r), score) => (Some((r, score.unwrap_or(1.0))), ReviewState::Proposed),
-                (None, _) => (None, state),
-            };
-            bulk.add_annotation(id, image_row, class_row, b.bbox, run, state, b.flags)?;
-            if let Some(c) = coco_boxes.and_then(|a| a.get(k)) {
-                bulk.record_coco_box(id, c.id, c.area, b.bbox)?;
-            }
-            report.boxes += 1;
-        }
-        if let Some(r) = run_row {
-            bulk.mark_run_image(r, image_row, img.boxes.len())?;
-        }
-        progress.inc(1);
+                None => {
+                    self.unresolved.push(Unresolved {
+                        entry: format!("image_id {ext}"),
+                        location: String::new(),
+                        reason: "no image of the project was imported with this id (use --gt to map ids to file names); its results are skipped".into(),
+                        boxes: img.boxes.len(),
+                    });
+                    self.report.skipped += img.boxes.len();
+                    return Ok(None);
+                }
+            },
+        }))
     }
-    Ok(class_rows.len())
 }
 
-/// An image file of an import: its path relative to the root and, when it is on disk and
-/// readable, its hash, size and header.
-type LocatedFile = (String, Option<(String, u64, imaging::ImageInfo)>);
+/// One annotation file to import as labels (`loupe import`, File ▸ Import in the app).
+#[derive(Clone, Debug)]
+pub struct FileImport {
+    pub format: formats::Format,
+    pub path: PathBuf,
+    /// Where the images are (`--images`), when not where the file says.
+    pub images: Option<PathBuf>,
+    /// Review state of the imported labels.
+    pub state: ReviewState,
+    /// Shapes other than boxes become their bounding box instead of being skipped.
+    pub shapes_as_boxes: bool,
+    /// Keep images found nowhere as missing placeholders instead of refusing the import.
+    pub allow_missing: bool,
+}
+
+/// What importing an annotation file did.
+#[derive(Clone, Debug, Serialize)]
+pub struct FileImportReport {
+    #[serde(flatten)]
+    pub report: ImportReport,
+    /// The runs made for model predictions carried with the labels (Label Studio).
+    pub runs: Vec<PredictionRun>,
+    /// Seconds spent reading and parsing the file.
+    pub parse_seconds: f64,
+}
+
+/// A run made for the predictions of one model carried in an imported file.
+#[derive(Clone, Debug, Serialize)]
+pub struct PredictionRun {
+    pub id: Uuid,
+    /// The model's name in the file; the run is named after it.
+    pub name: String,
+    /// Images the model was run on.
+    pub images: usize,
+}
+
+/// Imports an annotation file as labels: parses it (looking listed names up among the project's
+/// images), records a COCO file's ids, makes one run per model whose predictions the file
+/// carries, and writes everything in one transaction through [`import_dataset`]. The run rows
+/// are made first and removed again when the import is refused, so a refused import leaves the
+/// project as it was.
+///
+/// # Errors
+///
+/// [`IngestError::Format`] when the file is refused, and every refusal of [`import_dataset`].
+pub fn import_file(
+    project: &mut Project,
+    request: &FileImport,
+    progress: &dyn Progress,
+) -> Result<FileImportReport, IngestError> {
+    if request.format == formats::Format::CocoResults {
+        return Err(IngestError::Invalid(
+            "model results are not labels: import them with `--format coco-results --run NAME`"
+                .into(),
+        ));
+    }
+    let started = std::time::Instant::now();
+    // The project's images, once: the formats look listed names up in them, and the import
+    // attaches boxes to them instead of adding the same images again.
+    let known = Arc::new(ProjectImages::load(project)?);
+    // A COCO file's image and category ids and box areas are recorded with it: results files
+    // name images and categories by those ids, and pycocotools ranks boxes by those areas.
+    let (mut parsed, coco_ids) = if request.format == formats::Format::Coco {
+        let (parsed, ids) = formats::import_coco_with_ids(&request.path, request.images.as_deref())?;
+        let (hash, _) = imaging::hash_file(&request.path).map_err(|e| IngestError::Path {
+            path: request.path.clone(),
+            reason: e.to_string(),
+        })?;
+        let source = CocoSource {
+            hash,
+            path: request.path.display().to_string(),
+            ids,
+        };
+        (parsed, Some(source))
+    } else {
+        let settings = formats::ImportSettings {
+            images_dir: request.images.clone(),
+            shapes_as_boxes: request.shapes_as_boxes,
+            known_images: Some(Arc::clone(&known) as Arc<dyn KnownImages>),
+        };
+        (
+            formats::import_with(request.format, &request.path, &settings)?,
+            None,
+        )
+    };
+    let parse_seconds = started.elapsed().as_secs_f64();
+    if let Some(images) = &request.images {
+        parsed.images_dir.clone_from(images);
+    }
+    // Predictions carried with the labels: one run per model, made before the import
+    // transaction and removed again if the import is refused.
+    let mut runs: Vec<PredictionRun> = Vec::with_capacity(parsed.predictions.len());
+    for predictions in &parsed.predictions {
+        let settings = serde_json::json!({
+            "source": request.path.display().to_string(),
+            "model_version": predictions.model,
+        })
+        .to_string();
+        let made = project.create_run(&NewRun {
+            name: predictions.model.clone(),
+            kind: "import".into(),
+            model_path: None,
+            model_hash: None,
+            settings,
+            settings_hash: None,
+            runtime_version: None,
+        });
+        match made {
+            Ok(id) => runs.push(PredictionRun {
+                id,
+                name: predictions.model.clone(),
+                images: predictions.dataset.images.len(),
+            }),
+            Err(e) => {
+                delete_runs(project, &runs);
+                return Err(e.into());
+            }
+        }
+    }
+    let opts = ImportOptions {
+        state: request.state,
+        predictions: runs
+            .iter()
+            .zip(std::mem::take(&mut parsed.predictions))
+            .map(|(run, predictions)| (run.id, predictions.dataset))
+            .collect(),
+        coco_ids,
+        allow_missing: request.allow_missing,
+        known_images: Some(known),
+        ..ImportOptions::default()
+    };
+    let report = match import_dataset(project, parsed, &opts, progress) {
+        Ok(r) => r,
+        Err(e) => {
+            delete_runs(project, &runs);
+            return Err(e);
+        }
+    };
+    for run in &runs {
+        project.finish_run(run.id)?;
+    }
+    Ok(FileImportReport {
+        report,
+        runs,
+        parse_seconds,
+    })
+}
+
+/// Removes the run rows an import made before it was refused (they hold nothing but a name).
+fn delete_runs(project: &Project, runs: &[PredictionRun]) {
+    for run in runs {
+        // Best effort: the refusal is what gets reported.
+        let _ = project
+            .conn()
+            .execute("DELETE FROM runs WHERE uuid=?1", [run.id.to_string()]);
+    }
+}
+
+/// Finds one dataset image's file and reads it (hash, header) when it is there.
+fn locate(
+    img: &crate::model::DatasetImage,
+    root: &Path,
+    images_dir: &Path,
+    images_rel: &str,
+) -> Located {
+    if img.file_name.is_empty() {
+        return img.external_id.map_or(Located::Nameless, Located::ById);
+    }
+    let abs = images_dir.join(&img.file_name);
+    if abs.is_file() {
+        let rel = relative_path(root, &abs);
+        let read = imaging::hash_file(&abs)
+            .and_then(|(h, b)| imaging::probe(&abs).map(|i| (h, b, i)))
+            .ok();
+        Located::File { rel, read }
+    } else {
+        let rel = if images_rel.is_empty() {
+            img.file_name.clone()
+        } else {
+            format!("{images_rel}/{}", img.file_name)
+        };
+        Located::Absent {
+            rel: normalise(&rel),
+        }
+    }
+}
+
+/// The "nothing silent" rule of imports: refuses an import that resolved none of what it lists,
+/// or that lists boxes and imported none.
+fn check_resolved(
+    dataset: &Dataset,
+    listed: usize,
+    report: &ImportReport,
+    unresolved: &[Unresolved],
+    warnings: &[Warning],
+    already_present: usize,
+    opts: &ImportOptions,
+) -> Result<(), IngestError> {
+    let resolved = report.images - report.images_missing;
+    let kept = opts.allow_missing && report.images_missing > 0;
+    if listed > 0 && resolved == 0 && !kept {
+        return Err(IngestError::NothingResolved {
+            listed,
+            details: describe_unresolved(unresolved),
+        });
+    }
+    let dropped = warnings.iter().filter(|w| w.kind == "zero_area_box").count();
+    let listed_boxes = dataset.images.iter().map(|i| i.boxes.len()).sum::<usize>()
+        + unresolved.iter().map(|u| u.boxes).sum::<usize>()
+        + dropped;
+    if listed_boxes > 0 && report.boxes == 0 && already_present == 0 {
+        let why = if dropped > 0 {
+            format!(" ({dropped} have no area inside their image)")
+        } else {
+            String::new()
+        };
+        return Err(IngestError::NoBoxes {
+            listed: listed_boxes,
+            details: format!(
+                "{why}; nothing was imported{}",
+                describe_unresolved(unresolved)
+            ),
+        });
+    }
+    Ok(())
+}
 
 fn normalise(p: &str) -> String {
     let mut out: Vec<&str> = Vec::new();
@@ -562,5 +1130,61 @@ mod tests {
         assert_eq!(relative_path(root, Path::new("/a/b/c/d.png")), "c/d.png");
         assert_eq!(relative_path(root, Path::new("/a/x.png")), "../x.png");
         assert_eq!(normalise("./a/../b//c.png"), "b/c.png");
+    }
+
+    fn record(path: &str, hash: Option<&str>) -> ImageRecord {
+        ImageRecord {
+            id: Uuid::now_v7(),
+            hash: hash.map(str::to_owned),
+            path: path.to_owned(),
+            width: 10,
+            height: 10,
+            bytes: 1,
+            missing: hash.is_none(),
+            external_id: None,
+        }
+    }
+
+    #[test]
+    fn project_images_match_by_path_then_hash_then_unique_name() {
+        let known = ProjectImages::new(
+            Path::new("/p"),
+            vec![
+                record("shots/a.jpg", Some("h1")),
+                record("shots/train/b.jpg", Some("h2")),
+                record("shots/val/b.jpg", Some("h3")),
+                record("old/c.png", None),
+            ],
+        );
+        let found = |rel: &str, hash: Option<&str>, listed: &str| {
+            known
+                .find(rel, hash, listed)
+                .map(|m| m.map(|(r, by)| (r.path.clone(), by)))
+        };
+        assert_eq!(
+            found("shots/a.jpg", Some("zz"), "a.jpg"),
+            Ok(Some(("shots/a.jpg".into(), MatchedBy::Path)))
+        );
+        assert_eq!(
+            found("elsewhere/x.jpg", Some("h2"), "x.jpg"),
+            Ok(Some(("shots/train/b.jpg".into(), MatchedBy::Hash)))
+        );
+        assert_eq!(
+            found("gt/a.jpg", None, "a.jpg"),
+            Ok(Some(("shots/a.jpg".into(), MatchedBy::Name)))
+        );
+        assert_eq!(
+            found("gt/val/b.jpg", None, "val/b.jpg"),
+            Ok(Some(("shots/val/b.jpg".into(), MatchedBy::Name)))
+        );
+        let tie = found("gt/b.jpg", None, "b.jpg").expect_err("two b.jpg");
+        assert_eq!(tie.candidates, ["shots/train/b.jpg", "shots/val/b.jpg"]);
+        assert_eq!(found("gt/d.jpg", None, "d.jpg"), Ok(None));
+        // A label file names its image by stem.
+        let by_stem = known.find_by_name("labels/c.txt", true).expect("unique");
+        assert_eq!(
+            by_stem.map(|k| (k.file, k.width)),
+            Some((PathBuf::from("/p/old/c.png"), 10))
+        );
     }
 }

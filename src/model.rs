@@ -313,6 +313,23 @@ pub struct Warning {
     pub message: String,
 }
 
+/// An entry an import file lists (an image, a label file, a line of a split list, a split
+/// folder) that resolved neither to a file on disk nor to an image the project already holds.
+///
+/// Imports report these first and refuse outright when nothing they list resolves (see
+/// `ingest::import_dataset`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unresolved {
+    /// The entry as the file lists it: a path, a file name, a split, or an image id.
+    pub entry: String,
+    /// Where it is listed: the file, and the line or record where known.
+    pub location: String,
+    /// Why it did not resolve: where it was looked for, and what became of it.
+    pub reason: String,
+    /// Boxes the entry carries that were not imported because of it.
+    pub boxes: usize,
+}
+
 /// Default palette for new classes (Tableau 20, readable on dark and light images).
 pub const PALETTE: [&str; 20] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",

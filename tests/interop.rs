@@ -48,7 +48,13 @@ fn coco_import_export_is_read_by_pycocotools_with_ap_1() {
         .join("datumaro/tests/assets/coco_dataset/coco_instances/annotations/instances_val.json");
     ok(
         &p,
-        &["import", "--format", "coco", src.to_str().expect("utf8")],
+        &[
+            "import",
+            "--format",
+            "coco",
+            src.to_str().expect("utf8"),
+            "--allow-missing",
+        ],
     );
     let stats: serde_json::Value =
         serde_json::from_str(&ok(&p, &["stats", "--json"])).expect("json");
@@ -100,7 +106,13 @@ fn a_malformed_file_is_refused_whole_and_the_store_is_untouched() {
         .join("datumaro/tests/assets/coco_dataset/coco_instances/annotations/instances_val.json");
     ok(
         &p,
-        &["import", "--format", "coco", good.to_str().expect("utf8")],
+        &[
+            "import",
+            "--format",
+            "coco",
+            good.to_str().expect("utf8"),
+            "--allow-missing",
+        ],
     );
     let before = ok(&p, &["stats", "--json"]);
     // A valid start, then an annotation pointing at an unknown category.
@@ -259,7 +271,13 @@ fn versions_diff_through_the_cli() {
     ok(&p, &["version", "create", "empty"]);
     ok(
         &p,
-        &["import", "--format", "coco", src.to_str().expect("utf8")],
+        &[
+            "import",
+            "--format",
+            "coco",
+            src.to_str().expect("utf8"),
+            "--allow-missing",
+        ],
     );
     ok(
         &p,
@@ -309,7 +327,13 @@ fn coco_results_become_proposals_of_a_run() {
     .expect("write");
     ok(
         &p,
-        &["import", "--format", "coco", gt.to_str().expect("utf8")],
+        &[
+            "import",
+            "--format",
+            "coco",
+            gt.to_str().expect("utf8"),
+            "--allow-missing",
+        ],
     );
     let res = dir.path().join("res.json");
     std::fs::write(

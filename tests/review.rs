@@ -615,6 +615,7 @@ fn eval_of_an_imported_run_matches_pycocotools_on_the_same_files() {
             "--format",
             "coco",
             gt_path.to_str().expect("utf8"),
+            "--allow-missing",
         ],
     );
     ok(

@@ -5,6 +5,7 @@ mod clients;
 mod crash;
 mod interop;
 mod results;
+mod resolve;
 mod review;
 mod support;
 mod sync;

@@ -8,10 +8,10 @@ use uuid::Uuid;
 
 use super::TermProgress;
 use crate::formats::{self, ExportSettings, Format, ImagesMode, SplitSpec};
-use crate::ingest::{self, CocoSource, ImportOptions};
+use crate::ingest::{self, FileImport, ImportReport, IngestError};
 use crate::model::ReviewState;
 use crate::results;
-use crate::store::{ImageFilter, NewRun, Project};
+use crate::store::{ImageFilter, Project};
 
 /// Options of `loupe import`.
 pub struct ImportArgs<'a> {
@@ -24,6 +24,8 @@ pub struct ImportArgs<'a> {
     pub allow_unmapped: bool,
     pub coverage: &'a CoverageArgs,
     pub shapes_as_boxes: bool,
+    /// Accept an import none of whose images is found (kept as missing placeholders).
+    pub allow_missing: bool,
     pub json: bool,
 }
 
@@ -112,6 +114,9 @@ impl CoverageArgs {
 
 pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
     if args.format == Format::CocoResults {
+        if args.allow_missing {
+            bail!("--allow-missing applies to label imports; results use --allow-unmapped");
+        }
         return import_results(p, args);
     }
     if args.gt.is_some() {
@@ -124,120 +129,56 @@ pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
         bail!("--allow-unmapped, --images-from and --cover-* only apply to --format coco-results");
     }
     let started = std::time::Instant::now();
-    let settings = formats::ImportSettings {
-        images_dir: args.images.map(Path::to_path_buf),
-        shapes_as_boxes: args.shapes_as_boxes,
-    };
-    // A COCO file's image and category ids and box areas are recorded with it: results files
-    // name images and categories by those ids, and pycocotools ranks boxes by those areas.
-    let (parsed, coco_ids) = if args.format == Format::Coco {
-        let (parsed, ids) = formats::import_coco_with_ids(args.path, args.images)?;
-        let (hash, _) = crate::imaging::hash_file(args.path)
-            .with_context(|| format!("{}: cannot read", args.path.display()))?;
-        let source = CocoSource {
-            hash,
-            path: args.path.display().to_string(),
-            ids,
-        };
-        (parsed, Some(source))
-    } else {
-        (
-            formats::import_with(args.format, args.path, &settings)?,
-            None,
-        )
-    };
-    let parse_s = started.elapsed().as_secs_f64();
-    let images_dir = args
-        .images
-        .map_or_else(|| parsed.images_dir.clone(), Path::to_path_buf);
-    // Predictions carried with the labels (Label Studio): one run per model, made before the
-    // import transaction and removed again if the import is refused.
-    let models: Vec<String> = parsed.predictions.iter().map(|p| p.model.clone()).collect();
-    let mut prediction_runs = Vec::with_capacity(parsed.predictions.len());
-    for predictions in &parsed.predictions {
-        let settings = serde_json::json!({
-            "source": args.path.display().to_string(),
-            "model_version": predictions.model,
-        })
-        .to_string();
-        let made = p.create_run(&NewRun {
-            name: predictions.model.clone(),
-            kind: "import".into(),
-            model_path: None,
-            model_hash: None,
-            settings,
-            settings_hash: None,
-            runtime_version: None,
-        });
-        match made {
-            Ok(id) => prediction_runs.push(id),
-            Err(e) => {
-                delete_runs(p, prediction_runs.iter());
-                return Err(e.into());
-            }
-        }
-    }
-    let opts = ImportOptions {
+    let request = FileImport {
+        format: args.format,
+        path: args.path.to_path_buf(),
+        images: args.images.map(Path::to_path_buf),
         state: args.state,
-        predictions: prediction_runs
-            .iter()
-            .zip(parsed.predictions)
-            .map(|(id, predictions)| (*id, predictions.dataset))
-            .collect(),
-        coco_ids,
-        ..ImportOptions::default()
+        shapes_as_boxes: args.shapes_as_boxes,
+        allow_missing: args.allow_missing,
     };
     let bar = TermProgress::new("importing");
-    let result = ingest::import_dataset(
-        p,
-        &parsed.dataset,
-        &images_dir,
-        parsed.warnings,
-        parsed.skipped,
-        &opts,
-        &bar,
-    );
+    let result = ingest::import_file(p, &request, &bar);
     bar.finish();
-    let report = match result {
-        Ok(r) => r,
+    let done = match result {
+        Ok(done) => done,
+        // The file itself was refused: its error names it.
+        Err(e @ IngestError::Format(_)) => return Err(e.into()),
         Err(e) => {
-            // The run rows were made before the import transaction; nothing else was written.
-            delete_runs(p, prediction_runs.iter());
             return Err(e).with_context(|| format!("{}: import refused", args.path.display()));
         }
     };
-    for id in &prediction_runs {
-        p.finish_run(*id)?;
-    }
+    let report = &done.report;
+    // What did not resolve comes first, before the summary, in both output modes.
+    print_unresolved(args.path, report);
     if args.json {
-        super::print_json(&report)?;
-    } else {
-        println!(
-            "imported {}: {} images ({} files missing), {} boxes, {} classes, {} skipped in {:.2}s (parse {:.2}s)",
-            args.path.display(),
-            report.images,
-            report.images_missing,
-            report.boxes,
-            report.classes,
-            report.skipped,
-            started.elapsed().as_secs_f64(),
-            parse_s
-        );
-        if report.proposals > 0 || !prediction_runs.is_empty() {
-            println!(
-                "  {} model proposals in {} run(s): {}",
-                report.proposals,
-                prediction_runs.len(),
-                opts.predictions
-                    .iter()
-                    .zip(&models)
-                    .map(|((_, d), m)| format!("{m} ({} images)", d.images.len()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-        print_warnings(&report.warnings);
+        return super::print_json(&done);
     }
+    println!(
+        "imported {}: {} images ({} already in the project, {} files missing), {} boxes, {} classes, {} skipped in {:.2}s (parse {:.2}s)",
+        args.path.display(),
+        report.images,
+        report.images_matched,
+        report.images_missing,
+        report.boxes,
+        report.classes,
+        report.skipped,
+        started.elapsed().as_secs_f64(),
+        done.parse_seconds
+    );
+    if report.proposals > 0 || !done.runs.is_empty() {
+        println!(
+            "  {} model proposals in {} run(s): {}",
+            report.proposals,
+            done.runs.len(),
+            done.runs
+                .iter()
+                .map(|r| format!("{} ({} images)", r.name, r.images))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    print_warnings(&report.warnings);
     Ok(())
 }
 
@@ -255,6 +196,33 @@ fn print_warnings(warnings: &[crate::model::Warning]) {
     if warnings.len() > 20 {
         eprintln!("  … {} more (use --json for all)", warnings.len() - 20);
     }
+}
+
+/// Says on stderr, first, how many listed entries did not resolve and which.
+fn print_unresolved(source: &Path, report: &ImportReport) {
+    if report.unresolved.is_empty() {
+        return;
+    }
+    let boxes = report.unresolved_boxes();
+    let placeholders = if report.images_missing > 0 {
+        format!(
+            "; {} kept as missing placeholders (`loupe add` attaches them)",
+            report.images_missing
+        )
+    } else {
+        String::new()
+    };
+    let lost = if boxes > 0 {
+        format!("; {boxes} of their boxes not imported")
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "warning: {} unresolved entries in {}{placeholders}{lost}:{}",
+        report.unresolved.len(),
+        source.display(),
+        ingest::describe_unresolved(&report.unresolved)
+    );
 }
 
 /// `loupe import --format coco-results`: detections mapped onto the project's own images and
@@ -431,14 +399,4 @@ pub fn export(p: &Project, args: &ExportArgs<'_>) -> Result<()> {
         println!("note: {note}");
     }
     Ok(())
-}
-
-/// Removes run rows made for an import that was then refused.
-fn delete_runs<'a>(p: &Project, runs: impl Iterator<Item = &'a uuid::Uuid>) {
-    for run in runs {
-        // Best effort: the row holds nothing but its name, and the refusal is what gets reported.
-        let _ = p
-            .conn()
-            .execute("DELETE FROM runs WHERE uuid=?1", [run.to_string()]);
-    }
 }

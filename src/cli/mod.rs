@@ -96,6 +96,11 @@ pub enum Command {
         /// instead of being skipped with a count.
         #[arg(long)]
         shapes_as_boxes: bool,
+        /// Accept an import none of whose images is found: they are kept as missing
+        /// placeholders that a later `loupe add` attaches. Without it, an import that resolves
+        /// none of the images or label files it lists is refused.
+        #[arg(long)]
+        allow_missing: bool,
         #[arg(long)]
         json: bool,
     },
@@ -498,6 +503,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             allow_unmapped,
             coverage,
             shapes_as_boxes,
+            allow_missing,
             json,
         } => {
             let mut p = open(&cli)?;
@@ -513,6 +519,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     allow_unmapped: *allow_unmapped,
                     coverage,
                     shapes_as_boxes: *shapes_as_boxes,
+                    allow_missing: *allow_missing,
                     json: *json,
                 },
             )?;

@@ -514,6 +514,7 @@ pub fn import_coco_with_ids(
             images_dir: images_dir.map_or_else(|| parent_dir(path), Path::to_path_buf),
             skipped,
             predictions: Vec::new(),
+            unresolved: Vec::new(),
         },
         ids,
     ))
@@ -616,6 +617,7 @@ pub(super) fn import_instances(
         images_dir: images_dir.map_or_else(|| parent_dir(path), Path::to_path_buf),
         skipped,
         predictions: Vec::new(),
+        unresolved: Vec::new(),
     })
 }
 
@@ -731,6 +733,7 @@ pub(super) fn import_results(
         images_dir: images_dir.map_or_else(|| parent_dir(path), Path::to_path_buf),
         skipped,
         predictions: Vec::new(),
+        unresolved: Vec::new(),
     })
 }
 
@@ -821,6 +824,7 @@ pub fn import_coco_results_with_gt(results: &Path, gt: &Path) -> Result<Parsed, 
         images_dir: parent_dir(gt),
         skipped,
         predictions: Vec::new(),
+        unresolved: Vec::new(),
     })
 }
 

@@ -174,6 +174,7 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
         images_dir: base,
         skipped,
         predictions: Vec::new(),
+        unresolved: Vec::new(),
     })
 }
 

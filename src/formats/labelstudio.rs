@@ -921,6 +921,7 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
         images_dir: base,
         skipped,
         predictions,
+        unresolved: Vec::new(),
     })
 }
 

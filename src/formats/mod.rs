@@ -41,8 +41,9 @@ use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
-use crate::model::{BBox, Dataset, Warning};
+use crate::model::{BBox, Dataset, Unresolved, Warning};
 
 pub use coco::{
     CocoBox, CocoDetection, CocoGt, CocoGtImage, CocoIds, CocoResults, import_coco_results_with_gt,
@@ -150,6 +151,11 @@ pub struct Parsed {
     /// one set per model. Kept out of `dataset` so the labels stay ground truth; each set becomes
     /// a run whose proposals are written in the same transaction as the labels.
     pub predictions: Vec<Predictions>,
+    /// Listed entries the importer could not resolve itself (a YOLO label file or list line
+    /// whose image is nowhere to be found, a split folder that does not exist). Images that the
+    /// dataset names but that are not on disk are judged later, against the project, by
+    /// `ingest::import_dataset`.
+    pub unresolved: Vec<Unresolved>,
 }
 
 /// The predictions of one model in an imported file.
@@ -260,6 +266,12 @@ pub enum FormatError {
         location: String,
         reason: String,
     },
+    #[error("{}: {location}: {ambiguity}; name the folder in the file or pass --images", path.display())]
+    Ambiguous {
+        path: PathBuf,
+        location: String,
+        ambiguity: AmbiguousName,
+    },
     #[error("{}: {reason}", path.display())]
     Unsupported { path: PathBuf, reason: String },
     #[error("{}: cannot export: {reason}", path.display())]
@@ -319,13 +331,120 @@ pub fn import(
 }
 
 /// How an import reads its input, beyond the format and the path.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct ImportSettings {
     /// The folder the images live in (`--images`); see [`import`].
     pub images_dir: Option<PathBuf>,
     /// Shapes other than boxes (polygons, circles, rotated boxes, …) become their bounding box
     /// (`--shapes-as-boxes`) instead of being skipped with a count.
     pub shapes_as_boxes: bool,
+    /// The images the destination project already holds: the last place a listed image that is
+    /// not on disk where the file says is looked for (by file name). Formats that need the image
+    /// itself to place boxes (YOLO's normalised coordinates) use it; the others leave matching to
+    /// `ingest`.
+    pub known_images: Option<Arc<dyn KnownImages>>,
+}
+
+/// Images the destination already holds, looked up by file name. Implemented by
+/// `ingest::ProjectImages`; kept as a trait so that formats never reach into the store.
+pub trait KnownImages: Send + Sync + fmt::Debug {
+    /// The one known image that `listed` (a path as a file lists it) names by file name; with
+    /// `any_extension`, by file stem among image files (a label file `a.txt` names `a.jpg`).
+    /// See [`pick_by_name`] for how several images sharing the name are told apart.
+    ///
+    /// # Errors
+    ///
+    /// [`AmbiguousName`] when the name does not single out one image.
+    fn find_by_name(
+        &self,
+        listed: &str,
+        any_extension: bool,
+    ) -> Result<Option<KnownFile>, AmbiguousName>;
+}
+
+/// A known image found by [`KnownImages::find_by_name`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownFile {
+    /// Its file (absolute; it may be missing on disk when the project knows it from an import).
+    pub file: PathBuf,
+    /// Its size as the project knows it (0 when unknown).
+    pub width: u32,
+    pub height: u32,
+}
+
+/// A file name that matches several images, none better than the others.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{name}` is ambiguous: it matches {}", describe_candidates(candidates))]
+pub struct AmbiguousName {
+    /// The name (or path) as listed.
+    pub name: String,
+    /// The equally good candidates, in path order (at least two).
+    pub candidates: Vec<String>,
+}
+
+fn describe_candidates(candidates: &[String]) -> String {
+    match candidates {
+        [a, b] => format!("`{a}` and `{b}`"),
+        [a, b, rest @ ..] => format!("`{a}`, `{b}` and {} more", rest.len()),
+        _ => candidates.join(", "),
+    }
+}
+
+/// Picks the one candidate that a listed path names by file name.
+///
+/// `candidates` are `(path, value)` pairs whose file name (or stem) already equals the listed
+/// one's, paths with `/` or `\` separators. One candidate: it. Several: the one whose folders
+/// also end like the listed path's (`train/a.jpg` picks `x/train/a.jpg` over `x/val/a.jpg`),
+/// when exactly one has the longest such agreement; otherwise the name is ambiguous, and the
+/// error names the best candidates.
+///
+/// # Errors
+///
+/// [`AmbiguousName`] as above.
+pub fn pick_by_name<T>(
+    listed: &str,
+    candidates: Vec<(String, T)>,
+) -> Result<Option<T>, AmbiguousName> {
+    if candidates.len() <= 1 {
+        return Ok(candidates.into_iter().next().map(|(_, v)| v));
+    }
+    let folders = |p: &str| -> Vec<String> {
+        let mut parts: Vec<String> = p
+            .split(['/', '\\'])
+            .filter(|s| !s.is_empty() && *s != ".")
+            .map(str::to_owned)
+            .collect();
+        parts.pop();
+        parts
+    };
+    let wanted = folders(listed);
+    let agreement = |path: &str| {
+        folders(path)
+            .iter()
+            .rev()
+            .zip(wanted.iter().rev())
+            .take_while(|(a, b)| a == b)
+            .count()
+    };
+    let scored: Vec<(usize, String, T)> = candidates
+        .into_iter()
+        .map(|(p, v)| (agreement(&p), p, v))
+        .collect();
+    let best = scored.iter().map(|(s, _, _)| *s).max().unwrap_or(0);
+    let mut top: Vec<(String, T)> = scored
+        .into_iter()
+        .filter(|(s, _, _)| *s == best)
+        .map(|(_, p, v)| (p, v))
+        .collect();
+    if top.len() == 1 {
+        return Ok(top.pop().map(|(_, v)| v));
+    }
+    let mut names: Vec<String> = top.into_iter().map(|(p, _)| p).collect();
+    names.sort();
+    Err(AmbiguousName {
+        name: listed.to_owned(),
+        candidates: names,
+    })
 }
 
 /// [`import`] with every setting spelled out.
@@ -341,7 +460,7 @@ pub fn import_with(
     let images_dir = settings.images_dir.as_deref();
     match format {
         Format::Coco => coco::import_instances(path, images_dir),
-        Format::Yolo => yolo::import(path, images_dir),
+        Format::Yolo => yolo::import(path, settings),
         Format::Voc => voc::import(path, images_dir),
         Format::CocoResults => coco::import_results(path, images_dir),
         Format::Labelme => labelme::import(path, settings),

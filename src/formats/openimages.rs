@@ -663,6 +663,7 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
         images_dir: images_root,
         skipped,
         predictions: Vec::new(),
+        unresolved: Vec::new(),
     })
 }
 

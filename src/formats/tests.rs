@@ -905,11 +905,14 @@ fn labelimg_yolo_needs_its_image() {
         counts(0, 0, 2, 2),
     )
     .expect("imported");
-    assert!(
-        p.warnings
-            .iter()
-            .any(|w| w.kind == "missing_image" && w.location.contains("test.512.512.txt"))
-    );
+    // Not a warning: an unresolved entry, which the import reports first (and refuses when,
+    // as here, nothing resolves).
+    let [u] = p.unresolved.as_slice() else {
+        panic!("one unresolved label file: {:?}", p.unresolved);
+    };
+    assert!(u.entry.ends_with("test.512.512.txt"), "{u:?}");
+    assert_eq!(u.boxes, 2);
+    assert!(p.warnings.iter().all(|w| w.kind != "missing_image"));
 }
 
 #[test]
@@ -2041,15 +2044,11 @@ fn yolo_segments_scores_and_duplicate_splits() {
     );
     assert_eq!(p.skipped, 2, "the orphan's two boxes");
     let kinds: BTreeSet<&str> = p.warnings.iter().map(|w| w.kind.as_str()).collect();
-    assert_eq!(
-        kinds,
-        BTreeSet::from(["dangling_path", "clipped_box", "missing_image"])
-    );
-    assert!(
-        p.warnings
-            .iter()
-            .any(|w| w.kind == "missing_image" && w.location.ends_with("orphan.txt"))
-    );
+    assert_eq!(kinds, BTreeSet::from(["dangling_path", "clipped_box"]));
+    let [u] = p.unresolved.as_slice() else {
+        panic!("the orphan is unresolved: {:?}", p.unresolved);
+    };
+    assert!(u.entry.ends_with("orphan.txt") && u.boxes == 2, "{u:?}");
 }
 
 #[test]
@@ -2245,10 +2244,10 @@ fn darknet_lists_and_plain_folders() {
     ));
     assert!(p.dataset.images[1].boxes.is_empty());
     let kinds: BTreeSet<&str> = p.warnings.iter().map(|w| w.kind.as_str()).collect();
-    assert_eq!(
-        kinds,
-        BTreeSet::from(["class_count_mismatch", "missing_image"])
-    );
+    assert_eq!(kinds, BTreeSet::from(["class_count_mismatch"]));
+    let unresolved: Vec<&str> = p.unresolved.iter().map(|u| u.entry.as_str()).collect();
+    assert_eq!(unresolved, ["images/missing.png"]);
+    assert!(p.unresolved[0].location.ends_with("valid.txt:1"));
 
     // The same folder without obj.data: label-driven, labels beside or parallel to images.
     std::fs::remove_file(root.join("obj.data")).expect("rm");

@@ -30,6 +30,7 @@ fn import_as(format: Format, path: &Path, shapes_as_boxes: bool) -> Result<Parse
         &ImportSettings {
             images_dir: None,
             shapes_as_boxes,
+            ..ImportSettings::default()
         },
     )
 }
@@ -378,6 +379,7 @@ fn labelstudio_references_resolve_by_file_name() {
     let settings = ImportSettings {
         images_dir: Some(dir.path().to_path_buf()),
         shapes_as_boxes: false,
+        ..ImportSettings::default()
     };
     let p = import_with(Format::LabelStudio, &data(LS_FULL), &settings).expect("import");
     let names: Vec<&str> = p

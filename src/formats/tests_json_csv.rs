@@ -24,6 +24,7 @@ fn settings(shapes_as_boxes: bool) -> ImportSettings {
     ImportSettings {
         images_dir: None,
         shapes_as_boxes,
+        ..ImportSettings::default()
     }
 }
 
@@ -448,6 +449,7 @@ fn labelme_image_paths_and_embedded_sizes() {
         &ImportSettings {
             images_dir: Some(d.to_path_buf()),
             shapes_as_boxes: false,
+            ..ImportSettings::default()
         },
     )
     .expect("import");

@@ -595,6 +595,7 @@ pub(super) fn import(path: &Path, images_dir: Option<&Path>) -> Result<Parsed, F
         images_dir: base,
         skipped,
         predictions: Vec::new(),
+        unresolved: Vec::new(),
     })
 }
 

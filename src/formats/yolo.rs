@@ -5,17 +5,39 @@
 //! - a `data.yaml` (or a folder holding one): image-driven, as ultralytics reads it. Every image of
 //!   every split is an image of the dataset; its label file is found by replacing the last
 //!   `images` folder of its path with `labels` (or beside it); no label file means no boxes.
+//!   Roboflow's and other machines' files are read as ultralytics reads them: a `path` that does
+//!   not exist falls back to `--images` and then to the folder of data.yaml; a missing
+//!   `../train/images` is retried as `train/images`; a missing `val`/`valid` folder is looked for
+//!   under its other spellings (`val`, `valid`, `validation`). Split lists in `.txt` files are
+//!   read line by line like Darknet lists.
 //! - an `obj.data` (or a folder holding one): image-driven through the `train`/`valid` lists, as
-//!   Darknet and CVAT's "YOLO 1.1" read it; `data/` prefixes that point nowhere are resolved
-//!   against the `obj.data` folder.
+//!   Darknet and CVAT's "YOLO 1.1" export write them. CVAT lists `data/obj_train_data/NAME.jpg`,
+//!   relative to a Darknet folder that does not exist on the user's machine; the label file is
+//!   `obj_train_data/NAME.txt` beside obj.data, and the images are often elsewhere (`--images`).
 //! - any other folder with a class list (`obj.names`, `classes.txt`): label-driven. Every `.txt`
 //!   whose first line reads as a label is a label file; its image is looked for in `images_dir`,
-//!   beside it, or in the folder parallel to its `labels`/`Annotations` folder.
+//!   beside it, in the folder parallel to its `labels`/`Annotations` folder, and among the
+//!   project's images by file stem.
+//!
+//! A listed image path (a line of a Darknet or ultralytics list) resolves in this order, the
+//! first hit winning:
+//! 1. as written, relative to the file that lists it (obj.data's folder, the list's folder, the
+//!    dataset root), with leading folders that do not exist dropped one by one (`data/`);
+//! 2. the same, relative to `--images`;
+//! 3. by file name anywhere under `--images`;
+//! 4. by file name among the images the project already holds ([`KnownImages`]).
+//!
+//! Steps 3 and 4 take a unique match only (folders in the listed path break ties, see
+//! [`pick_by_name`]); an ambiguous name refuses the import naming both candidates, because
+//! guessing would put boxes on the wrong image.
+//!
+//! What counts as unresolved (reported in [`Parsed::unresolved`], never silently dropped): a
+//! list line whose image none of the steps finds; a label file whose image cannot be found; a
+//! split (`train: …`, `train = …`) whose folder or list does not exist. Their boxes are counted in
+//! `Parsed::skipped` as well.
 //!
 //! File names are relative to `images_dir` when it is given, else to the dataset root (the
-//! `path` of data.yaml, the folder of obj.data, or the folder imported). With a data.yaml or an
-//! obj.data the images are where the configuration says; `images_dir` only changes what their
-//! names are relative to.
+//! `path` of data.yaml, the folder of obj.data, or the folder imported).
 //!
 //! Label lines follow ultralytics: `class cx cy w h` (normalised), or a segment polygon
 //! `class x1 y1 x2 y2 ...` whose bounding box is used. A sixth column is read as a score (the
@@ -25,22 +47,26 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 use serde_norway::Value;
 
 use super::{
-    ExportReport, FormatError, Parsed, Report, accept_box, find_image_with_stem, normalize_path,
-    read_class_list, read_text, relative_slash_path, write_file,
+    ExportReport, FormatError, ImportSettings, KnownImages, Parsed, Report, accept_box,
+    find_image_with_stem, link_or_copy, normalize_path, pick_by_name, read_class_list, read_text,
+    relative_slash_path, safe_relative, write_file,
 };
 use crate::imaging::{has_image_extension, probe};
-use crate::model::{BBox, BoxFlags, Dataset, DatasetBox, DatasetImage};
+use crate::model::{BBox, BoxFlags, Dataset, DatasetBox, DatasetImage, Unresolved};
 
 /// One image to import and the label file that goes with it, if any.
 #[derive(Debug)]
 struct Entry {
     image: PathBuf,
     label: Option<PathBuf>,
+    /// The size, when the image is known to the project but not on disk (nothing to probe).
+    size: Option<(u32, u32)>,
 }
 
 /// What a layout resolved to, before labels are read and images probed.
@@ -50,13 +76,31 @@ struct Plan {
     /// The dataset root: the default folder that file names are relative to.
     root: PathBuf,
     entries: Vec<Entry>,
-    /// Label files whose image was not found.
-    orphans: Vec<PathBuf>,
+    /// Label files whose image was not found, with where it was looked for.
+    orphans: Vec<(PathBuf, String)>,
+    /// Listed entries that resolved to nothing (their boxes are counted when labels are read).
+    unresolved: Vec<PendingUnresolved>,
     report: Report,
 }
 
+/// An unresolved entry whose label file, if any, is read later for its box count.
+#[derive(Debug)]
+struct PendingUnresolved {
+    entry: String,
+    location: String,
+    reason: String,
+    label: Option<PathBuf>,
+}
+
 /// Imports a YOLO dataset from a `data.yaml`, an `obj.data`, or a dataset folder.
-pub(super) fn import(path: &Path, images_dir: Option<&Path>) -> Result<Parsed, FormatError> {
+pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, FormatError> {
+    let images_dir = settings.images_dir.as_deref();
+    let resolver = Resolver {
+        source: path,
+        images_dir,
+        known: settings.known_images.as_deref(),
+        under_images: OnceLock::new(),
+    };
     let meta = std::fs::metadata(path).map_err(|e| FormatError::io(path, e))?;
     let plan = if meta.is_dir() {
         let yaml = ["data.yaml", "data.yml", "dataset.yaml", "dataset.yml"]
@@ -65,11 +109,11 @@ pub(super) fn import(path: &Path, images_dir: Option<&Path>) -> Result<Parsed, F
             .find(|p| p.is_file());
         let data = path.join("obj.data");
         if let Some(yaml) = yaml {
-            plan_yaml(&yaml)?
+            plan_yaml(&yaml, &resolver)?
         } else if data.is_file() {
-            plan_darknet(&data)?
+            plan_darknet(&data, &resolver)?
         } else {
-            plan_folder(path, images_dir)?
+            plan_folder(path, &resolver)?
         }
     } else {
         let ext = path
@@ -78,8 +122,8 @@ pub(super) fn import(path: &Path, images_dir: Option<&Path>) -> Result<Parsed, F
             .unwrap_or_default()
             .to_ascii_lowercase();
         match ext.as_str() {
-            "yaml" | "yml" => plan_yaml(path)?,
-            "data" => plan_darknet(path)?,
+            "yaml" | "yml" => plan_yaml(path, &resolver)?,
+            "data" => plan_darknet(path, &resolver)?,
             _ => {
                 return Err(FormatError::Unsupported {
                     path: path.to_path_buf(),
@@ -92,7 +136,195 @@ pub(super) fn import(path: &Path, images_dir: Option<&Path>) -> Result<Parsed, F
     run(plan, path, images_dir)
 }
 
-/// One label line, normalised to the image.
+// ---------------------------------------------------------------------------------------------
+// Finding listed images
+
+/// What a listed image path resolved to.
+#[derive(Debug)]
+enum Found {
+    /// A file on disk.
+    File(PathBuf),
+    /// An image the project holds whose file is not on disk; its size is known.
+    Known { file: PathBuf, width: u32, height: u32 },
+}
+
+/// Image files under `--images`, by file name and by stem, for steps 3 of the resolution order.
+#[derive(Debug, Default)]
+struct NameIndex {
+    by_name: HashMap<String, Vec<PathBuf>>,
+    by_stem: HashMap<String, Vec<PathBuf>>,
+}
+
+/// Resolves listed image paths in the order the module documentation gives.
+struct Resolver<'a> {
+    /// The file imported, for errors.
+    source: &'a Path,
+    images_dir: Option<&'a Path>,
+    known: Option<&'a dyn KnownImages>,
+    /// Walked on first need: most imports find every image in steps 1 and 2.
+    under_images: OnceLock<NameIndex>,
+}
+
+/// The last component of a listed path, whatever its separators.
+fn listed_file_name(listed: &str) -> &str {
+    listed.rsplit(['/', '\\']).next().unwrap_or(listed)
+}
+
+impl Resolver<'_> {
+    fn index(&self) -> &NameIndex {
+        self.under_images.get_or_init(|| {
+            let mut index = NameIndex::default();
+            let Some(dir) = self.images_dir else {
+                return index;
+            };
+            // An unreadable folder under --images only means fewer candidates.
+            for entry in walkdir::WalkDir::new(dir)
+                .follow_links(true)
+                .sort_by_file_name()
+                .into_iter()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_file() && has_image_extension(e.path()))
+            {
+                let path = entry.into_path();
+                if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+                    index
+                        .by_name
+                        .entry(name.to_owned())
+                        .or_default()
+                        .push(path.clone());
+                }
+                if let Some(stem) = path.file_stem().and_then(|n| n.to_str()) {
+                    index.by_stem.entry(stem.to_owned()).or_default().push(path);
+                }
+            }
+            index
+        })
+    }
+
+    fn ambiguous(&self, location: &str, ambiguity: super::AmbiguousName) -> FormatError {
+        FormatError::Ambiguous {
+            path: self.source.to_path_buf(),
+            location: location.to_owned(),
+            ambiguity,
+        }
+    }
+
+    /// Picks among files under `--images` that share the listed name (or stem).
+    fn pick_under_images(
+        &self,
+        listed: &str,
+        candidates: Option<&Vec<PathBuf>>,
+        location: &str,
+    ) -> Result<Option<PathBuf>, FormatError> {
+        let (Some(dir), Some(candidates)) = (self.images_dir, candidates) else {
+            return Ok(None);
+        };
+        let named = candidates
+            .iter()
+            .map(|p| (relative_slash_path(dir, p), p.clone()))
+            .collect();
+        pick_by_name(listed, named).map_err(|a| self.ambiguous(location, a))
+    }
+
+    fn known(
+        &self,
+        listed: &str,
+        any_extension: bool,
+        location: &str,
+    ) -> Result<Option<Found>, FormatError> {
+        let Some(known) = self.known else {
+            return Ok(None);
+        };
+        let Some(k) = known
+            .find_by_name(listed, any_extension)
+            .map_err(|a| self.ambiguous(location, a))?
+        else {
+            return Ok(None);
+        };
+        if k.file.is_file() {
+            return Ok(Some(Found::File(k.file)));
+        }
+        // Known from an earlier import only: usable when its size is known.
+        Ok((k.width > 0 && k.height > 0).then_some(Found::Known {
+            file: k.file,
+            width: k.width,
+            height: k.height,
+        }))
+    }
+
+    /// Resolves a listed image path from `bases` (the folders it may be relative to). `Ok(Err)`
+    /// carries the reason it was not found.
+    fn image(
+        &self,
+        listed: &str,
+        bases: &[&Path],
+        location: &str,
+    ) -> Result<Result<Found, String>, FormatError> {
+        let listed = listed.trim();
+        for base in bases.iter().copied().chain(self.images_dir) {
+            if let Some(found) = resolve_dangling(base, listed).filter(|p| p.is_file()) {
+                return Ok(Ok(Found::File(found)));
+            }
+        }
+        let name = listed_file_name(listed);
+        if let Some(found) = self.pick_under_images(listed, self.index().by_name.get(name), location)? {
+            return Ok(Ok(Found::File(found)));
+        }
+        if let Some(found) = self.known(listed, false, location)? {
+            return Ok(Ok(found));
+        }
+        Ok(Err(self.not_found_reason(bases)))
+    }
+
+    /// The image of a label file by its stem: under `--images`, then among the project's images.
+    fn image_for_label(&self, label: &Path, location: &str) -> Result<Option<Found>, FormatError> {
+        let Some(stem) = label.file_stem().and_then(|s| s.to_str()) else {
+            return Ok(None);
+        };
+        let listed = label.to_string_lossy();
+        if let Some(found) = self.pick_under_images(&listed, self.index().by_stem.get(stem), location)? {
+            return Ok(Some(Found::File(found)));
+        }
+        self.known(&listed, true, location)
+    }
+
+    fn not_found_reason(&self, bases: &[&Path]) -> String {
+        let mut places: Vec<String> = bases
+            .iter()
+            .map(|b| format!("as written from {}", b.display()))
+            .collect();
+        places.dedup();
+        match self.images_dir {
+            Some(dir) => places.push(format!(
+                "under --images {} (as written and by file name)",
+                dir.display()
+            )),
+            None => places.push("no --images given".to_owned()),
+        }
+        if self.known.is_some() {
+            places.push("not among the project's images (by file name)".to_owned());
+        }
+        format!("image not found: {}", places.join("; "))
+    }
+}
+
+/// Label files that go with a listed image path, whether or not the image was found: the
+/// listed path with `.txt`, or with its last `images`/`JPEGImages` folder read as `labels`,
+/// resolved from each base like the image (`data/obj_train_data/a.jpg` ->
+/// `obj_train_data/a.txt` beside obj.data).
+fn listed_label(listed: &str, bases: &[&Path]) -> Option<PathBuf> {
+    let listed = Path::new(listed.trim());
+    let plain = listed.with_extension("txt");
+    let swapped = swap_last_dir(listed, &["images", "JPEGImages"], "labels")
+        .map(|p| p.with_extension("txt"));
+    let candidates: Vec<PathBuf> = swapped.into_iter().chain([plain]).collect();
+    bases.iter().find_map(|base| {
+        candidates.iter().find_map(|c| {
+            resolve_dangling(base, &c.to_string_lossy()).filter(|p| p.is_file())
+        })
+    })
+}
+
 #[derive(Debug, Clone, Copy)]
 struct LabelBox {
     line: usize,
@@ -213,6 +445,16 @@ fn parse_label_file(path: &Path, classes: usize) -> Result<Vec<LabelBox>, Format
 }
 
 /// Reads labels and probes images (in parallel), and assembles the dataset.
+
+/// Counts the label lines of a file (its boxes), for unresolved entries.
+fn count_label_lines(label: &Path) -> Result<usize, FormatError> {
+    Ok(read_text(label)?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count())
+}
+
+/// Reads labels and probes images (in parallel), and assembles the dataset.
 fn run(plan: Plan, source: &Path, images_dir: Option<&Path>) -> Result<Parsed, FormatError> {
     let base = images_dir.map_or_else(|| plan.root.clone(), Path::to_path_buf);
     let classes = plan.classes.len();
@@ -232,14 +474,30 @@ fn run(plan: Plan, source: &Path, images_dir: Option<&Path>) -> Result<Parsed, F
         report.absorb(sub);
         images.extend(image);
     }
-    for orphan in &plan.orphans {
-        let lines = read_text(orphan)?
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .count();
-        report.skipped += lines;
-        report.warn("missing_image", || orphan.display().to_string(), || {
-            format!("no image found for this label file; its {lines} boxes cannot be converted to pixels and are skipped")
+    let mut unresolved = Vec::with_capacity(plan.unresolved.len() + plan.orphans.len());
+    for pending in plan.unresolved {
+        let boxes = match &pending.label {
+            Some(label) => count_label_lines(label)?,
+            None => 0,
+        };
+        report.skipped += boxes;
+        unresolved.push(Unresolved {
+            entry: pending.entry,
+            location: pending.location,
+            reason: pending.reason,
+            boxes,
+        });
+    }
+    for (orphan, looked) in &plan.orphans {
+        let boxes = count_label_lines(orphan)?;
+        report.skipped += boxes;
+        unresolved.push(Unresolved {
+            entry: orphan.display().to_string(),
+            location: source.display().to_string(),
+            reason: format!(
+                "label file whose image was not found ({looked}); its boxes cannot be placed without the image's size"
+            ),
+            boxes,
         });
     }
     let (warnings, skipped) = report.finish(source);
@@ -252,6 +510,7 @@ fn run(plan: Plan, source: &Path, images_dir: Option<&Path>) -> Result<Parsed, F
         images_dir: base,
         skipped,
         predictions: Vec::new(),
+        unresolved,
     })
 }
 
@@ -265,24 +524,27 @@ fn load_entry(
         Some(label) => parse_label_file(label, classes)?,
         None => Vec::new(),
     };
-    let info = match probe(&entry.image) {
-        Ok(info) => info,
-        Err(e) => {
-            report.skipped += labels.len();
-            report.warn(
-                "unreadable_image",
-                || entry.image.display().to_string(),
-                || {
-                    format!(
-                        "cannot read the image ({e}); it and its {} boxes are skipped",
-                        labels.len()
-                    )
-                },
-            );
-            return Ok((None, report));
-        }
+    let (img_width, img_height) = match entry.size {
+        Some(size) => size,
+        None => match probe(&entry.image) {
+            Ok(info) => (info.width, info.height),
+            Err(e) => {
+                report.skipped += labels.len();
+                report.warn(
+                    "unreadable_image",
+                    || entry.image.display().to_string(),
+                    || {
+                        format!(
+                            "cannot read the image ({e}); it and its {} boxes are skipped",
+                            labels.len()
+                        )
+                    },
+                );
+                return Ok((None, report));
+            }
+        },
     };
-    let (width, height) = (f64::from(info.width), f64::from(info.height));
+    let (width, height) = (f64::from(img_width), f64::from(img_height));
     let mut boxes = Vec::with_capacity(labels.len());
     for l in labels {
         let bbox = BBox::new(l.x * width, l.y * height, l.w * width, l.h * height);
@@ -290,7 +552,7 @@ fn load_entry(
             let label = entry.label.as_deref().unwrap_or(&entry.image);
             format!("{}:{}", label.display(), l.line)
         };
-        if let Some(bbox) = accept_box(&mut report, bbox, info.width, info.height, location) {
+        if let Some(bbox) = accept_box(&mut report, bbox, img_width, img_height, location) {
             boxes.push(DatasetBox {
                 class: l.class,
                 bbox,
@@ -303,8 +565,8 @@ fn load_entry(
     }
     let image = DatasetImage {
         file_name: relative_slash_path(base, &entry.image),
-        width: info.width,
-        height: info.height,
+        width: img_width,
+        height: img_height,
         external_id: None,
         boxes,
     };
@@ -460,102 +722,128 @@ fn files_under(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>,
 }
 
 /// Resolves a split entry of a data.yaml, with ultralytics' and Roboflow's fallbacks.
+
+/// Resolves a split entry of a data.yaml from each root in turn, with ultralytics' and
+/// Roboflow's fallbacks. `Err` says where it was looked for.
 fn resolve_split(
-    root: &Path,
+    roots: &[PathBuf],
     key: &str,
     entry: &str,
     yaml: &Path,
     report: &mut Report,
-) -> Option<PathBuf> {
+) -> Result<PathBuf, String> {
     let p = Path::new(entry);
-    let direct = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        root.join(p)
-    };
-    if direct.exists() {
-        return Some(direct);
+    if p.is_absolute() && p.exists() {
+        return Ok(p.to_path_buf());
     }
-    // ultralytics: a missing `../x` is retried as `x` (Roboflow writes `../train/images`).
-    if let Some(rest) = entry
-        .strip_prefix("../")
-        .or_else(|| entry.strip_prefix("..\\"))
-    {
-        let retry = root.join(rest);
-        if retry.exists() {
-            return Some(retry);
+    for root in roots {
+        let direct = if p.is_absolute() {
+            // Another machine's absolute path: its tail may exist under this root.
+            resolve_dangling(root, entry)
+        } else {
+            Some(root.join(p)).filter(|d| d.exists())
+        };
+        if let Some(found) = direct {
+            return Ok(found);
+        }
+        // ultralytics: a missing `../x` is retried as `x` (Roboflow writes `../train/images`).
+        if let Some(rest) = entry
+            .strip_prefix("../")
+            .or_else(|| entry.strip_prefix("..\\"))
+        {
+            let retry = root.join(rest);
+            if retry.exists() {
+                return Ok(retry);
+            }
         }
     }
-    let names: &[&str] = if key == "val" {
+    let names: &[&str] = if matches!(key, "val" | "valid" | "validation") {
         &["val", "valid", "validation"]
     } else {
         &[key]
     };
-    let fallback = names
+    let fallback = roots
         .iter()
-        .flat_map(|n| [root.join(n).join("images"), root.join("images").join(n)])
+        .flat_map(|root| {
+            names
+                .iter()
+                .flat_map(move |n| [root.join(n).join("images"), root.join("images").join(n)])
+        })
         .find(|d| d.is_dir());
-    match fallback {
-        Some(found) => {
-            report.warn(
-                "dangling_path",
-                || yaml.display().to_string(),
-                || {
-                    format!(
-                        "`{key}: {entry}` does not exist; using {} instead",
-                        found.display()
-                    )
-                },
-            );
-            Some(found)
-        }
-        None => {
-            report.warn(
-                "missing_split",
-                || yaml.display().to_string(),
-                || format!("`{key}: {entry}` does not exist; the split is skipped"),
-            );
-            None
-        }
+    if let Some(found) = fallback {
+        report.warn(
+            "dangling_path",
+            || yaml.display().to_string(),
+            || {
+                format!(
+                    "`{key}: {entry}` does not exist; using {} instead",
+                    found.display()
+                )
+            },
+        );
+        return Ok(found);
     }
+    let tried: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+    Err(format!(
+        "split not found: looked from {} (also as {}/images and images/{})",
+        tried.join(" and "),
+        names.join("|"),
+        names.join("|")
+    ))
 }
 
-/// Image paths listed in a split `.txt`, one per line, relative to the list's folder (or root).
-fn images_in_list(
+/// Reads a split list (`.txt`, one image path per line) into entries: each line resolves like a
+/// Darknet list line (relative to the list's folder or the dataset roots, then `--images`, then
+/// by name), its label through the listed path or beside the image.
+fn entries_from_list(
     list: &Path,
-    root: &Path,
-    report: &mut Report,
-) -> Result<Vec<PathBuf>, FormatError> {
+    roots: &[PathBuf],
+    resolver: &Resolver<'_>,
+    plan: &mut Plan,
+) -> Result<Vec<Entry>, FormatError> {
     let text = read_text(list)?;
     let list_dir = list.parent().unwrap_or(Path::new("."));
-    let mut images = Vec::new();
+    let bases: Vec<&Path> = std::iter::once(list_dir)
+        .chain(roots.iter().map(PathBuf::as_path))
+        .collect();
+    let mut entries = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
-        if line.is_empty() {
+        if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let rest = line.strip_prefix("./").unwrap_or(line);
-        let p = Path::new(rest);
-        let found = if p.is_absolute() {
-            Some(p.to_path_buf()).filter(|p| p.is_file())
-        } else {
-            [list_dir.join(p), root.join(p)]
-                .into_iter()
-                .find(|c| c.is_file())
-        };
-        match found {
-            Some(image) => images.push(image),
-            None => report.warn(
-                "missing_image",
-                || format!("{}:{}", list.display(), i + 1),
-                || format!("listed image `{line}` not found; skipped"),
-            ),
+        let location = format!("{}:{}", list.display(), i + 1);
+        let label = listed_label(line, &bases);
+        match resolver.image(line, &bases, &location)? {
+            Ok(Found::File(image)) => {
+                let label = label.or_else(|| ultralytics_label(&image));
+                entries.push(Entry {
+                    image,
+                    label,
+                    size: None,
+                });
+            }
+            Ok(Found::Known {
+                file,
+                width,
+                height,
+            }) => entries.push(Entry {
+                image: file,
+                label,
+                size: Some((width, height)),
+            }),
+            Err(reason) => plan.unresolved.push(PendingUnresolved {
+                entry: line.to_owned(),
+                location,
+                reason,
+                label,
+            }),
         }
     }
-    Ok(images)
+    Ok(entries)
 }
 
-fn plan_yaml(yaml: &Path) -> Result<Plan, FormatError> {
+fn plan_yaml(yaml: &Path, resolver: &Resolver<'_>) -> Result<Plan, FormatError> {
     let text = read_text(yaml)?;
     let doc: Value = serde_norway::from_str(&text).map_err(|e| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
@@ -581,7 +869,17 @@ fn plan_yaml(yaml: &Path) -> Result<Plan, FormatError> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    plan.root = match doc
+    // Where splits are resolved from: the declared `path` when it exists; otherwise (absent, or
+    // written on another machine) `--images` and then the folder of data.yaml.
+    let fallback_roots = || -> Vec<PathBuf> {
+        resolver
+            .images_dir
+            .map(Path::to_path_buf)
+            .into_iter()
+            .chain([yaml_dir.clone()])
+            .collect()
+    };
+    let roots: Vec<PathBuf> = match doc
         .get("path")
         .and_then(Value::as_str)
         .map(str::trim)
@@ -594,16 +892,26 @@ fn plan_yaml(yaml: &Path) -> Result<Plan, FormatError> {
                 yaml_dir.join(p)
             };
             if candidate.is_dir() {
-                candidate
+                vec![candidate]
             } else {
-                plan.report.warn("dangling_path", || yaml.display().to_string(), || {
-                    format!("`path: {p}` does not exist; splits are resolved from the folder of data.yaml")
-                });
-                yaml_dir.clone()
+                let roots = fallback_roots();
+                let shown: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+                plan.report.warn(
+                    "dangling_path",
+                    || yaml.display().to_string(),
+                    || {
+                        format!(
+                            "`path: {p}` does not exist; splits are resolved from {}",
+                            shown.join(" and then ")
+                        )
+                    },
+                );
+                roots
             }
         }
-        None => yaml_dir.clone(),
+        None => fallback_roots(),
     };
+    plan.root = roots.last().cloned().unwrap_or_else(|| yaml_dir.clone());
 
     let mut seen_images = HashSet::new();
     let mut used_labels = HashSet::new();
@@ -618,36 +926,74 @@ fn plan_yaml(yaml: &Path) -> Result<Plan, FormatError> {
             _ => Vec::new(),
         };
         for entry in entries {
-            let Some(resolved) = resolve_split(&plan.root, key, &entry, yaml, &mut plan.report)
-            else {
-                continue;
-            };
-            let images = if resolved.is_dir() {
-                if let Some(labels) = swap_last_dir(&resolved.join("x"), &["images"], "labels")
-                    .and_then(|p| p.parent().map(Path::to_path_buf))
-                {
-                    label_dirs.push(labels);
+            let resolved = match resolve_split(&roots, key, &entry, yaml, &mut plan.report) {
+                Ok(resolved) => resolved,
+                Err(reason) => {
+                    plan.unresolved.push(PendingUnresolved {
+                        entry: format!("{key}: {entry}"),
+                        location: yaml.display().to_string(),
+                        reason,
+                        label: None,
+                    });
+                    continue;
                 }
+            };
+            let split_entries: Vec<Entry> = if resolved.is_dir() {
+                // Labels beside the images (`labels` for the last `images`) or, when the images
+                // were found under another root, under data.yaml's own folder.
+                let mut labels_for_split: Vec<PathBuf> =
+                    swap_last_dir(&resolved.join("x"), &["images"], "labels")
+                        .and_then(|p| p.parent().map(Path::to_path_buf))
+                        .into_iter()
+                        .collect();
+                if !Path::new(&entry).is_absolute() {
+                    let entry_rel = entry.strip_prefix("../").unwrap_or(entry.as_str());
+                    labels_for_split.extend(
+                        swap_last_dir(&yaml_dir.join(entry_rel).join("x"), &["images"], "labels")
+                            .and_then(|p| p.parent().map(Path::to_path_buf)),
+                    );
+                }
+                label_dirs.extend(labels_for_split.iter().cloned());
                 images_under(&resolved)?
+                    .into_iter()
+                    .map(|image| {
+                        let rel = image.strip_prefix(&resolved).unwrap_or(&image);
+                        let label = ultralytics_label(&image).or_else(|| {
+                            labels_for_split
+                                .iter()
+                                .map(|d| d.join(rel).with_extension("txt"))
+                                .find(|p| p.is_file())
+                        });
+                        Entry {
+                            image,
+                            label,
+                            size: None,
+                        }
+                    })
+                    .collect()
             } else if has_image_extension(&resolved) {
-                vec![resolved.clone()]
+                let label = ultralytics_label(&resolved);
+                vec![Entry {
+                    image: resolved.clone(),
+                    label,
+                    size: None,
+                }]
             } else {
-                images_in_list(&resolved, &plan.root, &mut plan.report)?
+                entries_from_list(&resolved, &roots, resolver, &mut plan)?
             };
             let mut labelled = 0;
             let mut count = 0;
-            for image in images {
-                if !seen_images.insert(normalize_path(&image)) {
+            for e in split_entries {
+                if !seen_images.insert(normalize_path(&e.image)) {
                     // Listed by an earlier split too (ultralytics' `val: images/train`).
                     continue;
                 }
                 count += 1;
-                let label = ultralytics_label(&image);
-                if let Some(l) = &label {
+                if let Some(l) = &e.label {
                     labelled += 1;
                     used_labels.insert(normalize_path(l));
                 }
-                plan.entries.push(Entry { image, label });
+                plan.entries.push(e);
             }
             if count > 0 && labelled == 0 {
                 plan.report.warn("no_labels", || yaml.display().to_string(), || {
@@ -661,8 +1007,33 @@ fn plan_yaml(yaml: &Path) -> Result<Plan, FormatError> {
     label_dirs.dedup();
     for dir in label_dirs.iter().filter(|d| d.is_dir()) {
         for label in files_under(dir, |p| p.extension().is_some_and(|e| e == "txt"))? {
-            if used_labels.insert(normalize_path(&label)) {
-                plan.orphans.push(label);
+            if !used_labels.insert(normalize_path(&label)) {
+                continue;
+            }
+            let location = label.display().to_string();
+            match resolver.image_for_label(&label, &location)? {
+                Some(Found::File(image)) if seen_images.insert(normalize_path(&image)) => {
+                    plan.entries.push(Entry {
+                        image,
+                        label: Some(label),
+                        size: None,
+                    });
+                }
+                Some(Found::Known {
+                    file,
+                    width,
+                    height,
+                }) if seen_images.insert(normalize_path(&file)) => {
+                    plan.entries.push(Entry {
+                        image: file,
+                        label: Some(label),
+                        size: Some((width, height)),
+                    });
+                }
+                _ => plan.orphans.push((
+                    label,
+                    "no image of the same name in the split's `images` folder".to_owned(),
+                )),
             }
         }
     }
@@ -706,7 +1077,7 @@ fn darknet_label(image: &Path) -> Option<PathBuf> {
         .or_else(|| Some(image.with_extension("txt")).filter(|p| p.is_file()))
 }
 
-fn plan_darknet(data: &Path) -> Result<Plan, FormatError> {
+fn plan_darknet(data: &Path, resolver: &Resolver<'_>) -> Result<Plan, FormatError> {
     let text = read_text(data)?;
     let base = match data.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -760,33 +1131,62 @@ fn plan_darknet(data: &Path) -> Result<Plan, FormatError> {
         let Some(value) = config.get(key) else {
             continue;
         };
-        let Some(list) = resolve_dangling(&base, value) else {
-            plan.report.warn(
-                "missing_split",
-                || data.display().to_string(),
-                || format!("`{key} = {value}` does not exist; the split is skipped"),
-            );
+        let Some(list) = resolve_dangling(&base, value).filter(|p| p.is_file()) else {
+            plan.unresolved.push(PendingUnresolved {
+                entry: format!("{key} = {value}"),
+                location: data.display().to_string(),
+                reason: format!("list file not found from {}", base.display()),
+                label: None,
+            });
             continue;
+        };
+        let list_dir = list.parent().unwrap_or(&base).to_path_buf();
+        let bases: Vec<&Path> = if list_dir == base {
+            vec![base.as_path()]
+        } else {
+            vec![base.as_path(), list_dir.as_path()]
         };
         let list_text = read_text(&list)?;
         for (i, line) in list_text.lines().enumerate() {
             let line = line.trim();
-            if line.is_empty() {
+            if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let image = resolve_dangling(&base, line)
-                .or_else(|| list.parent().and_then(|d| resolve_dangling(d, line)));
-            let Some(image) = image.filter(|p| p.is_file()) else {
-                plan.report.warn(
-                    "missing_image",
-                    || format!("{}:{}", list.display(), i + 1),
-                    || format!("listed image `{line}` not found; skipped"),
-                );
-                continue;
-            };
-            if seen.insert(normalize_path(&image)) {
-                let label = darknet_label(&image);
-                plan.entries.push(Entry { image, label });
+            let location = format!("{}:{}", list.display(), i + 1);
+            // CVAT writes the label beside obj.data (`obj_train_data/a.txt`) whatever folder
+            // the images end up in, so the listed path finds it even when the image is found
+            // elsewhere.
+            let label = listed_label(line, &bases);
+            match resolver.image(line, &bases, &location)? {
+                Ok(Found::File(image)) => {
+                    if seen.insert(normalize_path(&image)) {
+                        let label = label.or_else(|| darknet_label(&image));
+                        plan.entries.push(Entry {
+                            image,
+                            label,
+                            size: None,
+                        });
+                    }
+                }
+                Ok(Found::Known {
+                    file,
+                    width,
+                    height,
+                }) => {
+                    if seen.insert(normalize_path(&file)) {
+                        plan.entries.push(Entry {
+                            image: file,
+                            label,
+                            size: Some((width, height)),
+                        });
+                    }
+                }
+                Err(reason) => plan.unresolved.push(PendingUnresolved {
+                    entry: line.to_owned(),
+                    location,
+                    reason,
+                    label,
+                }),
             }
         }
     }
@@ -822,6 +1222,8 @@ fn folder_names(root: &Path) -> Result<Vec<String>, FormatError> {
 }
 
 /// Finds the image of a label file in a plain folder.
+
+/// Finds the image of a label file in a plain folder.
 fn folder_image(root: &Path, label: &Path, images_dir: Option<&Path>) -> Option<PathBuf> {
     let stem = label.file_stem()?.to_str()?;
     let rel = label.strip_prefix(root).ok()?;
@@ -855,7 +1257,7 @@ fn folder_image(root: &Path, label: &Path, images_dir: Option<&Path>) -> Option<
     })
 }
 
-fn plan_folder(root: &Path, images_dir: Option<&Path>) -> Result<Plan, FormatError> {
+fn plan_folder(root: &Path, resolver: &Resolver<'_>) -> Result<Plan, FormatError> {
     let mut plan = Plan {
         classes: folder_names(root)?,
         root: root.to_path_buf(),
@@ -869,14 +1271,40 @@ fn plan_folder(root: &Path, images_dir: Option<&Path>) -> Result<Plan, FormatErr
         if !looks_like_labels(&text) {
             continue;
         }
-        match folder_image(root, &label, images_dir) {
-            Some(image) => plan.entries.push(Entry {
+        let location = label.display().to_string();
+        let found = match folder_image(root, &label, resolver.images_dir) {
+            Some(image) => Some(Found::File(image)),
+            None => resolver.image_for_label(&label, &location)?,
+        };
+        match found {
+            Some(Found::File(image)) => plan.entries.push(Entry {
                 image,
                 label: Some(label),
+                size: None,
             }),
-            // An empty file with no image loses nothing; it is not worth a warning.
+            Some(Found::Known {
+                file,
+                width,
+                height,
+            }) => plan.entries.push(Entry {
+                image: file,
+                label: Some(label),
+                size: Some((width, height)),
+            }),
+            // An empty file with no image loses nothing; it is not worth a report.
             None if text.trim().is_empty() => {}
-            None => plan.orphans.push(label),
+            None => {
+                let mut looked = vec!["beside it".to_owned()];
+                if let Some(dir) = resolver.images_dir {
+                    looked.push(format!("under --images {}", dir.display()));
+                } else {
+                    looked.push("no --images given".to_owned());
+                }
+                if resolver.known.is_some() {
+                    looked.push("among the project's images".to_owned());
+                }
+                plan.orphans.push((label, looked.join(", ")));
+            }
         }
     }
     Ok(plan)
@@ -1041,4 +1469,287 @@ pub(super) fn export(
         boxes,
     };
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::formats::{AmbiguousName, Format, KnownFile, import_with};
+
+    fn strict() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/third_party/datumaro/tests/assets/yolo_dataset/strict")
+    }
+
+    /// datumaro's strict Darknet dataset laid out as CVAT exports it without images.
+    fn cvat_export(dir: &Path, extra: &[(&str, &str)]) -> PathBuf {
+        let out = dir.join("export");
+        std::fs::create_dir_all(out.join("obj_train_data")).expect("mkdir");
+        for f in ["obj.data", "obj.names", "train.txt", "obj_train_data/1.txt"] {
+            std::fs::copy(strict().join(f), out.join(f)).expect("copy");
+        }
+        let mut list = std::fs::read_to_string(out.join("train.txt")).expect("list");
+        for (name, labels) in extra {
+            list.push_str(&format!("data/obj_train_data/{name}.jpg\n"));
+            std::fs::write(out.join(format!("obj_train_data/{name}.txt")), labels)
+                .expect("label");
+        }
+        std::fs::write(out.join("train.txt"), list).expect("list");
+        out
+    }
+
+    fn image_to(path: &Path) {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(strict().join("obj_train_data/1.jpg"), path).expect("copy");
+    }
+
+    /// A project that knows some image files.
+    #[derive(Debug)]
+    struct Known(Vec<(PathBuf, u32, u32)>);
+
+    impl KnownImages for Known {
+        fn find_by_name(
+            &self,
+            listed: &str,
+            any_extension: bool,
+        ) -> Result<Option<KnownFile>, AmbiguousName> {
+            let name = Path::new(listed_file_name(listed));
+            let candidates = self
+                .0
+                .iter()
+                .filter(|(p, _, _)| {
+                    if any_extension {
+                        p.file_stem() == name.file_stem()
+                    } else {
+                        p.file_name() == name.file_name()
+                    }
+                })
+                .map(|(p, w, h)| {
+                    (
+                        p.to_string_lossy().into_owned(),
+                        KnownFile {
+                            file: p.clone(),
+                            width: *w,
+                            height: *h,
+                        },
+                    )
+                })
+                .collect();
+            pick_by_name(listed, candidates)
+        }
+    }
+
+    fn settings(images: Option<&Path>, known: Option<Known>) -> ImportSettings {
+        ImportSettings {
+            images_dir: images.map(Path::to_path_buf),
+            known_images: known.map(|k| Arc::new(k) as Arc<dyn KnownImages>),
+            ..ImportSettings::default()
+        }
+    }
+
+    #[test]
+    fn cvat_export_without_images_lists_every_entry_as_unresolved_with_its_boxes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let export = cvat_export(dir.path(), &[("2", "1 0.5 0.5 0.1 0.1\n")]);
+        let parsed = import_with(Format::Yolo, &export.join("obj.data"), &settings(None, None))
+            .expect("parsed");
+        assert!(parsed.dataset.images.is_empty());
+        let entries: Vec<(&str, usize)> = parsed
+            .unresolved
+            .iter()
+            .map(|u| (u.entry.as_str(), u.boxes))
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("data/obj_train_data/1.jpg", 2),
+                ("data/obj_train_data/2.jpg", 1)
+            ]
+        );
+        assert!(parsed.unresolved[0].location.ends_with("train.txt:1"));
+        assert!(parsed.unresolved[0].reason.contains("no --images given"));
+        assert_eq!(parsed.skipped, 3);
+    }
+
+    #[test]
+    fn cvat_labels_beside_obj_data_pair_with_images_found_by_name_under_images() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let export = cvat_export(dir.path(), &[]);
+        let frames = dir.path().join("frames");
+        image_to(&frames.join("nested/1.jpg"));
+        let parsed = import_with(
+            Format::Yolo,
+            &export.join("obj.data"),
+            &settings(Some(&frames), None),
+        )
+        .expect("parsed");
+        assert!(parsed.unresolved.is_empty(), "{:?}", parsed.unresolved);
+        let [img] = parsed.dataset.images.as_slice() else {
+            panic!("one image: {:?}", parsed.dataset.images);
+        };
+        assert_eq!(img.file_name, "nested/1.jpg");
+        assert_eq!((img.width, img.height), (15, 10));
+        // datumaro's own expectation for this file: label_2 at (0, 2, 4, 2), label_4 at (3, 3, 2, 3).
+        let boxes: Vec<(usize, [i64; 4])> = img
+            .boxes
+            .iter()
+            .map(|b| {
+                #[allow(clippy::cast_possible_truncation)]
+                let r = |v: f64| v.round() as i64;
+                (b.class, [r(b.bbox.x), r(b.bbox.y), r(b.bbox.w), r(b.bbox.h)])
+            })
+            .collect();
+        assert_eq!(boxes, [(2, [0, 2, 4, 2]), (4, [3, 3, 2, 3])]);
+    }
+
+    #[test]
+    fn an_ambiguous_name_under_images_names_both_candidates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let export = cvat_export(dir.path(), &[]);
+        let frames = dir.path().join("frames");
+        image_to(&frames.join("a/1.jpg"));
+        image_to(&frames.join("b/1.jpg"));
+        let err = import_with(
+            Format::Yolo,
+            &export.join("obj.data"),
+            &settings(Some(&frames), None),
+        )
+        .expect_err("ambiguous");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("`a/1.jpg` and `b/1.jpg`") && msg.contains("train.txt:1"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn the_listed_folders_break_a_tie_between_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let export = cvat_export(dir.path(), &[]);
+        let frames = dir.path().join("frames");
+        image_to(&frames.join("obj_train_data/sub/1.jpg"));
+        image_to(&frames.join("other/1.jpg"));
+        // `data/obj_train_data/1.jpg`: nothing ends in `obj_train_data/1.jpg`, so still a tie.
+        assert!(
+            import_with(
+                Format::Yolo,
+                &export.join("obj.data"),
+                &settings(Some(&frames), None)
+            )
+            .is_err()
+        );
+        std::fs::remove_dir_all(frames.join("obj_train_data")).expect("rm");
+        image_to(&frames.join("x/obj_train_data/1.jpg"));
+        let parsed = import_with(
+            Format::Yolo,
+            &export.join("obj.data"),
+            &settings(Some(&frames), None),
+        )
+        .expect("parsed");
+        assert_eq!(parsed.dataset.images[0].file_name, "x/obj_train_data/1.jpg");
+    }
+
+    #[test]
+    fn project_images_are_the_last_resort_and_placeholders_lend_their_size() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let export = cvat_export(dir.path(), &[("2", "0 0.5 0.5 0.5 0.5\n")]);
+        let project_dir = dir.path().join("project");
+        image_to(&project_dir.join("shots/1.jpg"));
+        // `2.jpg` is known to the project (an earlier import) but not on disk: 40x20.
+        let known = Known(vec![
+            (project_dir.join("shots/1.jpg"), 15, 10),
+            (project_dir.join("shots/2.jpg"), 40, 20),
+        ]);
+        let parsed = import_with(
+            Format::Yolo,
+            &export.join("obj.data"),
+            &settings(None, Some(known)),
+        )
+        .expect("parsed");
+        assert!(parsed.unresolved.is_empty(), "{:?}", parsed.unresolved);
+        let names: Vec<(&str, u32, usize)> = parsed
+            .dataset
+            .images
+            .iter()
+            .map(|i| (i.file_name.as_str(), i.width, i.boxes.len()))
+            .collect();
+        assert_eq!(
+            names,
+            [("../project/shots/1.jpg", 15, 2), ("../project/shots/2.jpg", 40, 1)]
+        );
+        let b = &parsed.dataset.images[1].boxes[0].bbox;
+        assert_eq!((b.x, b.y, b.w, b.h), (10.0, 5.0, 20.0, 10.0));
+    }
+
+    #[test]
+    fn a_missing_yaml_split_is_unresolved_and_val_is_found_under_its_other_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        image_to(&root.join("valid/images/v.jpg"));
+        std::fs::create_dir_all(root.join("valid/labels")).expect("mkdir");
+        std::fs::write(root.join("valid/labels/v.txt"), "0 0.5 0.5 0.2 0.2\n").expect("label");
+        std::fs::write(
+            root.join("data.yaml"),
+            "path: /elsewhere/gone\ntrain: ../train/images\nval: ../val/images\nnames: [a]\n",
+        )
+        .expect("yaml");
+        let parsed = import_with(Format::Yolo, &root.join("data.yaml"), &settings(None, None))
+            .expect("parsed");
+        assert_eq!(parsed.dataset.images.len(), 1);
+        assert_eq!(parsed.dataset.images[0].boxes.len(), 1);
+        let [u] = parsed.unresolved.as_slice() else {
+            panic!("{:?}", parsed.unresolved);
+        };
+        assert_eq!(u.entry, "train: ../train/images");
+        let kinds: Vec<&str> = parsed.warnings.iter().map(|w| w.kind.as_str()).collect();
+        assert_eq!(kinds, ["dangling_path", "dangling_path"]);
+    }
+
+    #[test]
+    fn a_dangling_yaml_path_falls_back_to_images_for_the_split_folders() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("cfg");
+        std::fs::create_dir_all(cfg.join("labels/train")).expect("mkdir");
+        std::fs::write(cfg.join("labels/train/a.txt"), "0 0.5 0.5 0.2 0.2\n").expect("label");
+        std::fs::write(
+            cfg.join("data.yaml"),
+            "path: /home/other/ds\ntrain: images/train\nnames: {0: a}\n",
+        )
+        .expect("yaml");
+        let images = dir.path().join("mine");
+        image_to(&images.join("images/train/a.jpg"));
+        let parsed = import_with(
+            Format::Yolo,
+            &cfg.join("data.yaml"),
+            &settings(Some(&images), None),
+        )
+        .expect("parsed");
+        assert!(parsed.unresolved.is_empty(), "{:?}", parsed.unresolved);
+        let [img] = parsed.dataset.images.as_slice() else {
+            panic!("{:?}", parsed.dataset.images);
+        };
+        assert_eq!(img.file_name, "images/train/a.jpg");
+        assert_eq!(img.boxes.len(), 1, "labels beside data.yaml pair with images elsewhere");
+    }
+
+    #[test]
+    fn pick_by_name_prefers_a_unique_folder_match_and_reports_ties() {
+        let pick = |listed: &str, paths: &[&str]| {
+            pick_by_name(
+                listed,
+                paths.iter().map(|p| ((*p).to_owned(), *p)).collect(),
+            )
+        };
+        assert_eq!(pick("a.jpg", &[]), Ok(None));
+        assert_eq!(pick("x/a.jpg", &["y/a.jpg"]), Ok(Some("y/a.jpg")));
+        assert_eq!(
+            pick("train/a.jpg", &["d/train/a.jpg", "d/val/a.jpg"]),
+            Ok(Some("d/train/a.jpg"))
+        );
+        let err = pick("a.jpg", &["d/val/a.jpg", "d/train/a.jpg"]).expect_err("tie");
+        assert_eq!(err.candidates, ["d/train/a.jpg", "d/val/a.jpg"]);
+        assert!(err.to_string().contains("`d/train/a.jpg` and `d/val/a.jpg`"));
+    }
 }

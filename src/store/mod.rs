@@ -656,6 +656,22 @@ impl Project {
             .map_err(self.sq())
     }
 
+    /// Every image of the project, in path order (placeholders of missing files included).
+    pub fn all_images(&self) -> Result<Vec<ImageRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {} FROM images ORDER BY path",
+                Self::IMAGE_COLS
+            ))
+            .map_err(self.sq())?;
+        let rows = stmt
+            .query_map([], Self::image_from_row)
+            .map_err(self.sq())?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.sq())
+    }
+
     /// The absolute path of an image file.
     pub fn image_file(&self, image: &ImageRecord) -> PathBuf {
         self.root.join(&image.path)
@@ -2009,6 +2025,18 @@ impl Bulk<'_> {
             .prepare_cached("SELECT id FROM images WHERE external_id=?1 ORDER BY id LIMIT 1")
             .and_then(|mut s| s.query_row([ext], |r| r.get(0)).optional())
             .map_err(self.sq())
+    }
+
+    /// Records the COCO id an image was imported with, unless it already has one (an image
+    /// matched by name keeps the id of the file that first named it).
+    pub fn note_external_id(&mut self, row: i64, ext: i64) -> Result<()> {
+        self.tx()
+            .prepare_cached(
+                "UPDATE images SET external_id=COALESCE(external_id, ?2) WHERE id=?1",
+            )
+            .and_then(|mut s| s.execute(params![row, ext]))
+            .map_err(self.sq())?;
+        Ok(())
     }
 
     /// Looks up an image row by path relative to the root.

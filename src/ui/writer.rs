@@ -12,7 +12,7 @@ use eframe::egui;
 use uuid::Uuid;
 
 use crate::formats::{self, Format};
-use crate::ingest::{self, AddReport, ImportOptions, Progress};
+use crate::ingest::{self, AddReport, Progress};
 use crate::model::Class;
 use crate::store::{Edit, ImageFilter, ImageRow, Project};
 
@@ -336,24 +336,55 @@ fn import(
 ) -> Result<String, String> {
     progress.total.store(0, Ordering::Relaxed);
     progress.done.store(0, Ordering::Relaxed);
-    let parsed = formats::import(format, path, None).map_err(|e| e.to_string())?;
-    let report = ingest::import_dataset(
-        project,
-        &parsed.dataset,
-        &parsed.images_dir,
-        parsed.warnings,
-        parsed.skipped,
-        &ImportOptions::default(),
-        progress,
-    )
-    .map_err(|e| e.to_string())?;
+    // The same import as `loupe import`: listed names are also looked up among the project's
+    // images, COCO ids are recorded, predictions carried with the labels become runs.
+    let request = ingest::FileImport {
+        format,
+        path: path.to_path_buf(),
+        images: None,
+        state: crate::model::ReviewState::Approved,
+        shapes_as_boxes: false,
+        allow_missing: false,
+    };
+    let done = ingest::import_file(project, &request, progress).map_err(|e| e.to_string())?;
+    let report = &done.report;
+    // What did not resolve comes first, as on the command line.
+    let unresolved = if report.unresolved.is_empty() {
+        String::new()
+    } else {
+        let first = &report.unresolved[0];
+        format!(
+            "{} entries unresolved, first {}: {} (all in the log); ",
+            report.unresolved.len(),
+            first.entry,
+            first.reason
+        )
+    };
+    let runs = if done.runs.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} model proposals in run(s) {}",
+            report.proposals,
+            done.runs
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    for u in &report.unresolved {
+        tracing::warn!("{}: {}: {}", path.display(), u.entry, u.reason);
+    }
     Ok(format!(
-        "Imported {} boxes on {} images ({} classes, {} skipped, {} warnings)",
+        "{unresolved}Imported {} boxes on {} images ({} already in the project, {} classes, {} skipped, {} warnings){}",
         report.boxes,
         report.images,
+        report.images_matched,
         report.classes,
         report.skipped,
-        report.warnings.len()
+        report.warnings.len(),
+        runs
     ))
 }
 
