@@ -451,9 +451,13 @@ enum Target {
         info: imaging::ImageInfo,
     },
     /// An image the project already holds, matched without its file.
-    Known { path: String },
+    Known {
+        path: String,
+    },
     /// Not found anywhere: a missing placeholder at this path.
-    Placeholder { rel: String },
+    Placeholder {
+        rel: String,
+    },
     ById(i64),
 }
 
@@ -544,7 +548,7 @@ pub fn import_dataset(
     let mut unresolved = Vec::new();
     let mut targets = Vec::with_capacity(located.len());
     for (img, loc) in dataset.images.iter().zip(located) {
-        targets.push(resolve(img, loc, &known, &root, &mut unresolved)?);
+        targets.push(resolve(img, loc, &known, &images_dir, &mut unresolved)?);
     }
     // Predictions name the labels' images again: those resolve as the labels' did; others
     // (a task with predictions only) resolve the same way, without being reported twice.
@@ -564,7 +568,7 @@ pub fn import_dataset(
                     img,
                     locate(img, &root, &images_dir, &images_rel),
                     &known,
-                    &root,
+                    &images_dir,
                     &mut Vec::new(),
                 )?,
             };
@@ -629,7 +633,15 @@ pub fn import_dataset(
     format_unresolved.append(&mut unresolved);
     let unresolved = format_unresolved;
     let listed = dataset.images.len() + format_unresolved_count;
-    check_resolved(&dataset, listed, &report, &unresolved, &warnings, already_present, opts)?;
+    check_resolved(
+        &dataset,
+        listed,
+        &report,
+        &unresolved,
+        &warnings,
+        already_present,
+        opts,
+    )?;
     bulk.commit()?;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis(),
@@ -669,9 +681,10 @@ fn resolve(
     img: &crate::model::DatasetImage,
     loc: Located,
     known: &ProjectImages,
-    root: &Path,
+    images_dir: &Path,
     unresolved: &mut Vec<Unresolved>,
 ) -> Result<Target, IngestError> {
+    let looked_at = images_dir.join(&img.file_name);
     Ok(match loc {
         Located::File {
             rel,
@@ -692,8 +705,8 @@ fn resolve(
                         entry: img.file_name.clone(),
                         location: String::new(),
                         reason: format!(
-                            "image not found at {} nor among the project's {} images (by path or file name); kept as a missing placeholder that `loupe add` attaches",
-                            root.join(&rel).display(),
+                            "image not found at {} nor among the project's {} images (by path or file name)",
+                            looked_at.display(),
                             known.len()
                         ),
                         boxes: 0,
@@ -942,7 +955,8 @@ pub fn import_file(
     // A COCO file's image and category ids and box areas are recorded with it: results files
     // name images and categories by those ids, and pycocotools ranks boxes by those areas.
     let (mut parsed, coco_ids) = if request.format == formats::Format::Coco {
-        let (parsed, ids) = formats::import_coco_with_ids(&request.path, request.images.as_deref())?;
+        let (parsed, ids) =
+            formats::import_coco_with_ids(&request.path, request.images.as_deref())?;
         let (hash, _) = imaging::hash_file(&request.path).map_err(|e| IngestError::Path {
             path: request.path.clone(),
             reason: e.to_string(),
@@ -1085,7 +1099,10 @@ fn check_resolved(
             details: describe_unresolved(unresolved),
         });
     }
-    let dropped = warnings.iter().filter(|w| w.kind == "zero_area_box").count();
+    let dropped = warnings
+        .iter()
+        .filter(|w| w.kind == "zero_area_box")
+        .count();
     let listed_boxes = dataset.images.iter().map(|i| i.boxes.len()).sum::<usize>()
         + unresolved.iter().map(|u| u.boxes).sum::<usize>()
         + dropped;

@@ -547,6 +547,7 @@ fn labelstudio_labels_and_predictions_in_one_import() {
             "--format",
             "labelstudio",
             src.to_str().expect("utf8"),
+            "--allow-missing",
         ],
     );
     assert!(
@@ -585,6 +586,7 @@ fn labelstudio_labels_and_predictions_in_one_import() {
             "--format",
             "labelstudio",
             out.to_str().expect("utf8"),
+            "--allow-missing",
         ],
     );
     let again: serde_json::Value =

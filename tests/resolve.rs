@@ -120,9 +120,19 @@ fn cvat_darknet_listed_paths_resolve_in_order() {
     write_png(&decoy.join("1.jpg"), 15, 10, 7);
     ok(
         &p1,
-        &["import", "--format", "yolo", s(&data), "--images", s(&decoy)],
+        &[
+            "import",
+            "--format",
+            "yolo",
+            s(&data),
+            "--images",
+            s(&decoy),
+        ],
     );
-    let img = Project::open(&p1).expect("open").all_images().expect("images");
+    let img = Project::open(&p1)
+        .expect("open")
+        .all_images()
+        .expect("images");
     assert_eq!(img.len(), 1);
     assert!(
         img[0].path.ends_with("cvat_export/obj_train_data/1.jpg"),
@@ -138,11 +148,25 @@ fn cvat_darknet_listed_paths_resolve_in_order() {
     copy_image(&images2.join("other/1.jpg"));
     ok(
         &p2,
-        &["import", "--format", "yolo", s(&data), "--images", s(&images2)],
+        &[
+            "import",
+            "--format",
+            "yolo",
+            s(&data),
+            "--images",
+            s(&images2),
+        ],
     );
-    let img = Project::open(&p2).expect("open").all_images().expect("images");
+    let img = Project::open(&p2)
+        .expect("open")
+        .all_images()
+        .expect("images");
     assert_eq!(img.len(), 1);
-    assert!(img[0].path.ends_with("images2/obj_train_data/1.jpg"), "{}", img[0].path);
+    assert!(
+        img[0].path.ends_with("images2/obj_train_data/1.jpg"),
+        "{}",
+        img[0].path
+    );
 
     // 3. By file name anywhere under --images, when unique.
     let p3 = new_project(dir.path(), "p3.loupe");
@@ -150,10 +174,21 @@ fn cvat_darknet_listed_paths_resolve_in_order() {
     copy_image(&images3.join("deep/er/1.jpg"));
     let out = ok(
         &p3,
-        &["import", "--format", "yolo", s(&data), "--images", s(&images3)],
+        &[
+            "import",
+            "--format",
+            "yolo",
+            s(&data),
+            "--images",
+            s(&images3),
+        ],
     );
     let st = stats(&p3);
-    assert_eq!((st["images"].as_u64(), st["boxes"].as_u64()), (Some(1), Some(2)), "{st}");
+    assert_eq!(
+        (st["images"].as_u64(), st["boxes"].as_u64()),
+        (Some(1), Some(2)),
+        "{st}"
+    );
     assert_eq!(st["missing_images"], 0);
     assert!(
         !String::from_utf8_lossy(&out.stderr).contains("unresolved"),
@@ -168,7 +203,14 @@ fn cvat_darknet_listed_paths_resolve_in_order() {
     write_png(&images4.join("b/1.jpg"), 15, 10, 3);
     let err = fails(
         &p4,
-        &["import", "--format", "yolo", s(&data), "--images", s(&images4)],
+        &[
+            "import",
+            "--format",
+            "yolo",
+            s(&data),
+            "--images",
+            s(&images4),
+        ],
     );
     assert!(
         err.contains("a/1.jpg") && err.contains("b/1.jpg") && err.contains("ambiguous"),
@@ -183,10 +225,7 @@ fn cvat_darknet_listed_paths_resolve_in_order() {
     copy_image(&shots.join("1.jpg"));
     write_png(&shots.join("2.png"), 20, 20, 9);
     ok(&p5, &["add", s(&shots)]);
-    let out = ok(
-        &p5,
-        &["import", "--format", "yolo", s(&data), "--json"],
-    );
+    let out = ok(&p5, &["import", "--format", "yolo", s(&data), "--json"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(report["images_matched"], 1, "{report}");
     assert_eq!(report["unresolved_count"], 0, "{report}");
@@ -195,7 +234,10 @@ fn cvat_darknet_listed_paths_resolve_in_order() {
     assert_eq!(st["missing_images"], 0, "no placeholder: {st}");
     assert_eq!(st["boxes"], 2, "{st}");
     let q = Project::open(&p5).expect("open");
-    let one = q.image_by_path("shots/1.jpg").expect("query").expect("added image");
+    let one = q
+        .image_by_path("shots/1.jpg")
+        .expect("query")
+        .expect("added image");
     assert_eq!(q.annotations_for_image(one.id).expect("boxes").len(), 2);
 }
 
@@ -231,23 +273,47 @@ fn a_partial_import_says_what_did_not_resolve_first_and_in_json() {
     let text = String::from_utf8_lossy(&out.stdout);
     let warn_at = text.find("1 unresolved").expect("unresolved count printed");
     let summary_at = text.find("imported ").expect("summary printed");
-    assert!(warn_at < summary_at, "the unresolved count must come first:\n{text}");
-    assert!(text.contains("data/obj_train_data/3.jpg") && text.contains("2 of their boxes"), "{text}");
+    assert!(
+        warn_at < summary_at,
+        "the unresolved count must come first:\n{text}"
+    );
+    assert!(
+        text.contains("data/obj_train_data/3.jpg") && text.contains("2 of their boxes"),
+        "{text}"
+    );
     let st = stats(&p);
-    assert_eq!((st["images"].as_u64(), st["boxes"].as_u64()), (Some(2), Some(3)), "{st}");
+    assert_eq!(
+        (st["images"].as_u64(), st["boxes"].as_u64()),
+        (Some(2), Some(3)),
+        "{st}"
+    );
 
     // --json carries them: a count and the list.
     let q = new_project(dir.path(), "q.loupe");
     let out = ok(
         &q,
-        &["import", "--format", "yolo", s(&data), "--images", s(&frames), "--json"],
+        &[
+            "import",
+            "--format",
+            "yolo",
+            s(&data),
+            "--images",
+            s(&frames),
+            "--json",
+        ],
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(report["unresolved_count"], 1, "{report}");
     let u = &report["unresolved"][0];
     assert_eq!(u["entry"], "data/obj_train_data/3.jpg", "{report}");
     assert_eq!(u["boxes"], 2);
-    assert!(u["location"].as_str().expect("location").ends_with("train.txt:3"), "{u}");
+    assert!(
+        u["location"]
+            .as_str()
+            .expect("location")
+            .ends_with("train.txt:3"),
+        "{u}"
+    );
 }
 
 #[test]
@@ -278,7 +344,14 @@ fn coco_and_voc_attach_to_images_added_first() {
     ok(&q, &["add", s(&renamed)]);
     ok(
         &q,
-        &["import", "--format", "coco", s(&json), "--images", s(&coco_dir.join("images/train"))],
+        &[
+            "import",
+            "--format",
+            "coco",
+            s(&json),
+            "--images",
+            s(&coco_dir.join("images/train")),
+        ],
     );
     let st = stats(&q);
     assert_eq!(st["images"], 1, "same content is the same image: {st}");
@@ -292,7 +365,13 @@ fn roboflow_yaml_with_renamed_val_folder_and_dangling_path() {
     let p = new_project(dir.path(), "p.loupe");
     let out = ok(
         &p,
-        &["import", "--format", "yolo", s(&rf.join("data.yaml")), "--json"],
+        &[
+            "import",
+            "--format",
+            "yolo",
+            s(&rf.join("data.yaml")),
+            "--json",
+        ],
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(report["unresolved_count"], 0, "{report}");
@@ -308,7 +387,10 @@ fn roboflow_yaml_with_renamed_val_folder_and_dangling_path() {
 
     // The same export with `path` written on another machine and `val` as a list file.
     let copy = dir.path().join("rf");
-    for e in walkdir::WalkDir::new(&rf).into_iter().filter_map(Result::ok) {
+    for e in walkdir::WalkDir::new(&rf)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
         let rel = e.path().strip_prefix(&rf).expect("under");
         let to = copy.join(rel);
         if e.file_type().is_dir() {
@@ -317,8 +399,11 @@ fn roboflow_yaml_with_renamed_val_folder_and_dangling_path() {
             std::fs::copy(e.path(), &to).expect("copy");
         }
     }
-    std::fs::write(copy.join("val.txt"), "./val/images/val_001.jpg\n./val/images/gone.jpg\n")
-        .expect("list");
+    std::fs::write(
+        copy.join("val.txt"),
+        "./val/images/val_001.jpg\n./val/images/gone.jpg\n",
+    )
+    .expect("list");
     std::fs::write(
         copy.join("data.yaml"),
         "path: /home/someone/datasets/rf\ntrain: ../train/images\nval: val.txt\nnc: 2\nnames: ['label_0', 'label_1']\n",
@@ -327,7 +412,13 @@ fn roboflow_yaml_with_renamed_val_folder_and_dangling_path() {
     let q = new_project(dir.path(), "q.loupe");
     let out = ok(
         &q,
-        &["import", "--format", "yolo", s(&copy.join("data.yaml")), "--json"],
+        &[
+            "import",
+            "--format",
+            "yolo",
+            s(&copy.join("data.yaml")),
+            "--json",
+        ],
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(report["images"], 3, "{report}");
@@ -366,13 +457,28 @@ fn labelimg_bare_folder_needs_its_images_and_says_so() {
     let folder = li.join("generated_by_labelimg_writers");
     let p = new_project(dir.path(), "p.loupe");
     let err = fails(&p, &["import", "--format", "yolo", s(&folder)]);
-    assert!(err.contains("test.512.512.txt") && err.contains("nothing was imported"), "{err}");
+    assert!(
+        err.contains("test.512.512.txt") && err.contains("nothing was imported"),
+        "{err}"
+    );
     let out = ok(
         &p,
-        &["import", "--format", "yolo", s(&folder), "--images", s(&li.join("tests")), "--json"],
+        &[
+            "import",
+            "--format",
+            "yolo",
+            s(&folder),
+            "--images",
+            s(&li.join("tests")),
+            "--json",
+        ],
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!((report["images"].as_u64(), report["boxes"].as_u64()), (Some(1), Some(2)), "{report}");
+    assert_eq!(
+        (report["images"].as_u64(), report["boxes"].as_u64()),
+        (Some(1), Some(2)),
+        "{report}"
+    );
     let classes: Vec<String> = Project::open(&p)
         .expect("open")
         .classes()
@@ -398,7 +504,10 @@ fn a_file_listing_boxes_that_imports_none_is_refused() {
     )
     .expect("write");
     let err = fails(&p, &["import", "--format", "coco", s(&coco)]);
-    assert!(err.contains("lists 1 boxes but none could be imported"), "{err}");
+    assert!(
+        err.contains("lists 1 boxes but none could be imported"),
+        "{err}"
+    );
     assert_eq!(stats(&p)["images"], 0);
 }
 
@@ -415,7 +524,10 @@ fn run_with_closed_stdout(project: &Path, args: &[&str]) -> (Option<i32>, String
         .expect("spawn loupe");
     drop(child.stdout.take());
     let out = child.wait_with_output().expect("wait");
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -440,7 +552,9 @@ fn commands_exit_quietly_when_the_reader_closes_the_pipe() {
             "loupe {args:?} exited {code:?}: {stderr}"
         );
         assert!(
-            !stderr.contains("panicked") && !stderr.contains("backtrace") && stderr.trim().is_empty(),
+            !stderr.contains("panicked")
+                && !stderr.contains("backtrace")
+                && stderr.trim().is_empty(),
             "loupe {args:?} was not quiet: {stderr}"
         );
         // The same through a real shell pipeline with `head`.

@@ -212,6 +212,40 @@ fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
+/// Where the images of an instances file are when the user did not say (`--images`): the first
+/// of these folders that holds the first image the file lists, else the file's own folder.
+/// - the file's folder (`file_name` relative to the JSON, as Loupe's single-file export writes);
+/// - for `annotations/instances_<split>.json`: `images/<split>/` beside `annotations/` (Loupe's
+///   and datumaro's layout), `<split>/` beside it (the COCO 2017 download: `val2017/`), and
+///   `images/`.
+fn images_dir_of(path: &Path, dataset: &Dataset) -> PathBuf {
+    let here = parent_dir(path);
+    let Some(first) = dataset.images.iter().find(|i| !i.file_name.is_empty()) else {
+        return here;
+    };
+    let mut candidates = vec![here.clone()];
+    if let Some(up) = here.parent() {
+        let up = if up.as_os_str().is_empty() {
+            Path::new("..")
+        } else {
+            up
+        };
+        let split = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.split_once('_').map(|(_, split)| split.to_owned()));
+        if let Some(split) = split {
+            candidates.push(up.join("images").join(&split));
+            candidates.push(up.join(&split));
+        }
+        candidates.push(up.join("images"));
+    }
+    candidates
+        .into_iter()
+        .find(|dir| dir.join(&first.file_name).is_file())
+        .unwrap_or(here)
+}
+
 /// An instances file read into a dataset, with the id maps results need.
 struct Instances {
     dataset: Dataset,
@@ -509,9 +543,12 @@ pub fn import_coco_with_ids(
     };
     Ok((
         Parsed {
+            images_dir: images_dir.map_or_else(
+                || images_dir_of(path, &instances.dataset),
+                Path::to_path_buf,
+            ),
             dataset: instances.dataset,
             warnings,
-            images_dir: images_dir.map_or_else(|| parent_dir(path), Path::to_path_buf),
             skipped,
             predictions: Vec::new(),
             unresolved: Vec::new(),
@@ -612,9 +649,12 @@ pub(super) fn import_instances(
     let instances = load_instances(path)?;
     let (warnings, skipped) = instances.report.finish(path);
     Ok(Parsed {
+        images_dir: images_dir.map_or_else(
+            || images_dir_of(path, &instances.dataset),
+            Path::to_path_buf,
+        ),
         dataset: instances.dataset,
         warnings,
-        images_dir: images_dir.map_or_else(|| parent_dir(path), Path::to_path_buf),
         skipped,
         predictions: Vec::new(),
         unresolved: Vec::new(),

@@ -374,7 +374,10 @@ pub struct KnownFile {
 
 /// A file name that matches several images, none better than the others.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("`{name}` is ambiguous: it matches {}", describe_candidates(candidates))]
+#[error(
+    "`{name}` is ambiguous: it matches {}",
+    describe_candidates(candidates)
+)]
 pub struct AmbiguousName {
     /// The name (or path) as listed.
     pub name: String,

@@ -54,8 +54,8 @@ use serde_norway::Value;
 
 use super::{
     ExportReport, FormatError, ImportSettings, KnownImages, Parsed, Report, accept_box,
-    find_image_with_stem, link_or_copy, normalize_path, pick_by_name, read_class_list, read_text,
-    relative_slash_path, safe_relative, write_file,
+    find_image_with_stem, normalize_path, pick_by_name, read_class_list, read_text,
+    relative_slash_path, write_file,
 };
 use crate::imaging::{has_image_extension, probe};
 use crate::model::{BBox, BoxFlags, Dataset, DatasetBox, DatasetImage, Unresolved};
@@ -145,7 +145,11 @@ enum Found {
     /// A file on disk.
     File(PathBuf),
     /// An image the project holds whose file is not on disk; its size is known.
-    Known { file: PathBuf, width: u32, height: u32 },
+    Known {
+        file: PathBuf,
+        width: u32,
+        height: u32,
+    },
 }
 
 /// Image files under `--images`, by file name and by stem, for steps 3 of the resolution order.
@@ -267,7 +271,9 @@ impl Resolver<'_> {
             }
         }
         let name = listed_file_name(listed);
-        if let Some(found) = self.pick_under_images(listed, self.index().by_name.get(name), location)? {
+        if let Some(found) =
+            self.pick_under_images(listed, self.index().by_name.get(name), location)?
+        {
             return Ok(Ok(Found::File(found)));
         }
         if let Some(found) = self.known(listed, false, location)? {
@@ -282,7 +288,9 @@ impl Resolver<'_> {
             return Ok(None);
         };
         let listed = label.to_string_lossy();
-        if let Some(found) = self.pick_under_images(&listed, self.index().by_stem.get(stem), location)? {
+        if let Some(found) =
+            self.pick_under_images(&listed, self.index().by_stem.get(stem), location)?
+        {
             return Ok(Some(Found::File(found)));
         }
         self.known(&listed, true, location)
@@ -315,13 +323,13 @@ impl Resolver<'_> {
 fn listed_label(listed: &str, bases: &[&Path]) -> Option<PathBuf> {
     let listed = Path::new(listed.trim());
     let plain = listed.with_extension("txt");
-    let swapped = swap_last_dir(listed, &["images", "JPEGImages"], "labels")
-        .map(|p| p.with_extension("txt"));
+    let swapped =
+        swap_last_dir(listed, &["images", "JPEGImages"], "labels").map(|p| p.with_extension("txt"));
     let candidates: Vec<PathBuf> = swapped.into_iter().chain([plain]).collect();
     bases.iter().find_map(|base| {
-        candidates.iter().find_map(|c| {
-            resolve_dangling(base, &c.to_string_lossy()).filter(|p| p.is_file())
-        })
+        candidates
+            .iter()
+            .find_map(|c| resolve_dangling(base, &c.to_string_lossy()).filter(|p| p.is_file()))
     })
 }
 
@@ -443,8 +451,6 @@ fn parse_label_file(path: &Path, classes: usize) -> Result<Vec<LabelBox>, Format
     }
     Ok(boxes)
 }
-
-/// Reads labels and probes images (in parallel), and assembles the dataset.
 
 /// Counts the label lines of a file (its boxes), for unresolved entries.
 fn count_label_lines(label: &Path) -> Result<usize, FormatError> {
@@ -720,8 +726,6 @@ fn files_under(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>,
     }
     Ok(out)
 }
-
-/// Resolves a split entry of a data.yaml, with ultralytics' and Roboflow's fallbacks.
 
 /// Resolves a split entry of a data.yaml from each root in turn, with ultralytics' and
 /// Roboflow's fallbacks. `Err` says where it was looked for.
@@ -1222,8 +1226,6 @@ fn folder_names(root: &Path) -> Result<Vec<String>, FormatError> {
 }
 
 /// Finds the image of a label file in a plain folder.
-
-/// Finds the image of a label file in a plain folder.
 fn folder_image(root: &Path, label: &Path, images_dir: Option<&Path>) -> Option<PathBuf> {
     let stem = label.file_stem()?.to_str()?;
     let rel = label.strip_prefix(root).ok()?;
@@ -1493,8 +1495,7 @@ mod tests {
         let mut list = std::fs::read_to_string(out.join("train.txt")).expect("list");
         for (name, labels) in extra {
             list.push_str(&format!("data/obj_train_data/{name}.jpg\n"));
-            std::fs::write(out.join(format!("obj_train_data/{name}.txt")), labels)
-                .expect("label");
+            std::fs::write(out.join(format!("obj_train_data/{name}.txt")), labels).expect("label");
         }
         std::fs::write(out.join("train.txt"), list).expect("list");
         out
@@ -1553,8 +1554,12 @@ mod tests {
     fn cvat_export_without_images_lists_every_entry_as_unresolved_with_its_boxes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let export = cvat_export(dir.path(), &[("2", "1 0.5 0.5 0.1 0.1\n")]);
-        let parsed = import_with(Format::Yolo, &export.join("obj.data"), &settings(None, None))
-            .expect("parsed");
+        let parsed = import_with(
+            Format::Yolo,
+            &export.join("obj.data"),
+            &settings(None, None),
+        )
+        .expect("parsed");
         assert!(parsed.dataset.images.is_empty());
         let entries: Vec<(&str, usize)> = parsed
             .unresolved
@@ -1598,7 +1603,10 @@ mod tests {
             .map(|b| {
                 #[allow(clippy::cast_possible_truncation)]
                 let r = |v: f64| v.round() as i64;
-                (b.class, [r(b.bbox.x), r(b.bbox.y), r(b.bbox.w), r(b.bbox.h)])
+                (
+                    b.class,
+                    [r(b.bbox.x), r(b.bbox.y), r(b.bbox.w), r(b.bbox.h)],
+                )
             })
             .collect();
         assert_eq!(boxes, [(2, [0, 2, 4, 2]), (4, [3, 3, 2, 3])]);
@@ -1677,7 +1685,10 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            [("../project/shots/1.jpg", 15, 2), ("../project/shots/2.jpg", 40, 1)]
+            [
+                ("../project/shots/1.jpg", 15, 2),
+                ("../project/shots/2.jpg", 40, 1)
+            ]
         );
         let b = &parsed.dataset.images[1].boxes[0].bbox;
         assert_eq!((b.x, b.y, b.w, b.h), (10.0, 5.0, 20.0, 10.0));
@@ -1731,17 +1742,21 @@ mod tests {
             panic!("{:?}", parsed.dataset.images);
         };
         assert_eq!(img.file_name, "images/train/a.jpg");
-        assert_eq!(img.boxes.len(), 1, "labels beside data.yaml pair with images elsewhere");
+        assert_eq!(
+            img.boxes.len(),
+            1,
+            "labels beside data.yaml pair with images elsewhere"
+        );
     }
 
     #[test]
     fn pick_by_name_prefers_a_unique_folder_match_and_reports_ties() {
-        let pick = |listed: &str, paths: &[&str]| {
+        fn pick<'a>(listed: &str, paths: &[&'a str]) -> Result<Option<&'a str>, AmbiguousName> {
             pick_by_name(
                 listed,
                 paths.iter().map(|p| ((*p).to_owned(), *p)).collect(),
             )
-        };
+        }
         assert_eq!(pick("a.jpg", &[]), Ok(None));
         assert_eq!(pick("x/a.jpg", &["y/a.jpg"]), Ok(Some("y/a.jpg")));
         assert_eq!(
@@ -1750,6 +1765,9 @@ mod tests {
         );
         let err = pick("a.jpg", &["d/val/a.jpg", "d/train/a.jpg"]).expect_err("tie");
         assert_eq!(err.candidates, ["d/train/a.jpg", "d/val/a.jpg"]);
-        assert!(err.to_string().contains("`d/train/a.jpg` and `d/val/a.jpg`"));
+        assert!(
+            err.to_string()
+                .contains("`d/train/a.jpg` and `d/val/a.jpg`")
+        );
     }
 }

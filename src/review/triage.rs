@@ -133,13 +133,30 @@ struct Label {
     image: i64,
     class: i64,
     bbox: BBox,
+    /// A crowd (group-of) region: as in evaluation, it is never a missed label, and a
+    /// prediction inside it is covered (overlap is the share of the prediction inside it).
+    crowd: bool,
+}
+
+impl Label {
+    /// Overlap with a prediction: IoU, or for a crowd region pycocotools' crowd overlap
+    /// (intersection over the prediction's area).
+    fn overlap(&self, prediction: &BBox) -> f64 {
+        if !self.crowd {
+            return self.bbox.iou(prediction);
+        }
+        let ix = (self.bbox.x2().min(prediction.x2()) - self.bbox.x.max(prediction.x)).max(0.0);
+        let iy = (self.bbox.y2().min(prediction.y2()) - self.bbox.y.max(prediction.y)).max(0.0);
+        let area = prediction.area();
+        if area <= 0.0 { 0.0 } else { ix * iy / area }
+    }
 }
 
 fn live_labels(p: &Project) -> Result<Vec<Label>> {
     let mut stmt = p
         .conn()
         .prepare(
-            "SELECT uuid, image, class, x, y, w, h FROM annotations
+            "SELECT uuid, image, class, x, y, w, h, flags FROM annotations
              WHERE deleted=0 AND state NOT IN ('proposed','rejected') ORDER BY id",
         )
         .map_err(sq(p))?;
@@ -151,6 +168,10 @@ fn live_labels(p: &Project) -> Result<Vec<Label>> {
                 image: r.get(1)?,
                 class: r.get(2)?,
                 bbox: BBox::new(r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?),
+                crowd: crate::model::BoxFlags::from_bits(
+                    r.get::<_, i64>(7)?.try_into().unwrap_or(0),
+                )
+                .iscrowd,
             })
         })
         .map_err(sq(p))?;
@@ -195,7 +216,7 @@ fn image_signals(
     for pr in preds.iter().filter(|p| p.dt.score >= o.confident_score) {
         let best = labels
             .iter()
-            .map(|l| l.bbox.iou(&pr.dt.bbox))
+            .map(|l| l.overlap(&pr.dt.bbox))
             .fold(0.0, f64::max);
         if best >= o.match_iou || flagged.iter().any(|f| f.iou(&pr.dt.bbox) >= o.match_iou) {
             continue;
@@ -219,8 +240,8 @@ fn image_signals(
         });
     }
 
-    // Labels that no prediction of their class matches.
-    for l in labels {
+    // Labels that no prediction of their class matches (crowd regions are never missed).
+    for l in labels.iter().filter(|l| !l.crowd) {
         let same = preds
             .iter()
             .filter(|p| p.dt.category == l.class)
@@ -452,6 +473,7 @@ mod tests {
             image: 1,
             class,
             bbox: BBox::new(b[0], b[1], b[2], b[3]),
+            crowd: false,
         }
     }
 
@@ -463,6 +485,26 @@ mod tests {
             .into_iter()
             .map(|s| s.kind)
             .collect()
+    }
+
+    #[test]
+    fn crowd_regions_are_never_missed_and_cover_predictions_inside_them() {
+        let crowd = Label {
+            crowd: true,
+            ..label(1, 1, [0.0, 0.0, 100.0, 100.0])
+        };
+        // No prediction at all: a crowd region alone gives no signal.
+        assert!(kinds(&[], std::slice::from_ref(&crowd)).is_empty());
+        // A confident prediction inside it (IoU 0.01, crowd overlap 1): not a missing label.
+        assert!(kinds(&[pred(2, 1, [10.0, 10.0, 10.0, 10.0], 0.9)], &[crowd]).is_empty());
+        // The same prediction beside an ordinary label of the same box is one.
+        assert_eq!(
+            kinds(
+                &[pred(2, 1, [10.0, 10.0, 10.0, 10.0], 0.9)],
+                &[label(1, 1, [0.0, 0.0, 100.0, 100.0])]
+            ),
+            [SignalKind::MissingLabel, SignalKind::UnmatchedLabel]
+        );
     }
 
     #[test]

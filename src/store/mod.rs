@@ -2031,9 +2031,7 @@ impl Bulk<'_> {
     /// matched by name keeps the id of the file that first named it).
     pub fn note_external_id(&mut self, row: i64, ext: i64) -> Result<()> {
         self.tx()
-            .prepare_cached(
-                "UPDATE images SET external_id=COALESCE(external_id, ?2) WHERE id=?1",
-            )
+            .prepare_cached("UPDATE images SET external_id=COALESCE(external_id, ?2) WHERE id=?1")
             .and_then(|mut s| s.execute(params![row, ext]))
             .map_err(self.sq())?;
         Ok(())
