@@ -731,7 +731,11 @@ fn coco_sparse_categories_and_crowd_flag() {
     assert_eq!(img.boxes[1].class, 1);
     assert!(img.boxes[1].flags.iscrowd);
     // datumaro's layout: annotations/instances_val.json beside images/val/.
-    assert!(p.images_dir.ends_with("images/val"), "{}", p.images_dir.display());
+    assert!(
+        p.images_dir.ends_with("images/val"),
+        "{}",
+        p.images_dir.display()
+    );
 }
 
 #[test]

@@ -62,7 +62,7 @@ impl App {
         let settings = options.config.load_settings();
         theme::apply_choice(&cc.egui_ctx, settings.theme);
         crate::inference::runtime::set_data_dir(settings.data_folder.clone());
-        let keymap = options.config.load_keymap();
+        let (keymap, keymap_warnings) = options.config.load_keymap();
         let project = options.project.clone().or_else(|| {
             options
                 .open_last
@@ -83,6 +83,18 @@ impl App {
         };
         if let Some(p) = project {
             app.open_project(&p);
+        }
+        // A conflict in the shortcuts file is said where the user looks, not only in the log.
+        if let Some(first) = keymap_warnings.first() {
+            let more = match keymap_warnings.len() {
+                1 => String::new(),
+                n => format!(" (and {} more, see the log)", n - 1),
+            };
+            let text = format!("Shortcuts: {first}{more}");
+            match app.session.as_mut() {
+                Some(s) => s.say(text),
+                None => app.start.error = Some(text),
+            }
         }
         app
     }

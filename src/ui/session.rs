@@ -261,6 +261,11 @@ impl Session {
     }
 
     /// The last message shown in the status bar.
+    /// Shows `text` in the status bar.
+    pub fn say(&mut self, text: String) {
+        self.message = Some(text);
+    }
+
     pub fn message(&self) -> Option<&str> {
         self.message.as_deref()
     }
@@ -581,9 +586,8 @@ impl Session {
         });
     }
 
-    /// Turns a key press into commands. The first applicable action wins: arrows nudge a
-    /// selected box and change image when nothing is selected; Space acts on release unless
-    /// it was held to pan.
+    /// Turns a key press into commands (one key, one action; the keymap refuses conflicts).
+    /// Space acts on release unless it was held to pan.
     fn key_commands(
         &mut self,
         press: KeyPress,
@@ -607,24 +611,19 @@ impl Session {
             return;
         }
         for action in keymap.actions_for(press.key, press.modifiers) {
-            if let Some(c) = self.action_command(action, press.key, help_open) {
+            if let Some(c) = self.action_command(action, help_open) {
                 out.push(c);
                 return;
             }
         }
     }
 
-    fn action_command(&self, action: Action, key: Key, help_open: bool) -> Option<Command> {
+    fn action_command(&self, action: Action, help_open: bool) -> Option<Command> {
         let selected = self.selected.is_some();
-        let arrow = matches!(
-            key,
-            Key::ArrowLeft | Key::ArrowRight | Key::ArrowUp | Key::ArrowDown
-        );
         let nudge = |dx: f64, dy: f64| selected.then_some(Command::Nudge { dx, dy });
         Some(match action {
-            Action::NextImage if !(arrow && selected) => Command::NextImage,
-            Action::PreviousImage if !(arrow && selected) => Command::PreviousImage,
-            Action::NextImage | Action::PreviousImage => return None,
+            Action::NextImage => Command::NextImage,
+            Action::PreviousImage => Command::PreviousImage,
             Action::AcceptAndNext => Command::AcceptAndNext,
             Action::AcceptSelected => Command::AcceptSelected,
             Action::AcceptAllVisible => Command::AcceptAllVisible,

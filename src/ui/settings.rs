@@ -145,18 +145,24 @@ impl ConfigDir {
         write_file(&path, &toml::to_string_pretty(settings)?)
     }
 
-    /// Reads `shortcuts.toml`, writing the defaults there first if it does not exist.
-    pub fn load_keymap(&self) -> Keymap {
+    /// Reads `shortcuts.toml`, writing the defaults there first if it does not exist. The
+    /// second value is what was wrong in the file (conflicts name both actions), for the
+    /// status bar.
+    pub fn load_keymap(&self) -> (Keymap, Vec<String>) {
         let Some(path) = self.file("shortcuts.toml") else {
-            return Keymap::default();
+            return (Keymap::default(), Vec::new());
         };
-        match std::fs::read_to_string(&path) {
+        let keymap = match std::fs::read_to_string(&path) {
             Ok(text) => {
                 let (map, warnings) = Keymap::from_toml(&text);
-                for w in warnings {
-                    tracing::warn!("{}: {}", path.display(), w.0);
+                let said: Vec<String> = warnings
+                    .into_iter()
+                    .map(|w| format!("{}: {}", path.display(), w.0))
+                    .collect();
+                for w in &said {
+                    tracing::warn!("{w}");
                 }
-                map
+                return (map, said);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let map = Keymap::default();
@@ -172,7 +178,8 @@ impl ConfigDir {
                 );
                 Keymap::default()
             }
-        }
+        };
+        (keymap, Vec::new())
     }
 
     /// Writes `shortcuts.toml` (the settings window's keys).
@@ -230,6 +237,8 @@ mod tests {
         let _ = config.load_keymap();
         let path = config.keymap_path().expect("path");
         assert!(path.is_file());
-        assert_eq!(config.load_keymap().to_toml(), Keymap::default().to_toml());
+        let (again, warnings) = config.load_keymap();
+        assert_eq!(again.to_toml(), Keymap::default().to_toml());
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 }

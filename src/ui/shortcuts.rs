@@ -217,16 +217,31 @@ impl Action {
         s.to_owned()
     }
 
-    /// True for the pairs that share keys on purpose: the arrows move a selected box and
-    /// change image when nothing is selected, so binding one arrow to both is no conflict.
-    pub fn shares_keys_with(self, other: Action) -> bool {
-        use Action::{NextImage, NudgeLeft, NudgeRight, PreviousImage};
+    /// True for the actions that change labels (boxes, their classes or states, the image's
+    /// flag). Every other key only moves, shows or opens something; a test presses every
+    /// default key and checks that only these store anything.
+    pub fn edits(self) -> bool {
         matches!(
-            (self, other),
-            (NextImage, NudgeRight)
-                | (NudgeRight, NextImage)
-                | (PreviousImage, NudgeLeft)
-                | (NudgeLeft, PreviousImage)
+            self,
+            Action::AcceptAndNext
+                | Action::AcceptSelected
+                | Action::AcceptAllVisible
+                | Action::DeleteSelected
+                | Action::Undo
+                | Action::Redo
+                | Action::NudgeLeft
+                | Action::NudgeRight
+                | Action::NudgeUp
+                | Action::NudgeDown
+                | Action::NudgeLeftFar
+                | Action::NudgeRightFar
+                | Action::NudgeUpFar
+                | Action::NudgeDownFar
+                | Action::Class(_)
+                | Action::CopyPreviousBoxes
+                | Action::ToggleFlag
+                | Action::RunModelOnImage
+                | Action::RunModelOnQueue
         )
     }
 
@@ -248,14 +263,15 @@ impl Action {
             Action::SelectNextBox => &["Tab"],
             Action::SelectPreviousBox => &["Shift+Tab"],
             Action::Deselect => &["Escape"],
-            Action::NudgeLeft => &["Left"],
-            Action::NudgeRight => &["Right"],
-            Action::NudgeUp => &["Up"],
-            Action::NudgeDown => &["Down"],
-            Action::NudgeLeftFar => &["Shift+Left"],
-            Action::NudgeRightFar => &["Shift+Right"],
-            Action::NudgeUpFar => &["Shift+Up"],
-            Action::NudgeDownFar => &["Shift+Down"],
+            // Nudging edits, so it takes a modifier: the plain arrows only navigate.
+            Action::NudgeLeft => &["Alt+Left"],
+            Action::NudgeRight => &["Alt+Right"],
+            Action::NudgeUp => &["Alt+Up"],
+            Action::NudgeDown => &["Alt+Down"],
+            Action::NudgeLeftFar => &["Alt+Shift+Left"],
+            Action::NudgeRightFar => &["Alt+Shift+Right"],
+            Action::NudgeUpFar => &["Alt+Shift+Up"],
+            Action::NudgeDownFar => &["Alt+Shift+Down"],
             Action::Class(n) => match n {
                 1 => &["1"],
                 2 => &["2"],
@@ -449,8 +465,77 @@ pub struct KeymapWarning(pub String);
 
 impl Keymap {
     /// The defaults, overridden by a TOML table `action = ["Key", …]`. Unknown actions and
-    /// unreadable keys are skipped with a warning; the action keeps its defaults.
+    /// unreadable keys are skipped with a warning; the action keeps its defaults. A key the
+    /// file gives two actions is a conflict: the warning names both, and the action that
+    /// edits (or else the later one) loses the key (its defaults come back where they are
+    /// free), so one key never does two things.
     pub fn from_toml(text: &str) -> (Keymap, Vec<KeymapWarning>) {
+        let (mut map, mut warnings) = Self::from_toml_unchecked(text);
+        map.resolve_conflicts(&mut warnings);
+        (map, warnings)
+    }
+
+    /// Removes every conflict, each with a warning naming both actions.
+    fn resolve_conflicts(&mut self, warnings: &mut Vec<KeymapWarning>) {
+        // Each round removes one key from one action, so this ends.
+        loop {
+            let found = self.bindings.iter().find_map(|(action, keys)| {
+                keys.iter()
+                    .find_map(|&k| self.conflict(*action, k).map(|other| (*action, other, k)))
+            });
+            let Some((a, b, key)) = found else {
+                return;
+            };
+            let position = |x: Action| self.bindings.iter().position(|(y, _)| *y == x);
+            let loser = match (a.edits(), b.edits()) {
+                (true, false) => a,
+                (false, true) => b,
+                _ if position(a) > position(b) => a,
+                _ => b,
+            };
+            let keeper = if loser == a { b } else { a };
+            let defaults: Vec<KeyBinding> = loser
+                .default_keys()
+                .iter()
+                .filter_map(|k| KeyBinding::parse(k))
+                .filter(|d| self.conflict(loser, *d).is_none())
+                .collect();
+            let slot = self
+                .bindings
+                .iter_mut()
+                .find(|(x, _)| *x == loser)
+                .map(|(_, keys)| keys);
+            let Some(keys) = slot else { return };
+            keys.retain(|k| *k != key && !key.matches(k.key, k.modifiers()));
+            let restored: Vec<KeyBinding> =
+                defaults.into_iter().filter(|d| !keys.contains(d)).collect();
+            let restored_text = if restored.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; it keeps {}",
+                    restored
+                        .iter()
+                        .map(|k| k.label())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            keys.extend(restored);
+            warnings.push(KeymapWarning(format!(
+                "{} is the key of both {} (“{}”) and {} (“{}”): kept for {}, removed from {}{restored_text}",
+                key.label(),
+                keeper.name(),
+                keeper.description(),
+                loser.name(),
+                loser.description(),
+                keeper.name(),
+                loser.name(),
+            )));
+        }
+    }
+
+    fn from_toml_unchecked(text: &str) -> (Keymap, Vec<KeymapWarning>) {
         let mut map = Keymap::default();
         let mut warnings = Vec::new();
         let table: BTreeMap<String, Vec<String>> = match toml::from_str(text) {
@@ -535,8 +620,8 @@ impl Keymap {
             .collect()
     }
 
-    /// Replaces the keys of `action`, refusing a key another action already has (unless the
-    /// two share keys on purpose, see [`Action::shares_keys_with`]): the error names both.
+    /// Replaces the keys of `action`, refusing a key another action already has: the error
+    /// names both.
     pub fn set_keys(&mut self, action: Action, keys: Vec<KeyBinding>) -> Result<(), KeyConflict> {
         for &binding in &keys {
             if let Some(other) = self.conflict(action, binding) {
@@ -575,7 +660,7 @@ impl Keymap {
                     .filter(|(_, keys)| keys.iter().any(|k| binding.matches(k.key, k.modifiers())))
                     .map(|(a, _)| *a),
             )
-            .find(|other| *other != action && !action.shares_keys_with(*other))
+            .find(|other| *other != action)
     }
 
     /// True when some action uses this key press.
@@ -696,10 +781,20 @@ mod tests {
             map.actions_for(Key::Questionmark, Modifiers::SHIFT),
             vec![Action::Help]
         );
+        // One key, one action: the arrows navigate, Alt+arrows nudge.
         assert_eq!(
             map.actions_for(Key::ArrowLeft, Modifiers::NONE),
-            vec![Action::PreviousImage, Action::NudgeLeft]
+            vec![Action::PreviousImage]
         );
+        assert_eq!(
+            map.actions_for(Key::ArrowLeft, Modifiers::ALT),
+            vec![Action::NudgeLeft]
+        );
+        assert_eq!(
+            map.actions_for(Key::ArrowLeft, Modifiers::ALT | Modifiers::SHIFT),
+            vec![Action::NudgeLeftFar]
+        );
+        assert!(map.actions_for(Key::ArrowLeft, Modifiers::SHIFT).is_empty());
     }
 
     #[test]
@@ -717,9 +812,12 @@ mod tests {
         assert_eq!((err.action, err.other), (Action::Redo, Action::Undo));
         let msg = err.to_string();
         assert!(msg.contains("Undo") && msg.contains("Redo"), "{msg}");
-        // The arrows are shared on purpose.
+        // No key is shared: an arrow is navigation's only.
         let left = KeyBinding::parse("Left").expect("parse");
-        assert_eq!(map.conflict(Action::NudgeLeft, left), None);
+        assert_eq!(
+            map.conflict(Action::NudgeLeft, left),
+            Some(Action::PreviousImage)
+        );
         let n = KeyBinding::parse("N").expect("parse");
         map.set_keys(Action::NextImage, vec![n]).expect("N is free");
         assert_eq!(
@@ -735,6 +833,39 @@ mod tests {
         // `?` is hit with or without Shift: a plain `?` conflicts with Help's.
         let q = KeyBinding::from_press(Key::Questionmark, Modifiers::NONE);
         assert_eq!(map.conflict(Action::Fit, q), Some(Action::Help));
+    }
+
+    #[test]
+    fn conflicts_in_the_file_are_named_and_the_editing_action_loses_the_key() {
+        // The shortcuts file an earlier Loupe wrote: the arrows both navigate and nudge.
+        let old = "next_image = [\"D\", \"Right\"]\nnudge_right = [\"Right\"]\n\
+                   fit = [\"G\"]\nzoom_in = [\"G\"]\n";
+        let (map, warnings) = Keymap::from_toml(old);
+        assert_eq!(
+            map.actions_for(Key::ArrowRight, Modifiers::NONE),
+            vec![Action::NextImage]
+        );
+        assert_eq!(
+            map.actions_for(Key::ArrowRight, Modifiers::ALT),
+            vec![Action::NudgeRight],
+            "the nudge gets its default back"
+        );
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        let first = &warnings[0].0;
+        assert!(
+            first.contains("next_image")
+                && first.contains("nudge_right")
+                && first.contains("Right"),
+            "{first}"
+        );
+        // Two non-editing actions: the later one in the keymap loses.
+        assert!(warnings[1].0.contains("fit") && warnings[1].0.contains("zoom_in"));
+        assert_eq!(map.actions_for(Key::G, Modifiers::NONE), vec![Action::Fit]);
+        for action in Action::all() {
+            for &k in map.keys(action) {
+                assert_eq!(map.conflict(action, k), None, "{action:?} {k:?}");
+            }
+        }
     }
 
     #[test]

@@ -245,7 +245,7 @@ fn settings_rebind_a_key_by_pressing_it_and_refuse_conflicts() {
     );
     let stored = ConfigDir::at(config.path().to_path_buf());
     assert_eq!(
-        stored.load_keymap().keys(Action::NextImage),
+        stored.load_keymap().0.keys(Action::NextImage),
         &[binding("N")],
         "written to shortcuts.toml"
     );

@@ -3,7 +3,7 @@
 use eframe::egui::{Key, vec2};
 use loupe::model::{BBox, ReviewState, Source};
 
-use super::{app, click, drag, fixture, press, press_with, screen, session};
+use super::{app, click, drag, fixture, press, press_alt, press_with, screen, session};
 
 #[test]
 fn drawing_a_box_stores_it_in_image_pixels_at_two_zoom_levels() {
@@ -77,9 +77,9 @@ fn move_resize_nudge_and_delete_a_box() {
         BBox::new(60.0, 50.0, 110.0, 80.0)
     );
 
-    // Nudge: 1 px right, 10 px down.
-    press(&mut h, Key::ArrowRight);
-    press_with(&mut h, false, true, Key::ArrowDown);
+    // Nudge: Alt+Right 1 px right, Alt+Shift+Down 10 px down.
+    press_alt(&mut h, false, Key::ArrowRight);
+    press_alt(&mut h, true, Key::ArrowDown);
     assert_eq!(
         fx.stored_box(fx.a_box).value.bbox,
         BBox::new(61.0, 60.0, 110.0, 80.0)
@@ -87,7 +87,7 @@ fn move_resize_nudge_and_delete_a_box() {
     assert_eq!(
         super::current_path(&h),
         "a.png",
-        "arrows nudge while a box is selected"
+        "Alt+arrows nudge and stay on the image"
     );
 
     // Delete.

@@ -387,7 +387,7 @@ fn the_history_panel_tells_who_changed_the_selected_box() {
     assert_eq!(rows[0].what, "created as cat");
     assert_eq!(rows[0].author, me.name);
     // A nudge becomes a revision, and the panel shows it.
-    press(&mut h, Key::ArrowRight);
+    super::press_alt(&mut h, false, Key::ArrowRight);
     settle_all(&mut h);
     let rows = session(&h).lead().history_rows().expect("history").to_vec();
     assert_eq!(rows.len(), 2, "{rows:?}");
@@ -475,7 +475,7 @@ fn first_start_asks_for_a_profile_and_the_top_bar_shows_it() {
     );
     assert_eq!(super::current_path(&h), "a.png");
     press(&mut h, Key::Tab);
-    press(&mut h, Key::ArrowDown);
+    super::press_alt(&mut h, false, Key::ArrowDown);
     settle_all(&mut h);
     let history = Project::open(&fx.project)
         .expect("open")

@@ -286,6 +286,17 @@ pub fn press_with(h: &mut Harness<'_, App>, ctrl: bool, shift: bool, key: Key) {
     settle(h);
 }
 
+/// Presses a key with Alt (and Shift), the nudge keys, then waits for the writer.
+pub fn press_alt(h: &mut Harness<'_, App>, shift: bool, key: Key) {
+    let modifiers = Modifiers {
+        alt: true,
+        shift,
+        ..Modifiers::default()
+    };
+    h.key_press_modifiers(modifiers, key);
+    settle(h);
+}
+
 /// The path of the image on the canvas.
 pub fn current_path(h: &Harness<'_, App>) -> String {
     session(h)

@@ -80,3 +80,68 @@ fn the_help_overlay_opens_and_closes() {
     press(&mut h, Key::Escape);
     assert!(!h.state().help_open());
 }
+
+/// What the store holds that a key could change: revisions (every edit of a box) and tags
+/// (`done`, `flagged`).
+fn edits_stored(fx: &super::Fixture) -> (i64, i64) {
+    let p = loupe::store::Project::open(&fx.project).expect("open");
+    let count = |sql: &str| p.conn().query_row(sql, [], |r| r.get(0)).expect("count");
+    (
+        count("SELECT COUNT(*) FROM revisions"),
+        count("SELECT COUNT(*) FROM image_tags"),
+    )
+}
+
+/// One key, one action, and only editing keys edit: every default key of every action that
+/// does not edit is pressed on an image with proposals, with a proposal selected and with
+/// nothing selected, and the store must not change (the arrows used to nudge a selected
+/// proposal, silently turning it "corrected").
+#[test]
+fn only_editing_keys_edit_with_or_without_a_selection() {
+    use loupe::ui::{Action, Keymap};
+    let fx = fixture();
+    let keymap = Keymap::default();
+    let mut pressed = 0;
+    for action in Action::all() {
+        // The native file dialogs would wait for a person; they do not edit either.
+        if action.edits() || matches!(action, Action::OpenProject | Action::AddImages) {
+            continue;
+        }
+        for &binding in keymap.keys(action) {
+            for select in [false, true] {
+                let mut h = app(&fx);
+                press(&mut h, Key::D);
+                assert_eq!(current_path(&h), "b.png");
+                if select {
+                    press(&mut h, Key::Tab);
+                    assert!(session(&h).selected().is_some(), "Tab selects a proposal");
+                }
+                let before = edits_stored(&fx);
+                h.key_press_modifiers(binding.modifiers(), binding.key);
+                settle(&mut h);
+                assert_eq!(
+                    edits_stored(&fx),
+                    before,
+                    "{} ({}) edited the project (selection: {select})",
+                    action.name(),
+                    binding.label()
+                );
+                pressed += 1;
+            }
+        }
+    }
+    assert!(pressed > 40, "{pressed} presses");
+    // And the nudge keys do edit: Alt+Right moves the selected proposal by one pixel.
+    let mut h = app(&fx);
+    press(&mut h, Key::D);
+    press(&mut h, Key::Tab);
+    let selected = session(&h).selected().expect("selected");
+    let x = fx.stored_box(selected).value.bbox.x;
+    super::press_alt(&mut h, false, Key::ArrowRight);
+    assert_eq!(fx.stored_box(selected).value.bbox.x, x + 1.0);
+    assert_eq!(current_path(&h), "b.png");
+    // The plain arrow goes to the next image and leaves the box alone.
+    press(&mut h, Key::ArrowRight);
+    assert_eq!(current_path(&h), "c.png");
+    assert_eq!(fx.stored_box(selected).value.bbox.x, x + 1.0);
+}

@@ -3,7 +3,7 @@
 use eframe::egui::Key;
 use loupe::model::{ReviewState, Source};
 
-use super::{app, fixture, press, press_with, session, settle};
+use super::{app, fixture, press, press_alt, press_with, session, settle};
 
 fn states(fx: &super::Fixture) -> Vec<ReviewState> {
     fx.proposals
@@ -105,7 +105,7 @@ fn editing_a_proposal_corrects_it_and_keeps_its_source() {
     let mut h = app(&fx);
     press(&mut h, Key::D);
     press(&mut h, Key::Tab);
-    press(&mut h, Key::ArrowLeft);
+    press_alt(&mut h, false, Key::ArrowLeft);
     let a = fx.stored_box(fx.proposals[0]);
     assert_eq!(a.value.state, ReviewState::Corrected);
     assert_eq!(a.value.bbox.x, 19.0);

@@ -171,7 +171,7 @@ fn a_conflict_shows_both_values_and_is_resolved_in_the_app() {
     let at = screen(&h, 25.0, 6.0);
     click(&mut h, at);
     assert_eq!(session(&h).selected(), Some(x));
-    press(&mut h, Key::ArrowRight);
+    super::press_alt(&mut h, false, Key::ArrowRight);
     assert_eq!(shown(&h).x, 21.0);
     wait_sync(&mut h, "1 pending", |v| v.pending == 1);
     assert!(
