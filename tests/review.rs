@@ -1271,6 +1271,72 @@ fn images_per_hour_count_active_time_only() {
     assert_eq!(alice.approval_rate, None);
 }
 
+/// The dashboard counts what stands, not every key press: an accept that was undone and
+/// redone is one accept, a person who accepts then rejects a box rejected it, a box drawn and
+/// deleted again was not drawn (the app's undo stores the box back as it was).
+#[test]
+fn annotator_counts_are_net_of_undone_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = new_project(dir.path());
+    let mut p = Project::open(&path).expect("open");
+    let imgs = add_images(&mut p, &["a.png", "b.png", "c.png"], 100, 100);
+    let run = new_run(&mut p, "m");
+    for &img in &imgs {
+        propose(&mut p, run, img, &[("car", [1.0, 1.0, 20.0, 20.0], 0.9)]);
+    }
+    p.switch_user("alice", Some(Role::Annotator))
+        .expect("alice");
+    let set = |p: &mut Project, img: Uuid, state: ReviewState| {
+        let a = p.annotations_for_image(img).expect("boxes")[0].clone();
+        let mut value = a.value;
+        value.state = state;
+        p.apply(&[Edit::Update {
+            id: a.id,
+            value,
+            note: None,
+        }])
+        .expect("update");
+    };
+    // a: accept, undo, accept again (redo).
+    set(&mut p, imgs[0], ReviewState::Accepted);
+    set(&mut p, imgs[0], ReviewState::Proposed);
+    set(&mut p, imgs[0], ReviewState::Accepted);
+    // b: accept, then change of mind.
+    set(&mut p, imgs[1], ReviewState::Accepted);
+    set(&mut p, imgs[1], ReviewState::Rejected);
+    // c: accept, undo.
+    set(&mut p, imgs[2], ReviewState::Accepted);
+    set(&mut p, imgs[2], ReviewState::Proposed);
+    // A box drawn on c and deleted again (undo of the drawing).
+    let drawn = human_box(
+        &mut p,
+        imgs[2],
+        "car",
+        [50.0, 50.0, 10.0, 10.0],
+        ReviewState::Submitted,
+    );
+    p.apply(&[Edit::Delete { id: drawn }]).expect("delete");
+    // One more drawn box that stays.
+    human_box(
+        &mut p,
+        imgs[1],
+        "car",
+        [60.0, 60.0, 10.0, 10.0],
+        ReviewState::Submitted,
+    );
+    let stats = review::annotator_stats(&p).expect("stats");
+    let alice = stats.iter().find(|s| s.user == "alice").expect("alice");
+    assert_eq!(
+        (
+            alice.proposals_accepted,
+            alice.proposals_rejected,
+            alice.boxes_drawn
+        ),
+        (1, 1, 1),
+        "{alice:?}"
+    );
+}
+
 // ------------------------------------------------------------------------------ metadata and tags
 
 #[test]

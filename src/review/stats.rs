@@ -9,6 +9,9 @@
 //! - *active time* adds the gaps between a person's consecutive work revisions, each gap capped
 //!   at five minutes, so breaks do not count; *images per hour* is the number of distinct images
 //!   worked on divided by the active hours (none under one active minute);
+//! - counts are *net*: a decision that was undone (the box back to proposed, or a drawn box
+//!   deleted again by the person who drew it) is not counted, and a person who changes their
+//!   mind on a box (accepts, then rejects) is counted for their last decision only;
 //! - a review (a change to approved or returned) is credited to the person who made the box's
 //!   latest annotator decision before it;
 //! - audit failures are audited images of which the person was the annotator (the stratum).
@@ -76,6 +79,33 @@ struct Acc {
     reviews_done: usize,
 }
 
+/// An annotator's decision on one box.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Decision {
+    Drawn,
+    Accepted,
+    Corrected,
+    Rejected,
+}
+
+/// Counts the decisions that still stand on one box.
+fn credit(acc: &mut HashMap<i64, Acc>, ann: Option<i64>, standing: Vec<(i64, Decision)>) {
+    let Some(ann) = ann else {
+        return;
+    };
+    for (author, decision) in standing {
+        let a = acc.entry(author).or_default();
+        match decision {
+            Decision::Drawn => a.drawn += 1,
+            Decision::Accepted => a.accepted += 1,
+            Decision::Corrected => {
+                a.corrected.insert(ann);
+            }
+            Decision::Rejected => a.rejected += 1,
+        }
+    }
+}
+
 /// Active milliseconds from sorted timestamps: gaps capped at [`IDLE_CAP_MS`].
 pub fn active_ms(sorted_ms: &[i64]) -> i64 {
     sorted_ms
@@ -110,30 +140,64 @@ pub fn annotator_stats(p: &Project) -> Result<Vec<AnnotatorStats>> {
     let mut current_ann = None;
     let mut prev_state: Option<ReviewState> = None;
     let mut decider: Option<i64> = None;
+    // The decisions on the current box that still stand, oldest first: (author, decision).
+    let mut standing: Vec<(i64, Decision)> = Vec::new();
+    // Decisions before this index were reviewed: they stand whatever follows.
+    let mut sealed = 0;
     for row in rows {
         let (ann, author, hlc, state, image, op, run) = row.map_err(sq(p))?;
         if current_ann != Some(ann) {
+            credit(&mut acc, current_ann, std::mem::take(&mut standing));
+            sealed = 0;
             current_ann = Some(ann);
             prev_state = None;
             decider = None;
+        }
+        if op == "delete" {
+            // A drawn box deleted again by the one who drew it: nothing was drawn.
+            if let Some(&(who, Decision::Drawn)) = standing.last()
+                && who == author
+                && standing.len() > sealed
+            {
+                standing.pop();
+            }
         }
         let Some(state) = ReviewState::parse(&state) else {
             continue;
         };
         let changed = prev_state != Some(state);
         let a = acc.entry(author).or_default();
+        if state == ReviewState::Proposed
+            && changed
+            && prev_state.is_some()
+            && standing.len() > sealed
+        {
+            // Back to proposed: the last decision was undone.
+            standing.pop();
+        }
         if is_work(state) {
             a.times.push(hlc_ms(hlc));
             a.images.insert(image);
             if changed {
-                match state {
-                    ReviewState::Submitted if op == "create" && run.is_none() => a.drawn += 1,
-                    ReviewState::Accepted => a.accepted += 1,
-                    ReviewState::Corrected => {
-                        a.corrected.insert(ann);
+                let decision = match state {
+                    ReviewState::Submitted if op == "create" && run.is_none() => {
+                        Some(Decision::Drawn)
                     }
-                    ReviewState::Rejected => a.rejected += 1,
-                    _ => {}
+                    ReviewState::Accepted => Some(Decision::Accepted),
+                    ReviewState::Corrected => Some(Decision::Corrected),
+                    ReviewState::Rejected => Some(Decision::Rejected),
+                    _ => None,
+                };
+                if let Some(d) = decision {
+                    // A person's later decision on the box replaces their earlier one.
+                    if d != Decision::Drawn {
+                        let mut index = 0;
+                        standing.retain(|(who, old)| {
+                            index += 1;
+                            index <= sealed || *who != author || *old == Decision::Drawn
+                        });
+                    }
+                    standing.push((author, d));
                 }
             }
             decider = Some(author);
@@ -142,6 +206,7 @@ pub fn annotator_stats(p: &Project) -> Result<Vec<AnnotatorStats>> {
             && matches!(state, ReviewState::Approved | ReviewState::Returned)
         {
             a.reviews_done += 1;
+            sealed = standing.len();
             if let Some(d) = decider {
                 let da = acc.entry(d).or_default();
                 if state == ReviewState::Approved {
@@ -153,6 +218,7 @@ pub fn annotator_stats(p: &Project) -> Result<Vec<AnnotatorStats>> {
         }
         prev_state = Some(state);
     }
+    credit(&mut acc, current_ann, standing);
     let audits = audit_counts(p)?;
     let mut stmt = p
         .conn()

@@ -172,9 +172,13 @@ impl BoxPanel {
             .filter(|a| a.value.state == ReviewState::Proposed && !thresholds.is_shown(a))
             .count();
         ui.label(
-            RichText::new(format!("{visible} to review · {hidden} below threshold"))
-                .small()
-                .color(theme::TEXT_WEAK),
+            RichText::new(if hidden == 0 {
+                format!("{visible} to review")
+            } else {
+                format!("{visible} to review · {hidden} below threshold (Space rejects them)")
+            })
+            .small()
+            .color(theme::TEXT_WEAK),
         );
         for class in proposal_classes {
             ui.horizontal(|ui| {

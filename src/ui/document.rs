@@ -22,6 +22,19 @@ struct Item {
     after: Option<AnnotationValue>,
     /// Where the box sat in its image's list, so undoing a delete puts it back in place.
     index: usize,
+    /// Why the change was made, stored with the revision (a proposal rejected "below
+    /// threshold").
+    note: Option<&'static str>,
+}
+
+/// An image tag a change sets or clears (Space tags the image `done`), undone with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TagChange {
+    pub tag: &'static str,
+    /// Whether the image had the tag before the change.
+    pub before: bool,
+    /// Whether it has it after.
+    pub after: bool,
 }
 
 /// One undoable step: any number of boxes of one image.
@@ -32,6 +45,7 @@ pub struct Change {
     /// What the step did, for the status bar ("move box").
     pub what: &'static str,
     items: Vec<Item>,
+    tag: Option<TagChange>,
 }
 
 impl Change {
@@ -40,7 +54,34 @@ impl Change {
             image,
             what,
             items: Vec::new(),
+            tag: None,
         }
+    }
+
+    /// Sets (or clears) an image tag as part of the change.
+    pub fn tag(mut self, tag: TagChange) -> Self {
+        self.tag = (tag.before != tag.after).then_some(tag);
+        self
+    }
+
+    /// Replaces the value of an existing box, giving the reason stored with the revision.
+    pub fn update_because(
+        mut self,
+        id: Uuid,
+        before: AnnotationValue,
+        after: AnnotationValue,
+        note: &'static str,
+    ) -> Self {
+        if before != after {
+            self.items.push(Item {
+                id,
+                before: Some(before),
+                after: Some(after),
+                index: usize::MAX,
+                note: Some(note),
+            });
+        }
+        self
     }
 
     /// Adds a new box.
@@ -50,6 +91,7 @@ impl Change {
             before: None,
             after: Some(value),
             index: usize::MAX,
+            note: None,
         });
         self
     }
@@ -62,6 +104,7 @@ impl Change {
                 before: Some(before),
                 after: Some(after),
                 index: usize::MAX,
+                note: None,
             });
         }
         self
@@ -74,13 +117,14 @@ impl Change {
             before: Some(before),
             after: None,
             index: usize::MAX,
+            note: None,
         });
         self
     }
 
     /// True when the change would do nothing.
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.items.is_empty() && self.tag.is_none()
     }
 
     fn reversed(&self) -> Self {
@@ -96,18 +140,27 @@ impl Change {
                     before: i.after.clone(),
                     after: i.before.clone(),
                     index: i.index,
+                    note: None,
                 })
                 .collect(),
+            tag: self.tag.map(|t| TagChange {
+                tag: t.tag,
+                before: t.after,
+                after: t.before,
+            }),
         }
     }
 }
 
-/// What undo or redo did: the image to show and the edits to store.
+/// What a change, undo or redo did: the image to show, the edits to store and the tag to set
+/// or clear.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Replayed {
     pub image: Uuid,
     pub what: &'static str,
     pub edits: Vec<Edit>,
+    /// `(tag, on)`.
+    pub tag: Option<(&'static str, bool)>,
 }
 
 /// The in-memory boxes of every image opened in this session, plus undo and redo.
@@ -192,18 +245,29 @@ impl Document {
         self.boxes(image).iter().find(|a| a.id == id)
     }
 
-    /// Applies a change, records it for undo and returns the edits to store.
-    pub fn commit(&mut self, change: Change) -> Vec<Edit> {
+    /// Applies a change, records it for undo and returns what to store.
+    pub fn commit(&mut self, change: Change) -> Replayed {
         if change.is_empty() {
-            return Vec::new();
+            return Replayed {
+                image: change.image,
+                what: change.what,
+                edits: Vec::new(),
+                tag: None,
+            };
         }
         let (applied, edits) = self.apply(change);
+        let done = Replayed {
+            image: applied.image,
+            what: applied.what,
+            edits,
+            tag: applied.tag.map(|t| (t.tag, t.after)),
+        };
         self.undo.push(applied);
         if self.undo.len() > UNDO_DEPTH {
             self.undo.remove(0);
         }
         self.redo.clear();
-        edits
+        done
     }
 
     /// Undoes the last change.
@@ -214,6 +278,7 @@ impl Document {
             image: applied.image,
             what: applied.what,
             edits,
+            tag: applied.tag.map(|t| (t.tag, t.after)),
         };
         self.redo.push(applied.reversed());
         Some(replayed)
@@ -227,6 +292,7 @@ impl Document {
             image: applied.image,
             what: applied.what,
             edits,
+            tag: applied.tag.map(|t| (t.tag, t.after)),
         };
         self.undo.push(applied);
         Some(replayed)
@@ -274,7 +340,7 @@ impl Document {
                 Some(value) if self.in_store.contains(&item.id) => Edit::Update {
                     id: item.id,
                     value: value.clone(),
-                    note: None,
+                    note: item.note.map(str::to_owned),
                 },
                 Some(value) => {
                     self.in_store.insert(item.id);
@@ -317,12 +383,57 @@ mod tests {
     }
 
     #[test]
+    fn a_tag_and_a_reason_go_with_the_change_and_undo_with_it() {
+        let img = Uuid::now_v7();
+        let mut doc = Document::default();
+        let id = Uuid::now_v7();
+        let before = value(img, 1.0);
+        doc.load(
+            img,
+            vec![Annotation {
+                id,
+                value: before.clone(),
+            }],
+        );
+        let mut after = before.clone();
+        after.state = ReviewState::Rejected;
+        let done = TagChange {
+            tag: "done",
+            before: false,
+            after: true,
+        };
+        let applied = doc.commit(
+            Change::new(img, "accept and next")
+                .update_because(id, before.clone(), after, "below threshold")
+                .tag(done),
+        );
+        assert_eq!(applied.tag, Some(("done", true)));
+        assert!(matches!(
+            applied.edits.as_slice(),
+            [Edit::Update { note: Some(n), .. }] if n == "below threshold"
+        ));
+        let undone = doc.undo().expect("undo");
+        assert_eq!(undone.tag, Some(("done", false)), "undo clears the tag");
+        assert_eq!(doc.boxes(img)[0].value, before);
+        assert_eq!(doc.redo().expect("redo").tag, Some(("done", true)));
+        // A tag alone is a change (Space on an image without proposals).
+        let tag_only = Change::new(img, "mark done").tag(TagChange {
+            tag: "done",
+            before: true,
+            after: false,
+        });
+        assert!(!tag_only.is_empty());
+    }
+
+    #[test]
     fn create_then_undo_redo_maps_to_create_delete_update() {
         let img = Uuid::now_v7();
         let mut doc = Document::default();
         doc.load(img, Vec::new());
         let id = Uuid::now_v7();
-        let edits = doc.commit(Change::new(img, "draw box").create(id, value(img, 1.0)));
+        let edits = doc
+            .commit(Change::new(img, "draw box").create(id, value(img, 1.0)))
+            .edits;
         assert!(matches!(edits.as_slice(), [Edit::Create { .. }]));
         assert_eq!(doc.boxes(img).len(), 1);
         let undone = doc.undo().expect("undo");
@@ -363,7 +474,7 @@ mod tests {
         };
         doc.load(img, vec![a.clone()]);
         let noop = Change::new(img, "move box").update(a.id, a.value.clone(), a.value.clone());
-        assert!(doc.commit(noop).is_empty());
+        assert!(doc.commit(noop).edits.is_empty());
         assert!(doc.undo_label().is_none());
         doc.commit(Change::new(img, "move box").update(a.id, a.value.clone(), value(img, 5.0)));
         doc.undo();

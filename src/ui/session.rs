@@ -14,7 +14,7 @@ use super::box_list::{BoxPanel, BoxPanelInput};
 use super::canvas::{Canvas, CanvasImage, CanvasInput, Display, canvas_id};
 use super::classes::{ClassPicker, ClassTable, PickerTarget, Thresholds};
 use super::commands::Command;
-use super::document::{Change, Document, edited_state};
+use super::document::{Change, Document, TagChange, edited_state};
 use super::gpu::GpuContext;
 use super::image_list::ImageList;
 use super::lead::{DetailsInput, LeadEffect, LeadInput, LeadViews, Mode};
@@ -94,6 +94,8 @@ pub struct Session {
     space_pending: bool,
     /// Flags set or cleared this session (the store may not have them yet).
     flags: std::collections::HashMap<Uuid, bool>,
+    /// Whether an image has the `done` tag, as this session last set it.
+    done: std::collections::HashMap<Uuid, bool>,
     /// Physical pixels per point, for 1:1 zoom.
     ppp: f32,
     /// Images decoded ahead of and behind the current one.
@@ -166,6 +168,7 @@ impl Session {
             pending_box: None,
             space_pending: false,
             flags: std::collections::HashMap::new(),
+            done: std::collections::HashMap::new(),
             ppp: ctx.pixels_per_point(),
             prefetch: (PREFETCH_AHEAD, PREFETCH_BEHIND),
             start_image,
@@ -934,11 +937,12 @@ impl Session {
     fn commit(&mut self, change: Change) {
         let image = change.image;
         let what = change.what;
-        let edits = self.doc.commit(change);
-        if edits.is_empty() {
+        let done = self.doc.commit(change);
+        self.send_tag(image, done.tag);
+        if done.edits.is_empty() {
             return;
         }
-        self.writer.send(Request::Apply(edits));
+        self.writer.send(Request::Apply(done.edits));
         self.refresh_row_counts(image);
         self.message = None;
         tracing::trace!("{what}");
@@ -1059,6 +1063,49 @@ impl Session {
         if self.selected == Some(id) {
             self.selected = None;
         }
+    }
+
+    /// Space: resolves the whole image in one undoable step. Visible proposals are accepted,
+    /// proposals hidden by a class's score threshold are rejected with the reason "below
+    /// threshold" (none stays proposed on an image marked done), and the image is tagged
+    /// `done`. Undo restores all three.
+    fn resolve_image(&mut self) -> Option<String> {
+        let c = self.current.as_ref()?;
+        let image = c.id;
+        let was_done = match self.done.get(&image) {
+            Some(d) => *d,
+            None => match self.reader.tags(image) {
+                Ok(tags) => tags.iter().any(|t| t == "done"),
+                Err(e) => return Some(format!("Not marked done: cannot read tags: {e}")),
+            },
+        };
+        let mut change = Change::new(image, "accept and mark done").tag(TagChange {
+            tag: "done",
+            before: was_done,
+            after: true,
+        });
+        let (mut accepted, mut rejected) = (0, 0);
+        for a in self.doc.boxes(image) {
+            if a.value.state != ReviewState::Proposed {
+                continue;
+            }
+            let mut after = a.value.clone();
+            if self.thresholds.is_shown(a) {
+                after.state = ReviewState::Accepted;
+                change = change.update(a.id, a.value.clone(), after);
+                accepted += 1;
+            } else {
+                after.state = ReviewState::Rejected;
+                change = change.update_because(a.id, a.value.clone(), after, "below threshold");
+                rejected += 1;
+            }
+        }
+        self.commit(change);
+        Some(match (accepted, rejected) {
+            (0, 0) => "Marked done".to_owned(),
+            (a, 0) => format!("Accepted {a} proposals, marked done"),
+            (a, r) => format!("Accepted {a}, rejected {r} below threshold, marked done"),
+        })
     }
 
     fn accept_visible(&mut self) -> usize {
@@ -1222,15 +1269,12 @@ impl Session {
                 self.message = Some(format!("Accepted {n} proposals"));
             }
             Command::AcceptAndNext => {
-                self.accept_visible();
-                if let Some(c) = &self.current {
-                    self.writer.send(Request::SetTag {
-                        image: c.id,
-                        tag: "done".into(),
-                        on: true,
-                    });
+                let said = self.resolve_image();
+                let next = self.apply(Command::NextImage);
+                if self.message.is_none() {
+                    self.message = said;
                 }
-                return self.apply(Command::NextImage);
+                return next;
             }
             Command::CopyPreviousBoxes => self.copy_previous_boxes(),
             Command::Undo => match self.doc.undo() {
@@ -1404,7 +1448,23 @@ impl Session {
         }
     }
 
+    /// Sets or clears an image tag a change carried (`done`), remembering it for the list.
+    fn send_tag(&mut self, image: Uuid, tag: Option<(&'static str, bool)>) {
+        let Some((tag, on)) = tag else {
+            return;
+        };
+        if tag == "done" {
+            self.done.insert(image, on);
+        }
+        self.writer.send(Request::SetTag {
+            image,
+            tag: tag.into(),
+            on,
+        });
+    }
+
     fn replayed(&mut self, r: super::document::Replayed, verb: &str) {
+        self.send_tag(r.image, r.tag);
         self.writer.send(Request::Apply(r.edits));
         if self.current.as_ref().map(|c| c.id) != Some(r.image) {
             self.show_id(r.image);

@@ -167,7 +167,7 @@ impl Action {
             Action::NextImage => "Next image (in the current filter)",
             Action::PreviousImage => "Previous image",
             Action::AcceptAndNext => {
-                "Accept the visible proposals, mark the image done, go to the next"
+                "Accept the visible proposals, reject those below threshold, mark the image done, go to the next"
             }
             Action::AcceptSelected => "Accept the selected proposal",
             Action::AcceptAllVisible => "Accept every visible proposal on this image",

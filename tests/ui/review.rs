@@ -81,22 +81,55 @@ fn space_accepts_what_is_visible_marks_the_image_done_and_moves_on() {
     h.run();
     press(&mut h, Key::Space);
     settle(&mut h);
+    // Space resolves the whole image: the dog hidden below its threshold is rejected, with
+    // the reason in its history; none stays proposed on an image marked done.
     assert_eq!(
         states(&fx),
         vec![
             ReviewState::Accepted,
-            ReviewState::Proposed,
+            ReviewState::Rejected,
             ReviewState::Accepted
         ]
     );
     assert_eq!(super::current_path(&h), "c.png");
-    let project = loupe::store::Project::open(&fx.project).expect("open");
-    assert!(
-        project
+    assert_eq!(
+        session(&h).message(),
+        Some("Accepted 2, rejected 1 below threshold, marked done")
+    );
+    let done = |fx: &super::Fixture| {
+        loupe::store::Project::open(&fx.project)
+            .expect("open")
             .tags(fx.image("b.png"))
             .expect("tags")
             .contains(&"done".to_owned())
+    };
+    assert!(done(&fx));
+    let history = loupe::store::Project::open(&fx.project)
+        .expect("open")
+        .history(fx.proposals[1])
+        .expect("history");
+    assert_eq!(
+        history.last().and_then(|r| r.note.as_deref()),
+        Some("below threshold")
     );
+    // One undo restores everything Space did, the done tag included.
+    press_with(&mut h, true, false, Key::Z);
+    settle(&mut h);
+    assert_eq!(super::current_path(&h), "b.png");
+    assert_eq!(
+        states(&fx),
+        vec![
+            ReviewState::Proposed,
+            ReviewState::Proposed,
+            ReviewState::Proposed
+        ]
+    );
+    assert!(!done(&fx), "undo clears the done tag");
+    // Redo does it all again.
+    press_with(&mut h, true, true, Key::Z);
+    settle(&mut h);
+    assert_eq!(states(&fx)[1], ReviewState::Rejected);
+    assert!(done(&fx));
 }
 
 #[test]
