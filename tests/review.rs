@@ -245,7 +245,7 @@ fn review_set_works_from_the_command_line() {
     let h = ok_json(&path, &["history", &id, "--json"]);
     assert_eq!(h[1]["note"], "wrong class");
     let table = ok_json(&path, &["review", "transitions", "--json"]);
-    assert_eq!(table.as_array().expect("rules").len(), 23);
+    assert_eq!(table.as_array().expect("rules").len(), 26);
 }
 
 // ------------------------------------------------------------------------------ evaluation

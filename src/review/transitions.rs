@@ -71,6 +71,8 @@ fn rule(from: ReviewState, to: ReviewState) -> std::result::Result<Role, &'stati
         (Submitted, Proposed) => Err("a box drawn by a person cannot become a model proposal"),
         // Ground truth.
         (Approved, Returned) => Ok(R),
+        // A reviewer withdrawing their approval (undo in the app): back to waiting for review.
+        (Approved, Accepted | Corrected | Submitted) => Ok(R),
         (Approved, _) => {
             Err("an approved box is ground truth; a reviewer or lead returns it to reopen it")
         }
@@ -313,6 +315,9 @@ mod tests {
         (Submitted, Approved, R),
         (Submitted, Returned, R),
         (Approved, Returned, R),
+        (Approved, Accepted, R),
+        (Approved, Corrected, R),
+        (Approved, Submitted, R),
         (Returned, Submitted, A),
         (Returned, Accepted, A),
         (Returned, Corrected, A),
@@ -387,7 +392,10 @@ mod tests {
             vec![Accepted, Corrected, Rejected]
         );
         assert_eq!(allowed_targets(Approved, A), Vec::<ReviewState>::new());
-        assert_eq!(allowed_targets(Approved, L), vec![Returned]);
+        assert_eq!(
+            allowed_targets(Approved, L),
+            vec![Accepted, Corrected, Submitted, Returned]
+        );
     }
 
     fn value(state: ReviewState, source: Source) -> AnnotationValue {

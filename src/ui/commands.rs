@@ -61,6 +61,15 @@ pub enum Command {
     AcceptAllVisible,
     /// Accept every visible proposal, mark the image done, show the next.
     AcceptAndNext,
+    /// Approve the selected label, or every label of the image and go to the next.
+    ApproveLabels,
+    /// Open the return dialog for the selected label, or every label of the image.
+    ReturnLabels,
+    /// Return these labels with this comment (from the dialog).
+    ReturnWith {
+        boxes: Vec<uuid::Uuid>,
+        comment: String,
+    },
     CopyPreviousBoxes,
     Undo,
     Redo,

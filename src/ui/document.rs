@@ -24,7 +24,7 @@ struct Item {
     index: usize,
     /// Why the change was made, stored with the revision (a proposal rejected "below
     /// threshold").
-    note: Option<&'static str>,
+    note: Option<String>,
 }
 
 /// An image tag a change sets or clears (Space tags the image `done`), undone with it.
@@ -70,7 +70,7 @@ impl Change {
         id: Uuid,
         before: AnnotationValue,
         after: AnnotationValue,
-        note: &'static str,
+        note: impl Into<String>,
     ) -> Self {
         if before != after {
             self.items.push(Item {
@@ -78,7 +78,7 @@ impl Change {
                 before: Some(before),
                 after: Some(after),
                 index: usize::MAX,
-                note: Some(note),
+                note: Some(note.into()),
             });
         }
         self
@@ -340,7 +340,7 @@ impl Document {
                 Some(value) if self.in_store.contains(&item.id) => Edit::Update {
                     id: item.id,
                     value: value.clone(),
-                    note: item.note.map(str::to_owned),
+                    note: item.note.clone(),
                 },
                 Some(value) => {
                     self.in_store.insert(item.id);

@@ -94,6 +94,8 @@ pub struct Session {
     space_pending: bool,
     /// Flags set or cleared this session (the store may not have them yet).
     flags: std::collections::HashMap<Uuid, bool>,
+    /// The comment dialog of a return.
+    return_dialog: super::return_dialog::ReturnDialog,
     /// Whether an image has the `done` tag, as this session last set it.
     done: std::collections::HashMap<Uuid, bool>,
     /// Physical pixels per point, for 1:1 zoom.
@@ -169,6 +171,7 @@ impl Session {
             space_pending: false,
             flags: std::collections::HashMap::new(),
             done: std::collections::HashMap::new(),
+            return_dialog: super::return_dialog::ReturnDialog::default(),
             ppp: ctx.pixels_per_point(),
             prefetch: (PREFETCH_AHEAD, PREFETCH_BEHIND),
             start_image,
@@ -201,6 +204,11 @@ impl Session {
     /// The boxes of the current image, as the UI has them (ahead of the store).
     pub fn boxes(&self) -> &[Annotation] {
         self.current.as_ref().map_or(&[], |c| self.doc.boxes(c.id))
+    }
+
+    /// True while the comment dialog of a return is open.
+    pub fn return_dialog_open(&self) -> bool {
+        self.return_dialog.is_open()
     }
 
     /// True while the class picker is open.
@@ -361,7 +369,11 @@ impl Session {
         }
         // Keys first, so this frame already shows what they did.
         let mut commands = Vec::new();
-        if !self.picker.is_open() && !ctx.text_edit_focused() && !self.lead.modal_open() {
+        if !self.picker.is_open()
+            && !ctx.text_edit_focused()
+            && !self.lead.modal_open()
+            && !self.return_dialog.is_open()
+        {
             for press in take_bound_keys(&ctx, keymap) {
                 self.key_commands(press, keymap, help_open, &mut commands);
             }
@@ -373,6 +385,15 @@ impl Session {
         self.panels_ui(ui, keymap, &mut commands);
         self.picker.ui(&ctx, &self.classes, &mut commands);
         self.lead.dialogs_ui(&ctx, &mut commands);
+        match self.return_dialog.ui(&ctx) {
+            Some(super::return_dialog::ReturnOutcome::Return { boxes, comment }) => {
+                commands.push(Command::ReturnWith { boxes, comment });
+            }
+            Some(super::return_dialog::ReturnOutcome::Cancelled) => {
+                self.message = Some("Return cancelled".into());
+            }
+            None => {}
+        }
         self.sync.window_ui(&ctx, &mut commands);
         if !commands.is_empty() {
             for c in commands.drain(..) {
@@ -570,7 +591,11 @@ impl Session {
     /// Escape locked to it (egui would otherwise move focus between widgets with them).
     fn keep_keyboard_focus(&self, ctx: &egui::Context) {
         // A dialog keeps the focus it gave its first field.
-        if self.picker.is_open() || ctx.text_edit_focused() || self.lead.modal_open() {
+        if self.picker.is_open()
+            || ctx.text_edit_focused()
+            || self.lead.modal_open()
+            || self.return_dialog.is_open()
+        {
             return;
         }
         ctx.memory_mut(|m| {
@@ -631,6 +656,8 @@ impl Session {
             Action::AcceptSelected => Command::AcceptSelected,
             Action::AcceptAllVisible => Command::AcceptAllVisible,
             Action::DeleteSelected => Command::DeleteSelected,
+            Action::ApproveLabels => Command::ApproveLabels,
+            Action::ReturnLabels => Command::ReturnLabels,
             Action::Undo => Command::Undo,
             Action::Redo => Command::Redo,
             Action::SelectNextBox => Command::SelectNextBox,
@@ -1065,6 +1092,119 @@ impl Session {
         }
     }
 
+    /// The labels a review key acts on: the selected box when it can take `to`, else every box
+    /// of the image that can. `Err` says why there is nothing to do.
+    fn review_targets(&self, to: ReviewState) -> Result<(Uuid, Vec<Annotation>), String> {
+        let Some(c) = &self.current else {
+            return Err("No image".into());
+        };
+        let role = self.lead.role().unwrap_or(crate::model::Role::Annotator);
+        if role < crate::model::Role::Reviewer {
+            return Err(format!(
+                "Approving and returning labels is for reviewers and leads; you work as {} \
+                 (change it from your name in the top bar)",
+                role.as_str()
+            ));
+        }
+        let can = |a: &Annotation| {
+            !a.value.deleted && crate::review::check_transition(a.value.state, to, role).is_ok()
+        };
+        let boxes: Vec<Annotation> = match self.selected {
+            Some(id) => {
+                let a = self
+                    .doc
+                    .get(c.id, id)
+                    .ok_or_else(|| "The selected box is gone".to_owned())?;
+                if !can(a) {
+                    return Err(format!(
+                        "The selected box is {}: it cannot be {}",
+                        a.value.state.as_str(),
+                        to.as_str()
+                    ));
+                }
+                vec![a.clone()]
+            }
+            None => self
+                .doc
+                .boxes(c.id)
+                .iter()
+                .filter(|a| can(a))
+                .cloned()
+                .collect(),
+        };
+        if boxes.is_empty() {
+            let proposals = self
+                .doc
+                .boxes(c.id)
+                .iter()
+                .filter(|a| a.value.state == ReviewState::Proposed)
+                .count();
+            return Err(if proposals > 0 {
+                format!("Nothing to review here: {proposals} proposals still wait for an annotator")
+            } else {
+                format!("No label on this image can be {}", to.as_str())
+            });
+        }
+        Ok((c.id, boxes))
+    }
+
+    /// Approves the selected label, or every label of the image that can be approved, in one
+    /// undoable step. Returns true when something was approved.
+    fn approve_labels(&mut self) -> bool {
+        let (image, boxes) = match self.review_targets(ReviewState::Approved) {
+            Ok(t) => t,
+            Err(why) => {
+                self.message = Some(why);
+                return false;
+            }
+        };
+        let mut change = Change::new(image, "approve labels");
+        for a in &boxes {
+            let mut after = a.value.clone();
+            after.state = ReviewState::Approved;
+            change = change.update(a.id, a.value.clone(), after);
+        }
+        self.commit(change);
+        self.message = Some(format!("Approved {} label(s)", boxes.len()));
+        true
+    }
+
+    /// Opens the comment dialog of a return.
+    fn open_return(&mut self) {
+        match self.review_targets(ReviewState::Returned) {
+            Ok((_, boxes)) => {
+                let what = match (boxes.len(), &self.current) {
+                    (1, _) if self.selected.is_some() => "the selected label".to_owned(),
+                    (n, Some(c)) => format!("{n} label(s) of {}", c.path),
+                    (n, None) => format!("{n} label(s)"),
+                };
+                self.return_dialog
+                    .open(boxes.into_iter().map(|a| a.id).collect(), what);
+            }
+            Err(why) => self.message = Some(why),
+        }
+    }
+
+    /// Returns labels with the reviewer's comment, stored with each revision.
+    fn return_labels(&mut self, ids: &[Uuid], comment: &str) {
+        let Some(c) = &self.current else {
+            return;
+        };
+        let image = c.id;
+        let mut change = Change::new(image, "return labels");
+        let mut n = 0;
+        for id in ids {
+            if let Some(a) = self.doc.get(image, *id) {
+                let mut after = a.value.clone();
+                after.state = ReviewState::Returned;
+                change = change.update_because(*id, a.value.clone(), after, comment);
+                n += 1;
+            }
+        }
+        self.commit(change);
+        self.message = Some(format!("Returned {n} label(s): {comment}"));
+    }
+
     /// Space: resolves the whole image in one undoable step. Visible proposals are accepted,
     /// proposals hidden by a class's score threshold are rejected with the reason "below
     /// threshold" (none stays proposed on an image marked done), and the image is tagged
@@ -1268,6 +1408,19 @@ impl Session {
                 let n = self.accept_visible();
                 self.message = Some(format!("Accepted {n} proposals"));
             }
+            Command::ApproveLabels => {
+                let whole_image = self.selected.is_none();
+                if self.approve_labels() && whole_image {
+                    let said = self.message.take();
+                    let next = self.apply(Command::NextImage);
+                    if self.message.is_none() {
+                        self.message = said;
+                    }
+                    return next;
+                }
+            }
+            Command::ReturnLabels => self.open_return(),
+            Command::ReturnWith { boxes, comment } => self.return_labels(&boxes, &comment),
             Command::AcceptAndNext => {
                 let said = self.resolve_image();
                 let next = self.apply(Command::NextImage);

@@ -14,6 +14,10 @@ pub enum Action {
     AcceptSelected,
     AcceptAllVisible,
     DeleteSelected,
+    /// Reviewers: approve the selected label, or every label of the image and go on.
+    ApproveLabels,
+    /// Reviewers: return the selected label, or every label of the image, with a comment.
+    ReturnLabels,
     Undo,
     Redo,
     SelectNextBox,
@@ -68,6 +72,8 @@ impl Action {
             Action::AcceptSelected,
             Action::AcceptAllVisible,
             Action::DeleteSelected,
+            Action::ApproveLabels,
+            Action::ReturnLabels,
             Action::Undo,
             Action::Redo,
             Action::SelectNextBox,
@@ -120,6 +126,8 @@ impl Action {
             Action::AcceptSelected => "accept_selected",
             Action::AcceptAllVisible => "accept_all_visible",
             Action::DeleteSelected => "delete_selected",
+            Action::ApproveLabels => "approve_labels",
+            Action::ReturnLabels => "return_labels",
             Action::Undo => "undo",
             Action::Redo => "redo",
             Action::SelectNextBox => "select_next_box",
@@ -172,6 +180,12 @@ impl Action {
             Action::AcceptSelected => "Accept the selected proposal",
             Action::AcceptAllVisible => "Accept every visible proposal on this image",
             Action::DeleteSelected => "Delete the selected box (rejects a proposal)",
+            Action::ApproveLabels => {
+                "Review: approve the selected label, or all labels of the image and go to the next"
+            }
+            Action::ReturnLabels => {
+                "Review: return the selected label, or all labels of the image, with a comment"
+            }
             Action::Undo => "Undo",
             Action::Redo => "Redo",
             Action::SelectNextBox => "Select the next box",
@@ -227,6 +241,8 @@ impl Action {
                 | Action::AcceptSelected
                 | Action::AcceptAllVisible
                 | Action::DeleteSelected
+                | Action::ApproveLabels
+                | Action::ReturnLabels
                 | Action::Undo
                 | Action::Redo
                 | Action::NudgeLeft
@@ -258,6 +274,8 @@ impl Action {
             Action::AcceptSelected => &["Enter"],
             Action::AcceptAllVisible => &["Shift+A"],
             Action::DeleteSelected => &["Delete", "Backspace"],
+            Action::ApproveLabels => &["V"],
+            Action::ReturnLabels => &["X"],
             Action::Undo => &["Ctrl+Z"],
             Action::Redo => &["Ctrl+Shift+Z", "Ctrl+Y"],
             Action::SelectNextBox => &["Tab"],

@@ -1,6 +1,7 @@
 //! Reviewing model proposals: accept, reject, thresholds, Shift+A, Space, corrections.
 
 use eframe::egui::Key;
+use egui_kittest::kittest::Queryable as _;
 use loupe::model::{ReviewState, Source};
 
 use super::{app, fixture, press, press_alt, press_with, session, settle};
@@ -168,4 +169,94 @@ fn undo_restores_a_rejected_proposal() {
     assert_eq!(states(&fx)[0], ReviewState::Rejected);
     press_with(&mut h, true, false, Key::Z);
     assert_eq!(states(&fx)[0], ReviewState::Proposed);
+}
+
+/// A reviewer approves or returns where the work is: V approves the image's labels and goes
+/// on, X asks for a comment and returns; both are one undo step, and an annotator is told the
+/// keys are not theirs.
+#[test]
+fn a_reviewer_approves_and_returns_labels_from_the_canvas() {
+    use loupe::model::Role;
+    let fx = fixture();
+    {
+        let mut p = loupe::store::Project::open(&fx.project).expect("open");
+        loupe::review::choose_profile(&mut p, "rita", Role::Reviewer).expect("reviewer");
+    }
+    let mut h = app(&fx);
+    assert_eq!(super::current_path(&h), "a.png");
+    press(&mut h, Key::V);
+    assert_eq!(fx.stored_box(fx.a_box).value.state, ReviewState::Approved);
+    assert_eq!(
+        super::current_path(&h),
+        "b.png",
+        "approving the image goes on"
+    );
+    assert_eq!(session(&h).message(), Some("Approved 1 label(s)"));
+    // b.png holds only proposals: nothing for a reviewer yet, and it says so.
+    press(&mut h, Key::V);
+    assert_eq!(super::current_path(&h), "b.png");
+    assert!(
+        session(&h)
+            .message()
+            .is_some_and(|m| m.contains("3 proposals still wait")),
+        "{:?}",
+        session(&h).message()
+    );
+    assert_eq!(states(&fx), vec![ReviewState::Proposed; 3]);
+    // Undo takes the approval back.
+    press_with(&mut h, true, false, Key::Z);
+    assert_eq!(fx.stored_box(fx.a_box).value.state, ReviewState::Submitted);
+    assert_eq!(super::current_path(&h), "a.png");
+    // X on the selected box asks for a comment; Enter without one is refused.
+    press(&mut h, Key::Tab);
+    assert_eq!(session(&h).selected(), Some(fx.a_box));
+    press(&mut h, Key::X);
+    assert!(session(&h).return_dialog_open());
+    press(&mut h, Key::Enter);
+    assert!(session(&h).return_dialog_open(), "a return needs a comment");
+    h.get_by_label("Comment").type_text("box too loose");
+    h.run();
+    press(&mut h, Key::Enter);
+    assert!(!session(&h).return_dialog_open());
+    let stored = fx.stored_box(fx.a_box);
+    assert_eq!(stored.value.state, ReviewState::Returned);
+    let history = loupe::store::Project::open(&fx.project)
+        .expect("open")
+        .history(fx.a_box)
+        .expect("history");
+    assert_eq!(
+        history.last().and_then(|r| r.note.as_deref()),
+        Some("box too loose")
+    );
+    // Undo takes the return back; Escape cancels a new one.
+    press_with(&mut h, true, false, Key::Z);
+    assert_eq!(fx.stored_box(fx.a_box).value.state, ReviewState::Submitted);
+    press(&mut h, Key::Tab);
+    press(&mut h, Key::X);
+    assert!(session(&h).return_dialog_open());
+    press(&mut h, Key::Escape);
+    assert!(!session(&h).return_dialog_open());
+    assert_eq!(session(&h).message(), Some("Return cancelled"));
+    assert_eq!(fx.stored_box(fx.a_box).value.state, ReviewState::Submitted);
+}
+
+#[test]
+fn an_annotator_is_told_that_review_keys_are_for_reviewers() {
+    use loupe::model::Role;
+    let fx = fixture();
+    {
+        let mut p = loupe::store::Project::open(&fx.project).expect("open");
+        loupe::review::choose_profile(&mut p, "ann", Role::Annotator).expect("annotator");
+    }
+    let mut h = app(&fx);
+    press(&mut h, Key::V);
+    assert_eq!(fx.stored_box(fx.a_box).value.state, ReviewState::Submitted);
+    assert_eq!(super::current_path(&h), "a.png");
+    assert!(
+        session(&h)
+            .message()
+            .is_some_and(|m| m.contains("for reviewers and leads")),
+        "{:?}",
+        session(&h).message()
+    );
 }

@@ -204,6 +204,11 @@ impl LeadViews {
         self.generation += 1;
     }
 
+    /// The role of the person working, once chosen.
+    pub fn role(&self) -> Option<crate::model::Role> {
+        self.profile.user().map(|u| u.role)
+    }
+
     /// "name · role" for the top bar.
     pub fn user_label(&self) -> Option<String> {
         self.profile.label()
