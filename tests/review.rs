@@ -1454,14 +1454,39 @@ fn metadata_from_csv_and_json_drives_filters_slices_and_triage() {
     assert_eq!(b["images"], 1);
     let t = ok_json(
         &path,
-        &["triage", "--run", "m", "--slice", "tag:blurry", "--json"],
+        &[
+            "triage",
+            "--run",
+            "m",
+            "--slice",
+            "tag:blurry",
+            "--include-unreviewed",
+            "--json",
+        ],
     );
     assert_eq!(paths_of(&t), ["cam2/c.png"]);
     let t = ok_json(
         &path,
-        &["triage", "--run", "m", "--slice", "time=night", "--json"],
+        &[
+            "triage",
+            "--run",
+            "m",
+            "--slice",
+            "time=night",
+            "--include-unreviewed",
+            "--json",
+        ],
     );
     assert_eq!(paths_of(&t), ["cam1/b.png", "cam2/a.png"]);
+    // Without the flag, images nobody has labelled or reviewed are left out, and it says so.
+    let out = run(&path, &["triage", "--run", "m", "--json"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("4 image(s) the run covered have neither labels nor a review yet"),
+        "{said}"
+    );
 }
 
 // ------------------------------------------------------------------------------ agreement

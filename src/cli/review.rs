@@ -207,6 +207,10 @@ pub struct TriageArgs {
     /// Only images in this slice: KEY=VALUE, KEY (any value) or tag:NAME. Repeatable.
     #[arg(long = "slice")]
     pub slices: Vec<String>,
+    /// Also rank images nobody has labelled or reviewed yet (their proposals are not missing
+    /// labels, only unreviewed).
+    #[arg(long)]
+    pub include_unreviewed: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -220,7 +224,16 @@ pub fn triage(cli: &Cli, args: &TriageArgs) -> Result<()> {
         .iter()
         .map(|s| Slice::parse(s))
         .collect::<Result<_, _>>()?;
-    let ranked = review::triage(&p, &opts)?;
+    opts.include_unreviewed = args.include_unreviewed;
+    let triage = review::triage_ranked(&p, &opts)?;
+    // What was left out comes first.
+    if triage.skipped_unreviewed > 0 {
+        eprintln!(
+            "note: {} image(s) the run covered have neither labels nor a review yet and are not ranked (--include-unreviewed ranks them)",
+            triage.skipped_unreviewed
+        );
+    }
+    let ranked = triage.images;
     if args.json {
         return print_json(&ranked);
     }

@@ -51,7 +51,9 @@ pub use transitions::{
     TransitionRule, allowed_targets, check_edit, check_edits, check_transition, set_state,
     set_states, state_after_edit, transition_table,
 };
-pub use triage::{Signal, SignalCounts, SignalKind, TriageImage, TriageOptions, triage};
+pub use triage::{
+    Signal, SignalCounts, SignalKind, Triage, TriageImage, TriageOptions, triage, triage_ranked,
+};
 
 /// Result type of the review module.
 pub type Result<T, E = ReviewError> = std::result::Result<T, E>;

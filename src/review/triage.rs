@@ -41,6 +41,10 @@ pub struct TriageOptions {
     pub confident_score: f64,
     /// Boxes overlapping at least this much match.
     pub match_iou: f64,
+    /// Also rank images that have neither labels nor any review decision. Off by default:
+    /// there the run's proposals are not yet reviewed, not missing labels, and would crowd
+    /// the top of the ranking.
+    pub include_unreviewed: bool,
 }
 
 impl TriageOptions {
@@ -53,6 +57,7 @@ impl TriageOptions {
             uncertain_band: (0.3, 0.6),
             confident_score: 0.5,
             match_iou: 0.5,
+            include_unreviewed: false,
         }
     }
 }
@@ -384,6 +389,34 @@ fn image_signals(
 /// the run covered and found nothing on are ranked too: their labels are missed-detection
 /// candidates.
 pub fn triage(p: &Project, opts: &TriageOptions) -> Result<Vec<TriageImage>> {
+    triage_ranked(p, opts).map(|t| t.images)
+}
+
+/// A triage ranking and what it left out.
+#[derive(Clone, Debug, Serialize)]
+pub struct Triage {
+    pub images: Vec<TriageImage>,
+    /// Images the run covered that have neither labels nor a review decision (nobody has
+    /// looked at them yet), left out unless [`TriageOptions::include_unreviewed`].
+    pub skipped_unreviewed: usize,
+}
+
+/// The images nobody has decided anything on: no box accepted, corrected, rejected, approved,
+/// returned or drawn, and no `done` tag.
+fn reviewed_images(p: &Project) -> Result<HashSet<i64>> {
+    let mut stmt = p
+        .conn()
+        .prepare(
+            "SELECT DISTINCT image FROM annotations WHERE state != 'proposed'
+             UNION SELECT image FROM image_tags WHERE tag = 'done'",
+        )
+        .map_err(sq(p))?;
+    let rows = stmt.query_map([], |r| r.get(0)).map_err(sq(p))?;
+    rows.collect::<Result<HashSet<i64>, _>>().map_err(sq(p))
+}
+
+/// [`triage`], also saying how many unreviewed images were left out.
+pub fn triage_ranked(p: &Project, opts: &TriageOptions) -> Result<Triage> {
     let (lo, hi) = opts.uncertain_band;
     if lo.partial_cmp(&hi) != Some(std::cmp::Ordering::Less) {
         return Err(ReviewError::Invalid(format!(
@@ -411,6 +444,13 @@ pub fn triage(p: &Project, opts: &TriageOptions) -> Result<Vec<TriageImage>> {
     for l in &labels {
         labels_by_image.entry(l.image).or_default().push(l);
     }
+    // Compare the run with labels only where labels exist or someone reviewed the image.
+    let before = images.len();
+    if !opts.include_unreviewed {
+        let reviewed = reviewed_images(p)?;
+        images.retain(|i| labels_by_image.contains_key(i) || reviewed.contains(i));
+    }
+    let skipped_unreviewed = before - images.len();
     let mut out: Vec<TriageImage> = images
         .iter()
         .map(|&image| {
@@ -447,7 +487,10 @@ pub fn triage(p: &Project, opts: &TriageOptions) -> Result<Vec<TriageImage>> {
     if let Some(n) = opts.limit {
         out.truncate(n);
     }
-    Ok(out)
+    Ok(Triage {
+        images: out,
+        skipped_unreviewed,
+    })
 }
 
 #[cfg(test)]
