@@ -1337,6 +1337,39 @@ fn annotator_counts_are_net_of_undone_work() {
     );
 }
 
+/// Evaluate says what it counts: with nothing approved it refuses (naming the way out), and
+/// "every label" counts only images someone has labelled or reviewed, never an image whose
+/// proposals nobody looked at (its predictions would all be false positives).
+#[test]
+fn eval_counts_reviewed_images_only_and_says_when_nothing_is_approved() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = new_project(dir.path());
+    {
+        let mut p = Project::open(&path).expect("open");
+        let imgs = add_images(&mut p, &["a.png", "b.png"], 100, 100);
+        let run = new_run(&mut p, "m");
+        for &img in &imgs {
+            propose(&mut p, run, img, &[("car", [1.0, 1.0, 20.0, 20.0], 0.9)]);
+        }
+        let id = p.annotations_for_image(imgs[0]).expect("boxes")[0].id;
+        review::set_state(&mut p, id, ReviewState::Accepted, None).expect("accept");
+    }
+    let err = fails(&path, &["eval", "--run", "m"]);
+    assert!(
+        err.contains("no approved label") && err.contains("--all-labels"),
+        "{err}"
+    );
+    let e = ok_json(&path, &["eval", "--run", "m", "--all-labels", "--json"]);
+    assert_eq!(e["overall"]["images"], 1, "{e}");
+    assert_eq!(e["overall"]["AP"], 1.0, "{e}");
+    assert!(
+        e["coverage"]
+            .as_str()
+            .is_some_and(|c| c.contains("1 not yet looked at")),
+        "{e}"
+    );
+}
+
 // ------------------------------------------------------------------------------ metadata and tags
 
 #[test]

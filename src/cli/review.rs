@@ -28,7 +28,8 @@ pub struct EvalArgs {
     /// Compare with another run on the images both covered: per-class deltas.
     #[arg(long)]
     pub compare: Option<String>,
-    /// Count every label as ground truth, not only approved boxes.
+    /// Count every label as ground truth, not only approved boxes, on the images someone has
+    /// labelled or reviewed (never on images nobody looked at).
     #[arg(long)]
     pub all_labels: bool,
     #[arg(long)]
@@ -128,6 +129,15 @@ pub fn eval(cli: &Cli, args: &EvalArgs) -> Result<()> {
     match &args.compare {
         None => {
             let e = review::evaluate_run(&p, &opts)?;
+            if e.overall.gt_boxes == 0 && opts.ground_truth == GroundTruth::Approved {
+                anyhow::bail!(
+                    "nothing to evaluate against: no approved label on the {} images run {} covered \
+                     (approve labels, or pass --all-labels to use the labels of the images someone \
+                     has labelled or reviewed)",
+                    e.overall.images,
+                    e.run
+                );
+            }
             if args.json {
                 print_json(&e)?;
             } else {

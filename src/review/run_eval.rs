@@ -109,7 +109,9 @@ pub enum GroundTruth {
     /// Boxes in state `approved` (the default).
     #[default]
     Approved,
-    /// Every label: accepted, corrected, submitted, approved, returned.
+    /// Every label (accepted, corrected, submitted, approved, returned), on the images someone
+    /// has reviewed only: an image nobody looked at has proposals, not "no objects", and would
+    /// turn every prediction on it into a false positive.
     AllLabels,
 }
 
@@ -325,7 +327,19 @@ fn categories(p: &Project) -> Result<Vec<Category>> {
 
 fn material(p: &Project, run: &RunInfo, opts: &EvalOptions) -> Result<Material> {
     let dts: Vec<DtBox> = run_predictions(p, run)?.into_iter().map(|x| x.dt).collect();
-    let (images, coverage) = run_images(p, run, &dts)?;
+    let (mut images, mut coverage) = run_images(p, run, &dts)?;
+    if opts.ground_truth == GroundTruth::AllLabels {
+        let reviewed = super::triage::reviewed_images(p)?;
+        let before = images.len();
+        images.retain(|i| reviewed.contains(i));
+        if images.len() < before {
+            coverage = format!(
+                "{coverage}; of those, the {} someone has labelled or reviewed ({} not yet looked at are left out)",
+                images.len(),
+                before - images.len()
+            );
+        }
+    }
     Ok(Material {
         categories: categories(p)?,
         gts: gt_labels(p, opts.version.as_deref(), opts.ground_truth)?,

@@ -403,7 +403,7 @@ pub struct Triage {
 
 /// The images nobody has decided anything on: no box accepted, corrected, rejected, approved,
 /// returned or drawn, and no `done` tag.
-fn reviewed_images(p: &Project) -> Result<HashSet<i64>> {
+pub(crate) fn reviewed_images(p: &Project) -> Result<HashSet<i64>> {
     let mut stmt = p
         .conn()
         .prepare(

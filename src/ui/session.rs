@@ -1164,8 +1164,21 @@ impl Session {
             after.state = ReviewState::Approved;
             change = change.update(a.id, a.value.clone(), after);
         }
+        let waiting = self
+            .doc
+            .boxes(image)
+            .iter()
+            .filter(|a| a.value.state == ReviewState::Proposed)
+            .count();
         self.commit(change);
-        self.message = Some(format!("Approved {} label(s)", boxes.len()));
+        self.message = Some(if waiting == 0 {
+            format!("Approved {} label(s)", boxes.len())
+        } else {
+            format!(
+                "Approved {} label(s); {waiting} proposal(s) on the image still wait for an annotator",
+                boxes.len()
+            )
+        });
         true
     }
 

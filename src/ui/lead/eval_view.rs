@@ -103,7 +103,10 @@ impl EvalView {
                 .response
                 .labelled_by(labels_of.id);
             ui.checkbox(&mut self.all_labels, "every label")
-                .on_hover_text("Count every label as ground truth, not only approved boxes");
+                .on_hover_text(
+                    "Count every label as ground truth, not only approved boxes, on the images \
+                     someone has labelled or reviewed (never on images nobody looked at)",
+                );
             slice_picker(ui, "eval-slice", &mut self.slice, choices);
             if self.result.loading() {
                 ui.spinner();
@@ -119,6 +122,21 @@ impl EvalView {
         }
         ui.separator();
         match self.result.value() {
+            Some(Ok(EvalResult::One(e)))
+                if e.ground_truth == GroundTruth::Approved && e.overall.gt_boxes == 0 =>
+            {
+                ui.label(
+                    "Nothing is approved yet: evaluation against approved labels has no ground \
+                     truth. Approve labels (V on the canvas) or evaluate against the labels of \
+                     the images someone has labelled or reviewed.",
+                );
+                if ui
+                    .button("Evaluate against labels of reviewed images")
+                    .clicked()
+                {
+                    self.all_labels = true;
+                }
+            }
             Some(Ok(EvalResult::One(e))) => one_ui(ui, e),
             Some(Ok(EvalResult::Two(c))) => compare_ui(ui, c),
             Some(Err(e)) => {
@@ -159,7 +177,7 @@ fn run_combo(
 fn one_ui(ui: &mut Ui, e: &RunEval) {
     ui.label(
         RichText::new(format!(
-            "{} against the {} labels of version {} · {} images, {} labels, {} predictions",
+            "{} against the {} labels of version {} · {} images, {} labels, {} predictions · {}",
             e.run,
             match e.ground_truth {
                 GroundTruth::Approved => "approved",
@@ -168,7 +186,8 @@ fn one_ui(ui: &mut Ui, e: &RunEval) {
             e.version,
             e.overall.images,
             e.overall.gt_boxes,
-            e.overall.dt_boxes
+            e.overall.dt_boxes,
+            e.coverage
         ))
         .color(theme::TEXT_WEAK),
     );
