@@ -244,6 +244,15 @@ fn review_set_works_from_the_command_line() {
     );
     let h = ok_json(&path, &["history", &id, "--json"]);
     assert_eq!(h[1]["note"], "wrong class");
+    // The text history names the class, the source and the state of every step.
+    let text = ok(&path, &["history", &id]);
+    assert!(text.starts_with(&format!("box {id}")), "{text}");
+    let last = text.lines().last().expect("a line");
+    for part in ["by boss", "returned", "dog", "human", "note: wrong class"] {
+        assert!(last.contains(part), "{part:?} in {last}");
+    }
+    let err = fails(&path, &["history", &Uuid::now_v7().to_string()]);
+    assert!(err.contains("no box"), "{err}");
     let table = ok_json(&path, &["review", "transitions", "--json"]);
     assert_eq!(table.as_array().expect("rules").len(), 26);
 }

@@ -570,12 +570,30 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let id =
                 uuid::Uuid::parse_str(id).with_context(|| format!("{id:?} is not a box id"))?;
             let h = p.history(id)?;
+            if h.is_empty() {
+                anyhow::bail!("no box {id} in this project");
+            }
             if *json {
                 print_json(&h)?;
             } else {
+                let classes: std::collections::HashMap<uuid::Uuid, String> =
+                    p.classes()?.into_iter().map(|c| (c.id, c.name)).collect();
+                let runs: std::collections::HashMap<uuid::Uuid, String> =
+                    p.runs()?.into_iter().map(|r| (r.id, r.name)).collect();
+                println!("box {id}");
                 for r in h {
+                    let class = classes
+                        .get(&r.value.class)
+                        .map_or("(unknown class)", String::as_str);
+                    let source = match r.value.source {
+                        crate::model::Source::Human => "human".to_owned(),
+                        crate::model::Source::Model { run, score } => format!(
+                            "run {} score {score:.2}",
+                            runs.get(&run).map_or("(unknown run)", String::as_str)
+                        ),
+                    };
                     println!(
-                        "{} {:<6} by {:<12} state={:<9} box=({:.1}, {:.1}, {:.1}, {:.1}){}",
+                        "{} {:<6} by {:<12} {:<9} {class:<14} {source:<24} box=({:.1}, {:.1}, {:.1}, {:.1}){}",
                         r.hlc >> 16,
                         r.op,
                         r.author,

@@ -17,6 +17,8 @@ pub enum Command {
     // Navigation.
     NextImage,
     PreviousImage,
+    /// The next image of the list with proposals left.
+    NextWithProposals,
     /// Show the image at this row of the filtered list.
     ShowRow(usize),
 

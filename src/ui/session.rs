@@ -652,6 +652,7 @@ impl Session {
         Some(match action {
             Action::NextImage => Command::NextImage,
             Action::PreviousImage => Command::PreviousImage,
+            Action::NextWithProposals => Command::NextWithProposals,
             Action::AcceptAndNext => Command::AcceptAndNext,
             Action::AcceptSelected => Command::AcceptSelected,
             Action::AcceptAllVisible => Command::AcceptAllVisible,
@@ -1365,6 +1366,19 @@ impl Session {
                 Some(r) => self.show_row(r),
                 None => self.message = Some("First image of the list".into()),
             },
+            Command::NextWithProposals => {
+                let from = self.next_row().unwrap_or(self.list.rows.len());
+                let current = self.current.as_ref().map(|c| c.id);
+                match (from..self.list.rows.len()).find(|&r| {
+                    let row = &self.list.rows[r];
+                    row.proposals > 0 && Some(row.id) != current
+                }) {
+                    Some(r) => self.show_row(r),
+                    None => {
+                        self.message = Some("No image after this one has proposals left".into());
+                    }
+                }
+            }
             Command::ShowRow(r) => self.show_row(r),
             Command::Select(id) => {
                 self.selected = id;

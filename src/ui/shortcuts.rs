@@ -10,6 +10,8 @@ use eframe::egui::{self, Key, Modifiers};
 pub enum Action {
     NextImage,
     PreviousImage,
+    /// The next image of the list that still has proposals to review.
+    NextWithProposals,
     AcceptAndNext,
     AcceptSelected,
     AcceptAllVisible,
@@ -68,6 +70,7 @@ impl Action {
         let mut all = vec![
             Action::NextImage,
             Action::PreviousImage,
+            Action::NextWithProposals,
             Action::AcceptAndNext,
             Action::AcceptSelected,
             Action::AcceptAllVisible,
@@ -122,6 +125,7 @@ impl Action {
         let s = match self {
             Action::NextImage => "next_image",
             Action::PreviousImage => "previous_image",
+            Action::NextWithProposals => "next_with_proposals",
             Action::AcceptAndNext => "accept_and_next",
             Action::AcceptSelected => "accept_selected",
             Action::AcceptAllVisible => "accept_all_visible",
@@ -174,6 +178,7 @@ impl Action {
         let s = match self {
             Action::NextImage => "Next image (in the current filter)",
             Action::PreviousImage => "Previous image",
+            Action::NextWithProposals => "Next image that still has proposals to review",
             Action::AcceptAndNext => {
                 "Accept the visible proposals, reject those below threshold, mark the image done, go to the next"
             }
@@ -270,6 +275,7 @@ impl Action {
         match self {
             Action::NextImage => &["D", "Right"],
             Action::PreviousImage => &["A", "Left"],
+            Action::NextWithProposals => &["N"],
             Action::AcceptAndNext => &["Space"],
             Action::AcceptSelected => &["Enter"],
             Action::AcceptAllVisible => &["Shift+A"],
@@ -836,10 +842,10 @@ mod tests {
             map.conflict(Action::NudgeLeft, left),
             Some(Action::PreviousImage)
         );
-        let n = KeyBinding::parse("N").expect("parse");
-        map.set_keys(Action::NextImage, vec![n]).expect("N is free");
+        let n = KeyBinding::parse("J").expect("parse");
+        map.set_keys(Action::NextImage, vec![n]).expect("J is free");
         assert_eq!(
-            map.actions_for(Key::N, Modifiers::NONE),
+            map.actions_for(Key::J, Modifiers::NONE),
             vec![Action::NextImage]
         );
         map.reset(Action::NextImage)
@@ -889,10 +895,10 @@ mod tests {
     #[test]
     fn the_file_overrides_defaults_and_round_trips() {
         let (map, warnings) =
-            Keymap::from_toml("next_image = [\"N\"]\nbogus = [\"X\"]\nundo = [\"Ctrl+???\"]\n");
+            Keymap::from_toml("next_image = [\"J\"]\nbogus = [\"X\"]\nundo = [\"Ctrl+???\"]\n");
         assert_eq!(warnings.len(), 2);
         assert_eq!(
-            map.actions_for(Key::N, Modifiers::NONE),
+            map.actions_for(Key::J, Modifiers::NONE),
             vec![Action::NextImage]
         );
         assert!(map.actions_for(Key::D, Modifiers::NONE).is_empty());

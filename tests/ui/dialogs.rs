@@ -188,7 +188,7 @@ fn settings_rebind_a_key_by_pressing_it_and_refuse_conflicts() {
     assert!(h.state().settings_page().is_open());
     typed(&mut h, "/tmp/loupe-data");
 
-    // Rebind "next image" to N by pressing N.
+    // Rebind "next image" to J by pressing J.
     let next = Action::NextImage.description();
     h.get_by_label(&format!("Change keys: {next}")).click();
     h.run();
@@ -196,11 +196,11 @@ fn settings_rebind_a_key_by_pressing_it_and_refuse_conflicts() {
         h.state().settings_page().capturing(),
         Some(Action::NextImage)
     );
-    press(&mut h, Key::N);
+    press(&mut h, Key::J);
     assert_eq!(h.state().settings_page().capturing(), None);
     assert_eq!(
         h.state().settings_page().keymap().keys(Action::NextImage),
-        &[binding("N")]
+        &[binding("J")]
     );
     assert_eq!(h.state().settings_page().message(), None);
 
@@ -237,7 +237,7 @@ fn settings_rebind_a_key_by_pressing_it_and_refuse_conflicts() {
     // Enter saves: the keys, the theme and the data folder apply and are written.
     press(&mut h, Key::Enter);
     assert!(!h.state().settings_page().is_open());
-    assert_eq!(h.state().keymap().keys(Action::NextImage), &[binding("N")]);
+    assert_eq!(h.state().keymap().keys(Action::NextImage), &[binding("J")]);
     assert_eq!(h.state().settings().theme, ThemeChoice::Light);
     assert_eq!(
         h.state().settings().data_folder.as_deref(),
@@ -246,7 +246,7 @@ fn settings_rebind_a_key_by_pressing_it_and_refuse_conflicts() {
     let stored = ConfigDir::at(config.path().to_path_buf());
     assert_eq!(
         stored.load_keymap().0.keys(Action::NextImage),
-        &[binding("N")],
+        &[binding("J")],
         "written to shortcuts.toml"
     );
     assert_eq!(stored.load_settings().theme, ThemeChoice::Light);
@@ -254,7 +254,7 @@ fn settings_rebind_a_key_by_pressing_it_and_refuse_conflicts() {
     assert_eq!(super::current_path(&h), "a.png");
     press(&mut h, Key::D);
     assert_eq!(super::current_path(&h), "a.png");
-    press(&mut h, Key::N);
+    press(&mut h, Key::J);
     assert_eq!(super::current_path(&h), "b.png");
 }
 
@@ -272,7 +272,7 @@ fn settings_escape_drops_every_change() {
     let next = Action::NextImage.description();
     h.get_by_label(&format!("Change keys: {next}")).click();
     h.run();
-    press(&mut h, Key::N);
+    press(&mut h, Key::J);
     h.get_by_label("Light").click();
     h.run();
     press(&mut h, Key::Escape);

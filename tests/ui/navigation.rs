@@ -145,3 +145,19 @@ fn only_editing_keys_edit_with_or_without_a_selection() {
     assert_eq!(current_path(&h), "c.png");
     assert_eq!(fx.stored_box(selected).value.bbox.x, x + 1.0);
 }
+
+#[test]
+fn n_goes_to_the_next_image_with_proposals_left() {
+    let fx = fixture();
+    let mut h = app(&fx);
+    assert_eq!(current_path(&h), "a.png");
+    // b.png holds the proposals; c.png and d16.png have none.
+    press(&mut h, Key::N);
+    assert_eq!(current_path(&h), "b.png");
+    press(&mut h, Key::N);
+    assert_eq!(current_path(&h), "b.png");
+    assert_eq!(
+        session(&h).message(),
+        Some("No image after this one has proposals left")
+    );
+}

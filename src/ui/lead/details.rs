@@ -80,6 +80,15 @@ impl Details {
         ui.separator();
         match input.selected {
             Some(id) => {
+                // The box id, for `loupe history ID` and for telling a colleague which box.
+                let full = id.to_string();
+                if ui
+                    .small_button("Copy box id")
+                    .on_hover_text(format!("{full}\n(for `loupe history ID`)"))
+                    .clicked()
+                {
+                    ui.ctx().copy_text(full);
+                }
                 self.history
                     .ensure_now(generation, &id, || jobs::history(input.reader, id));
                 self.history_ui(ui);
