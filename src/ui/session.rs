@@ -880,6 +880,8 @@ impl Session {
         if self.current.as_ref().map(|c| c.id) != Some(current.id) {
             self.selected = None;
             self.canvas.cancel_gesture();
+            // A message was about the image being left.
+            self.message = None;
             // Leaving an image: its edits are worth pushing soon.
             self.sync.image_done();
         }

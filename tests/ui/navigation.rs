@@ -22,6 +22,10 @@ fn d_and_a_and_the_arrows_move_through_the_list() {
     press(&mut h, Key::A);
     assert_eq!(current_path(&h), "a.png", "stays on the first image");
     assert_eq!(session(&h).message(), Some("First image of the list"));
+    // A message is about the image it was said on: moving on clears it.
+    press(&mut h, Key::D);
+    assert_eq!(current_path(&h), "b.png");
+    assert_eq!(session(&h).message(), None);
 }
 
 #[test]
