@@ -4,6 +4,7 @@
 mod dialogs;
 mod editing;
 mod lead;
+mod loop_cost;
 mod navigation;
 mod prelabel;
 mod review;
