@@ -880,8 +880,11 @@ impl Session {
         if self.current.as_ref().map(|c| c.id) != Some(current.id) {
             self.selected = None;
             self.canvas.cancel_gesture();
-            // A message was about the image being left.
-            self.message = None;
+            // A message was about the image being left (not one said before the first image,
+            // such as a problem in the shortcuts file).
+            if self.current.is_some() {
+                self.message = None;
+            }
             // Leaving an image: its edits are worth pushing soon.
             self.sync.image_done();
         }
