@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::model::{AnnotationValue, ReviewState, Source, User};
 use crate::review::{
     self, AgreementReport, AnnotatorStats, AuditInfo, BatchDetail, BatchInfo, EvalOptions,
-    RunComparison, RunEval, TriageImage, TriageOptions,
+    RunComparison, RunEval, Triage, TriageOptions,
 };
 use crate::store::{Project, Revision};
 
@@ -97,7 +97,7 @@ pub enum Answer {
     Choices(Result<Choices, String>),
     Dashboard(Result<DashboardData, String>),
     Batch(String, Result<BatchDetail, String>),
-    Triage(TriageOptions, Result<Vec<TriageImage>, String>),
+    Triage(TriageOptions, Result<Triage, String>),
     Eval(EvalKey, Result<EvalResult, String>),
 }
 
@@ -222,7 +222,7 @@ fn answer(p: &Project, query: Query) -> Answer {
             Answer::Batch(name, r)
         }
         Query::Triage(opts) => {
-            let r = review::triage(p, &opts).map_err(text);
+            let r = review::triage_ranked(p, &opts).map_err(text);
             Answer::Triage(opts, r)
         }
         Query::Eval { opts, compare } => {

@@ -8,7 +8,7 @@ use super::super::commands::Command;
 use super::super::theme;
 use super::cache::Cached;
 use super::{Asker, Choices, LeadCommand, Query, Queue};
-use crate::review::{Signal, SignalKind, Slice, TriageImage, TriageOptions};
+use crate::review::{Signal, SignalKind, Slice, Triage, TriageImage, TriageOptions};
 
 /// Images ranked at most (the rest are rarely worth a look).
 const LIMIT: usize = 1000;
@@ -23,6 +23,8 @@ pub struct TriageView {
     selected: Option<usize>,
     /// Images of the run with nothing to flag (left out of the ranking).
     quiet: usize,
+    /// Images of the run nobody has labelled or reviewed (not compared, so not ranked).
+    unreviewed: usize,
 }
 
 fn kind_color(k: SignalKind) -> egui::Color32 {
@@ -55,13 +57,10 @@ impl TriageView {
     }
 
     /// Takes the query thread's ranking, keeping the images that have something to flag.
-    pub fn take(
-        &mut self,
-        generation: u64,
-        opts: TriageOptions,
-        ranked: Result<Vec<TriageImage>, String>,
-    ) {
-        let ranked = ranked.map(|all| {
+    pub fn take(&mut self, generation: u64, opts: TriageOptions, ranked: Result<Triage, String>) {
+        let ranked = ranked.map(|triage| {
+            self.unreviewed = triage.skipped_unreviewed;
+            let all = triage.images;
             let total = all.len();
             let flagged: Vec<TriageImage> =
                 all.into_iter().filter(|i| !i.signals.is_empty()).collect();
@@ -148,9 +147,17 @@ impl TriageView {
         ui.horizontal(|ui| {
             ui.label(
                 RichText::new(format!(
-                    "{} images with signals, strongest first ({} with nothing to flag)",
+                    "{} images with signals, strongest first ({} with nothing to flag{})",
                     rows.len(),
-                    self.quiet
+                    self.quiet,
+                    if self.unreviewed == 0 {
+                        String::new()
+                    } else {
+                        format!(
+                            "; {} nobody has labelled or reviewed yet are not ranked",
+                            self.unreviewed
+                        )
+                    }
                 ))
                 .color(theme::TEXT_WEAK),
             );
