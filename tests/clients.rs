@@ -14,28 +14,7 @@ use std::process::Command;
 
 use loupe::store::Project;
 
-use crate::support::{loupe, testdata};
-
-/// Runs `loupe -p PROJECT ARGS`, asserting success; returns stdout.
-fn ok(project: &Path, args: &[&str]) -> String {
-    let out = loupe()
-        .arg("-p")
-        .arg(project)
-        .args(args)
-        .output()
-        .expect("run loupe");
-    assert!(
-        out.status.success(),
-        "loupe {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
+use crate::support::{loupe, ok, s, testdata};
 
 /// Runs a client through tests/read_export.py; what it saw.
 fn read(args: &[&str]) -> serde_json::Value {

@@ -1,37 +1,10 @@
 //! Import and export through the real CLI, on real files, checked with the reference readers.
 
 use std::path::Path;
-use std::process::Output;
 
 use loupe::store::Project;
 
-use crate::support::{loupe, testdata, write_png};
-
-fn run(project: &Path, args: &[&str]) -> Output {
-    loupe()
-        .arg("-p")
-        .arg(project)
-        .args(args)
-        .output()
-        .expect("run loupe")
-}
-
-fn ok(project: &Path, args: &[&str]) -> String {
-    let out = run(project, args);
-    assert!(
-        out.status.success(),
-        "loupe {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn new_project(dir: &Path) -> std::path::PathBuf {
-    let p = dir.join("p.loupe");
-    drop(Project::create(&p).expect("create"));
-    p
-}
+use crate::support::{loupe, new_project, ok, run, testdata, write_png};
 
 fn has_pycocotools() -> bool {
     std::process::Command::new("python3")

@@ -4,60 +4,13 @@
 //! imported from every format (one table row each).
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use loupe::store::Project;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
-use crate::support::{loupe, testdata, write_png};
-
-fn run(project: &Path, args: &[&str]) -> Output {
-    loupe()
-        .arg("-p")
-        .arg(project)
-        .args(args)
-        .output()
-        .expect("run loupe")
-}
-
-fn ok(project: &Path, args: &[&str]) -> String {
-    let out = run(project, args);
-    assert!(
-        out.status.success(),
-        "loupe {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn ok_json(project: &Path, args: &[&str]) -> Value {
-    let out = ok(project, args);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("loupe {args:?}: not JSON ({e}): {out}"))
-}
-
-/// Runs a command that must fail; returns its stderr.
-fn fails(project: &Path, args: &[&str]) -> String {
-    let out = run(project, args);
-    assert!(
-        !out.status.success(),
-        "loupe {args:?} should have failed: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn new_project(dir: &Path) -> PathBuf {
-    let p = dir.join("p.loupe");
-    drop(Project::create(&p).expect("create"));
-    p
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf8 path")
-}
+use crate::support::{fails, new_project, ok, ok_json, run, s, testdata, write_png};
 
 fn stats(p: &Path) -> Value {
     ok_json(p, &["stats", "--json"])

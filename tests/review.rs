@@ -2,7 +2,6 @@
 //! CLI, triage on planted cases, evaluation checked against pycocotools, agreement and stats.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use loupe::model::{AnnotationValue, BBox, BoxFlags, ReviewState, Role, Source};
 use loupe::review;
@@ -12,50 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::support::{loupe, testdata};
+use crate::support::{fails, new_project, ok, ok_json, run, testdata};
 
 // ------------------------------------------------------------------------------ helpers
-
-fn run(project: &Path, args: &[&str]) -> Output {
-    loupe()
-        .arg("-p")
-        .arg(project)
-        .args(args)
-        .output()
-        .expect("run loupe")
-}
-
-fn ok(project: &Path, args: &[&str]) -> String {
-    let out = run(project, args);
-    assert!(
-        out.status.success(),
-        "loupe {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn ok_json(project: &Path, args: &[&str]) -> Value {
-    let out = ok(project, args);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("loupe {args:?}: not JSON ({e}): {out}"))
-}
-
-fn fails(project: &Path, args: &[&str]) -> String {
-    let out = run(project, args);
-    assert!(
-        !out.status.success(),
-        "loupe {args:?} should have failed: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn new_project(dir: &Path) -> PathBuf {
-    let p = dir.join("p.loupe");
-    drop(Project::create(&p).expect("create"));
-    p
-}
 
 /// Adds images without files (placeholders with a known size), returning their ids in order.
 fn add_images(p: &mut Project, paths: &[&str], w: u32, h: u32) -> Vec<Uuid> {

@@ -36,3 +36,54 @@ pub fn write_png(path: &Path, w: u32, h: u32, seed: u32) {
     }
     img.save(path).expect("write png");
 }
+
+/// Runs `loupe -p PROJECT ARGS`.
+pub fn run(project: &Path, args: &[&str]) -> std::process::Output {
+    loupe()
+        .arg("-p")
+        .arg(project)
+        .args(args)
+        .output()
+        .expect("run loupe")
+}
+
+/// Runs `loupe -p PROJECT ARGS`, asserting success; returns stdout.
+pub fn ok(project: &Path, args: &[&str]) -> String {
+    let out = run(project, args);
+    assert!(
+        out.status.success(),
+        "loupe {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// [`ok`], its stdout read as JSON.
+pub fn ok_json(project: &Path, args: &[&str]) -> serde_json::Value {
+    let out = ok(project, args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("loupe {args:?}: not JSON ({e}): {out}"))
+}
+
+/// Runs a command that must fail; returns its stderr.
+pub fn fails(project: &Path, args: &[&str]) -> String {
+    let out = run(project, args);
+    assert!(
+        !out.status.success(),
+        "loupe {args:?} should have failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A new empty project `p.loupe` in `dir`.
+pub fn new_project(dir: &Path) -> PathBuf {
+    let p = dir.join("p.loupe");
+    drop(loupe::store::Project::create(&p).expect("create"));
+    p
+}
+
+/// A path as the `&str` an argument list takes.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf8 path")
+}
