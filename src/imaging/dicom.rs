@@ -31,12 +31,21 @@ pub struct GrayMapping {
     pub windows: Vec<DicomWindow>,
     /// What the values are, for display ("HU" for CT).
     pub unit: &'static str,
+    /// The file's Modality ("CT", "MR", "CR", …), empty when it names none.
+    pub modality: String,
+    /// SeriesInstanceUID: the slices of one series share a window/level.
+    pub series: Option<String>,
+    /// Millimetres between pixel centres, (row spacing, column spacing): PixelSpacing, else
+    /// ImagerPixelSpacing (projection radiographs), when the file gives it.
+    pub pixel_spacing: Option<(f64, f64)>,
 }
 
 /// One window the file suggests.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DicomWindow {
     pub name: String,
+    /// Named in the file (Window Center/Width), not one of the standard presets.
+    pub from_file: bool,
     /// In modality units.
     pub center: f64,
     pub width: f64,
@@ -71,13 +80,24 @@ impl GrayMapping {
     }
 }
 
-/// Standard CT windows (centre, width in HU), offered after the file's own.
+/// Standard clinical CT windows (name, level, width in HU), offered after the file's own, in
+/// the order the window keys number them. Values as radiology references give them
+/// (e.g. Radiopaedia's "Windowing (CT)"): brain L40 W80, subdural L75 W215, stroke L40 W40,
+/// soft tissue L40 W400, lung L-600 W1500, mediastinum L50 W350, bone L400 W1800, liver
+/// L30 W150.
 pub const CT_WINDOWS: &[(&str, f64, f64)] = &[
+    ("brain", 40.0, 80.0),
+    ("subdural", 75.0, 215.0),
+    ("stroke", 40.0, 40.0),
     ("soft tissue", 40.0, 400.0),
     ("lung", -600.0, 1500.0),
+    ("mediastinum", 50.0, 350.0),
     ("bone", 400.0, 1800.0),
-    ("brain", 40.0, 80.0),
+    ("liver", 30.0, 150.0),
 ];
+
+/// The CT window shown when the file names none of its own.
+pub const CT_DEFAULT_WINDOW: &str = "soft tissue";
 
 /// True when the file starts like a DICOM Part 10 file ("DICM" after the 128-byte preamble).
 pub fn is_dicom(path: &Path) -> bool {
@@ -219,6 +239,7 @@ pub fn decode(path: &Path) -> Result<(DynamicImage, Option<GrayMapping>), ImageE
         .enumerate()
         .map(|(i, w)| DicomWindow {
             name: window_name(&obj, i),
+            from_file: true,
             center: w.center,
             width: w.width,
         })
@@ -236,21 +257,48 @@ pub fn decode(path: &Path) -> Result<(DynamicImage, Option<GrayMapping>), ImageE
         for (name, center, width) in CT_WINDOWS {
             windows.push(DicomWindow {
                 name: (*name).to_owned(),
+                from_file: false,
                 center: *center,
                 width: *width,
             });
         }
     }
+    let series = text(&obj, tags::SERIES_INSTANCE_UID);
+    let pixel_spacing =
+        spacing(&obj, tags::PIXEL_SPACING).or_else(|| spacing(&obj, tags::IMAGER_PIXEL_SPACING));
     let mapping = GrayMapping {
         offset,
         scale,
         inverted,
         windows,
         unit,
+        modality,
+        series,
+        pixel_spacing,
     };
     let buf = ImageBuffer::<Luma<u16>, _>::from_raw(width, height, data)
         .ok_or_else(|| decode_err(path, "DICOM pixel buffer has the wrong size"))?;
     Ok((DynamicImage::ImageLuma16(buf), Some(mapping)))
+}
+
+/// A text element, trimmed; `None` when absent or empty.
+fn text(obj: &DefaultDicomObject, tag: dicom_object::Tag) -> Option<String> {
+    obj.element(tag)
+        .ok()
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim().trim_end_matches('\0').to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// A (row, column) spacing in mm; `None` unless both are positive and finite.
+fn spacing(obj: &DefaultDicomObject, tag: dicom_object::Tag) -> Option<(f64, f64)> {
+    let values = obj.element(tag).ok()?.to_multi_float64().ok()?;
+    match values.as_slice() {
+        [row, col, ..] if *row > 0.0 && *col > 0.0 && row.is_finite() && col.is_finite() => {
+            Some((*row, *col))
+        }
+        _ => None,
+    }
 }
 
 /// "Window Center & Width Explanation" for window `i`, or a numbered name.
@@ -308,7 +356,30 @@ mod tests {
         }
         // CT_small names no window of its own: the standard CT windows are offered.
         let names: Vec<&str> = mapping.windows.iter().map(|w| w.name.as_str()).collect();
-        assert_eq!(names, ["soft tissue", "lung", "bone", "brain"]);
+        assert_eq!(
+            names,
+            [
+                "brain",
+                "subdural",
+                "stroke",
+                "soft tissue",
+                "lung",
+                "mediastinum",
+                "bone",
+                "liver"
+            ]
+        );
+        assert!(mapping.windows.iter().all(|w| !w.from_file));
+        assert_eq!(mapping.modality, "CT");
+        // pydicom: CT_small's PixelSpacing is [0.661468, 0.661468] and it has a series UID.
+        let (row, col) = mapping.pixel_spacing.expect("spacing");
+        assert!((row - 0.661468).abs() < 1e-6 && (col - 0.661468).abs() < 1e-6);
+        assert!(
+            mapping
+                .series
+                .as_deref()
+                .is_some_and(|s| s.starts_with("1.3.6.1"))
+        );
     }
 
     #[test]
@@ -323,6 +394,8 @@ mod tests {
         assert_eq!(mapping.unit, "");
         // MR_small: Window Center 600, Window Width 1600.
         assert_eq!(mapping.windows.len(), 1);
+        assert!(mapping.windows[0].from_file);
+        assert_eq!(mapping.modality, "MR");
         assert!((mapping.windows[0].center - 600.0).abs() < 1e-9);
         assert!((mapping.windows[0].width - 1600.0).abs() < 1e-9);
     }
@@ -380,6 +453,9 @@ mod tests {
             inverted: false,
             windows: vec![],
             unit: "HU",
+            modality: "CT".into(),
+            series: None,
+            pixel_spacing: None,
         };
         assert!((m.value(m.stored(40.0)) - 40.0).abs() < 1e-9);
         let inv = GrayMapping {
@@ -389,6 +465,7 @@ mod tests {
         assert!((inv.value(inv.stored(40.0)) - 40.0).abs() < 1e-9);
         let w = DicomWindow {
             name: "x".into(),
+            from_file: true,
             center: 40.0,
             width: 400.0,
         };

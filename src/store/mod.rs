@@ -163,6 +163,18 @@ pub struct ImageRow {
     pub missing: bool,
     pub boxes: u32,
     pub proposals: u32,
+    /// Tagged `done` (someone finished it).
+    pub done: bool,
+    /// Tagged `flagged`.
+    pub flagged: bool,
+}
+
+impl ImageRow {
+    /// Nobody has finished it: proposals wait, or it has no boxes and is not marked done
+    /// (the "unreviewed" filter's rule).
+    pub fn unreviewed(&self) -> bool {
+        !self.done && (self.proposals > 0 || self.boxes == 0)
+    }
 }
 
 /// Project-wide counts for `loupe stats`.
@@ -682,7 +694,9 @@ impl Project {
         let mut sql = String::from(
             "SELECT i.uuid, i.path, i.width, i.height, i.missing,
                 (SELECT COUNT(*) FROM annotations a WHERE a.image=i.id AND a.deleted=0 AND a.state NOT IN ('proposed','rejected')),
-                (SELECT COUNT(*) FROM annotations a WHERE a.image=i.id AND a.deleted=0 AND a.state='proposed')
+                (SELECT COUNT(*) FROM annotations a WHERE a.image=i.id AND a.deleted=0 AND a.state='proposed'),
+                EXISTS (SELECT 1 FROM image_tags t WHERE t.image=i.id AND t.tag='done'),
+                EXISTS (SELECT 1 FROM image_tags t WHERE t.image=i.id AND t.tag='flagged')
              FROM images i WHERE 1=1",
         );
         let mut args: Vec<String> = Vec::new();
@@ -740,6 +754,8 @@ impl Project {
                     missing: r.get::<_, i64>(4)? != 0,
                     boxes: r.get(5)?,
                     proposals: r.get(6)?,
+                    done: r.get::<_, i64>(7)? != 0,
+                    flagged: r.get::<_, i64>(8)? != 0,
                 })
             })
             .map_err(self.sq())?;

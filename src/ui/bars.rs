@@ -236,6 +236,10 @@ pub struct StatusInput<'a> {
     pub proposals: usize,
     pub zoom: f32,
     pub pointer: Option<(f32, f32)>,
+    /// The value under the pointer ("value 40 HU"), 16-bit images.
+    pub value: Option<String>,
+    /// What the view hides or changes ("proposals hidden (Shift+H)").
+    pub modes: Vec<&'static str>,
     pub display: Option<String>,
     pub save: SaveState,
     pub failed_edits: usize,
@@ -282,8 +286,14 @@ impl StatusBar {
                         .color(theme::TEXT_WEAK),
                 );
             }
+            if let Some(v) = &input.value {
+                ui.label(RichText::new(v).monospace().color(theme::TEXT));
+            }
             if let Some(d) = &input.display {
                 ui.label(RichText::new(d).color(theme::TEXT_WEAK));
+            }
+            for m in &input.modes {
+                ui.label(RichText::new(*m).color(theme::ACCENT));
             }
             if let Some(m) = input.message {
                 ui.separator();

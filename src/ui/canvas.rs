@@ -18,6 +18,7 @@ use super::loader::{GrayStats, Slot};
 use super::theme;
 use super::viewport::Viewport;
 use crate::model::{Annotation, BBox, ReviewState};
+use crate::review::triage::{Signal, SignalKind};
 
 /// The canvas's widget id; it holds keyboard focus while no text field does.
 pub fn canvas_id() -> Id {
@@ -115,6 +116,10 @@ enum Drag {
     },
     Panning,
     Adjusting,
+    /// The ruler: a line from `start` (image pixels) to the pointer.
+    Measuring {
+        start: Pos2,
+    },
 }
 
 /// Window/level presets for 16-bit images.
@@ -166,7 +171,7 @@ impl WindowPreset {
 }
 
 /// How the image is shown: brightness/contrast (8-bit) or window/level (16-bit).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Display {
     /// Added to every channel, -1..1.
     pub brightness: f32,
@@ -174,6 +179,9 @@ pub struct Display {
     pub contrast: f32,
     /// A manual window (low, high); `None` follows `preset`.
     pub window: Option<(f32, f32)>,
+    /// The named window `window` is ("lung", or one the file names); `None` when dragged or
+    /// typed.
+    pub name: Option<String>,
     pub preset: WindowPreset,
 }
 
@@ -183,6 +191,7 @@ impl Default for Display {
             brightness: 0.0,
             contrast: 1.0,
             window: None,
+            name: None,
             preset: WindowPreset::Robust,
         }
     }
@@ -206,6 +215,7 @@ impl Display {
                 let width = ((high - low) * (delta.x * 0.006).exp()).clamp(2.0, 65535.0);
                 let level = (low + high) / 2.0 - delta.y * width * 0.003;
                 self.window = Some((level - width / 2.0, level + width / 2.0));
+                self.name = None;
             }
         }
     }
@@ -222,6 +232,7 @@ impl Display {
             PixelKind::Gray16 => {
                 let (low, high) = self.window_for(stats);
                 let how = match (self.window, stats.and_then(|s| s.values)) {
+                    (Some(_), _) if self.name.is_some() => self.name.as_deref().unwrap_or_default(),
                     (Some(_), _) => "manual",
                     (None, Some(v))
                         if v.file_window.is_some() && self.preset == WindowPreset::Robust =>
@@ -256,6 +267,8 @@ impl Display {
 
 /// The image the canvas shows.
 pub struct CanvasImage<'a> {
+    /// Its path, for the loading hint.
+    pub name: &'a str,
     pub width: u32,
     pub height: u32,
     /// The decode state, when asked for.
@@ -271,6 +284,10 @@ pub struct CanvasInput<'a> {
     pub selected: Option<Uuid>,
     /// The colour of the class new boxes get.
     pub draw_color: Color32,
+    /// Millimetres per pixel (rows, columns), for the ruler.
+    pub spacing: Option<(f64, f64)>,
+    /// Triage's findings on this image, drawn next to the boxes they are about.
+    pub signals: &'a [Signal],
 }
 
 /// The canvas panel: view state and the gesture in progress.
@@ -278,6 +295,15 @@ pub struct Canvas {
     pub viewport: Viewport,
     pub display: Display,
     pub show_boxes: bool,
+    /// Proposals hidden while reading the image (labels stay).
+    pub hide_proposals: bool,
+    /// Thin outlines, no fill, labels only on hover and selection: for small and
+    /// overlapping boxes.
+    pub outlines_only: bool,
+    /// Left-drag measures instead of drawing.
+    pub ruler_mode: bool,
+    /// The last measurement, in image pixels.
+    pub ruler: Option<(Pos2, Pos2)>,
     drag: Drag,
     /// The geometry of the box being moved or resized, shown until the edit lands.
     preview: Option<(Uuid, BBox)>,
@@ -293,6 +319,10 @@ impl Default for Canvas {
             viewport: Viewport::default(),
             display: Display::default(),
             show_boxes: true,
+            hide_proposals: false,
+            outlines_only: false,
+            ruler_mode: false,
+            ruler: None,
             drag: Drag::None,
             preview: None,
             pointer_in_image: None,
@@ -366,8 +396,11 @@ impl Canvas {
                 selected: input.selected,
                 hovered: self.hovered,
                 preview: self.preview,
+                hide_proposals: self.hide_proposals,
+                outlines_only: self.outlines_only,
             };
             paint_boxes(&painter, &self.viewport, &layer, &mut self.shapes);
+            paint_signals(&painter, &self.viewport, input.signals);
         }
         self.paint_gesture(&painter, &response, input);
         response
@@ -437,7 +470,7 @@ impl Canvas {
             } else {
                 ui.ctx().set_cursor_icon(CursorIcon::Crosshair);
                 if self.show_boxes {
-                    self.hovered = hit_box(&self.viewport, input, pos);
+                    self.hovered = hit_box(&self.viewport, input, self.hide_proposals, pos);
                 }
             }
         }
@@ -451,6 +484,11 @@ impl Canvas {
             self.drag = if space_down {
                 self.space_panned = true;
                 Drag::Panning
+            } else if self.ruler_mode {
+                self.ruler = None;
+                Drag::Measuring {
+                    start: origin_in_image,
+                }
             } else if let (Some(a), Some(h)) =
                 (selected, selected_rect.and_then(|r| hit_handle(r, origin)))
             {
@@ -484,6 +522,15 @@ impl Canvas {
                 self.space_panned = true;
             }
             Drag::Adjusting => self.display.adjust(response.drag_delta(), kind, stats),
+            Drag::Measuring { start } => {
+                if let Some(p) = pointer {
+                    let size = self.viewport.image_size();
+                    let (w, h) = (size.x, size.y);
+                    let end = self.viewport.image_from_screen(p);
+                    let end = pos2(end.x.clamp(0.0, w), end.y.clamp(0.0, h));
+                    self.ruler = Some((start, end));
+                }
+            }
             Drag::Moving { id, start, grab } => {
                 if let Some(p) = pointer {
                     let delta = self.viewport.image_from_screen(p) - grab;
@@ -532,16 +579,21 @@ impl Canvas {
                         out.push(Command::SetBBox { id, bbox, what });
                     }
                 }
-                Drag::Panning | Drag::Adjusting | Drag::None => {}
+                Drag::Panning | Drag::Adjusting | Drag::Measuring { .. } | Drag::None => {}
             }
             self.drag = Drag::None;
             // The preview stays until the session has applied the edit (next frame it is
             // cleared by `clear_preview`), so the box never jumps back for a frame.
         }
 
-        if response.clicked_by(PointerButton::Primary) && !space_down {
+        if response.clicked_by(PointerButton::Primary) && !space_down && !self.ruler_mode {
             let pos = response.interact_pointer_pos().unwrap_or_default();
-            out.push(Command::Select(hit_box(&self.viewport, input, pos)));
+            out.push(Command::Select(hit_box(
+                &self.viewport,
+                input,
+                self.hide_proposals,
+                pos,
+            )));
         }
     }
 
@@ -599,14 +651,37 @@ impl Canvas {
                 }
             },
             Some(Slot::Failed(e)) => message(e, theme::ERROR),
+            // Never a blank canvas: say what is coming.
             Some(Slot::Loading) | None => {
-                painter.rect_filled(on_screen, 0.0, Color32::from_gray(0x24));
+                message(&format!("Loading {}…", image.name), theme::TEXT_WEAK);
             }
         }
     }
 
     fn paint_gesture(&self, painter: &Painter, response: &Response, input: &CanvasInput<'_>) {
         let image_rect = self.viewport.image_rect_on_screen();
+        if let Some((a, b)) = self.ruler {
+            let (sa, sb) = (
+                self.viewport.screen_from_image(a),
+                self.viewport.screen_from_image(b),
+            );
+            let halo = Stroke::new(3.5, Color32::from_black_alpha(150));
+            let line = Stroke::new(1.5, theme::RULER);
+            painter.line_segment([sa, sb], halo);
+            painter.line_segment([sa, sb], line);
+            // End ticks across the line.
+            let dir = (sb - sa).normalized();
+            let across = vec2(-dir.y, dir.x) * 5.0;
+            for p in [sa, sb] {
+                painter.line_segment([p - across, p + across], line);
+            }
+            let text = super::reading::distance_text(a, b, input.spacing);
+            let galley = painter.layout_no_wrap(text, theme::label_font(), Color32::WHITE);
+            let at = sb + vec2(8.0, -galley.size().y / 2.0);
+            let bg = Rect::from_min_size(at - vec2(3.0, 1.0), galley.size() + vec2(6.0, 2.0));
+            painter.rect_filled(bg, 2.0, Color32::from_black_alpha(180));
+            painter.galley(at, galley, Color32::WHITE);
+        }
         if let Drag::Drawing { start } = self.drag
             && let Some(p) = response.interact_pointer_pos()
         {
@@ -630,8 +705,11 @@ impl Canvas {
                 theme::TEXT,
             );
         }
-        // Crosshair guides while the mouse is free or drawing.
-        let guides = matches!(self.drag, Drag::None | Drag::Drawing { .. });
+        // Crosshair guides while the mouse is free, drawing or measuring.
+        let guides = matches!(
+            self.drag,
+            Drag::None | Drag::Drawing { .. } | Drag::Measuring { .. }
+        );
         if guides
             && let Some(p) = response.hover_pos().or(response.interact_pointer_pos())
             && image_rect.contains(p)
@@ -651,11 +729,17 @@ impl Canvas {
 
 /// The box under a screen point: the smallest shown box whose outline (grown by a few points)
 /// contains it, so nested boxes stay reachable.
-fn hit_box(viewport: &Viewport, input: &CanvasInput<'_>, pos: Pos2) -> Option<Uuid> {
+fn hit_box(
+    viewport: &Viewport,
+    input: &CanvasInput<'_>,
+    hide_proposals: bool,
+    pos: Pos2,
+) -> Option<Uuid> {
     input
         .boxes
         .iter()
         .filter(|a| input.thresholds.is_shown(a))
+        .filter(|a| !(hide_proposals && a.value.state == ReviewState::Proposed))
         .filter_map(|a| {
             let r = viewport.screen_from_bbox(&a.value.bbox);
             r.expand(3.0).contains(pos).then(|| (r.area(), a.id))
@@ -683,6 +767,17 @@ pub struct BoxLayer<'a> {
     pub hovered: Option<Uuid>,
     /// A box being moved or resized: drawn here instead of where the store has it.
     pub preview: Option<(Uuid, BBox)>,
+    /// Proposals hidden while reading.
+    pub hide_proposals: bool,
+    /// Thin outlines, no fill, labels only on hover and selection.
+    pub outlines_only: bool,
+}
+
+impl BoxLayer<'_> {
+    fn is_shown(&self, a: &Annotation) -> bool {
+        self.thresholds.is_shown(a)
+            && !(self.hide_proposals && a.value.state == ReviewState::Proposed)
+    }
 }
 
 /// Paints boxes with egui's painter. Boxes off screen are skipped; `shapes` is reused between
@@ -701,14 +796,16 @@ pub fn paint_boxes(
     let on_screen = layer
         .boxes
         .iter()
-        .filter(|a| layer.thresholds.is_shown(a))
+        .filter(|a| layer.is_shown(a))
         .filter(|a| clip.intersects(viewport.screen_from_bbox(&a.value.bbox)))
         .count();
     let detailed = on_screen <= theme::MAX_LABELS;
     let mut mesh = egui::Mesh::default();
     let mut selected: Option<(&Annotation, Rect)> = None;
+    // Label tags placed so far: a label that would cover another is moved or left to hover.
+    let mut tags: Vec<Rect> = Vec::new();
     for a in layer.boxes {
-        if !layer.thresholds.is_shown(a) {
+        if !layer.is_shown(a) {
             continue;
         }
         let bbox = match layer.preview {
@@ -726,8 +823,20 @@ pub fn paint_boxes(
         let color = layer.classes.color(a.value.class);
         let proposal = a.value.state == ReviewState::Proposed;
         let hovered = Some(a.id) == layer.hovered;
-        if hovered {
+        if hovered && !layer.outlines_only {
             shapes.push(Shape::rect_filled(r, 0.0, color.gamma_multiply(0.18)));
+        }
+        if layer.outlines_only {
+            let width = if hovered { theme::BOX_STROKE } else { 1.0 };
+            if proposal && detailed {
+                dashed_rect(shapes, r, Stroke::new(width, color));
+            } else {
+                outline_quads(&mut mesh, r, width, color);
+            }
+            if hovered {
+                label(painter, shapes, layer, a, r, color, None);
+            }
+            continue;
         }
         if !detailed {
             let width = if hovered {
@@ -744,7 +853,7 @@ pub fn paint_boxes(
             };
             outline_quads(&mut mesh, r, width, color);
             if hovered {
-                label(painter, shapes, layer, a, r, color);
+                label(painter, shapes, layer, a, r, color, None);
             }
             continue;
         }
@@ -763,8 +872,10 @@ pub fn paint_boxes(
                 StrokeKind::Middle,
             ));
         }
-        if r.width() >= theme::MIN_LABELLED_BOX && r.height() >= theme::MIN_LABELLED_BOX {
-            label(painter, shapes, layer, a, r, color);
+        if hovered {
+            label(painter, shapes, layer, a, r, color, None);
+        } else if r.width() >= theme::MIN_LABELLED_BOX && r.height() >= theme::MIN_LABELLED_BOX {
+            label(painter, shapes, layer, a, r, color, Some(&mut tags));
         }
     }
     if !mesh.is_empty() {
@@ -772,7 +883,9 @@ pub fn paint_boxes(
     }
     if let Some((a, r)) = selected {
         let color = layer.classes.color(a.value.class);
-        shapes.push(Shape::rect_filled(r, 0.0, color.gamma_multiply(0.12)));
+        if !layer.outlines_only {
+            shapes.push(Shape::rect_filled(r, 0.0, color.gamma_multiply(0.12)));
+        }
         // A dark halo under the outline keeps the selection visible on any background.
         shapes.push(Shape::rect_stroke(
             r,
@@ -790,7 +903,7 @@ pub fn paint_boxes(
                 StrokeKind::Middle,
             ));
         }
-        label(painter, shapes, layer, a, r, color);
+        label(painter, shapes, layer, a, r, color, None);
         for h in Handle::ALL {
             let c = h.position(r);
             let hr = Rect::from_center_size(c, Vec2::splat(theme::HANDLE_SIZE));
@@ -834,8 +947,26 @@ fn outline_quads(mesh: &mut egui::Mesh, r: Rect, width: f32, color: Color32) {
     );
 }
 
-/// A class name (and score, for model boxes) on a tag above the box's top-left corner, or
-/// inside the box when there is no room above.
+/// Where a label tag of `size` goes on box `r`: above its top-left corner, else inside at the
+/// top, else below, else inside at the bottom; the first place inside `clip` that covers none
+/// of the tags already `placed`. `None` when every place is taken (the label then shows on
+/// hover).
+pub fn place_tag(r: Rect, size: Vec2, clip: Rect, placed: &[Rect]) -> Option<Rect> {
+    let candidates = [
+        pos2(r.left() - 0.75, r.top() - size.y),
+        pos2(r.left(), r.top()),
+        pos2(r.left() - 0.75, r.bottom()),
+        pos2(r.left(), r.bottom() - size.y),
+    ];
+    candidates
+        .into_iter()
+        .map(|min| Rect::from_min_size(min, size))
+        .find(|t| clip.contains_rect(*t) && !placed.iter().any(|p| p.intersects(t.shrink(0.5))))
+}
+
+/// A class name (and score, for model boxes) on a tag by the box's top-left corner. With
+/// `placed`, the tag avoids the tags placed before it (and is left out when it cannot);
+/// without, it goes above the box, or inside when there is no room above.
 fn label(
     painter: &Painter,
     shapes: &mut Vec<Shape>,
@@ -843,6 +974,7 @@ fn label(
     a: &Annotation,
     r: Rect,
     color: Color32,
+    placed: Option<&mut Vec<Rect>>,
 ) {
     let name = layer.classes.name(a.value.class);
     let text = match (a.value.state, a.value.source.score()) {
@@ -853,13 +985,24 @@ fn label(
     let fg = theme::text_on(color);
     let galley = painter.layout_no_wrap(text, theme::label_font(), fg);
     let size = galley.size() + vec2(6.0, 2.0);
-    let above = r.top() - size.y >= painter.clip_rect().top();
-    let min = if above {
-        pos2(r.left() - 0.75, r.top() - size.y)
-    } else {
-        pos2(r.left(), r.top())
+    let tag = match placed {
+        Some(placed) => {
+            let Some(tag) = place_tag(r, size, painter.clip_rect(), placed) else {
+                return;
+            };
+            placed.push(tag);
+            tag
+        }
+        None => {
+            let above = r.top() - size.y >= painter.clip_rect().top();
+            let min = if above {
+                pos2(r.left() - 0.75, r.top() - size.y)
+            } else {
+                pos2(r.left(), r.top())
+            };
+            Rect::from_min_size(min, size)
+        }
     };
-    let tag = Rect::from_min_size(min, size);
     let fill = if a.value.state == ReviewState::Proposed {
         color.gamma_multiply(0.75)
     } else {
@@ -867,6 +1010,40 @@ fn label(
     };
     shapes.push(Shape::rect_filled(tag, 2.0, fill));
     shapes.push(Shape::galley(tag.min + vec2(3.0, 1.0), galley, fg));
+}
+
+/// Triage's findings: a dotted outline in the warning colour on the box each is about and a
+/// short reason beside it ("missing label: car 0.91").
+fn paint_signals(painter: &Painter, viewport: &Viewport, signals: &[Signal]) {
+    let clip = viewport.canvas();
+    for s in signals {
+        let r = viewport.screen_from_bbox(&s.bbox);
+        if !clip.intersects(r) {
+            continue;
+        }
+        let mut shapes = Vec::new();
+        dashed_rect(&mut shapes, r.expand(3.0), Stroke::new(1.5, theme::SIGNAL));
+        painter.extend(shapes);
+        let what = match s.kind {
+            SignalKind::MissingLabel => "missing label",
+            SignalKind::WrongClass => "wrong class",
+            SignalKind::UnmatchedLabel => "no prediction",
+            SignalKind::ClassConfusion => "class confusion",
+            SignalKind::Uncertain => "uncertain",
+        };
+        let mut text = format!("{what}: {}", s.class);
+        if let Some(other) = &s.other_class {
+            text.push_str(&format!(", model says {other}"));
+        }
+        if let Some(score) = s.score {
+            text.push_str(&format!(" {score:.2}"));
+        }
+        let galley = painter.layout_no_wrap(text, theme::label_font(), Color32::BLACK);
+        let at = pos2(r.right() + 6.0, r.top());
+        let bg = Rect::from_min_size(at, galley.size() + vec2(6.0, 2.0));
+        painter.rect_filled(bg, 2.0, theme::SIGNAL);
+        painter.galley(at + vec2(3.0, 1.0), galley, Color32::BLACK);
+    }
 }
 
 /// A rectangle outline in dashes (proposals).
@@ -928,6 +1105,30 @@ mod tests {
             Handle::Bottom.resize(&b, pos2(0.0, 10.0), &v),
             BBox::new(10.0, 10.0, 20.0, 1.0)
         );
+    }
+
+    #[test]
+    fn labels_avoid_each_other_or_wait_for_hover() {
+        let clip = Rect::from_min_size(Pos2::ZERO, vec2(400.0, 300.0));
+        let size = vec2(40.0, 14.0);
+        let a = Rect::from_min_size(pos2(100.0, 100.0), vec2(60.0, 40.0));
+        // Alone: above the top-left corner.
+        let first = place_tag(a, size, clip, &[]).expect("room");
+        assert_eq!(first.min, pos2(99.25, 86.0));
+        // A box just below-right of it: its tag would cover the first, so it goes inside.
+        let b = Rect::from_min_size(pos2(105.0, 104.0), vec2(60.0, 40.0));
+        let second = place_tag(b, size, clip, &[first]).expect("room");
+        assert!(!second.intersects(first.shrink(0.5)));
+        assert_eq!(second.min, pos2(105.0, 104.0));
+        // At the top edge there is no room above: inside.
+        let top = Rect::from_min_size(pos2(10.0, 2.0), vec2(60.0, 40.0));
+        assert_eq!(
+            place_tag(top, size, clip, &[]).expect("room").min,
+            pos2(10.0, 2.0)
+        );
+        // Every place taken: none (the label shows on hover).
+        let taken = [Rect::from_min_size(pos2(0.0, 0.0), vec2(400.0, 300.0))];
+        assert_eq!(place_tag(a, size, clip, &taken), None);
     }
 
     #[test]

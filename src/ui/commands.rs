@@ -19,6 +19,8 @@ pub enum Command {
     PreviousImage,
     /// The next image of the list with proposals left.
     NextWithProposals,
+    NextUnreviewed,
+    NextFlagged,
     /// Show the image at this row of the filtered list.
     ShowRow(usize),
 
@@ -82,6 +84,20 @@ pub enum Command {
     Zoom(f32),
     ResetDisplay,
     NextWindowPreset,
+    /// Open or close window mode.
+    WindowMode,
+    /// Show the window at this index of the image's window choices.
+    ChooseWindow(usize),
+    /// Window mode: put the keyboard in the level field.
+    TypeWindow,
+    /// A typed window, level and width in measured units (HU).
+    SetWindow {
+        level: f64,
+        width: f64,
+    },
+    ToggleRuler,
+    ToggleProposals,
+    ToggleOutlines,
     ToggleBoxes,
     ToggleHelp,
     /// Open the settings window (an app-level window: the session passes it on).

@@ -62,17 +62,24 @@ pub struct ValueMapping {
 impl ValueMapping {
     fn from_mapping(m: &imaging::GrayMapping) -> Self {
         #[allow(clippy::cast_possible_truncation)]
-        let file_window = m.windows.first().map(|w| {
+        // The file's own first window, else (CT) the standard soft-tissue window.
+        let first = m.windows.iter().find(|w| w.from_file).or_else(|| {
+            m.windows
+                .iter()
+                .find(|w| w.name == imaging::dicom::CT_DEFAULT_WINDOW)
+        });
+        let file_window = first.map(|w| {
             let (lo, hi) = m.stored_window(w);
             (lo as f32, hi as f32)
         });
         let window_label = m
             .windows
             .first()
-            .and_then(|w| {
+            .filter(|w| !w.from_file)
+            .and_then(|_| {
                 imaging::dicom::CT_WINDOWS
                     .iter()
-                    .find(|(name, ..)| *name == w.name)
+                    .find(|(name, ..)| *name == imaging::dicom::CT_DEFAULT_WINDOW)
                     .map(|(name, ..)| *name)
             })
             .unwrap_or("from the file");
@@ -84,6 +91,19 @@ impl ValueMapping {
             unit: m.unit,
             file_window,
         }
+    }
+
+    /// The stored value of a measured value (not clamped).
+    pub fn stored(&self, value: f64) -> f32 {
+        let v = (value - self.offset) / self.scale;
+        let v = if self.inverted {
+            f64::from(u16::MAX) - v
+        } else {
+            v
+        };
+        #[allow(clippy::cast_possible_truncation)]
+        let v = v as f32;
+        v
     }
 
     /// The measured value of a stored value.
@@ -104,8 +124,72 @@ pub struct LoadedImage {
     pub kind: PixelKind,
     pub gpu: Option<Arc<GpuImage>>,
     pub gray_stats: Option<GrayStats>,
+    /// What a reader needs beyond the pixels on the GPU (16-bit images only): the values
+    /// under the cursor, the windows to offer, the series and the pixel spacing.
+    pub reading: Option<Arc<Reading>>,
     /// Decode plus upload time.
     pub load_ms: f32,
+}
+
+/// A 16-bit image as a reader works with it.
+#[derive(Debug, Default)]
+pub struct Reading {
+    /// DICOM Modality ("CT", "MR"…); empty for other files.
+    pub modality: String,
+    /// DICOM SeriesInstanceUID.
+    pub series: Option<String>,
+    /// Millimetres per pixel (rows, columns), when the file gives it.
+    pub pixel_spacing: Option<(f64, f64)>,
+    /// Windows the file names, then the standard ones for its modality: (name, low, high) in
+    /// stored units.
+    pub windows: Vec<(String, f32, f32)>,
+    /// Level 0, row by row (kept for the value under the cursor; the GPU has its own copy).
+    pub pixels: Vec<u16>,
+    pub width: u32,
+}
+
+impl Reading {
+    fn new(mapping: Option<&imaging::GrayMapping>, pixels: Vec<u16>, width: u32) -> Self {
+        let Some(m) = mapping else {
+            return Self {
+                pixels,
+                width,
+                ..Self::default()
+            };
+        };
+        #[allow(clippy::cast_possible_truncation)]
+        let windows = m
+            .windows
+            .iter()
+            .map(|w| {
+                let (lo, hi) = m.stored_window(w);
+                (w.name.clone(), lo as f32, hi as f32)
+            })
+            .collect();
+        Self {
+            modality: m.modality.clone(),
+            series: m.series.clone(),
+            pixel_spacing: m.pixel_spacing,
+            windows,
+            pixels,
+            width,
+        }
+    }
+
+    /// The stored value at an image pixel, if it is inside the image.
+    pub fn stored_at(&self, x: f32, y: f32) -> Option<u16> {
+        if x < 0.0 || y < 0.0 {
+            return None;
+        }
+        // Floor of a non-negative coordinate.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let (x, y) = (x as usize, y as usize);
+        let w = self.width as usize;
+        if x >= w {
+            return None;
+        }
+        self.pixels.get(y * w + x).copied()
+    }
 }
 
 /// The state of one image in the cache.
@@ -314,12 +398,25 @@ pub fn load(job: &Job, gpu: Option<&GpuContext>) -> Result<LoadedImage, String> 
         Some(g) => Some(Arc::new(g.upload(&pixels)?)),
         None => None,
     };
+    // The CPU copy of level 0 is kept for reading values; the mips go.
+    let reading = match pixels {
+        Pixels::Gray16(mut levels) if !levels.is_empty() => {
+            let level0 = levels.swap_remove(0);
+            Some(Arc::new(Reading::new(
+                mapping.as_ref(),
+                level0.data,
+                level0.width,
+            )))
+        }
+        _ => None,
+    };
     Ok(LoadedImage {
         width,
         height,
         kind,
         gpu,
         gray_stats,
+        reading,
         load_ms: started.elapsed().as_secs_f32() * 1000.0,
     })
 }

@@ -23,6 +23,7 @@ mod image_list;
 mod lead;
 mod loader;
 mod model_run;
+mod reading;
 mod return_dialog;
 mod session;
 mod settings;

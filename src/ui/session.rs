@@ -20,6 +20,7 @@ use super::image_list::ImageList;
 use super::lead::{DetailsInput, LeadEffect, LeadInput, LeadViews, Mode};
 use super::loader::{Job, Loader, Slot};
 use super::model_run::{ModelCommand, ModelMenuInput, ModelRunner, ModelUpdate, RunContext};
+use super::reading::{WindowChoice, WindowMemory, WindowPanel, WindowPanelOutcome, window_choices};
 use super::shortcuts::{Action, KeyPress, Keymap, take_bound_keys};
 use super::sync_status::{self, SyncCommand, SyncConfig, SyncStatus};
 use super::theme;
@@ -111,6 +112,12 @@ pub struct Session {
     model: ModelRunner,
     /// Background sync with the shared store and its panels.
     sync: SyncStatus,
+    /// Windows remembered per series and per modality.
+    windows: WindowMemory,
+    /// The image whose remembered display the canvas shows.
+    display_for: Option<Uuid>,
+    /// Window mode's panel.
+    window_panel: WindowPanel,
 }
 
 impl Session {
@@ -179,6 +186,9 @@ impl Session {
             lead,
             model: ModelRunner::new(path, ctx),
             sync: SyncStatus::start(path, sync, ctx),
+            windows: WindowMemory::default(),
+            display_for: None,
+            window_panel: WindowPanel::default(),
         };
         session.request_list(ImageFilter::default());
         Ok(session)
@@ -271,7 +281,21 @@ impl Session {
         &mut self.model
     }
 
-    /// The last message shown in the status bar.
+    /// True while window mode's panel is open.
+    pub fn window_mode_open(&self) -> bool {
+        self.window_panel.is_open()
+    }
+
+    /// The value under the pointer as the status bar shows it ("value 40 HU").
+    pub fn pointer_value(&self) -> Option<String> {
+        self.status_input().value
+    }
+
+    /// The window/level as the status bar describes it.
+    pub fn display_text(&self) -> Option<String> {
+        self.status_input().display
+    }
+
     /// Shows `text` in the status bar.
     pub fn say(&mut self, text: String) {
         self.message = Some(text);
@@ -346,6 +370,7 @@ impl Session {
             self.handle_reply(reply);
         }
         self.loader.poll();
+        self.sync_display();
         let pulled = self.sync.poll();
         if pulled > 0 {
             self.after_pull(pulled);
@@ -395,6 +420,7 @@ impl Session {
             None => {}
         }
         self.sync.window_ui(&ctx, &mut commands);
+        self.window_panel_ui(&ctx, &mut commands);
         if !commands.is_empty() {
             for c in commands.drain(..) {
                 requests.extend(self.apply(c));
@@ -512,6 +538,7 @@ impl Session {
                     )))
                 });
                 let image = self.current.as_ref().map(|c| CanvasImage {
+                    name: &c.path,
                     width: c.width,
                     height: c.height,
                     slot: missing.as_ref().or_else(|| self.loader.slot(c.id)),
@@ -529,6 +556,20 @@ impl Session {
                     draw_color: self
                         .current_class
                         .map_or(theme::ACCENT, |c| self.classes.color(c)),
+                    spacing: self
+                        .current_image()
+                        .and_then(|img| img.reading.as_ref())
+                        .and_then(|r| r.pixel_spacing),
+                    signals: self
+                        .current
+                        .as_ref()
+                        .and_then(|c| {
+                            self.lead
+                                .triage_rows()?
+                                .iter()
+                                .find(|t| t.image == c.id)
+                        })
+                        .map_or(&[][..], |t| &t.signals[..]),
                 };
                 self.canvas.ui(ui, &input, out);
                 if let Some(c) = &self.current {
@@ -576,6 +617,12 @@ impl Session {
             proposals,
             zoom: self.canvas.viewport.zoom(),
             pointer: self.canvas.pointer_in_image().map(|p| (p.x, p.y)),
+            value: self
+                .canvas
+                .pointer_in_image()
+                .zip(self.current_image())
+                .and_then(|(p, img)| super::reading::value_at(img, p)),
+            modes: self.view_modes(),
             display,
             save: self.writer.state(),
             failed_edits: self.writer.failed_edits(),
@@ -647,12 +694,24 @@ impl Session {
     }
 
     fn action_command(&self, action: Action, help_open: bool) -> Option<Command> {
+        // Window mode takes the number keys, Enter and Escape; everything else works as usual
+        // (a reader steps through slices with the panel open).
+        if self.window_panel.is_open() {
+            match action {
+                Action::Class(n) => return Some(Command::ChooseWindow(usize::from(n) - 1)),
+                Action::AcceptSelected => return Some(Command::TypeWindow),
+                Action::Deselect | Action::WindowLevel => return Some(Command::WindowMode),
+                _ => {}
+            }
+        }
         let selected = self.selected.is_some();
         let nudge = |dx: f64, dy: f64| selected.then_some(Command::Nudge { dx, dy });
         Some(match action {
             Action::NextImage => Command::NextImage,
             Action::PreviousImage => Command::PreviousImage,
             Action::NextWithProposals => Command::NextWithProposals,
+            Action::NextUnreviewed => Command::NextUnreviewed,
+            Action::NextFlagged => Command::NextFlagged,
             Action::AcceptAndNext => Command::AcceptAndNext,
             Action::AcceptSelected => Command::AcceptSelected,
             Action::AcceptAllVisible => Command::AcceptAllVisible,
@@ -682,7 +741,11 @@ impl Session {
             Action::ZoomOut => Command::Zoom(0.8),
             Action::ResetDisplay => Command::ResetDisplay,
             Action::NextWindowPreset => Command::NextWindowPreset,
+            Action::WindowLevel => Command::WindowMode,
+            Action::Ruler => Command::ToggleRuler,
             Action::ToggleBoxes => Command::ToggleBoxes,
+            Action::ToggleProposals => Command::ToggleProposals,
+            Action::ToggleOutlines => Command::ToggleOutlines,
             Action::ToggleFlag => Command::ToggleFlag,
             Action::FocusSearch => Command::FocusSearch,
             Action::Help => Command::ToggleHelp,
@@ -832,7 +895,140 @@ impl Session {
         }
     }
 
+    // ------------------------------------------------------------------ reading
+
+    /// The current image, decoded.
+    fn current_image(&self) -> Option<&super::loader::LoadedImage> {
+        let c = self.current.as_ref()?;
+        match self.loader.slot(c.id) {
+            Some(Slot::Ready(img)) => Some(img),
+            _ => None,
+        }
+    }
+
+    /// The windows the number keys pick in window mode.
+    fn window_choices(&self) -> Vec<WindowChoice> {
+        self.current_image().map(window_choices).unwrap_or_default()
+    }
+
+    /// The window shown, as (level, width) in measured units; `None` for 8-bit images.
+    fn measured_window(&self) -> Option<(f64, f64)> {
+        let img = self.current_image()?;
+        if img.kind != super::gpu::PixelKind::Gray16 {
+            return None;
+        }
+        let (lo, hi) = self.canvas.display.window_for(img.gray_stats);
+        let (a, b) = match img.gray_stats.and_then(|s| s.values) {
+            Some(v) => (v.value(lo), v.value(hi)),
+            None => (f64::from(lo), f64::from(hi)),
+        };
+        Some(((a + b) / 2.0, (b - a).abs()))
+    }
+
+    fn refresh_window_fields(&mut self) {
+        if self.window_panel.is_open()
+            && let Some((level, width)) = self.measured_window()
+        {
+            self.window_panel.open(level, width);
+        }
+    }
+
+    /// Keeps the shown display for the image it belongs to.
+    fn remember_display(&mut self) {
+        let (Some(id), Some(c)) = (self.display_for, self.current.as_ref()) else {
+            return;
+        };
+        if id != c.id {
+            return;
+        }
+        if let Some(Slot::Ready(img)) = self.loader.slot(id) {
+            let img = std::sync::Arc::clone(img);
+            self.windows.remember(id, &img, &self.canvas.display);
+        }
+    }
+
+    /// Once the current image is decoded, shows it with its remembered display; while it is
+    /// shown, remembers what the reader changes.
+    fn sync_display(&mut self) {
+        let Some(id) = self.current.as_ref().map(|c| c.id) else {
+            return;
+        };
+        let Some(Slot::Ready(img)) = self.loader.slot(id) else {
+            return;
+        };
+        let img = std::sync::Arc::clone(img);
+        if self.display_for == Some(id) {
+            self.windows.remember(id, &img, &self.canvas.display);
+        } else {
+            self.canvas.display = self.windows.restore(id, &img);
+            self.display_for = Some(id);
+            self.refresh_window_fields();
+        }
+    }
+
+    fn window_panel_ui(&mut self, ctx: &egui::Context, out: &mut Vec<Command>) {
+        if !self.window_panel.is_open() {
+            return;
+        }
+        if self.lead.mode() != Mode::Label || self.measured_window().is_none() {
+            // Not a 16-bit image (any more): nothing to window.
+            self.window_panel.close();
+            return;
+        }
+        let choices = self.window_choices();
+        let unit = self
+            .current_image()
+            .and_then(|img| img.gray_stats)
+            .and_then(|s| s.values)
+            .map_or("", |v| v.unit);
+        let at = self.canvas.viewport.canvas().left_top() + egui::vec2(8.0, 8.0);
+        match self
+            .window_panel
+            .ui(ctx, at, &choices, &self.canvas.display, unit)
+        {
+            Some(WindowPanelOutcome::Choose(i)) => out.push(Command::ChooseWindow(i)),
+            Some(WindowPanelOutcome::Typed { level, width }) => {
+                out.push(Command::SetWindow { level, width });
+            }
+            Some(WindowPanelOutcome::Close) => out.push(Command::WindowMode),
+            None => {}
+        }
+    }
+
+    /// What the view hides or changes, for the status bar.
+    fn view_modes(&self) -> Vec<&'static str> {
+        let mut modes = Vec::new();
+        if self.window_panel.is_open() {
+            modes.push("window mode (1–9, Enter, W)");
+        }
+        if self.canvas.ruler_mode {
+            modes.push("ruler (L)");
+        }
+        if self.canvas.hide_proposals {
+            modes.push("proposals hidden (Shift+H)");
+        }
+        if self.canvas.outlines_only {
+            modes.push("outlines (O)");
+        }
+        modes
+    }
+
     // ------------------------------------------------------------------ navigation
+
+    /// Shows the first row after the current one (wrapping round) that `wanted` accepts, or
+    /// says there is none.
+    fn next_where(&mut self, what: &str, wanted: impl Fn(&Self, &ImageRow) -> bool) {
+        let n = self.list.rows.len();
+        let start = self.next_row().unwrap_or(0);
+        let current = self.current.as_ref().map(|c| c.id);
+        let found = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&r| Some(self.list.rows[r].id) != current && wanted(self, &self.list.rows[r]));
+        match found {
+            Some(r) => self.show_row(r),
+            None => self.message = Some(format!("No other {what} image in this list")),
+        }
+    }
 
     fn show_row(&mut self, row: usize) {
         let Some(r) = self.list.rows.get(row) else {
@@ -878,8 +1074,10 @@ impl Session {
             }
         }
         if self.current.as_ref().map(|c| c.id) != Some(current.id) {
+            self.remember_display();
             self.selected = None;
             self.canvas.cancel_gesture();
+            self.canvas.ruler = None;
             // A message was about the image being left (not one said before the first image,
             // such as a problem in the shortcuts file).
             if self.current.is_some() {
@@ -1006,9 +1204,11 @@ impl Session {
 
     /// Shown boxes of the current image, in list order.
     fn shown_ids(&self) -> Vec<Uuid> {
+        let hide_proposals = self.canvas.hide_proposals;
         self.boxes()
             .iter()
             .filter(|a| self.thresholds.is_shown(a))
+            .filter(|a| !(hide_proposals && a.value.state == ReviewState::Proposed))
             .map(|a| a.id)
             .collect()
     }
@@ -1371,6 +1571,13 @@ impl Session {
                 Some(r) => self.show_row(r),
                 None => self.message = Some("First image of the list".into()),
             },
+            Command::NextUnreviewed => self.next_where("unreviewed", |s, row| {
+                let done = s.done.get(&row.id).copied().unwrap_or(row.done);
+                !done && (row.proposals > 0 || row.boxes == 0)
+            }),
+            Command::NextFlagged => self.next_where("flagged", |s, row| {
+                s.flags.get(&row.id).copied().unwrap_or(row.flagged)
+            }),
             Command::NextWithProposals => {
                 let from = self.next_row().unwrap_or(self.list.rows.len());
                 let current = self.current.as_ref().map(|c| c.id);
@@ -1453,6 +1660,20 @@ impl Session {
             }
             Command::ReturnLabels => self.open_return(),
             Command::ReturnWith { boxes, comment } => self.return_labels(&boxes, &comment),
+            // Space accepts what it shows: with the proposals hidden it would accept unseen
+            // boxes, so it refuses and says why.
+            Command::AcceptAndNext
+                if self.canvas.hide_proposals
+                    && self
+                        .boxes()
+                        .iter()
+                        .any(|a| a.value.state == ReviewState::Proposed) =>
+            {
+                self.message = Some(
+                    "Proposals are hidden (Shift+H shows them): nothing accepted, image not marked done"
+                        .into(),
+                );
+            }
             Command::AcceptAndNext => {
                 let said = self.resolve_image();
                 let next = self.apply(Command::NextImage);
@@ -1483,15 +1704,78 @@ impl Session {
             }
             Command::ResetDisplay => self.canvas.display = Display::default(),
             Command::NextWindowPreset => {
-                let d = &mut self.canvas.display;
-                d.preset = if d.window.is_some() {
-                    d.preset
+                let choices = self.window_choices();
+                if choices.is_empty() {
+                    self.message = Some("Window presets are for 16-bit images".into());
                 } else {
-                    d.preset.next()
-                };
-                d.window = None;
-                self.message = Some(format!("Window: {}", d.preset.label()));
+                    let at = choices
+                        .iter()
+                        .position(|c| c.is_shown(&self.canvas.display))
+                        .map_or(0, |i| (i + 1) % choices.len());
+                    self.apply(Command::ChooseWindow(at));
+                }
             }
+            Command::WindowMode => {
+                if self.window_panel.is_open() {
+                    self.window_panel.close();
+                } else if let Some((level, width)) = self.measured_window() {
+                    self.window_panel.open(level, width);
+                } else {
+                    self.message = Some(
+                        "Window/level is for 16-bit images (right-drag sets brightness and contrast)"
+                            .into(),
+                    );
+                }
+            }
+            Command::ChooseWindow(i) => match self.window_choices().get(i) {
+                Some(c) => {
+                    c.apply(&mut self.canvas.display);
+                    self.message = Some(format!("Window: {}", c.name()));
+                    self.refresh_window_fields();
+                }
+                None => self.message = Some(format!("No window {} for this image", i + 1)),
+            },
+            Command::TypeWindow => self.window_panel.type_window(),
+            Command::SetWindow { level, width } => {
+                let values = self
+                    .current_image()
+                    .and_then(|img| img.gray_stats)
+                    .and_then(|s| s.values);
+                let (lo, hi) = (level - width / 2.0, level + width / 2.0);
+                #[allow(clippy::cast_possible_truncation)]
+                let (a, b) = match values {
+                    Some(v) => (v.stored(lo), v.stored(hi)),
+                    None => (lo as f32, hi as f32),
+                };
+                let d = &mut self.canvas.display;
+                d.window = Some((a.min(b), a.max(b)));
+                d.name = None;
+                self.message = Some(format!("Window: level {level} width {width}"));
+            }
+            Command::ToggleRuler => {
+                self.canvas.ruler_mode = !self.canvas.ruler_mode;
+                if !self.canvas.ruler_mode {
+                    self.canvas.ruler = None;
+                }
+                self.message = Some(if self.canvas.ruler_mode {
+                    "Ruler: drag to measure; L again to draw boxes".into()
+                } else {
+                    "Ruler off".into()
+                });
+            }
+            Command::ToggleProposals => {
+                self.canvas.hide_proposals = !self.canvas.hide_proposals;
+                if self.canvas.hide_proposals
+                    && let Some(id) = self.selected
+                    && self
+                        .boxes()
+                        .iter()
+                        .any(|a| a.id == id && a.value.state == ReviewState::Proposed)
+                {
+                    self.selected = None;
+                }
+            }
+            Command::ToggleOutlines => self.canvas.outlines_only = !self.canvas.outlines_only,
             Command::ToggleBoxes => self.canvas.show_boxes = !self.canvas.show_boxes,
             Command::FocusSearch => self.list.focus_search(),
             Command::OpenClassPicker => {

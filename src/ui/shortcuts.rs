@@ -12,6 +12,10 @@ pub enum Action {
     PreviousImage,
     /// The next image of the list that still has proposals to review.
     NextWithProposals,
+    /// The next image nobody has finished (proposals waiting, or no boxes and not done).
+    NextUnreviewed,
+    /// The next flagged image.
+    NextFlagged,
     AcceptAndNext,
     AcceptSelected,
     AcceptAllVisible,
@@ -43,7 +47,15 @@ pub enum Action {
     ZoomOut,
     ResetDisplay,
     NextWindowPreset,
+    /// Window mode: number keys pick a window, Enter types one.
+    WindowLevel,
+    /// The ruler: drag to measure (mm where the pixel spacing is known).
+    Ruler,
     ToggleBoxes,
+    /// Hide or show the proposals while reading the image.
+    ToggleProposals,
+    /// Thin outlines without fill; labels on hover.
+    ToggleOutlines,
     ToggleFlag,
     FocusSearch,
     Help,
@@ -71,6 +83,8 @@ impl Action {
             Action::NextImage,
             Action::PreviousImage,
             Action::NextWithProposals,
+            Action::NextUnreviewed,
+            Action::NextFlagged,
             Action::AcceptAndNext,
             Action::AcceptSelected,
             Action::AcceptAllVisible,
@@ -101,7 +115,11 @@ impl Action {
             Action::ZoomOut,
             Action::ResetDisplay,
             Action::NextWindowPreset,
+            Action::WindowLevel,
+            Action::Ruler,
             Action::ToggleBoxes,
+            Action::ToggleProposals,
+            Action::ToggleOutlines,
             Action::ToggleFlag,
             Action::FocusSearch,
             Action::Help,
@@ -126,6 +144,8 @@ impl Action {
             Action::NextImage => "next_image",
             Action::PreviousImage => "previous_image",
             Action::NextWithProposals => "next_with_proposals",
+            Action::NextUnreviewed => "next_unreviewed",
+            Action::NextFlagged => "next_flagged",
             Action::AcceptAndNext => "accept_and_next",
             Action::AcceptSelected => "accept_selected",
             Action::AcceptAllVisible => "accept_all_visible",
@@ -154,7 +174,11 @@ impl Action {
             Action::ZoomOut => "zoom_out",
             Action::ResetDisplay => "reset_display",
             Action::NextWindowPreset => "next_window_preset",
+            Action::WindowLevel => "window_level",
+            Action::Ruler => "ruler",
             Action::ToggleBoxes => "toggle_boxes",
+            Action::ToggleProposals => "toggle_proposals",
+            Action::ToggleOutlines => "toggle_outlines",
             Action::ToggleFlag => "toggle_flag",
             Action::FocusSearch => "focus_search",
             Action::Help => "help",
@@ -179,6 +203,10 @@ impl Action {
             Action::NextImage => "Next image (in the current filter)",
             Action::PreviousImage => "Previous image",
             Action::NextWithProposals => "Next image that still has proposals to review",
+            Action::NextUnreviewed => {
+                "Next unreviewed image (proposals waiting, or no boxes and not marked done)"
+            }
+            Action::NextFlagged => "Next flagged image",
             Action::AcceptAndNext => {
                 "Accept the visible proposals, reject those below threshold, mark the image done, go to the next"
             }
@@ -215,7 +243,17 @@ impl Action {
             Action::ZoomOut => "Zoom out",
             Action::ResetDisplay => "Reset brightness/contrast or window/level",
             Action::NextWindowPreset => "Next window/level preset (16-bit images)",
+            Action::WindowLevel => {
+                "Window mode (16-bit images): number keys pick a window (the file's own first, then clinical presets), Enter types level and width"
+            }
+            Action::Ruler => {
+                "Ruler: drag to measure a distance (mm where the pixel spacing is known)"
+            }
             Action::ToggleBoxes => "Show or hide boxes",
+            Action::ToggleProposals => "Hide or show the proposals while reading the image",
+            Action::ToggleOutlines => {
+                "Outlines only: thin outlines without fill, labels on hover (small or overlapping boxes)"
+            }
             Action::ToggleFlag => "Flag or unflag the image",
             Action::FocusSearch => "Search images by path",
             Action::Help => "Show this help",
@@ -276,6 +314,8 @@ impl Action {
             Action::NextImage => &["D", "Right"],
             Action::PreviousImage => &["A", "Left"],
             Action::NextWithProposals => &["N"],
+            Action::NextUnreviewed => &["U"],
+            Action::NextFlagged => &["G"],
             Action::AcceptAndNext => &["Space"],
             Action::AcceptSelected => &["Enter"],
             Action::AcceptAllVisible => &["Shift+A"],
@@ -314,8 +354,12 @@ impl Action {
             Action::ZoomIn => &["Plus", "Equals"],
             Action::ZoomOut => &["Minus"],
             Action::ResetDisplay => &["R"],
-            Action::NextWindowPreset => &["W"],
+            Action::NextWindowPreset => &["Shift+W"],
+            Action::WindowLevel => &["W"],
+            Action::Ruler => &["L"],
             Action::ToggleBoxes => &["H"],
+            Action::ToggleProposals => &["Shift+H"],
+            Action::ToggleOutlines => &["O"],
             Action::ToggleFlag => &["Shift+F"],
             Action::FocusSearch => &["Ctrl+F", "Slash"],
             Action::Help => &["Questionmark", "F1"],
@@ -863,7 +907,7 @@ mod tests {
     fn conflicts_in_the_file_are_named_and_the_editing_action_loses_the_key() {
         // The shortcuts file an earlier Loupe wrote: the arrows both navigate and nudge.
         let old = "next_image = [\"D\", \"Right\"]\nnudge_right = [\"Right\"]\n\
-                   fit = [\"G\"]\nzoom_in = [\"G\"]\n";
+                   fit = [\"K\"]\nzoom_in = [\"K\"]\n";
         let (map, warnings) = Keymap::from_toml(old);
         assert_eq!(
             map.actions_for(Key::ArrowRight, Modifiers::NONE),
@@ -884,7 +928,7 @@ mod tests {
         );
         // Two non-editing actions: the later one in the keymap loses.
         assert!(warnings[1].0.contains("fit") && warnings[1].0.contains("zoom_in"));
-        assert_eq!(map.actions_for(Key::G, Modifiers::NONE), vec![Action::Fit]);
+        assert_eq!(map.actions_for(Key::K, Modifiers::NONE), vec![Action::Fit]);
         for action in Action::all() {
             for &k in map.keys(action) {
                 assert_eq!(map.conflict(action, k), None, "{action:?} {k:?}");

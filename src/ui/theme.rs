@@ -24,6 +24,10 @@ pub const BUSY: Color32 = Color32::from_rgb(0xf2, 0xc1, 0x4e);
 pub const OK: Color32 = Color32::from_rgb(0x6b, 0xd3, 0x8a);
 /// Proposals waiting for review.
 pub const PROPOSAL: Color32 = Color32::from_rgb(0xc7, 0x9b, 0xff);
+/// The ruler's line.
+pub const RULER: Color32 = Color32::from_rgb(0xff, 0xd8, 0x4d);
+/// Triage findings drawn on the canvas.
+pub const SIGNAL: Color32 = Color32::from_rgb(0xff, 0x9f, 0x43);
 /// Crosshair guides while drawing.
 pub const GUIDE: Color32 = Color32::from_rgba_premultiplied(0xb0, 0xb0, 0xb0, 0x90);
 

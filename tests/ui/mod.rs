@@ -7,6 +7,7 @@ mod lead;
 mod loop_cost;
 mod navigation;
 mod prelabel;
+mod reading;
 mod review;
 mod snapshots;
 mod sync;

@@ -202,14 +202,31 @@ fn one_ui(ui: &mut Ui, e: &RunEval) {
         summary_grid(ui, "eval-slices", &rows);
     }
     ui.add_space(8.0);
-    ui.columns(2, |cols| {
-        per_class_ui(&mut cols[0], &e.overall);
-        pr_curves_ui(&mut cols[1], &e.overall);
-    });
+    // Side by side where both fit; else the table over the curves, so neither is cut off.
+    if ui.available_width() >= WIDE {
+        ui.columns(2, |cols| {
+            per_class_ui(&mut cols[0], &e.overall);
+            pr_curves_ui(&mut cols[1], &e.overall);
+        });
+    } else {
+        per_class_ui(ui, &e.overall);
+        ui.add_space(8.0);
+        pr_curves_ui(ui, &e.overall);
+    }
 }
+
+/// The width from which two tables sit side by side.
+const WIDE: f32 = 1200.0;
 
 /// The twelve COCO numbers, one row per evaluation.
 fn summary_grid(ui: &mut Ui, id: &str, rows: &[(&str, &Summary)]) {
+    // Thirteen columns: scrolled sideways when the panel is narrower than they are.
+    egui::ScrollArea::horizontal()
+        .id_salt(id)
+        .show(ui, |ui| summary_rows(ui, id, rows));
+}
+
+fn summary_rows(ui: &mut Ui, id: &str, rows: &[(&str, &Summary)]) {
     egui::Grid::new(id).striped(true).show(ui, |ui| {
         ui.label("");
         for (name, _) in Summary::default().entries() {
@@ -230,7 +247,7 @@ fn per_class_ui(ui: &mut Ui, e: &CocoEval) {
     ui.heading("Per class");
     egui::ScrollArea::both()
         .id_salt("eval-classes")
-        .max_height(ui.available_height().max(200.0))
+        .max_height(ui.available_height().clamp(200.0, 480.0))
         .show(ui, |ui| {
             egui::Grid::new("eval-per-class")
                 .striped(true)
@@ -317,61 +334,82 @@ fn compare_ui(ui: &mut Ui, c: &RunComparison) {
     };
     ui.label(RichText::new(headline).strong());
     ui.add_space(4.0);
-    ui.columns(2, |cols| {
-        let ui = &mut cols[0];
-        ui.heading("Overall");
-        egui::Grid::new("compare-summary")
-            .striped(true)
-            .show(ui, |ui| {
-                super::header_row(ui, &["metric", c.a.run.as_str(), c.b.run.as_str(), "a - b"]);
-                for (name, a, b, d) in &c.summary {
-                    ui.label(name);
-                    ui.label(RichText::new(metric(*a)).monospace());
-                    ui.label(RichText::new(metric(*b)).monospace());
-                    ui.label(delta_text(*d));
-                    ui.end_row();
-                }
-            });
-        let ui = &mut cols[1];
-        ui.heading("Per class");
-        egui::Grid::new("compare-classes")
-            .striped(true)
-            .show(ui, |ui| {
-                super::header_row(
-                    ui,
-                    &[
-                        "class",
-                        "AP a",
-                        "AP b",
-                        "diff AP",
-                        "AP50 a",
-                        "AP50 b",
-                        "diff AP50",
-                        "",
-                    ],
-                );
-                for d in &c.per_class {
-                    ui.label(&d.class);
-                    ui.label(RichText::new(metric(d.ap_a)).monospace());
-                    ui.label(RichText::new(metric(d.ap_b)).monospace());
-                    match d.ap_delta {
-                        Some(x) => ui.label(delta_text(x)),
-                        None => ui.label("—"),
-                    };
-                    ui.label(RichText::new(metric(d.ap50_a)).monospace());
-                    ui.label(RichText::new(metric(d.ap50_b)).monospace());
-                    match d.ap50_delta {
-                        Some(x) => ui.label(delta_text(x)),
-                        None => ui.label("—"),
-                    };
-                    let color = match d.verdict {
-                        "better" => theme::OK,
-                        "worse" => theme::ERROR,
-                        _ => theme::TEXT_WEAK,
-                    };
-                    ui.label(RichText::new(d.verdict).color(color));
-                    ui.end_row();
-                }
-            });
-    });
+    if ui.available_width() >= WIDE {
+        ui.columns(2, |cols| {
+            compare_overall_ui(&mut cols[0], c);
+            compare_classes_ui(&mut cols[1], c);
+        });
+    } else {
+        compare_overall_ui(ui, c);
+        ui.add_space(8.0);
+        compare_classes_ui(ui, c);
+    }
+}
+
+fn compare_overall_ui(ui: &mut Ui, c: &RunComparison) {
+    ui.heading("Overall");
+    egui::ScrollArea::horizontal()
+        .id_salt("compare-summary-scroll")
+        .show(ui, |ui| {
+            egui::Grid::new("compare-summary")
+                .striped(true)
+                .show(ui, |ui| {
+                    super::header_row(ui, &["metric", c.a.run.as_str(), c.b.run.as_str(), "a - b"]);
+                    for (name, a, b, d) in &c.summary {
+                        ui.label(name);
+                        ui.label(RichText::new(metric(*a)).monospace());
+                        ui.label(RichText::new(metric(*b)).monospace());
+                        ui.label(delta_text(*d));
+                        ui.end_row();
+                    }
+                });
+        });
+}
+
+fn compare_classes_ui(ui: &mut Ui, c: &RunComparison) {
+    ui.heading("Per class");
+    egui::ScrollArea::both()
+        .id_salt("compare-classes-scroll")
+        .max_height(ui.available_height().clamp(200.0, 480.0))
+        .show(ui, |ui| {
+            egui::Grid::new("compare-classes")
+                .striped(true)
+                .show(ui, |ui| {
+                    super::header_row(
+                        ui,
+                        &[
+                            "class",
+                            "AP a",
+                            "AP b",
+                            "diff AP",
+                            "AP50 a",
+                            "AP50 b",
+                            "diff AP50",
+                            "",
+                        ],
+                    );
+                    for d in &c.per_class {
+                        ui.label(&d.class);
+                        ui.label(RichText::new(metric(d.ap_a)).monospace());
+                        ui.label(RichText::new(metric(d.ap_b)).monospace());
+                        match d.ap_delta {
+                            Some(x) => ui.label(delta_text(x)),
+                            None => ui.label("—"),
+                        };
+                        ui.label(RichText::new(metric(d.ap50_a)).monospace());
+                        ui.label(RichText::new(metric(d.ap50_b)).monospace());
+                        match d.ap50_delta {
+                            Some(x) => ui.label(delta_text(x)),
+                            None => ui.label("—"),
+                        };
+                        let color = match d.verdict {
+                            "better" => theme::OK,
+                            "worse" => theme::ERROR,
+                            _ => theme::TEXT_WEAK,
+                        };
+                        ui.label(RichText::new(d.verdict).color(color));
+                        ui.end_row();
+                    }
+                });
+        });
 }
