@@ -637,17 +637,25 @@ impl Keymap {
     }
 
     /// The whole keymap as TOML, for writing the defaults on first run.
+    /// The shortcuts file: the keys the user changed, and every other action's default as a
+    /// comment. Only changes are pinned, so a later Loupe's new defaults reach everyone who
+    /// did not rebind that action.
     pub fn to_toml(&self) -> String {
         let mut out = String::from(
             "# Loupe keyboard shortcuts. Each action takes a list of keys such as \"Ctrl+Shift+Z\",\n\
-             # \"Space\", \"F1\", \"Left\". Delete a line to get the default back.\n\n",
+             # \"Space\", \"F1\", \"Left\". Commented lines are the defaults: remove the # and\n\
+             # change the keys to rebind. Delete a line to get the default back.\n\n",
         );
+        let defaults = Keymap::default();
         for (action, keys) in &self.bindings {
-            let keys: Vec<String> = keys
+            let text: Vec<String> = keys
                 .iter()
                 .map(|k| format!("\"{}\"", k.to_config_string()))
                 .collect();
-            out.push_str(&format!("{} = [{}]\n", action.name(), keys.join(", ")));
+            if keys.as_slice() == defaults.keys(*action) {
+                out.push_str("# ");
+            }
+            out.push_str(&format!("{} = [{}]\n", action.name(), text.join(", ")));
         }
         out
     }
@@ -953,5 +961,15 @@ mod tests {
         let (again, warnings) = Keymap::from_toml(&map.to_toml());
         assert!(warnings.is_empty());
         assert_eq!(again.to_toml(), map.to_toml());
+        // Only what was changed is pinned; the defaults are comments.
+        let text = map.to_toml();
+        assert!(text.contains("\nnext_image = [\"J\"]\n"), "{text}");
+        assert!(text.contains("\n# undo = [\"Ctrl+Z\"]\n"), "{text}");
+        assert!(
+            Keymap::default()
+                .to_toml()
+                .lines()
+                .all(|l| l.is_empty() || l.starts_with('#'))
+        );
     }
 }
