@@ -17,6 +17,7 @@ mod canvas;
 mod classes;
 mod commands;
 mod document;
+mod frame_log;
 mod gpu;
 mod help;
 mod image_list;
@@ -119,6 +120,9 @@ pub fn run(project: Option<PathBuf>) -> anyhow::Result<()> {
         native,
         Box::new(move |cc| {
             let app = App::new(cc, options);
+            if let Some(path) = frame_log::wanted() {
+                return Ok(Box::new(frame_log::FrameLog::new(app, &path)?));
+            }
             Ok(if startup_probe::wanted() {
                 Box::new(startup_probe::StartupProbe::new(app, started))
             } else {
