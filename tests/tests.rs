@@ -4,6 +4,7 @@ mod architecture;
 mod clients;
 mod crash;
 mod interop;
+mod old_client;
 mod resolve;
 mod results;
 mod review;

@@ -671,6 +671,7 @@ fn debug_edit_loop(cli: &Cli, count: usize) -> Result<()> {
             state: crate::model::ReviewState::Submitted,
             flags: crate::model::BoxFlags::default(),
             deleted: false,
+            attributes: crate::model::Attributes::new(),
         };
         let edit = if i % 3 == 0 || ids.is_empty() {
             let id = uuid::Uuid::now_v7();

@@ -68,6 +68,7 @@ fn value(
         state,
         flags: BoxFlags::default(),
         deleted: false,
+        attributes: Default::default(),
     }
 }
 
