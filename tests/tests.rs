@@ -1,6 +1,7 @@
 //! Loupe's integration tests: one binary, one module per area.
 
 mod architecture;
+mod attributes;
 mod clients;
 mod crash;
 mod interop;
