@@ -592,8 +592,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                             runs.get(&run).map_or("(unknown run)", String::as_str)
                         ),
                     };
+                    let attributes = if r.value.attributes.is_empty() {
+                        String::new()
+                    } else {
+                        let pairs: Vec<String> = r
+                            .value
+                            .attributes
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect();
+                        format!(" attributes: {}", pairs.join(", "))
+                    };
                     println!(
-                        "{} {:<6} by {:<12} {:<9} {class:<14} {source:<24} box=({:.1}, {:.1}, {:.1}, {:.1}){}",
+                        "{} {:<6} by {:<12} {:<9} {class:<14} {source:<24} box=({:.1}, {:.1}, {:.1}, {:.1}){attributes}{}",
                         r.hlc >> 16,
                         r.op,
                         r.author,

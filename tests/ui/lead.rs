@@ -400,6 +400,32 @@ fn the_history_panel_tells_who_changed_the_selected_box() {
 }
 
 #[test]
+fn the_selected_boxs_attributes_are_listed_under_the_box_list() {
+    let fx = fixture();
+    {
+        let mut p = Project::open(&fx.project).expect("open");
+        let mut value = p.annotation(fx.a_box).expect("box").value;
+        value.attributes.insert("weather", "foggy");
+        value.attributes.insert("IsOccluded", -1);
+        p.apply(&[Edit::Update {
+            id: fx.a_box,
+            value,
+            note: None,
+        }])
+        .expect("attributes");
+    }
+    let mut h = app(&fx);
+    press(&mut h, Key::Tab);
+    settle_all(&mut h);
+    assert_eq!(session(&h).selected(), Some(fx.a_box));
+    let rows = session(&h).lead().history_rows().expect("history").to_vec();
+    assert!(rows[1].what.contains("attributes changed"), "{rows:?}");
+    for label in ["Attributes", "weather", "foggy", "IsOccluded", "-1"] {
+        assert!(h.query_by_label(label).is_some(), "no {label:?} on screen");
+    }
+}
+
+#[test]
 fn tags_and_metadata_are_edited_beside_the_canvas_and_filter_the_list() {
     let fx = fixture();
     let mut h = app(&fx);
