@@ -790,6 +790,47 @@ mod tests {
         );
     }
 
+    /// The attribute section's bytes are fixed: other clients read them.
+    #[test]
+    fn the_attribute_section_has_golden_bytes() {
+        let client = Uuid::from_bytes([42; 16]);
+        let mut w = PackWriter::new(client);
+        let plain = revision(0);
+        let mut with = revision(1);
+        with.attributes.insert("color", "red");
+        with.attributes.insert("occluded", true);
+        with.attributes.insert("IsOccluded", -1);
+        w.push(&plain);
+        let records = {
+            let mut once = PackWriter::new(client);
+            once.push(&plain);
+            once.push(&with);
+            once.body
+        };
+        w.push(&with);
+        let (bytes, _) = w.finish(client, 1, None, &Identity::generate(), 1);
+        let pack = open(&bytes).expect("open");
+        assert_eq!(pack.header.format, 2);
+        let body_len = pack_body_len(&bytes);
+        let body = &bytes[bytes.len() - 64 - body_len..bytes.len() - 64];
+        assert_eq!(&body[..records.len()], records.as_slice());
+        let json = br#"{"color":"red","occluded":true,"IsOccluded":-1}"#;
+        let mut section = u32::MAX.to_le_bytes().to_vec();
+        section.extend_from_slice(&u32::try_from(json.len()).expect("short").to_le_bytes());
+        section.extend_from_slice(json);
+        assert_eq!(&body[records.len()..], section.as_slice());
+    }
+
+    /// The length of the body of a sealed pack, from its header.
+    fn pack_body_len(bytes: &[u8]) -> usize {
+        let header_len = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
+        u32::from_le_bytes(
+            bytes[12 + header_len..16 + header_len]
+                .try_into()
+                .expect("4 bytes"),
+        ) as usize
+    }
+
     #[test]
     fn malformed_attributes_refuse_the_pack() {
         let key = Identity::generate();
