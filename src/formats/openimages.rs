@@ -764,7 +764,6 @@ fn locate(
     })
 }
 
-/// Quotes a CSV field when it needs it.
 /// An attribute as an Open Images cell: booleans (from other formats) as `1`/`0`.
 fn open_images_text(v: &AttributeValue) -> String {
     match v {
@@ -773,6 +772,7 @@ fn open_images_text(v: &AttributeValue) -> String {
     }
 }
 
+/// Quotes a CSV field when it needs it.
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) || s.trim() != s {
         format!("\"{}\"", s.replace('"', "\"\""))
