@@ -162,6 +162,7 @@ fn boxes_project(root: &Path) -> PathBuf {
                         },
                         flags: BoxFlags::default(),
                         deleted: false,
+                        attributes: Default::default(),
                     },
                 }
             })

@@ -1,7 +1,7 @@
 //! Store benchmarks: the latency of one durable edit, and reading a version's labels.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use loupe::model::{AnnotationValue, BBox, BoxFlags, ReviewState, Source};
+use loupe::model::{AnnotationValue, Attributes, BBox, BoxFlags, ReviewState, Source};
 use loupe::store::{Edit, ImageInput, Project};
 use uuid::Uuid;
 
@@ -31,6 +31,7 @@ fn setup(boxes: usize) -> (tempfile::TempDir, Project, Uuid, Uuid) {
             None,
             ReviewState::Approved,
             BoxFlags::default(),
+            &Attributes::new(),
         )
         .expect("box");
     }
@@ -51,6 +52,7 @@ fn edits(c: &mut Criterion) {
         state: ReviewState::Submitted,
         flags: BoxFlags::default(),
         deleted: false,
+        attributes: Attributes::new(),
     };
     p.apply(&[Edit::Create {
         id,

@@ -576,7 +576,6 @@ pub fn import_dataset(
         }
         prediction_targets.push(these);
     }
-    warn_attributes(&dataset, &images_dir, &mut warnings);
 
     let mut bulk = project.bulk()?;
     let run_row = match opts.run {
@@ -651,28 +650,6 @@ pub fn import_dataset(
     report.unresolved_count = unresolved.len();
     report.unresolved = unresolved;
     Ok(report)
-}
-
-/// Says which attributes the imported boxes carry that the project does not store.
-fn warn_attributes(dataset: &Dataset, images_dir: &Path, warnings: &mut Vec<Warning>) {
-    let boxes = || dataset.images.iter().flat_map(|i| &i.boxes);
-    let attributed = boxes().filter(|b| !b.attributes.is_empty()).count();
-    if attributed == 0 {
-        return;
-    }
-    let mut names: Vec<&str> = boxes()
-        .flat_map(|b| b.attributes.iter().map(|(k, _)| k.as_str()))
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    warnings.push(Warning {
-        kind: "attributes_not_stored".into(),
-        location: images_dir.display().to_string(),
-        message: format!(
-            "{attributed} box(es) carry attributes ({}) that the project does not store; the boxes are imported without them",
-            names.join(", ")
-        ),
-    });
 }
 
 /// Decides what one located dataset image becomes: its file, an image the project holds, or a
@@ -799,7 +776,16 @@ impl Writing<'_> {
                     (Some(r), score) => (Some((r, score.unwrap_or(1.0))), ReviewState::Proposed),
                     (None, _) => (None, state),
                 };
-                bulk.add_annotation(id, image_row, class_row, b.bbox, run, state, b.flags)?;
+                bulk.add_annotation(
+                    id,
+                    image_row,
+                    class_row,
+                    b.bbox,
+                    run,
+                    state,
+                    b.flags,
+                    &b.attributes,
+                )?;
                 if let Some(c) = coco_boxes.and_then(|a| a.get(k)) {
                     bulk.record_coco_box(id, c.id, c.area, b.bbox)?;
                 }

@@ -178,6 +178,202 @@ impl BoxFlags {
     }
 }
 
+/// The value of one box attribute: what CVAT, COCO, labelme and Open Images write.
+///
+/// Serialised untagged (`true`, `2.4`, `"red"`), as CVAT's COCO export writes
+/// `"attributes": {"occluded": false, …}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AttributeValue {
+    Bool(bool),
+    Number(serde_json::Number),
+    Text(String),
+}
+
+impl AttributeValue {
+    /// The value a text-only format (CVAT XML, a CSV) wrote: `true`/`false` become booleans, a
+    /// number written in its shortest form (`3`, `-1`, `2.4`) a number, and anything else
+    /// (`0003`, `1.50`, `red`) stays text. `to_text` gives back exactly the text read, so a
+    /// text format round-trips unchanged.
+    pub fn from_text(text: &str) -> Self {
+        match text {
+            "true" => return Self::Bool(true),
+            "false" => return Self::Bool(false),
+            _ => {}
+        }
+        if let Ok(n) = text.parse::<serde_json::Number>()
+            && n.to_string() == text
+        {
+            return Self::Number(n);
+        }
+        Self::Text(text.to_owned())
+    }
+
+    /// A value as a JSON format (COCO, labelme) wrote it: `null` is no value; an array or an
+    /// object, which no attribute of the formats Loupe reads holds, is kept as its JSON text.
+    pub fn from_json(v: &serde_json::Value) -> Option<Self> {
+        use serde_json::Value;
+        Some(match v {
+            Value::Null => return None,
+            Value::Bool(b) => Self::Bool(*b),
+            Value::Number(n) => Self::Number(n.clone()),
+            Value::String(s) => Self::Text(s.clone()),
+            v => Self::Text(v.to_string()),
+        })
+    }
+
+    /// The value as a text format writes it (the inverse of `from_text`).
+    pub fn to_text(&self) -> String {
+        match self {
+            Self::Bool(b) => b.to_string(),
+            Self::Number(n) => n.to_string(),
+            Self::Text(t) => t.clone(),
+        }
+    }
+
+    /// An integer value (a number without a fraction, or text holding one).
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Self::Number(n) => n.as_i64(),
+            Self::Text(t) => t.trim().parse().ok(),
+            Self::Bool(_) => None,
+        }
+    }
+}
+
+impl From<bool> for AttributeValue {
+    fn from(b: bool) -> Self {
+        Self::Bool(b)
+    }
+}
+
+impl From<i64> for AttributeValue {
+    fn from(n: i64) -> Self {
+        Self::Number(n.into())
+    }
+}
+
+impl From<&str> for AttributeValue {
+    fn from(t: &str) -> Self {
+        Self::Text(t.to_owned())
+    }
+}
+
+impl std::fmt::Display for AttributeValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bool(b) => write!(f, "{b}"),
+            Self::Number(n) => write!(f, "{n}"),
+            Self::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+/// A box's named attributes (CVAT's `<attribute>`s, a video track's `track` id, Open Images'
+/// `IsOccluded`, labelme's `flags`, COCO's `attributes`), in the order the source wrote them.
+///
+/// Names are unique: `insert` replaces a value in place. Serialised as a JSON object in that
+/// order; read from any JSON object (see `AttributeValue::from_json`). The fields of `BoxFlags` (crowd, truncated, difficult) stay flags, not attributes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Attributes(Vec<(String, AttributeValue)>);
+
+impl Attributes {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Names and values in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &AttributeValue)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&AttributeValue> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// Sets `name`, keeping its place when it is already there.
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<AttributeValue>) {
+        let name = name.into();
+        let value = value.into();
+        match self.0.iter_mut().find(|(k, _)| *k == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
+    /// The attributes as the store keeps them: a JSON object, `None` when there are none (so
+    /// boxes without attributes are stored exactly as before attributes existed).
+    pub fn to_json(&self) -> Option<String> {
+        (!self.is_empty())
+            .then(|| serde_json::to_string(self).expect("attributes always serialize"))
+    }
+
+    /// Reads what `to_json` wrote (`None` or an empty text: no attributes).
+    pub fn from_json(json: Option<&str>) -> Result<Self, serde_json::Error> {
+        match json {
+            None => Ok(Self::default()),
+            Some(s) if s.trim().is_empty() => Ok(Self::default()),
+            Some(s) => serde_json::from_str(s),
+        }
+    }
+}
+
+impl<K: Into<String>, V: Into<AttributeValue>> FromIterator<(K, V)> for Attributes {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut a = Self::default();
+        for (k, v) in iter {
+            a.insert(k, v);
+        }
+        a
+    }
+}
+
+impl Serialize for Attributes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Attributes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InOrder;
+        impl<'de> serde::de::Visitor<'de> for InOrder {
+            type Value = Attributes;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of attribute names and values")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Attributes, A::Error> {
+                let mut out = Attributes::default();
+                while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
+                    if let Some(v) = AttributeValue::from_json(&v) {
+                        out.insert(k, v);
+                    }
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_map(InOrder)
+    }
+}
+
 /// A label class. `id` is stable for the life of the project; `name` is what formats use.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Class {
@@ -219,6 +415,9 @@ pub struct AnnotationValue {
     /// Tombstone: the box was deleted. Deleted boxes keep their history.
     #[serde(default)]
     pub deleted: bool,
+    /// Named attributes other tools gave the box (see `Attributes`); part of every revision.
+    #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+    pub attributes: Attributes,
 }
 
 /// An annotation as currently stored.
@@ -298,9 +497,9 @@ pub struct DatasetBox {
     pub id: Option<Uuid>,
     /// Named attributes of the box as the source wrote them, in source order (CVAT's
     /// `<attribute>`s, `occluded`, `z_order`, a video track's `track` id; labelme `group_id`;
-    /// Open Images `IsOccluded`, …). Formats that can hold them write them back; the project does
-    /// not store them yet (an import says so).
-    pub attributes: Vec<(String, String)>,
+    /// Open Images `IsOccluded`, …). Stored with the box; formats that can hold them write them
+    /// back.
+    pub attributes: Attributes,
 }
 
 /// A problem that an import or export recovered from, with where it happened.
@@ -354,6 +553,62 @@ mod tests {
     fn clipping_keeps_the_inside_part() {
         let b = BBox::new(-5.0, 90.0, 20.0, 20.0).clipped(100.0, 100.0);
         assert_eq!(b, BBox::new(0.0, 90.0, 15.0, 10.0));
+    }
+
+    #[test]
+    fn attribute_text_round_trips_exactly() {
+        for text in [
+            "true", "false", "0", "1", "-1", "2.4", "-5.6", "0003", "1.50", "1.0", "1e5", "red",
+            "", " 1", "True",
+        ] {
+            assert_eq!(AttributeValue::from_text(text).to_text(), text, "{text:?}");
+        }
+        assert_eq!(
+            AttributeValue::from_text("true"),
+            AttributeValue::Bool(true)
+        );
+        assert_eq!(AttributeValue::from_text("-1"), AttributeValue::from(-1));
+        assert_eq!(
+            AttributeValue::from_text("0003"),
+            AttributeValue::from("0003")
+        );
+    }
+
+    #[test]
+    fn attributes_keep_their_order_through_json() {
+        let a: Attributes = [
+            ("z", AttributeValue::from(true)),
+            ("a", AttributeValue::from(-1)),
+            ("m", AttributeValue::from("0003")),
+        ]
+        .into_iter()
+        .collect();
+        let json = a.to_json().expect("not empty");
+        assert_eq!(json, r#"{"z":true,"a":-1,"m":"0003"}"#);
+        assert_eq!(Attributes::from_json(Some(&json)).expect("reads"), a);
+        assert_eq!(Attributes::new().to_json(), None);
+        assert_eq!(
+            Attributes::from_json(None).expect("none"),
+            Attributes::new()
+        );
+    }
+
+    #[test]
+    fn a_value_without_attributes_serializes_as_before() {
+        let v = AnnotationValue {
+            image: Uuid::nil(),
+            class: Uuid::nil(),
+            bbox: BBox::new(1.0, 2.0, 3.0, 4.0),
+            source: Source::Human,
+            state: ReviewState::Submitted,
+            flags: BoxFlags::default(),
+            deleted: false,
+            attributes: Attributes::new(),
+        };
+        let json = serde_json::to_string(&v).expect("serializes");
+        assert!(!json.contains("attributes"), "{json}");
+        let back: AnnotationValue = serde_json::from_str(&json).expect("reads");
+        assert_eq!(back, v);
     }
 
     #[test]

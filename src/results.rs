@@ -637,6 +637,7 @@ pub fn import_results(
             Some((run_row, d.score)),
             ReviewState::Proposed,
             BoxFlags::default(),
+            &crate::model::Attributes::new(),
         )?;
         *per_image.entry(*image).or_default() += 1;
     }

@@ -47,6 +47,7 @@ fn human_box(p: &mut Project, image: Uuid, class: &str, b: [f64; 4], state: Revi
             state,
             flags: BoxFlags::default(),
             deleted: false,
+            attributes: Default::default(),
         },
     }])
     .expect("create box");

@@ -263,6 +263,7 @@ fn value(p: &Project, image: u32, x: f64, state: ReviewState) -> AnnotationValue
         state,
         flags: BoxFlags::default(),
         deleted: false,
+        attributes: Default::default(),
     }
 }
 
@@ -320,6 +321,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     labels_travel_between_clients,
+    attributes_travel_between_clients,
     concurrent_edits_are_kept_as_a_conflict_until_a_lead_resolves,
     decisions_without_the_role_are_refused_everywhere,
     bad_packs_are_refused_whole_and_the_rest_goes_on,
@@ -356,6 +358,57 @@ fn labels_travel_between_clients(backend: Backend) {
     let r = team.sync(0);
     assert_eq!((r.pushed_revisions, r.pulled_revisions), (0, 0));
     assert_eq!(team.open(0).stats().expect("stats").revisions, 3);
+}
+
+fn attributes_travel_between_clients(backend: Backend) {
+    use loupe::model::AttributeValue;
+    let team = Team::new(backend, &[Role::Lead, Role::Annotator]);
+    let a = team.create(0, 0, 1.0);
+    let plain = team.create(0, 1, 2.0);
+    team.update(0, a, |v| {
+        v.attributes.insert("color", "red");
+        v.attributes.insert("occluded", true);
+        v.attributes.insert("IsOccluded", -1);
+        v.attributes.insert("a4", AttributeValue::from_text("2.4"));
+    });
+    team.sync(0);
+    assert_eq!(team.sync(1).pulled_revisions, 3);
+    let p1 = team.open(1);
+    let got = p1.annotation(a).expect("a").value.attributes;
+    let names: Vec<_> = got.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    assert_eq!(
+        names,
+        ["color=red", "occluded=true", "IsOccluded=-1", "a4=2.4"]
+    );
+    assert!(
+        p1.annotation(plain)
+            .expect("plain")
+            .value
+            .attributes
+            .is_empty()
+    );
+    // The history on the other client sees the change of attributes as a revision.
+    let history = p1.history(a).expect("history");
+    assert!(history[0].value.attributes.is_empty());
+    assert_eq!(history[1].value.attributes, got);
+    drop(p1);
+    team.update(1, a, |v| v.attributes.insert("color", "blue"));
+    team.sync(1);
+    assert_eq!(team.sync(0).pulled_revisions, 1);
+    let p0 = team.open(0);
+    assert_eq!(
+        p0.annotation(a).expect("a").value.attributes.get("color"),
+        Some(&AttributeValue::from("blue"))
+    );
+    drop(p0);
+    assert_eq!(team.hash(0), team.hash(1));
+    // The shared state hash sees attributes: a change of one alone changes it.
+    let before = team.hash(0);
+    team.update(0, a, |v| v.attributes.insert("color", "green"));
+    team.sync(0);
+    team.sync(1);
+    assert_ne!(team.hash(0), before);
+    assert_eq!(team.hash(0), team.hash(1));
 }
 
 fn concurrent_edits_are_kept_as_a_conflict_until_a_lead_resolves(backend: Backend) {

@@ -1,9 +1,11 @@
 //! Loupe's integration tests: one binary, one module per area.
 
 mod architecture;
+mod attributes;
 mod clients;
 mod crash;
 mod interop;
+mod old_client;
 mod resolve;
 mod results;
 mod review;

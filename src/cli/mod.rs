@@ -592,8 +592,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                             runs.get(&run).map_or("(unknown run)", String::as_str)
                         ),
                     };
+                    let attributes = if r.value.attributes.is_empty() {
+                        String::new()
+                    } else {
+                        let pairs: Vec<String> = r
+                            .value
+                            .attributes
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect();
+                        format!(" attributes: {}", pairs.join(", "))
+                    };
                     println!(
-                        "{} {:<6} by {:<12} {:<9} {class:<14} {source:<24} box=({:.1}, {:.1}, {:.1}, {:.1}){}",
+                        "{} {:<6} by {:<12} {:<9} {class:<14} {source:<24} box=({:.1}, {:.1}, {:.1}, {:.1}){attributes}{}",
                         r.hlc >> 16,
                         r.op,
                         r.author,
@@ -671,6 +682,7 @@ fn debug_edit_loop(cli: &Cli, count: usize) -> Result<()> {
             state: crate::model::ReviewState::Submitted,
             flags: crate::model::BoxFlags::default(),
             deleted: false,
+            attributes: crate::model::Attributes::new(),
         };
         let edit = if i % 3 == 0 || ids.is_empty() {
             let id = uuid::Uuid::now_v7();

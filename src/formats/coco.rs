@@ -23,7 +23,7 @@ use serde::de::{self, Deserializer, SeqAccess, Unexpected, Visitor};
 use uuid::Uuid;
 
 use super::{ExportReport, FormatError, IdMap, IdSet, Parsed, Report, accept_box, read_file};
-use crate::model::{BBox, BoxFlags, Dataset, DatasetBox, DatasetImage};
+use crate::model::{Attributes, BBox, BoxFlags, Dataset, DatasetBox, DatasetImage};
 
 /// An integer that some writers emit as a float (`500.0`).
 #[derive(Clone, Copy, Debug)]
@@ -170,6 +170,35 @@ struct AnnotationIn<'a> {
     score: Option<f32>,
     #[serde(borrow)]
     loupe_id: Option<Cow<'a, str>>,
+    /// CVAT's and datumaro's per-box attributes (`{"occluded": false, …}`).
+    attributes: Option<AttributesIn>,
+}
+
+/// An annotation's `attributes`: an object (kept, in order) or anything else (ignored with a
+/// warning rather than refusing the file).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AttributesIn {
+    Object(Attributes),
+    Other(serde::de::IgnoredAny),
+}
+
+/// The attributes of one annotation, warning when they are not an object.
+fn coco_attributes(
+    report: &mut Report,
+    attributes: Option<AttributesIn>,
+    location: impl FnOnce() -> String,
+) -> Attributes {
+    match attributes {
+        None => Attributes::new(),
+        Some(AttributesIn::Object(a)) => a,
+        Some(AttributesIn::Other(_)) => {
+            report.warn("ignored_attributes", location, || {
+                "`attributes` is not an object; the box is imported without them".to_owned()
+            });
+            Attributes::new()
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -486,7 +515,9 @@ fn load_instances(path: &Path) -> Result<Instances, FormatError> {
             },
             score: ann.score,
             id,
-            attributes: Vec::new(),
+            attributes: coco_attributes(&mut report, ann.attributes, || {
+                format!("{}: {}", path.display(), record(ann.id))
+            }),
         });
         if let (Some(b), Some(Int(ann_id))) = (boxes.get_mut(image_index), ann.id) {
             b.push(CocoBox {
@@ -796,7 +827,7 @@ fn push_detection(
             flags: BoxFlags::default(),
             score: Some(d.score),
             id: None,
-            attributes: Vec::new(),
+            attributes: Attributes::new(),
         });
     }
 }
@@ -1192,6 +1223,11 @@ fn write_instances<W: Write>(
             }
             if let Some(id) = b.id {
                 write!(w, ",\"loupe_id\":\"{}\"", id.hyphenated())?;
+            }
+            if !b.attributes.is_empty() {
+                // As CVAT's COCO export writes them: `"attributes": {"occluded": false, …}`.
+                w.write_all(b",\"attributes\":")?;
+                w.json(&b.attributes)?;
             }
             w.write_all(b"}")?;
         }

@@ -6,9 +6,11 @@
 //!   that boxes use but `<meta>` does not declare are added after them, with a warning. Sub-labels
 //!   of skeletons (`<parent>` set) are not classes.
 //! - `<image id name width height [subset]>` holds shapes. `<box label xtl ytl xbr ybr occluded
-//!   z_order [rotation]>` becomes a box; its `<attribute name>` children, and `occluded` and
-//!   `z_order` when not 0, become box attributes. A rotated box becomes the box enclosing it,
-//!   with a warning.
+//!   z_order [rotation]>` becomes a box; its `<attribute name>` children, and `occluded` (a
+//!   boolean) and `z_order` when not 0, become box attributes, stored with the box. Values are
+//!   typed as `AttributeValue::from_text` reads them (`true`, `2.4`; `0003` stays text), which
+//!   writes each back as the same text. A rotated box becomes the box enclosing it, with a
+//!   warning.
 //! - Other shapes (polygon, polyline, points, ellipse, mask, cuboid, skeleton, tag) are skipped
 //!   with a count per kind, or become their bounding box with `shapes_as_boxes` (a tag has no
 //!   geometry and is always skipped).
@@ -36,7 +38,7 @@ use super::{
     ExportReport, FormatError, ImportSettings, Parsed, Report, accept_box, find_image_with_stem,
     read_text, write_file,
 };
-use crate::model::{BBox, Dataset, DatasetBox, DatasetImage, PALETTE};
+use crate::model::{AttributeValue, Attributes, BBox, Dataset, DatasetBox, DatasetImage, PALETTE};
 
 /// Attributes of a box that live on the `<box>` element itself rather than in `<attribute>`
 /// children; kept as box attributes only when they say something (not `0`).
@@ -645,19 +647,26 @@ impl Builder<'_> {
         }) else {
             return Ok(None);
         };
-        let mut attributes = Vec::new();
+        let mut attributes = Attributes::new();
         for name in ELEMENT_ATTRIBUTES {
             if let Some(v) = shape.attr(name).map(str::trim)
                 && !v.is_empty()
                 && !v.parse::<f64>().is_ok_and(|n| n == 0.0)
             {
-                attributes.push((name.to_owned(), v.to_owned()));
+                let value = if name == "occluded" && v == "1" {
+                    AttributeValue::Bool(true)
+                } else {
+                    AttributeValue::from_text(v)
+                };
+                attributes.insert(name, value);
             }
         }
         if let Some((id, _)) = &shape.track {
-            attributes.push(("track".to_owned(), id.clone()));
+            attributes.insert("track", AttributeValue::from_text(id));
         }
-        attributes.extend(shape.attributes.iter().cloned());
+        for (k, v) in &shape.attributes {
+            attributes.insert(k.as_str(), AttributeValue::from_text(v));
+        }
         Ok(Some(DatasetBox {
             class,
             bbox,
@@ -855,9 +864,9 @@ pub(super) fn export(dataset: &Dataset, out: &Path) -> Result<ExportReport, Form
                     format!("a box of `{}` is not finite", img.file_name),
                 ));
             }
-            for (k, _) in &b.attributes {
-                if !ELEMENT_ATTRIBUTES.contains(&k.as_str()) && !names.contains(k) {
-                    names.push(k.clone());
+            for (k, _) in b.attributes.iter() {
+                if !ELEMENT_ATTRIBUTES.contains(&k) && !names.iter().any(|n| n == k) {
+                    names.push(k.to_owned());
                 }
             }
         }
@@ -899,11 +908,11 @@ pub(super) fn export(dataset: &Dataset, out: &Path) -> Result<ExportReport, Form
         );
         for b in &img.boxes {
             let name = dataset.classes.get(b.class).map_or("", String::as_str);
-            let get = |k: &str| {
-                b.attributes
-                    .iter()
-                    .find(|(n, _)| n == k)
-                    .map_or("0", |(_, v)| v.as_str())
+            // `occluded` is a 0/1 flag on the element; other values are written as they were read.
+            let get = |k: &str| match b.attributes.get(k) {
+                None | Some(AttributeValue::Bool(false)) => "0".to_owned(),
+                Some(AttributeValue::Bool(true)) => "1".to_owned(),
+                Some(v) => v.to_text(),
             };
             let r = &b.bbox;
             let _ = write!(
@@ -920,7 +929,7 @@ pub(super) fn export(dataset: &Dataset, out: &Path) -> Result<ExportReport, Form
             let children: Vec<_> = b
                 .attributes
                 .iter()
-                .filter(|(k, _)| !ELEMENT_ATTRIBUTES.contains(&k.as_str()))
+                .filter(|(k, _)| !ELEMENT_ATTRIBUTES.contains(k))
                 .collect();
             if children.is_empty() {
                 s.push_str("/>\n");
@@ -931,8 +940,8 @@ pub(super) fn export(dataset: &Dataset, out: &Path) -> Result<ExportReport, Form
                 let _ = writeln!(
                     s,
                     "      <attribute name=\"{}\">{}</attribute>",
-                    escape(k.as_str()),
-                    escape(v.as_str())
+                    escape(k),
+                    escape(v.to_text().as_str())
                 );
             }
             s.push_str("    </box>\n");

@@ -35,7 +35,7 @@ use super::{
     normalize_path, read_file, relative_slash_path, safe_relative, write_file,
 };
 use crate::imaging::probe;
-use crate::model::{BBox, Dataset, DatasetBox, DatasetImage};
+use crate::model::{AttributeValue, Attributes, BBox, Dataset, DatasetBox, DatasetImage};
 
 /// The labelme version written into exported files (labelme 4 and 5 open it).
 const EXPORT_VERSION: &str = "5.0.1";
@@ -367,21 +367,17 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
                 })?),
                 None => None,
             };
-            let mut attributes = Vec::new();
-            match &shape.group_id {
-                None | Some(Value::Null) => {}
-                Some(Value::String(s)) => attributes.push(("group_id".to_owned(), s.clone())),
-                Some(v) => attributes.push(("group_id".to_owned(), v.to_string())),
+            let mut attributes = Attributes::new();
+            if let Some(v) = shape.group_id.as_ref().and_then(AttributeValue::from_json) {
+                attributes.insert("group_id", v);
             }
             if let Some(d) = shape.description.as_deref().filter(|d| !d.is_empty()) {
-                attributes.push(("description".to_owned(), d.to_owned()));
+                attributes.insert("description", d);
             }
             for (k, v) in shape.flags.iter().flatten() {
-                let v = match v {
-                    Value::String(s) => s.clone(),
-                    v => v.to_string(),
-                };
-                attributes.push((format!("flags.{k}"), v));
+                if let Some(v) = AttributeValue::from_json(v) {
+                    attributes.insert(format!("flags.{k}"), v);
+                }
             }
             let Some(bbox) = accept_box(&mut report, bbox, width, height, || {
                 format!("{}: {}", file.display(), record())
@@ -546,13 +542,14 @@ fn shape_json(b: &DatasetBox, label: &str) -> Value {
     let mut group_id = Value::Null;
     let mut description = String::new();
     let mut flags = Map::new();
-    for (k, v) in &b.attributes {
+    for (k, v) in b.attributes.iter() {
         if k == "group_id" {
-            group_id = v.parse::<i64>().map_or_else(|_| json!(v), |n| json!(n));
+            group_id = v.as_i64().map_or_else(|| json!(v), |n| json!(n));
         } else if k == "description" {
-            description.clone_from(v);
+            description = v.to_text();
         } else if let Some(name) = k.strip_prefix("flags.") {
-            flags.insert(name.to_owned(), json!(v == "true"));
+            let on = matches!(v, AttributeValue::Bool(true)) || v.to_text() == "true";
+            flags.insert(name.to_owned(), json!(on));
         }
     }
     let mut shape = json!({

@@ -14,9 +14,11 @@
 //!   else from the image header. (`image_ids_and_rotation.csv` carries no pixel size: its
 //!   `OriginalSize` is a byte count.) An image with no known size cannot place normalised boxes:
 //!   its boxes are skipped with a `missing_image` warning.
-//! - `IsTruncated` → truncated flag, `IsGroupOf` → crowd flag; `IsOccluded`, `IsDepiction`,
-//!   `IsInside` (when not `-1`, "unknown"), `Source` and a `Confidence` other than 1 become box
-//!   attributes of the same names.
+//! - `IsTruncated` → truncated flag, `IsGroupOf` → crowd flag (each also kept as a box attribute
+//!   of its name when `-1`, "unknown", so it is written back as `-1`, not `0`); `IsOccluded`,
+//!   `IsDepiction`, `IsInside` (when not `-1`: an absent one is written as `-1`) as numbers,
+//!   `Source` and a `Confidence` other than 1 become box attributes of the same names, stored
+//!   with the box.
 //! - Numbers with a decimal comma (`0,25`) are read when the file says so unambiguously: the file
 //!   is `;`- or tab-separated, or the field is quoted (`"0,25"`).
 //! - Refused with file and line: a missing column, a non-numeric or non-finite coordinate,
@@ -36,7 +38,7 @@ use super::{
     link_or_copy, read_text, relative_slash_path, write_file,
 };
 use crate::imaging::probe;
-use crate::model::{BBox, BoxFlags, Dataset, DatasetBox, DatasetImage};
+use crate::model::{AttributeValue, Attributes, BBox, BoxFlags, Dataset, DatasetBox, DatasetImage};
 
 /// Class description files, in order of preference.
 const CLASS_FILES: &[&str] = &[
@@ -549,17 +551,19 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
                     )
                 })?),
             };
+            let group_of = flag(cols.group_of)?;
+            let truncated = flag(cols.truncated)?;
             let flags = BoxFlags {
-                iscrowd: flag(cols.group_of)? == Some(1),
-                truncated: flag(cols.truncated)? == Some(1),
+                iscrowd: group_of == Some(1),
+                truncated: truncated == Some(1),
                 difficult: false,
             };
-            let mut attributes = Vec::new();
+            let mut attributes = Attributes::new();
             if let Some(s) = opt_text(cols.source).filter(|s| !s.is_empty()) {
-                attributes.push(("Source".to_owned(), s.to_owned()));
+                attributes.insert("Source", s);
             }
             if let Some(c) = confidence.filter(|c| (*c - 1.0).abs() > f64::EPSILON) {
-                attributes.push(("Confidence".to_owned(), c.to_string()));
+                attributes.insert("Confidence", AttributeValue::from_text(&c.to_string()));
             }
             for (name, col) in [
                 ("IsOccluded", cols.occluded),
@@ -567,7 +571,13 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
                 ("IsInside", cols.inside),
             ] {
                 if let Some(v) = flag(col)?.filter(|v| *v != -1) {
-                    attributes.push((name.to_owned(), v.to_string()));
+                    attributes.insert(name, v);
+                }
+            }
+            // The flags are booleans; "unknown" is kept beside them so it survives.
+            for (name, v) in [("IsTruncated", truncated), ("IsGroupOf", group_of)] {
+                if v == Some(-1) {
+                    attributes.insert(name, -1);
                 }
             }
 
@@ -754,6 +764,14 @@ fn locate(
     })
 }
 
+/// An attribute as an Open Images cell: booleans (from other formats) as `1`/`0`.
+fn open_images_text(v: &AttributeValue) -> String {
+    match v {
+        AttributeValue::Bool(b) => u8::from(*b).to_string(),
+        v => v.to_text(),
+    }
+}
+
 /// Quotes a CSV field when it needs it.
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) || s.trim() != s {
@@ -823,22 +841,25 @@ pub(super) fn export(
         let _ = writeln!(meta, "{id} {} {}", img.height, img.width);
         let (w, h) = (f64::from(img.width), f64::from(img.height));
         for b in &img.boxes {
-            let attr = |k: &str| {
-                b.attributes
-                    .iter()
-                    .find(|(key, _)| key == k)
-                    .map(|(_, v)| v.as_str())
+            let attr = |k: &str| b.attributes.get(k).map(open_images_text);
+            let flag = |k: &str| attr(k).unwrap_or_else(|| "-1".to_owned());
+            // A set flag wins; an unset one is written as the attribute kept for it (`-1`).
+            let bool_flag = |on: bool, k: &str| {
+                if on {
+                    "1".to_owned()
+                } else {
+                    attr(k).unwrap_or_else(|| "0".to_owned())
+                }
             };
-            let flag = |k: &str| attr(k).unwrap_or("-1").to_owned();
             let confidence = b.score.map_or_else(
-                || attr("Confidence").unwrap_or("1").to_owned(),
+                || attr("Confidence").unwrap_or_else(|| "1".to_owned()),
                 |s| s.to_string(),
             );
             let r = &b.bbox;
             let _ = writeln!(
                 bbox,
                 "{id},{},{},{},{},{},{},{},{},{},{},{},{}",
-                csv_field(attr("Source").unwrap_or_default()),
+                csv_field(&attr("Source").unwrap_or_default()),
                 csv_field(&dataset.classes[b.class]),
                 csv_field(&confidence),
                 r.x / w,
@@ -846,8 +867,8 @@ pub(super) fn export(
                 r.y / h,
                 r.y2() / h,
                 csv_field(&flag("IsOccluded")),
-                u8::from(b.flags.truncated),
-                u8::from(b.flags.iscrowd),
+                csv_field(&bool_flag(b.flags.truncated, "IsTruncated")),
+                csv_field(&bool_flag(b.flags.iscrowd, "IsGroupOf")),
                 csv_field(&flag("IsDepiction")),
                 csv_field(&flag("IsInside")),
             );

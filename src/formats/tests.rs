@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use uuid::Uuid;
 
 use super::*;
-use crate::model::{BBox, BoxFlags, Dataset, DatasetBox, DatasetImage};
+use crate::model::{Attributes, BBox, BoxFlags, Dataset, DatasetBox, DatasetImage};
 
 // ---------------------------------------------------------------------------------------------
 // Data-driven tests over tests/data/third_party
@@ -1063,7 +1063,7 @@ fn a_box(
                 },
                 score: score.filter(|_| carries.score),
                 id: id.filter(|_| carries.id).map(Uuid::from_u128),
-                attributes: Vec::new(),
+                attributes: Attributes::new(),
             }
         })
 }
@@ -1353,7 +1353,7 @@ fn sample_dataset() -> Dataset {
                         },
                         score: None,
                         id: Some(Uuid::from_u128(1)),
-                        attributes: Vec::new(),
+                        attributes: Attributes::new(),
                     },
                     DatasetBox {
                         class: 0,
@@ -1361,7 +1361,7 @@ fn sample_dataset() -> Dataset {
                         flags: BoxFlags::default(),
                         score: None,
                         id: None,
-                        attributes: Vec::new(),
+                        attributes: Attributes::new(),
                     },
                 ],
             },
@@ -1513,7 +1513,7 @@ fn splits_are_deterministic_and_every_layout_follows_them() {
                 flags: BoxFlags::default(),
                 score: None,
                 id: None,
-                attributes: Vec::new(),
+                attributes: Attributes::new(),
             }],
         });
     }

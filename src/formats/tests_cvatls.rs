@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use uuid::Uuid;
 
 use super::*;
-use crate::model::{BBox, Dataset, DatasetBox, DatasetImage};
+use crate::model::{AttributeValue, Attributes, BBox, Dataset, DatasetBox, DatasetImage};
 
 fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -53,10 +53,19 @@ fn close(a: BBox, b: BBox, tol: f64) -> bool {
         && (a.h - b.h).abs() <= tol
 }
 
-fn attrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+/// Attributes as the CVAT importer types them: `occluded="1"` a boolean, other values as
+/// `AttributeValue::from_text` reads them.
+fn attrs(pairs: &[(&str, &str)]) -> Attributes {
     pairs
         .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .map(|(k, v)| {
+            let value = if *k == "occluded" && *v == "1" {
+                AttributeValue::Bool(true)
+            } else {
+                AttributeValue::from_text(v)
+            };
+            (*k, value)
+        })
         .collect()
 }
 
@@ -648,25 +657,24 @@ fn class_names() -> impl Strategy<Value = Vec<String>> {
         .prop_map(|s| s.into_iter().collect())
 }
 
-fn attribute_values() -> impl Strategy<Value = Vec<(String, String)>> {
+fn attribute_values() -> impl Strategy<Value = Attributes> {
     (
         prop::bool::ANY,
         0..3u8,
         prop::collection::vec(("[a-z][a-z_]{0,5}", "[A-Za-z0-9 .&<>'\"-]{0,6}"), 0..3),
     )
         .prop_map(|(occluded, z, extra)| {
-            let mut v = Vec::new();
+            let mut v = Attributes::new();
             if occluded {
-                v.push(("occluded".to_owned(), "1".to_owned()));
+                v.insert("occluded", true);
             }
             if z > 0 {
-                v.push(("z_order".to_owned(), z.to_string()));
+                v.insert("z_order", i64::from(z));
             }
-            let mut seen = std::collections::HashSet::new();
             for (k, val) in extra {
                 // Attribute values are trimmed on import, as CVAT does.
-                if k != "occluded" && k != "z_order" && seen.insert(k.clone()) {
-                    v.push((k, val.trim().to_owned()));
+                if k != "occluded" && k != "z_order" && v.get(&k).is_none() {
+                    v.insert(k, AttributeValue::from_text(val.trim()));
                 }
             }
             v
@@ -719,7 +727,7 @@ fn dataset(with_attributes: bool) -> impl Strategy<Value = Dataset> {
                                 attributes: if with_attributes {
                                     attributes
                                 } else {
-                                    Vec::new()
+                                    Attributes::new()
                                 },
                                 id: if with_attributes {
                                     None

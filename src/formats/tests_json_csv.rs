@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use uuid::Uuid;
 
 use super::*;
-use crate::model::{BBox, BoxFlags, Dataset, DatasetBox, DatasetImage};
+use crate::model::{AttributeValue, Attributes, BBox, BoxFlags, Dataset, DatasetBox, DatasetImage};
 
 /// The third-party test material in the repository.
 fn testdata() -> PathBuf {
@@ -44,11 +44,9 @@ fn assert_box(b: &DatasetBox, x: f64, y: f64, w: f64, h: f64) {
     );
 }
 
-fn attr<'a>(b: &'a DatasetBox, k: &str) -> Option<&'a str> {
-    b.attributes
-        .iter()
-        .find(|(key, _)| key == k)
-        .map(|(_, v)| v.as_str())
+/// An attribute as the text a text format writes.
+fn attr(b: &DatasetBox, k: &str) -> Option<String> {
+    b.attributes.get(k).map(AttributeValue::to_text)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -276,8 +274,10 @@ fn labelme_group_ids_become_attributes() {
     let p = import_with(Format::Labelme, &path, &settings(true)).expect("import");
     // 2011_000003.json: the second and third person polygons share group_id 0.
     let boxes = &p.dataset.images[0].boxes;
-    let groups: Vec<Option<&str>> = boxes.iter().map(|b| attr(b, "group_id")).collect();
-    assert_eq!(groups, [None, Some("0"), Some("0"), None, None]);
+    let groups: Vec<Option<&AttributeValue>> =
+        boxes.iter().map(|b| b.attributes.get("group_id")).collect();
+    let zero = AttributeValue::from(0);
+    assert_eq!(groups, [None, Some(&zero), Some(&zero), None, None]);
 }
 
 #[test]
@@ -340,10 +340,16 @@ fn openimages_v6_boxes_names_flags_and_sizes() {
     );
     assert_eq!(b.boxes[0].class, 0);
     assert_eq!(b.boxes[0].flags, BoxFlags::default());
-    assert_eq!(
-        b.boxes[0].attributes,
-        [("Source".to_owned(), "xclick".to_owned())]
-    );
+    // Unknown (-1) occlusion, depiction and inside are left out (written back as -1); unknown
+    // truncation and group-of are kept beside their flags so they are not written back as 0.
+    let expected: Attributes = [
+        ("Source", AttributeValue::from("xclick")),
+        ("IsTruncated", AttributeValue::from(-1)),
+        ("IsGroupOf", AttributeValue::from(-1)),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(b.boxes[0].attributes, expected);
     let c = &p.dataset.images[1];
     assert_eq!(c.file_name, "test/c.jpg");
     // c.jpg is 5 wide, 10 high (its header; images.meta does not list it).
@@ -352,9 +358,9 @@ fn openimages_v6_boxes_names_flags_and_sizes() {
     assert_box(&c.boxes[0], 0.7 * 5.0, 0.0, 0.8 * 5.0 - 0.7 * 5.0, 5.0);
     assert_eq!(c.boxes[0].class, 1);
     assert!(c.boxes[0].flags.iscrowd && !c.boxes[0].flags.truncated);
-    assert_eq!(attr(&c.boxes[0], "Confidence"), Some("0.7"));
-    assert_eq!(attr(&c.boxes[0], "IsOccluded"), Some("1"));
-    assert_eq!(attr(&c.boxes[0], "IsDepiction"), Some("0"));
+    assert_eq!(attr(&c.boxes[0], "Confidence").as_deref(), Some("0.7"));
+    assert_eq!(attr(&c.boxes[0], "IsOccluded").as_deref(), Some("1"));
+    assert_eq!(attr(&c.boxes[0], "IsDepiction").as_deref(), Some("0"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -615,7 +621,7 @@ fn openimages_decimal_commas_are_read_when_unambiguous() {
     let p = import_with(Format::Openimages, &root, &settings(false)).expect("import");
     let b = &p.dataset.images[0].boxes[0];
     assert_box(b, 1.0, 5.0, 4.0, 10.0);
-    assert_eq!(attr(b, "Confidence"), Some("0.5"));
+    assert_eq!(attr(b, "Confidence").as_deref(), Some("0.5"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -748,7 +754,7 @@ fn attributes_survive_labelme_and_openimages_round_trips() {
     let out = dir.path().join("labelme");
     export(Format::Labelme, &first.dataset, &out, None).expect("export");
     let back = import_with(Format::Labelme, &out, &settings(false)).expect("import");
-    let attrs = |d: &Dataset| -> Vec<Vec<(String, String)>> {
+    let attrs = |d: &Dataset| -> Vec<Attributes> {
         d.images
             .iter()
             .flat_map(|i| i.boxes.iter().map(|b| b.attributes.clone()))

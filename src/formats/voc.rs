@@ -577,7 +577,7 @@ pub(super) fn import(path: &Path, images_dir: Option<&Path>) -> Result<Parsed, F
                 },
                 score: None,
                 id,
-                attributes: Vec::new(),
+                attributes: crate::model::Attributes::new(),
             });
         }
         images.push(DatasetImage {

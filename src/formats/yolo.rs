@@ -565,7 +565,7 @@ fn load_entry(
                 flags: BoxFlags::default(),
                 score: l.score,
                 id: None,
-                attributes: Vec::new(),
+                attributes: crate::model::Attributes::new(),
             });
         }
     }

@@ -573,6 +573,7 @@ mod tests {
             state: ReviewState::Submitted,
             flags: BoxFlags::default(),
             deleted: false,
+            attributes: Default::default(),
         };
         project
             .apply(&[Edit::Create {

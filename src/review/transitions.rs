@@ -407,6 +407,7 @@ mod tests {
             state,
             flags: crate::model::BoxFlags::default(),
             deleted: false,
+            attributes: Default::default(),
         }
     }
 

@@ -24,8 +24,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use uuid::Uuid;
 
 use crate::model::{
-    Annotation, AnnotationValue, BBox, BoxFlags, Class, ImageRecord, PALETTE, ReviewState, Role,
-    Source, User,
+    Annotation, AnnotationValue, Attributes, BBox, BoxFlags, Class, ImageRecord, PALETTE,
+    ReviewState, Role, Source, User,
 };
 
 /// Errors from the project store. Each names the project file.
@@ -835,8 +835,7 @@ impl Project {
 
     // ---------------------------------------------------------------- annotations
 
-    const ANN_COLS: &'static str =
-        "a.uuid, i.uuid, c.uuid, a.x, a.y, a.w, a.h, r.uuid, a.score, a.state, a.flags, a.deleted";
+    const ANN_COLS: &'static str = "a.uuid, i.uuid, c.uuid, a.x, a.y, a.w, a.h, r.uuid, a.score, a.state, a.flags, a.deleted, a.attributes";
     const ANN_JOINS: &'static str = "annotations a JOIN images i ON i.id=a.image JOIN classes c ON c.id=a.class LEFT JOIN runs r ON r.id=a.run";
 
     fn annotation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Annotation> {
@@ -866,6 +865,7 @@ impl Project {
                     .unwrap_or(ReviewState::Submitted),
                 flags: BoxFlags::from_bits(r.get::<_, i64>(10)?.try_into().unwrap_or(0)),
                 deleted: r.get::<_, i64>(11)? != 0,
+                attributes: attributes_from_column(r, 12)?,
             },
         })
     }
@@ -977,7 +977,7 @@ impl Project {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT a.uuid, u.name, cl.uuid, v.hlc, v.op, i.uuid, c.uuid, v.x, v.y, v.w, v.h, r.uuid, v.score, v.state, v.flags, v.deleted, v.note
+                "SELECT a.uuid, u.name, cl.uuid, v.hlc, v.op, i.uuid, c.uuid, v.x, v.y, v.w, v.h, r.uuid, v.score, v.state, v.flags, v.deleted, v.note, v.attributes
                  FROM revisions v JOIN annotations a ON a.id=v.ann JOIN users u ON u.id=v.author
                  JOIN clients cl ON cl.id=v.client JOIN images i ON i.id=v.image JOIN classes c ON c.id=v.class
                  LEFT JOIN runs r ON r.id=v.run
@@ -1009,12 +1009,14 @@ impl Project {
                                        SELECT 1 FROM sync_revs s WHERE s.rev=v2.seq AND s.refused IS NOT NULL)
                                    ORDER BY v2.hlc DESC, c2.uuid DESC, v2.seq DESC LIMIT 1))
                  UPDATE annotations SET image=l.image, class=l.class, x=l.x, y=l.y, w=l.w, h=l.h,
-                    run=l.run, score=l.score, state=l.state, flags=l.flags, deleted=l.deleted, rev=l.seq
+                    run=l.run, score=l.score, state=l.state, flags=l.flags, deleted=l.deleted,
+                    attributes=l.attributes, rev=l.seq
                  FROM latest l WHERE l.ann=annotations.id AND (
                     annotations.rev IS NOT l.seq OR annotations.image IS NOT l.image OR annotations.class IS NOT l.class
                     OR annotations.x IS NOT l.x OR annotations.y IS NOT l.y OR annotations.w IS NOT l.w OR annotations.h IS NOT l.h
                     OR annotations.run IS NOT l.run OR annotations.score IS NOT l.score OR annotations.state IS NOT l.state
-                    OR annotations.flags IS NOT l.flags OR annotations.deleted IS NOT l.deleted)",
+                    OR annotations.flags IS NOT l.flags OR annotations.deleted IS NOT l.deleted
+                    OR annotations.attributes IS NOT l.attributes)",
                 [],
             )
             .map_err(sq)?;
@@ -1208,6 +1210,7 @@ impl Project {
                         state: ReviewState::Proposed,
                         flags: 0,
                         deleted: false,
+                        attributes: None,
                     },
                     hlc,
                     "create",
@@ -1390,8 +1393,21 @@ fn revision_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Revision> {
             state: ReviewState::parse(&r.get::<_, String>(13)?).unwrap_or(ReviewState::Submitted),
             flags: BoxFlags::from_bits(r.get::<_, i64>(14)?.try_into().unwrap_or(0)),
             deleted: r.get::<_, i64>(15)? != 0,
+            attributes: attributes_from_column(r, 17)?,
         },
         note: r.get(16)?,
+    })
+}
+
+/// A box's attributes from their column (`Attributes::to_json`, NULL for none). A value this
+/// build cannot read is a conversion error naming the column, never a silent empty set.
+pub(crate) fn attributes_from_column(
+    r: &rusqlite::Row<'_>,
+    i: usize,
+) -> rusqlite::Result<Attributes> {
+    let json: Option<String> = r.get(i)?;
+    Attributes::from_json(json.as_deref()).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
     })
 }
 
@@ -1438,6 +1454,8 @@ pub(crate) struct RowValue {
     pub state: ReviewState,
     pub flags: i64,
     pub deleted: bool,
+    /// `Attributes::to_json`: NULL when the box has none.
+    pub attributes: Option<String>,
 }
 
 /// Writes revisions and keeps the current-state cache in step, inside one transaction.
@@ -1505,6 +1523,7 @@ impl<'t> RevisionWriter<'t> {
             state: value.state,
             flags: i64::from(value.flags.bits()),
             deleted: value.deleted,
+            attributes: value.attributes.to_json(),
         })
     }
 
@@ -1567,7 +1586,7 @@ impl<'t> RevisionWriter<'t> {
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
         self.tx
             .prepare_cached(
-                "UPDATE annotations SET image=?2, class=?3, x=?4, y=?5, w=?6, h=?7, run=?8, score=?9, state=?10, flags=?11, deleted=?12, rev=?13 WHERE id=?1",
+                "UPDATE annotations SET image=?2, class=?3, x=?4, y=?5, w=?6, h=?7, run=?8, score=?9, state=?10, flags=?11, deleted=?12, rev=?13, attributes=?14 WHERE id=?1",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -1583,7 +1602,8 @@ impl<'t> RevisionWriter<'t> {
                     state_str(row.state),
                     row.flags,
                     i64::from(row.deleted),
-                    seq
+                    seq,
+                    row.attributes
                 ])
             })
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
@@ -1600,8 +1620,8 @@ impl<'t> RevisionWriter<'t> {
         note: Option<&str>,
     ) -> rusqlite::Result<()> {
         let mut ins = self.tx.prepare_cached(
-            "INSERT INTO annotations(uuid, image, class, x, y, w, h, run, score, state, flags, deleted, rev)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0)",
+            "INSERT INTO annotations(uuid, image, class, x, y, w, h, run, score, state, flags, deleted, rev, attributes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0, ?13)",
         )?;
         ins.execute(params![
             id.as_bytes().as_slice(),
@@ -1615,7 +1635,8 @@ impl<'t> RevisionWriter<'t> {
             row.score,
             state_str(row.state),
             row.flags,
-            i64::from(row.deleted)
+            i64::from(row.deleted),
+            row.attributes
         ])?;
         let ann = self.tx.last_insert_rowid();
         let seq = self.insert_revision(ann, row, hlc, op, note)?;
@@ -1634,8 +1655,8 @@ impl<'t> RevisionWriter<'t> {
         note: Option<&str>,
     ) -> rusqlite::Result<i64> {
         let mut ins = self.tx.prepare_cached(
-            "INSERT INTO revisions(ann, author, client, hlc, op, image, class, x, y, w, h, run, score, state, flags, deleted, note)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+            "INSERT INTO revisions(ann, author, client, hlc, op, image, class, x, y, w, h, run, score, state, flags, deleted, note, attributes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         )?;
         ins.execute(params![
             ann,
@@ -1654,7 +1675,8 @@ impl<'t> RevisionWriter<'t> {
             state_str(row.state),
             row.flags,
             i64::from(row.deleted),
-            note
+            note,
+            row.attributes
         ])?;
         Ok(self.tx.last_insert_rowid())
     }
@@ -1899,6 +1921,7 @@ impl Bulk<'_> {
         run: Option<(i64, f32)>,
         state: ReviewState,
         flags: BoxFlags,
+        attributes: &Attributes,
     ) -> Result<()> {
         if !bbox.is_finite() || bbox.w < 0.0 || bbox.h < 0.0 {
             return Err(StoreError::Invalid(format!(
@@ -1924,6 +1947,7 @@ impl Bulk<'_> {
                 state,
                 flags: i64::from(flags.bits()),
                 deleted: false,
+                attributes: attributes.to_json(),
             },
         });
         if self.pending.len() >= BULK_ROWS {
@@ -1945,12 +1969,12 @@ impl Bulk<'_> {
             vec![one; n].join(",")
         };
         let ann_sql = format!(
-            "INSERT INTO annotations(id, uuid, image, class, x, y, w, h, run, score, state, flags, deleted, rev) VALUES {}",
-            tuples(14)
+            "INSERT INTO annotations(id, uuid, image, class, x, y, w, h, run, score, state, flags, deleted, rev, attributes) VALUES {}",
+            tuples(15)
         );
         let rev_sql = format!(
-            "INSERT INTO revisions(seq, ann, author, client, hlc, op, image, class, x, y, w, h, run, score, state, flags, deleted) VALUES {}",
-            tuples(17)
+            "INSERT INTO revisions(seq, ann, author, client, hlc, op, image, class, x, y, w, h, run, score, state, flags, deleted, attributes) VALUES {}",
+            tuples(18)
         );
         let map_err = |e: rusqlite::Error| match e {
             rusqlite::Error::SqliteFailure(f, msg)
@@ -1989,7 +2013,9 @@ impl Bulk<'_> {
                 stmt.raw_bind_parameter(i + 12, i64::from(r.deleted))
                     .map_err(map_err)?;
                 stmt.raw_bind_parameter(i + 13, b.seq).map_err(map_err)?;
-                i += 14;
+                stmt.raw_bind_parameter(i + 14, r.attributes.as_deref())
+                    .map_err(map_err)?;
+                i += 15;
             }
             stmt.raw_execute().map_err(map_err)?;
             let mut stmt = tx.prepare_cached(&rev_sql).map_err(map_err)?;
@@ -2017,7 +2043,9 @@ impl Bulk<'_> {
                 stmt.raw_bind_parameter(i + 15, r.flags).map_err(map_err)?;
                 stmt.raw_bind_parameter(i + 16, i64::from(r.deleted))
                     .map_err(map_err)?;
-                i += 17;
+                stmt.raw_bind_parameter(i + 17, r.attributes.as_deref())
+                    .map_err(map_err)?;
+                i += 18;
             }
             stmt.raw_execute().map_err(map_err)?;
         }

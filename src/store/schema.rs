@@ -276,6 +276,12 @@ pub const MIGRATIONS: &[&str] = &[
         WHERE i.external_id IS NOT NULL AND s.hash='legacy:images.external_id'
         GROUP BY i.external_id;
     ",
+    // 5: box attributes (`model::Attributes`) as a JSON object, part of every revision; NULL for
+    // a box without attributes, which is every box written before this migration.
+    r"
+    ALTER TABLE annotations ADD COLUMN attributes TEXT;
+    ALTER TABLE revisions ADD COLUMN attributes TEXT;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -33,6 +33,7 @@ fn value(image: Uuid, class: Uuid, x: f64) -> AnnotationValue {
         state: ReviewState::Submitted,
         flags: BoxFlags::default(),
         deleted: false,
+        attributes: Default::default(),
     }
 }
 
@@ -110,6 +111,106 @@ fn rebuilding_the_cache_from_the_log_gives_the_same_state() {
     assert_eq!(changed, 20);
     assert_eq!(p.all_annotations().expect("all"), before);
     assert_eq!(p.rebuild_current().expect("rebuild"), 0);
+}
+
+#[test]
+fn attributes_are_part_of_every_revision() {
+    let (_d, mut p) = project();
+    let img = add_image(&mut p, "a.png");
+    let cat = p.ensure_class("cat").expect("class");
+    let id = Uuid::now_v7();
+    let plain = Uuid::now_v7();
+    let mut v = value(img, cat.id, 1.0);
+    v.attributes.insert("color", "red");
+    v.attributes.insert("IsOccluded", -1);
+    p.apply(&[
+        Edit::Create {
+            id,
+            value: v.clone(),
+        },
+        Edit::Create {
+            id: plain,
+            value: value(img, cat.id, 30.0),
+        },
+    ])
+    .expect("create");
+    p.create_version("v1", "").expect("v1");
+    assert_eq!(p.annotation(id).expect("box").value, v);
+    // Only the attributes change: a new revision, a changed box between versions.
+    v.attributes.insert("color", "blue");
+    p.apply(&[Edit::Update {
+        id,
+        value: v.clone(),
+        note: None,
+    }])
+    .expect("update");
+    let history = p.history(id).expect("history");
+    assert_eq!(history.len(), 2);
+    assert_eq!(
+        history[0].value.attributes.get("color"),
+        Some(&crate::model::AttributeValue::from("red"))
+    );
+    assert_eq!(history[1].value, v);
+    let diff = p.diff_versions("v1", "current").expect("diff");
+    assert_eq!(diff.changed.len(), 1);
+    assert_eq!(diff.changed[0].id, id);
+    let boxes = |version| {
+        let d = p.dataset_at(version).expect("dataset");
+        d.images[0]
+            .boxes
+            .iter()
+            .map(|b| (b.id, b.attributes.get("color").map(|c| c.to_text())))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        boxes(Some("v1")),
+        [(Some(id), Some("red".to_owned())), (Some(plain), None)]
+    );
+    assert_eq!(
+        boxes(None),
+        [(Some(id), Some("blue".to_owned())), (Some(plain), None)]
+    );
+    // A box without attributes stores NULL, as every box did before attributes existed.
+    let nulls: i64 = p
+        .conn()
+        .query_row(
+            "SELECT COUNT(*) FROM revisions WHERE attributes IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(nulls, 1);
+    // The cache is rebuilt with them.
+    p.conn()
+        .execute("UPDATE annotations SET attributes=NULL", [])
+        .expect("scribble");
+    assert_eq!(p.rebuild_current().expect("rebuild"), 1);
+    assert_eq!(p.annotation(id).expect("box").value, v);
+    // Bulk writes (imports) store them too.
+    let bulk_id = Uuid::now_v7();
+    let mut bulk = p.bulk().expect("bulk");
+    let image_row = bulk.image_by_path("a.png").expect("q").expect("row");
+    let class_row = bulk.class("cat").expect("class");
+    bulk.add_annotation(
+        bulk_id,
+        image_row,
+        class_row,
+        BBox::new(5.0, 5.0, 2.0, 2.0),
+        None,
+        ReviewState::Approved,
+        BoxFlags::default(),
+        &v.attributes,
+    )
+    .expect("add");
+    bulk.commit().expect("commit");
+    assert_eq!(
+        p.annotation(bulk_id).expect("bulk box").value.attributes,
+        v.attributes
+    );
+    assert_eq!(
+        p.history(bulk_id).expect("history")[0].value.attributes,
+        v.attributes
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{Project, Result, StoreError, now_ms};
-use crate::model::{BBox, BoxFlags, Dataset, DatasetBox, DatasetImage};
+use crate::model::{Attributes, BBox, BoxFlags, Dataset, DatasetBox, DatasetImage};
 
 /// A frozen snapshot of the labels: a position in the revision log, not a copy.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -65,6 +65,7 @@ pub struct LabelAt {
     pub class: i64,
     pub bbox: BBox,
     pub flags: BoxFlags,
+    pub attributes: Attributes,
 }
 
 /// The special name for "the current state" wherever a version is expected.
@@ -165,16 +166,16 @@ impl Project {
         let pos = self.position(version)?;
         let sql = match pos {
             // Table order is creation order; callers group by image themselves.
-            None => "SELECT a.uuid, a.image, a.class, a.x, a.y, a.w, a.h, a.flags FROM annotations a
+            None => "SELECT a.uuid, a.image, a.class, a.x, a.y, a.w, a.h, a.flags, a.attributes FROM annotations a
                      WHERE a.deleted=0 AND a.state NOT IN ('proposed','rejected')"
                 .to_owned(),
             Some(_) => "WITH latest AS (
-                    SELECT v.ann, v.image, v.class, v.x, v.y, v.w, v.h, v.flags, v.state, v.deleted,
+                    SELECT v.ann, v.image, v.class, v.x, v.y, v.w, v.h, v.flags, v.state, v.deleted, v.attributes,
                            ROW_NUMBER() OVER (PARTITION BY v.ann ORDER BY v.hlc DESC, c.uuid DESC, v.seq DESC) AS rn
                     FROM revisions v JOIN clients c ON c.id=v.client
                     WHERE v.seq <= ?1 AND NOT EXISTS (
                         SELECT 1 FROM sync_revs s WHERE s.rev=v.seq AND s.refused IS NOT NULL))
-                 SELECT a.uuid, l.image, l.class, l.x, l.y, l.w, l.h, l.flags FROM latest l JOIN annotations a ON a.id=l.ann
+                 SELECT a.uuid, l.image, l.class, l.x, l.y, l.w, l.h, l.flags, l.attributes FROM latest l JOIN annotations a ON a.id=l.ann
                  WHERE l.rn=1 AND l.deleted=0 AND l.state NOT IN ('proposed','rejected') ORDER BY l.image, l.ann"
                 .to_owned(),
         };
@@ -187,6 +188,7 @@ impl Project {
                 class: r.get(2)?,
                 bbox: BBox::new(r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?),
                 flags: BoxFlags::from_bits(r.get::<_, i64>(7)?.try_into().unwrap_or(0)),
+                attributes: super::attributes_from_column(r, 8)?,
             })
         };
         let rows = match pos {
@@ -278,7 +280,7 @@ impl Project {
                 flags: l.flags,
                 score: None,
                 id: Some(l.id),
-                attributes: Vec::new(),
+                attributes: l.attributes,
             });
         }
         Ok(Dataset { classes, images })
@@ -320,7 +322,8 @@ impl Project {
                     if old.class != l.class
                         || old.bbox != l.bbox
                         || old.image != l.image
-                        || old.flags != l.flags =>
+                        || old.flags != l.flags
+                        || old.attributes != l.attributes =>
                 {
                     diff.per_class.entry(name(l.class)).or_default().changed += 1;
                     diff.per_image.entry(path(l.image)).or_default().2 += 1;

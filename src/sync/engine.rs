@@ -785,6 +785,7 @@ pub fn debug_generate_revisions(project: &mut Project, count: usize) -> Result<u
             None,
             ReviewState::Submitted,
             BoxFlags::default(),
+            &crate::model::Attributes::new(),
         )?;
     }
     bulk.commit()?;

@@ -270,7 +270,7 @@ impl Project {
         let mut stmt = conn.prepare(
             "SELECT v.seq, v.ann, a.uuid, u.uuid, u.name, v.hlc, v.op, i.hash, i.path, i.width, i.height,
                     c.uuid, c.name, r.uuid, r.name, v.score, v.state, v.flags, v.deleted, v.note,
-                    v.x, v.y, v.w, v.h
+                    v.x, v.y, v.w, v.h, v.attributes
              FROM revisions v JOIN annotations a ON a.id=v.ann JOIN users u ON u.id=v.author
              JOIN images i ON i.id=v.image JOIN classes c ON c.id=v.class LEFT JOIN runs r ON r.id=v.run
              WHERE v.client=?1 AND v.seq>?2 AND v.seq<=?3
@@ -318,6 +318,7 @@ impl Project {
                         .unwrap_or(ReviewState::Submitted),
                     flags: BoxFlags::from_bits(r.get::<_, i64>(17)?.try_into().unwrap_or(0)),
                     deleted: r.get::<_, i64>(18)? != 0,
+                    attributes: crate::store::attributes_from_column(r, 24)?,
                     note: r.get(19)?,
                     parent: None,
                     resolves: Vec::new(),
@@ -584,9 +585,9 @@ impl Project {
         })?;
         let hlc = (now_ms() << 16).max(last + 1);
         tx.execute(
-            "INSERT INTO revisions(ann, author, client, hlc, op, image, class, x, y, w, h, run, score, state, flags, deleted, note)
+            "INSERT INTO revisions(ann, author, client, hlc, op, image, class, x, y, w, h, run, score, state, flags, deleted, note, attributes)
              SELECT ann, ?2, ?3, ?4, CASE WHEN deleted=1 THEN 'delete' ELSE 'update' END, image, class, x, y, w, h,
-                    run, score, state, flags, deleted, ?5
+                    run, score, state, flags, deleted, ?5, attributes
              FROM revisions WHERE seq=?1",
             params![head_seq, author, client_row, hlc, note],
         )?;
@@ -654,7 +655,7 @@ impl Project {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT a.uuid, v.hlc, cl.uuid, i.hash, i.path, c.name, v.x, v.y, v.w, v.h, r.uuid, v.score,
-                    v.state, v.flags, v.deleted
+                    v.state, v.flags, v.deleted, v.attributes
              FROM revisions v JOIN sync_revs s ON s.rev=v.seq AND s.refused IS NULL
              JOIN annotations a ON a.id=v.ann JOIN clients cl ON cl.id=v.client
              JOIN images i ON i.id=v.image JOIN classes c ON c.id=v.class LEFT JOIN runs r ON r.id=v.run
@@ -696,6 +697,12 @@ impl Project {
             line.extend_from_slice(r.get::<_, String>(12)?.as_bytes());
             line.extend_from_slice(&r.get::<_, i64>(13)?.to_le_bytes());
             line.extend_from_slice(&r.get::<_, i64>(14)?.to_le_bytes());
+            // Only a box with attributes hashes them, so the state of boxes without any hashes
+            // as it did before attributes existed.
+            if let Some(attributes) = r.get::<_, Option<String>>(15)? {
+                line.push(0);
+                line.extend_from_slice(attributes.as_bytes());
+            }
             // Rows are sorted by (box, hlc, client): the last row of a box is its winner.
             if let Some((prev_ann, prev_line)) = pending.take()
                 && prev_ann != ann
@@ -801,7 +808,8 @@ fn refresh_boxes(conn: &Connection, anns: &[i64], judge: Judge<'_>) -> Result<us
     let histories = histories(conn, anns)?;
     let mut set_current = conn.prepare_cached(
         "UPDATE annotations SET image=v.image, class=v.class, x=v.x, y=v.y, w=v.w, h=v.h, run=v.run,
-            score=v.score, state=v.state, flags=v.flags, deleted=v.deleted, rev=v.seq
+            score=v.score, state=v.state, flags=v.flags, deleted=v.deleted, attributes=v.attributes,
+            rev=v.seq
          FROM revisions v WHERE v.seq=?2 AND annotations.id=?1 AND annotations.rev IS NOT ?2",
     )?;
     let mut upsert = conn.prepare_cached(
@@ -995,12 +1003,12 @@ fn apply_in(
     let mut dup =
         tx.prepare_cached("SELECT 1 FROM revisions WHERE ann=?1 AND client=?2 AND hlc=?3")?;
     let mut ins_ann = tx.prepare_cached(
-        "INSERT INTO annotations(uuid, image, class, x, y, w, h, run, score, state, flags, deleted, rev)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0)",
+        "INSERT INTO annotations(uuid, image, class, x, y, w, h, run, score, state, flags, deleted, rev, attributes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0, ?13)",
     )?;
     let mut ins_rev = tx.prepare_cached(
-        "INSERT INTO revisions(ann, author, client, hlc, op, image, class, x, y, w, h, run, score, state, flags, deleted, note)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+        "INSERT INTO revisions(ann, author, client, hlc, op, image, class, x, y, w, h, run, score, state, flags, deleted, note, attributes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
     )?;
     let mut set_rev = tx.prepare_cached("UPDATE annotations SET rev=?2 WHERE id=?1")?;
     let mut ins_meta = tx.prepare_cached(
@@ -1076,6 +1084,7 @@ fn apply_in(
         let state = r.state.as_str();
         let flags = i64::from(r.flags.bits());
         let deleted = i64::from(r.deleted);
+        let attributes = r.attributes.to_json();
         let ann = match existing {
             Some(ann) => {
                 touched.push(ann);
@@ -1084,14 +1093,14 @@ fn apply_in(
             None => {
                 ins_ann.execute(params![
                     ann_key, image, class, r.bbox.x, r.bbox.y, r.bbox.w, r.bbox.h, run, score,
-                    state, flags, deleted
+                    state, flags, deleted, attributes
                 ])?;
                 tx.last_insert_rowid()
             }
         };
         ins_rev.execute(params![
             ann, author, client_row, r.hlc, r.op, image, class, r.bbox.x, r.bbox.y, r.bbox.w,
-            r.bbox.h, run, score, state, flags, deleted, r.note
+            r.bbox.h, run, score, state, flags, deleted, r.note, attributes
         ])?;
         let seq = tx.last_insert_rowid();
         if existing.is_none() {

@@ -12,6 +12,11 @@
 //! The body is a compact little-endian record per revision (about 100 bytes), so 10 000
 //! revisions make a pack of about 1 MB. The signature covers everything before it, through
 //! a domain-separated blake3 digest. A pack's own hash is the blake3 of all its bytes.
+//!
+//! Format 2 adds box attributes: after the last revision record, one entry per revision (u32
+//! length, then the attributes as a JSON object; length `u32::MAX` for none). A pack none of
+//! whose revisions carries attributes is written as format 1, byte for byte as before, so
+//! clients that predate attributes still read it; both formats are read.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,10 +25,13 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::keys::{Identity, PublicKey};
-use crate::model::{BBox, BoxFlags, ReviewState};
+use crate::model::{Attributes, BBox, BoxFlags, ReviewState};
 
 const MAGIC: &[u8; 8] = b"LOUPEPK1";
-const FORMAT: u32 = 1;
+/// The format of a pack without attributes (readable by every Loupe that syncs).
+const FORMAT_1: u32 = 1;
+/// Format 1 plus a section of box attributes after the revisions.
+const FORMAT_2: u32 = 2;
 const SIGNATURE_LEN: usize = 64;
 const NONE: u32 = u32::MAX;
 
@@ -84,6 +92,8 @@ pub struct PackRevision {
     pub state: ReviewState,
     pub flags: BoxFlags,
     pub deleted: bool,
+    /// The box's attributes (format 2; empty in a format 1 pack).
+    pub attributes: Attributes,
     pub note: Option<String>,
     /// The revision this one replaced, as its writer saw the box; `None` for the first.
     pub parent: Option<RevId>,
@@ -201,6 +211,9 @@ pub struct PackWriter {
     clients: Interner<Uuid>,
     ops: Interner<String>,
     body: Vec<u8>,
+    /// Each revision's attributes as JSON (`None`: none), written after the records when any
+    /// revision has some.
+    attributes: Vec<Option<String>>,
     count: u32,
 }
 
@@ -240,6 +253,7 @@ impl PackWriter {
             clients,
             ops: Interner::new(),
             body: Vec::new(),
+            attributes: Vec::new(),
             count: 0,
         }
     }
@@ -304,6 +318,7 @@ impl PackWriter {
         for id in r.resolves.iter().take(usize::from(n)) {
             rev_id(b, Some(*id));
         }
+        self.attributes.push(r.attributes.to_json());
         self.count += 1;
     }
 
@@ -316,15 +331,30 @@ impl PackWriter {
         signer: &Identity,
         created_ms: i64,
     ) -> (Vec<u8>, String) {
+        let mut body = self.body;
+        let format = if self.attributes.iter().any(Option::is_some) {
+            for a in &self.attributes {
+                match a {
+                    Some(json) => {
+                        body.extend_from_slice(&len_u32(json.len()).to_le_bytes());
+                        body.extend_from_slice(json.as_bytes());
+                    }
+                    None => body.extend_from_slice(&NONE.to_le_bytes()),
+                }
+            }
+            FORMAT_2
+        } else {
+            FORMAT_1
+        };
         let header = PackHeader {
-            format: FORMAT,
+            format,
             client,
             seq,
             prev,
             signer: signer.public(),
             created_ms,
             count: self.count,
-            body_hash: blake3::hash(&self.body).to_hex().to_string(),
+            body_hash: blake3::hash(&body).to_hex().to_string(),
             images: self.images.items,
             classes: self.classes.items,
             runs: self.runs.items,
@@ -333,12 +363,12 @@ impl PackWriter {
             ops: self.ops.items,
         };
         let header_json = serde_json::to_vec(&header).expect("a pack header always serializes");
-        let mut out = Vec::with_capacity(header_json.len() + self.body.len() + 100);
+        let mut out = Vec::with_capacity(header_json.len() + body.len() + 100);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&len_u32(header_json.len()).to_le_bytes());
         out.extend_from_slice(&header_json);
-        out.extend_from_slice(&len_u32(self.body.len()).to_le_bytes());
-        out.extend_from_slice(&self.body);
+        out.extend_from_slice(&len_u32(body.len()).to_le_bytes());
+        out.extend_from_slice(&body);
         let signature = signer.sign(&signed_message(&out));
         out.extend_from_slice(&signature);
         let hash = blake3::hash(&out).to_hex().to_string();
@@ -392,9 +422,9 @@ pub fn open(bytes: &[u8]) -> Result<Pack, PackProblem> {
     }
     let header: PackHeader = serde_json::from_slice(&bytes[pos..header_end])
         .map_err(|e| PackProblem::Malformed(format!("header: {e}")))?;
-    if header.format != FORMAT {
+    if header.format != FORMAT_1 && header.format != FORMAT_2 {
         return Err(PackProblem::Malformed(format!(
-            "pack format {} (this Loupe reads {FORMAT})",
+            "pack format {} (this Loupe reads {FORMAT_1} and {FORMAT_2})",
             header.format
         )));
     }
@@ -538,10 +568,26 @@ fn decode_body(h: &PackHeader, body: &[u8]) -> Result<Vec<PackRevision>, PackPro
             state,
             flags,
             deleted,
+            attributes: Attributes::new(),
             note,
             parent,
             resolves,
         });
+    }
+    if h.format == FORMAT_2 {
+        for r in &mut out {
+            let len = c.u32()?;
+            if len == NONE {
+                continue;
+            }
+            let json = c.take(len as usize)?;
+            r.attributes = serde_json::from_slice(json).map_err(|e| {
+                PackProblem::Malformed(format!(
+                    "the attributes of box {} are not an attribute object: {e}",
+                    r.annotation
+                ))
+            })?;
+        }
     }
     if c.pos != body.len() {
         return Err(PackProblem::Malformed(format!(
@@ -595,6 +641,7 @@ mod tests {
             state: ReviewState::ALL[usize::from(i) % 7],
             flags: BoxFlags::from_bits(i % 8),
             deleted: i.is_multiple_of(6),
+            attributes: Attributes::new(),
             note: (i % 4 == 1).then(|| format!("note é {i}")),
             parent: (i > 0).then_some(RevId { client, hlc: 999 }),
             resolves: if i % 7 == 3 {
@@ -631,6 +678,170 @@ mod tests {
         assert_eq!(pack.hash, hash);
         assert_eq!(pack.header.seq, 7);
         assert_eq!(pack.header.signer, key.public());
+    }
+
+    /// Revisions of which some carry attributes (text, a boolean, Open Images' -1).
+    fn with_attributes(n: u8) -> Vec<PackRevision> {
+        (0..n)
+            .map(|i| {
+                let mut r = revision(i);
+                if i % 3 == 1 {
+                    r.attributes.insert("color", "red é");
+                    r.attributes.insert("occluded", true);
+                    r.attributes.insert("IsOccluded", -1);
+                    r.attributes
+                        .insert("a4", crate::model::AttributeValue::from_text("2.4"));
+                }
+                r
+            })
+            .collect()
+    }
+
+    fn seal(revs: &[PackRevision], key: &Identity) -> (Vec<u8>, String) {
+        let client = Uuid::from_bytes([42; 16]);
+        let mut w = PackWriter::new(client);
+        for r in revs {
+            w.push(r);
+        }
+        w.finish(client, 7, Some("00".repeat(32)), key, 123)
+    }
+
+    #[test]
+    fn attributes_cross_a_pack_in_format_2() {
+        let key = Identity::generate();
+        let revs = with_attributes(20);
+        let (bytes, _) = seal(&revs, &key);
+        let pack = open(&bytes).expect("open");
+        assert_eq!(pack.header.format, FORMAT_2);
+        assert_eq!(pack.revisions, revs);
+        let names: Vec<_> = pack.revisions[1]
+            .attributes
+            .iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(names, ["color", "occluded", "IsOccluded", "a4"]);
+    }
+
+    #[test]
+    fn a_pack_without_attributes_is_format_1_byte_for_byte() {
+        let key = Identity::generate();
+        let (bytes, _, revs) = sealed(12, &key);
+        let pack = open(&bytes).expect("open");
+        assert_eq!(pack.header.format, FORMAT_1);
+        // The body is exactly the revision records: nothing follows the last one.
+        let mut w = PackWriter::new(Uuid::from_bytes([42; 16]));
+        for r in &revs {
+            w.push(r);
+        }
+        assert_eq!(
+            blake3::hash(&w.body).to_hex().as_str(),
+            pack.header.body_hash
+        );
+        // A format 2 pack of the same revisions differs only by its attribute section.
+        let mut with = revs.clone();
+        with[0].attributes.insert("x", 1);
+        let (bytes2, _) = seal(&with, &key);
+        let pack2 = open(&bytes2).expect("open");
+        assert_eq!(pack2.header.format, FORMAT_2);
+        assert_eq!(pack2.revisions, with);
+    }
+
+    /// A pack pushed by the Loupe before attributes (tests/data/old_client): it verifies, and
+    /// the revisions it holds are written today as the very same body bytes.
+    #[test]
+    fn a_pack_from_a_client_before_attributes_opens_and_encodes_the_same() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
+            "tests/data/old_client/shared/log/01a24448-723c-74e1-97cb-ad5362522e8c/0000000001",
+        );
+        let bytes = std::fs::read(&path).expect("the old client's pack");
+        let pack = open(&bytes).expect("an old pack verifies");
+        assert_eq!(pack.header.format, FORMAT_1);
+        assert_eq!(pack.revisions.len(), 7);
+        assert!(pack.revisions.iter().all(|r| r.attributes.is_empty()));
+        let mut w = PackWriter::new(pack.header.client);
+        for r in &pack.revisions {
+            w.push(r);
+        }
+        assert_eq!(
+            blake3::hash(&w.body).to_hex().as_str(),
+            pack.header.body_hash
+        );
+        let (again, _) = w.finish(
+            pack.header.client,
+            pack.header.seq,
+            pack.header.prev.clone(),
+            &Identity::generate(),
+            pack.header.created_ms,
+        );
+        let header = open(&again).expect("reopen").header;
+        assert_eq!(
+            (
+                header.format,
+                &header.images,
+                &header.classes,
+                &header.users
+            ),
+            (
+                FORMAT_1,
+                &pack.header.images,
+                &pack.header.classes,
+                &pack.header.users
+            )
+        );
+    }
+
+    /// The attribute section's bytes are fixed: other clients read them.
+    #[test]
+    fn the_attribute_section_has_golden_bytes() {
+        let client = Uuid::from_bytes([42; 16]);
+        let mut w = PackWriter::new(client);
+        let plain = revision(0);
+        let mut with = revision(1);
+        with.attributes.insert("color", "red");
+        with.attributes.insert("occluded", true);
+        with.attributes.insert("IsOccluded", -1);
+        w.push(&plain);
+        let records = {
+            let mut once = PackWriter::new(client);
+            once.push(&plain);
+            once.push(&with);
+            once.body
+        };
+        w.push(&with);
+        let (bytes, _) = w.finish(client, 1, None, &Identity::generate(), 1);
+        let pack = open(&bytes).expect("open");
+        assert_eq!(pack.header.format, 2);
+        let body_len = pack_body_len(&bytes);
+        let body = &bytes[bytes.len() - 64 - body_len..bytes.len() - 64];
+        assert_eq!(&body[..records.len()], records.as_slice());
+        let json = br#"{"color":"red","occluded":true,"IsOccluded":-1}"#;
+        let mut section = u32::MAX.to_le_bytes().to_vec();
+        section.extend_from_slice(&u32::try_from(json.len()).expect("short").to_le_bytes());
+        section.extend_from_slice(json);
+        assert_eq!(&body[records.len()..], section.as_slice());
+    }
+
+    /// The length of the body of a sealed pack, from its header.
+    fn pack_body_len(bytes: &[u8]) -> usize {
+        let header_len = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
+        u32::from_le_bytes(
+            bytes[12 + header_len..16 + header_len]
+                .try_into()
+                .expect("4 bytes"),
+        ) as usize
+    }
+
+    #[test]
+    fn malformed_attributes_refuse_the_pack() {
+        let key = Identity::generate();
+        let client = Uuid::from_bytes([42; 16]);
+        let mut w = PackWriter::new(client);
+        let mut r = revision(1);
+        r.attributes.insert("x", 1);
+        w.push(&r);
+        w.attributes[0] = Some("[1, 2]".into());
+        let (bytes, _) = w.finish(client, 1, None, &key, 1);
+        assert!(matches!(open(&bytes), Err(PackProblem::Malformed(m)) if m.contains("attributes")));
     }
 
     #[test]

@@ -271,6 +271,7 @@ mod tests {
                 state: ReviewState::Proposed,
                 flags: BoxFlags::default(),
                 deleted: false,
+                attributes: Default::default(),
             },
         };
         assert!(t.is_visible_proposal(&a));

@@ -379,6 +379,7 @@ mod tests {
             state: ReviewState::Submitted,
             flags: BoxFlags::default(),
             deleted: false,
+            attributes: Default::default(),
         }
     }
 

@@ -27,7 +27,7 @@ use super::theme;
 use super::thumbs::Thumbnails;
 use super::writer::{Reply, Request, StoreWriter};
 use crate::formats::Format;
-use crate::model::{Annotation, AnnotationValue, BBox, BoxFlags, ReviewState, Source};
+use crate::model::{Annotation, AnnotationValue, Attributes, BBox, BoxFlags, ReviewState, Source};
 use crate::store::{ImageFilter, ImageRow, Project};
 
 /// Images decoded ahead of the current one (after it, in list order).
@@ -1256,6 +1256,7 @@ impl Session {
             state: ReviewState::Submitted,
             flags: BoxFlags::default(),
             deleted: false,
+            attributes: Attributes::new(),
         };
         self.commit(Change::new(image, "draw box").create(id, value));
         self.selected = Some(id);
@@ -1518,6 +1519,7 @@ impl Session {
                 state: ReviewState::Submitted,
                 flags: a.value.flags,
                 deleted: false,
+                attributes: a.value.attributes.clone(),
             };
             change = change.create(Uuid::now_v7(), value);
             n += 1;

@@ -68,6 +68,7 @@ fn value(
         state,
         flags: BoxFlags::default(),
         deleted: false,
+        attributes: Default::default(),
     }
 }
 
@@ -396,6 +397,32 @@ fn the_history_panel_tells_who_changed_the_selected_box() {
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(rows[1].what.contains("moved"), "{rows:?}");
     assert!(h.query_all_by_label_contains("moved").next().is_some());
+}
+
+#[test]
+fn the_selected_boxs_attributes_are_listed_under_the_box_list() {
+    let fx = fixture();
+    {
+        let mut p = Project::open(&fx.project).expect("open");
+        let mut value = p.annotation(fx.a_box).expect("box").value;
+        value.attributes.insert("weather", "foggy");
+        value.attributes.insert("IsOccluded", -1);
+        p.apply(&[Edit::Update {
+            id: fx.a_box,
+            value,
+            note: None,
+        }])
+        .expect("attributes");
+    }
+    let mut h = app(&fx);
+    press(&mut h, Key::Tab);
+    settle_all(&mut h);
+    assert_eq!(session(&h).selected(), Some(fx.a_box));
+    let rows = session(&h).lead().history_rows().expect("history").to_vec();
+    assert!(rows[1].what.contains("attributes changed"), "{rows:?}");
+    for label in ["Attributes", "weather", "foggy", "IsOccluded", "-1"] {
+        assert!(h.query_by_label(label).is_some(), "no {label:?} on screen");
+    }
 }
 
 #[test]

@@ -57,6 +57,7 @@ fn key_presses_per_case_and_the_screen_equals_the_store_after_each() {
                 state: ReviewState::Proposed,
                 flags: BoxFlags::default(),
                 deleted: false,
+                attributes: Default::default(),
             },
         };
         p.apply(&[

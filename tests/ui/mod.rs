@@ -154,6 +154,7 @@ pub fn fixture() -> Fixture {
             state,
             flags: BoxFlags::default(),
             deleted: false,
+            attributes: Default::default(),
         }
     };
     let a_box = Uuid::now_v7();

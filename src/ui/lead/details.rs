@@ -1,6 +1,6 @@
 //! The panel under the box list: the audit verdict of a sampled image, the image's tags and
-//! key=value metadata (editable), and the selected box's history (who, when, what changed,
-//! state, from which model run and score).
+//! key=value metadata (editable), the selected box's attributes (read-only) and its history
+//! (who, when, what changed, state, from which model run and score).
 
 use std::collections::HashMap;
 
@@ -91,6 +91,7 @@ impl Details {
                 }
                 self.history
                     .ensure_now(generation, &id, || jobs::history(input.reader, id));
+                self.attributes_ui(ui);
                 self.history_ui(ui);
             }
             None => {
@@ -238,6 +239,28 @@ impl Details {
                 self.new_value.clear();
             }
         });
+    }
+
+    /// The selected box's attributes (from the tool it was imported from), read-only.
+    fn attributes_ui(&self, ui: &mut Ui) {
+        let Some(Ok(rows)) = self.history.value() else {
+            return;
+        };
+        let Some(current) = rows.last().filter(|r| !r.attributes.is_empty()) else {
+            return;
+        };
+        ui.label(RichText::new("Attributes").strong());
+        egui::Grid::new("box_attributes")
+            .num_columns(2)
+            .spacing([8.0, 0.0])
+            .show(ui, |ui| {
+                for (name, value) in &current.attributes {
+                    ui.label(RichText::new(name).small().color(theme::TEXT_WEAK));
+                    ui.label(RichText::new(value).small());
+                    ui.end_row();
+                }
+            });
+        ui.separator();
     }
 
     fn history_ui(&self, ui: &mut Ui) {

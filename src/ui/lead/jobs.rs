@@ -79,6 +79,8 @@ pub struct HistoryRow {
     pub source: String,
     /// A reviewer's or auditor's reason, if any.
     pub note: Option<String>,
+    /// The box's attributes as of this revision (name, value as text), in order.
+    pub attributes: Vec<(String, String)>,
 }
 
 /// Tags and metadata of one image.
@@ -324,6 +326,9 @@ fn describe(
             if v.flags != b.flags {
                 parts.push("flags changed".to_owned());
             }
+            if v.attributes != b.attributes {
+                parts.push("attributes changed".to_owned());
+            }
             if parts.is_empty() {
                 r.op.clone()
             } else {
@@ -345,5 +350,10 @@ fn describe(
         state: v.state,
         source,
         note: r.note.clone(),
+        attributes: v
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_text()))
+            .collect(),
     }
 }
