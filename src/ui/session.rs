@@ -1760,7 +1760,7 @@ impl Session {
                     self.canvas.ruler = None;
                 }
                 self.message = Some(if self.canvas.ruler_mode {
-                    "Ruler: drag to measure; L again to draw boxes".into()
+                    "Ruler: drag to measure".into()
                 } else {
                     "Ruler off".into()
                 });

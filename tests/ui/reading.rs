@@ -23,7 +23,7 @@ fn dicom(name: &str) -> std::path::PathBuf {
 }
 
 /// Two slices of CT_small's series (`ct1.dcm`, `ct2.dcm`) and MR_small (`mr.dcm`).
-fn dicom_project() -> (tempfile::TempDir, std::path::PathBuf) {
+pub fn dicom_project() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     std::fs::copy(dicom("CT_small.dcm"), root.join("ct1.dcm")).expect("copy CT");

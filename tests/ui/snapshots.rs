@@ -70,3 +70,28 @@ fn sixteen_bit_image_under_two_windows() {
     h.run();
     h.snapshot("canvas_gray16_narrow");
 }
+
+#[test]
+fn ct_in_the_lung_window_with_a_ruler() {
+    let (_dir, path) = super::reading::dicom_project();
+    let mut h = Harness::builder()
+        .with_size(Vec2::new(960.0, 540.0))
+        .with_max_steps(64)
+        .wgpu()
+        .build_eframe(move |cc| App::new(cc, AppOptions::project_only(&path)));
+    settle(&mut h);
+    wait_for_image(&mut h);
+    // Window mode, lung (5), closed again; then a measurement.
+    press(&mut h, Key::W);
+    press(&mut h, Key::Num5);
+    press(&mut h, Key::Escape);
+    press(&mut h, Key::L);
+    let (from, to) = (
+        super::screen(&h, 30.0, 60.0),
+        super::screen(&h, 110.0, 100.0),
+    );
+    super::drag(&mut h, from, to);
+    h.remove_cursor();
+    wait_for_thumbnails(&mut h);
+    h.snapshot("canvas_ct_lung_ruler");
+}
