@@ -6,6 +6,7 @@ mod clients;
 mod crash;
 mod interop;
 mod old_client;
+mod prelabel;
 mod resolve;
 mod results;
 mod review;

@@ -166,6 +166,11 @@ pub enum Command {
         /// NMS IoU override.
         #[arg(long)]
         iou: Option<f32>,
+        /// The window 16-bit DICOM images reach the model in: a window the file names or a CT
+        /// preset ("lung"), or LEVEL/WIDTH in modality units ("40/400"). Default: the
+        /// descriptor's `dicom_window`, else the file's own window.
+        #[arg(long, allow_hyphen_values = true)]
+        dicom_window: Option<String>,
         /// Stop after this many images.
         #[arg(long)]
         limit: Option<usize>,
@@ -464,6 +469,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             provider,
             score,
             iou,
+            dicom_window,
             limit,
             filter,
         } => {
@@ -483,6 +489,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     overrides: crate::inference::DescriptorOverrides {
                         score_threshold: *score,
                         nms_iou: *iou,
+                        dicom_window: dicom_window.clone(),
                         ..Default::default()
                     },
                     limit: *limit,

@@ -281,6 +281,103 @@ pub fn decode(path: &Path) -> Result<(DynamicImage, Option<GrayMapping>), ImageE
     Ok((DynamicImage::ImageLuma16(buf), Some(mapping)))
 }
 
+/// The window (centre, width in modality units) a 16-bit DICOM image is shown to a model in:
+/// `wanted` names one of the file's windows or a standard CT window ("lung"), or gives
+/// "LEVEL/WIDTH"; without it, the file's own first window (soft tissue for CT without one),
+/// else the image's full range.
+pub fn model_window(
+    m: &GrayMapping,
+    pixels: &[u16],
+    wanted: Option<&str>,
+) -> Result<(f64, f64), String> {
+    if let Some(w) = wanted.map(str::trim).filter(|w| !w.is_empty()) {
+        if let Some((c, width)) = w.split_once('/')
+            && let (Ok(c), Ok(width)) = (c.trim().parse::<f64>(), width.trim().parse::<f64>())
+        {
+            if width >= 1.0 && c.is_finite() && width.is_finite() {
+                return Ok((c, width));
+            }
+            return Err(format!("window {w}: the width must be at least 1"));
+        }
+        return m
+            .windows
+            .iter()
+            .find(|x| x.name.eq_ignore_ascii_case(w))
+            .map(|x| (x.center, x.width))
+            .ok_or_else(|| {
+                let names: Vec<&str> = m.windows.iter().map(|x| x.name.as_str()).collect();
+                format!(
+                    "no window called {w:?} in this file (it has: {}); give LEVEL/WIDTH instead",
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                )
+            });
+    }
+    let own = m.windows.iter().find(|x| x.from_file).or_else(|| {
+        m.windows
+            .iter()
+            .find(|x| x.name == CT_DEFAULT_WINDOW && !x.from_file)
+    });
+    if let Some(x) = own {
+        return Ok((x.center, x.width));
+    }
+    let (lo, hi) = pixels
+        .iter()
+        .fold((u16::MAX, u16::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    if lo > hi {
+        return Err("the image has no pixels".into());
+    }
+    let (a, b) = (m.value(f64::from(lo)), m.value(f64::from(hi)));
+    let (a, b) = (a.min(b), a.max(b));
+    // The linear function maps [c - 0.5 - (w-1)/2, c - 0.5 + (w-1)/2] onto the output range.
+    let width = (b - a + 1.0).max(1.0);
+    Ok((a + 0.5 + (width - 1.0) / 2.0, width))
+}
+
+/// 16-bit DICOM pixels to 8 bits through a window, with DICOM's linear VOI function
+/// (PS3.3 C.11.2.1.2.1, as pydicom's `apply_windowing` computes it) on modality values,
+/// rounded to the nearest level; `MONOCHROME1` images stay as displayed (brighter is higher).
+pub fn to_8bit(
+    buf: &ImageBuffer<Luma<u16>, Vec<u16>>,
+    m: &GrayMapping,
+    center: f64,
+    width: f64,
+) -> image::GrayImage {
+    let lut: Vec<u8> = (0..=u16::MAX)
+        .map(|stored| {
+            let x = m.value(f64::from(stored));
+            let y = linear_voi(x, center, width);
+            // The file was flipped on decode so that brighter is higher: `value` undid that
+            // to get the modality value; the output is shown, so flip back.
+            let y = if m.inverted { 255.0 - y } else { y };
+            // In 0..=255 by construction.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let y = y.round().clamp(0.0, 255.0) as u8;
+            y
+        })
+        .collect();
+    let (w, h) = buf.dimensions();
+    let data = buf.as_raw().iter().map(|&v| lut[usize::from(v)]).collect();
+    image::GrayImage::from_raw(w, h, data).unwrap_or_else(|| image::GrayImage::new(w, h))
+}
+
+/// DICOM's linear VOI LUT function onto 0..=255.
+pub fn linear_voi(x: f64, center: f64, width: f64) -> f64 {
+    let (c, w) = (center - 0.5, (width - 1.0).max(0.0));
+    if x <= c - w / 2.0 {
+        0.0
+    } else if x > c + w / 2.0 {
+        255.0
+    } else if w == 0.0 {
+        255.0
+    } else {
+        ((x - c) / w + 0.5) * 255.0
+    }
+}
+
 /// A text element, trimmed; `None` when absent or empty.
 fn text(obj: &DefaultDicomObject, tag: dicom_object::Tag) -> Option<String> {
     obj.element(tag)
@@ -443,6 +540,58 @@ mod tests {
                 ("series/mr.dcm".to_owned(), 64, 64)
             ]
         );
+    }
+
+    #[test]
+    fn the_linear_voi_function_is_dicoms() {
+        // PS3.3 C.11.2.1.2.1 with c = 40, w = 400: below 40 - 0.5 - 199.5 = -160 is 0,
+        // above 40 - 0.5 + 199.5 = 239 is 255, linear between.
+        assert!((linear_voi(-160.0, 40.0, 400.0) - 0.0).abs() < 1e-12);
+        assert!((linear_voi(-159.0, 40.0, 400.0) - (1.0 / 399.0 + 0.0) * 255.0).abs() < 1e-9);
+        assert!((linear_voi(39.5, 40.0, 400.0) - 127.5).abs() < 1e-9);
+        assert!((linear_voi(239.0, 40.0, 400.0) - 255.0).abs() < 1e-9);
+        assert!((linear_voi(239.5, 40.0, 400.0) - 255.0).abs() < 1e-12);
+        // Width 1: a threshold at c - 0.5.
+        assert!((linear_voi(0.0, 1.0, 1.0) - 0.0).abs() < 1e-12);
+        assert!((linear_voi(1.0, 1.0, 1.0) - 255.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_ct_reaches_the_model_in_its_soft_tissue_window() {
+        let Some(p) = testdata("CT_small.dcm") else {
+            return;
+        };
+        let (img, mapping) = decode(&p).expect("decode");
+        let m = mapping.expect("gray");
+        let DynamicImage::ImageLuma16(buf) = img else {
+            panic!("16-bit");
+        };
+        assert_eq!(model_window(&m, buf.as_raw(), None), Ok((40.0, 400.0)));
+        assert_eq!(
+            model_window(&m, buf.as_raw(), Some("LUNG")),
+            Ok((-600.0, 1500.0))
+        );
+        assert_eq!(
+            model_window(&m, buf.as_raw(), Some("50/350")),
+            Ok((50.0, 350.0))
+        );
+        assert!(
+            model_window(&m, buf.as_raw(), Some("sinus"))
+                .unwrap_err()
+                .contains("soft tissue")
+        );
+        let gray = to_8bit(&buf, &m, 40.0, 400.0);
+        for (i, (&stored, &out)) in buf.as_raw().iter().zip(gray.as_raw()).enumerate() {
+            let hu = m.value(f64::from(stored));
+            let expected = linear_voi(hu, 40.0, 400.0).round();
+            assert!(
+                (f64::from(out) - expected).abs() < 1e-9,
+                "pixel {i}: {hu} HU"
+            );
+        }
+        // Not the 16-bit values divided by 257 (nearly black): soft tissue is mid-grey.
+        let mean = gray.as_raw().iter().map(|&v| f64::from(v)).sum::<f64>() / 16384.0;
+        assert!(mean > 40.0, "{mean}");
     }
 
     #[test]

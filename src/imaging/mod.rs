@@ -113,6 +113,22 @@ pub fn decode_with_mapping(path: &Path) -> Result<(DynamicImage, Option<GrayMapp
     decode_raster(path).map(|img| (img, None))
 }
 
+/// [`decode`] for a model: a 16-bit DICOM image becomes 8-bit through a window (see
+/// [`dicom::model_window`]: `window` names one, else the file's default), as a reader sees it;
+/// every other image is as [`decode`] gives it.
+pub fn decode_for_model(path: &Path, window: Option<&str>) -> Result<DynamicImage, ImageError> {
+    match decode_with_mapping(path)? {
+        (DynamicImage::ImageLuma16(buf), Some(m)) => {
+            let (center, width) =
+                dicom::model_window(&m, buf.as_raw(), window).map_err(|e| decode_err(path, e))?;
+            Ok(DynamicImage::ImageLuma8(dicom::to_8bit(
+                &buf, &m, center, width,
+            )))
+        }
+        (img, _) => Ok(img),
+    }
+}
+
 fn decode_raster(path: &Path) -> Result<DynamicImage, ImageError> {
     // The whole file is read once: every decoder needs all of it, and the JPEG checks below
     // look at the bytes before decoding.

@@ -211,6 +211,12 @@ pub struct ModelDescriptor {
     /// `nms`: output names and box layout.
     #[serde(default)]
     pub nms_outputs: NmsOutputs,
+    /// The window 16-bit DICOM images reach the model in (8 bits, as a reader sees them): a
+    /// window the file names or a standard CT window ("lung"), or "LEVEL/WIDTH" in modality
+    /// units. Unset: the file's own first window (soft tissue for CT without one), else the
+    /// image's full range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dicom_window: Option<String>,
 }
 
 fn default_pad_value() -> u8 {
@@ -245,6 +251,7 @@ pub struct DescriptorOverrides {
     pub nms_iou: Option<f32>,
     pub max_detections: Option<usize>,
     pub classes: Option<Vec<String>>,
+    pub dicom_window: Option<String>,
 }
 
 /// Built-in descriptors, by name.
@@ -287,6 +294,7 @@ impl ModelDescriptor {
             strides: default_strides(),
             pre_nms_top_k: None,
             nms_outputs: NmsOutputs::default(),
+            dicom_window: None,
         }
     }
 
@@ -419,6 +427,9 @@ impl ModelDescriptor {
         }
         if let Some(classes) = &overrides.classes {
             self.classes.clone_from(classes);
+        }
+        if let Some(w) = &overrides.dicom_window {
+            self.dicom_window = Some(w.clone());
         }
         self
     }

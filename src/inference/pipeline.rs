@@ -206,7 +206,8 @@ fn infer(detector: &Detector, prepared: &Prepared) -> Result<ImageDetections, In
 fn prepare_file(detector: &Detector, path: &std::path::Path) -> Result<Prepared, InferenceError> {
     let started = Instant::now();
     let work = AssertUnwindSafe(|| {
-        let image = crate::imaging::decode(path)?;
+        let window = detector.descriptor().dicom_window.as_deref();
+        let image = crate::imaging::decode_for_model(path, window)?;
         detector.prepare(&image)
     });
     let input = std::panic::catch_unwind(work).map_err(|panic| InferenceError::Panicked {
