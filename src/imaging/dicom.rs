@@ -369,9 +369,7 @@ pub fn linear_voi(x: f64, center: f64, width: f64) -> f64 {
     let (c, w) = (center - 0.5, (width - 1.0).max(0.0));
     if x <= c - w / 2.0 {
         0.0
-    } else if x > c + w / 2.0 {
-        255.0
-    } else if w == 0.0 {
+    } else if x > c + w / 2.0 || w == 0.0 {
         255.0
     } else {
         ((x - c) / w + 0.5) * 255.0
@@ -577,7 +575,7 @@ mod tests {
         );
         assert!(
             model_window(&m, buf.as_raw(), Some("sinus"))
-                .unwrap_err()
+                .expect_err("no such window")
                 .contains("soft tissue")
         );
         let gray = to_8bit(&buf, &m, 40.0, 400.0);
