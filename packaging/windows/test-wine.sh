@@ -108,12 +108,18 @@ for ((i = 1; i <= runs; i++)); do
 done
 echo "median launch to first frame over $runs runs: $(printf '%s\n' "${times[@]}" | sort -n | sed -n "$(((runs + 1) / 2))p") ms"
 
-say "the app on the demo project, screenshot in $out/shot-wine.png"
+say "the demo project opened as a double-click does (ShellExecute through the .loupe association), screenshot in $out/shot-wine.png"
 delay="${SHOT_DELAY:-12}"
-WGPU_BACKEND=vulkan timeout $((delay + 4)) wine "$install/loupe.exe" open "$project" \
+# `start` hands the file to ShellExecute, which runs the registered "open" command.
+WGPU_BACKEND=vulkan timeout $((delay + 4)) wine start /wait /unix "$work/$project" \
     >"$out/app-wine.log" 2>&1 &
 app=$!
 sleep "$delay"
 /usr/bin/import -window root "$out/shot-wine.png"
+# Wine's processes show their Windows command line to ps.
+opened="$(ps -eo args | grep -i 'loupe\.exe' | grep -v grep || true)"
+echo "running: $opened"
+grep -qi 'loupe\.exe.* open .*demo\.loupe' <<<"$opened" ||
+    fail "the double-click did not start loupe.exe open FILE"
 wait "$app" 2>/dev/null || true
 say "PASS"
