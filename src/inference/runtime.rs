@@ -69,9 +69,14 @@ fn init(path: &Path) -> Result<Runtime, InferenceError> {
         .with_telemetry(false)
         .build()
         .map_err(|e| load_err(e.to_string()))?;
-    let version = std::panic::catch_unwind(ort::info)
-        .ok()
-        .and_then(version_from_build_info)
+    // The library's own answer first: the wheels' build info names no release branch
+    // (`git-branch=HEAD`), and on Windows the file name (`onnxruntime.dll`) has no version.
+    let version = version_from_library(path)
+        .or_else(|| {
+            std::panic::catch_unwind(ort::info)
+                .ok()
+                .and_then(version_from_build_info)
+        })
         .or_else(|| version_from_file_name(path))
         .unwrap_or_else(|| "unknown".to_owned());
     tracing::debug!(path = %path.display(), %version, "loaded ONNX Runtime");
@@ -204,6 +209,32 @@ fn versioned_library_version(name: &str) -> Option<Vec<u64>> {
     numbers.split('.').map(|n| n.parse().ok()).collect()
 }
 
+/// ONNX Runtime's version as the library states it (`OrtGetApiBase()->GetVersionString()`, the
+/// call `ort` itself checks the version with, which it does not make public).
+#[allow(unsafe_code)] // Opening a library that is already loaded, and one C call that returns a
+// static string.
+pub(super) fn version_from_library(path: &Path) -> Option<String> {
+    type GetApiBase = unsafe extern "C" fn() -> *const ort::sys::OrtApiBase;
+    // SAFETY: `ort::init_from` has just loaded this library, so opening it again runs no
+    // initialisation code; it only takes another reference, released at the end.
+    let library = unsafe { libloading::Library::new(path) }.ok()?;
+    // SAFETY: `OrtGetApiBase` has this signature in every ONNX Runtime release (onnxruntime_c_api.h).
+    let get_api_base = unsafe { library.get::<GetApiBase>(b"OrtGetApiBase") }.ok()?;
+    // SAFETY: it takes no arguments and returns a pointer to a static table, or null.
+    let base = unsafe { get_api_base() };
+    if base.is_null() {
+        return None;
+    }
+    // SAFETY: `base` points to the static `OrtApiBase`, whose `GetVersionString` returns a
+    // static, NUL-terminated string such as "1.24.4".
+    let version = unsafe { std::ffi::CStr::from_ptr(((*base).GetVersionString)()) };
+    let version = version.to_str().ok()?;
+    version
+        .chars()
+        .all(|c| c.is_ascii_digit() || c == '.')
+        .then(|| version.to_owned())
+}
+
 /// ONNX Runtime's build info reads like `ORT Build Info: git-branch=rel-1.24.4, ...`.
 fn version_from_build_info(info: &str) -> Option<String> {
     let branch = info.split([',', ' ']).find_map(|part| {
@@ -217,7 +248,7 @@ fn version_from_build_info(info: &str) -> Option<String> {
         .then(|| branch.to_owned())
 }
 
-fn version_from_file_name(path: &Path) -> Option<String> {
+pub(super) fn version_from_file_name(path: &Path) -> Option<String> {
     let name = path.file_name()?.to_str()?;
     let numbers = versioned_library_version(name)?;
     Some(

@@ -749,6 +749,25 @@ fn pb_bytes_field(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// `loupe doctor` and `loupe --version` print the version ONNX Runtime states itself: the wheels'
+/// build info names no release branch, and on Windows the file name (`onnxruntime.dll`) has none.
+#[test]
+fn the_runtime_states_its_own_version() {
+    ensure_runtime();
+    let info = runtime::runtime_info().expect("the runtime loads");
+    let stated = runtime::version_from_library(&info.path).expect("OrtGetApiBase answers");
+    assert_eq!(info.version, stated);
+    let numbers: Vec<&str> = stated.split('.').collect();
+    assert!(
+        numbers.len() == 3 && numbers.iter().all(|n| n.parse::<u32>().is_ok()),
+        "{stated}"
+    );
+    // Where the file name carries the version too (`libonnxruntime.so.1.24.4`), they agree.
+    if let Some(from_name) = runtime::version_from_file_name(&info.path) {
+        assert_eq!(stated, from_name);
+    }
+}
+
 /// The real layout model on the ONNX Runtime found here. On a machine whose library has no CUDA
 /// (the plain `onnxruntime` wheel), `auto` runs on the CPU and says why CUDA was not used, and
 /// asking for CUDA is an error naming the provider and the library to install; where CUDA is
