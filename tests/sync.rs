@@ -331,6 +331,12 @@ on_both_backends!(
     a_published_version_is_fixed_and_verifiable,
     sync_needs_a_roster_and_a_key_in_it,
     a_placeholder_image_stays_missing_until_its_file_comes,
+    every_revision_is_its_signers,
+    a_foreign_object_in_the_next_place_is_written_past,
+    a_lost_pack_is_restored_by_its_author_and_missed_loudly_until_then,
+    a_bad_roster_does_not_stop_the_team,
+    a_roster_from_another_owner_is_refused,
+    a_clock_far_ahead_is_refused_until_ours_catches_up,
 );
 
 // ---------------------------------------------------------------- scenarios
@@ -1014,6 +1020,349 @@ fn sync_needs_a_roster_and_a_key_in_it(backend: Backend) {
     assert_eq!(team.sync(1).pushed_revisions, 1);
 }
 
+// ---------------------------------------------------------------- trust
+
+/// The roster member (user id, name) of client `i`'s key.
+fn member_of(team: &Team, i: usize) -> (Uuid, String) {
+    let roster = sync::team_show(
+        &team.clients[0].path,
+        None,
+        Some(&team.spec),
+        Some(&team.clients[0].config),
+    )
+    .expect("team show")
+    .0
+    .expect("a roster");
+    let key = team.key(i).public();
+    let m = roster.member_by_key(&key).expect("a member");
+    (m.user, m.name.clone())
+}
+
+fn every_revision_is_its_signers(backend: Backend) {
+    let team = Team::new(backend, &[Role::Lead, Role::Annotator]);
+    team.create(0, 0, 1.0);
+    team.sync(0);
+    team.sync(1);
+    let (owner_id, owner_name) = member_of(&team, 0);
+    // Client 1 (an annotator) attributes a new box to the owner, whom its project knows from the
+    // pull: what `loupe --user <owner id> import …` does.
+    let forged = {
+        let mut p = team.open(1);
+        p.act_as(&owner_id.to_string()).expect("act as the owner");
+        assert_eq!(p.current_user().expect("user").name, owner_name);
+        let value = value(&p, 1, 5.0, ReviewState::Submitted);
+        let id = Uuid::now_v7();
+        p.apply(&[Edit::Create { id, value }]).expect("create");
+        id
+    };
+    let r = team.sync(1);
+    assert_eq!((r.pushed_revisions, r.reattributed), (1, 1), "{r:?}");
+    assert!(r.is_clean(), "{r:?}");
+    let r = team.sync(0);
+    assert_eq!(r.pulled_revisions, 1);
+    let history = team.open(0).history(forged).expect("history");
+    let (_, signer_name) = member_of(&team, 1);
+    assert_eq!(
+        history
+            .iter()
+            .map(|h| h.author.as_str())
+            .collect::<Vec<_>>(),
+        [signer_name.as_str()],
+        "history names the signer, not the owner"
+    );
+    // Here the act stays as it was made: it never crossed the wire.
+    let here = team.open(1).history(forged).expect("history");
+    assert_eq!(here[0].author, owner_name);
+
+    // A pack signed with client 1's key whose revision names the owner is refused whole, the
+    // message naming both; the valid rest still applies and the sync says it refused something.
+    let store = team.store();
+    let c1 = team.open(1).client_id();
+    let real = pack::open(
+        &store
+            .get(&pack::pack_key(c1, 1))
+            .expect("get")
+            .expect("client 1's pack"),
+    )
+    .expect("valid");
+    let mut rev = real.revisions[0].clone();
+    rev.annotation = Uuid::now_v7();
+    rev.author = pack::NamedRef {
+        id: owner_id,
+        name: owner_name.clone(),
+    };
+    let client = Uuid::now_v7();
+    store
+        .put_new(
+            &pack::pack_key(client, 1),
+            Bytes::from(forge(client, 1, None, &team.key(1), &[rev])),
+        )
+        .expect("put");
+    team.create(1, 2, 7.0);
+    team.sync(1);
+    let r = team.sync(0);
+    assert_eq!(r.pulled_revisions, 1, "{r:?}");
+    assert_eq!(r.refused.len(), 1, "{r:?}");
+    let reason = &r.refused[0].reason;
+    assert!(reason.contains("forged author"), "{reason}");
+    assert!(
+        reason.contains(&owner_name) && reason.contains(&signer_name),
+        "{reason}"
+    );
+    assert!(!r.is_clean());
+}
+
+fn a_foreign_object_in_the_next_place_is_written_past(backend: Backend) {
+    let team = Team::new(backend, &[Role::Lead, Role::Annotator, Role::Annotator]);
+    let store = team.store();
+    team.create(1, 0, 1.0);
+    team.sync(1);
+    team.create(2, 1, 2.0);
+    team.sync(2);
+    let (c1, c2) = (team.open(1).client_id(), team.open(2).client_id());
+    // Client 2's pack copied into client 1's next place, and a stray file after it.
+    let copied = store
+        .get(&pack::pack_key(c2, 1))
+        .expect("get")
+        .expect("client 2's pack");
+    assert!(store.put_new(&pack::pack_key(c1, 2), copied).expect("put"));
+    assert!(
+        store
+            .put_new(&pack::pack_key(c1, 3), Bytes::from_static(b"hello"))
+            .expect("put")
+    );
+    let late = team.create(1, 2, 3.0);
+    let r = team.sync(1);
+    assert_eq!(r.pushed_revisions, 1, "{r:?}");
+    assert_eq!(r.written_past.len(), 2, "{r:?}");
+    assert!(
+        r.written_past[0].contains(&pack::pack_key(c1, 2))
+            && r.written_past[0].contains("replayed"),
+        "{:?}",
+        r.written_past
+    );
+    assert!(!r.is_clean());
+    assert!(
+        store.get(&pack::pack_key(c1, 4)).expect("get").is_some(),
+        "written at the next free place"
+    );
+    // Readers refuse both objects, and still get the pack written past them.
+    let r = team.sync(0);
+    assert_eq!(r.pulled_revisions, 3, "{r:?}");
+    assert_eq!(r.refused.len(), 2, "{:#?}", r.refused);
+    assert!(team.open(0).annotation(late).is_ok());
+    // Once past them, nobody meets them again, and pushes go on.
+    let r = team.sync(0);
+    assert!(r.is_clean(), "{r:?}");
+    team.create(1, 0, 9.0);
+    let r = team.sync(1);
+    assert!(r.is_clean() && r.pushed_revisions == 1, "{r:?}");
+    team.sync(0);
+    team.sync(2);
+    assert_eq!(team.hash(0), team.hash(1));
+    assert_eq!(team.hash(0), team.hash(2));
+}
+
+fn a_lost_pack_is_restored_by_its_author_and_missed_loudly_until_then(backend: Backend) {
+    let team = Team::new(backend, &[Role::Lead, Role::Annotator, Role::Annotator]);
+    let store = team.store();
+    let first = team.create(1, 0, 1.0);
+    team.sync(1);
+    let second = team.create(1, 1, 2.0);
+    team.sync(1);
+    let c1 = team.open(1).client_id();
+    store.delete(&pack::pack_key(c1, 1)).expect("delete");
+    // A reader finds the gap: it says whose revisions are missing and fails.
+    let r = team.sync(2);
+    assert_eq!(r.pulled_revisions, 0, "{r:?}");
+    assert!(!r.is_clean());
+    let (_, name) = member_of(&team, 1);
+    assert_eq!(r.held_back.len(), 1, "{r:?}");
+    assert!(
+        r.held_back[0].contains(&name) && r.held_back[0].contains("missing"),
+        "{:?}",
+        r.held_back
+    );
+    // Its author uploads the very same pack again; then everyone has both boxes.
+    let r = team.sync(1);
+    assert_eq!(r.restored, [pack::pack_key(c1, 1)], "{r:?}");
+    let r = team.sync(2);
+    assert!(r.is_clean(), "{r:?}");
+    assert_eq!(r.pulled_revisions, 2);
+    let p2 = team.open(2);
+    assert!(p2.annotation(first).is_ok() && p2.annotation(second).is_ok());
+}
+
+fn a_bad_roster_does_not_stop_the_team(backend: Backend) {
+    let team = Team::new(backend, &[Role::Lead, Role::Annotator]);
+    let store = team.store();
+    team.sync(0);
+    team.sync(1);
+    // Someone edits the roster: the annotator makes themself a lead.
+    let bytes = store
+        .get(sync::roster::ROSTER_KEY)
+        .expect("get")
+        .expect("roster");
+    let edited = String::from_utf8(bytes.to_vec())
+        .expect("utf8")
+        .replace("annotator", "lead");
+    store
+        .put_replace(sync::roster::ROSTER_KEY, Bytes::from(edited))
+        .expect("put");
+    // Everyone keeps working with the roster they verified last, and is told.
+    team.create(1, 0, 1.0);
+    let r = team.sync(1);
+    assert_eq!(r.pushed_revisions, 1, "{r:?}");
+    let problem = r.roster_problem.clone().expect("the problem is reported");
+    assert!(
+        problem.contains("signature") && problem.contains("team republish"),
+        "{problem}"
+    );
+    assert!(!r.is_clean());
+    let r = team.sync(0);
+    assert_eq!(r.pulled_revisions, 1);
+    let (roster, _, problem) = sync::team_show(
+        &team.clients[1].path,
+        None,
+        Some(&team.spec),
+        Some(&team.clients[1].config),
+    )
+    .expect("team show works");
+    assert!(problem.is_some());
+    let roster = roster.expect("the last verified roster");
+    assert_eq!(
+        roster
+            .member_by_key(&team.key(1).public())
+            .expect("member")
+            .role,
+        Role::Annotator,
+        "the edit is not believed"
+    );
+    // Only the owner can put the good roster back; one command does.
+    assert!(
+        sync::team_republish(
+            &team.clients[1].path,
+            None,
+            Some(&team.spec),
+            Some(&team.clients[1].config)
+        )
+        .is_err()
+    );
+    sync::team_republish(
+        &team.clients[0].path,
+        None,
+        Some(&team.spec),
+        Some(&team.clients[0].config),
+    )
+    .expect("republish");
+    let r = team.sync(1);
+    assert!(r.is_clean(), "{r:?}");
+    // And a roster deleted from the store is the same story.
+    store.delete(sync::roster::ROSTER_KEY).expect("delete");
+    let r = team.sync(1);
+    assert!(
+        r.roster_problem
+            .as_deref()
+            .is_some_and(|p| p.contains("missing")),
+        "{r:?}"
+    );
+}
+
+fn a_roster_from_another_owner_is_refused(backend: Backend) {
+    let team = Team::new(backend, &[Role::Lead, Role::Annotator]);
+    let store = team.store();
+    let owner = team.key(0).public();
+    // First contact with the owner's key given: a store whose roster that key signed is taken.
+    let mut fresh = Project::create(&team.dir.path().join("fresh.loupe")).expect("create");
+    sync::remote_add(&mut fresh, "origin", &team.spec, Some(&owner)).expect("the right owner");
+    // With another key it is refused.
+    let mallory = Identity::generate();
+    let err = sync::remote_add(&mut fresh, "other", &team.spec, Some(&mallory.public()))
+        .expect_err("another owner");
+    assert!(err.to_string().contains("refusing"), "{err}");
+    drop(fresh);
+    // Without it, the first owner seen is pinned: a roster signed by someone else later is
+    // refused loudly, while the pinned one keeps the team working.
+    team.sync(1);
+    let theirs = sync::Roster::new(Uuid::now_v7(), "mallory", mallory.public());
+    store
+        .put_replace(
+            sync::roster::ROSTER_KEY,
+            Bytes::from(theirs.seal(&mallory).expect("seal")),
+        )
+        .expect("put");
+    team.create(1, 0, 1.0);
+    let r = team.sync(1);
+    let problem = r.roster_problem.clone().expect("refused loudly");
+    assert!(
+        problem.contains(&mallory.public().to_string()) && problem.contains("someone else"),
+        "{problem}"
+    );
+    assert_eq!(r.pushed_revisions, 1);
+    // A project that pinned the real owner on `remote add` refuses it at its first sync.
+    let path = team.dir.path().join("fresh.loupe");
+    let options = SyncOptions {
+        spec: Some(team.spec.clone()),
+        config_dir: Some(team.clients[0].config.clone()),
+        ..SyncOptions::default()
+    };
+    let err = sync::sync_with(&path, &options, &NoProgress).expect_err("refused");
+    assert!(err.to_string().contains("someone else"), "{err}");
+}
+
+fn a_clock_far_ahead_is_refused_until_ours_catches_up(backend: Backend) {
+    let team = Team::new(backend, &[Role::Lead, Role::Annotator]);
+    let store = team.store();
+    team.create(1, 0, 1.0);
+    team.sync(1);
+    let c1 = team.open(1).client_id();
+    let real = pack::open(
+        &store
+            .get(&pack::pack_key(c1, 1))
+            .expect("get")
+            .expect("pack"),
+    )
+    .expect("valid");
+    let now = loupe::store::now_ms();
+    let stamped = |lead_ms: i64| {
+        let mut r = real.revisions[0].clone();
+        r.annotation = Uuid::now_v7();
+        r.hlc = (now + lead_ms) << 16;
+        r
+    };
+    let ahead = stamped(sync::MAX_CLOCK_LEAD_MS + 3_600_000);
+    let near = stamped(60_000);
+    for r in [&ahead, &near] {
+        let client = Uuid::now_v7();
+        store
+            .put_new(
+                &pack::pack_key(client, 1),
+                Bytes::from(forge(
+                    client,
+                    1,
+                    None,
+                    &team.key(1),
+                    std::slice::from_ref(r),
+                )),
+            )
+            .expect("put");
+    }
+    let r = team.sync(0);
+    assert_eq!(
+        r.pulled_revisions, 2,
+        "client 1's box and the one a minute ahead"
+    );
+    assert_eq!(r.refused.len(), 1, "{r:?}");
+    assert!(r.refused[0].reason.contains("clock ahead"), "{r:?}");
+    let p0 = team.open(0);
+    assert!(p0.annotation(ahead.annotation).is_err());
+    assert!(p0.annotation(near.annotation).is_ok());
+    // The clock was not dragged along: the next local edit is stamped before the refused one.
+    let id = team.create(0, 1, 4.0);
+    let hlc = team.open(0).history(id).expect("history")[0].hlc;
+    assert!(hlc < ahead.hlc);
+}
+
 // ---------------------------------------------------------------- convergence
 
 #[derive(Clone, Debug)]
@@ -1307,6 +1656,131 @@ fn the_command_line_drives_a_team() {
     let json = run("ann", &["sync", "status", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&json).expect("json");
     assert_eq!(v["packs_pulled"], 1);
+}
+
+/// `loupe --user <someone else> …; loupe sync` cannot put words in another member's mouth, and a
+/// sync that refused anything says so first and exits non-zero, having applied the rest.
+#[test]
+fn the_command_line_keeps_authors_and_fails_on_refusals() {
+    use crate::support::loupe;
+    let dir = scratch();
+    write_png(&dir.path().join("img/0.png"), 40, 30, 21);
+    let remote = dir.path().join("shared");
+    let cmd = |who: &str, args: &[&str]| {
+        // Both streams into one pipe, in the order they were written.
+        let mut c = Command::new("sh");
+        c.current_dir(dir.path())
+            .env("LOUPE_CONFIG_DIR", dir.path().join(format!("cfg-{who}")))
+            .arg("-c")
+            .arg("exec \"$0\" \"$@\" 2>&1")
+            .arg(loupe().get_program())
+            .args(["--project", &format!("{who}.loupe")])
+            .args(args);
+        c.env_remove("LOUPE_PROJECT");
+        let out = c.output().expect("run loupe");
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let run = |who: &str, args: &[&str]| -> String {
+        let (status, text) = cmd(who, args);
+        assert!(status.success(), "loupe {args:?} failed: {text}");
+        text
+    };
+    for who in ["olga", "ann"] {
+        run(who, &["init", &format!("{who}.loupe")]);
+        run(who, &["add", "img"]);
+        run(
+            who,
+            &["remote", "add", "origin", remote.to_str().expect("utf8")],
+        );
+    }
+    run("olga", &["team", "init"]);
+    let ann_key = run("ann", &["team", "key"]).trim().to_owned();
+    run(
+        "olga",
+        &[
+            "team",
+            "add",
+            "ann",
+            "--role",
+            "annotator",
+            "--key",
+            &ann_key,
+        ],
+    );
+    run("olga", &["debug-gen-revisions", "2"]);
+    run("olga", &["sync"]);
+    run("ann", &["sync"]);
+    let olga = Project::open(&dir.path().join("olga.loupe"))
+        .expect("open")
+        .current_user()
+        .expect("user");
+    // Ann writes boxes in olga's name, then syncs.
+    run(
+        "ann",
+        &["--user", &olga.id.to_string(), "debug-gen-revisions", "3"],
+    );
+    let out = run("ann", &["sync"]);
+    assert!(out.contains("pushed 3 revisions"), "{out}");
+    assert!(out.contains("pushed as yours"), "{out}");
+    let out = run("olga", &["sync"]);
+    assert!(out.contains("pulled 3 revisions"), "{out}");
+    let p = Project::open(&dir.path().join("olga.loupe")).expect("open");
+    let mut authors: Vec<String> = p
+        .all_annotations()
+        .expect("boxes")
+        .iter()
+        .map(|a| p.history(a.id).expect("history")[0].author.clone())
+        .collect();
+    authors.sort();
+    assert_eq!(
+        authors,
+        ["ann", "ann", "ann", olga.name.as_str(), olga.name.as_str()]
+    );
+    drop(p);
+
+    // A tampered pack in the store: olga's sync applies ann's valid new pack, says what it
+    // refused before its summary, and exits non-zero.
+    let store = RemoteStore::open(
+        &RemoteSpec::new(format!("file://{}", remote.display())),
+        None,
+    )
+    .expect("store");
+    let ann_client = Project::open(&dir.path().join("ann.loupe"))
+        .expect("open")
+        .client_id();
+    let first = store
+        .get(&pack::pack_key(ann_client, 1))
+        .expect("get")
+        .expect("ann's pack");
+    run("ann", &["debug-gen-revisions", "1"]);
+    run("ann", &["sync"]);
+    let stranger = Uuid::now_v7();
+    let mut bad = first.to_vec();
+    let n = bad.len();
+    bad[n - 80] ^= 1;
+    store
+        .put_new(&pack::pack_key(stranger, 1), Bytes::from(bad))
+        .expect("put");
+    let (status, out) = cmd("olga", &["sync"]);
+    assert_eq!(status.code(), Some(1), "{out}");
+    let refused = out.find("refused: pack").expect("the refusal is said");
+    let summary = out
+        .find("pulled 1 revisions")
+        .expect("the valid pack applied");
+    assert!(refused < summary, "refusals come first: {out}");
+    // Still refused on the next sync, in JSON too.
+    let out = loupe()
+        .current_dir(dir.path())
+        .env("LOUPE_CONFIG_DIR", dir.path().join("cfg-olga"))
+        .args(["--project", "olga.loupe", "sync", "--json"])
+        .output()
+        .expect("run loupe");
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["refused"].as_array().map(Vec::len), Some(1));
 }
 
 /// The app's situation: a long-open connection (the store writer) keeps editing while another

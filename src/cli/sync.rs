@@ -33,6 +33,11 @@ pub enum RemoteCmd {
         /// Allow plain HTTP to the endpoint.
         #[arg(long)]
         allow_http: bool,
+        /// The team owner's public key (`loupe team key` on the owner's machine): a roster
+        /// signed by any other key is refused, now and later. Without it, the owner of the
+        /// first roster seen is trusted from then on.
+        #[arg(long, value_name = "KEY")]
+        owner: Option<String>,
     },
     /// List the remotes.
     List {
@@ -113,6 +118,12 @@ pub enum TeamCmd {
     },
     /// Print this OS user's public key (created on first use).
     Key,
+    /// Write the last roster this project verified back to the store, signed again (owner
+    /// only): the way back when the store's roster was edited, deleted or replaced.
+    Republish {
+        #[arg(long)]
+        remote: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -159,6 +170,7 @@ pub fn remote(cli: &Cli, cmd: &RemoteCmd) -> Result<()> {
             region,
             profile,
             allow_http,
+            owner,
         } => {
             let url = if url.contains("://") {
                 url.clone()
@@ -175,10 +187,14 @@ pub fn remote(cli: &Cli, cmd: &RemoteCmd) -> Result<()> {
                 allow_http: *allow_http,
                 credentials: None,
             };
-            // Fail now, not at the first sync, on a URL we cannot use.
-            sync::RemoteStore::open(&spec, None)?;
-            p.sync_add_remote(name, &spec)?;
-            println!("remote {name}: {}", spec.url);
+            let owner = owner.as_deref().map(PublicKey::parse).transpose()?;
+            // Fails now, not at the first sync, on a URL we cannot use or a roster another key
+            // signed.
+            sync::remote_add(&mut p, name, &spec, owner.as_ref())?;
+            match owner {
+                Some(k) => println!("remote {name}: {} (roster owner {k})", spec.url),
+                None => println!("remote {name}: {}", spec.url),
+            }
         }
         RemoteCmd::List { json } => {
             let remotes = p.sync_remotes()?;
@@ -241,9 +257,47 @@ fn run_sync(cli: &Cli, args: &SyncArgs) -> Result<ExitCode> {
     let report = sync::sync_with(&path, &options, &bar);
     bar.finish();
     let report = report?;
+    // Anything refused or missing makes the exit status non-zero, after applying what was
+    // valid: scripts and CI must not read a partial merge as a clean one.
+    let status = if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
     if args.json {
         print_json(&report)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(status);
+    }
+    // What was refused comes first, so it is not lost under the summary.
+    if let Some(problem) = &report.roster_problem {
+        eprintln!("roster: {problem}");
+    }
+    for r in &report.refused {
+        eprintln!("refused: {}", refusal_line(r));
+    }
+    for h in &report.held_back {
+        eprintln!("held back: {h}");
+    }
+    for w in &report.written_past {
+        eprintln!("written past: {w}");
+    }
+    for l in &report.lost {
+        eprintln!("lost: {l}");
+    }
+    for r in &report.restored {
+        eprintln!("restored: {r}: the store had lost it; uploaded it again");
+    }
+    if report.refused_own > 0 {
+        eprintln!(
+            "refused: {} of your revisions need a role your key lacks in the roster: every client refuses them",
+            report.refused_own
+        );
+    }
+    if report.reattributed > 0 {
+        eprintln!(
+            "note: {} revisions attributed here to someone else were pushed as yours: a key signs only for its own member",
+            report.reattributed
+        );
     }
     println!(
         "{} ({}): pushed {} revisions in {} packs, pulled {} revisions in {} packs in {:.2}s",
@@ -261,18 +315,6 @@ fn run_sync(cli: &Cli, args: &SyncArgs) -> Result<ExitCode> {
             report.images_pushed, report.images_pulled
         );
     }
-    if report.refused_own > 0 {
-        eprintln!(
-            "{} of your revisions need a role your key lacks in the roster: every client refuses them",
-            report.refused_own
-        );
-    }
-    for r in &report.refused {
-        eprintln!("refused: {}", refusal_line(r));
-    }
-    for h in &report.held_back {
-        eprintln!("held back: {h}");
-    }
     if report.conflicts > 0 {
         println!(
             "{} boxes in conflict ({} new): see `loupe sync conflicts`",
@@ -280,7 +322,12 @@ fn run_sync(cli: &Cli, args: &SyncArgs) -> Result<ExitCode> {
         );
     }
     println!("state {}", &report.state_hash[..16]);
-    Ok(ExitCode::SUCCESS)
+    if !report.is_clean() {
+        eprintln!(
+            "sync applied what was valid but refused or missed something (see above); exit status 1"
+        );
+    }
+    Ok(status)
 }
 
 fn refusal_line(r: &sync::Refusal) -> String {
@@ -435,12 +482,24 @@ pub fn team(cli: &Cli, cmd: &TeamCmd) -> Result<()> {
                 r.version
             );
         }
+        TeamCmd::Republish { remote } => {
+            let path = project_path(cli)?;
+            let r = sync::team_republish(&path, remote.as_deref(), None, None)?;
+            println!(
+                "republished roster version {} ({} members)",
+                r.version,
+                r.members.len()
+            );
+        }
         TeamCmd::Show { remote, json } => {
             let path = project_path(cli)?;
-            let (roster, me) = sync::team_show(&path, remote.as_deref(), None, None)?;
+            let (roster, me, problem) = sync::team_show(&path, remote.as_deref(), None, None)?;
             let Some(roster) = roster else {
                 bail!("the remote has no team roster yet: run `loupe team init`");
             };
+            if let Some(problem) = &problem {
+                eprintln!("warning: {problem}");
+            }
             if *json {
                 return print_json(&roster);
             }

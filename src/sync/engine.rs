@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::keys::{self, Identity, PublicKey};
 use super::local::{ApplyError, Judge, OutRevision, Refusal, RemoteInfo};
 use super::pack::{
-    self, MAX_PACK_REVISIONS, Pack, PackProblem, PackWriter, pack_key, parse_pack_key,
+    self, MAX_PACK_REVISIONS, NamedRef, Pack, PackProblem, PackWriter, pack_key, parse_pack_key,
 };
 use super::roster::{Member, ROSTER_KEY, Roster};
 use super::store::RemoteStore;
@@ -48,17 +48,19 @@ pub fn sync_with(
     let remote = resolve_remote(&mut project, options)?;
     let identity = identity(options.config_dir.as_deref())?;
     let store = RemoteStore::open(&remote.spec, options.faults.clone())?;
-    let roster = fetch_roster(&mut project, &store, &remote.name)?.ok_or_else(|| {
+    let fetched = fetch_roster(&mut project, &store, &remote.name)?.ok_or_else(|| {
         SyncError::Roster(format!(
             "{} has no team roster yet: the team's owner runs `loupe team init` first",
             remote.spec.url
         ))
     })?;
+    let roster = fetched.roster;
     let me = identity.public();
     let judge = |state: ReviewState, resolves: bool| roster.refusal(&me, state, resolves);
     let mut report = SyncReport {
         remote: remote.name.clone(),
         url: remote.spec.url.clone(),
+        roster_problem: fetched.problem,
         ..SyncReport::default()
     };
     if options.push {
@@ -128,20 +130,66 @@ pub(super) fn resolve_remote(
     Ok(info)
 }
 
-/// Reads and verifies the roster, pinning its owner key and version on first sight.
+/// The roster to work with, and why it is not the store's copy when it is not.
+struct Fetched {
+    roster: Roster,
+    /// The store's roster is missing, unreadable, forged, signed by another owner or rolled
+    /// back: `roster` is then the last one this project verified.
+    problem: Option<String>,
+}
+
+/// Reads and verifies the roster, pinning its owner key and version on first sight. When the
+/// store's copy does not verify, the last roster this project verified is used instead (one bad
+/// file must not stop a team), with the problem named; only without one is it an error.
 fn fetch_roster(
     project: &mut Project,
     store: &RemoteStore,
     remote: &str,
-) -> Result<Option<Roster>, SyncError> {
-    let Some(bytes) = store.get(ROSTER_KEY)? else {
-        return Ok(None);
+) -> Result<Option<Fetched>, SyncError> {
+    let bytes = store.get(ROSTER_KEY)?;
+    let present = bytes.is_some();
+    let verified = match bytes {
+        None => Err(SyncError::Roster(format!(
+            "{}: {ROSTER_KEY} is missing from the store",
+            store.url()
+        ))),
+        Some(bytes) => verify_roster(project, remote, &bytes),
     };
+    let last = cached_roster(project, remote)?;
+    match (verified, last) {
+        (Ok(roster), _) => {
+            pin_roster(project, remote, &roster)?;
+            Ok(Some(Fetched {
+                roster,
+                problem: None,
+            }))
+        }
+        // Never verified one: a store without a roster is not an error here, a bad one is.
+        (Err(_), None) if !present => Ok(None),
+        (Err(e), None) => Err(e),
+        (Err(e), Some(roster)) => {
+            let problem = format!(
+                "{e}; working with the last roster verified here (version {}); the owner can \
+                 restore it with `loupe team republish`",
+                roster.version
+            );
+            tracing::warn!("{problem}");
+            Ok(Some(Fetched {
+                roster,
+                problem: Some(problem),
+            }))
+        }
+    }
+}
+
+/// Checks a roster's signature against the pinned owner key and its version against the last
+/// one seen.
+fn verify_roster(project: &Project, remote: &str, bytes: &[u8]) -> Result<Roster, SyncError> {
     let pinned = project
         .sync_state_get(remote, "roster_owner")?
         .map(|k| PublicKey::parse(&k))
         .transpose()?;
-    let roster = Roster::open(&bytes, pinned.as_ref())?;
+    let roster = Roster::open(bytes, pinned.as_ref())?;
     let seen: u64 = project
         .sync_state_get(remote, "roster_version")?
         .and_then(|v| v.parse().ok())
@@ -152,8 +200,53 @@ fn fetch_roster(
             roster.version
         )));
     }
-    pin_roster(project, remote, &roster)?;
-    Ok(Some(roster))
+    Ok(roster)
+}
+
+/// Adds (or changes) a remote. With `owner` (the key `loupe team key` prints on the owner's
+/// machine), the store's roster must be signed by that key, now and on every later sync; without
+/// it, the owner of the first roster seen is pinned.
+pub fn remote_add(
+    project: &mut Project,
+    name: &str,
+    spec: &super::RemoteSpec,
+    owner: Option<&PublicKey>,
+) -> Result<(), SyncError> {
+    let store = RemoteStore::open(spec, None)?;
+    if let Some(owner) = owner
+        && let Some(bytes) = store.get(ROSTER_KEY)?
+    {
+        Roster::open(&bytes, Some(owner))
+            .map_err(|e| SyncError::Roster(format!("{}: {e}", spec.url)))?;
+    }
+    project.sync_add_remote(name, spec)?;
+    if let Some(owner) = owner {
+        project.sync_state_set(name, "roster_owner", &owner.to_string())?;
+    }
+    Ok(())
+}
+
+/// Writes the last roster this project verified back to the store, signed again with the
+/// owner's key: the way back when the store's copy was edited, deleted or replaced. Only the
+/// owner may.
+pub fn team_republish(
+    project_path: &Path,
+    remote: Option<&str>,
+    spec: Option<&super::RemoteSpec>,
+    config_dir: Option<&Path>,
+) -> Result<Roster, SyncError> {
+    let mut project = Project::open(project_path)?;
+    let (info, store) = open_remote(&mut project, remote, spec)?;
+    let identity = identity(config_dir)?;
+    let roster = cached_roster(&project, &info.name)?.ok_or_else(|| {
+        SyncError::Roster(format!(
+            "this project has never verified a roster of {}: nothing to republish",
+            info.spec.url
+        ))
+    })?;
+    let bytes = roster.seal(&identity)?;
+    store.put_replace(ROSTER_KEY, Bytes::from(bytes))?;
+    Ok(roster)
 }
 
 fn pin_roster(project: &mut Project, remote: &str, roster: &Roster) -> Result<(), SyncError> {
@@ -200,7 +293,20 @@ fn push(
         )));
     };
     let signer = format!("{} ({me})", member.name);
-    let (revisions, watermark) = project.sync_unpushed(remote, judge)?;
+    restore_lost_packs(project, store, &remote.name, report)?;
+    let (mut revisions, watermark) = project.sync_unpushed(remote, judge)?;
+    // On the wire every revision is the signer's: whoever it is attributed to here (`--user`,
+    // `act_as`) stays in this project file and never crosses into the store.
+    let wire_author = NamedRef {
+        id: member.user,
+        name: member.name.clone(),
+    };
+    for o in &mut revisions {
+        if o.revision.author.name != wire_author.name {
+            report.reattributed += 1;
+        }
+        o.revision.author = wire_author.clone();
+    }
     if revisions.is_empty() {
         return project.sync_set_watermark(&remote.name, watermark);
     }
@@ -214,6 +320,7 @@ fn push(
     let (mut seq, mut prev) = project.sync_chain_head(&remote.name, client)?;
     let per_pack = options.pack_revisions.clamp(1, MAX_PACK_REVISIONS);
     let mut i = 0;
+    let mut retried = false;
     while i < revisions.len() {
         let chunk = &revisions[i..(i + per_pack).min(revisions.len())];
         seq += 1;
@@ -223,13 +330,46 @@ fn push(
         }
         let (bytes, hash) = writer.finish(client, seq, prev.clone(), identity, now_ms());
         let key = pack_key(client, seq);
-        let (hash, n) = if store.put_new(&key, Bytes::from(bytes))? {
-            (hash, chunk.len())
+        let bytes = Bytes::from(bytes);
+        let (hash, n, copy) = if store.put_new(&key, bytes.clone())? {
+            (hash, chunk.len(), Some(bytes))
         } else {
-            adopt(store, &key, client, seq, prev.as_deref(), &revisions[i..])?
+            match occupant(
+                store,
+                &key,
+                client,
+                seq,
+                prev.as_deref(),
+                roster,
+                &revisions[i..],
+            )? {
+                Occupant::Ours(hash, n) => (hash, n, None),
+                Occupant::Vanished if !retried => {
+                    // Deleted between our write and our read: try the same place once more.
+                    retried = true;
+                    seq -= 1;
+                    continue;
+                }
+                Occupant::Vanished => {
+                    return Err(SyncError::ClientCollision(format!(
+                        "{}: {key} refuses new packs but holds none",
+                        store.url()
+                    )));
+                }
+                Occupant::Foreign(why) => {
+                    // Every reader refuses what sits there for the same reason and looks at the
+                    // next place for a pack that follows our last one: write it there.
+                    let note = format!("{key}: {why}; your pack was written after it");
+                    tracing::warn!("{note}");
+                    report.written_past.push(note);
+                    continue;
+                }
+            }
         };
+        retried = false;
         let written = &revisions[i..i + n];
         project.sync_record_push(&remote.name, seq, &hash, written, &signer, judge)?;
+        keep_copy(project, store, &remote.name, &key, copy)?;
         report.pushed_packs += 1;
         report.pushed_revisions += n;
         report.refused_own += written.iter().filter(|o| o.refused.is_some()).count();
@@ -240,33 +380,111 @@ fn push(
     project.sync_set_watermark(&remote.name, watermark)
 }
 
-/// A pack already sits at this client's next place: a push that died after writing it. It is
-/// ours if it holds the next revisions in order; then it counts as pushed.
-fn adopt(
+/// The `sync_state` key of the local copy of a pushed pack.
+fn copy_key(seq: u64) -> String {
+    format!("pushed_pack:{seq}")
+}
+
+/// Keeps a copy of a pack this client wrote, so it can upload it again if the store loses it
+/// (the chain runs through its hash: only the very same bytes can fill its place).
+fn keep_copy(
+    project: &Project,
+    store: &RemoteStore,
+    remote: &str,
+    key: &str,
+    written: Option<Bytes>,
+) -> Result<(), SyncError> {
+    use base64::Engine as _;
+    let Some((_, seq)) = parse_pack_key(key) else {
+        return Ok(());
+    };
+    // What we wrote, or (an adopted pack) what the store holds at our place.
+    let bytes = match written {
+        Some(b) => Some(b),
+        None => store.get(key)?,
+    };
+    if let Some(bytes) = bytes {
+        let text = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        project.sync_state_set(remote, &copy_key(seq), &text)?;
+    }
+    Ok(())
+}
+
+/// Uploads again the packs this client pushed that the store no longer has, from the copies
+/// kept at push; one without a copy (pushed by an older Loupe) is reported as lost.
+fn restore_lost_packs(
+    project: &Project,
+    store: &RemoteStore,
+    remote: &str,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    use base64::Engine as _;
+    let pushed = project.sync_pushed_seqs(remote)?;
+    if pushed.is_empty() {
+        return Ok(());
+    }
+    let client = project.client_id();
+    let present: std::collections::HashSet<u64> = store
+        .list(&format!("log/{client}"), None)?
+        .iter()
+        .filter_map(|k| parse_pack_key(k))
+        .filter(|(c, _)| *c == client)
+        .map(|(_, s)| s)
+        .collect();
+    for seq in pushed.into_iter().filter(|s| !present.contains(s)) {
+        let key = pack_key(client, seq);
+        let copy = project
+            .sync_state_get(remote, &copy_key(seq))?
+            .and_then(|t| base64::engine::general_purpose::STANDARD.decode(t).ok());
+        match copy {
+            Some(bytes) => {
+                store.put_new(&key, Bytes::from(bytes))?;
+                tracing::warn!("{key}: the store had lost this pack; uploaded it again");
+                report.restored.push(key);
+            }
+            None => report.lost.push(format!(
+                "{key}: the store lost this pack of yours and this project keeps no copy of it \
+                 (pushed by an older Loupe); its revisions are missing for everyone else"
+            )),
+        }
+    }
+    Ok(())
+}
+
+/// What sits at this client's next place in the log when a push finds it taken.
+enum Occupant {
+    /// The next revisions in order: a push that died after writing it. It counts as pushed.
+    Ours(String, usize),
+    /// Something every reader refuses (another client's pack, a broken or foreign object).
+    Foreign(String),
+    /// Nothing any more.
+    Vanished,
+}
+
+/// Looks at an object that sits at this client's next place, judging it as readers will
+/// ([`check`]): what readers accept there is this client's pack (ours, or a copied project file's,
+/// which is an error); what they refuse is foreign and is written past.
+#[allow(clippy::too_many_arguments)]
+fn occupant(
     store: &RemoteStore,
     key: &str,
     client: Uuid,
     seq: u64,
     prev: Option<&str>,
+    roster: &Roster,
     remaining: &[OutRevision],
-) -> Result<(String, usize), SyncError> {
-    let collision = |why: String| {
-        SyncError::ClientCollision(format!(
-            "{}: {key} already holds a pack this project did not write ({why}). Was this project \
-             file copied? Every copy needs its own client id.",
-            store.url()
-        ))
+) -> Result<Occupant, SyncError> {
+    let Some(bytes) = store.get(key)? else {
+        return Ok(Occupant::Vanished);
     };
-    let bytes = store
-        .get(key)?
-        .ok_or_else(|| collision("it vanished".into()))?;
-    let pack = pack::open(&bytes).map_err(|p| collision(p.to_string()))?;
-    let h = &pack.header;
-    if h.client != client || h.seq != seq || h.prev.as_deref() != prev {
-        return Err(collision(
-            "its header names another place in the log".into(),
-        ));
-    }
+    let pack = match check(&bytes, client, seq, prev, roster, now_ms()) {
+        Ok(pack) => pack,
+        Err(problem) => {
+            return Ok(Occupant::Foreign(format!(
+                "not a pack of yours ({problem})"
+            )));
+        }
+    };
     let n = pack.revisions.len();
     let ours = n > 0
         && n <= remaining.len()
@@ -276,11 +494,23 @@ fn adopt(
             .zip(remaining)
             .all(|(a, b)| a.annotation == b.revision.annotation && a.hlc == b.revision.hlc);
     if !ours {
-        return Err(collision("other revisions".into()));
+        return Err(SyncError::ClientCollision(format!(
+            "{}: {key} already holds a valid pack of this client that this project did not \
+             write (other revisions, signed by {}). Was this project file copied? Every copy \
+             needs its own client id.",
+            store.url(),
+            pack.header.signer
+        )));
     }
     tracing::warn!("{key}: adopting a pack an interrupted push wrote");
-    Ok((pack.hash, n))
+    Ok(Occupant::Ours(pack.hash, n))
 }
+
+/// How far a pack's clock may run ahead of this machine's: a revision stamped later than that
+/// is refused (not clamped: its id is signed and names it everywhere), so one machine with a
+/// clock in the future cannot pin every later edit of the team behind its own. The pack is
+/// looked at again on every sync and accepted once this clock has caught up.
+pub const MAX_CLOCK_LEAD_MS: i64 = 10 * 60 * 1000;
 
 /// Checks what the pack itself cannot: its place in the log, its chain, its signer's standing.
 fn check(
@@ -289,6 +519,7 @@ fn check(
     seq: u64,
     prev: Option<&str>,
     roster: &Roster,
+    now_ms: i64,
 ) -> Result<Pack, PackProblem> {
     let pack = pack::open(bytes)?;
     let h = &pack.header;
@@ -297,9 +528,18 @@ fn check(
             claims: pack_key(h.client, h.seq),
         });
     }
-    if roster.member_by_key(&h.signer).is_none() {
+    let Some(member) = roster.member_by_key(&h.signer) else {
         return Err(PackProblem::UnknownKey {
             signer: h.signer.to_string(),
+        });
+    };
+    // A signature vouches for its signer only: every revision is the signer's own.
+    if let Some(r) = pack.revisions.iter().find(|r| r.author.id != member.user) {
+        return Err(PackProblem::ForgedAuthor {
+            annotation: r.annotation,
+            hlc: r.hlc,
+            author: format!("{} ({})", r.author.name, r.author.id),
+            signer: format!("{} ({}, key {})", member.name, member.user, h.signer),
         });
     }
     if h.prev.as_deref() != prev {
@@ -308,7 +548,31 @@ fn check(
             found: h.prev.clone(),
         });
     }
+    let bound = now_ms.saturating_add(MAX_CLOCK_LEAD_MS);
+    if let Some(r) = pack.revisions.iter().max_by_key(|r| r.hlc)
+        && (r.hlc >> 16) > bound
+    {
+        return Err(PackProblem::FutureClock {
+            annotation: r.annotation,
+            lead_ms: (r.hlc >> 16) - now_ms,
+            bound_ms: MAX_CLOCK_LEAD_MS,
+        });
+    }
     Ok(pack)
+}
+
+/// Who writes as `client`, for messages: the roster member whose key signed the pack at `key`.
+fn writer_of(store: &RemoteStore, key: &str, roster: &Roster) -> String {
+    let Ok(Some(bytes)) = store.get(key) else {
+        return "unknown".into();
+    };
+    match pack::open(&bytes) {
+        Ok(p) => roster.member_by_key(&p.header.signer).map_or_else(
+            || format!("key {}", p.header.signer),
+            |m| format!("{} ({})", m.name, p.header.signer),
+        ),
+        Err(_) => "unknown".into(),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -355,13 +619,18 @@ fn pull(
     }
     progress.set_total(total as u64);
     let mut budget = options.max_packs;
-    'clients: for (client, mut last, mut prev, seqs) in work {
+    'clients: for (client, last, mut prev, seqs) in work {
+        // The next place to look at: after an applied pack, and after a refused object too (its
+        // writer writes past what it does not recognise as its own; see `push`).
+        let mut next = last + 1;
         for (k, &seq) in seqs.iter().enumerate() {
-            let later = seqs.len() - k - 1;
-            if seq != last + 1 {
+            if seq != next {
+                let who = writer_of(store, &pack_key(client, seq), roster);
                 report.held_back.push(format!(
-                    "client {client}: pack {} is missing from the store; {} later pack(s) wait",
-                    last + 1,
+                    "client {client} of {who}: pack {} is missing from the store, so revisions \
+                     of {who} are missing here; {} later pack(s) wait until {who} syncs again \
+                     (it re-uploads what the store lost)",
+                    pack_key(client, next),
                     seqs.len() - k
                 ));
                 break;
@@ -377,7 +646,8 @@ fn pull(
                 break;
             };
             progress.inc(1);
-            let verdict = check(&bytes, client, seq, prev.as_deref(), roster);
+            next = seq + 1;
+            let verdict = check(&bytes, client, seq, prev.as_deref(), roster, now_ms());
             let problem = match verdict {
                 Ok(pack) => {
                     match project.sync_apply_pack(
@@ -392,7 +662,6 @@ fn pull(
                             report.pulled_revisions += applied.revisions;
                             report.new_conflicts += applied.new_conflicts;
                             report.refused.extend(applied.refused);
-                            last = seq;
                             prev = Some(pack.hash);
                             continue;
                         }
@@ -417,12 +686,6 @@ fn pull(
             tracing::warn!("refused {}", refusal.reason);
             project.sync_record_refusal(&refusal)?;
             report.refused.push(refusal);
-            if later > 0 {
-                report.held_back.push(format!(
-                    "client {client}: {later} pack(s) after the refused {key} wait"
-                ));
-            }
-            break;
         }
     }
     Ok(())
@@ -576,12 +839,14 @@ pub fn team_add(
     let mut project = Project::open(project_path)?;
     let (info, store) = open_remote(&mut project, remote, spec)?;
     let identity = identity(config_dir)?;
-    let mut roster = fetch_roster(&mut project, &store, &info.name)?.ok_or_else(|| {
-        SyncError::Roster(format!(
-            "{} has no roster: run `loupe team init` first",
-            info.spec.url
-        ))
-    })?;
+    let mut roster = fetch_roster(&mut project, &store, &info.name)?
+        .ok_or_else(|| {
+            SyncError::Roster(format!(
+                "{} has no roster: run `loupe team init` first",
+                info.spec.url
+            ))
+        })?
+        .roster;
     let (user, name) = match Uuid::parse_str(&change.user) {
         Ok(id) => {
             let name = roster
@@ -630,20 +895,22 @@ pub fn team_add(
     Ok(roster)
 }
 
-/// The remote's roster and this OS user's public key.
+/// The remote's roster (the last one verified here, with the problem, when the store's copy
+/// does not verify) and this OS user's public key.
 pub fn team_show(
     project_path: &Path,
     remote: Option<&str>,
     spec: Option<&super::RemoteSpec>,
     config_dir: Option<&Path>,
-) -> Result<(Option<Roster>, PublicKey), SyncError> {
+) -> Result<(Option<Roster>, PublicKey, Option<String>), SyncError> {
     let mut project = Project::open(project_path)?;
     let (info, store) = open_remote(&mut project, remote, spec)?;
     let identity = identity(config_dir)?;
-    Ok((
-        fetch_roster(&mut project, &store, &info.name)?,
-        identity.public(),
-    ))
+    let (roster, problem) = match fetch_roster(&mut project, &store, &info.name)? {
+        Some(f) => (Some(f.roster), f.problem),
+        None => (None, None),
+    };
+    Ok((roster, identity.public(), problem))
 }
 
 /// Which value a conflict resolution keeps.

@@ -244,6 +244,21 @@ impl Project {
         })
     }
 
+    /// The sequence numbers of the packs this client pushed to `remote`.
+    pub fn sync_pushed_seqs(&self, remote: &str) -> Result<Vec<u64>, SyncError> {
+        let mut stmt = self.conn().prepare(
+            "SELECT seq FROM sync_packs WHERE remote=?1 AND client=?2 AND pushed=1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![remote, self.client_id().to_string()], |r| {
+            r.get::<_, i64>(0)
+        })?;
+        Ok(rows
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter_map(|s| u64::try_from(s).ok())
+            .collect())
+    }
+
     fn sync_client_row(&self) -> Result<i64, SyncError> {
         Ok(self.conn().query_row(
             "SELECT id FROM clients WHERE uuid=?1",

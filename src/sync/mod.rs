@@ -12,9 +12,13 @@
 //! Merging is deterministic and never last-writer-wins for concurrent edits ([`merge`]): the
 //! current value is the greatest (hlc, client) revision, and a box edited concurrently by two
 //! clients is kept in conflict, with both revisions, until a reviewer or lead resolves it.
-//! A pack that is truncated, tampered, wrongly signed, signed by an unknown key or replayed is
-//! refused whole; a revision whose decision needs a role its signer lacks is refused alone.
-//! Refusals are recorded and shown by `loupe sync status`.
+//! A pack that is truncated, tampered, wrongly signed, signed by an unknown key, replayed, names
+//! an author other than its signer's member, or is stamped too far ahead of this clock is refused
+//! whole; a revision whose decision needs a role its signer lacks is refused alone. Refusals are
+//! recorded and shown by `loupe sync status`; readers read on past a refused object, and report
+//! a missing one as a gap. Writers write past what is not theirs at their next place, and upload
+//! again the packs of theirs the store lost. A store roster that does not verify is replaced by
+//! the last one verified here until the owner republishes it.
 //!
 //! [`sync_once`] opens its own connection to the project, so the app can run it on a thread.
 
@@ -33,8 +37,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use engine::{
-    RosterChange, Take, debug_generate_revisions, resolve_conflict, resolve_conflict_with,
-    sync_once, sync_with, team_add, team_init, team_show,
+    MAX_CLOCK_LEAD_MS, RosterChange, Take, debug_generate_revisions, remote_add, resolve_conflict,
+    resolve_conflict_with, sync_once, sync_with, team_add, team_init, team_republish, team_show,
 };
 pub use keys::{Identity, PublicKey};
 pub use local::{Conflict, ConflictHead, Refusal, RemoteInfo};
@@ -127,6 +131,10 @@ pub struct SyncReport {
     pub url: String,
     pub pushed_packs: usize,
     pub pushed_revisions: usize,
+    /// This client's revisions attributed here to someone other than the key's member (the
+    /// project's user is not the roster's entry for this key, or `--user`): pushed as the
+    /// signer's, since a key vouches only for its own member.
+    pub reattributed: usize,
     /// This client's revisions the roster refuses (pushed, and refused everywhere).
     pub refused_own: usize,
     pub pulled_packs: usize,
@@ -135,6 +143,15 @@ pub struct SyncReport {
     pub refused: Vec<Refusal>,
     /// Clients whose later packs wait behind a refused or missing one.
     pub held_back: Vec<String>,
+    /// Why the store's roster was not used (the last one verified here was), if it was not.
+    pub roster_problem: Option<String>,
+    /// Objects found at this client's next places that were not its own packs (another client's
+    /// pack, a broken or foreign file): each was written past, and is named here.
+    pub written_past: Vec<String>,
+    /// This client's packs the store had lost, uploaded again from the copies kept at push.
+    pub restored: Vec<String>,
+    /// This client's packs the store lost that could not be uploaded again (no copy kept).
+    pub lost: Vec<String>,
     pub images_pushed: usize,
     pub images_pulled: usize,
     /// Boxes in conflict after the sync, and how many became so during it.
@@ -143,4 +160,17 @@ pub struct SyncReport {
     /// The shared-state hash after the sync (equal on clients that saw the same packs).
     pub state_hash: String,
     pub elapsed_ms: u64,
+}
+
+impl SyncReport {
+    /// Nothing was refused (neither others' packs or revisions nor this client's) and no
+    /// client's packs wait behind a missing or refused one.
+    pub fn is_clean(&self) -> bool {
+        self.refused.is_empty()
+            && self.held_back.is_empty()
+            && self.written_past.is_empty()
+            && self.roster_problem.is_none()
+            && self.lost.is_empty()
+            && self.refused_own == 0
+    }
 }

@@ -157,6 +157,21 @@ pub enum PackProblem {
         annotation: Uuid,
         hlc: i64,
     },
+    /// A revision names someone other than the signer as its author.
+    ForgedAuthor {
+        annotation: Uuid,
+        hlc: i64,
+        /// The author the revision names: `name (user id)`.
+        author: String,
+        /// The member whose key signed the pack: `name (key)`.
+        signer: String,
+    },
+    /// Its clock runs further ahead of the reader's than sync allows.
+    FutureClock {
+        annotation: Uuid,
+        lead_ms: i64,
+        bound_ms: i64,
+    },
     /// It does not follow the client's previous pack.
     BrokenChain {
         expected: Option<String>,
@@ -191,6 +206,27 @@ impl fmt::Display for PackProblem {
             PackProblem::ReplayedRevisions { annotation, hlc } => write!(
                 f,
                 "replayed: revision {hlc} of box {annotation} was applied already"
+            ),
+            PackProblem::ForgedAuthor {
+                annotation,
+                hlc,
+                author,
+                signer,
+            } => write!(
+                f,
+                "forged author: revision {hlc} of box {annotation} names {author} as its author \
+                 but the pack is signed by {signer}"
+            ),
+            PackProblem::FutureClock {
+                annotation,
+                lead_ms,
+                bound_ms,
+            } => write!(
+                f,
+                "clock ahead: box {annotation} is stamped {} s ahead of this machine's clock \
+                 (at most {} s is accepted); taken once this clock catches up",
+                lead_ms / 1000,
+                bound_ms / 1000
             ),
             PackProblem::BrokenChain { expected, found } => write!(
                 f,
@@ -287,11 +323,7 @@ impl PackWriter {
                 b.extend_from_slice(&0f32.to_le_bytes());
             }
         }
-        let state = ReviewState::ALL
-            .iter()
-            .position(|s| *s == r.state)
-            .expect("every state is in ReviewState::ALL");
-        b.push(u8::try_from(state).expect("seven states"));
+        b.push(state_code(r.state));
         b.push(r.flags.bits());
         b.push(u8::from(r.deleted));
         match &r.note {
@@ -374,6 +406,36 @@ impl PackWriter {
         let hash = blake3::hash(&out).to_hex().to_string();
         (out, hash)
     }
+}
+
+/// The wire code of a review state. Codes are fixed forever: stored packs are signed, and every
+/// client must read a code as the state it meant when it was written. (They were once positions
+/// in `ReviewState::ALL`; they are written out here so reordering that array changes nothing.)
+/// A new state takes a new code; a code is never reused.
+pub const fn state_code(state: ReviewState) -> u8 {
+    match state {
+        ReviewState::Proposed => 0,
+        ReviewState::Accepted => 1,
+        ReviewState::Corrected => 2,
+        ReviewState::Rejected => 3,
+        ReviewState::Submitted => 4,
+        ReviewState::Approved => 5,
+        ReviewState::Returned => 6,
+    }
+}
+
+/// The review state a wire code stands for ([`state_code`]'s inverse).
+pub const fn state_from_code(code: u8) -> Option<ReviewState> {
+    Some(match code {
+        0 => ReviewState::Proposed,
+        1 => ReviewState::Accepted,
+        2 => ReviewState::Corrected,
+        3 => ReviewState::Rejected,
+        4 => ReviewState::Submitted,
+        5 => ReviewState::Approved,
+        6 => ReviewState::Returned,
+        _ => return None,
+    })
 }
 
 fn len_u32(n: usize) -> u32 {
@@ -535,7 +597,9 @@ fn decode_body(h: &PackHeader, body: &[u8]) -> Result<Vec<PackRevision>, PackPro
         } else {
             Some((lookup(&h.runs, run_index, "run")?.clone(), score))
         };
-        let state = *lookup(&ReviewState::ALL, u32::from(c.u8()?), "state")?;
+        let code = c.u8()?;
+        let state = state_from_code(code)
+            .ok_or_else(|| PackProblem::Malformed(format!("unknown review state code {code}")))?;
         let flags = BoxFlags::from_bits(c.u8()?);
         let deleted = c.u8()? != 0;
         let note_len = c.u32()?;
@@ -842,6 +906,106 @@ mod tests {
         w.attributes[0] = Some("[1, 2]".into());
         let (bytes, _) = w.finish(client, 1, None, &key, 1);
         assert!(matches!(open(&bytes), Err(PackProblem::Malformed(m)) if m.contains("attributes")));
+    }
+
+    /// Review states on the wire are fixed codes, whatever order the UI lists them in.
+    #[test]
+    fn review_states_have_fixed_wire_codes() {
+        let expected = [
+            (ReviewState::Proposed, 0),
+            (ReviewState::Accepted, 1),
+            (ReviewState::Corrected, 2),
+            (ReviewState::Rejected, 3),
+            (ReviewState::Submitted, 4),
+            (ReviewState::Approved, 5),
+            (ReviewState::Returned, 6),
+        ];
+        for (state, code) in expected {
+            assert_eq!(state_code(state), code, "{state:?}");
+            assert_eq!(state_from_code(code), Some(state));
+        }
+        assert_eq!(
+            ReviewState::ALL.len(),
+            expected.len(),
+            "a new state needs a new code"
+        );
+        assert_eq!(state_from_code(7), None);
+    }
+
+    /// One revision record's bytes, written out: what every client reads, forever.
+    #[test]
+    fn a_revision_record_has_golden_bytes() {
+        let client = Uuid::from_bytes([42; 16]);
+        let r = PackRevision {
+            annotation: Uuid::from_bytes([1; 16]),
+            author: NamedRef {
+                id: Uuid::from_bytes([2; 16]),
+                name: "ann".into(),
+            },
+            hlc: 0x0102_0304_0506_0708,
+            op: "update".into(),
+            image: ImageRef {
+                hash: None,
+                path: "a.png".into(),
+                width: 4,
+                height: 3,
+            },
+            class: NamedRef {
+                id: Uuid::from_bytes([3; 16]),
+                name: "cat".into(),
+            },
+            bbox: BBox::new(1.0, 2.0, 0.5, 0.25),
+            run: None,
+            state: ReviewState::Approved,
+            flags: BoxFlags::from_bits(0b101),
+            deleted: true,
+            attributes: Attributes::new(),
+            note: Some("ok".into()),
+            parent: Some(RevId { client, hlc: 9 }),
+            resolves: vec![RevId {
+                client: Uuid::nil(),
+                hlc: 10,
+            }],
+        };
+        let mut w = PackWriter::new(client);
+        w.push(&r);
+        let hex: String = w.body.iter().map(|b| format!("{b:02x}")).collect();
+        let expected = concat!(
+            "01010101010101010101010101010101", // annotation
+            "00000000",                         // author: users[0]
+            "0807060504030201",                 // hlc
+            "00000000",                         // op: ops[0]
+            "00000000",                         // image: images[0]
+            "00000000",                         // class: classes[0]
+            "000000000000f03f",                 // x = 1.0
+            "0000000000000040",                 // y = 2.0
+            "000000000000e03f",                 // w = 0.5
+            "000000000000d03f",                 // h = 0.25
+            "ffffffff00000000",                 // no run, score 0
+            "05",                               // state: approved = code 5
+            "05",                               // flags
+            "01",                               // deleted
+            "020000006f6b",                     // note "ok"
+            "000000000900000000000000",         // parent: clients[0], hlc 9
+            "0100",                             // one resolved head
+            "010000000a00000000000000",         // clients[1] (nil), hlc 10
+        );
+        assert_eq!(hex, expected);
+        let (bytes, _) = w.finish(client, 1, None, &Identity::generate(), 1);
+        assert_eq!(open(&bytes).expect("open").revisions, vec![r]);
+    }
+
+    #[test]
+    fn an_unknown_state_code_refuses_the_pack() {
+        let client = Uuid::from_bytes([42; 16]);
+        let mut w = PackWriter::new(client);
+        w.push(&revision(0));
+        // The state byte sits after the 16+4+8+4+4+4+32+8 bytes before it.
+        w.body[80] = 200;
+        let (bytes, _) = w.finish(client, 1, None, &Identity::generate(), 1);
+        assert!(
+            matches!(open(&bytes), Err(PackProblem::Malformed(m)) if m.contains("state code 200"))
+        );
     }
 
     #[test]

@@ -226,6 +226,15 @@ impl RemoteStore {
             .map_err(|e| self.err(key, e))
     }
 
+    /// Removes `key`. Sync never deletes from the log; tests use it to play a store that lost
+    /// an object.
+    pub fn delete(&self, key: &str) -> Result<(), SyncError> {
+        let location = ObjPath::from(key);
+        self.runtime
+            .block_on(self.inner.delete(&location))
+            .map_err(|e| self.err(key, e))
+    }
+
     /// The bytes at `key`, or `None` if there is no such object.
     pub fn get(&self, key: &str) -> Result<Option<Bytes>, SyncError> {
         if let Some(f) = &self.faults {
