@@ -9,6 +9,7 @@ mod old_client;
 mod resolve;
 mod results;
 mod review;
+mod safety;
 mod support;
 mod sync;
 #[cfg(feature = "gui")]
