@@ -1783,7 +1783,7 @@ impl<'t> RevisionWriter<'t> {
     }
 
     fn resolve(&self, value: &AnnotationValue) -> Result<RowValue> {
-        let sq = |e: rusqlite::Error| StoreError::Invalid(e.to_string());
+        let sq = |e: rusqlite::Error| StoreError::Invalid(describe_sqlite(&e));
         let image: i64 = self
             .tx
             .prepare_cached("SELECT id FROM images WHERE uuid=?1")
@@ -1851,7 +1851,7 @@ impl<'t> RevisionWriter<'t> {
                 s.query_row([id.as_bytes().as_slice()], Project::annotation_from_row)
                     .optional()
             })
-            .map_err(|e| StoreError::Invalid(e.to_string()))?
+            .map_err(|e| StoreError::Invalid(describe_sqlite(&e)))?
             .map(|a| a.value)
             .ok_or_else(|| StoreError::NotFound {
                 what: "annotation",
@@ -1868,7 +1868,7 @@ impl<'t> RevisionWriter<'t> {
                 {
                     StoreError::Invalid(format!("annotation {id} already exists"))
                 }
-                e => StoreError::Invalid(e.to_string()),
+                e => StoreError::Invalid(describe_sqlite(&e)),
             })
     }
 
@@ -1887,7 +1887,7 @@ impl<'t> RevisionWriter<'t> {
                 s.query_row([id.as_bytes().as_slice()], |r| r.get(0))
                     .optional()
             })
-            .map_err(|e| StoreError::Invalid(e.to_string()))?
+            .map_err(|e| StoreError::Invalid(describe_sqlite(&e)))?
             .ok_or_else(|| StoreError::NotFound {
                 what: "annotation",
                 key: id.to_string(),
@@ -1895,7 +1895,7 @@ impl<'t> RevisionWriter<'t> {
         let op = if row.deleted { "delete" } else { "update" };
         let seq = self
             .insert_revision(ann, &row, hlc, op, note)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            .map_err(|e| StoreError::Invalid(describe_sqlite(&e)))?;
         self.tx
             .prepare_cached(
                 "UPDATE annotations SET image=?2, class=?3, x=?4, y=?5, w=?6, h=?7, run=?8, score=?9, state=?10, flags=?11, deleted=?12, rev=?13, attributes=?14 WHERE id=?1",
@@ -1918,7 +1918,7 @@ impl<'t> RevisionWriter<'t> {
                     row.attributes
                 ])
             })
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            .map_err(|e| StoreError::Invalid(describe_sqlite(&e)))?;
         Ok(())
     }
 
