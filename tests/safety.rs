@@ -299,3 +299,27 @@ fn a_fifo_or_device_where_a_dataset_file_is_expected_is_refused_not_read() {
     let err = fails(&p, &["import", "--format", "yolo", s(&yolo)]);
     assert!(err.contains("FIFO"), "{err}");
 }
+
+#[test]
+fn dangling_symlinks_in_an_image_folder_are_reported_once_and_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = new_project(dir.path());
+    let images = dir.path().join("images");
+    write_png(&images.join("a.png"), 16, 16, 1);
+    write_png(&images.join("sub/c.png"), 16, 16, 2);
+    std::os::unix::fs::symlink("gone.png", images.join("b.png")).expect("symlink");
+    let out = run(&p, &["add", s(&images)]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The rest was added, and the exit code says not everything was.
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stdout.contains("2 added"), "{stdout}");
+    assert_eq!(
+        stderr.matches("dangling symbolic link").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("b.png"), "{stderr}");
+    let stats = crate::support::ok_json(&p, &["stats", "--json"]);
+    assert_eq!(stats["images"], 2, "{stats}");
+}
