@@ -90,9 +90,27 @@ pub fn relative_path(root: &Path, path: &Path) -> String {
     parts.join("/")
 }
 
-/// Lists image files under the given files or folders (recursively), sorted, deduplicated.
-pub fn scan(paths: &[PathBuf]) -> Result<Vec<PathBuf>, IngestError> {
+/// What [`scan`] found: the image files, and the entries it skipped with the reason (dangling
+/// symbolic links), each once.
+#[derive(Debug, Default)]
+pub struct Scanned {
+    pub files: Vec<PathBuf>,
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// A symbolic link at `path` whose target does not exist: its target, for the message.
+fn dangling_target(path: &Path) -> Option<PathBuf> {
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    (is_link && std::fs::metadata(path).is_err())
+        .then(|| std::fs::read_link(path).unwrap_or_default())
+}
+
+/// Lists image files under the given files or folders (recursively), sorted, deduplicated. A
+/// dangling symbolic link in a folder is skipped and listed in [`Scanned::skipped`] instead of
+/// stopping the scan; any other error stops it.
+pub fn scan(paths: &[PathBuf]) -> Result<Scanned, IngestError> {
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
     for p in paths {
         if p.is_file() {
             out.push(p.clone());
@@ -108,10 +126,25 @@ pub fn scan(paths: &[PathBuf]) -> Result<Vec<PathBuf>, IngestError> {
             .follow_links(true)
             .sort_by_file_name()
         {
-            let entry = entry.map_err(|e| IngestError::Path {
-                path: e.path().map_or_else(|| p.clone(), Path::to_path_buf),
-                reason: e.to_string(),
-            })?;
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    let path = e.path().map_or_else(|| p.clone(), Path::to_path_buf);
+                    if let Some(target) = dangling_target(&path) {
+                        let reason = format!(
+                            "{}: a dangling symbolic link (to {}): skipped",
+                            path.display(),
+                            target.display()
+                        );
+                        skipped.push((path, reason));
+                        continue;
+                    }
+                    return Err(IngestError::Path {
+                        path,
+                        reason: e.to_string(),
+                    });
+                }
+            };
             // DICOM series are often stored without an extension (IM0001, …): those are
             // recognised by their "DICM" marker.
             if entry.file_type().is_file()
@@ -125,7 +158,12 @@ pub fn scan(paths: &[PathBuf]) -> Result<Vec<PathBuf>, IngestError> {
     }
     out.sort();
     out.dedup();
-    Ok(out)
+    skipped.sort();
+    skipped.dedup();
+    Ok(Scanned {
+        files: out,
+        skipped,
+    })
 }
 
 struct Probed {
@@ -155,13 +193,17 @@ pub fn add(
     paths: &[PathBuf],
     progress: &dyn Progress,
 ) -> Result<AddReport, IngestError> {
-    let files = scan(paths)?;
+    let Scanned { files, skipped } = scan(paths)?;
+    let root = project.root().to_path_buf();
     let mut report = AddReport {
-        scanned: files.len(),
+        scanned: files.len() + skipped.len(),
+        failed: skipped
+            .into_iter()
+            .map(|(path, reason)| (relative_path(&root, &path), reason))
+            .collect(),
         ..AddReport::default()
     };
     progress.set_total(files.len() as u64);
-    let root = project.root().to_path_buf();
     for chunk in files.chunks(ADD_CHUNK) {
         let probed = probe_all(&root, chunk);
         let mut bulk = project.bulk()?;

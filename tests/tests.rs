@@ -10,6 +10,7 @@ mod prelabel;
 mod resolve;
 mod results;
 mod review;
+mod safety;
 mod support;
 mod sync;
 #[cfg(feature = "gui")]

@@ -288,6 +288,8 @@ pub struct ExportArgs<'a> {
     pub split: Option<SplitSpec>,
     pub seed: Option<u64>,
     pub coco_segmentation: bool,
+    /// Follow a symbolic link and write into a special file where an export file goes.
+    pub force: bool,
 }
 
 /// How many renamed or missing images `loupe export` lists by name.
@@ -304,6 +306,10 @@ pub fn export(p: &Project, args: &ExportArgs<'_>) -> Result<()> {
     if args.coco_segmentation && format != Format::Coco {
         bail!("--coco-segmentation only applies to --format coco");
     }
+    let to_stdout = args.out == Path::new("-");
+    if to_stdout {
+        return export_to_stdout(p, args);
+    }
     let is_json_file = args
         .out
         .extension()
@@ -315,6 +321,63 @@ pub fn export(p: &Project, args: &ExportArgs<'_>) -> Result<()> {
         } else {
             ImagesMode::Link
         });
+    export_to(p, args, args.out, images, false)
+}
+
+/// `loupe export -f FORMAT -`: a single-file format written to standard output (through a
+/// temporary folder, as every exporter writes files), the summary to standard error.
+fn export_to_stdout(p: &Project, args: &ExportArgs<'_>) -> Result<()> {
+    let name = match args.format {
+        Format::Coco | Format::LabelStudio | Format::Createml => "export.json",
+        Format::Cvat => "export.xml",
+        other => bail!(
+            "{other} writes a folder of files: `-` (standard output) takes the single-file formats coco, cvat, labelstudio and createml"
+        ),
+    };
+    if args.images.is_some_and(|m| m != ImagesMode::None) {
+        bail!("images cannot go to standard output: use --images none or an output path");
+    }
+    if args.split.is_some() {
+        bail!("--split writes a file per split: give an output folder instead of `-`");
+    }
+    let dir = std::env::temp_dir().join(format!(
+        "loupe-export-{}-{}",
+        std::process::id(),
+        crate::store::now_ms()
+    ));
+    std::fs::create_dir(&dir)
+        .with_context(|| format!("{}: cannot create a temporary folder", dir.display()))?;
+    let file = dir.join(name);
+    let result = export_to(p, args, &file, ImagesMode::None, true).and_then(|()| {
+        let mut from = std::fs::File::open(&file)
+            .with_context(|| format!("{}: cannot read the export back", file.display()))?;
+        let mut stdout = std::io::stdout().lock();
+        std::io::copy(&mut from, &mut stdout).context("cannot write to standard output")?;
+        std::io::Write::flush(&mut stdout).context("cannot write to standard output")?;
+        Ok(())
+    });
+    // Best effort: the folder is ours and temporary.
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Writes the export to `out`; the summary goes to standard error when the export itself goes
+/// to standard output.
+fn export_to(
+    p: &Project,
+    args: &ExportArgs<'_>,
+    out: &Path,
+    images: ImagesMode,
+    to_stdout: bool,
+) -> Result<()> {
+    let format = args.format;
+    let say = |line: String| {
+        if to_stdout {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
     let started = std::time::Instant::now();
     let dataset = p.dataset_at(args.version)?;
     tracing::debug!(
@@ -323,7 +386,8 @@ pub fn export(p: &Project, args: &ExportArgs<'_>) -> Result<()> {
     );
     let settings = ExportSettings {
         images,
-        images_root: Some(p.root().to_path_buf()),
+        // Images never go to standard output (CreateML would place them beside its file).
+        images_root: (!to_stdout).then(|| p.root().to_path_buf()),
         allow_missing: args.allow_missing,
         split: args.split.clone(),
         seed: args.seed.unwrap_or(0),
@@ -333,9 +397,11 @@ pub fn export(p: &Project, args: &ExportArgs<'_>) -> Result<()> {
         } else {
             std::collections::HashMap::new()
         },
+        force: args.force,
     };
-    let outcome = formats::export_with(format, &dataset, args.out, &settings)
-        .with_context(|| format!("{}: export refused", args.out.display()))?;
+    let shown = if to_stdout { Path::new("-") } else { out };
+    let outcome = formats::export_with(format, &dataset, out, &settings)
+        .with_context(|| format!("{}: export refused", shown.display()))?;
     // What did not go as asked comes first.
     if !outcome.missing.is_empty() {
         eprintln!(
@@ -351,7 +417,7 @@ pub fn export(p: &Project, args: &ExportArgs<'_>) -> Result<()> {
         }
     }
     let report = outcome.report;
-    println!(
+    say(format!(
         "exported {} ({}): {} images, {} boxes, {} files in {:.2}s to {}",
         args.version.unwrap_or("current"),
         format,
@@ -359,16 +425,16 @@ pub fn export(p: &Project, args: &ExportArgs<'_>) -> Result<()> {
         report.boxes,
         report.files_written,
         started.elapsed().as_secs_f64(),
-        args.out.display()
-    );
+        shown.display()
+    ));
     if images != ImagesMode::None {
         match (&outcome.link_fallback, images) {
-            (Some(why), ImagesMode::Link) => println!(
+            (Some(why), ImagesMode::Link) => say(format!(
                 "images: {} hard-linked, {} copied because a hard link failed ({why})",
                 outcome.images_linked, outcome.images_copied
-            ),
-            (_, ImagesMode::Link) => println!("images: {} hard-linked", outcome.images_linked),
-            _ => println!("images: {} copied", outcome.images_copied),
+            )),
+            (_, ImagesMode::Link) => say(format!("images: {} hard-linked", outcome.images_linked)),
+            _ => say(format!("images: {} copied", outcome.images_copied)),
         }
     }
     if outcome.splits.len() > 1 || args.split.is_some() {
@@ -377,26 +443,26 @@ pub fn export(p: &Project, args: &ExportArgs<'_>) -> Result<()> {
             .iter()
             .map(|(name, n)| format!("{name} {n}"))
             .collect();
-        println!(
+        say(format!(
             "splits (seed {}): {}",
             args.seed.unwrap_or(0),
             parts.join(", ")
-        );
+        ));
     }
     if !outcome.renamed.is_empty() {
-        println!(
+        say(format!(
             "{} images renamed (their names clash once folders are dropped):",
             outcome.renamed.len()
-        );
+        ));
         for (from, to) in outcome.renamed.iter().take(LISTED) {
-            println!("  {from} -> {to}");
+            say(format!("  {from} -> {to}"));
         }
         if outcome.renamed.len() > LISTED {
-            println!("  … {} more", outcome.renamed.len() - LISTED);
+            say(format!("  … {} more", outcome.renamed.len() - LISTED));
         }
     }
     for note in &outcome.notes {
-        println!("note: {note}");
+        say(format!("note: {note}"));
     }
     Ok(())
 }

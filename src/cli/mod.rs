@@ -109,7 +109,8 @@ pub enum Command {
     Export {
         #[arg(short, long)]
         format: crate::formats::Format,
-        /// The output folder (or, for COCO with `--images none`, a .json file).
+        /// The output folder (or, for COCO with `--images none`, a .json file); `-` writes a
+        /// single-file format (coco, cvat, labelstudio, createml) to standard output.
         out: PathBuf,
         #[arg(long)]
         version: Option<String>,
@@ -131,6 +132,10 @@ pub enum Command {
         /// COCO: write each box as a polygon `segmentation` too.
         #[arg(long)]
         coco_segmentation: bool,
+        /// Where an export file would replace a symbolic link, write through the link; where
+        /// it would replace a FIFO or device, write into it. Without it both are refused.
+        #[arg(long)]
+        force: bool,
     },
     /// Pre-label images with a local ONNX model (proposals attributed to a run; resumable).
     Prelabel {
@@ -451,6 +456,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Stats { json } => {
             let p = open(&cli)?;
+            // Counts read from damaged pages would be wrong without a word: check them first.
+            p.quick_check()?;
             let s = p.stats()?;
             if *json {
                 print_json(&s)?;
@@ -540,8 +547,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             split,
             seed,
             coco_segmentation,
+            force,
         } => {
             let p = open(&cli)?;
+            // An export is read in full; one from a damaged file must not look whole.
+            p.quick_check()?;
             interop::export(
                 &p,
                 &interop::ExportArgs {
@@ -553,6 +563,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     split: split.clone(),
                     seed: *seed,
                     coco_segmentation: *coco_segmentation,
+                    force: *force,
                 },
             )?;
         }
@@ -561,9 +572,23 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             return open_app(file);
         }
         Command::Check => {
-            let mut p = open(&cli)?;
-            p.integrity_check()?;
-            let fixed = p.rebuild_current()?;
+            let checked = (|| -> Result<usize> {
+                let mut p = open(&cli)?;
+                p.integrity_check()?;
+                Ok(p.rebuild_current()?)
+            })();
+            let fixed = match checked {
+                Ok(fixed) => fixed,
+                Err(e)
+                    if e.downcast_ref::<crate::store::StoreError>()
+                        .is_some_and(crate::store::StoreError::is_damaged) =>
+                {
+                    bail!(
+                        "{e:#}\nthe file's structure is broken, which `loupe check` cannot repair: restore it from a backup (or, with sync, clone it again from the shared store)"
+                    )
+                }
+                Err(e) => return Err(e),
+            };
             if fixed == 0 {
                 println!("ok: integrity check passed; current state matches the revision log");
             } else {

@@ -998,31 +998,14 @@ fn json_target(out: &Path, default_name: &str) -> PathBuf {
     }
 }
 
-/// Writes through a temporary file renamed into place, so a failed export leaves no half file.
+/// Writes through a temporary file renamed into place, so a failed export leaves no half file
+/// (and a link or special file at `target` is refused unless `force`: see `output.rs`).
 fn write_atomically(
     target: &Path,
+    force: bool,
     write: impl FnOnce(&mut BufWriter<std::fs::File>) -> io::Result<()>,
 ) -> Result<(), FormatError> {
-    if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| FormatError::io(parent, e))?;
-    }
-    let mut tmp_name = target.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".loupe-tmp");
-    let tmp = target.with_file_name(tmp_name);
-    let result = (|| {
-        let file = std::fs::File::create(&tmp)?;
-        let mut w = BufWriter::with_capacity(1 << 20, file);
-        write(&mut w)?;
-        // No fsync: the rename makes the file appear whole or not at all, which is what
-        // matters here, and syncing hundreds of megabytes would dominate the export time.
-        w.into_inner().map_err(io::IntoInnerError::into_error)?;
-        std::fs::rename(&tmp, target)
-    })();
-    result.map_err(|e| {
-        // Best effort: the temporary file is garbage either way.
-        let _ = std::fs::remove_file(&tmp);
-        FormatError::io(target, e)
-    })
+    super::output::write_with(target, force, write)
 }
 
 /// One image as a COCO instances file lists it.
@@ -1064,7 +1047,7 @@ pub(super) fn export_instances(
             })
             .collect();
         let mut next_ann = 1;
-        write_atomically(&target, |w| {
+        write_atomically(&target, settings.force, |w| {
             write_instances(
                 w,
                 &dataset.classes,
@@ -1093,7 +1076,7 @@ pub(super) fn export_instances(
     let copied = settings.images != super::ImagesMode::None;
     let mut files_written = 0;
     let mut next_ann = 1;
-    let mut placer = super::layout::Placer::default();
+    let mut placer = super::layout::Placer::new(settings.force);
     for (split, name) in plan.splits.iter().enumerate() {
         let images: Vec<ImageOut<'_>> = plan
             .in_split(split)
@@ -1116,7 +1099,7 @@ pub(super) fn export_instances(
         let target = out
             .join("annotations")
             .join(format!("instances_{name}.json"));
-        write_atomically(&target, |w| {
+        write_atomically(&target, settings.force, |w| {
             write_instances(
                 w,
                 &dataset.classes,
@@ -1249,12 +1232,16 @@ fn write_instances<W: Write>(
 /// Writes a COCO results array: one `{image_id, category_id, bbox, score}` per box. Image and
 /// category ids follow the same rules as the instances export (see [`image_ids`] and
 /// [`category_ids`]); a box without a score gets 1.
-pub(super) fn export_results(dataset: &Dataset, out: &Path) -> Result<ExportReport, FormatError> {
+pub(super) fn export_results(
+    dataset: &Dataset,
+    out: &Path,
+    force: bool,
+) -> Result<ExportReport, FormatError> {
     let target = json_target(out, "results.json");
     let boxes = validate(dataset, &target)?;
     let ids = image_ids(dataset);
     let categories = category_ids(&dataset.classes);
-    write_atomically(&target, |w| {
+    write_atomically(&target, force, |w| {
         w.write_all(b"[")?;
         let mut first = true;
         for (img, image_id) in dataset.images.iter().zip(&ids) {

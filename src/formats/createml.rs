@@ -183,6 +183,7 @@ pub(super) fn export(
     dataset: &Dataset,
     out: &Path,
     images_root: Option<&Path>,
+    force: bool,
 ) -> Result<ExportReport, FormatError> {
     let rels = checked_paths(dataset, out)?;
     let is_file = out
@@ -226,11 +227,11 @@ pub(super) fn export(
     }
     let text = serde_json::to_vec_pretty(&Value::Array(list))
         .map_err(|e| FormatError::export(out, format!("cannot encode JSON: {e}")))?;
-    write_file(&json_path, &text)?;
+    write_file(&json_path, &text, force)?;
     let mut files_written = 1;
     for (img, rel) in dataset.images.iter().zip(&rels) {
         if let Some(source) = source_image(images_root, &img.file_name) {
-            link_or_copy(&source, &dir.join(rel))?;
+            link_or_copy(&source, &dir.join(rel), force)?;
             files_written += 1;
         }
     }

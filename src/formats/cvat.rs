@@ -825,7 +825,11 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
 /// Writes `dataset` as CVAT for images 1.1 XML: `out` itself when it ends in `.xml`, else
 /// `out/annotations.xml`. Every attribute name a class's boxes use is declared in `<meta>` as a
 /// text attribute, so CVAT accepts the values written back.
-pub(super) fn export(dataset: &Dataset, out: &Path) -> Result<ExportReport, FormatError> {
+pub(super) fn export(
+    dataset: &Dataset,
+    out: &Path,
+    force: bool,
+) -> Result<ExportReport, FormatError> {
     let target = if out
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("xml"))
@@ -949,7 +953,7 @@ pub(super) fn export(dataset: &Dataset, out: &Path) -> Result<ExportReport, Form
         s.push_str("  </image>\n");
     }
     s.push_str("</annotations>\n");
-    write_file(&target, s.as_bytes())?;
+    write_file(&target, s.as_bytes(), force)?;
     Ok(ExportReport {
         files_written: 1,
         images: dataset.images.len(),

@@ -482,6 +482,7 @@ pub(super) fn export(
     dataset: &Dataset,
     out: &Path,
     images_root: Option<&Path>,
+    force: bool,
 ) -> Result<ExportReport, FormatError> {
     let rels = checked_paths(dataset, out)?;
     let mut json_paths = HashSet::with_capacity(rels.len());
@@ -522,10 +523,10 @@ pub(super) fn export(
         });
         let text = serde_json::to_vec_pretty(&doc)
             .map_err(|e| FormatError::export(out, format!("cannot encode JSON: {e}")))?;
-        write_file(&out.join(rel.with_extension("json")), &text)?;
+        write_file(&out.join(rel.with_extension("json")), &text, force)?;
         files_written += 1;
         if let Some(source) = source_image(images_root, &img.file_name) {
-            link_or_copy(&source, &out.join(rel))?;
+            link_or_copy(&source, &out.join(rel), force)?;
             files_written += 1;
         }
     }

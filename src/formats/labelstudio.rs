@@ -941,7 +941,11 @@ fn min_regions(record: &Map<String, Value>) -> usize {
 
 /// Writes `dataset` as a Label Studio task list: `out` itself when it ends in `.json`, else
 /// `out/tasks.json`.
-pub(super) fn export(dataset: &Dataset, out: &Path) -> Result<ExportReport, FormatError> {
+pub(super) fn export(
+    dataset: &Dataset,
+    out: &Path,
+    force: bool,
+) -> Result<ExportReport, FormatError> {
     let target = if out
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"))
@@ -1022,7 +1026,7 @@ pub(super) fn export(dataset: &Dataset, out: &Path) -> Result<ExportReport, Form
     }
     let text = serde_json::to_vec_pretty(&Value::Array(tasks))
         .map_err(|e| FormatError::export(out, e.to_string()))?;
-    write_file(&target, &text)?;
+    write_file(&target, &text, force)?;
     Ok(ExportReport {
         files_written: 1,
         images: dataset.images.len(),

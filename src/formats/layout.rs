@@ -270,34 +270,34 @@ pub(super) struct Placer {
     pub linked: usize,
     pub copied: usize,
     pub link_fallback: Option<String>,
+    /// Follow links and write into special files at a destination (see `output.rs`).
+    pub force: bool,
 }
 
 impl Placer {
-    /// Puts `from` at `to` (replacing it) as `mode` says.
+    /// A placer; `force` as [`super::ExportSettings::force`].
+    pub fn new(force: bool) -> Self {
+        Placer {
+            force,
+            ..Placer::default()
+        }
+    }
+
+    /// Puts `from` at `to` (replacing a regular file there) as `mode` says.
     pub fn place(&mut self, mode: ImagesMode, from: &Path, to: &Path) -> Result<(), FormatError> {
-        if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| FormatError::io(parent, e))?;
-        }
-        if to.symlink_metadata().is_ok() {
-            std::fs::remove_file(to).map_err(|e| FormatError::io(to, e))?;
-        }
-        if mode == ImagesMode::Link {
-            match std::fs::hard_link(from, to) {
-                Ok(()) => {
-                    self.linked += 1;
-                    return Ok(());
+        match super::output::place_image(from, to, mode == ImagesMode::Link, self.force)? {
+            super::output::Placed::Linked => self.linked += 1,
+            super::output::Placed::Copied(link_error) => {
+                // Another device or a file system without hard links: copied instead; say so
+                // once.
+                if let Some(e) = link_error
+                    && self.link_fallback.is_none()
+                {
+                    self.link_fallback = Some(format!("{}: {e}", from.display()));
                 }
-                Err(e) => {
-                    // Another device or a file system without hard links: copy instead, and
-                    // say so once.
-                    if self.link_fallback.is_none() {
-                        self.link_fallback = Some(format!("{}: {e}", from.display()));
-                    }
-                }
+                self.copied += 1;
             }
         }
-        std::fs::copy(from, to).map_err(|e| FormatError::io(from, e))?;
-        self.copied += 1;
         Ok(())
     }
 

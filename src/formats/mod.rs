@@ -26,6 +26,7 @@ mod labelme;
 mod labelstudio;
 mod layout;
 mod openimages;
+mod output;
 mod voc;
 mod yolo;
 
@@ -517,12 +518,33 @@ pub fn export(
             };
             export_with(format, dataset, out, &settings).map(|o| o.report)
         }
-        Format::CocoResults => coco::export_results(dataset, out),
-        Format::Labelme => labelme::export(dataset, out, images_root),
-        Format::Createml => createml::export(dataset, out, images_root),
-        Format::Openimages => openimages::export(dataset, out, images_root),
-        Format::Cvat => cvat::export(dataset, out),
-        Format::LabelStudio => labelstudio::export(dataset, out),
+        other => export_other(other, dataset, out, images_root, false),
+    }
+}
+
+/// The formats [`export_with`] passes on whole: they take the images root and `force` only.
+fn export_other(
+    format: Format,
+    dataset: &Dataset,
+    out: &Path,
+    images_root: Option<&Path>,
+    force: bool,
+) -> Result<ExportReport, FormatError> {
+    match format {
+        Format::Coco | Format::Yolo | Format::Voc => {
+            let settings = ExportSettings {
+                images_root: images_root.map(Path::to_path_buf),
+                force,
+                ..ExportSettings::default()
+            };
+            export_with(format, dataset, out, &settings).map(|o| o.report)
+        }
+        Format::CocoResults => coco::export_results(dataset, out, force),
+        Format::Labelme => labelme::export(dataset, out, images_root, force),
+        Format::Createml => createml::export(dataset, out, images_root, force),
+        Format::Openimages => openimages::export(dataset, out, images_root, force),
+        Format::Cvat => cvat::export(dataset, out, force),
+        Format::LabelStudio => labelstudio::export(dataset, out, force),
     }
 }
 
@@ -631,6 +653,10 @@ pub struct ExportSettings {
     /// Content hash (blake3 hex) per `DatasetImage::file_name`: the key of the split, so an image
     /// keeps its split when it is moved or renamed. Images without one use their file name.
     pub content_hashes: HashMap<String, String>,
+    /// What stands where a file is written: without `force`, a symbolic link or a special file
+    /// (FIFO, device) is refused; with it, links are followed and special files written into
+    /// (see `output.rs`). Regular files are always replaced through a renamed temporary file.
+    pub force: bool,
 }
 
 /// What [`export_with`] wrote, and everything it did beyond the plain request.
@@ -691,7 +717,14 @@ pub fn export_with(
         Format::Coco => coco::export_instances(dataset, out, settings),
         Format::Yolo => yolo::export(dataset, out, settings),
         Format::Voc => voc::export(dataset, out, settings),
-        other => export(other, dataset, out, settings.images_root.as_deref()).map(Into::into),
+        other => export_other(
+            other,
+            dataset,
+            out,
+            settings.images_root.as_deref(),
+            settings.force,
+        )
+        .map(Into::into),
     }
 }
 
@@ -869,8 +902,22 @@ pub(crate) type IdMap<V> = HashMap<i64, V, BuildHasherDefault<IdHasher>>;
 /// A hash set of integer ids.
 pub(crate) type IdSet = std::collections::HashSet<i64, BuildHasherDefault<IdHasher>>;
 
-/// Reads a whole file, naming it in the error.
+/// Reads a whole file, naming it in the error. Only regular files (or links to them) are read:
+/// a FIFO would block the import until something wrote to it and a device may never end, so
+/// they are refused before being opened.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, FormatError> {
+    let meta = std::fs::metadata(path).map_err(|e| FormatError::io(path, e))?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a folder"
+        } else {
+            output::special_kind(&meta)
+        };
+        return Err(FormatError::Unsupported {
+            path: path.to_path_buf(),
+            reason: format!("is {what}, not a regular file: refused, not read"),
+        });
+    }
     std::fs::read(path).map_err(|e| FormatError::io(path, e))
 }
 
@@ -997,30 +1044,17 @@ pub(crate) fn find_image_with_stem(dir: &Path, stem: &str) -> Option<PathBuf> {
     })
 }
 
-/// Hard-links `from` to `to` (or copies it when linking is not possible), replacing `to`.
-#[allow(dead_code)] // The folder exports place images through `layout::Placer`.
-pub(crate) fn link_or_copy(from: &Path, to: &Path) -> Result<(), FormatError> {
-    if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| FormatError::io(parent, e))?;
-    }
+/// Hard-links `from` to `to` (or copies it when linking is not possible), replacing `to` as
+/// every export file is (see `output.rs`).
+pub(crate) fn link_or_copy(from: &Path, to: &Path, force: bool) -> Result<(), FormatError> {
     if normalize_path(from) == normalize_path(to) {
         return Ok(());
     }
-    if to.exists() {
-        std::fs::remove_file(to).map_err(|e| FormatError::io(to, e))?;
-    }
-    if std::fs::hard_link(from, to).is_ok() {
-        return Ok(());
-    }
-    std::fs::copy(from, to)
-        .map(|_| ())
-        .map_err(|e| FormatError::io(from, e))
+    output::place_image(from, to, true, force).map(|_| ())
 }
 
-/// Writes a file in one go, naming it in the error.
-pub(crate) fn write_file(path: &Path, contents: &[u8]) -> Result<(), FormatError> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| FormatError::io(parent, e))?;
-    }
-    std::fs::write(path, contents).map_err(|e| FormatError::io(path, e))
+/// Writes a file through a temporary file renamed into place, naming it in the error; a
+/// symbolic link or special file at `path` is refused unless `force` (see `output.rs`).
+pub(crate) fn write_file(path: &Path, contents: &[u8], force: bool) -> Result<(), FormatError> {
+    output::write_file(path, contents, force)
 }

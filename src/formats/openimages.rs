@@ -786,6 +786,7 @@ pub(super) fn export(
     dataset: &Dataset,
     out: &Path,
     images_root: Option<&Path>,
+    force: bool,
 ) -> Result<ExportReport, FormatError> {
     let rels = checked_paths(dataset, out)?;
     let mut ids = HashSet::with_capacity(rels.len());
@@ -880,19 +881,24 @@ pub(super) fn export(
         let _ = writeln!(classes, "{},{}", csv_field(name), csv_field(name));
     }
     let ann = out.join("annotations");
-    write_file(&ann.join("train-annotations-bbox.csv"), bbox.as_bytes())?;
+    write_file(
+        &ann.join("train-annotations-bbox.csv"),
+        bbox.as_bytes(),
+        force,
+    )?;
     write_file(
         &ann.join("oidv6-class-descriptions.csv"),
         classes.as_bytes(),
+        force,
     )?;
-    write_file(&ann.join("images.meta"), meta.as_bytes())?;
+    write_file(&ann.join("images.meta"), meta.as_bytes(), force)?;
     let mut files_written = 3;
     for (img, rel, id) in &planned {
         if let Some(source) = source_image(images_root, &img.file_name) {
             let name = rel
                 .extension()
                 .map_or_else(|| id.clone(), |e| format!("{id}.{}", e.to_string_lossy()));
-            link_or_copy(&source, &out.join("images").join("train").join(name))?;
+            link_or_copy(&source, &out.join("images").join("train").join(name), force)?;
             files_written += 1;
         }
     }

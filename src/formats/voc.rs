@@ -654,7 +654,11 @@ pub(super) fn export(
         labelmap.push_str(name);
         labelmap.push_str(":::\n");
     }
-    write_file(&out.join("labelmap.txt"), labelmap.as_bytes())?;
+    write_file(
+        &out.join("labelmap.txt"),
+        labelmap.as_bytes(),
+        settings.force,
+    )?;
     let mut files_written = 1;
     for (split, name) in plan.splits.iter().enumerate() {
         let mut list = String::new();
@@ -667,18 +671,20 @@ pub(super) fn export(
                 .join("Main")
                 .join(format!("{name}.txt")),
             list.as_bytes(),
+            settings.force,
         )?;
         files_written += 1;
     }
     std::fs::create_dir_all(out.join("Annotations"))
         .map_err(|e| FormatError::io(&out.join("Annotations"), e))?;
-    let mut placer = super::layout::Placer::default();
+    let mut placer = super::layout::Placer::new(settings.force);
     for planned in &plan.images {
         let xml = voc_xml(planned.img, &planned.name, &dataset.classes);
         write_file(
             &out.join("Annotations")
                 .join(format!("{}.xml", planned.stem())),
             xml.as_bytes(),
+            settings.force,
         )?;
         files_written += 1;
         if let Some(source) = &planned.source {

@@ -1208,7 +1208,9 @@ fn folder_names(root: &Path) -> Result<Vec<String>, FormatError> {
     let named = ["obj.names", "classes.txt", "names.txt"]
         .iter()
         .map(|n| root.join(n))
-        .find(|p| p.is_file());
+        // `exists`, not `is_file`: a FIFO or folder by that name is refused by name when read,
+        // not skipped in silence.
+        .find(|p| p.exists());
     let any_names = || {
         std::fs::read_dir(root)
             .ok()?
@@ -1418,10 +1420,10 @@ pub(super) fn export(
         "# Written by Loupe. `path: ''` = the folder of this file (ultralytics resolves a relative\n# path from the working directory, an empty one from here).\n{yaml_text}"
     );
     std::fs::create_dir_all(out).map_err(|e| FormatError::io(out, e))?;
-    write_file(&out.join("data.yaml"), yaml_text.as_bytes())?;
+    write_file(&out.join("data.yaml"), yaml_text.as_bytes(), settings.force)?;
     let mut classes = dataset.classes.join("\n");
     classes.push('\n');
-    write_file(&out.join("classes.txt"), classes.as_bytes())?;
+    write_file(&out.join("classes.txt"), classes.as_bytes(), settings.force)?;
     let mut files_written = 2;
     // Every split's folders exist, even empty, so data.yaml never names a missing folder.
     for split in 0..plan.splits.len() {
@@ -1432,7 +1434,7 @@ pub(super) fn export(
     }
 
     let mut boxes = 0;
-    let mut placer = super::layout::Placer::default();
+    let mut placer = super::layout::Placer::new(settings.force);
     for planned in &plan.images {
         let img = planned.img;
         let (w, h) = (f64::from(img.width), f64::from(img.height));
@@ -1456,7 +1458,7 @@ pub(super) fn export(
             boxes += 1;
         }
         let label = folder("labels", planned.split).join(format!("{}.txt", planned.stem()));
-        write_file(&label, text.as_bytes())?;
+        write_file(&label, text.as_bytes(), settings.force)?;
         files_written += 1;
         if let Some(source) = &planned.source {
             let to = folder("images", planned.split).join(&planned.name);

@@ -190,7 +190,13 @@ pub fn plan_run(
     for class in detector.class_names() {
         project.ensure_class(class)?;
     }
-    let done = project.images_done_by(&model_hash, &settings_hash)?;
+    // Only a resumed run skips what the same model and settings already did: a new run (a new
+    // name was asked for) runs on every selected image, or it would be created empty.
+    let done = if resumed {
+        project.images_done_by(&model_hash, &settings_hash)?
+    } else {
+        std::collections::HashSet::new()
+    };
     let rows = match selection {
         Selection::Filter(filter) => project.list_images(filter)?,
         Selection::Images(ids) => {
@@ -604,6 +610,19 @@ mod tests {
             a.value.state == ReviewState::Proposed
                 && matches!(a.value.source, Source::Model { run: r, .. } if r == run)
         }));
+
+        // The same model and settings under a new name: a new run that runs, not an empty one.
+        let fresh = plan_run(
+            &mut project,
+            &det,
+            &RunName::Exact("fresh".into()),
+            &Selection::Images(vec![page]),
+            None,
+        )
+        .expect("plan");
+        assert!(!fresh.resumed);
+        assert_eq!(fresh.run_name, "fresh");
+        assert_eq!((fresh.items.len(), fresh.skipped), (1, 0));
 
         // Other settings: an exact name of the first run is refused, `Auto` makes a new run.
         let stricter = detector(&DescriptorOverrides {

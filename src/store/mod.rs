@@ -31,7 +31,9 @@ use crate::model::{
 /// Errors from the project store. Each names the project file.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{path}: {source}")]
+    /// SQLite's error; the message names a damaged file, a read-only project and a full disk
+    /// as such (see [`describe_sqlite`]).
+    #[error("{}: {}", path.display(), describe_sqlite(source))]
     Sqlite {
         path: PathBuf,
         #[source]
@@ -47,6 +49,9 @@ pub enum StoreError {
     },
     #[error("{path}: not a Loupe project ({reason})")]
     NotAProject { path: PathBuf, reason: String },
+    /// An SQLite file whose structure is broken (a truncated file, a bad header or page).
+    #[error("{path}: damaged ({reason}): run `loupe check`")]
+    Damaged { path: PathBuf, reason: String },
     #[error("{0}: already exists")]
     Exists(PathBuf),
     #[error("{0}: no such project file")]
@@ -58,6 +63,147 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// SQLite's error in the user's terms: what a damaged file, a read-only project and a full disk
+/// mean for them, then SQLite's own words.
+fn describe_sqlite(e: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+            format!("damaged ({e}): run `loupe check`")
+        }
+        Some(ErrorCode::ReadOnly) => format!(
+            "read-only ({e}): this command changes the project; make the file and its folder writable"
+        ),
+        Some(ErrorCode::DiskFull) => {
+            format!("disk full ({e}): the change was not written; free some space and retry")
+        }
+        _ => e.to_string(),
+    }
+}
+
+impl StoreError {
+    /// Whether the project file is damaged (its structure, not its contents, is broken).
+    pub fn is_damaged(&self) -> bool {
+        match self {
+            StoreError::Damaged { .. } => true,
+            StoreError::Sqlite { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// The first bytes of every SQLite file.
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// Checks the SQLite header of `path` without SQLite: a file that is not SQLite at all is not a
+/// project; one that is, but whose header is cut or inconsistent with the file's size, is
+/// damaged. It reads 100 bytes, so every command can afford it; the pages themselves are
+/// checked by `quick_check` ([`Project::quick_check`]).
+fn check_header(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let damaged = |reason: String| StoreError::Damaged {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let not_project = |reason: &str| StoreError::NotAProject {
+        path: path.to_path_buf(),
+        reason: reason.to_owned(),
+    };
+    let mut file = std::fs::File::open(path).map_err(|e| {
+        StoreError::Invalid(format!(
+            "{}: cannot read the project file: {e}",
+            path.display()
+        ))
+    })?;
+    let len = file
+        .metadata()
+        .map_err(|e| StoreError::Invalid(format!("{}: {e}", path.display())))?
+        .len();
+    if len == 0 {
+        return Err(not_project("the file is empty"));
+    }
+    let mut header = [0u8; 100];
+    let mut read = 0;
+    while read < header.len() {
+        match file.read(&mut header[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(StoreError::Invalid(format!(
+                    "{}: cannot read the project file: {e}",
+                    path.display()
+                )));
+            }
+        }
+    }
+    let magic_len = read.min(SQLITE_MAGIC.len());
+    if header[..magic_len] != SQLITE_MAGIC[..magic_len] {
+        return Err(not_project("not an SQLite file"));
+    }
+    if read < header.len() {
+        return Err(damaged(format!(
+            "the file is {len} bytes, shorter than SQLite's 100-byte header"
+        )));
+    }
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65536,
+        n => u64::from(n),
+    };
+    if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
+        return Err(damaged(format!(
+            "the header gives a page size of {page_size}"
+        )));
+    }
+    if len % page_size != 0 {
+        return Err(damaged(format!(
+            "the file is {len} bytes, not a whole number of {page_size}-byte pages: it was cut short"
+        )));
+    }
+    // The page count in the header is valid when the two change counters agree (SQLite 3.7.0+);
+    // in WAL mode the file may hold more pages than it says, never fewer.
+    let field = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    let pages = u64::from(field(28));
+    if pages > 0 && field(24) == field(92) && pages * page_size > len {
+        return Err(damaged(format!(
+            "the header counts {pages} pages, the file holds {}: it was cut short",
+            len / page_size
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `path` is to be opened read-only: the file or its folder is marked read-only.
+/// (Root may write to both anyway; Loupe does not.)
+fn marked_read_only(path: &Path) -> bool {
+    let read_only = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.permissions().readonly());
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    read_only(path) || read_only(folder)
+}
+
+/// An SQLite URI for `path` with `query` (`mode=ro`, `immutable=1`).
+fn sqlite_uri(path: &Path, query: &str) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut uri = String::from("file:");
+    for c in abs.to_string_lossy().chars() {
+        match c {
+            '?' => uri.push_str("%3F"),
+            '#' => uri.push_str("%23"),
+            '%' => uri.push_str("%25"),
+            c => uri.push(c),
+        }
+    }
+    format!("{uri}?{query}")
+}
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -206,6 +352,8 @@ pub struct Project {
     /// The highest revision seq whose clock `hlc` has observed: revisions written by another
     /// connection (the app's sync thread, a CLI run) have greater seqs.
     hlc_seen_seq: i64,
+    /// Opened read-only (the file or its folder is not writable): writes fail naming that.
+    read_only: bool,
 }
 
 /// The greatest clock and seq among revisions after `seq` (0s when there are none).
@@ -229,12 +377,176 @@ impl Project {
         Self::open_inner(path, true)
     }
 
-    /// Opens an existing project, upgrading its schema if it is older.
+    /// Opens an existing project, upgrading its schema if it is older. A project whose file
+    /// or folder is read-only is opened read-only (see [`Project::is_read_only`]); a file that
+    /// is SQLite but cut short or with a broken header is refused as damaged.
     pub fn open(path: &Path) -> Result<Project> {
         if !path.is_file() {
             return Err(StoreError::Missing(path.to_path_buf()));
         }
-        Self::open_inner(path, false)
+        check_header(path)?;
+        if marked_read_only(path) {
+            return Self::open_read_only(path);
+        }
+        match Self::open_inner(path, false) {
+            // The OS refused writing even though the permissions allow it (an immutable file, a
+            // read-only mount): read what can be read.
+            Err(StoreError::Sqlite { source, .. })
+                if matches!(
+                    source.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
+                ) =>
+            {
+                Self::open_read_only(path)
+            }
+            other => other,
+        }
+    }
+
+    /// Whether the project was opened read-only: reading works, every write fails with a
+    /// "read-only" error.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Opens `path` read-only. In WAL mode SQLite needs the `-shm` file beside the project; in
+    /// a folder where it cannot be created the file is opened as immutable, which is sound
+    /// because nothing can write there either.
+    fn open_read_only(path: &Path) -> Result<Project> {
+        use rusqlite::OpenFlags;
+        let sq = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let version_of = |conn: &Connection| -> rusqlite::Result<i64> {
+            conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        };
+        let mut conn =
+            Connection::open_with_flags(sqlite_uri(path, "mode=ro"), flags).map_err(sq)?;
+        let version = match version_of(&conn) {
+            Ok(v) => v,
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
+                ) =>
+            {
+                conn = Connection::open_with_flags(sqlite_uri(path, "immutable=1"), flags)
+                    .map_err(sq)?;
+                version_of(&conn).map_err(sq)?
+            }
+            Err(e) => return Err(sq(e)),
+        };
+        if version == 0 {
+            return Err(StoreError::NotAProject {
+                path: path.to_path_buf(),
+                reason: "no Loupe schema in the file".into(),
+            });
+        }
+        if version > schema::latest() {
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found: version,
+                known: schema::latest(),
+            });
+        }
+        if version < schema::latest() {
+            return Err(StoreError::Invalid(format!(
+                "{}: read-only, and written by an older Loupe (schema {version}); open it once where it is writable to upgrade it",
+                path.display()
+            )));
+        }
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sq)?;
+        let mut project = Project {
+            conn,
+            path: path.to_path_buf(),
+            root: Self::root_of(path),
+            client: 0,
+            client_uuid: Uuid::nil(),
+            user: 0,
+            hlc: Hlc::default(),
+            hlc_seen_seq: 0,
+            read_only: true,
+        };
+        project.read_identity()?;
+        Ok(project)
+    }
+
+    /// The folder image paths are relative to, as users see it.
+    fn root_of(path: &Path) -> PathBuf {
+        let root = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        // `dunce` rather than std: the root is shown to users, and on Windows std's canonical
+        // form carries the `\\?\` prefix.
+        dunce::canonicalize(&root).unwrap_or(root)
+    }
+
+    /// [`Project::init_identity`] without writing: the client and user the file names, if any.
+    fn read_identity(&mut self) -> Result<()> {
+        let sq = self.sq();
+        let meta = |key: &str| -> rusqlite::Result<Option<String>> {
+            self.conn
+                .query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))
+                .optional()
+        };
+        let client_uuid = meta("client")
+            .map_err(&sq)?
+            .and_then(|s| Uuid::parse_str(&s).ok())
+            .unwrap_or_else(Uuid::nil);
+        let client: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM clients WHERE uuid=?1",
+                [client_uuid.to_string()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&sq)?;
+        let user_key = meta("user").map_err(&sq)?;
+        let first: Option<i64> = self
+            .conn
+            .query_row("SELECT id FROM users ORDER BY id LIMIT 1", [], |r| r.get(0))
+            .optional()
+            .map_err(&sq)?;
+        drop(sq);
+        let named = match user_key {
+            Some(u) => self.user_row(&u)?,
+            None => None,
+        };
+        self.client = client.unwrap_or(0);
+        self.client_uuid = client_uuid;
+        self.user = named.or(first).unwrap_or(0);
+        self.observe_hlc()?;
+        Ok(())
+    }
+
+    /// Runs SQLite's `quick_check` (every page and B-tree of the file, not the indexes'
+    /// contents): about a second per 350 MB of project. Readers whose output would silently
+    /// miss or misread damaged pages (`stats`, `export`) run it first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Damaged`] with SQLite's first complaint.
+    pub fn quick_check(&self) -> Result<()> {
+        let result: String = self
+            .conn
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+            .map_err(self.sq())?;
+        if result == "ok" {
+            Ok(())
+        } else {
+            Err(StoreError::Damaged {
+                path: self.path.clone(),
+                reason: format!("SQLite's quick check: {result}"),
+            })
+        }
     }
 
     fn open_inner(path: &Path, create: bool) -> Result<Project> {
@@ -247,10 +559,17 @@ impl Project {
             path: path.to_path_buf(),
             reason,
         };
-        // A file that is not SQLite fails on the first read.
+        // A file that is not SQLite fails on the first read; one whose header says SQLite
+        // (checked by `open`) but fails here is damaged, read-only or unreadable: say which.
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| not_project(e.to_string()))?;
+            .map_err(|e| {
+                if create || e.sqlite_error_code().is_none() {
+                    not_project(e.to_string())
+                } else {
+                    sq(e)
+                }
+            })?;
         if version > schema::latest() {
             return Err(StoreError::TooNew {
                 path: path.to_path_buf(),
@@ -273,23 +592,16 @@ impl Project {
         conn.pragma_update(None, "cache_size", -65536).map_err(sq)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(sq)?;
-        let root = path
-            .parent()
-            .map(Path::to_path_buf)
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or_else(|| PathBuf::from("."));
-        // `dunce` rather than std: the root is shown to users, and on Windows std's canonical
-        // form carries the `\\?\` prefix.
-        let root = dunce::canonicalize(&root).unwrap_or(root);
         let mut project = Project {
             conn,
             path: path.to_path_buf(),
-            root,
+            root: Self::root_of(path),
             client: 0,
             client_uuid: Uuid::nil(),
             user: 0,
             hlc: Hlc::default(),
             hlc_seen_seq: 0,
+            read_only: false,
         };
         project.migrate(version)?;
         project.init_identity()?;
@@ -1033,10 +1345,10 @@ impl Project {
         if result == "ok" {
             Ok(())
         } else {
-            Err(StoreError::Invalid(format!(
-                "{}: integrity check failed: {result}",
-                self.path.display()
-            )))
+            Err(StoreError::Damaged {
+                path: self.path.clone(),
+                reason: format!("integrity check failed: {result}"),
+            })
         }
     }
 
@@ -1471,7 +1783,7 @@ impl<'t> RevisionWriter<'t> {
     }
 
     fn resolve(&self, value: &AnnotationValue) -> Result<RowValue> {
-        let sq = |e: rusqlite::Error| StoreError::Invalid(e.to_string());
+        let sq = |e: rusqlite::Error| StoreError::Invalid(describe_sqlite(&e));
         let image: i64 = self
             .tx
             .prepare_cached("SELECT id FROM images WHERE uuid=?1")
@@ -1539,7 +1851,7 @@ impl<'t> RevisionWriter<'t> {
                 s.query_row([id.as_bytes().as_slice()], Project::annotation_from_row)
                     .optional()
             })
-            .map_err(|e| StoreError::Invalid(e.to_string()))?
+            .map_err(|e| StoreError::Invalid(describe_sqlite(&e)))?
             .map(|a| a.value)
             .ok_or_else(|| StoreError::NotFound {
                 what: "annotation",
@@ -1556,7 +1868,7 @@ impl<'t> RevisionWriter<'t> {
                 {
                     StoreError::Invalid(format!("annotation {id} already exists"))
                 }
-                e => StoreError::Invalid(e.to_string()),
+                e => StoreError::Invalid(describe_sqlite(&e)),
             })
     }
 
@@ -1575,7 +1887,7 @@ impl<'t> RevisionWriter<'t> {
                 s.query_row([id.as_bytes().as_slice()], |r| r.get(0))
                     .optional()
             })
-            .map_err(|e| StoreError::Invalid(e.to_string()))?
+            .map_err(|e| StoreError::Invalid(describe_sqlite(&e)))?
             .ok_or_else(|| StoreError::NotFound {
                 what: "annotation",
                 key: id.to_string(),
@@ -1583,7 +1895,7 @@ impl<'t> RevisionWriter<'t> {
         let op = if row.deleted { "delete" } else { "update" };
         let seq = self
             .insert_revision(ann, &row, hlc, op, note)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            .map_err(|e| StoreError::Invalid(describe_sqlite(&e)))?;
         self.tx
             .prepare_cached(
                 "UPDATE annotations SET image=?2, class=?3, x=?4, y=?5, w=?6, h=?7, run=?8, score=?9, state=?10, flags=?11, deleted=?12, rev=?13, attributes=?14 WHERE id=?1",
@@ -1606,7 +1918,7 @@ impl<'t> RevisionWriter<'t> {
                     row.attributes
                 ])
             })
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            .map_err(|e| StoreError::Invalid(describe_sqlite(&e)))?;
         Ok(())
     }
 

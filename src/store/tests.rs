@@ -452,3 +452,99 @@ fn refused_revisions_are_left_out_of_the_rebuilt_cache_and_versions() {
         Some(1.0)
     );
 }
+
+#[test]
+fn a_full_disk_is_named_as_such() {
+    let (_dir, mut p) = project();
+    let image = add_image(&mut p, "a.png");
+    let class = p.ensure_class("cat").expect("class").id;
+    // SQLite answers SQLITE_FULL when the file may not grow, as on a full disk.
+    let pages: i64 = p
+        .conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .expect("pages");
+    p.conn
+        .pragma_update(None, "max_page_count", pages)
+        .expect("cap");
+    let edits: Vec<Edit> = (0..2000)
+        .map(|i| Edit::Create {
+            id: Uuid::now_v7(),
+            value: value(image, class, f64::from(i)),
+        })
+        .collect();
+    let err = p.apply(&edits).expect_err("no room");
+    assert!(err.to_string().contains("disk full"), "{err}");
+    assert!(!err.to_string().contains("not a Loupe project"), "{err}");
+}
+
+#[test]
+fn a_cut_or_damaged_file_is_named_damaged_not_foreign() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.loupe");
+    {
+        let mut p = Project::create(&path).expect("create");
+        let image = add_image(&mut p, "a.png");
+        let class = p.ensure_class("cat").expect("class").id;
+        let edits: Vec<Edit> = (0..3000)
+            .map(|i| Edit::Create {
+                id: Uuid::now_v7(),
+                value: value(image, class, f64::from(i)),
+            })
+            .collect();
+        p.apply(&edits).expect("apply");
+    }
+    let bytes = std::fs::read(&path).expect("read");
+    assert!(bytes.len() > 20 * 16384, "{}", bytes.len());
+    let page = 16384;
+
+    // Cut short: half a page missing.
+    let cut = dir.path().join("cut.loupe");
+    std::fs::write(&cut, &bytes[..bytes.len() - page / 2]).expect("write");
+    let err = Project::open(&cut).err().expect("refused");
+    assert!(err.is_damaged(), "{err}");
+    assert!(err.to_string().contains("run `loupe check`"), "{err}");
+    // Cut at a page boundary: the header's page count says so.
+    std::fs::write(&cut, &bytes[..bytes.len() - 2 * page]).expect("write");
+    let err = Project::open(&cut).err().expect("refused");
+    assert!(err.to_string().contains("cut short"), "{err}");
+    // Only the header left.
+    std::fs::write(&cut, &bytes[..60]).expect("write");
+    let err = Project::open(&cut).err().expect("refused");
+    assert!(err.is_damaged(), "{err}");
+
+    // A page in the middle overwritten: opens (the header is fine), the quick check names it.
+    let mut bad = bytes.clone();
+    let at = bytes.len() / 2 / page * page;
+    bad[at..at + page].fill(0x5A);
+    let damaged = dir.path().join("damaged.loupe");
+    std::fs::write(&damaged, &bad).expect("write");
+    let result = Project::open(&damaged).and_then(|p| p.quick_check());
+    let err = result.expect_err("damage found");
+    assert!(err.is_damaged(), "{err}");
+    assert!(err.to_string().contains("damaged"), "{err}");
+
+    // The intact file passes.
+    Project::open(&path)
+        .and_then(|p| p.quick_check())
+        .expect("intact");
+}
+
+#[test]
+fn a_read_only_project_is_read_and_writes_say_read_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.loupe");
+    {
+        let mut p = Project::create(&path).expect("create");
+        add_image(&mut p, "a.png");
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).expect("chmod");
+    let mut p = Project::open(&path).expect("opens read-only");
+    assert!(p.is_read_only());
+    assert_eq!(p.stats().expect("stats").images, 1);
+    let err = p.ensure_class("cat").expect_err("read-only");
+    assert!(err.to_string().contains("read-only"), "{err}");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let p = Project::open(&path).expect("writable again");
+    assert!(!p.is_read_only());
+}
