@@ -8,6 +8,7 @@ pub mod formats;
 pub mod imaging;
 pub mod inference;
 pub mod ingest;
+pub mod limits;
 pub mod model;
 pub mod results;
 pub mod review;

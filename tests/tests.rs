@@ -5,6 +5,7 @@ mod attributes;
 mod clients;
 mod crash;
 mod interop;
+mod limits;
 mod old_client;
 mod prelabel;
 mod resolve;

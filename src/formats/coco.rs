@@ -209,6 +209,23 @@ struct ResultIn {
     score: Option<f32>,
 }
 
+/// Parses JSON after checking its nesting depth (see [`crate::limits`]): a file nested deeper
+/// than [`crate::limits::MAX_NESTING_DEPTH`] is refused before serde_json sees it.
+pub(super) fn parse_json<'a, T: serde::Deserialize<'a>>(
+    path: &Path,
+    bytes: &'a [u8],
+) -> Result<T, FormatError> {
+    crate::limits::check_json(bytes, crate::limits::MAX_NESTING_DEPTH).map_err(|e| {
+        FormatError::Json {
+            path: path.to_path_buf(),
+            line: e.line,
+            column: 1,
+            reason: e.to_string(),
+        }
+    })?;
+    serde_json::from_slice(bytes).map_err(|e| json_error(path, &e))
+}
+
 pub(super) fn json_error(path: &Path, e: &serde_json::Error) -> FormatError {
     let msg = e.to_string();
     // serde_json appends " at line L column C"; the location has its own fields.
@@ -216,6 +233,8 @@ pub(super) fn json_error(path: &Path, e: &serde_json::Error) -> FormatError {
         .rfind(" at line ")
         .map_or(msg.as_str(), |i| &msg[..i])
         .to_owned();
+    // serde_json stops at 128 levels of nesting, quickly, but does not say what the limit is.
+    let reason = crate::limits::json_depth_reason(&reason).unwrap_or(reason);
     FormatError::Json {
         path: path.to_path_buf(),
         line: e.line(),
@@ -337,7 +356,7 @@ fn load_instances(path: &Path) -> Result<Instances, FormatError> {
                 .to_owned(),
         });
     }
-    let file: InstancesIn<'_> = serde_json::from_slice(bytes).map_err(|e| json_error(path, &e))?;
+    let file: InstancesIn<'_> = parse_json(path, bytes)?;
     let Some(images_in) = file.images else {
         return Err(FormatError::MissingField {
             path: path.to_path_buf(),
@@ -715,7 +734,7 @@ fn load_results(path: &Path, report: &mut Report) -> Result<Vec<CocoDetection>, 
                 .to_owned(),
         });
     }
-    let entries: Vec<ResultIn> = serde_json::from_slice(bytes).map_err(|e| json_error(path, &e))?;
+    let entries: Vec<ResultIn> = parse_json(path, bytes)?;
     let mut detections = Vec::with_capacity(entries.len());
     for (i, entry) in entries.into_iter().enumerate() {
         let record = || format!("[{i}]");

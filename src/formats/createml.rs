@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::coco::json_error;
+use super::coco::parse_json;
 use super::labelme::{checked_paths, files_with_extension, locate_image, parent_dir, source_image};
 use super::{
     ExportReport, FormatError, ImportSettings, Parsed, Report, accept_box, link_or_copy,
@@ -72,7 +72,7 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
     for file in &files {
         let bytes = read_file(file)?;
         let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| json_error(file, &e))?;
+        let value: Value = parse_json(file, bytes)?;
         if !value.is_array() {
             return Err(FormatError::Unsupported {
                 path: file.clone(),

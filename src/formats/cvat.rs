@@ -38,6 +38,7 @@ use super::{
     ExportReport, FormatError, ImportSettings, Parsed, Report, accept_box, find_image_with_stem,
     read_text, write_file,
 };
+use crate::limits::MAX_NESTING_DEPTH;
 use crate::model::{AttributeValue, Attributes, BBox, Dataset, DatasetBox, DatasetImage, PALETTE};
 
 /// Attributes of a box that live on the `<box>` element itself rather than in `<attribute>`
@@ -218,6 +219,18 @@ fn parse_doc(path: &Path, text: &str) -> Result<DocIn, FormatError> {
                     });
                 }
                 seen_root = true;
+            }
+            // Each open element costs a little per element read; refusing at the limit keeps a
+            // file of 400k nested elements from taking half a minute.
+            if stack.len() >= MAX_NESTING_DEPTH {
+                return Err(xml_error(
+                    path,
+                    text,
+                    offset,
+                    format!(
+                        "elements nested deeper than the limit of {MAX_NESTING_DEPTH} levels; refused"
+                    ),
+                ));
             }
             stack.push(name);
             value.clear();

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::coco::json_error;
+use super::coco::parse_json;
 use super::{
     ExportReport, FormatError, ImportSettings, Parsed, Report, accept_box, link_or_copy,
     normalize_path, read_file, relative_slash_path, safe_relative, write_file,
@@ -203,7 +203,7 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
     for file in &files {
         let bytes = read_file(file)?;
         let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| json_error(file, &e))?;
+        let value: Value = parse_json(file, bytes)?;
         let is_labelme = value
             .as_object()
             .is_some_and(|o| o.get("shapes").is_some_and(Value::is_array));

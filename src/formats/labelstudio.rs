@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::coco::json_error;
+use super::coco::parse_json;
 use super::{
     ExportReport, FormatError, ImportSettings, Parsed, Predictions, Report, accept_box, read_file,
     relative_slash_path, write_file,
@@ -651,7 +651,7 @@ fn region_count(annotation: &Map<String, Value>) -> usize {
 pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, FormatError> {
     let bytes = read_file(path)?;
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-    let root: Value = serde_json::from_slice(bytes).map_err(|e| json_error(path, &e))?;
+    let root: Value = parse_json(path, bytes)?;
     let records: Vec<&Map<String, Value>> = match &root {
         Value::Array(items) => items
             .iter()

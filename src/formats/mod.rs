@@ -44,6 +44,7 @@ use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
+use crate::limits;
 use crate::model::{BBox, Dataset, Unresolved, Warning};
 
 pub use coco::{
@@ -923,7 +924,31 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, FormatError> {
 
 /// Reads a text file as UTF-8 (a leading byte-order mark is dropped).
 pub(crate) fn read_text(path: &Path) -> Result<String, FormatError> {
-    let bytes = read_file(path)?;
+    text_from_bytes(path, read_file(path)?)
+}
+
+/// [`read_text`] for a configuration file (`data.yaml`, `obj.data`), refused before it is read
+/// when it is larger than [`limits::MAX_CONFIG_BYTES`].
+pub(crate) fn read_config_text(path: &Path) -> Result<String, FormatError> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| FormatError::io(path, e))?
+        .len();
+    if len > limits::MAX_CONFIG_BYTES {
+        return Err(FormatError::invalid(
+            path,
+            "whole file",
+            format!(
+                "{len} bytes is more than the limit of {} bytes for a configuration file; \
+                 refused before reading",
+                limits::MAX_CONFIG_BYTES
+            ),
+        ));
+    }
+    read_text(path)
+}
+
+/// A file's bytes as UTF-8 text, without a leading byte-order mark.
+fn text_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<String, FormatError> {
     let bytes = bytes
         .strip_prefix(b"\xEF\xBB\xBF")
         .map(<[u8]>::to_vec)

@@ -25,6 +25,7 @@ use super::{
     line_column, read_class_list, read_text, relative_slash_path, write_file,
 };
 use crate::imaging::{has_image_extension, probe};
+use crate::limits::MAX_NESTING_DEPTH;
 use crate::model::{BBox, BoxFlags, Dataset, DatasetBox, DatasetImage};
 
 /// One `<object>` as written, before validation.
@@ -191,6 +192,18 @@ fn parse_doc(path: &Path, text: &str) -> Result<DocIn, FormatError> {
                     });
                 }
                 seen_root = true;
+            }
+            // Each open element costs a little per element read; refusing at the limit keeps a
+            // file of 400k nested elements from taking half a minute.
+            if stack.len() >= MAX_NESTING_DEPTH {
+                return Err(xml_error(
+                    path,
+                    text,
+                    offset,
+                    format!(
+                        "elements nested deeper than the limit of {MAX_NESTING_DEPTH} levels; refused"
+                    ),
+                ));
             }
             stack.push(name);
             value.clear();

@@ -54,8 +54,8 @@ use serde_norway::Value;
 
 use super::{
     ExportReport, FormatError, ImportSettings, KnownImages, Parsed, Report, accept_box,
-    find_image_with_stem, normalize_path, pick_by_name, read_class_list, read_text,
-    relative_slash_path, write_file,
+    find_image_with_stem, normalize_path, pick_by_name, read_class_list, read_config_text,
+    read_text, relative_slash_path, write_file,
 };
 use crate::imaging::{has_image_extension, probe};
 use crate::model::{BBox, BoxFlags, Dataset, DatasetBox, DatasetImage, Unresolved};
@@ -848,7 +848,17 @@ fn entries_from_list(
 }
 
 fn plan_yaml(yaml: &Path, resolver: &Resolver<'_>) -> Result<Plan, FormatError> {
-    let text = read_text(yaml)?;
+    let text = read_config_text(yaml)?;
+    // libyaml's time grows with the square of the nesting depth (100k levels took 17 s), so
+    // the depth is measured first.
+    crate::limits::check_yaml(&text, crate::limits::MAX_NESTING_DEPTH).map_err(|e| {
+        FormatError::Yaml {
+            path: yaml.to_path_buf(),
+            line: e.line,
+            column: 1,
+            reason: e.to_string(),
+        }
+    })?;
     let doc: Value = serde_norway::from_str(&text).map_err(|e| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         FormatError::Yaml {
@@ -1082,7 +1092,7 @@ fn darknet_label(image: &Path) -> Option<PathBuf> {
 }
 
 fn plan_darknet(data: &Path, resolver: &Resolver<'_>) -> Result<Plan, FormatError> {
-    let text = read_text(data)?;
+    let text = read_config_text(data)?;
     let base = match data.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

@@ -30,6 +30,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::InferenceError;
+use crate::limits::{MAX_CONFIG_BYTES, MAX_TOML_NESTING_DEPTH, check_toml};
 
 /// How the model's raw outputs turn into boxes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -338,12 +339,20 @@ impl ModelDescriptor {
     pub fn load(onnx_path: &Path, overrides: &DescriptorOverrides) -> Result<Self, InferenceError> {
         let toml_path = onnx_path.with_extension("toml");
         let descriptor = if toml_path.is_file() {
-            let text = std::fs::read_to_string(&toml_path).map_err(|e| {
-                InferenceError::InvalidDescriptor {
-                    source_name: toml_path.display().to_string(),
-                    message: e.to_string(),
-                }
-            })?;
+            let invalid = |message: String| InferenceError::InvalidDescriptor {
+                source_name: toml_path.display().to_string(),
+                message,
+            };
+            let len = std::fs::metadata(&toml_path)
+                .map_err(|e| invalid(e.to_string()))?
+                .len();
+            if len > MAX_CONFIG_BYTES {
+                return Err(invalid(format!(
+                    "{len} bytes is more than the limit of {MAX_CONFIG_BYTES} bytes for a \
+                     descriptor; refused before reading"
+                )));
+            }
+            let text = std::fs::read_to_string(&toml_path).map_err(|e| invalid(e.to_string()))?;
             Self::from_toml(&text, &toml_path.display().to_string())?
         } else {
             let found = super::read_model_metadata(onnx_path)?;
@@ -362,6 +371,14 @@ impl ModelDescriptor {
 
     /// Parses and checks a descriptor; `source_name` names it in errors.
     pub fn from_toml(text: &str, source_name: &str) -> Result<Self, InferenceError> {
+        // The toml crate stops deep nesting itself, but its message quotes the whole offending
+        // line and does not name the limit; this scan does both, in one pass.
+        check_toml(text, MAX_TOML_NESTING_DEPTH).map_err(|e| {
+            InferenceError::InvalidDescriptor {
+                source_name: source_name.to_owned(),
+                message: format!("line {}: {e}", e.line),
+            }
+        })?;
         let descriptor: Self =
             toml::from_str(text).map_err(|e| InferenceError::InvalidDescriptor {
                 source_name: source_name.to_owned(),
