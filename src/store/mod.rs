@@ -369,6 +369,21 @@ fn state_str(s: ReviewState) -> &'static str {
 }
 
 impl Project {
+    /// A project on an open connection, before its client, user and clock are read.
+    fn unidentified(conn: Connection, path: &Path, read_only: bool) -> Self {
+        Project {
+            conn,
+            path: path.to_path_buf(),
+            root: Self::root_of(path),
+            client: 0,
+            client_uuid: Uuid::nil(),
+            user: 0,
+            hlc: Hlc::default(),
+            hlc_seen_seq: 0,
+            read_only,
+        }
+    }
+
     /// Creates a new project file. Fails if it exists.
     pub fn create(path: &Path) -> Result<Project> {
         if path.exists() {
@@ -461,17 +476,7 @@ impl Project {
         }
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(sq)?;
-        let mut project = Project {
-            conn,
-            path: path.to_path_buf(),
-            root: Self::root_of(path),
-            client: 0,
-            client_uuid: Uuid::nil(),
-            user: 0,
-            hlc: Hlc::default(),
-            hlc_seen_seq: 0,
-            read_only: true,
-        };
+        let mut project = Self::unidentified(conn, path, true);
         project.read_identity()?;
         Ok(project)
     }
@@ -592,17 +597,7 @@ impl Project {
         conn.pragma_update(None, "cache_size", -65536).map_err(sq)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(sq)?;
-        let mut project = Project {
-            conn,
-            path: path.to_path_buf(),
-            root: Self::root_of(path),
-            client: 0,
-            client_uuid: Uuid::nil(),
-            user: 0,
-            hlc: Hlc::default(),
-            hlc_seen_seq: 0,
-            read_only: false,
-        };
+        let mut project = Self::unidentified(conn, path, false);
         project.migrate(version)?;
         project.init_identity()?;
         Ok(project)

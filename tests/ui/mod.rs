@@ -98,6 +98,26 @@ fn write_gray16(path: &Path, w: u32, h: u32) {
     img.save(path).expect("write 16-bit png");
 }
 
+/// Adds files of `root` to a project with the core API, in one bulk write.
+pub fn add_images(project: &mut Project, root: &Path, names: &[&str]) {
+    let mut bulk = project.bulk().expect("bulk");
+    for name in names {
+        let file = root.join(name);
+        let (hash, bytes) = loupe::imaging::hash_file(&file).expect("hash");
+        let info = loupe::imaging::probe(&file).expect("probe");
+        bulk.upsert_image(&ImageInput {
+            path: (*name).into(),
+            hash: Some(hash),
+            width: info.width,
+            height: info.height,
+            bytes,
+            external_id: None,
+        })
+        .expect("add image");
+    }
+    bulk.commit().expect("commit");
+}
+
 /// Builds the fixture project with the core API.
 pub fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -108,24 +128,7 @@ pub fn fixture() -> Fixture {
     write_gray16(&root.join("d16.png"), 64, 48);
     let path = root.join("test.loupe");
     let mut project = Project::create(&path).expect("create project");
-    {
-        let mut bulk = project.bulk().expect("bulk");
-        for name in ["a.png", "b.png", "c.png", "d16.png"] {
-            let file = root.join(name);
-            let (hash, bytes) = loupe::imaging::hash_file(&file).expect("hash");
-            let info = loupe::imaging::probe(&file).expect("probe");
-            bulk.upsert_image(&ImageInput {
-                path: name.into(),
-                hash: Some(hash),
-                width: info.width,
-                height: info.height,
-                bytes,
-                external_id: None,
-            })
-            .expect("add image");
-        }
-        bulk.commit().expect("commit");
-    }
+    add_images(&mut project, root, &["a.png", "b.png", "c.png", "d16.png"]);
     let classes: Vec<Class> = ["cat", "dog", "bird"]
         .iter()
         .map(|n| project.ensure_class(n).expect("class"))

@@ -9,7 +9,7 @@ use std::path::Path;
 use eframe::egui::Key;
 use egui_kittest::Harness;
 use loupe::model::ReviewState;
-use loupe::store::{ImageInput, Project};
+use loupe::store::Project;
 use loupe::ui::{App, AppOptions};
 
 use super::{
@@ -35,24 +35,7 @@ pub fn dicom_project() -> (tempfile::TempDir, std::path::PathBuf) {
     std::fs::copy(dicom("MR_small.dcm"), root.join("mr.dcm")).expect("copy MR");
     let path = root.join("read.loupe");
     let mut project = Project::create(&path).expect("create");
-    {
-        let mut bulk = project.bulk().expect("bulk");
-        for name in ["ct1.dcm", "ct2.dcm", "mr.dcm"] {
-            let file = root.join(name);
-            let (hash, bytes) = loupe::imaging::hash_file(&file).expect("hash");
-            let info = loupe::imaging::probe(&file).expect("probe");
-            bulk.upsert_image(&ImageInput {
-                path: name.into(),
-                hash: Some(hash),
-                width: info.width,
-                height: info.height,
-                bytes,
-                external_id: None,
-            })
-            .expect("add");
-        }
-        bulk.commit().expect("commit");
-    }
+    super::add_images(&mut project, root, &["ct1.dcm", "ct2.dcm", "mr.dcm"]);
     project.ensure_class("lesion").expect("class");
     let me = project.current_user().expect("user");
     loupe::review::choose_profile(&mut project, &me.name, me.role).expect("profile");
