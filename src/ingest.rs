@@ -11,8 +11,10 @@ use uuid::Uuid;
 
 use crate::formats::{self, AmbiguousName, KnownFile, KnownImages, Parsed};
 use crate::imaging;
-use crate::model::{Dataset, ImageRecord, ReviewState, Unresolved, Warning};
-use crate::store::{ExternalKind, ImageInput, NewRun, Project, StoreError, Upsert};
+use crate::model::{BBox, Dataset, ImageRecord, ReviewState, Unresolved, Warning};
+use crate::store::{
+    ExternalKind, FRAME_KEY, ImageInput, NewRun, Project, STACK_KEY, StoreError, Upsert,
+};
 
 /// Reports progress of long work: `(done, total)`. Implemented by the CLI's progress bar and by
 /// the app's job panel.
@@ -47,6 +49,20 @@ pub enum IngestError {
     /// The file lists boxes but none could be imported: refused, nothing stored.
     #[error("it lists {listed} boxes but none could be imported{details}")]
     NoBoxes { listed: usize, details: String },
+    /// Boxes of the file are already in the project and the user did not say what to do.
+    #[error(
+        "{duplicates} of its {listed} boxes are already in the project (same image, class and box{ids}): it, or part of it, was imported before; nothing was imported\nhint: pass --skip-existing to import only the boxes the project does not hold, or --replace to make each listed image's labels those of the file"
+    )]
+    AlreadyImported {
+        duplicates: usize,
+        listed: usize,
+        ids: &'static str,
+    },
+    /// Every box of the file is already in the project (`--skip-existing`).
+    #[error(
+        "all {listed} of its boxes are already in the project (same image, class and box, or same id): nothing new to import"
+    )]
+    NothingNew { listed: usize },
     /// The annotation file itself was refused (unreadable, malformed).
     #[error(transparent)]
     Format(#[from] formats::FormatError),
@@ -71,6 +87,11 @@ pub struct AddReport {
     pub duplicates: usize,
     /// Files that could not be read, with the reason.
     pub failed: Vec<(String, String)>,
+    /// Stacks found or grown: DICOM series (slices grouped by SeriesInstanceUID) and
+    /// multi-frame files (one image per frame).
+    pub stacks: Vec<crate::stacks::StackReport>,
+    /// Slices left out of their series (conflicting geometry), with the reason.
+    pub stack_conflicts: Vec<crate::stacks::StackConflict>,
 }
 
 /// A path relative to `root` with `/` separators (`..` where the file is outside the root).
@@ -169,15 +190,50 @@ pub fn scan(paths: &[PathBuf]) -> Result<Scanned, IngestError> {
 struct Probed {
     rel: String,
     result: Result<(String, u64, imaging::ImageInfo), imaging::ImageError>,
+    /// Frames of a multi-frame file (1 for most files), with each frame's size.
+    frames: Vec<imaging::ImageInfo>,
+    /// Where a DICOM slice sits in its series.
+    slice: Option<imaging::dicom::SliceInfo>,
 }
 
 fn probe_all(root: &Path, files: &[PathBuf]) -> Vec<Probed> {
     files
         .par_iter()
-        .map(|f| Probed {
-            rel: relative_path(root, f),
-            result: imaging::hash_file(f)
-                .and_then(|(hash, bytes)| imaging::probe(f).map(|info| (hash, bytes, info))),
+        .map(|f| {
+            // Decoded, not only probed: a file whose pixels are corrupt is refused now.
+            let mut result = imaging::hash_file(f)
+                .and_then(|(hash, bytes)| imaging::verify(f).map(|info| (hash, bytes, info)));
+            let mut frames = Vec::new();
+            let mut slice = None;
+            if let Ok((_, _, info)) = &result {
+                let is_dicom = imaging::dicom::is_dicom(f);
+                if is_dicom {
+                    slice = imaging::dicom::slice_info(f).ok();
+                }
+                match imaging::frame_count(f) {
+                    Ok(n) if n > 1 => {
+                        let text = f.to_string_lossy();
+                        for i in 0..n {
+                            let frame = PathBuf::from(imaging::frame_path(&text, i));
+                            match imaging::probe(&frame) {
+                                Ok(info) => frames.push(info),
+                                Err(e) => {
+                                    result = Err(e);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Ok(_) => frames.push(*info),
+                    Err(e) => result = Err(e),
+                }
+            }
+            Probed {
+                rel: relative_path(root, f),
+                result,
+                frames,
+                slice,
+            }
         })
         .collect()
 }
@@ -187,7 +243,8 @@ fn probe_all(root: &Path, files: &[PathBuf]) -> Vec<Probed> {
 const ADD_CHUNK: usize = 256;
 
 /// Adds image files and folders to the project. Idempotent; recognises moved files by hash;
-/// unreadable or corrupt files are reported and skipped.
+/// unreadable or corrupt files (headers, and pixels: see [`imaging::verify`]) are reported and
+/// skipped.
 pub fn add(
     project: &mut Project,
     paths: &[PathBuf],
@@ -204,13 +261,18 @@ pub fn add(
         ..AddReport::default()
     };
     progress.set_total(files.len() as u64);
+    // DICOM slices by series, ordered into stacks once every file is in.
+    let mut series: HashMap<String, Vec<crate::stacks::Slice>> = HashMap::new();
     for chunk in files.chunks(ADD_CHUNK) {
         let probed = probe_all(&root, chunk);
         let mut bulk = project.bulk()?;
         for p in &probed {
             match &p.result {
+                Ok((hash, bytes, _)) if p.frames.len() > 1 => {
+                    add_frames(&mut bulk, p, hash, *bytes, &mut report)?;
+                }
                 Ok((hash, bytes, info)) => {
-                    let (_, what) = bulk.upsert_image(&ImageInput {
+                    let (row, what) = bulk.upsert_image(&ImageInput {
                         path: p.rel.clone(),
                         hash: Some(hash.clone()),
                         width: info.width,
@@ -218,6 +280,18 @@ pub fn add(
                         bytes: *bytes,
                         external_id: None,
                     })?;
+                    if let Some(slice) = &p.slice
+                        && let Some(uid) = &slice.series
+                    {
+                        series
+                            .entry(uid.clone())
+                            .or_default()
+                            .push(crate::stacks::Slice {
+                                row,
+                                path: p.rel.clone(),
+                                info: slice.clone(),
+                            });
+                    }
                     match what {
                         Upsert::Added => report.added += 1,
                         Upsert::Unchanged => report.unchanged += 1,
@@ -233,7 +307,76 @@ pub fn add(
         bulk.commit()?;
         progress.inc(chunk.len() as u64);
     }
+    if !series.is_empty() {
+        let mut bulk = project.bulk()?;
+        let mut uids: Vec<String> = series.keys().cloned().collect();
+        uids.sort();
+        for uid in uids {
+            let mut slices = series.remove(&uid).unwrap_or_default();
+            // Slices added before belong to the series too: the order is over all of them.
+            for (row, path) in bulk.images_with_meta(STACK_KEY, &format!("series:{uid}"))? {
+                if slices.iter().any(|s| s.row == row) {
+                    continue;
+                }
+                if let Ok(info) = imaging::dicom::slice_info(&root.join(&path)) {
+                    slices.push(crate::stacks::Slice { row, path, info });
+                }
+            }
+            if let Some(stack) =
+                crate::stacks::write_series(&mut bulk, &uid, slices, &mut report.stack_conflicts)?
+            {
+                report.stacks.push(stack);
+            }
+        }
+        bulk.commit()?;
+    }
     Ok(report)
+}
+
+/// Adds each frame of a multi-frame file as an image (`FILE#frame=N`, its hash the file's with
+/// the same suffix) and makes them one stack.
+fn add_frames(
+    bulk: &mut crate::store::Bulk<'_>,
+    p: &Probed,
+    hash: &str,
+    bytes: u64,
+    report: &mut AddReport,
+) -> Result<(), IngestError> {
+    let key = format!("file:{}", p.rel);
+    let mut added = false;
+    for (i, info) in p.frames.iter().enumerate() {
+        let index = u32::try_from(i).unwrap_or(u32::MAX);
+        let path = imaging::frame_path(&p.rel, index);
+        let suffix = path[p.rel.len()..].to_owned();
+        let (row, what) = bulk.upsert_image(&ImageInput {
+            path,
+            hash: Some(format!("{hash}{suffix}")),
+            width: info.width,
+            height: info.height,
+            bytes,
+            external_id: None,
+        })?;
+        added |= what == Upsert::Added;
+        bulk.set_meta(row, STACK_KEY, &key)?;
+        bulk.set_meta(row, FRAME_KEY, &i.to_string())?;
+    }
+    if added {
+        report.added += 1;
+    } else {
+        report.unchanged += 1;
+    }
+    report.stacks.push(crate::stacks::StackReport {
+        key,
+        kind: "frames",
+        modality: p
+            .slice
+            .as_ref()
+            .map(|s| s.modality.clone())
+            .unwrap_or_default(),
+        frames: p.frames.len(),
+        ordered_by: "frame number",
+    });
+    Ok(())
 }
 
 /// The images a project already holds, indexed to match imported entries against, so that an
@@ -404,6 +547,36 @@ pub struct ImportOptions {
     /// For a COCO file: its image and category ids and box areas, recorded so results files
     /// map onto the project and evaluation uses the file's areas.
     pub coco_ids: Option<CocoSource>,
+    /// What to do with boxes the project already holds (see [`Existing`]).
+    pub existing: Existing,
+}
+
+/// What an import does with a box the project already holds: a label of the same image with the
+/// same class and the same box (within [`SAME_BOX_PX`]), or an annotation with the same id.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Existing {
+    /// Refuse the import, saying how many boxes are already there (the file, or part of it, was
+    /// imported before) and what the choices are. Nothing is written.
+    #[default]
+    Refuse,
+    /// Import only the boxes the project does not hold (`--skip-existing`).
+    SkipExisting,
+    /// The file's labels replace the labels of each image it lists (`--replace`): boxes it
+    /// holds too are kept as they are, labels it does not hold are deleted (as revisions, so
+    /// history can bring them back), its new boxes are added. Model proposals are untouched.
+    Replace,
+}
+
+/// Two boxes whose edges all lie within this many pixels of each other are the same box
+/// (formats round coordinates: YOLO to 6 decimals of the size, many tools to 2 decimals).
+pub const SAME_BOX_PX: f64 = 0.05;
+
+fn same_box(a: BBox, b: BBox) -> bool {
+    (a.x - b.x).abs() <= SAME_BOX_PX
+        && (a.y - b.y).abs() <= SAME_BOX_PX
+        && (a.x2() - b.x2()).abs() <= SAME_BOX_PX
+        && (a.y2() - b.y2()).abs() <= SAME_BOX_PX
 }
 
 /// A COCO file's ids and areas, and the file they come from (see [`ImportOptions::coco_ids`]).
@@ -425,6 +598,7 @@ impl Default for ImportOptions {
             known_images: None,
             predictions: Vec::new(),
             coco_ids: None,
+            existing: Existing::Refuse,
         }
     }
 }
@@ -445,6 +619,13 @@ pub struct ImportReport {
     pub unresolved_count: usize,
     /// Listed entries that resolved neither to a file nor to an image of the project.
     pub unresolved: Vec<Unresolved>,
+    /// Boxes of the file the project already held (same image, class and box, or same id):
+    /// not added again.
+    pub already_in_project: usize,
+    /// Labels removed because the file, imported with `--replace`, does not hold them.
+    pub removed: usize,
+    /// Images whose file's real size differs from the size the annotation file declares.
+    pub size_mismatches: usize,
     pub warnings: Vec<Warning>,
 }
 
@@ -630,6 +811,9 @@ pub fn import_dataset(
         unresolved: &mut unresolved,
         already_present: 0,
         progress,
+        existing: opts.existing,
+        checks: formats::Report::default(),
+        created: std::collections::HashSet::new(),
     };
     writing.report.classes = writing.write(
         &mut bulk,
@@ -662,6 +846,9 @@ pub fn import_dataset(
         });
     }
     let already_present = writing.already_present;
+    let (checked, checks_skipped) = std::mem::take(&mut writing.checks).finish(&images_dir);
+    warnings.extend(checked);
+    report.skipped += checks_skipped;
     (report.images, report.images_matched) = labels_images;
     report.proposals = report.boxes - labels_boxes;
     report.boxes = labels_boxes;
@@ -674,13 +861,14 @@ pub fn import_dataset(
     format_unresolved.append(&mut unresolved);
     let unresolved = format_unresolved;
     let listed = dataset.images.len() + format_unresolved_count;
+    check_existing(&dataset, &report, already_present, opts.existing)?;
     check_resolved(
         &dataset,
         listed,
         &report,
         &unresolved,
         &warnings,
-        already_present,
+        report.already_in_project + report.removed,
         opts,
     )?;
     bulk.commit()?;
@@ -758,6 +946,12 @@ struct Writing<'a> {
     /// Boxes skipped because their id is already in the project.
     already_present: usize,
     progress: &'a dyn Progress,
+    /// What to do with boxes the project already holds.
+    existing: Existing,
+    /// Warnings of the checks made here (capped per kind like the formats' own).
+    checks: formats::Report,
+    /// Labels this import made, told apart from those the project held before.
+    created: std::collections::HashSet<Uuid>,
 }
 
 impl Writing<'_> {
@@ -787,26 +981,30 @@ impl Writing<'_> {
             }
             None => None,
         };
+        let labels = run_row.is_none();
         for (index, (img, target)) in dataset.images.iter().zip(targets).enumerate() {
-            let Some(image_row) = self.image_row(bulk, img, target)? else {
+            // Boxes were checked against the size the file declares; a file whose real size
+            // differs is reported, and its boxes are checked again against the real size.
+            let real_size = match &target {
+                Target::File { rel, info, .. } => self.check_size(img, rel, info),
+                _ => None,
+            };
+            let Some((image_row, matched)) = self.image_row(bulk, img, target)? else {
                 continue;
             };
             self.report.images += 1;
             if let (Some((source, _)), Some(ext)) = (coco_source, img.external_id) {
                 bulk.record_external_id(source, ExternalKind::Image, ext, image_row)?;
             }
+            // The labels the image already has: a box the file holds too is not added again.
+            let mut existing = if labels && matched {
+                bulk.live_labels(image_row)?
+            } else {
+                Vec::new()
+            };
+            let mut held = vec![false; existing.len()];
             let coco_boxes = coco_source.and_then(|(_, boxes)| boxes.get(index));
             for (k, b) in img.boxes.iter().enumerate() {
-                let id = b.id.unwrap_or_else(Uuid::now_v7);
-                if b.id.is_some() && bulk.annotation_exists(id)? {
-                    self.already_present += 1;
-                    self.warnings.push(Warning {
-                        kind: "already_present".into(),
-                        location: id.to_string(),
-                        message: "annotation already in the project; kept the project's".into(),
-                    });
-                    continue;
-                }
                 let Some(&class_row) = class_rows.get(b.class) else {
                     return Err(IngestError::Invalid(format!(
                         "box refers to class index {} but the file has {} classes",
@@ -814,24 +1012,77 @@ impl Writing<'_> {
                         class_rows.len()
                     )));
                 };
+                let mut bbox = b.bbox;
+                if let Some((w, h)) = real_size {
+                    let location = || format!("{} box {k}", img.file_name);
+                    match formats::accept_box(&mut self.checks, bbox, w, h, location) {
+                        Some(kept) => bbox = kept,
+                        None => continue,
+                    }
+                }
+                let id = b.id.unwrap_or_else(Uuid::now_v7);
+                if b.id.is_some() && bulk.annotation_exists(id)? {
+                    self.already_present += 1;
+                    self.report.already_in_project += 1;
+                    if let Some(i) = existing.iter().position(|e| e.id == id) {
+                        held[i] = true;
+                    }
+                    self.warn_existing(
+                        id.to_string(),
+                        "annotation already in the project (same id); kept the project's",
+                    );
+                    continue;
+                }
+                if let Some(i) = (0..existing.len()).find(|&i| {
+                    !held[i] && existing[i].class == class_row && same_box(existing[i].bbox, bbox)
+                }) {
+                    held[i] = true;
+                    if self.created.contains(&existing[i].id) {
+                        // The file lists this image twice (a CVAT export with the image in
+                        // several subsets) with the same box: one box, not two.
+                        self.checks.warn(
+                            "duplicate_in_file",
+                            || format!("{} box {k}", img.file_name),
+                            || "the file lists this box of this image more than once; imported once".to_owned(),
+                        );
+                        continue;
+                    }
+                    self.report.already_in_project += 1;
+                    self.warn_existing(
+                        format!("{} box {k}", img.file_name),
+                        "the image already has this label (same class and box); not added again",
+                    );
+                    continue;
+                }
                 let (run, state) = match (run_row, b.score) {
                     (Some(r), score) => (Some((r, score.unwrap_or(1.0))), ReviewState::Proposed),
                     (None, _) => (None, state),
                 };
+                if labels {
+                    self.created.insert(id);
+                }
                 bulk.add_annotation(
                     id,
                     image_row,
                     class_row,
-                    b.bbox,
+                    bbox,
                     run,
                     state,
                     b.flags,
                     &b.attributes,
                 )?;
                 if let Some(c) = coco_boxes.and_then(|a| a.get(k)) {
-                    bulk.record_coco_box(id, c.id, c.area, b.bbox)?;
+                    bulk.record_coco_box(id, c.id, c.area, bbox)?;
                 }
                 self.report.boxes += 1;
+            }
+            if self.existing == Existing::Replace {
+                for (label, held) in existing.drain(..).zip(held) {
+                    if !held {
+                        bulk.delete_label(label.row)?;
+                        self.report.removed += 1;
+                    }
+                }
             }
             if let Some(r) = run_row {
                 bulk.mark_run_image(r, image_row, img.boxes.len())?;
@@ -841,14 +1092,59 @@ impl Writing<'_> {
         Ok(class_rows.len())
     }
 
-    /// The project row of one dataset image (added, matched or a placeholder), or `None` when
-    /// a results image id matches no image (its boxes are skipped and reported).
+    /// Reports an image whose file's real size differs from the size the annotation file
+    /// declares; returns the real size to check its boxes against, when it differs.
+    fn check_size(
+        &mut self,
+        img: &crate::model::DatasetImage,
+        rel: &str,
+        info: &imaging::ImageInfo,
+    ) -> Option<(u32, u32)> {
+        let declared = (img.width, img.height);
+        let real = (info.width, info.height);
+        if declared.0 == 0 || declared.1 == 0 || declared == real {
+            return None;
+        }
+        self.report.size_mismatches += 1;
+        let rotated = if declared == (info.raw_width, info.raw_height) && info.orientation != 1 {
+            format!(
+                " (the file's size before its EXIF orientation {} is applied; Loupe shows images upright, as viewers and most training pipelines do)",
+                info.orientation
+            )
+        } else {
+            String::new()
+        };
+        self.checks.warn(
+            "image_size_mismatch",
+            || rel.to_owned(),
+            || {
+                format!(
+                    "the annotation file says {}x{}, the image is {}x{}{rotated}; its boxes are checked against the real size",
+                    declared.0, declared.1, real.0, real.1
+                )
+            },
+        );
+        Some(real)
+    }
+
+    /// Reports a box the project already holds, or refuses nothing yet: the refusal comes
+    /// after the whole file was compared, with the count.
+    fn warn_existing(&mut self, location: String, message: &'static str) {
+        if self.existing != Existing::Refuse {
+            self.checks
+                .warn("already_in_project", || location, || message.to_owned());
+        }
+    }
+
+    /// The project row of one dataset image (added, matched or a placeholder) and whether the
+    /// project held it before, or `None` when a results image id matches no image (its boxes
+    /// are skipped and reported).
     fn image_row(
         &mut self,
         bulk: &mut crate::store::Bulk<'_>,
         img: &crate::model::DatasetImage,
         target: Target,
-    ) -> Result<Option<i64>, IngestError> {
+    ) -> Result<Option<(i64, bool)>, IngestError> {
         Ok(Some(match target {
             Target::File {
                 rel,
@@ -867,7 +1163,7 @@ impl Writing<'_> {
                 if what != Upsert::Added {
                     self.report.images_matched += 1;
                 }
-                row
+                (row, what != Upsert::Added)
             }
             Target::Known { path } => {
                 self.report.images_matched += 1;
@@ -879,7 +1175,7 @@ impl Writing<'_> {
                 if let Some(ext) = img.external_id {
                     bulk.note_external_id(row, ext)?;
                 }
-                row
+                (row, true)
             }
             Target::Placeholder { rel } => {
                 self.report.images_missing += 1;
@@ -890,20 +1186,20 @@ impl Writing<'_> {
                         message: "image file not found and its size is unknown".into(),
                     });
                 }
-                bulk.upsert_image(&ImageInput {
+                let (row, what) = bulk.upsert_image(&ImageInput {
                     path: rel,
                     hash: None,
                     width: img.width,
                     height: img.height,
                     bytes: 0,
                     external_id: img.external_id,
-                })?
-                .0
+                })?;
+                (row, what != Upsert::Added)
             }
             Target::ById(ext) => match bulk.image_by_external_id(ext)? {
                 Some(row) => {
                     self.report.images_matched += 1;
-                    row
+                    (row, true)
                 }
                 None => {
                     self.unresolved.push(Unresolved {
@@ -933,6 +1229,10 @@ pub struct FileImport {
     pub shapes_as_boxes: bool,
     /// Keep images found nowhere as missing placeholders instead of refusing the import.
     pub allow_missing: bool,
+    /// What to do with boxes the project already holds.
+    pub existing: Existing,
+    /// A dataset file may name files outside its folder (`--allow-outside`).
+    pub allow_outside: bool,
 }
 
 /// What importing an annotation file did.
@@ -1000,6 +1300,7 @@ pub fn import_file(
             images_dir: request.images.clone(),
             shapes_as_boxes: request.shapes_as_boxes,
             known_images: Some(Arc::clone(&known) as Arc<dyn KnownImages>),
+            allow_outside: request.allow_outside,
         };
         (
             formats::import_with(request.format, &request.path, &settings)?,
@@ -1049,6 +1350,7 @@ pub fn import_file(
             .collect(),
         coco_ids,
         allow_missing: request.allow_missing,
+        existing: request.existing,
         known_images: Some(known),
         ..ImportOptions::default()
     };
@@ -1105,6 +1407,32 @@ fn locate(
         Located::Absent {
             rel: normalise(&rel),
         }
+    }
+}
+
+/// Refuses an import that would add boxes the project already holds when the user did not say
+/// what to do with them, and one that, told to skip or replace them, changes nothing.
+fn check_existing(
+    dataset: &Dataset,
+    report: &ImportReport,
+    same_ids: usize,
+    existing: Existing,
+) -> Result<(), IngestError> {
+    let duplicates = report.already_in_project;
+    if duplicates == 0 {
+        return Ok(());
+    }
+    let listed = dataset.images.iter().map(|i| i.boxes.len()).sum::<usize>();
+    match existing {
+        Existing::Refuse => Err(IngestError::AlreadyImported {
+            duplicates,
+            listed,
+            ids: if same_ids > 0 { ", or same id" } else { "" },
+        }),
+        Existing::SkipExisting | Existing::Replace if report.boxes == 0 && report.removed == 0 => {
+            Err(IngestError::NothingNew { listed })
+        }
+        Existing::SkipExisting | Existing::Replace => Ok(()),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod model;
 pub mod results;
 pub mod review;
+pub mod stacks;
 pub mod store;
 pub mod sync;
 #[cfg(feature = "gui")]

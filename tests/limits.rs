@@ -162,3 +162,39 @@ fn config_files_larger_than_the_limit_are_refused_unread() {
         "{message}"
     );
 }
+
+/// The DICOM files fuzzing found that made the parser reserve and fill gigabytes for an element
+/// whose declared length runs past the end of the file: refused before parsing, naming the
+/// element, with memory bounded by the file (tests/data/fuzz-regressions/dicom).
+#[test]
+fn dicom_elements_longer_than_the_file_are_refused_before_parsing() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz-regressions/dicom");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("regressions") {
+        let path = entry.expect("entry").path();
+        if !path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("oom-"))
+        {
+            continue;
+        }
+        checked += 1;
+        for result in [
+            loupe::imaging::probe(&path).map(|_| ()),
+            loupe::imaging::decode(&path).map(|_| ()),
+        ] {
+            let err = result.expect_err("a damaged file is refused").to_string();
+            assert!(err.contains(&*path.to_string_lossy()), "{err}");
+        }
+        let err = loupe::imaging::decode(&path)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.contains("remain") || err.contains("no Columns"),
+            "{}: {err}",
+            path.display()
+        );
+    }
+    assert_eq!(checked, 3);
+}

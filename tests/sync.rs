@@ -208,7 +208,7 @@ impl Team {
         Project::open(&self.clients[i].path).expect("open project")
     }
 
-    fn store(&self) -> RemoteStore {
+    pub(crate) fn store(&self) -> RemoteStore {
         RemoteStore::open(&self.spec, None).expect("store")
     }
 

@@ -4,6 +4,7 @@ mod architecture;
 mod attributes;
 mod clients;
 mod crash;
+mod imports;
 mod interop;
 mod limits;
 mod old_client;
@@ -12,6 +13,7 @@ mod resolve;
 mod results;
 mod review;
 mod safety;
+mod stacks;
 mod support;
 mod sync;
 #[cfg(feature = "gui")]

@@ -26,6 +26,10 @@ pub struct ImportArgs<'a> {
     pub shapes_as_boxes: bool,
     /// Accept an import none of whose images is found (kept as missing placeholders).
     pub allow_missing: bool,
+    /// What to do with boxes the project already holds.
+    pub existing: ingest::Existing,
+    /// A dataset file may name files outside its folder.
+    pub allow_outside: bool,
     pub json: bool,
 }
 
@@ -136,6 +140,8 @@ pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
         state: args.state,
         shapes_as_boxes: args.shapes_as_boxes,
         allow_missing: args.allow_missing,
+        existing: args.existing,
+        allow_outside: args.allow_outside,
     };
     let bar = TermProgress::new("importing");
     let result = ingest::import_file(p, &request, &bar);
@@ -151,6 +157,13 @@ pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
     let report = &done.report;
     // What did not resolve comes first, before the summary, in both output modes.
     print_unresolved(args.path, report);
+    if report.size_mismatches > 0 {
+        eprintln!(
+            "warning: {} images are not the size {} declares; their boxes were checked against the real size (see the warnings)",
+            report.size_mismatches,
+            args.path.display()
+        );
+    }
     if args.json {
         return super::print_json(&done);
     }
@@ -166,6 +179,20 @@ pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
         started.elapsed().as_secs_f64(),
         done.parse_seconds
     );
+    if report.already_in_project > 0 || report.removed > 0 {
+        println!(
+            "  {} boxes already in the project not added again{}",
+            report.already_in_project,
+            if args.existing == ingest::Existing::Replace {
+                format!(
+                    "; {} labels the file lacks deleted (--replace)",
+                    report.removed
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
     if report.proposals > 0 || !done.runs.is_empty() {
         println!(
             "  {} model proposals in {} run(s): {}",

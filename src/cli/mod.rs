@@ -101,6 +101,21 @@ pub enum Command {
         /// none of the images or label files it lists is refused.
         #[arg(long)]
         allow_missing: bool,
+        /// Boxes the project already holds (same image, class and box, or same id) are not
+        /// added again; the rest is imported. Without it or --replace, an import that finds
+        /// boxes already in the project is refused.
+        #[arg(long, conflicts_with = "replace")]
+        skip_existing: bool,
+        /// The file's labels replace the labels of each image it lists: boxes already there
+        /// stay, labels the file lacks are deleted (as revisions), new boxes are added. Model
+        /// proposals are untouched.
+        #[arg(long)]
+        replace: bool,
+        /// A Darknet obj.data may name its names and list files outside its own folder (an
+        /// absolute path or `..`); without it such a file is refused, so a dataset file cannot
+        /// pull arbitrary local files in.
+        #[arg(long)]
+        allow_outside: bool,
         #[arg(long)]
         json: bool,
     },
@@ -431,9 +446,32 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let bar = TermProgress::new("adding");
             let report = ingest::add(&mut p, paths, &bar)?;
             bar.finish();
+            // Slices left out of their series come first: they are not where the user expects.
+            for c in &report.stack_conflicts {
+                eprintln!(
+                    "warning: {} left out of series {}: {}; kept as a single image",
+                    c.path, c.series, c.reason
+                );
+            }
             if *json {
                 print_json(&report)?;
             } else {
+                for s in &report.stacks {
+                    let what = if s.kind == "series" {
+                        "slices"
+                    } else {
+                        "frames"
+                    };
+                    let modality = if s.modality.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", s.modality)
+                    };
+                    println!(
+                        "stack {}{modality}: {} {what}, ordered by {}",
+                        s.key, s.frames, s.ordered_by
+                    );
+                }
                 println!(
                     "{} files: {} added, {} unchanged, {} moved, {} attached to imported labels, {} updated, {} duplicates of known content, {} failed",
                     report.scanned,
@@ -518,6 +556,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             coverage,
             shapes_as_boxes,
             allow_missing,
+            skip_existing,
+            replace,
+            allow_outside,
             json,
         } => {
             let mut p = open(&cli)?;
@@ -534,6 +575,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     coverage,
                     shapes_as_boxes: *shapes_as_boxes,
                     allow_missing: *allow_missing,
+                    existing: if *replace {
+                        crate::ingest::Existing::Replace
+                    } else if *skip_existing {
+                        crate::ingest::Existing::SkipExisting
+                    } else {
+                        crate::ingest::Existing::Refuse
+                    },
+                    allow_outside: *allow_outside,
                     json: *json,
                 },
             )?;

@@ -605,6 +605,10 @@ pub fn import_coco_with_ids(
         },
         ids,
     ))
+    .map(|(mut parsed, ids)| {
+        super::note_shared_class_names(&mut parsed, path);
+        (parsed, ids)
+    })
 }
 
 /// An image of a COCO ground-truth file, as results files name it.

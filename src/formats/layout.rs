@@ -131,7 +131,15 @@ pub(super) fn plan<'a>(
     for i in order {
         let img = &dataset.images[i];
         let parts = path_parts(&img.file_name);
-        let Some(&base) = parts.last() else {
+        let rendered;
+        let base = match parts.last() {
+            Some(&base) if renders_as_png(base) => {
+                rendered = png_name(base);
+                Some(rendered.as_str())
+            }
+            other => other.copied(),
+        };
+        let Some(base) = base else {
             return Err(FormatError::export(
                 out,
                 format!("image file name `{}` is empty", img.file_name),
@@ -176,7 +184,7 @@ pub(super) fn plan<'a>(
             Some(root) => {
                 // `join` keeps `..` (images beside the project folder) and absolute paths.
                 let path = root.join(Path::new(&img.file_name));
-                if path.is_file() {
+                if path.is_file() || crate::imaging::split_frame(&path).0.is_file() {
                     Some(path)
                 } else {
                     missing.push(img.file_name.clone());
@@ -285,6 +293,18 @@ impl Placer {
 
     /// Puts `from` at `to` (replacing a regular file there) as `mode` says.
     pub fn place(&mut self, mode: ImagesMode, from: &Path, to: &Path) -> Result<(), FormatError> {
+        if needs_rendering(from) {
+            // A frame of a multi-frame file or a DICOM slice: written as the 8-bit PNG a
+            // training pipeline reads (16-bit values through the file's default window).
+            let img = crate::imaging::decode_for_model(from, None)
+                .map_err(|e| FormatError::export(to, e.to_string()))?;
+            let mut png = Vec::new();
+            img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+                .map_err(|e| FormatError::export(to, format!("cannot write PNG: {e}")))?;
+            super::output::write_file(to, &png, self.force)?;
+            self.copied += 1;
+            return Ok(());
+        }
         match super::output::place_image(from, to, mode == ImagesMode::Link, self.force)? {
             super::output::Placed::Linked => self.linked += 1,
             super::output::Placed::Copied(link_error) => {
@@ -306,6 +326,36 @@ impl Placer {
         outcome.images_linked = self.linked;
         outcome.images_copied = self.copied;
         outcome.link_fallback = self.link_fallback;
+    }
+}
+
+/// True for an image a folder export writes as PNG instead of copying: a frame of a
+/// multi-frame file (`a.dcm#frame=0003`) or a DICOM file, which training tools cannot read.
+fn renders_as_png(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    name.contains(crate::imaging::FRAME_MARK)
+        || lower.ends_with(".dcm")
+        || lower.ends_with(".dicom")
+}
+
+fn needs_rendering(from: &Path) -> bool {
+    from.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(renders_as_png)
+        || (from.is_file() && crate::imaging::dicom::is_dicom(from))
+}
+
+/// The PNG name of a rendered image: `cine.dcm#frame=0003` -> `cine_frame0003.png`,
+/// `IM0004.dcm` -> `IM0004.png`. Stable: the same image always gets the same name.
+fn png_name(base: &str) -> String {
+    let (file, frame) = match base.rsplit_once(crate::imaging::FRAME_MARK) {
+        Some((file, n)) => (file, Some(n)),
+        None => (base, None),
+    };
+    let stem = stem_of(file);
+    match frame {
+        Some(n) => format!("{stem}_frame{n}.png"),
+        None => format!("{stem}.png"),
     }
 }
 

@@ -345,6 +345,9 @@ pub struct ImportSettings {
     /// itself to place boxes (YOLO's normalised coordinates) use it; the others leave matching to
     /// `ingest`.
     pub known_images: Option<Arc<dyn KnownImages>>,
+    /// A Darknet `obj.data` may name its `names` and list files outside the dataset folder
+    /// (`--allow-outside`); without it they are refused.
+    pub allow_outside: bool,
 }
 
 /// Images the destination already holds, looked up by file name. Implemented by
@@ -463,7 +466,7 @@ pub fn import_with(
     settings: &ImportSettings,
 ) -> Result<Parsed, FormatError> {
     let images_dir = settings.images_dir.as_deref();
-    match format {
+    let mut parsed = match format {
         Format::Coco => coco::import_instances(path, images_dir),
         Format::Yolo => yolo::import(path, settings),
         Format::Voc => voc::import(path, images_dir),
@@ -473,7 +476,35 @@ pub fn import_with(
         Format::Openimages => openimages::import(path, settings),
         Format::Cvat => cvat::import(path, settings),
         Format::LabelStudio => labelstudio::import(path, settings),
+    }?;
+    note_shared_class_names(&mut parsed, path);
+    Ok(parsed)
+}
+
+/// Two classes of one file with the same name become one class of the project (classes are
+/// names): never silently. Each name listed more than once gets a `merged_classes` warning
+/// naming the positions that share it.
+pub(crate) fn note_shared_class_names(parsed: &mut Parsed, path: &Path) {
+    let mut first: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, name) in parsed.dataset.classes.iter().enumerate() {
+        first.entry(name.as_str()).or_default().push(i);
     }
+    let mut shared: Vec<(&str, Vec<usize>)> =
+        first.into_iter().filter(|(_, at)| at.len() > 1).collect();
+    shared.sort_by_key(|(_, at)| at[0]);
+    let warnings: Vec<Warning> = shared
+        .into_iter()
+        .map(|(name, at)| Warning {
+            kind: "merged_classes".into(),
+            location: path.display().to_string(),
+            message: format!(
+                "{} classes of the file (positions {}) are all named `{name}`: their boxes are merged into one class `{name}`",
+                at.len(),
+                at.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            ),
+        })
+        .collect();
+    parsed.warnings.extend(warnings);
 }
 
 /// Writes `dataset` in `format` to `out`: [`export_with`] for callers that only say where the

@@ -100,6 +100,7 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
         images_dir,
         known: settings.known_images.as_deref(),
         under_images: OnceLock::new(),
+        allow_outside: settings.allow_outside,
     };
     let meta = std::fs::metadata(path).map_err(|e| FormatError::io(path, e))?;
     let plan = if meta.is_dir() {
@@ -167,6 +168,8 @@ struct Resolver<'a> {
     known: Option<&'a dyn KnownImages>,
     /// Walked on first need: most imports find every image in steps 1 and 2.
     under_images: OnceLock<NameIndex>,
+    /// Darknet `names =` and list paths may lead out of the dataset folder (`--allow-outside`).
+    allow_outside: bool,
 }
 
 /// The last component of a listed path, whatever its separators.
@@ -1083,6 +1086,36 @@ fn resolve_dangling(base: &Path, value: &str) -> Option<PathBuf> {
     })
 }
 
+/// Refuses a file that obj.data names (`names =`, `train =`, …) outside the dataset folder
+/// (obj.data's folder, symbolic links followed): a dataset file must not pull arbitrary local
+/// files in, e.g. `names = /etc/passwd` turning a system file into class names. `--allow-outside`
+/// lets it.
+fn inside_dataset(
+    data: &Path,
+    base: &Path,
+    key: &str,
+    file: &Path,
+    allow_outside: bool,
+) -> Result<(), FormatError> {
+    if allow_outside {
+        return Ok(());
+    }
+    let folder = dunce::canonicalize(base).map_err(|e| FormatError::io(base, e))?;
+    let target = dunce::canonicalize(file).map_err(|e| FormatError::io(file, e))?;
+    if target.starts_with(&folder) {
+        return Ok(());
+    }
+    Err(FormatError::invalid(
+        data,
+        format!("`{key} =`"),
+        format!(
+            "names {}, outside the dataset folder {}: refused (a dataset file may not read files elsewhere); pass --allow-outside if you trust it",
+            target.display(),
+            folder.display()
+        ),
+    ))
+}
+
 /// The label file Darknet pairs with an image: `images`/`JPEGImages` -> `labels`, else beside.
 fn darknet_label(image: &Path) -> Option<PathBuf> {
     swap_last_dir(image, &["images", "JPEGImages"], "labels")
@@ -1120,6 +1153,7 @@ fn plan_darknet(data: &Path, resolver: &Resolver<'_>) -> Result<Plan, FormatErro
             std::io::Error::from(std::io::ErrorKind::NotFound),
         ));
     };
+    inside_dataset(data, &base, "names", &names_path, resolver.allow_outside)?;
     let mut plan = Plan {
         classes: read_class_list(&names_path)?,
         root: base.clone(),
@@ -1154,6 +1188,7 @@ fn plan_darknet(data: &Path, resolver: &Resolver<'_>) -> Result<Plan, FormatErro
             });
             continue;
         };
+        inside_dataset(data, &base, key, &list, resolver.allow_outside)?;
         let list_dir = list.parent().unwrap_or(&base).to_path_buf();
         let bases: Vec<&Path> = if list_dir == base {
             vec![base.as_path()]

@@ -108,7 +108,150 @@ pub fn is_dicom(path: &Path) -> bool {
         && &head[128..132] == b"DICM"
 }
 
+/// Counts the bytes read through it, shared with whoever holds the other `Rc`.
+struct Counting<R> {
+    inner: R,
+    read: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.set(self.read.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// VRs whose explicit-VR length field is 4 bytes (after 2 reserved bytes); dicom-rs reads an
+/// unknown VR as UN, which is one of them.
+fn long_length(vr: [u8; 2]) -> bool {
+    const SHORT: [&[u8; 2]; 21] = [
+        b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
+        b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
+    ];
+    !SHORT.iter().any(|s| **s == vr)
+}
+
+/// Refuses a file that declares an element longer than the bytes left in it, before dicom-rs
+/// reads it: the parser reserves and zero-fills a declared length before reading the value, so
+/// a 10 KB file declaring a 3 GB element took 3 GB of memory (found by fuzzing; the inputs are
+/// in tests/data/fuzz-regressions/dicom). The file meta group is walked here; the data set
+/// through dicom-rs's own token reader, checking each element's and item's length as its
+/// header arrives, before its value is read. `header_only` stops at the pixel data.
+fn check_lengths(path: &Path, header_only: bool) -> Result<(), ImageError> {
+    use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+    use dicom_parser::dataset::{DataSetReader, DataToken};
+    use std::io::{Seek, SeekFrom};
+    let io = |source| ImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let total = file.metadata().map_err(io)?.len();
+    let mut head = vec![0u8; usize::try_from(total.min(1 << 16)).unwrap_or(1 << 16)];
+    file.read_exact(&mut head).map_err(io)?;
+    let too_long = |what: String, len: u64, left: u64| {
+        decode_err(
+            path,
+            format!(
+                "not a readable DICOM file: {what} declares {len} bytes but only {left} remain (damaged or truncated)"
+            ),
+        )
+    };
+    // The file meta group: explicit VR little endian, after the preamble and "DICM".
+    let mut at = 132usize;
+    let mut ts = String::new();
+    while at + 8 <= head.len() {
+        let group = u16::from_le_bytes([head[at], head[at + 1]]);
+        let element = u16::from_le_bytes([head[at + 2], head[at + 3]]);
+        if group != 0x0002 {
+            break;
+        }
+        let vr = [head[at + 4], head[at + 5]];
+        let (len, header) = if long_length(vr) {
+            let Some(b) = head.get(at + 8..at + 12) else {
+                break;
+            };
+            (u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])), 12)
+        } else {
+            (
+                u64::from(u16::from_le_bytes([head[at + 6], head[at + 7]])),
+                8,
+            )
+        };
+        let left = total.saturating_sub((at + header) as u64);
+        if len > left {
+            return Err(too_long(
+                format!("meta element ({group:04X},{element:04X})"),
+                len,
+                left,
+            ));
+        }
+        let start = at + header;
+        let end = start + usize::try_from(len).unwrap_or(usize::MAX);
+        if (group, element) == (0x0002, 0x0010)
+            && let Some(v) = head.get(start..end)
+        {
+            ts = String::from_utf8_lossy(v)
+                .trim_end_matches(['\0', ' '])
+                .to_owned();
+        }
+        at = end;
+    }
+    let data_start = at as u64;
+    let Some(syntax) = dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(&ts) else {
+        // An unknown transfer syntax: dicom-object refuses it without reading the data set.
+        return Ok(());
+    };
+    if syntax.uid() == "1.2.840.10008.1.2.1.99" {
+        // Deflated: lengths are of the inflated stream, not bounded by the file's size.
+        return Ok(());
+    }
+    file.seek(SeekFrom::Start(data_start)).map_err(io)?;
+    let read = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let source = Counting {
+        inner: file,
+        read: std::rc::Rc::clone(&read),
+    };
+    let Ok(mut tokens) = DataSetReader::new_with_ts(source, syntax) else {
+        return Ok(());
+    };
+    let left =
+        |read: &std::rc::Rc<std::cell::Cell<u64>>| total.saturating_sub(data_start + read.get());
+    while let Some(token) = tokens.next() {
+        match token {
+            // What is malformed otherwise is for dicom-object to name.
+            Err(_) => break,
+            Ok(DataToken::ElementHeader(h)) => {
+                if header_only && h.tag == tags::PIXEL_DATA {
+                    break;
+                }
+                if let Some(len) = h.len.get()
+                    && u64::from(len) > left(&read)
+                {
+                    return Err(too_long(
+                        format!("element ({:04X},{:04X})", h.tag.0, h.tag.1),
+                        u64::from(len),
+                        left(&read),
+                    ));
+                }
+            }
+            Ok(DataToken::PixelSequenceStart) if header_only => break,
+            Ok(DataToken::ItemStart { len }) => {
+                if let Some(len) = len.get()
+                    && u64::from(len) > left(&read)
+                {
+                    return Err(too_long("an item".to_owned(), u64::from(len), left(&read)));
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
 fn open(path: &Path, header_only: bool) -> Result<DefaultDicomObject, ImageError> {
+    check_lengths(path, header_only)?;
     let mut options = OpenFileOptions::new();
     if header_only {
         options = options.read_until(tags::PIXEL_DATA);
@@ -151,9 +294,99 @@ pub fn probe(path: &Path) -> Result<ImageInfo, ImageError> {
 
 /// Decodes the first frame: grayscale to 16 bits with its [`GrayMapping`], colour to RGB8.
 pub fn decode(path: &Path) -> Result<(DynamicImage, Option<GrayMapping>), ImageError> {
+    decode_frame(path, 0)
+}
+
+/// Where one file sits in a stack: its frame count, series and slice geometry (header only).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SliceInfo {
+    /// NumberOfFrames (1 when absent).
+    pub frames: u32,
+    pub series: Option<String>,
+    pub modality: String,
+    pub rows: u32,
+    pub columns: u32,
+    /// ImagePositionPatient: the centre of the first pixel, in mm, patient coordinates.
+    pub position: Option<[f64; 3]>,
+    /// ImageOrientationPatient: row and column direction cosines.
+    pub orientation: Option<[f64; 6]>,
+    pub instance: Option<i64>,
+    pub pixel_spacing: Option<(f64, f64)>,
+}
+
+impl SliceInfo {
+    /// The slice normal (row direction x column direction), when the orientation is known.
+    pub fn normal(&self) -> Option<[f64; 3]> {
+        let o = self.orientation?;
+        let (r, c) = ([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
+        Some([
+            r[1] * c[2] - r[2] * c[1],
+            r[2] * c[0] - r[0] * c[2],
+            r[0] * c[1] - r[1] * c[0],
+        ])
+    }
+
+    /// The position along `normal` (mm): what orders the slices of a series.
+    pub fn along(&self, normal: [f64; 3]) -> Option<f64> {
+        let p = self.position?;
+        Some(p[0] * normal[0] + p[1] * normal[1] + p[2] * normal[2])
+    }
+}
+
+fn floats<const N: usize>(obj: &DefaultDicomObject, tag: dicom_object::Tag) -> Option<[f64; N]> {
+    let values = obj.element(tag).ok()?.to_multi_float64().ok()?;
+    let array: [f64; N] = values.get(..N)?.try_into().ok()?;
+    array.iter().all(|v| v.is_finite()).then_some(array)
+}
+
+/// Reads what places a file in a stack, from its header.
+pub fn slice_info(path: &Path) -> Result<SliceInfo, ImageError> {
+    let obj = open(path, true)?;
+    let columns = uint(&obj, path, tags::COLUMNS, "Columns")?;
+    let rows = uint(&obj, path, tags::ROWS, "Rows")?;
+    let frames = match obj.element(tags::NUMBER_OF_FRAMES) {
+        Ok(e) => e
+            .to_int::<u32>()
+            .map_err(|e| decode_err(path, format!("DICOM NumberOfFrames is not a number: {e}")))?,
+        Err(_) => 1,
+    };
+    if frames == 0 {
+        return Err(decode_err(path, "DICOM NumberOfFrames is 0"));
+    }
+    Ok(SliceInfo {
+        frames,
+        series: text(&obj, tags::SERIES_INSTANCE_UID),
+        modality: text(&obj, tags::MODALITY).unwrap_or_default(),
+        rows,
+        columns,
+        position: floats::<3>(&obj, tags::IMAGE_POSITION_PATIENT),
+        orientation: floats::<6>(&obj, tags::IMAGE_ORIENTATION_PATIENT),
+        instance: obj
+            .element(tags::INSTANCE_NUMBER)
+            .ok()
+            .and_then(|e| e.to_int::<i64>().ok()),
+        pixel_spacing: spacing(&obj, tags::PIXEL_SPACING),
+    })
+}
+
+/// Decodes frame `frame` (from 0) like [`decode`].
+pub fn decode_frame(
+    path: &Path,
+    frame: u32,
+) -> Result<(DynamicImage, Option<GrayMapping>), ImageError> {
     let obj = open(path, false)?;
+    let frames = match obj.element(tags::NUMBER_OF_FRAMES) {
+        Ok(e) => e.to_int::<u32>().unwrap_or(1).max(1),
+        Err(_) => 1,
+    };
+    if frame >= frames {
+        return Err(decode_err(
+            path,
+            format!("frame {} asked, the file has {frames}", frame + 1),
+        ));
+    }
     let pixels = obj
-        .decode_pixel_data_frame(0)
+        .decode_pixel_data_frame(frame)
         .map_err(|e| decode_err(path, format!("cannot decode DICOM pixel data: {e}")))?;
     let (width, height) = (pixels.columns(), pixels.rows());
     if width == 0 || height == 0 {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use image::{DynamicImage, ImageDecoder, ImageReader, metadata::Orientation};
 
 pub mod dicom;
+pub mod lossless;
 
 pub use dicom::{DicomWindow, GrayMapping};
 
@@ -38,6 +39,149 @@ pub struct ImageInfo {
     pub orientation: u8,
 }
 
+/// How one frame of a multi-frame file is named among a project's images: the file's path, then
+/// `#frame=` and the frame number counted from 1, four digits (`ct/cine.dcm#frame=0003`).
+pub const FRAME_MARK: &str = "#frame=";
+
+/// The image path of frame `index` (from 0) of the file at `file`.
+pub fn frame_path(file: &str, index: u32) -> String {
+    format!("{file}{FRAME_MARK}{:04}", u64::from(index) + 1)
+}
+
+/// Splits an image path into its file and frame index (from 0): `a.dcm#frame=0003` is frame 2
+/// of `a.dcm`. A path naming a file that exists is that file, whatever its name.
+pub fn split_frame(path: &Path) -> (std::borrow::Cow<'_, Path>, Option<u32>) {
+    use std::borrow::Cow;
+    let Some(text) = path.to_str() else {
+        return (Cow::Borrowed(path), None);
+    };
+    let Some(at) = text.rfind(FRAME_MARK) else {
+        return (Cow::Borrowed(path), None);
+    };
+    let number = &text[at + FRAME_MARK.len()..];
+    match number.parse::<u32>() {
+        Ok(n) if n >= 1 && !number.starts_with('+') && !path.exists() => {
+            (Cow::Owned(PathBuf::from(&text[..at])), Some(n - 1))
+        }
+        _ => (Cow::Borrowed(path), None),
+    }
+}
+
+/// The frames of a file: NumberOfFrames of a DICOM file, the pages of a TIFF, 1 otherwise.
+pub fn frame_count(path: &Path) -> Result<u32, ImageError> {
+    if dicom::is_dicom(path) {
+        return dicom::slice_info(path).map(|s| s.frames);
+    }
+    if is_tiff(path) {
+        return tiff_pages(path);
+    }
+    Ok(1)
+}
+
+fn is_tiff(path: &Path) -> bool {
+    let mut head = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && (head == *b"II*\0" || head == *b"MM\0*" || head == *b"II+\0" || head == *b"MM\0+")
+}
+
+fn tiff_decoder(
+    path: &Path,
+) -> Result<tiff::decoder::Decoder<BufReader<std::fs::File>>, ImageError> {
+    let file = std::fs::File::open(path).map_err(|source| ImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    tiff::decoder::Decoder::new(BufReader::new(file))
+        .map_err(|e| decode_err(path, format!("TIFF: {e}")))
+}
+
+/// The pages (images) of a TIFF file.
+fn tiff_pages(path: &Path) -> Result<u32, ImageError> {
+    let mut decoder = tiff_decoder(path)?;
+    let mut pages = 1u32;
+    while decoder.more_images() {
+        decoder
+            .next_image()
+            .map_err(|e| decode_err(path, format!("TIFF page {}: {e}", pages + 1)))?;
+        pages += 1;
+        if pages > 100_000 {
+            return Err(decode_err(path, "TIFF has more than 100000 pages"));
+        }
+    }
+    Ok(pages)
+}
+
+/// Decodes page `index` (from 0) of a TIFF: 8- or 16-bit gray, RGB or RGBA.
+fn decode_tiff_page(path: &Path, index: u32) -> Result<DynamicImage, ImageError> {
+    use tiff::decoder::DecodingResult;
+    let mut decoder = tiff_decoder(path)?;
+    decoder
+        .seek_to_image(index as usize)
+        .map_err(|e| decode_err(path, format!("TIFF page {}: {e}", index + 1)))?;
+    let (width, height) = decoder
+        .dimensions()
+        .map_err(|e| decode_err(path, format!("TIFF page {}: {e}", index + 1)))?;
+    let colour = decoder
+        .colortype()
+        .map_err(|e| decode_err(path, format!("TIFF page {}: {e}", index + 1)))?;
+    let data = decoder
+        .read_image()
+        .map_err(|e| decode_err(path, format!("TIFF page {}: {e}", index + 1)))?;
+    let short = || {
+        decode_err(
+            path,
+            format!("TIFF page {}: pixels do not fill the page", index + 1),
+        )
+    };
+    use tiff::ColorType;
+    let img = match (colour, data) {
+        (ColorType::Gray(8), DecodingResult::U8(v)) => DynamicImage::ImageLuma8(
+            image::ImageBuffer::from_raw(width, height, v).ok_or_else(short)?,
+        ),
+        (ColorType::Gray(16), DecodingResult::U16(v)) => DynamicImage::ImageLuma16(
+            image::ImageBuffer::from_raw(width, height, v).ok_or_else(short)?,
+        ),
+        (ColorType::RGB(8), DecodingResult::U8(v)) => DynamicImage::ImageRgb8(
+            image::ImageBuffer::from_raw(width, height, v).ok_or_else(short)?,
+        ),
+        (ColorType::RGBA(8), DecodingResult::U8(v)) => DynamicImage::ImageRgba8(
+            image::ImageBuffer::from_raw(width, height, v).ok_or_else(short)?,
+        ),
+        (ColorType::RGB(16), DecodingResult::U16(v)) => DynamicImage::ImageRgb16(
+            image::ImageBuffer::from_raw(width, height, v).ok_or_else(short)?,
+        ),
+        (other, _) => {
+            return Err(decode_err(
+                path,
+                format!("TIFF page {}: {other:?} pages are not supported", index + 1),
+            ));
+        }
+    };
+    Ok(img)
+}
+
+/// Decodes frame `index` (from 0) of a multi-frame file (DICOM or TIFF).
+fn decode_frame(
+    path: &Path,
+    index: u32,
+) -> Result<(DynamicImage, Option<GrayMapping>), ImageError> {
+    if dicom::is_dicom(path) {
+        return dicom::decode_frame(path, index);
+    }
+    if is_tiff(path) {
+        return decode_tiff_page(path, index).map(|img| (img, None));
+    }
+    if index == 0 {
+        return decode_raster(path).map(|img| (img, None));
+    }
+    Err(decode_err(
+        path,
+        format!("has one frame; frame {} asked", index + 1),
+    ))
+}
+
 fn orientation_code(o: Orientation) -> u8 {
     match o {
         Orientation::NoTransforms => 1,
@@ -61,6 +205,9 @@ fn decode_err(path: &Path, e: impl std::fmt::Display) -> ImageError {
 /// Reads dimensions and orientation from the file header. Does not decode pixels for PNG, JPEG,
 /// TIFF, BMP, GIF or WebP.
 pub fn probe(path: &Path) -> Result<ImageInfo, ImageError> {
+    if let (file, Some(index)) = split_frame(path) {
+        return probe_frame(&file, index);
+    }
     if dicom::is_dicom(path) {
         return dicom::probe(path);
     }
@@ -76,6 +223,9 @@ pub fn probe(path: &Path) -> Result<ImageInfo, ImageError> {
         })?;
     if reader.format().is_none() {
         return Err(decode_err(path, "unrecognised file format"));
+    }
+    if reader.format() == Some(image::ImageFormat::Jpeg) && lossless::file_is_lossless(path) {
+        return lossless::probe(path);
     }
     let mut decoder = reader.into_decoder().map_err(|e| decode_err(path, e))?;
     let (raw_width, raw_height) = decoder.dimensions();
@@ -99,6 +249,35 @@ pub fn probe(path: &Path) -> Result<ImageInfo, ImageError> {
     })
 }
 
+/// The size of frame `index` of a multi-frame file (every frame of a DICOM file has the file's
+/// size; a TIFF page has its own).
+fn probe_frame(path: &Path, index: u32) -> Result<ImageInfo, ImageError> {
+    let frames = frame_count(path)?;
+    if index >= frames {
+        return Err(decode_err(
+            path,
+            format!("frame {} asked, the file has {frames}", index + 1),
+        ));
+    }
+    if is_tiff(path) && index > 0 {
+        let mut decoder = tiff_decoder(path)?;
+        decoder
+            .seek_to_image(index as usize)
+            .map_err(|e| decode_err(path, format!("TIFF page {}: {e}", index + 1)))?;
+        let (width, height) = decoder
+            .dimensions()
+            .map_err(|e| decode_err(path, format!("TIFF page {}: {e}", index + 1)))?;
+        return Ok(ImageInfo {
+            width,
+            height,
+            raw_width: width,
+            raw_height: height,
+            orientation: 1,
+        });
+    }
+    probe(path)
+}
+
 /// Decodes the whole image and applies its EXIF orientation, so pixels match what `probe`
 /// reports as width and height.
 pub fn decode(path: &Path) -> Result<DynamicImage, ImageError> {
@@ -107,6 +286,9 @@ pub fn decode(path: &Path) -> Result<DynamicImage, ImageError> {
 
 /// [`decode`], plus how 16-bit gray values map to modality values for DICOM files.
 pub fn decode_with_mapping(path: &Path) -> Result<(DynamicImage, Option<GrayMapping>), ImageError> {
+    if let (file, Some(index)) = split_frame(path) {
+        return decode_frame(&file, index);
+    }
     if dicom::is_dicom(path) {
         return dicom::decode(path);
     }
@@ -158,7 +340,10 @@ fn decode_raster(path: &Path) -> Result<DynamicImage, ImageError> {
                 "truncated JPEG: the file ends before its end-of-image marker",
             ));
         }
-        if let Some(img) = decode_jpeg_turbo(path, &bytes)? {
+        if lossless::is_lossless(&bytes) {
+            return lossless::decode(path, &bytes);
+        }
+        if let Some(img) = decode_jpeg_turbo(path, &bytes, 8)? {
             // The `image` crate's decoder only parses headers here, for the EXIF orientation.
             let orientation = image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(&bytes))
                 .and_then(|mut d| d.orientation())
@@ -198,17 +383,32 @@ const DECODE_LIMIT_BYTES: u64 = 512 << 20;
 /// libjpeg-turbo's by up to 4 levels, and the reference pipelines models are trained and checked
 /// with (Pillow, OpenCV) decode with libjpeg-turbo. Its default settings (accurate integer IDCT,
 /// fancy upsampling) are Pillow's and OpenCV's, so pixels are bit-identical to theirs.
-fn decode_jpeg_turbo(path: &Path, bytes: &[u8]) -> Result<Option<DynamicImage>, ImageError> {
+///
+/// `eighths` scales the output by `eighths / 8` (8: full size); libjpeg still reads every
+/// entropy-coded block, so a scaled decode checks the whole file at a fraction of the cost.
+fn decode_jpeg_turbo(
+    path: &Path,
+    bytes: &[u8],
+    eighths: u8,
+) -> Result<Option<DynamicImage>, ImageError> {
     use mozjpeg::ColorSpace;
     // libjpeg reports a fatal error through `error_exit`, which the mozjpeg crate turns into an
     // unwind carrying the message (with `resume_unwind`, so no panic message is printed). Catch
     // it: a corrupt file is an error naming the file, never a crash.
     let decoded = std::panic::catch_unwind(|| -> std::io::Result<Option<DynamicImage>> {
-        let decompress = mozjpeg::Decompress::new_mem(bytes)?;
+        let mut decompress = mozjpeg::Decompress::new_mem(bytes)?;
+        decompress.scale(eighths);
         let too_large = || std::io::Error::other("image dimensions exceed 32 bits");
         let width = u32::try_from(decompress.width()).map_err(|_| too_large())?;
         let height = u32::try_from(decompress.height()).map_err(|_| too_large())?;
         let mismatch = || std::io::Error::other("decoded pixels do not fill the image");
+        // The output size (scaled when `eighths` < 8).
+        let output_size = |w: usize, h: usize| -> std::io::Result<(u32, u32)> {
+            Ok((
+                u32::try_from(w).map_err(|_| too_large())?,
+                u32::try_from(h).map_err(|_| too_large())?,
+            ))
+        };
         // The `image` crate's default allocation limit, kept so a header claiming a huge image
         // is refused as it was before rather than exhausting memory.
         let channels = if decompress.color_space() == ColorSpace::JCS_GRAYSCALE {
@@ -228,16 +428,18 @@ fn decode_jpeg_turbo(path: &Path, bytes: &[u8]) -> Result<Option<DynamicImage>, 
             ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK => Ok(None),
             ColorSpace::JCS_GRAYSCALE => {
                 let mut started = decompress.grayscale()?;
+                let (w, h) = output_size(started.width(), started.height())?;
                 let pixels = started.read_scanlines::<u8>()?;
                 started.finish()?;
-                let img = image::GrayImage::from_raw(width, height, pixels).ok_or_else(mismatch)?;
+                let img = image::GrayImage::from_raw(w, h, pixels).ok_or_else(mismatch)?;
                 Ok(Some(DynamicImage::ImageLuma8(img)))
             }
             _ => {
                 let mut started = decompress.rgb()?;
+                let (w, h) = output_size(started.width(), started.height())?;
                 let pixels = started.read_scanlines::<u8>()?;
                 started.finish()?;
-                let img = image::RgbImage::from_raw(width, height, pixels).ok_or_else(mismatch)?;
+                let img = image::RgbImage::from_raw(w, h, pixels).ok_or_else(mismatch)?;
                 Ok(Some(DynamicImage::ImageRgb8(img)))
             }
         }
@@ -309,6 +511,43 @@ pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
             }
         }
     }
+}
+
+/// Images above this many pixels are checked by their header alone in [`verify`]: decoding
+/// them whole would cost seconds and gigabytes each.
+pub const VERIFY_DECODE_MAX_PIXELS: u64 = 100_000_000;
+
+/// [`probe`], plus a check that the pixels decode: a file whose header is fine but whose data
+/// is cut off or corrupt is refused here, when it is added, rather than when someone opens it.
+/// JPEGs are decoded at 1/8 scale (every block is still read); images over
+/// [`VERIFY_DECODE_MAX_PIXELS`] are checked by their header only.
+pub fn verify(path: &Path) -> Result<ImageInfo, ImageError> {
+    let info = probe(path)?;
+    if u64::from(info.raw_width) * u64::from(info.raw_height) > VERIFY_DECODE_MAX_PIXELS {
+        return Ok(info);
+    }
+    if dicom::is_dicom(path) {
+        dicom::decode(path)?;
+        return Ok(info);
+    }
+    let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if bytes.starts_with(&[0xFF, 0xD8]) && !lossless::is_lossless(&bytes) {
+        if !jpeg_is_complete(&bytes) {
+            return Err(decode_err(
+                path,
+                "truncated JPEG: the file ends before its end-of-image marker",
+            ));
+        }
+        if decode_jpeg_turbo(path, &bytes, 1)?.is_some() {
+            return Ok(info);
+        }
+    }
+    drop(bytes);
+    decode_raster(path)?;
+    Ok(info)
 }
 
 /// blake3 of a file's bytes (hex) and its size.

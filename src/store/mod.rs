@@ -8,10 +8,12 @@
 //! - integer row ids never leave the file: callers see UUIDs and names;
 //! - the file is in WAL mode with `synchronous = FULL`, so an edit is durable when the call returns.
 
+mod existing;
 mod external;
 mod schema;
 mod versions;
 
+pub use existing::ExistingLabel;
 pub(crate) use external::IndexedImage;
 pub use external::{ExternalKind, ExternalTarget, IdSource};
 pub use versions::{BoxChange, ClassTotals, Version, VersionDiff};
@@ -313,7 +315,22 @@ pub struct ImageRow {
     pub done: bool,
     /// Tagged `flagged`.
     pub flagged: bool,
+    /// The stack (a series, or a multi-frame file) the image is a frame of: image meta
+    /// [`STACK_KEY`], written by `add`.
+    pub stack: Option<String>,
+    /// Its place in the stack, from 0 (meta [`FRAME_KEY`]).
+    pub frame: u32,
+    /// The slice position along the series' normal, in mm (meta [`SLICE_KEY`]).
+    pub slice_mm: Option<f64>,
 }
+
+/// Image meta naming the stack an image belongs to: `series:UID` for the slices of a DICOM
+/// series, `file:PATH` for the frames of a multi-frame file.
+pub const STACK_KEY: &str = "stack";
+/// Image meta: the image's index in its stack, from 0.
+pub const FRAME_KEY: &str = "frame";
+/// Image meta: the slice's position along the series' normal, in mm.
+pub const SLICE_KEY: &str = "slice_mm";
 
 impl ImageRow {
     /// Nobody has finished it: proposals wait, or it has no boxes and is not marked done
@@ -1003,7 +1020,10 @@ impl Project {
                 (SELECT COUNT(*) FROM annotations a WHERE a.image=i.id AND a.deleted=0 AND a.state NOT IN ('proposed','rejected')),
                 (SELECT COUNT(*) FROM annotations a WHERE a.image=i.id AND a.deleted=0 AND a.state='proposed'),
                 EXISTS (SELECT 1 FROM image_tags t WHERE t.image=i.id AND t.tag='done'),
-                EXISTS (SELECT 1 FROM image_tags t WHERE t.image=i.id AND t.tag='flagged')
+                EXISTS (SELECT 1 FROM image_tags t WHERE t.image=i.id AND t.tag='flagged'),
+                (SELECT value FROM image_meta m WHERE m.image=i.id AND m.key='stack'),
+                (SELECT value FROM image_meta m WHERE m.image=i.id AND m.key='frame'),
+                (SELECT value FROM image_meta m WHERE m.image=i.id AND m.key='slice_mm')
              FROM images i WHERE 1=1",
         );
         let mut args: Vec<String> = Vec::new();
@@ -1063,6 +1083,12 @@ impl Project {
                     proposals: r.get(6)?,
                     done: r.get::<_, i64>(7)? != 0,
                     flagged: r.get::<_, i64>(8)? != 0,
+                    stack: r.get(9)?,
+                    frame: r
+                        .get::<_, Option<String>>(10)?
+                        .and_then(|f| f.parse().ok())
+                        .unwrap_or(0),
+                    slice_mm: r.get::<_, Option<String>>(11)?.and_then(|f| f.parse().ok()),
                 })
             })
             .map_err(self.sq())?;

@@ -230,6 +230,10 @@ impl TopBar {
 pub struct StatusInput<'a> {
     /// (row, rows) of the current image in the filtered list.
     pub position: Option<(usize, usize)>,
+    /// "frame 3 of 40 · 45.0 mm" when the image is a frame of a stack.
+    pub frame: Option<String>,
+    /// The frame slider: (frame index, frames, row of the first frame).
+    pub frame_slider: Option<(usize, usize, usize)>,
     pub path: Option<&'a str>,
     pub size: Option<(u32, u32)>,
     pub labels: usize,
@@ -264,6 +268,22 @@ impl StatusBar {
                 Some((i, n)) => ui.label(format!("Image {} of {n}", i + 1)),
                 None => ui.label("No image"),
             };
+            if let Some((index, frames, start)) = input.frame_slider {
+                let mut frame = index + 1;
+                let slider = ui
+                    .add(
+                        egui::Slider::new(&mut frame, 1..=frames)
+                            .show_value(false)
+                            .clamping(egui::SliderClamping::Always),
+                    )
+                    .on_hover_text("Frames of the stack (PageUp/PageDown, Ctrl+wheel, Shift+P plays)");
+                if slider.changed() && frame != index + 1 {
+                    out.push(Command::ShowRow(start + frame - 1));
+                }
+            }
+            if let Some(f) = &input.frame {
+                ui.label(RichText::new(f).color(theme::ACCENT));
+            }
             if let Some(p) = input.path {
                 ui.label(RichText::new(p).color(theme::TEXT_WEAK));
             }

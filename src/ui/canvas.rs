@@ -311,6 +311,10 @@ pub struct Canvas {
     hovered: Option<Uuid>,
     space_panned: bool,
     shapes: Vec<Shape>,
+    /// The image shown is a frame of a stack: Ctrl+wheel steps frames instead of zooming.
+    pub in_stack: bool,
+    /// Frames Ctrl+wheel asked to step this frame (+ forward), taken by the session.
+    pub frame_steps: i32,
 }
 
 impl Default for Canvas {
@@ -329,6 +333,8 @@ impl Default for Canvas {
             hovered: None,
             space_panned: false,
             shapes: Vec::new(),
+            in_stack: false,
+            frame_steps: 0,
         }
     }
 }
@@ -421,6 +427,13 @@ impl Canvas {
                 }
                 (wheel, i.zoom_delta(), i.modifiers.command)
             });
+            // In a stack, Ctrl+wheel steps frames (as radiology viewers do); wheel alone zooms.
+            if ctrl && self.in_stack {
+                if wheel != 0.0 {
+                    self.frame_steps += if wheel < 0.0 { 1 } else { -1 };
+                }
+                return;
+            }
             // Ctrl+wheel arrives as both a wheel event and a zoom delta: count it once.
             let factor = if ctrl || pinch != 1.0 {
                 pinch

@@ -23,6 +23,17 @@ pub enum Command {
     NextFlagged,
     /// Show the image at this row of the filtered list.
     ShowRow(usize),
+    /// Stacks: the next or previous frame (PageDown/PageUp, Ctrl+wheel), the first or last.
+    NextFrame,
+    PreviousFrame,
+    FirstFrame,
+    LastFrame,
+    /// Play or pause the stack's frames (cine).
+    ToggleCine,
+    /// Copy the selected box to the next frame (same track) and show that frame.
+    CopyBoxToNextFrame,
+    /// Propose the boxes of the selected box's track on the frames between its keyframes.
+    Interpolate,
 
     // Selection.
     Select(Option<Uuid>),

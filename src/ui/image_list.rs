@@ -32,6 +32,70 @@ pub struct ImageList {
     visible: Range<usize>,
     /// The row to bring into view on the next frame.
     scroll_to: Option<usize>,
+    /// What the list shows: one entry per image, or per stack (a range of `rows`).
+    pub entries: Vec<Range<usize>>,
+}
+
+impl ImageList {
+    /// Takes a new listing: the frames of a stack are put together, in frame order, where the
+    /// stack's first path falls; each stack becomes one entry.
+    pub fn set_rows(&mut self, rows: Vec<ImageRow>) {
+        let mut first: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for (i, r) in rows.iter().enumerate() {
+            if let Some(s) = &r.stack {
+                first.entry(s.clone()).or_insert(i);
+            }
+        }
+        let mut keyed: Vec<((usize, u32, usize), ImageRow)> = rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let at = r
+                    .stack
+                    .as_ref()
+                    .and_then(|s| first.get(s))
+                    .copied()
+                    .unwrap_or(i);
+                ((at, r.frame, i), r)
+            })
+            .collect();
+        keyed.sort_by_key(|(k, _)| *k);
+        self.rows = keyed.into_iter().map(|(_, r)| r).collect();
+        self.entries.clear();
+        let mut i = 0;
+        while i < self.rows.len() {
+            let mut end = i + 1;
+            if let Some(s) = &self.rows[i].stack {
+                while end < self.rows.len() && self.rows[end].stack.as_ref() == Some(s) {
+                    end += 1;
+                }
+            }
+            self.entries.push(i..end);
+            i = end;
+        }
+    }
+
+    /// The entry (index into `entries`) holding row `row`.
+    pub fn entry_of(&self, row: usize) -> Option<usize> {
+        self.entries
+            .binary_search_by(|e| {
+                if row < e.start {
+                    std::cmp::Ordering::Greater
+                } else if row >= e.end {
+                    std::cmp::Ordering::Less
+                } else {
+                    std::cmp::Ordering::Equal
+                }
+            })
+            .ok()
+    }
+
+    /// The rows of the stack holding `row` (just `row` for an image outside any stack).
+    pub fn stack_rows(&self, row: usize) -> Range<usize> {
+        self.entry_of(row)
+            .and_then(|e| self.entries.get(e).cloned())
+            .unwrap_or(row..row + 1)
+    }
 }
 
 fn status_label(s: ImageStatus) -> &'static str {
@@ -132,6 +196,12 @@ impl ImageList {
         }
         let count = if self.loading {
             "listing…".to_owned()
+        } else if self.entries.len() < self.rows.len() {
+            format!(
+                "{} images in {} entries",
+                self.rows.len(),
+                self.entries.len()
+            )
         } else {
             format!("{} images", self.rows.len())
         };
@@ -143,7 +213,7 @@ impl ImageList {
         let mut area = ScrollArea::vertical()
             .auto_shrink([false, false])
             .id_salt("image-rows");
-        if let Some(row) = self.scroll_to.take() {
+        if let Some(row) = self.scroll_to.take().and_then(|r| self.entry_of(r)) {
             // Only scroll when the row is not fully visible already.
             let fully_visible = self.visible.start < row && row + 1 < self.visible.end;
             if !fully_visible {
@@ -153,12 +223,17 @@ impl ImageList {
                 area = area.vertical_scroll_offset(top);
             }
         }
-        area.show_rows(ui, row_height, self.rows.len(), |ui, range| {
+        let current_entry = current_row.and_then(|r| self.entry_of(r));
+        area.show_rows(ui, row_height, self.entries.len(), |ui, range| {
             self.visible = range.clone();
-            for i in range {
-                let Some(row) = self.rows.get(i) else {
+            for e in range {
+                let Some(rows) = self.entries.get(e).cloned() else {
                     break;
                 };
+                let Some(row) = self.rows.get(rows.start) else {
+                    break;
+                };
+                let stack = (rows.len() > 1).then(|| StackSummary::of(&self.rows[rows.clone()]));
                 let (rect, response) =
                     ui.allocate_exact_size(vec2(ui.available_width(), row_height), Sense::click());
                 if ui.is_rect_visible(rect) {
@@ -166,17 +241,26 @@ impl ImageList {
                         ui,
                         rect,
                         row,
-                        Some(i) == current_row,
+                        stack.as_ref(),
+                        Some(e) == current_entry,
                         response.hovered(),
                         thumbs,
                         root,
                     );
                 }
+                let label = match &stack {
+                    Some(s) => s.name.clone(),
+                    None => row.path.clone(),
+                };
                 response.widget_info(|| {
-                    egui::WidgetInfo::labeled(egui::Role::Button, true, row.path.as_str())
+                    egui::WidgetInfo::labeled(egui::Role::Button, true, label.as_str())
                 });
                 if response.clicked() {
-                    out.push(Command::ShowRow(i));
+                    // The stack's frame shown last, else its first.
+                    let to = current_row
+                        .filter(|r| rows.contains(r))
+                        .unwrap_or(rows.start);
+                    out.push(Command::ShowRow(to));
                 }
             }
         });
@@ -184,10 +268,52 @@ impl ImageList {
     }
 }
 
+/// What a stack's entry says: its name, frame count and totals.
+pub struct StackSummary {
+    pub name: String,
+    pub frames: usize,
+    pub boxes: u32,
+    pub proposals: u32,
+}
+
+impl StackSummary {
+    pub fn of(rows: &[ImageRow]) -> StackSummary {
+        let first = &rows[0];
+        let key = first.stack.as_deref().unwrap_or_default();
+        let name = match key.split_once(':') {
+            // A multi-frame file: its file name.
+            Some(("file", path)) => path.rsplit('/').next().unwrap_or(path).to_owned(),
+            // A series: the folder of its first slice, and the series.
+            _ => {
+                let folder = first
+                    .path
+                    .rsplit_once('/')
+                    .map_or("", |(dir, _)| dir)
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default();
+                if folder.is_empty() {
+                    "series".to_owned()
+                } else {
+                    format!("{folder} (series)")
+                }
+            }
+        };
+        StackSummary {
+            name,
+            frames: rows.len(),
+            boxes: rows.iter().map(|r| r.boxes).sum(),
+            proposals: rows.iter().map(|r| r.proposals).sum(),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn row_ui(
     ui: &Ui,
     rect: Rect,
     row: &ImageRow,
+    stack: Option<&StackSummary>,
     current: bool,
     hovered: bool,
     thumbs: &mut Thumbnails,
@@ -219,7 +345,10 @@ fn row_ui(
         );
     }
     let text_x = thumb_rect.right() + 8.0;
-    let name = row.path.rsplit('/').next().unwrap_or(&row.path);
+    let name = match stack {
+        Some(s) => s.name.as_str(),
+        None => row.path.rsplit('/').next().unwrap_or(&row.path),
+    };
     let name_color = if row.missing {
         theme::ERROR
     } else {
@@ -233,10 +362,14 @@ fn row_ui(
         name_color,
     );
     let plural = |n: u32, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
-    let mut detail = plural(row.boxes, "box", "boxes");
-    if row.proposals > 0 {
+    let (boxes, proposals) = stack.map_or((row.boxes, row.proposals), |s| (s.boxes, s.proposals));
+    let mut detail = match stack {
+        Some(s) => format!("{} frames · {}", s.frames, plural(boxes, "box", "boxes")),
+        None => plural(boxes, "box", "boxes"),
+    };
+    if proposals > 0 {
         detail.push_str(" · ");
-        detail.push_str(&plural(row.proposals, "proposal", "proposals"));
+        detail.push_str(&plural(proposals, "proposal", "proposals"));
     }
     if row.missing {
         detail = "file missing".into();
@@ -246,7 +379,7 @@ fn row_ui(
         Align2::LEFT_TOP,
         detail,
         FontId::proportional(11.0),
-        if row.proposals > 0 {
+        if proposals > 0 {
             theme::PROPOSAL
         } else {
             theme::TEXT_WEAK

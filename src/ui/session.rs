@@ -3,7 +3,7 @@
 //! anything.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use eframe::egui::{self, Color32, Key, Ui};
@@ -28,6 +28,7 @@ use super::thumbs::Thumbnails;
 use super::writer::{Reply, Request, StoreWriter};
 use crate::formats::Format;
 use crate::model::{Annotation, AnnotationValue, Attributes, BBox, BoxFlags, ReviewState, Source};
+use crate::stacks::{INTERPOLATION_RUN, TRACK};
 use crate::store::{ImageFilter, ImageRow, Project};
 
 /// Images decoded ahead of the current one (after it, in list order).
@@ -118,7 +119,14 @@ pub struct Session {
     display_for: Option<Uuid>,
     /// Window mode's panel.
     window_panel: WindowPanel,
+    /// Cine playback of the stack: when the last frame was shown.
+    cine: Option<Instant>,
+    /// A box whose track waits for the interpolation run to exist.
+    pending_interpolation: Option<Uuid>,
 }
+
+/// Frames per second of cine playback.
+const CINE_FPS: f64 = 8.0;
 
 impl Session {
     /// Opens a project: a read connection here, a writer thread with its own connection,
@@ -189,6 +197,8 @@ impl Session {
             windows: WindowMemory::default(),
             display_for: None,
             window_panel: WindowPanel::default(),
+            cine: None,
+            pending_interpolation: None,
         };
         session.request_list(ImageFilter::default());
         Ok(session)
@@ -381,6 +391,7 @@ impl Session {
         for update in self.model.poll() {
             requests.extend(self.model_update(update));
         }
+        self.tick_cine(&ctx);
 
         // The sync details window answers Enter and Escape (both close it) before the canvas
         // would take them as "accept" and "deselect".
@@ -571,7 +582,16 @@ impl Session {
                         })
                         .map_or(&[][..], |t| &t.signals[..]),
                 };
+                self.canvas.in_stack = self.current_stack().is_some();
                 self.canvas.ui(ui, &input, out);
+                let steps = std::mem::take(&mut self.canvas.frame_steps);
+                for _ in 0..steps.unsigned_abs() {
+                    out.push(if steps > 0 {
+                        Command::NextFrame
+                    } else {
+                        Command::PreviousFrame
+                    });
+                }
                 if let Some(c) = &self.current {
                     let painter = ui.painter_at(self.canvas.viewport.canvas());
                     let conflicts = self.sync.view().conflicts_on(&c.path);
@@ -610,7 +630,12 @@ impl Session {
                 .current
                 .as_ref()
                 .and_then(|c| c.row)
-                .map(|r| (r, self.list.rows.len())),
+                .and_then(|r| self.list.entry_of(r))
+                .map(|e| (e, self.list.entries.len())),
+            frame: self.frame_text(),
+            frame_slider: self
+                .current_stack()
+                .map(|(row, rows)| (row - rows.start, rows.len(), rows.start)),
             path: self.current.as_ref().map(|c| c.path.as_str()),
             size: self.current.as_ref().map(|c| (c.width, c.height)),
             labels,
@@ -735,6 +760,13 @@ impl Session {
             Action::Class(n) => Command::ClassAt(usize::from(n.saturating_sub(1))),
             Action::ClassPicker => Command::OpenClassPicker,
             Action::CopyPreviousBoxes => Command::CopyPreviousBoxes,
+            Action::NextFrame => Command::NextFrame,
+            Action::PreviousFrame => Command::PreviousFrame,
+            Action::FirstFrame => Command::FirstFrame,
+            Action::LastFrame => Command::LastFrame,
+            Action::Cine => Command::ToggleCine,
+            Action::CopyBoxToNextFrame => Command::CopyBoxToNextFrame,
+            Action::Interpolate => Command::Interpolate,
             Action::Fit => Command::Fit,
             Action::OneToOne => Command::OneToOne,
             Action::ZoomIn => Command::Zoom(1.25),
@@ -807,6 +839,18 @@ impl Session {
                     });
                 }
             }
+            Reply::RunReady(Ok(_)) => {
+                if let Some(id) = self.pending_interpolation.take()
+                    && self.current.is_some()
+                {
+                    self.selected = Some(id);
+                    self.interpolate();
+                }
+            }
+            Reply::RunReady(Err(e)) => {
+                self.pending_interpolation = None;
+                self.message = Some(format!("Could not make the interpolation run: {e}"));
+            }
             Reply::ClassReady(Err(e)) => {
                 self.message = Some(format!("Could not create the class: {e}"))
             }
@@ -817,7 +861,7 @@ impl Session {
                 self.list.loading = false;
                 match rows {
                     Ok(rows) => {
-                        self.list.rows = rows;
+                        self.list.set_rows(rows);
                         self.after_relist();
                     }
                     Err(e) => self.message = Some(format!("Could not list images: {e}")),
@@ -1143,20 +1187,30 @@ impl Session {
             .checked_sub(1)
     }
 
+    /// The next entry of the list (the next image, or the first frame of the next stack).
     fn next_row(&self) -> Option<usize> {
         match &self.current {
             Some(c) => match c.row {
-                Some(r) => (r + 1 < self.list.rows.len()).then_some(r + 1),
+                Some(r) => {
+                    let next = self.list.stack_rows(r).end;
+                    (next < self.list.rows.len()).then_some(next)
+                }
                 None => self.row_after(&c.path),
             },
             None => (!self.list.rows.is_empty()).then_some(0),
         }
     }
 
+    /// The previous entry of the list (a stack is entered at its first frame).
     fn previous_row(&self) -> Option<usize> {
         match &self.current {
             Some(c) => match c.row {
-                Some(r) => r.checked_sub(1),
+                Some(r) => self
+                    .list
+                    .stack_rows(r)
+                    .start
+                    .checked_sub(1)
+                    .map(|p| self.list.stack_rows(p).start),
                 None => self.row_before(&c.path),
             },
             None => None,
@@ -1483,11 +1537,12 @@ impl Session {
         let Some(c) = self.current.clone() else {
             return;
         };
-        let Some(prev) = self
-            .previous_row()
-            .and_then(|r| self.list.rows.get(r))
-            .cloned()
-        else {
+        // In a stack, the previous frame; else the previous entry.
+        let previous = match self.current_stack() {
+            Some((row, rows)) if row > rows.start => Some(row - 1),
+            _ => self.previous_row(),
+        };
+        let Some(prev) = previous.and_then(|r| self.list.rows.get(r)).cloned() else {
             self.message = Some("No previous image to copy from".into());
             return;
         };
@@ -1526,6 +1581,218 @@ impl Session {
         }
         self.commit(change);
         self.message = Some(format!("Copied {n} boxes from {}", prev.path));
+    }
+
+    // ------------------------------------------------------------------ stacks
+
+    /// The current row and the rows of its stack, when the current image is a frame of one.
+    fn current_stack(&self) -> Option<(usize, std::ops::Range<usize>)> {
+        let row = self.current.as_ref()?.row?;
+        let rows = self.list.stack_rows(row);
+        (rows.len() > 1).then_some((row, rows))
+    }
+
+    /// "frame 3 of 40 · 45.0 mm" for the status bar.
+    pub fn frame_text(&self) -> Option<String> {
+        let (row, rows) = self.current_stack()?;
+        let mut text = format!("frame {} of {}", row - rows.start + 1, rows.len());
+        if let Some(mm) = self.list.rows.get(row).and_then(|r| r.slice_mm) {
+            text.push_str(&format!(" · {mm:.1} mm"));
+        }
+        if self.cine.is_some() {
+            text.push_str(" · playing (Shift+P)");
+        }
+        Some(text)
+    }
+
+    /// Shows another frame of the current stack: `to` picks it from (row, stack rows).
+    fn step_frame(&mut self, to: impl Fn(usize, std::ops::Range<usize>) -> Option<usize>) {
+        match self.current_stack() {
+            Some((row, rows)) => {
+                if let Some(next) = to(row, rows).filter(|&n| n != row) {
+                    self.show_row(next);
+                }
+            }
+            None => self.message = Some("This image is not part of a stack".into()),
+        }
+    }
+
+    /// Advances cine playback when its time has come, and keeps frames coming.
+    fn tick_cine(&mut self, ctx: &egui::Context) {
+        let Some(last) = self.cine else {
+            return;
+        };
+        let Some((row, rows)) = self.current_stack() else {
+            self.cine = None;
+            return;
+        };
+        let period = Duration::from_secs_f64(1.0 / CINE_FPS);
+        if last.elapsed() >= period {
+            let next = if row + 1 < rows.end {
+                row + 1
+            } else {
+                rows.start
+            };
+            self.show_row(next);
+            self.cine = Some(Instant::now());
+        }
+        ctx.request_repaint_after(period);
+    }
+
+    /// Copies the selected box to the next frame of the stack, tying both to one track, and
+    /// shows that frame with the copy selected.
+    fn copy_box_to_next_frame(&mut self) {
+        let Some((row, rows)) = self.current_stack() else {
+            self.message = Some("This image is not part of a stack".into());
+            return;
+        };
+        let Some(c) = self.current.clone() else {
+            return;
+        };
+        let Some(box_) = self.selected.and_then(|id| self.doc.get(c.id, id)).cloned() else {
+            self.message = Some("Select a box to copy to the next frame".into());
+            return;
+        };
+        if row + 1 >= rows.end {
+            self.message = Some("This is the stack's last frame".into());
+            return;
+        }
+        let track = match box_.value.attributes.get(TRACK) {
+            Some(crate::model::AttributeValue::Text(t)) => t.clone(),
+            _ => {
+                // The source becomes the track's first keyframe.
+                let t = Uuid::now_v7().to_string();
+                let mut after = box_.value.clone();
+                after.attributes.insert(TRACK, t.as_str());
+                self.commit(Change::new(c.id, "start a track").update(
+                    box_.id,
+                    box_.value.clone(),
+                    after,
+                ));
+                t
+            }
+        };
+        let next = self.list.rows[row + 1].clone();
+        self.show_row(row + 1);
+        let (w, h) = (f64::from(next.width), f64::from(next.height));
+        let bbox = box_.value.bbox.clipped(w, h);
+        if bbox.area() <= 0.0 {
+            self.message = Some("The box lies outside the next frame".into());
+            return;
+        }
+        let mut attributes = box_.value.attributes.clone();
+        attributes.insert(TRACK, track.as_str());
+        let id = Uuid::now_v7();
+        let value = AnnotationValue {
+            image: next.id,
+            class: box_.value.class,
+            bbox,
+            source: Source::Human,
+            state: ReviewState::Submitted,
+            flags: box_.value.flags,
+            deleted: false,
+            attributes,
+        };
+        self.commit(Change::new(next.id, "copy box to next frame").create(id, value));
+        self.selected = Some(id);
+        self.message = Some(format!(
+            "Copied the box to frame {} of {}",
+            row + 2 - rows.start,
+            rows.len()
+        ));
+    }
+
+    /// Proposes the selected box's track on the frames between its keyframes (labels of the
+    /// track on other frames of the stack), as proposals of the `interpolation` run: reviewed
+    /// like a model's.
+    fn interpolate(&mut self) {
+        let Some((_, rows)) = self.current_stack() else {
+            self.message = Some("This image is not part of a stack".into());
+            return;
+        };
+        let Some(c) = self.current.clone() else {
+            return;
+        };
+        let Some(box_) = self.selected.and_then(|id| self.doc.get(c.id, id)).cloned() else {
+            self.message = Some("Select a box of the track to interpolate".into());
+            return;
+        };
+        let Some(crate::model::AttributeValue::Text(track)) =
+            box_.value.attributes.get(TRACK).cloned()
+        else {
+            self.message = Some(
+                "The selected box has no track: copy it to another frame with Shift+PageDown, move the copy, then interpolate"
+                    .into(),
+            );
+            return;
+        };
+        let run = match self.reader.run_by_name(INTERPOLATION_RUN) {
+            Ok(r) => r.id,
+            Err(_) => {
+                // Made by the writer; the interpolation runs when it answers.
+                self.pending_interpolation = Some(box_.id);
+                self.writer
+                    .send(Request::EnsureRun(INTERPOLATION_RUN.to_owned()));
+                return;
+            }
+        };
+        let frames: Vec<ImageRow> = self.list.rows[rows.clone()].to_vec();
+        let mut keys = Vec::new();
+        let mut skip = Vec::new();
+        for (f, r) in frames.iter().enumerate() {
+            if !self.doc.is_loaded(r.id) {
+                match self.reader.annotations_for_image(r.id) {
+                    Ok(b) => self.doc.load(r.id, b),
+                    Err(e) => {
+                        self.message = Some(format!("Cannot read {}: {e}", r.path));
+                        return;
+                    }
+                }
+            }
+            let f = u32::try_from(f).unwrap_or(u32::MAX);
+            for a in self.doc.boxes(r.id) {
+                let same = matches!(a.value.attributes.get(TRACK),
+                    Some(crate::model::AttributeValue::Text(t)) if *t == track);
+                if !same || a.value.state == ReviewState::Rejected {
+                    continue;
+                }
+                skip.push(f);
+                if a.value.state.is_label() {
+                    keys.push((f, a.value.bbox));
+                }
+            }
+        }
+        let made = crate::stacks::interpolate(&keys, &skip);
+        if made.is_empty() {
+            self.message = Some(if keys.len() < 2 {
+                "Interpolation needs the track labelled on two frames (Shift+PageDown copies a box to the next one)"
+                    .into()
+            } else {
+                "Every frame between the keyframes already has a box of this track".into()
+            });
+            return;
+        }
+        for (f, bbox) in &made {
+            let r = &frames[*f as usize];
+            let mut attributes = Attributes::new();
+            attributes.insert(TRACK, track.as_str());
+            let value = AnnotationValue {
+                image: r.id,
+                class: box_.value.class,
+                bbox: *bbox,
+                source: Source::Model { run, score: 1.0 },
+                state: ReviewState::Proposed,
+                flags: box_.value.flags,
+                deleted: false,
+                attributes,
+            };
+            self.commit(Change::new(r.id, "interpolate").create(Uuid::now_v7(), value));
+        }
+        self.message = Some(format!(
+            "Proposed {} boxes between {} keyframes: review them like model proposals",
+            made.len(),
+            keys.len()
+        ));
     }
 
     fn select_step(&mut self, forward: bool) {
@@ -1685,6 +1952,23 @@ impl Session {
                 return next;
             }
             Command::CopyPreviousBoxes => self.copy_previous_boxes(),
+            Command::NextFrame => self.step_frame(|r, rows| (r + 1 < rows.end).then_some(r + 1)),
+            Command::PreviousFrame => {
+                self.step_frame(|r, rows| (r > rows.start).then(|| r - 1));
+            }
+            Command::FirstFrame => self.step_frame(|_, rows| Some(rows.start)),
+            Command::LastFrame => self.step_frame(|_, rows| rows.end.checked_sub(1)),
+            Command::ToggleCine => {
+                if self.cine.take().is_none() {
+                    if self.current_stack().is_some() {
+                        self.cine = Some(Instant::now());
+                    } else {
+                        self.message = Some("This image is not part of a stack".into());
+                    }
+                }
+            }
+            Command::CopyBoxToNextFrame => self.copy_box_to_next_frame(),
+            Command::Interpolate => self.interpolate(),
             Command::Undo => match self.doc.undo() {
                 Some(r) => self.replayed(r, "Undid"),
                 None => self.message = Some("Nothing to undo".into()),

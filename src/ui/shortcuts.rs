@@ -16,6 +16,16 @@ pub enum Action {
     NextUnreviewed,
     /// The next flagged image.
     NextFlagged,
+    /// Stacks (DICOM series, multi-frame files): step frames, go to the ends, play.
+    NextFrame,
+    PreviousFrame,
+    FirstFrame,
+    LastFrame,
+    Cine,
+    /// Copy the selected box to the next frame of the stack.
+    CopyBoxToNextFrame,
+    /// Propose boxes between the keyframes of the selected box's track.
+    Interpolate,
     AcceptAndNext,
     AcceptSelected,
     AcceptAllVisible,
@@ -85,6 +95,13 @@ impl Action {
             Action::NextWithProposals,
             Action::NextUnreviewed,
             Action::NextFlagged,
+            Action::NextFrame,
+            Action::PreviousFrame,
+            Action::FirstFrame,
+            Action::LastFrame,
+            Action::Cine,
+            Action::CopyBoxToNextFrame,
+            Action::Interpolate,
             Action::AcceptAndNext,
             Action::AcceptSelected,
             Action::AcceptAllVisible,
@@ -146,6 +163,13 @@ impl Action {
             Action::NextWithProposals => "next_with_proposals",
             Action::NextUnreviewed => "next_unreviewed",
             Action::NextFlagged => "next_flagged",
+            Action::NextFrame => "next_frame",
+            Action::PreviousFrame => "previous_frame",
+            Action::FirstFrame => "first_frame",
+            Action::LastFrame => "last_frame",
+            Action::Cine => "cine",
+            Action::CopyBoxToNextFrame => "copy_box_to_next_frame",
+            Action::Interpolate => "interpolate",
             Action::AcceptAndNext => "accept_and_next",
             Action::AcceptSelected => "accept_selected",
             Action::AcceptAllVisible => "accept_all_visible",
@@ -207,6 +231,17 @@ impl Action {
                 "Next unreviewed image (proposals waiting, or no boxes and not marked done)"
             }
             Action::NextFlagged => "Next flagged image",
+            Action::NextFrame => "Next frame of the stack (series or multi-frame file)",
+            Action::PreviousFrame => "Previous frame of the stack",
+            Action::FirstFrame => "First frame of the stack",
+            Action::LastFrame => "Last frame of the stack",
+            Action::Cine => "Play or pause the stack's frames (cine)",
+            Action::CopyBoxToNextFrame => {
+                "Copy the selected box to the next frame (same track) and go there"
+            }
+            Action::Interpolate => {
+                "Propose the selected box's track on the frames between its keyframes"
+            }
             Action::AcceptAndNext => {
                 "Accept the visible proposals, reject those below threshold, mark the image done, go to the next"
             }
@@ -298,6 +333,8 @@ impl Action {
                 | Action::NudgeDownFar
                 | Action::Class(_)
                 | Action::CopyPreviousBoxes
+                | Action::CopyBoxToNextFrame
+                | Action::Interpolate
                 | Action::ToggleFlag
                 | Action::RunModelOnImage
                 | Action::RunModelOnQueue
@@ -316,6 +353,13 @@ impl Action {
             Action::NextWithProposals => &["N"],
             Action::NextUnreviewed => &["U"],
             Action::NextFlagged => &["G"],
+            Action::NextFrame => &["PageDown"],
+            Action::PreviousFrame => &["PageUp"],
+            Action::FirstFrame => &["Home"],
+            Action::LastFrame => &["End"],
+            Action::Cine => &["Shift+P"],
+            Action::CopyBoxToNextFrame => &["Shift+PageDown"],
+            Action::Interpolate => &["I"],
             Action::AcceptAndNext => &["Space"],
             Action::AcceptSelected => &["Enter"],
             Action::AcceptAllVisible => &["Shift+A"],

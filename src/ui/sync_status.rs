@@ -109,6 +109,10 @@ pub struct SyncView {
     pub attempts: u64,
     /// Revisions pulled by the last sync.
     pub last_pulled: usize,
+    /// What the last sync could not do cleanly besides refusals, in words a user can act on:
+    /// whose revisions are missing, a roster the store holds that does not verify, objects
+    /// written past, packs the store lost (see [`problems_of`]).
+    pub problems: Vec<String>,
 }
 
 impl SyncView {
@@ -144,6 +148,11 @@ impl SyncView {
         if !self.refusals.is_empty() {
             parts.push(format!("{} refused", self.refusals.len()));
         }
+        match self.problems.len() {
+            0 => {}
+            1 => parts.push("1 problem".into()),
+            n => parts.push(format!("{n} problems")),
+        }
         parts.join(" · ")
     }
 
@@ -151,6 +160,7 @@ impl SyncView {
         match self.phase {
             _ if !self.conflicts.is_empty() => CONFLICT,
             Phase::Offline | Phase::Failed => theme::ERROR,
+            _ if !self.problems.is_empty() => theme::ERROR,
             Phase::Syncing | Phase::Starting => theme::BUSY,
             Phase::Idle if self.remote.is_none() => theme::TEXT_WEAK,
             Phase::Idle if self.pending > 0 => theme::BUSY,
@@ -399,6 +409,20 @@ impl SyncStatus {
                                         }));
                                     }
                                 });
+                            }
+                        });
+                }
+                if !self.view.problems.is_empty() {
+                    ui.separator();
+                    ui.label(
+                        RichText::new(format!("Problems ({})", self.view.problems.len())).strong(),
+                    );
+                    egui::ScrollArea::vertical()
+                        .id_salt("sync-problems")
+                        .max_height(160.0)
+                        .show(ui, |ui| {
+                            for p in &self.view.problems {
+                                ui.label(RichText::new(p).color(theme::ERROR));
                             }
                         });
                 }
@@ -726,6 +750,10 @@ impl Worker {
                 self.view.phase = Phase::Idle;
                 self.view.last_error = None;
                 self.view.last_pulled = report.pulled_revisions;
+                self.view.problems = problems_of(&report);
+                for p in &self.view.problems {
+                    tracing::warn!("sync: {p}");
+                }
                 self.failures = 0;
                 *backoff = self.config.interval;
                 if !report.refused.is_empty() {
@@ -787,6 +815,37 @@ impl Worker {
         });
         self.ctx.request_repaint();
     }
+}
+
+/// What a sync that worked could not do cleanly, one sentence each (refusals are listed apart,
+/// from the project's log). `loupe sync` prints the same report and exits non-zero for these.
+pub fn problems_of(report: &sync::SyncReport) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(p) = &report.roster_problem {
+        out.push(format!(
+            "The shared store's roster was not used: {p}. Working with the last roster verified here."
+        ));
+    }
+    for held in &report.held_back {
+        out.push(format!("Missing revisions: {held}."));
+    }
+    for lost in &report.lost {
+        out.push(format!(
+            "The shared store lost this client's pack {lost} and no copy is kept here: others lack those revisions."
+        ));
+    }
+    if report.refused_own > 0 {
+        out.push(format!(
+            "{} of your revisions were refused by the team's rules for your role (others will not see them).",
+            report.refused_own
+        ));
+    }
+    for past in &report.written_past {
+        out.push(format!(
+            "Another object sat where this client writes next; written past it: {past}."
+        ));
+    }
+    out
 }
 
 /// A sync error as a sentence a user can act on.

@@ -23,6 +23,8 @@ pub enum Request {
     Apply(Vec<Edit>),
     /// Create (or find) a class by name.
     EnsureClass(String),
+    /// Create (or find) a run by name for proposals made in the app (interpolation).
+    EnsureRun(String),
     /// List images for the image panel; `generation` tells stale answers apart.
     ListImages {
         filter: ImageFilter,
@@ -61,6 +63,7 @@ pub enum Reply {
         error: String,
     },
     ClassReady(Result<Class, String>),
+    RunReady(Result<uuid::Uuid, String>),
     Images {
         generation: u64,
         rows: Result<Vec<ImageRow>, String>,
@@ -285,6 +288,20 @@ fn writer_loop(
             Request::EnsureClass(name) => {
                 Reply::ClassReady(project.ensure_class(&name).map_err(|e| e.to_string()))
             }
+            Request::EnsureRun(name) => Reply::RunReady(
+                match project.run_by_name(&name) {
+                    Ok(run) => Ok(run.id),
+                    Err(_) => project
+                        .create_run(&crate::store::NewRun {
+                            name: name.clone(),
+                            kind: name,
+                            settings: "{}".into(),
+                            ..crate::store::NewRun::default()
+                        })
+                        .and_then(|id| project.finish_run(id).map(|()| id)),
+                }
+                .map_err(|e| e.to_string()),
+            ),
             Request::ListImages { filter, generation } => Reply::Images {
                 generation,
                 rows: project.list_images(&filter).map_err(|e| e.to_string()),
@@ -345,6 +362,8 @@ fn import(
         state: crate::model::ReviewState::Approved,
         shapes_as_boxes: false,
         allow_missing: false,
+        existing: ingest::Existing::Refuse,
+        allow_outside: false,
     };
     let done = ingest::import_file(project, &request, progress).map_err(|e| e.to_string())?;
     let report = &done.report;

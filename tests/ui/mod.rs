@@ -10,6 +10,7 @@ mod prelabel;
 mod reading;
 mod review;
 mod snapshots;
+mod stacks;
 mod sync;
 
 use std::path::{Path, PathBuf};

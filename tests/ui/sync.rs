@@ -354,3 +354,35 @@ fn the_sync_window_closes_on_escape_and_enter() {
         );
     }
 }
+
+#[test]
+fn a_pack_missing_from_the_store_is_shown_as_a_problem() {
+    let team = Team::new(Backend::Folder, &[Role::Lead, Role::Annotator]);
+    team.sync(0);
+    team.create(1, 0, 1.0);
+    team.sync(1);
+    team.create(1, 1, 2.0);
+    team.sync(1);
+    // The annotator's first pack disappears from the shared folder.
+    let c1 = team.open(1).client_id();
+    team.store()
+        .delete(&loupe::sync::pack::pack_key(c1, 1))
+        .expect("delete");
+    let mut h = app_on(&team, 0, manual());
+    press_with(&mut h, true, false, Key::S);
+    wait_sync(&mut h, "a sync", |v| {
+        v.attempts >= 1 && v.phase == Phase::Idle
+    });
+    let v = view(&mut h);
+    assert_eq!(v.problems.len(), 1, "{v:?}");
+    assert!(
+        v.problems[0].contains("Missing revisions") && v.problems[0].contains("missing"),
+        "{:?}",
+        v.problems
+    );
+    assert!(v.summary().contains("1 problem"), "{}", v.summary());
+    assert!(
+        h.query_by_label_contains("1 problem").is_some(),
+        "the status bar shows it"
+    );
+}
