@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use image::{DynamicImage, ImageDecoder, ImageReader, metadata::Orientation};
 
 pub mod dicom;
+pub mod tiles;
 
 pub use dicom::{DicomWindow, GrayMapping};
 
