@@ -186,6 +186,21 @@ fn samples_of(color: ColorType) -> Result<usize, String> {
     }
 }
 
+/// JPEG-compressed TIFF tiles (what vips and slide scanners write) come out of the `tiff`
+/// crate as YCbCr; JFIF's full-range conversion makes them RGB.
+fn ycbcr_to_rgb(data: &mut [u8]) {
+    for p in data.chunks_exact_mut(3) {
+        let y = f32::from(p[0]);
+        let cb = f32::from(p[1]) - 128.0;
+        let cr = f32::from(p[2]) - 128.0;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let clamp = |v: f32| v.round().clamp(0.0, 255.0) as u8;
+        p[0] = clamp(y + 1.402 * cr);
+        p[1] = clamp(y - 0.344_136 * cb - 0.714_136 * cr);
+        p[2] = clamp(y + 1.772 * cb);
+    }
+}
+
 /// True when `path` starts like a TIFF or BigTIFF.
 pub fn is_tiff(path: &Path) -> bool {
     let mut head = [0u8; 4];
@@ -334,14 +349,17 @@ impl TiledImage {
         }
         let path = &self.path;
         self.with_decoder(l.ifd, |d| {
-            let samples =
-                samples_of(d.colortype().map_err(|e| decode_err(path, e))?).map_err(|e| decode_err(path, e))?;
+            let color = d.colortype().map_err(|e| decode_err(path, e))?;
+            let samples = samples_of(color).map_err(|e| decode_err(path, e))?;
             let index = ty * l.tiles_across() + tx;
             let (cw, ch) = d.chunk_data_dimensions(index);
-            let data = match d.read_chunk(index).map_err(|e| decode_err(path, e))? {
+            let mut data = match d.read_chunk(index).map_err(|e| decode_err(path, e))? {
                 DecodingResult::U8(v) => v,
                 _ => return Err(decode_err(path, "tile is not 8-bit")),
             };
+            if color == ColorType::YCbCr(8) {
+                ycbcr_to_rgb(&mut data);
+            }
             let pixels = cw as usize * ch as usize;
             if data.len() < pixels * samples {
                 return Err(decode_err(
@@ -719,6 +737,7 @@ struct TiffBands {
     width: u32,
     height: u32,
     samples: usize,
+    ycbcr: bool,
     chunk: (u32, u32),
     tiled: bool,
     next_chunk_row: u32,
@@ -727,7 +746,7 @@ struct TiffBands {
 impl TiffBands {
     fn open(path: &Path) -> Result<Self, ImageError> {
         let mut decoder = open_decoder(path)?;
-        let (width, height, samples, tiled, chunk) = guarded(path, || {
+        let (width, height, samples, ycbcr, tiled, chunk) = guarded(path, || {
             let (w, h) = decoder.dimensions().map_err(|e| decode_err(path, e))?;
             let color = decoder.colortype().map_err(|e| decode_err(path, e))?;
             let samples = samples_of(color).map_err(|e| decode_err(path, e))?;
@@ -735,6 +754,7 @@ impl TiffBands {
                 w,
                 h,
                 samples,
+                color == ColorType::YCbCr(8),
                 decoder.get_chunk_type() == ChunkType::Tile,
                 decoder.chunk_dimensions(),
             ))
@@ -745,6 +765,7 @@ impl TiffBands {
             width,
             height,
             samples,
+            ycbcr,
             chunk: (chunk.0.max(1), chunk.1.max(1)),
             tiled,
             next_chunk_row: 0,
@@ -779,7 +800,10 @@ impl BandSource for TiffBands {
                     _ => Err(decode_err(&path, "not 8-bit")),
                 }
             })?;
-            let rgb = to_rgb(&data, self.samples);
+            let mut rgb = to_rgb(&data, self.samples);
+            if self.ycbcr {
+                ycbcr_to_rgb(&mut rgb);
+            }
             let x0 = if self.tiled { (tx * cw) as usize } else { 0 };
             for r in 0..dh.min(rows) as usize {
                 let src = &rgb[r * dw as usize * 3..(r + 1) * dw as usize * 3];
@@ -1194,7 +1218,7 @@ mod tests {
         assert!(is_tiff(&path));
         let tiled = TiledImage::open_tiff(&path).expect("open");
         let sizes: Vec<(u32, u32)> = tiled.levels().iter().map(|l| (l.width, l.height)).collect();
-        assert_eq!(sizes, vec![(700, 500), (350, 250)]);
+        assert_eq!(sizes, vec![(700, 500), (350, 250), (175, 125)]);
         // An edge tile is cropped to the image.
         let tile = tiled.read_tile(0, 2, 1).expect("tile");
         assert_eq!((tile.width, tile.height), (700 - 512, 500 - 256));
@@ -1220,7 +1244,8 @@ mod tests {
         assert!(tiled.read_tile(0, 3, 0).is_err());
         assert_eq!(tiled.level_for_zoom(1.0), 0);
         assert_eq!(tiled.level_for_zoom(0.5), 1);
-        assert_eq!(tiled.level_for_zoom(0.01), 1);
+        assert_eq!(tiled.level_for_zoom(0.3), 1);
+        assert_eq!(tiled.level_for_zoom(0.01), 2);
     }
 
     #[test]

@@ -400,16 +400,8 @@ fn worker(
     }
 }
 
-/// Decodes one image, builds its mips and uploads it.
-pub fn load(job: &Job, gpu: Option<&GpuContext>) -> Result<LoadedImage, String> {
-    let settings = TileSettings {
-        max_side: gpu.map_or(16_384, |g| g.max_side),
-        ..TileSettings::default()
-    };
-    load_with(job, gpu, &settings)
-}
-
-/// [`load`], reading images that `tiles` says are big as tiles: only the pyramid is opened
+/// Decodes one image, builds its mips and uploads it; images that `tiles` says are big are
+/// read as tiles instead: only the pyramid is opened
 /// here (or, for an image that is not a tiled TIFF, built once in the cache); tiles are read
 /// as the canvas asks for them.
 pub fn load_with(

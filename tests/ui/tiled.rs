@@ -70,7 +70,8 @@ fn a_tiled_image_opens_and_boxes_are_stored_in_full_resolution_pixels() {
     assert!(!root.join("cache").exists());
 
     // Draw at the fitted zoom.
-    drag(&mut h, screen(&h, 500.0, 400.0), screen(&h, 900.0, 700.0));
+    let (from, to) = (screen(&h, 500.0, 400.0), screen(&h, 900.0, 700.0));
+    drag(&mut h, from, to);
     let boxes = session(&h).boxes().to_vec();
     assert_eq!(boxes.len(), 1, "one box drawn");
     let b = boxes[0].value.bbox;
@@ -89,7 +90,8 @@ fn a_tiled_image_opens_and_boxes_are_stored_in_full_resolution_pixels() {
     }
     wait_for_tiles(&mut h);
     assert!(session(&h).resident_tiles() > fitted);
-    drag(&mut h, screen(&h, 1450.0, 1050.0), screen(&h, 1550.0, 1130.0));
+    let (from, to) = (screen(&h, 1450.0, 1050.0), screen(&h, 1550.0, 1130.0));
+    drag(&mut h, from, to);
     let boxes = session(&h).boxes().to_vec();
     assert_eq!(boxes.len(), 2);
     let b = boxes
