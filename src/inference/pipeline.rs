@@ -185,9 +185,14 @@ pub fn run_pipeline<K: Send>(
                         if cancel.load(Ordering::Relaxed) {
                             return Err(());
                         }
-                        produce(detector, slice_settings, &path, tiles, cancel, &mut |result| {
-                            sender.send((index, result)).map_err(|_| ())
-                        })
+                        produce(
+                            detector,
+                            slice_settings,
+                            &path,
+                            tiles,
+                            cancel,
+                            &mut |result| sender.send((index, result)).map_err(|_| ()),
+                        )
                     },
                 );
             });
@@ -359,7 +364,9 @@ fn produce(
             width,
             height,
         });
-        let mut send = send.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut send = send
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         send(result)
     })
 }

@@ -223,8 +223,13 @@ pub fn map_part(part: WindowDetections, image_width: u32, image_height: u32) -> 
     part.detections
         .into_iter()
         .map(|d| Detection {
-            bbox: BBox::new(ox + d.bbox.x * sx, oy + d.bbox.y * sy, d.bbox.w * sx, d.bbox.h * sy)
-                .clipped(w, h),
+            bbox: BBox::new(
+                ox + d.bbox.x * sx,
+                oy + d.bbox.y * sy,
+                d.bbox.w * sx,
+                d.bbox.h * sy,
+            )
+            .clipped(w, h),
             ..d
         })
         .filter(|d| d.bbox.w > 0.0 && d.bbox.h > 0.0)
@@ -322,9 +327,10 @@ mod tests {
         let ys: Vec<u32> = windows.iter().filter(|w| w.x == 0).map(|w| w.y).collect();
         assert_eq!(ys, vec![0, 204, 408, 444]);
         assert!(
-            windows
-                .iter()
-                .all(|w| w.width == 512 && w.height == 256 && w.x + 512 <= 1200 && w.y + 256 <= 700)
+            windows.iter().all(|w| w.width == 512
+                && w.height == 256
+                && w.x + 512 <= 1200
+                && w.y + 256 <= 700)
         );
         assert!(covered(&windows, 1200, 700));
         // Neighbours share at least the asked overlap.
@@ -440,7 +446,10 @@ mod tests {
         ];
         let merged = merge_windows(parts, &s, 2000, 2000, 100);
         assert_eq!(merged.len(), 3);
-        assert_eq!(merged[1].bbox, BBox::from_corners(400.0, 400.0, 800.0, 800.0));
+        assert_eq!(
+            merged[1].bbox,
+            BBox::from_corners(400.0, 400.0, 800.0, 800.0)
+        );
         // Limits apply after merging, best first.
         let s2 = SliceSettings::new(500, 500);
         let few = merge_windows(

@@ -269,9 +269,12 @@ impl Loader {
         }
     }
 
-    /// Changes when images are read as tiles (for images asked for from now on).
+    /// Changes when images are read as tiles: images already decoded are forgotten, so the
+    /// next ask reads them as the new settings say.
     pub fn set_tile_settings(&mut self, settings: TileSettings) {
         *self.shared.tiles.lock() = settings;
+        self.slots.retain(|_, slot| matches!(slot, Slot::Loading));
+        self.recent.clear();
     }
 
     /// How many recently shown images stay decoded besides the wanted ones.
@@ -387,12 +390,12 @@ fn worker(
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             load_with(&job, gpu, &settings)
         }))
-            .unwrap_or_else(|_| {
-                Err(format!(
-                    "{}: could not be decoded or uploaded",
-                    job.path.display()
-                ))
-            });
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "{}: could not be decoded or uploaded",
+                job.path.display()
+            ))
+        });
         if results.send((job.id, result)).is_err() {
             return;
         }

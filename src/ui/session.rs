@@ -372,6 +372,7 @@ impl Session {
     /// Changes when images are read as tiles (tests use a low threshold).
     pub fn set_tile_settings(&mut self, settings: crate::imaging::tiles::TileSettings) {
         self.loader.set_tile_settings(settings);
+        self.prefetch();
     }
 
     // ------------------------------------------------------------------ frame

@@ -197,10 +197,9 @@ fn worker(
                 shared.wake.wait(&mut queue);
             }
         };
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            load_tile(&image, key, gpu)
-        }))
-        .unwrap_or_else(|_| Err("the tile could not be read or uploaded".to_owned()));
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load_tile(&image, key, gpu)))
+                .unwrap_or_else(|_| Err("the tile could not be read or uploaded".to_owned()));
         if results.send((key, result)).is_err() {
             return;
         }
@@ -282,7 +281,10 @@ pub fn plan_tiles(
     let mut wanted = tiles_at(coarsest);
     let mut fine = tiles_at(target);
     // Centre first: that is where the eye is.
-    let centre = ((visible[0] + visible[2]) / 2.0, (visible[1] + visible[3]) / 2.0);
+    let centre = (
+        (visible[0] + visible[2]) / 2.0,
+        (visible[1] + visible[3]) / 2.0,
+    );
     let l = levels[target];
     fine.sort_by(|a, b| {
         let d = |k: &TileKey| {
@@ -358,10 +360,14 @@ mod tests {
         assert!((first.tx, first.ty) == (3, 2) || (first.tx, first.ty) == (4, 2));
         assert!(plan.draw.is_empty());
         // With only the coarsest resident, it is drawn under the missing tiles.
-        let plan = plan_tiles(id, &tiled, [700.0, 500.0, 1300.0, 900.0], 1.0, |k| k.level == 3);
+        let plan = plan_tiles(id, &tiled, [700.0, 500.0, 1300.0, 900.0], 1.0, |k| {
+            k.level == 3
+        });
         assert_eq!(plan.draw.len(), 1);
         // With the fine tiles resident, only they are drawn.
-        let plan = plan_tiles(id, &tiled, [700.0, 500.0, 1300.0, 900.0], 1.0, |k| k.level == 0);
+        let plan = plan_tiles(id, &tiled, [700.0, 500.0, 1300.0, 900.0], 1.0, |k| {
+            k.level == 0
+        });
         assert!(plan.draw.iter().all(|k| k.level == 0) && plan.draw.len() == 12);
         // Zoomed out to a quarter: level 2, whose whole image is 2x2 tiles.
         let plan = plan_tiles(id, &tiled, [0.0, 0.0, 2000.0, 1500.0], 0.25, |_| false);
@@ -378,11 +384,17 @@ mod tests {
             tx,
             ty,
         };
-        assert_eq!(tile_rect(&tiled, &key(0, 1, 0)), Some([256.0, 0.0, 512.0, 256.0]));
+        assert_eq!(
+            tile_rect(&tiled, &key(0, 1, 0)),
+            Some([256.0, 0.0, 512.0, 256.0])
+        );
         assert_eq!(
             tile_rect(&tiled, &key(1, 3, 2)),
             Some([1536.0, 1024.0, 2000.0, 1500.0])
         );
-        assert_eq!(tile_rect(&tiled, &key(3, 0, 0)), Some([0.0, 0.0, 2000.0, 1500.0]));
+        assert_eq!(
+            tile_rect(&tiled, &key(3, 0, 0)),
+            Some([0.0, 0.0, 2000.0, 1500.0])
+        );
     }
 }
