@@ -191,6 +191,24 @@ pub enum Command {
         /// descriptor's `dicom_window`, else the file's own window.
         #[arg(long, allow_hyphen_values = true)]
         dicom_window: Option<String>,
+        /// Sliced inference for small objects in big images: cut each image into overlapping
+        /// windows of WxH image pixels (e.g. 800x800) at full resolution, run the model on
+        /// each and merge the boxes across windows. Big images are read as regions of their
+        /// tile pyramid, never decoded whole. A sliced run is a different run from an unsliced
+        /// one.
+        #[arg(long, value_name = "WxH")]
+        slice: Option<String>,
+        /// With --slice: the fraction of a window shared with its neighbour.
+        #[arg(long, default_value_t = 0.2, requires = "slice")]
+        overlap: f32,
+        /// With --slice: also run the model once on the whole image, for objects bigger than a
+        /// window.
+        #[arg(long, requires = "slice")]
+        slice_full: bool,
+        /// With --slice: how boxes from different windows are merged: nmm (greedy non-maximum
+        /// merging: a box cut by a window border comes back whole) or nms.
+        #[arg(long, default_value = "nmm", requires = "slice")]
+        slice_merge: String,
         /// Stop after this many images.
         #[arg(long)]
         limit: Option<usize>,
@@ -349,6 +367,29 @@ impl FilterArgs {
             path_contains: self.path.clone(),
         })
     }
+}
+
+/// `--slice WxH --overlap F --slice-full --slice-merge M` as slice settings.
+fn slice_settings(
+    size: &str,
+    overlap: f32,
+    full_pass: bool,
+    merge: &str,
+) -> Result<crate::inference::SliceSettings> {
+    let (width, height) = crate::inference::SliceSettings::parse_size(size)
+        .with_context(|| format!("--slice {size:?}: expected WxH in pixels, e.g. 800x800"))?;
+    let merge = crate::inference::MergeMode::parse(merge)
+        .with_context(|| format!("--slice-merge {merge:?}: expected nmm or nms"))?;
+    let settings = crate::inference::SliceSettings {
+        overlap,
+        full_pass,
+        merge,
+        ..crate::inference::SliceSettings::new(width, height)
+    };
+    if let Some(problem) = settings.problem() {
+        anyhow::bail!("{problem}");
+    }
+    Ok(settings)
 }
 
 /// Finds the project: the given path, or the single `*.loupe` in the current folder.
@@ -515,10 +556,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             score,
             iou,
             dicom_window,
+            slice,
+            overlap,
+            slice_full,
+            slice_merge,
             limit,
             filter,
         } => {
             let path = resolve_project(cli.project.as_deref())?;
+            let slice = slice
+                .as_deref()
+                .map(|text| slice_settings(text, *overlap, *slice_full, slice_merge))
+                .transpose()?;
             let (_, _, failed) = prelabel::prelabel(
                 &path,
                 cli.user.as_deref(),
@@ -535,6 +584,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                         score_threshold: *score,
                         nms_iou: *iou,
                         dicom_window: dicom_window.clone(),
+                        slice,
                         ..Default::default()
                     },
                     limit: *limit,

@@ -60,6 +60,21 @@ pub fn prelabel(
     if let Some(why) = provider.fallback_reason() {
         eprintln!("  {why}");
     }
+    if let Some(slice) = detector.slice() {
+        eprintln!(
+            "slicing: windows of {}x{} pixels, overlap {}, boxes merged by {} at {}{}",
+            slice.width,
+            slice.height,
+            slice.overlap,
+            slice.merge.as_str(),
+            slice.merge_threshold,
+            if slice.full_pass {
+                ", plus one whole-image pass"
+            } else {
+                ""
+            }
+        );
+    }
     tracing::info!(
         sessions = split.sessions,
         intra_threads = split.intra_threads,
@@ -103,6 +118,7 @@ pub fn prelabel(
         PipelineOptions {
             threads: args.threads,
             cancel,
+            ..PipelineOptions::default()
         },
         |event| {
             if let RunEvent::Failed { error, .. } = &event {

@@ -8,6 +8,7 @@ use image::{DynamicImage, ImageDecoder, ImageReader, metadata::Orientation};
 
 pub mod dicom;
 pub mod lossless;
+pub mod tiles;
 
 pub use dicom::{DicomWindow, GrayMapping};
 
@@ -97,14 +98,21 @@ fn tiff_decoder(
         .map_err(|e| decode_err(path, format!("TIFF: {e}")))
 }
 
-/// The pages (images) of a TIFF file.
+/// The pages (images) of a TIFF file of the first page's size: the frames of a multi-page
+/// stack. The reduced levels of a pyramidal TIFF (smaller pages after the first) are not frames.
 fn tiff_pages(path: &Path) -> Result<u32, ImageError> {
     let mut decoder = tiff_decoder(path)?;
+    let size = decoder
+        .dimensions()
+        .map_err(|e| decode_err(path, format!("TIFF: {e}")))?;
     let mut pages = 1u32;
     while decoder.more_images() {
         decoder
             .next_image()
             .map_err(|e| decode_err(path, format!("TIFF page {}: {e}", pages + 1)))?;
+        if decoder.dimensions().ok() != Some(size) {
+            break;
+        }
         pages += 1;
         if pages > 100_000 {
             return Err(decode_err(path, "TIFF has more than 100000 pages"));
@@ -211,6 +219,23 @@ pub fn probe(path: &Path) -> Result<ImageInfo, ImageError> {
     if dicom::is_dicom(path) {
         return dicom::probe(path);
     }
+    match probe_raster(path) {
+        // TIFFs the `image` crate refuses (JPEG tiles in YCbCr, as slide scanners and vips
+        // write them) are read as tiles: their size comes from the tile reader.
+        Err(e) if tiles::is_tiff(path) => tiles::TiledImage::open_tiff(path)
+            .map(|t| ImageInfo {
+                width: t.width,
+                height: t.height,
+                raw_width: t.width,
+                raw_height: t.height,
+                orientation: 1,
+            })
+            .map_err(|_| e),
+        other => other,
+    }
+}
+
+fn probe_raster(path: &Path) -> Result<ImageInfo, ImageError> {
     let reader = ImageReader::open(path)
         .map_err(|source| ImageError::Io {
             path: path.to_path_buf(),

@@ -30,6 +30,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::InferenceError;
+use super::slice::SliceSettings;
 use crate::limits::{MAX_CONFIG_BYTES, MAX_TOML_NESTING_DEPTH, check_toml};
 
 /// How the model's raw outputs turn into boxes.
@@ -218,6 +219,11 @@ pub struct ModelDescriptor {
     /// image's full range.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dicom_window: Option<String>,
+    /// Sliced inference: the image is cut into overlapping windows at full resolution, each
+    /// run through the model, the boxes merged across windows (see [`super::slice`]). Unset:
+    /// the whole image at once, as before (so runs recorded then still resume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice: Option<SliceSettings>,
 }
 
 fn default_pad_value() -> u8 {
@@ -253,6 +259,7 @@ pub struct DescriptorOverrides {
     pub max_detections: Option<usize>,
     pub classes: Option<Vec<String>>,
     pub dicom_window: Option<String>,
+    pub slice: Option<SliceSettings>,
 }
 
 /// Built-in descriptors, by name.
@@ -296,6 +303,7 @@ impl ModelDescriptor {
             pre_nms_top_k: None,
             nms_outputs: NmsOutputs::default(),
             dicom_window: None,
+            slice: None,
         }
     }
 
@@ -448,6 +456,9 @@ impl ModelDescriptor {
         if let Some(w) = &overrides.dicom_window {
             self.dicom_window = Some(w.clone());
         }
+        if let Some(slice) = overrides.slice {
+            self.slice = Some(slice);
+        }
         self
     }
 
@@ -498,6 +509,9 @@ impl ModelDescriptor {
         }
         if self.classes.iter().any(String::is_empty) {
             return bad("class names must not be empty".to_owned());
+        }
+        if let Some(problem) = self.slice.as_ref().and_then(SliceSettings::problem) {
+            return bad(problem);
         }
         Ok(())
     }

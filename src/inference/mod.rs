@@ -9,6 +9,8 @@
 //! - [`pipeline`]: [`run_pipeline`], decoding on rayon ahead of inference on the calling thread.
 //! - [`provider`]: which execution provider (CUDA, DirectML, CoreML, CPU) runs a model, and
 //!   why the better ones were not used.
+//! - [`slice`]: sliced inference for small objects in big images: windows, and merging their
+//!   boxes (NMS or NMM) across windows.
 //! - [`run`]: a pre-label run over a project ([`plan_run`], [`execute_run`]): the run record,
 //!   resuming, storing proposals, cancel; what `loupe prelabel` and the app both use.
 //!
@@ -26,6 +28,7 @@ pub mod preprocess;
 pub mod provider;
 pub mod run;
 pub mod runtime;
+pub mod slice;
 
 #[cfg(test)]
 mod tests;
@@ -51,6 +54,7 @@ pub use self::run::{
     RunError, RunEvent, RunName, RunPlan, RunSummary, Selection, execute_run, plan_run,
 };
 pub use self::runtime::{RuntimeInfo, runtime_info};
+pub use self::slice::{MergeMode, SliceSettings};
 
 use self::decode::{NmsDecodeParams, Output, PicodetParams};
 use self::nms::{Candidate, NmsParams};
@@ -92,6 +96,9 @@ pub struct Detector {
     class_names: Vec<String>,
     /// The execution provider every session runs on, and why better ones were not used.
     provider: ProviderReport,
+    /// How images are sliced, if they are: the descriptor's `slice` at load, changeable
+    /// between runs (the app's Model menu) without reloading the model.
+    slice: parking_lot::RwLock<Option<SliceSettings>>,
 }
 
 impl std::fmt::Debug for Detector {
@@ -161,6 +168,7 @@ impl Detector {
             .map(|o| o.name().to_owned())
             .collect();
         let mut descriptor = descriptor;
+        let slice = descriptor.slice.take();
         check_outputs(&session, &model_name, &mut descriptor)?;
         let class_names = class_names_for(&descriptor, &session);
         tracing::debug!(
@@ -193,7 +201,27 @@ impl Detector {
             output_names,
             class_names,
             provider,
+            slice: parking_lot::RwLock::new(slice),
         })
+    }
+
+    /// How images are sliced (none: each image whole).
+    pub fn slice(&self) -> Option<SliceSettings> {
+        *self.slice.read()
+    }
+
+    /// Changes the slicing for the next runs. A sliced run is another run: the settings a run
+    /// is identified by include the slicing ([`run::settings_of`]).
+    pub fn set_slice(&self, slice: Option<SliceSettings>) {
+        *self.slice.write() = slice;
+    }
+
+    /// The descriptor as runs record it: [`descriptor`](Self::descriptor) plus the slicing.
+    pub fn effective_descriptor(&self) -> ModelDescriptor {
+        ModelDescriptor {
+            slice: self.slice(),
+            ..self.descriptor.clone()
+        }
     }
 
     /// The execution provider the model runs on, and why better ones were not used.
@@ -217,6 +245,8 @@ impl Detector {
         &self.class_names
     }
 
+    /// The descriptor the model was loaded with, without its slicing (see
+    /// [`slice`](Self::slice)).
     pub fn descriptor(&self) -> &ModelDescriptor {
         &self.descriptor
     }

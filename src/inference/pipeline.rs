@@ -10,15 +10,18 @@
 //! were they global-pool workers, a caller whose `on_result` uses rayon (hashing, say) could
 //! wait for a pool whose threads all wait for the caller.
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
+use super::slice::{self, WindowDetections};
 use super::{Detection, Detector, InferenceError, PreparedInput, ms, panic_message};
+use crate::imaging::tiles::{RegionSource, TileSettings};
 
 /// How [`run_pipeline`] runs.
 #[derive(Clone, Debug, Default)]
@@ -30,6 +33,8 @@ pub struct PipelineOptions {
     /// Set to stop: no new image starts; the images already in a session when it is seen
     /// (at most two per session) are still reported, so finished work is kept.
     pub cancel: Arc<AtomicBool>,
+    /// Which images are read as tiles (regions of them, never decoded whole).
+    pub tiles: TileSettings,
 }
 
 /// Where the time went for one image.
@@ -83,15 +88,44 @@ impl PipelineReport {
     }
 }
 
-/// A decoded and prepared image on its way to the model.
+/// A decoded and prepared input on its way to the model: a whole image, or one window of a
+/// sliced image.
 struct Prepared {
     input: PreparedInput,
     preprocess_ms: f64,
+    /// Where the input's pixels sit in the image: offset and image pixels per input pixel.
+    offset: (f64, f64),
+    scale: (f64, f64),
+    /// Inputs the image is cut into (1 unless sliced).
+    parts: usize,
+    /// The image's size.
+    width: u32,
+    height: u32,
+}
+
+/// One input's boxes, in that input's pixels.
+struct PartDone {
+    part: WindowDetections,
+    parts: usize,
+    width: u32,
+    height: u32,
+    timings: Timings,
+}
+
+/// The parts of one image collected so far.
+#[derive(Default)]
+struct Collected {
+    parts: Vec<WindowDetections>,
+    timings: Timings,
 }
 
 /// Runs `detector` over `items`, calling `on_result` on the calling thread once per image as
 /// soon as it is done, in completion order (which is not input order). An image that cannot be
 /// read or decoded gives an `Err` for its key and the run goes on.
+///
+/// With slice settings in the descriptor, each image is cut into windows (read as regions of
+/// the tile pyramid when the image is big) that flow through the model like images of their
+/// own; an image is reported once its last window is done, its boxes merged across windows.
 pub fn run_pipeline<K: Send>(
     items: Vec<(K, PathBuf)>,
     detector: &Detector,
@@ -109,6 +143,11 @@ pub fn run_pipeline<K: Send>(
     } else {
         opts.threads
     };
+    let (mut keys, paths): (Vec<Option<K>>, Vec<(usize, PathBuf)>) = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, path))| (Some(key), (i, path)))
+        .unzip();
     let pool = match rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("loupe-prelabel-{i}"))
@@ -118,7 +157,7 @@ pub fn run_pipeline<K: Send>(
         Err(e) => {
             // Without threads there is nothing to run on; every image gets the reason.
             let message = format!("cannot start preprocessing threads: {e}");
-            for (key, _) in items {
+            for key in keys.into_iter().flatten() {
                 on_result(key, Err(InferenceError::Preprocess(message.clone())));
                 report.reported += 1;
                 report.failed += 1;
@@ -127,59 +166,119 @@ pub fn run_pipeline<K: Send>(
             return report;
         }
     };
-    // Enough to keep every worker one image ahead of the model, and no more.
+    // Enough to keep every worker one input ahead of the model, and no more.
     let (sender, receiver) =
-        crossbeam_channel::bounded::<(K, Result<Prepared, InferenceError>)>(threads + 1);
+        crossbeam_channel::bounded::<(usize, Result<Prepared, InferenceError>)>(threads + 1);
     let cancel = &opts.cancel;
+    let tiles = &opts.tiles;
+    // Read once: the whole run slices the same way.
+    let slice_settings = detector.slice();
 
     std::thread::scope(|scope| {
         scope.spawn(|| {
             pool.install(|| {
                 // `try_for_each_with` stops handing out items once a send fails, which happens
                 // when the consumer below has gone (cancelled).
-                let _ = items.into_par_iter().try_for_each_with(
+                let _ = paths.into_par_iter().try_for_each_with(
                     sender,
-                    |sender, (key, path)| -> Result<(), ()> {
+                    |sender, (index, path)| -> Result<(), ()> {
                         if cancel.load(Ordering::Relaxed) {
                             return Err(());
                         }
-                        let result = prepare_file(detector, &path);
-                        sender.send((key, result)).map_err(|_| ())
+                        produce(
+                            detector,
+                            slice_settings,
+                            &path,
+                            tiles,
+                            cancel,
+                            &mut |result| sender.send((index, result)).map_err(|_| ()),
+                        )
                     },
                 );
             });
         });
 
-        // One inference worker per session, each taking the next prepared image.
+        // One inference worker per session, each taking the next prepared input.
         let (done_tx, done_rx) =
-            crossbeam_channel::bounded::<(K, Result<ImageDetections, InferenceError>)>(sessions);
+            crossbeam_channel::bounded::<(usize, Result<PartDone, InferenceError>)>(sessions);
         for _ in 0..sessions {
             let receiver = receiver.clone();
             let done_tx = done_tx.clone();
             scope.spawn(move || {
-                for (key, prepared) in &receiver {
+                for (index, prepared) in &receiver {
                     if cancel.load(Ordering::Relaxed) {
                         break;
                     }
-                    let result = prepared.and_then(|prepared| infer(detector, &prepared));
-                    if done_tx.send((key, result)).is_err() {
+                    let result = prepared.and_then(|prepared| infer(detector, prepared));
+                    if done_tx.send((index, result)).is_err() {
                         break;
                     }
                 }
                 // Dropping this worker's receiver (with the others') makes the preprocessing
-                // threads' next send fail, so they stop after the image in hand.
+                // threads' next send fail, so they stop after the input in hand.
             });
         }
         drop(done_tx);
         drop(receiver);
 
-        for (key, result) in &done_rx {
-            if let Ok(done) = &result {
-                report.session_run += Duration::from_secs_f64(done.timings.inference_ms / 1000.0);
+        let mut collected: HashMap<usize, Collected> = HashMap::new();
+        let max_detections = detector.descriptor().max_detections;
+        let slicing = slice_settings;
+        for (index, result) in &done_rx {
+            let Some(key_slot) = keys.get_mut(index) else {
+                continue;
+            };
+            // An image already reported (it failed earlier) ignores its other parts.
+            if key_slot.is_none() {
+                continue;
             }
-            report.reported += 1;
-            report.failed += usize::from(result.is_err());
-            on_result(key, result);
+            let done = match result {
+                Ok(done) => done,
+                Err(e) => {
+                    collected.remove(&index);
+                    if let Some(key) = key_slot.take() {
+                        report.reported += 1;
+                        report.failed += 1;
+                        on_result(key, Err(e));
+                    }
+                    continue;
+                }
+            };
+            report.session_run += Duration::from_secs_f64(done.timings.inference_ms / 1000.0);
+            let entry = collected.entry(index).or_default();
+            entry.timings.preprocess_ms += done.timings.preprocess_ms;
+            entry.timings.inference_ms += done.timings.inference_ms;
+            entry.timings.postprocess_ms += done.timings.postprocess_ms;
+            entry.parts.push(done.part);
+            if entry.parts.len() < done.parts {
+                continue;
+            }
+            let Some(entry) = collected.remove(&index) else {
+                continue;
+            };
+            let (width, height) = (done.width, done.height);
+            let detections = match slicing {
+                Some(settings) => {
+                    slice::merge_windows(entry.parts, &settings, width, height, max_detections)
+                }
+                None => entry
+                    .parts
+                    .into_iter()
+                    .flat_map(|p| slice::map_part(p, width, height))
+                    .collect(),
+            };
+            if let Some(key) = key_slot.take() {
+                report.reported += 1;
+                on_result(
+                    key,
+                    Ok(ImageDetections {
+                        detections,
+                        width,
+                        height,
+                        timings: entry.timings,
+                    }),
+                );
+            }
         }
         report.cancelled = cancel.load(Ordering::Relaxed);
     });
@@ -187,35 +286,118 @@ pub fn run_pipeline<K: Send>(
     report
 }
 
-/// Runs the model on one prepared image.
-fn infer(detector: &Detector, prepared: &Prepared) -> Result<ImageDetections, InferenceError> {
+/// Reads one image and sends its prepared inputs: the whole image, or its windows (and the
+/// whole-image pass) when the descriptor slices. A failure is sent as an error for the image.
+/// Returns `Err` when the receiver has gone.
+fn produce(
+    detector: &Detector,
+    slicing: Option<slice::SliceSettings>,
+    path: &Path,
+    tiles: &TileSettings,
+    cancel: &AtomicBool,
+    send: &mut (dyn FnMut(Result<Prepared, InferenceError>) -> Result<(), ()> + Send),
+) -> Result<(), ()> {
+    let started = Instant::now();
+    let d = detector.descriptor();
+    let opened = guard(path, || {
+        RegionSource::open(path, d.dicom_window.as_deref(), tiles).map_err(InferenceError::from)
+    });
+    let source = match opened {
+        Ok(source) => source,
+        Err(e) => return send(Err(e)),
+    };
+    let (width, height) = source.size();
+    // The whole-image pass reads a pyramid level near the model's input, never level 0 of a
+    // big image.
+    let overview_side = 2 * d.input_width.max(d.input_height);
+    let Some(settings) = slicing else {
+        let prepared = guard(path, || {
+            let (image, sx, sy) = source.into_whole(overview_side)?;
+            Ok((detector.prepare(&image)?, sx, sy))
+        });
+        return send(prepared.map(|(input, sx, sy)| Prepared {
+            input,
+            preprocess_ms: ms(started.elapsed()),
+            offset: (0.0, 0.0),
+            scale: (sx, sy),
+            parts: 1,
+            width,
+            height,
+        }));
+    };
+    let windows = settings.windows(width, height);
+    let parts = windows.len() + usize::from(settings.full_pass);
+    let opened_ms = ms(started.elapsed());
+    if settings.full_pass {
+        let t = Instant::now();
+        let prepared = guard(path, || {
+            let (image, sx, sy) = source.whole(overview_side)?;
+            Ok((detector.prepare(&image)?, sx, sy))
+        });
+        send(prepared.map(|(input, sx, sy)| Prepared {
+            input,
+            preprocess_ms: opened_ms + ms(t.elapsed()),
+            offset: (0.0, 0.0),
+            scale: (sx, sy),
+            parts,
+            width,
+            height,
+        }))?;
+    }
+    // Windows in parallel on the pool's threads, so one big image keeps them all busy.
+    let send = std::sync::Mutex::new(send);
+    windows.into_par_iter().try_for_each(|w| {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(());
+        }
+        let t = Instant::now();
+        let prepared = guard(path, || {
+            let region = source.region(w.x, w.y, w.width, w.height)?;
+            detector.prepare(&region)
+        });
+        let result = prepared.map(|input| Prepared {
+            input,
+            preprocess_ms: ms(t.elapsed()),
+            offset: (f64::from(w.x), f64::from(w.y)),
+            scale: (1.0, 1.0),
+            parts,
+            width,
+            height,
+        });
+        let mut send = send
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        send(result)
+    })
+}
+
+/// Runs reading or preparing, turning a panic in a decoder into an error for this file.
+fn guard<T>(
+    path: &Path,
+    work: impl FnOnce() -> Result<T, InferenceError>,
+) -> Result<T, InferenceError> {
+    std::panic::catch_unwind(AssertUnwindSafe(work)).map_err(|panic| InferenceError::Panicked {
+        what: path.display().to_string(),
+        message: panic_message(&panic),
+    })?
+}
+
+/// Runs the model on one prepared input.
+fn infer(detector: &Detector, prepared: Prepared) -> Result<PartDone, InferenceError> {
     let (detections, run) = detector.detect_prepared(&prepared.input)?;
-    Ok(ImageDetections {
-        detections,
-        width: prepared.input.transform.image_width,
-        height: prepared.input.transform.image_height,
+    Ok(PartDone {
+        part: WindowDetections {
+            offset: prepared.offset,
+            scale: prepared.scale,
+            detections,
+        },
+        parts: prepared.parts,
+        width: prepared.width,
+        height: prepared.height,
         timings: Timings {
             preprocess_ms: prepared.preprocess_ms,
             inference_ms: run.inference_ms,
             postprocess_ms: run.postprocess_ms,
         },
-    })
-}
-
-/// Reads, decodes and prepares one file. A panic in a decoder becomes an error for this file.
-fn prepare_file(detector: &Detector, path: &std::path::Path) -> Result<Prepared, InferenceError> {
-    let started = Instant::now();
-    let work = AssertUnwindSafe(|| {
-        let window = detector.descriptor().dicom_window.as_deref();
-        let image = crate::imaging::decode_for_model(path, window)?;
-        detector.prepare(&image)
-    });
-    let input = std::panic::catch_unwind(work).map_err(|panic| InferenceError::Panicked {
-        what: path.display().to_string(),
-        message: panic_message(&panic),
-    })??;
-    Ok(Prepared {
-        input,
-        preprocess_ms: ms(started.elapsed()),
     })
 }

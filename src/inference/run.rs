@@ -102,8 +102,11 @@ pub struct RunSummary {
 /// and its hash. A GPU provider's arithmetic differs from the CPU's in the last bits, so a run on
 /// one is not resumed on another: the hash covers the provider. For the CPU it covers the
 /// descriptor alone, as before providers existed, so runs recorded then still resume.
+///
+/// The slicing is part of the descriptor's TOML when set (a sliced run is another run), and
+/// absent when not, so unsliced runs recorded before slicing existed still resume.
 pub fn settings_of(detector: &Detector) -> (String, String) {
-    let settings = detector.descriptor().to_toml();
+    let settings = detector.effective_descriptor().to_toml();
     let mut hashed = settings.clone();
     let used = detector.provider().used;
     if used != super::Provider::Cpu {
@@ -508,6 +511,7 @@ mod tests {
             PipelineOptions {
                 threads: 1,
                 cancel: Arc::clone(&cancel),
+                ..PipelineOptions::default()
             },
             |event| {
                 // Cancel as soon as the first image is stored.

@@ -481,6 +481,7 @@ fn pipeline_cancel_stops_and_keeps_what_was_reported() {
         PipelineOptions {
             threads: 2,
             cancel: Arc::clone(&cancel),
+            ..PipelineOptions::default()
         },
         |key, result| {
             assert!(result.is_ok());
@@ -506,6 +507,7 @@ fn pipeline_cancel_stops_and_keeps_what_was_reported() {
         PipelineOptions {
             threads: 1,
             cancel: Arc::new(AtomicBool::new(true)),
+            ..PipelineOptions::default()
         },
         |_, _| panic!("nothing should be reported"),
     );

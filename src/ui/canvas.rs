@@ -14,9 +14,11 @@ use uuid::Uuid;
 use super::classes::{ClassTable, Thresholds};
 use super::commands::Command;
 use super::gpu::{ImageCallback, PixelKind, Uniforms, mip_level_for};
-use super::loader::{GrayStats, Slot};
+use super::loader::{GrayStats, LoadedImage, Slot};
 use super::theme;
+use super::tiles::{TileCache, TileKey, plan_tiles, tile_rect};
 use super::viewport::Viewport;
+use crate::imaging::tiles::TiledImage;
 use crate::model::{Annotation, BBox, ReviewState};
 use crate::review::triage::{Signal, SignalKind};
 
@@ -267,6 +269,8 @@ impl Display {
 
 /// The image the canvas shows.
 pub struct CanvasImage<'a> {
+    /// Its id (tiles are cached by it).
+    pub id: Uuid,
     /// Its path, for the loading hint.
     pub name: &'a str,
     pub width: u32,
@@ -288,6 +292,8 @@ pub struct CanvasInput<'a> {
     pub spacing: Option<(f64, f64)>,
     /// Triage's findings on this image, drawn next to the boxes they are about.
     pub signals: &'a [Signal],
+    /// The tiles of images read as tiles.
+    pub tiles: Option<&'a TileCache>,
 }
 
 /// The canvas panel: view state and the gesture in progress.
@@ -315,6 +321,8 @@ pub struct Canvas {
     pub in_stack: bool,
     /// Frames Ctrl+wheel asked to step this frame (+ forward), taken by the session.
     pub frame_steps: i32,
+    /// The tiles the last frame showed or waited for, most important first (tiled images).
+    wanted_tiles: Vec<TileKey>,
 }
 
 impl Default for Canvas {
@@ -335,6 +343,7 @@ impl Default for Canvas {
             shapes: Vec::new(),
             in_stack: false,
             frame_steps: 0,
+            wanted_tiles: Vec::new(),
         }
     }
 }
@@ -393,7 +402,7 @@ impl Canvas {
         self.handle_zoom_and_pan(ui, &response);
         self.handle_pointer(ui, &response, input, kind, stats, out);
         let painter = ui.painter_at(rect);
-        self.paint_image(ui, &painter, image);
+        self.paint_image(ui, &painter, image, input.tiles);
         if self.show_boxes {
             let layer = BoxLayer {
                 boxes: input.boxes,
@@ -617,7 +626,18 @@ impl Canvas {
         }
     }
 
-    fn paint_image(&self, ui: &Ui, painter: &Painter, image: &CanvasImage<'_>) {
+    /// The tiles the last frame asked for (most important first), for the tile cache.
+    pub fn take_wanted_tiles(&mut self) -> Vec<TileKey> {
+        std::mem::take(&mut self.wanted_tiles)
+    }
+
+    fn paint_image(
+        &mut self,
+        ui: &Ui,
+        painter: &Painter,
+        image: &CanvasImage<'_>,
+        tiles: Option<&TileCache>,
+    ) {
         let canvas = self.viewport.canvas();
         painter.rect_filled(canvas, 0.0, theme::CANVAS_BG);
         let on_screen = self.viewport.image_rect_on_screen();
@@ -632,6 +652,12 @@ impl Canvas {
             let pos = canvas.center() - galley.size() / 2.0;
             painter.galley(pos, galley, color);
         };
+        if let Some(Slot::Ready(img)) = image.slot
+            && let Some(tiled) = &img.tiled
+        {
+            self.paint_tiles(ui, painter, image.id, img, tiled, tiles);
+            return;
+        }
         match image.slot {
             Some(Slot::Ready(img)) => match &img.gpu {
                 Some(gpu) => {
@@ -669,6 +695,75 @@ impl Canvas {
                 message(&format!("Loading {}…", image.name), theme::TEXT_WEAK);
             }
         }
+    }
+
+    /// Draws an image read as tiles: the resident tiles of the level the zoom needs, over the
+    /// coarser levels where some have not arrived yet, and remembers which tiles to ask for.
+    fn paint_tiles(
+        &mut self,
+        ui: &Ui,
+        painter: &Painter,
+        image_id: Uuid,
+        img: &LoadedImage,
+        tiled: &Arc<TiledImage>,
+        tiles: Option<&TileCache>,
+    ) {
+        let canvas = self.viewport.canvas();
+        let visible = self.viewport.visible_image_rect();
+        let zoom_px = self.viewport.zoom() * ui.ctx().pixels_per_point();
+        let resident = |k: &TileKey| tiles.is_some_and(|t| t.tile(k).is_some());
+        let plan = plan_tiles(
+            image_id,
+            tiled,
+            [
+                f64::from(visible.min.x),
+                f64::from(visible.min.y),
+                f64::from(visible.max.x),
+                f64::from(visible.max.y),
+            ],
+            f64::from(zoom_px),
+            resident,
+        );
+        if plan.draw.is_empty() {
+            // Nothing has arrived yet: the image's outline, so boxes have their frame.
+            painter.rect_filled(
+                self.viewport.image_rect_on_screen(),
+                0.0,
+                Color32::from_gray(0x30),
+            );
+        }
+        for key in &plan.draw {
+            let (Some(Some(gpu)), Some(rect)) =
+                (tiles.and_then(|t| t.tile(key)), tile_rect(tiled, key))
+            else {
+                // Headless: resident tiles have no texture; the geometry is all there is.
+                if let Some(rect) = tile_rect(tiled, key) {
+                    painter.rect_filled(self.screen_rect_of(rect), 0.0, Color32::from_gray(0x30));
+                }
+                continue;
+            };
+            let mut uniforms = Uniforms::placed(canvas, self.screen_rect_of(rect));
+            uniforms.adjust = [self.display.brightness, self.display.contrast, 0.0, 0.0];
+            painter.add(egui_wgpu::Callback::new_paint_callback(
+                canvas,
+                ImageCallback {
+                    image: Arc::clone(gpu),
+                    uniforms,
+                },
+            ));
+        }
+        let _ = img;
+        self.wanted_tiles = plan.wanted;
+    }
+
+    /// A rectangle in image pixels (left, top, right, bottom) on screen.
+    fn screen_rect_of(&self, rect: [f64; 4]) -> Rect {
+        #[allow(clippy::cast_possible_truncation)]
+        let [x0, y0, x1, y1] = rect.map(|v| v as f32);
+        Rect::from_min_max(
+            self.viewport.screen_from_image(pos2(x0, y0)),
+            self.viewport.screen_from_image(pos2(x1, y1)),
+        )
     }
 
     fn paint_gesture(&self, painter: &Painter, response: &Response, input: &CanvasInput<'_>) {

@@ -15,7 +15,9 @@ use parking_lot::{Condvar, Mutex};
 use uuid::Uuid;
 
 use super::gpu::{GpuContext, GpuImage, Level, PixelKind, Pixels, too_large_message};
+use super::tiles::TileCache;
 use crate::imaging;
+use crate::imaging::tiles::{TileSettings, TiledImage};
 
 /// Images kept decoded beyond the ones wanted right now (recently shown).
 const KEEP_RECENT: usize = 4;
@@ -129,6 +131,9 @@ pub struct LoadedImage {
     pub reading: Option<Arc<Reading>>,
     /// Decode plus upload time.
     pub load_ms: f32,
+    /// Images too big for one texture are read as tiles of a pyramid (see
+    /// [`super::tiles::TileCache`]); `gpu` is then `None`.
+    pub tiled: Option<Arc<TiledImage>>,
 }
 
 /// A 16-bit image as a reader works with it.
@@ -207,6 +212,8 @@ struct Queue {
 struct Shared {
     queue: Mutex<Queue>,
     wake: Condvar,
+    /// Which images are read as tiles.
+    tiles: Mutex<TileSettings>,
 }
 
 /// The UI's handle: asks for images, polls results, keeps a small cache.
@@ -217,6 +224,8 @@ pub struct Loader {
     recent: VecDeque<Uuid>,
     keep_recent: usize,
     threads: Vec<JoinHandle<()>>,
+    /// Tiles of the images read as tiles.
+    pub tiles: TileCache,
 }
 
 impl Loader {
@@ -229,7 +238,12 @@ impl Loader {
                 stop: false,
             }),
             wake: Condvar::new(),
+            tiles: Mutex::new(TileSettings {
+                max_side: gpu.as_ref().map_or(16_384, |g| g.max_side),
+                ..TileSettings::default()
+            }),
         });
+        let tiles = TileCache::new(gpu.clone(), ctx, 2);
         let (tx, results) = crossbeam_channel::unbounded();
         let threads = (0..threads.max(1))
             .filter_map(|i| {
@@ -251,7 +265,16 @@ impl Loader {
             recent: VecDeque::new(),
             keep_recent: KEEP_RECENT,
             threads,
+            tiles,
         }
+    }
+
+    /// Changes when images are read as tiles: images already decoded are forgotten, so the
+    /// next ask reads them as the new settings say.
+    pub fn set_tile_settings(&mut self, settings: TileSettings) {
+        *self.shared.tiles.lock() = settings;
+        self.slots.retain(|_, slot| matches!(slot, Slot::Loading));
+        self.recent.clear();
     }
 
     /// How many recently shown images stay decoded besides the wanted ones.
@@ -298,6 +321,7 @@ impl Loader {
             self.store(id, result);
             any = true;
         }
+        any |= self.tiles.poll();
         any
     }
 
@@ -362,13 +386,16 @@ fn worker(
         };
         // A panic here (a decoder bug, a driver error) must not leave the image "loading"
         // forever: it becomes an error message for that image.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(&job, gpu)))
-            .unwrap_or_else(|_| {
-                Err(format!(
-                    "{}: could not be decoded or uploaded",
-                    job.path.display()
-                ))
-            });
+        let settings = shared.tiles.lock().clone();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            load_with(&job, gpu, &settings)
+        }))
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "{}: could not be decoded or uploaded",
+                job.path.display()
+            ))
+        });
         if results.send((job.id, result)).is_err() {
             return;
         }
@@ -376,9 +403,29 @@ fn worker(
     }
 }
 
-/// Decodes one image, builds its mips and uploads it.
-pub fn load(job: &Job, gpu: Option<&GpuContext>) -> Result<LoadedImage, String> {
+/// Decodes one image, builds its mips and uploads it; images that `tiles` says are big are
+/// read as tiles instead: only the pyramid is opened
+/// here (or, for an image that is not a tiled TIFF, built once in the cache); tiles are read
+/// as the canvas asks for them.
+pub fn load_with(
+    job: &Job,
+    gpu: Option<&GpuContext>,
+    tiles: &TileSettings,
+) -> Result<LoadedImage, String> {
     let started = Instant::now();
+    if tiles.is_tiled(job.width, job.height) && !imaging::dicom::is_dicom(&job.path) {
+        let tiled = imaging::tiles::open(&job.path, tiles).map_err(|e| e.to_string())?;
+        return Ok(LoadedImage {
+            width: tiled.width,
+            height: tiled.height,
+            kind: PixelKind::Rgba8,
+            gpu: None,
+            gray_stats: None,
+            reading: None,
+            load_ms: started.elapsed().as_secs_f32() * 1000.0,
+            tiled: Some(Arc::new(tiled)),
+        });
+    }
     if let Some(gpu) = gpu
         && (job.width > gpu.max_side || job.height > gpu.max_side)
     {
@@ -418,6 +465,7 @@ pub fn load(job: &Job, gpu: Option<&GpuContext>) -> Result<LoadedImage, String> 
         gray_stats,
         reading,
         load_ms: started.elapsed().as_secs_f32() * 1000.0,
+        tiled: None,
     })
 }
 

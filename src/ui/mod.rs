@@ -35,6 +35,7 @@ mod startup_probe;
 mod sync_status;
 mod theme;
 mod thumbs;
+mod tiles;
 mod viewport;
 mod writer;
 

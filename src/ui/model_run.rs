@@ -63,6 +63,9 @@ pub enum ModelCommand {
     CheckRuntime,
     /// Run models on this execution provider (`auto`: the best that loads); reloads the model.
     SetProvider(ProviderChoice),
+    /// Slice images into windows for the next runs (`None`: each image whole). A sliced run
+    /// is another run.
+    SetSlice(Option<inference::SliceSettings>),
     RunOnImage,
     RunOnQueue,
     Cancel,
@@ -188,6 +191,8 @@ pub struct ModelRunner {
     provider: ProviderChoice,
     /// A provider chosen in the menu, to report to the settings at the next poll.
     provider_chosen: Option<ProviderChoice>,
+    /// How the next runs slice images (applied to every model loaded).
+    slice: Option<inference::SliceSettings>,
 }
 
 /// Where the run starts: the image on the canvas, the filtered list and who is labelling.
@@ -214,6 +219,7 @@ impl ModelRunner {
             recent: Vec::new(),
             provider: ProviderChoice::Auto,
             provider_chosen: None,
+            slice: None,
         };
         runner.check_runtime();
         runner
@@ -314,6 +320,22 @@ impl ModelRunner {
                 }
                 let path = dialog.pick_file()?;
                 return self.apply(ModelCommand::Use(RecentModel { path, preset: None }), at);
+            }
+            ModelCommand::SetSlice(slice) => {
+                if self.is_running() {
+                    return Some("Cancel the run before changing the slicing".into());
+                }
+                self.slice = slice;
+                if let ModelState::Ready { detector, .. } = &self.model {
+                    detector.set_slice(slice);
+                }
+                return Some(match slice {
+                    Some(s) => format!(
+                        "Runs slice images into {}x{} windows (overlap {})",
+                        s.width, s.height, s.overlap
+                    ),
+                    None => "Runs see each image whole".into(),
+                });
             }
             ModelCommand::Use(choice) => {
                 if self.is_running() {
@@ -492,6 +514,7 @@ impl ModelRunner {
                         updates.push(ModelUpdate::Remember(choice.clone()));
                         self.recent.retain(|m| m.path != choice.path);
                         self.recent.insert(0, choice.clone());
+                        detector.set_slice(self.slice);
                         self.model = ModelState::Ready { choice, detector };
                         // A model loaded, so the runtime is there (it may have been installed
                         // since the first check).
@@ -640,7 +663,11 @@ fn run(
         &mut project,
         detector,
         plan,
-        PipelineOptions { threads: 1, cancel },
+        PipelineOptions {
+            threads: 1,
+            cancel,
+            ..PipelineOptions::default()
+        },
         move |event| {
             let msg = match event {
                 RunEvent::Stored {
@@ -832,6 +859,7 @@ pub fn menu_ui(ui: &mut Ui, input: &ModelMenuInput<'_>, keymap: &Keymap, out: &m
             });
         }
         provider_menu_ui(ui, runner, free, out);
+        slice_menu_ui(ui, runner, free, out);
         ui.separator();
         let ready = matches!(runner.model, ModelState::Ready { .. }) && free;
         command_button(
@@ -861,6 +889,55 @@ pub fn menu_ui(ui: &mut Ui, input: &ModelMenuInput<'_>, keymap: &Keymap, out: &m
             ModelCommand::Cancel,
             out,
         );
+    });
+}
+
+/// Window sizes the Model menu offers for sliced runs.
+const SLICE_SIZES: [u32; 3] = [640, 800, 1024];
+
+/// "Slicing" in the Model menu: each image whole, or cut into windows (with or without one
+/// whole-image pass), for small objects in big images.
+fn slice_menu_ui(ui: &mut Ui, runner: &ModelRunner, free: bool, out: &mut Vec<Command>) {
+    let current = runner.slice;
+    let label = match current {
+        Some(s) => format!("Slicing: {}x{} windows", s.width, s.height),
+        None => "Slicing: whole image".to_owned(),
+    };
+    ui.add_enabled_ui(free, |ui| {
+        ui.menu_button(label, |ui| {
+            if ui.radio(current.is_none(), "Whole image").clicked() {
+                out.push(Command::Model(ModelCommand::SetSlice(None)));
+                ui.close();
+            }
+            for side in SLICE_SIZES {
+                let chosen = current.is_some_and(|s| s.width == side && s.height == side);
+                let text = format!("Windows of {side}x{side}, overlap 0.2");
+                if ui.radio(chosen, text).clicked() {
+                    let full_pass = current.is_some_and(|s| s.full_pass);
+                    out.push(Command::Model(ModelCommand::SetSlice(Some(
+                        inference::SliceSettings {
+                            full_pass,
+                            ..inference::SliceSettings::new(side, side)
+                        },
+                    ))));
+                    ui.close();
+                }
+            }
+            if let Some(s) = current {
+                let mut full = s.full_pass;
+                if ui
+                    .checkbox(&mut full, "Plus one whole-image pass")
+                    .changed()
+                {
+                    out.push(Command::Model(ModelCommand::SetSlice(Some(
+                        inference::SliceSettings {
+                            full_pass: full,
+                            ..s
+                        },
+                    ))));
+                }
+            }
+        });
     });
 }
 

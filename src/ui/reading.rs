@@ -391,6 +391,7 @@ mod tests {
                 width: 2,
             })),
             load_ms: 0.0,
+            tiled: None,
         }
     }
 

@@ -368,6 +368,23 @@ impl Session {
             .is_some_and(|c| matches!(self.loader.slot(c.id), Some(Slot::Ready(_))))
     }
 
+    /// True when the current image is ready and, if it is read as tiles, every tile the last
+    /// frame asked for has arrived (the view is sharp).
+    pub fn view_complete(&self) -> bool {
+        self.image_ready() && !self.loader.tiles.is_busy()
+    }
+
+    /// Tiles on the GPU (images read as tiles).
+    pub fn resident_tiles(&self) -> usize {
+        self.loader.tiles.resident_count()
+    }
+
+    /// Changes when images are read as tiles (tests use a low threshold).
+    pub fn set_tile_settings(&mut self, settings: crate::imaging::tiles::TileSettings) {
+        self.loader.set_tile_settings(settings);
+        self.prefetch();
+    }
+
     // ------------------------------------------------------------------ frame
 
     /// One frame: take results from the background threads, turn keys into commands and
@@ -549,6 +566,7 @@ impl Session {
                     )))
                 });
                 let image = self.current.as_ref().map(|c| CanvasImage {
+                    id: c.id,
                     name: &c.path,
                     width: c.width,
                     height: c.height,
@@ -581,6 +599,7 @@ impl Session {
                                 .find(|t| t.image == c.id)
                         })
                         .map_or(&[][..], |t| &t.signals[..]),
+                    tiles: Some(&self.loader.tiles),
                 };
                 self.canvas.in_stack = self.current_stack().is_some();
                 self.canvas.ui(ui, &input, out);
@@ -591,6 +610,15 @@ impl Session {
                     } else {
                         Command::PreviousFrame
                     });
+                }
+                // The tiles this frame showed or lacks, for images read as tiles.
+                let wanted = self.canvas.take_wanted_tiles();
+                let tiled = self.current.as_ref().and_then(|c| match self.loader.slot(c.id) {
+                    Some(Slot::Ready(img)) => img.tiled.clone(),
+                    _ => None,
+                });
+                if let Some(tiled) = tiled {
+                    self.loader.tiles.want(&tiled, &wanted);
                 }
                 if let Some(c) = &self.current {
                     let painter = ui.painter_at(self.canvas.viewport.canvas());

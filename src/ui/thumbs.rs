@@ -176,10 +176,22 @@ fn worker(shared: &Shared, results: &Sender<(Uuid, Option<ColorImage>)>, ctx: &e
 }
 
 /// A small RGBA version of an image; 16-bit images are stretched over their robust range.
+///
+/// An image big enough to be read as tiles is never decoded whole: its thumbnail comes from a
+/// coarse level of its pyramid.
 pub fn make_thumbnail(path: &Path) -> Option<ColorImage> {
-    let img = imaging::decode(path)
-        .map_err(|e| tracing::debug!("no thumbnail: {e}"))
-        .ok()?;
+    let settings = imaging::tiles::TileSettings::default();
+    let big = !imaging::dicom::is_dicom(path)
+        && imaging::probe(path).is_ok_and(|info| settings.is_tiled(info.width, info.height));
+    let img = if big {
+        imaging::tiles::open(path, &settings)
+            .and_then(|tiled| tiled.overview(4 * theme::THUMB_SIZE))
+            .map(|(img, _, _)| DynamicImage::ImageRgb8(img))
+    } else {
+        imaging::decode(path)
+    }
+    .map_err(|e| tracing::debug!("no thumbnail: {e}"))
+    .ok()?;
     let small = img.thumbnail(theme::THUMB_SIZE, theme::THUMB_SIZE);
     let rgba = match small {
         DynamicImage::ImageLuma16(g) => {

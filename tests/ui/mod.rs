@@ -12,6 +12,7 @@ mod review;
 mod snapshots;
 mod stacks;
 mod sync;
+mod tiled;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -76,7 +77,7 @@ impl Fixture {
     }
 }
 
-fn write_rgb(path: &Path, w: u32, h: u32, seed: u8) {
+pub fn write_rgb(path: &Path, w: u32, h: u32, seed: u8) {
     let img = image::RgbImage::from_fn(w, h, |x, y| {
         let r = u8::try_from((x * 255) / w).unwrap_or(0);
         let g = u8::try_from((y * 255) / h).unwrap_or(0);
