@@ -276,7 +276,9 @@ impl StatusBar {
                             .show_value(false)
                             .clamping(egui::SliderClamping::Always),
                     )
-                    .on_hover_text("Frames of the stack (PageUp/PageDown, Ctrl+wheel, Shift+P plays)");
+                    .on_hover_text(
+                        "Frames of the stack (PageUp/PageDown, Ctrl+wheel, Shift+P plays)",
+                    );
                 if slider.changed() && frame != index + 1 {
                     out.push(Command::ShowRow(start + frame - 1));
                 }
