@@ -213,12 +213,12 @@ fn check_lengths(path: &Path, header_only: bool) -> Result<(), ImageError> {
         inner: file,
         read: std::rc::Rc::clone(&read),
     };
-    let Ok(mut tokens) = DataSetReader::new_with_ts(source, syntax) else {
+    let Ok(tokens) = DataSetReader::new_with_ts(source, syntax) else {
         return Ok(());
     };
     let left =
         |read: &std::rc::Rc<std::cell::Cell<u64>>| total.saturating_sub(data_start + read.get());
-    while let Some(token) = tokens.next() {
+    for token in tokens {
         match token {
             // What is malformed otherwise is for dicom-object to name.
             Err(_) => break,
