@@ -73,18 +73,10 @@ pub fn frame_count(path: &Path) -> Result<u32, ImageError> {
     if dicom::is_dicom(path) {
         return dicom::slice_info(path).map(|s| s.frames);
     }
-    if is_tiff(path) {
+    if tiles::is_tiff(path) {
         return tiff_pages(path);
     }
     Ok(1)
-}
-
-fn is_tiff(path: &Path) -> bool {
-    let mut head = [0u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok()
-        && (head == *b"II*\0" || head == *b"MM\0*" || head == *b"II+\0" || head == *b"MM\0+")
 }
 
 fn tiff_decoder(
@@ -121,16 +113,22 @@ fn tiff_pages(path: &Path) -> Result<u32, ImageError> {
     Ok(pages)
 }
 
+/// A TIFF decoder at page `index` (from 0), and the page's size.
+fn tiff_page(
+    path: &Path,
+    index: u32,
+) -> Result<(tiff::decoder::Decoder<BufReader<std::fs::File>>, u32, u32), ImageError> {
+    let page_err = |e: tiff::TiffError| decode_err(path, format!("TIFF page {}: {e}", index + 1));
+    let mut decoder = tiff_decoder(path)?;
+    decoder.seek_to_image(index as usize).map_err(page_err)?;
+    let (width, height) = decoder.dimensions().map_err(page_err)?;
+    Ok((decoder, width, height))
+}
+
 /// Decodes page `index` (from 0) of a TIFF: 8- or 16-bit gray, RGB or RGBA.
 fn decode_tiff_page(path: &Path, index: u32) -> Result<DynamicImage, ImageError> {
     use tiff::decoder::DecodingResult;
-    let mut decoder = tiff_decoder(path)?;
-    decoder
-        .seek_to_image(index as usize)
-        .map_err(|e| decode_err(path, format!("TIFF page {}: {e}", index + 1)))?;
-    let (width, height) = decoder
-        .dimensions()
-        .map_err(|e| decode_err(path, format!("TIFF page {}: {e}", index + 1)))?;
+    let (mut decoder, width, height) = tiff_page(path, index)?;
     let colour = decoder
         .colortype()
         .map_err(|e| decode_err(path, format!("TIFF page {}: {e}", index + 1)))?;
@@ -178,7 +176,7 @@ fn decode_frame(
     if dicom::is_dicom(path) {
         return dicom::decode_frame(path, index);
     }
-    if is_tiff(path) {
+    if tiles::is_tiff(path) {
         return decode_tiff_page(path, index).map(|img| (img, None));
     }
     if index == 0 {
@@ -284,14 +282,8 @@ fn probe_frame(path: &Path, index: u32) -> Result<ImageInfo, ImageError> {
             format!("frame {} asked, the file has {frames}", index + 1),
         ));
     }
-    if is_tiff(path) && index > 0 {
-        let mut decoder = tiff_decoder(path)?;
-        decoder
-            .seek_to_image(index as usize)
-            .map_err(|e| decode_err(path, format!("TIFF page {}: {e}", index + 1)))?;
-        let (width, height) = decoder
-            .dimensions()
-            .map_err(|e| decode_err(path, format!("TIFF page {}: {e}", index + 1)))?;
+    if tiles::is_tiff(path) && index > 0 {
+        let (_, width, height) = tiff_page(path, index)?;
         return Ok(ImageInfo {
             width,
             height,
