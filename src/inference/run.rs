@@ -357,16 +357,7 @@ fn store_with_retry(
 }
 
 fn is_busy(e: &StoreError) -> bool {
-    matches!(
-        e,
-        StoreError::Sqlite {
-            source: rusqlite::Error::SqliteFailure(f, _),
-            ..
-        } if matches!(
-            f.code,
-            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-        )
-    )
+    e.is_busy()
 }
 
 #[cfg(test)]

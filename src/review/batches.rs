@@ -14,7 +14,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::sql::{current_user_row, image_row_by_path_or_id, sq, user_names, user_row};
+use super::sql::sq;
 use super::transitions::check_transition;
 use super::{Result, ReviewError};
 use crate::model::{AnnotationValue, ReviewState, Role};
@@ -448,7 +448,7 @@ pub fn create_batch(p: &mut Project, new: &NewBatch) -> Result<BatchInfo> {
         "already_batched": already_batched,
         "allow_overlap": new.allow_overlap,
     });
-    let me = current_user_row(p)?;
+    let me = p.current_user_row();
     let path = p.path().to_path_buf();
     let sqe = |error| ReviewError::Sqlite {
         path: path.clone(),
@@ -491,7 +491,7 @@ pub fn assign_batch(p: &mut Project, batch: &str, user: &str) -> Result<BatchInf
             b.info.name
         )));
     }
-    let Some(u) = user_row(p, user)? else {
+    let Some(u) = p.user_row_of(user)? else {
         return Err(ReviewError::NotFound {
             what: "user",
             key: format!("{user} (create it with `loupe user {user} --role annotator`)"),
@@ -525,7 +525,7 @@ fn count_states(p: &Project, batch: i64, states: &str) -> Result<usize> {
 pub fn submit_batch(p: &mut Project, batch: &str) -> Result<SubmitReport> {
     let b = batch_row(p, batch)?;
     let me = p.current_user()?;
-    let me_row = current_user_row(p)?;
+    let me_row = p.current_user_row();
     match b.assignee_row {
         None => {
             return Err(ReviewError::Refused(format!(
@@ -672,7 +672,7 @@ fn audit_row(p: &Project, b: &BatchRow, round: Option<i64>) -> Result<Option<Aud
     else {
         return Ok(None);
     };
-    let names = user_names(p)?;
+    let names = p.user_names()?;
     let mut stmt = p
         .conn()
         .prepare(
@@ -845,7 +845,7 @@ pub fn audit_start(p: &mut Project, batch: &str, opts: &AuditOptions) -> Result<
         ));
     }
     let seed = opts.seed.unwrap_or_else(rand::random);
-    let names = user_names(p)?;
+    let names = p.user_names()?;
     // Strata in a stable order: by annotator name (nobody last), images by path inside each.
     let mut strata: BTreeMap<(bool, String, Option<i64>), Vec<i64>> = BTreeMap::new();
     for ((image, _path), ann) in image_annotators(p, &b)? {
@@ -856,7 +856,7 @@ pub fn audit_start(p: &mut Project, batch: &str, opts: &AuditOptions) -> Result<
             .push(image);
     }
     // Sorted by (row id, path) keys: order by path for stability across files.
-    let paths = super::sql::image_paths(p)?;
+    let paths = p.image_paths()?;
     for imgs in strata.values_mut() {
         imgs.sort_by(|a, b| paths.get(a).cmp(&paths.get(b)));
     }
@@ -864,7 +864,7 @@ pub fn audit_start(p: &mut Project, batch: &str, opts: &AuditOptions) -> Result<
         strata.into_iter().map(|((_, _, a), v)| (a, v)).collect();
     let sizes: Vec<usize> = groups.iter().map(|(_, v)| v.len()).collect();
     let picks = stratified_sample(&sizes, opts.percent, opts.min_images, seed);
-    let me = current_user_row(p)?;
+    let me = p.current_user_row();
     let round = b.info.round;
     let path = p.path().to_path_buf();
     let sqe = |error| ReviewError::Sqlite {
@@ -950,8 +950,8 @@ pub fn audit_mark(
             )));
         }
     };
-    let image_row = image_row_by_path_or_id(p, image)?;
-    let me = current_user_row(p)?;
+    let image_row = p.image_row_by_path_or_id(image)?;
+    let me = p.current_user_row();
     let comment = comment.map(str::trim).filter(|c| !c.is_empty());
     let n = p
         .conn()
@@ -1081,7 +1081,8 @@ pub fn audit_decide(p: &mut Project, batch: &str, decision: AuditDecision) -> Re
     let mut edits = Vec::with_capacity(targets.len());
     for (id, note) in &targets {
         let current = p.annotation(*id)?;
-        check_transition(current.value.state, to, role).map_err(|e| e.on_box(*id))?;
+        check_transition(current.value.state, to, role)
+            .map_err(|e| ReviewError::from(e).on_box(*id))?;
         edits.push(Edit::Update {
             id: *id,
             value: AnnotationValue {

@@ -18,7 +18,7 @@ use std::path::Path;
 use rusqlite::params;
 use serde::Serialize;
 
-use super::sql::{image_row_by_path_or_id, sq};
+use super::sql::sq;
 use super::{Result, ReviewError};
 use crate::model::Warning;
 use crate::store::Project;
@@ -419,12 +419,12 @@ pub fn tag_image(p: &mut Project, image: &str, tag: &str, on: bool) -> Result<Ve
     if tag.is_empty() {
         return Err(ReviewError::Invalid("a tag cannot be empty".into()));
     }
-    let row = match image_row_by_path_or_id(p, image) {
+    let row = match p.image_row_by_path_or_id(image) {
         Ok(row) => row,
-        Err(ReviewError::NotFound { .. }) => ImageIndex::new(p)?
+        Err(crate::store::StoreError::NotFound { .. }) => ImageIndex::new(p)?
             .find(image)
             .map_err(ReviewError::Invalid)?,
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     let uuid: String = p
         .conn()

@@ -36,6 +36,7 @@ mod sync_status;
 mod theme;
 mod thumbs;
 mod viewport;
+mod workers;
 mod writer;
 
 use std::path::PathBuf;

@@ -22,6 +22,7 @@ use uuid::Uuid;
 use super::commands::Command;
 use super::shortcuts::{Action, Keymap};
 use super::theme;
+use super::workers;
 use crate::inference::{
     self, Detector, InferenceError, ModelDescriptor, PRESETS, PipelineOptions, ProviderChoice,
     RunEvent, RunName, RunSummary, RuntimeInfo, Selection,
@@ -271,12 +272,11 @@ impl ModelRunner {
     fn spawn(&self, name: &str, work: impl FnOnce(&Sender<Msg>) + Send + 'static) -> bool {
         let tx = self.tx.clone();
         let ctx = self.ctx.clone();
-        std::thread::Builder::new()
-            .name(name.to_owned())
-            .spawn(move || {
-                work(&tx);
-                ctx.request_repaint();
-            })
+        let thread_ctx = ctx.clone();
+        workers::spawn(&ctx, name, move || {
+            work(&tx);
+            thread_ctx.request_repaint();
+        })
             .map_err(|e| tracing::error!("cannot start thread {name}: {e}"))
             .is_ok()
     }

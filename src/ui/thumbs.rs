@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use super::workers::{self, WorkerDeath};
+
 use crossbeam_channel::{Receiver, Sender};
 use eframe::egui::{self, ColorImage, TextureHandle, TextureOptions};
 use image::DynamicImage;
@@ -41,7 +43,7 @@ pub struct Thumbnails {
     cache: HashMap<Uuid, (Thumb, u64)>,
     wanted: Vec<(Uuid, PathBuf)>,
     frame: u64,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<Result<(), WorkerDeath>>>,
 }
 
 impl Thumbnails {
@@ -59,9 +61,10 @@ impl Thumbnails {
         let thread = {
             let shared = Arc::clone(&shared);
             let ctx = ctx.clone();
-            std::thread::Builder::new()
-                .name("loupe-thumbnails".into())
-                .spawn(move || worker(&shared, &tx, &ctx))
+            let thread_ctx = ctx.clone();
+            workers::spawn(&ctx, "loupe-thumbnails", move || {
+                worker(&shared, &tx, &thread_ctx);
+            })
                 .map_err(|e| tracing::error!("cannot start the thumbnail thread: {e}"))
                 .ok()
         };
