@@ -71,11 +71,6 @@ const SQL_MODULES: &[&str] = &["store"];
 /// listed here that no longer needs it fails the test too). Each still reaches the connection
 /// through the crate-private `Project::conn`.
 const SQL_NOT_YET_IN_STORE: &[&str] = &[
-    "review/batches.rs",
-    "review/error.rs",
-    "review/meta.rs",
-    "review/run_eval.rs",
-    "review/sql.rs",
     "sync/engine.rs",
     "sync/local.rs",
     "sync/mod.rs",

@@ -13,7 +13,6 @@ use serde::Serialize;
 
 use crate::store::OwnedLabel;
 use super::{Result, ReviewError};
-use crate::model::BBox;
 use crate::store::Project;
 
 /// Agreement on one class.
@@ -264,6 +263,7 @@ pub fn agreement(p: &Project, iou: f64) -> Result<AgreementReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::BBox;
 
     fn l(class: i64, x: f64) -> OwnedLabel {
         OwnedLabel {

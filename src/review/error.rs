@@ -12,13 +12,6 @@ use crate::store::StoreError;
 pub enum ReviewError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    // The underlying error is part of the message, not a separate source, so `{:#}` chains
-    // do not print it twice.
-    #[error("{path}: {error}")]
-    Sqlite {
-        path: PathBuf,
-        error: rusqlite::Error,
-    },
     /// The review policy refuses the change ([`crate::policy`]).
     #[error(transparent)]
     Policy(#[from] Refusal),

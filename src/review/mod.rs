@@ -15,7 +15,8 @@
 //! - [`stats`]: per-annotator throughput and quality figures for a dashboard;
 //! - [`profile`]: the local user profile chosen on first start.
 //!
-//! The tables of batches and audits come from migration 2 in `store::schema`.
+//! Nothing here touches SQLite: the tables of batches and audits (migration 2 in
+//! `store::schema`) and every query the data loop needs are typed functions of `store`.
 
 pub mod agreement;
 pub mod batches;
@@ -28,7 +29,6 @@ pub mod transitions;
 pub mod triage;
 
 mod error;
-mod sql;
 
 pub use agreement::{AgreementReport, ClassAgreement, PairAgreement, agreement};
 pub use batches::{

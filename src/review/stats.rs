@@ -22,7 +22,6 @@ use serde::Serialize;
 
 use super::Result;
 use super::batches::audit_counts;
-use super::sql::hlc_ms;
 use crate::store::LogRevision;
 use crate::model::{ReviewState, Role};
 use crate::store::Project;
@@ -105,6 +104,11 @@ fn credit(acc: &mut HashMap<i64, Acc>, ann: Option<i64>, standing: Vec<(i64, Dec
             Decision::Rejected => a.rejected += 1,
         }
     }
+}
+
+/// Unix milliseconds of a revision's hybrid logical clock (its top 48 bits).
+fn hlc_ms(hlc: i64) -> i64 {
+    hlc >> 16
 }
 
 /// Active milliseconds from sorted timestamps: gaps capped at [`IDLE_CAP_MS`].

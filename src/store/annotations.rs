@@ -89,10 +89,10 @@ pub struct Revision {
 impl Project {
     // ---------------------------------------------------------------- annotations
 
-    const ANN_COLS: &'static str = "a.uuid, i.uuid, c.uuid, a.x, a.y, a.w, a.h, r.uuid, a.score, a.state, a.flags, a.deleted, a.attributes";
-    const ANN_JOINS: &'static str = "annotations a JOIN images i ON i.id=a.image JOIN classes c ON c.id=a.class LEFT JOIN runs r ON r.id=a.run";
+    pub(super) const ANN_COLS: &'static str = "a.uuid, i.uuid, c.uuid, a.x, a.y, a.w, a.h, r.uuid, a.score, a.state, a.flags, a.deleted, a.attributes";
+    pub(super) const ANN_JOINS: &'static str = "annotations a JOIN images i ON i.id=a.image JOIN classes c ON c.id=a.class LEFT JOIN runs r ON r.id=a.run";
 
-    fn annotation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Annotation> {
+    pub(super) fn annotation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Annotation> {
         let uuid_blob = |i: usize| -> rusqlite::Result<Uuid> {
             let b: Vec<u8> = r.get(i)?;
             Ok(Uuid::from_slice(&b).unwrap_or_default())
@@ -300,7 +300,7 @@ impl Project {
     }
 }
 
-fn revision_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Revision> {
+pub(super) fn revision_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Revision> {
     let text = |i: usize| -> rusqlite::Result<Uuid> {
         Ok(Uuid::parse_str(&r.get::<_, String>(i)?).unwrap_or_default())
     };
@@ -342,6 +342,7 @@ pub(crate) fn attributes_from_column(
     Attributes::from_json(json.as_deref()).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
     })
+}
 
 /// An annotation value with foreign keys resolved to row ids.
 #[derive(Clone, Debug, PartialEq)]
@@ -366,11 +367,11 @@ pub(crate) struct RevisionWriter<'t> {
 }
 
 impl<'t> RevisionWriter<'t> {
-    fn new(tx: &'t Transaction<'t>, author: i64, client: i64) -> rusqlite::Result<Self> {
+    pub(super) fn new(tx: &'t Transaction<'t>, author: i64, client: i64) -> rusqlite::Result<Self> {
         Ok(Self { tx, author, client })
     }
 
-    fn resolve(&self, value: &AnnotationValue) -> Result<RowValue> {
+    pub(super) fn resolve(&self, value: &AnnotationValue) -> Result<RowValue> {
         let sq = |e: rusqlite::Error| StoreError::Invalid(describe_sqlite(&e));
         let image: i64 = self
             .tx
@@ -437,7 +438,7 @@ impl<'t> RevisionWriter<'t> {
         Ok(Role::parse(&role).unwrap_or(Role::Annotator))
     }
 
-    fn current_value(&self, id: Uuid) -> Result<AnnotationValue> {
+    pub(super) fn current_value(&self, id: Uuid) -> Result<AnnotationValue> {
         let sql = format!(
             "SELECT {} FROM {} WHERE a.uuid=?1",
             Project::ANN_COLS,
@@ -457,7 +458,7 @@ impl<'t> RevisionWriter<'t> {
             })
     }
 
-    fn create(&mut self, id: Uuid, value: &AnnotationValue, hlc: i64, op: &str) -> Result<()> {
+    pub(super) fn create(&mut self, id: Uuid, value: &AnnotationValue, hlc: i64, op: &str) -> Result<()> {
         let row = self.resolve(value)?;
         self.insert_rows(id, &row, hlc, op, None)
             .map_err(|e| match e {
@@ -470,7 +471,7 @@ impl<'t> RevisionWriter<'t> {
             })
     }
 
-    fn update(
+    pub(super) fn update(
         &mut self,
         id: Uuid,
         value: &AnnotationValue,
@@ -556,7 +557,7 @@ impl<'t> RevisionWriter<'t> {
         Ok(())
     }
 
-    fn insert_revision(
+    pub(super) fn insert_revision(
         &mut self,
         ann: i64,
         row: &RowValue,

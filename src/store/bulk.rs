@@ -72,32 +72,32 @@ impl Project {
 /// if dropped. Images and classes are addressed by path and name.
 pub struct Bulk<'p> {
     /// `Some` until committed.
-    tx: Option<Transaction<'p>>,
-    conn: &'p Connection,
-    path: PathBuf,
+    pub(super) tx: Option<Transaction<'p>>,
+    pub(super) conn: &'p Connection,
+    pub(super) path: PathBuf,
     /// The `seq` the next revision gets: known up front, so a new box's `rev` is written with
     /// the row instead of by a second statement.
-    next_seq: i64,
+    pub(super) next_seq: i64,
     /// The row id the next new annotation gets (explicit, so rows can be inserted in batches).
-    next_ann: i64,
+    pub(super) next_ann: i64,
     /// New boxes not yet written: inserted `BULK_ROWS` at a time with multi-row statements.
-    pending: Vec<PendingBox>,
-    author: i64,
-    client: i64,
-    hlc: &'p mut Hlc,
-    classes: HashMap<String, i64>,
+    pub(super) pending: Vec<PendingBox>,
+    pub(super) author: i64,
+    pub(super) client: i64,
+    pub(super) hlc: &'p mut Hlc,
+    pub(super) classes: HashMap<String, i64>,
 }
 
 /// Boxes per multi-row INSERT in bulk writes (17 parameters each, under SQLite's limit).
-const BULK_ROWS: usize = 128;
+pub(super) const BULK_ROWS: usize = 128;
 
 /// A new box waiting in a `Bulk` for its batch.
-struct PendingBox {
-    id: Uuid,
-    ann: i64,
-    seq: i64,
-    hlc: i64,
-    row: RowValue,
+pub(super) struct PendingBox {
+    pub(super) id: Uuid,
+    pub(super) ann: i64,
+    pub(super) seq: i64,
+    pub(super) hlc: i64,
+    pub(super) row: RowValue,
 }
 
 /// What `Bulk::upsert_image` did.
@@ -129,7 +129,7 @@ pub struct ImageInput {
 }
 
 impl Bulk<'_> {
-    fn sq(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    pub(super) fn sq(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         move |source| StoreError::Sqlite {
             path: self.path.clone(),
             source,
@@ -475,7 +475,7 @@ impl Bulk<'_> {
             .map_err(self.sq())
     }
 
-    fn tx(&self) -> &Transaction<'_> {
+    pub(super) fn tx(&self) -> &Transaction<'_> {
         self.tx
             .as_ref()
             .expect("a Bulk's transaction is only taken by commit, which consumes the Bulk")

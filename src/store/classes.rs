@@ -1,7 +1,5 @@
 //! Classes: listing, creating on first use (in a transaction), renaming.
 
-use std::collections::HashMap;
-
 use rusqlite::{OptionalExtension, Transaction, params};
 use uuid::Uuid;
 
@@ -68,7 +66,7 @@ impl Project {
 }
 
 
-fn class_row_tx(tx: &Transaction<'_>, name: &str) -> rusqlite::Result<i64> {
+pub(super) fn class_row_tx(tx: &Transaction<'_>, name: &str) -> rusqlite::Result<i64> {
     if let Some(id) = tx
         .query_row("SELECT id FROM classes WHERE name=?1", [name], |r| r.get(0))
         .optional()?
@@ -84,7 +82,7 @@ fn class_row_tx(tx: &Transaction<'_>, name: &str) -> rusqlite::Result<i64> {
     Ok(tx.last_insert_rowid())
 }
 
-fn ensure_class_tx(tx: &Transaction<'_>, name: &str) -> rusqlite::Result<Class> {
+pub(super) fn ensure_class_tx(tx: &Transaction<'_>, name: &str) -> rusqlite::Result<Class> {
     let id = class_row_tx(tx, name)?;
     tx.query_row(
         "SELECT uuid, name, color, ord FROM classes WHERE id=?1",

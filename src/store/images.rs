@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, params};
 use uuid::Uuid;
 
 use super::*;
@@ -57,7 +57,7 @@ impl ImageRow {
 impl Project {
     // ---------------------------------------------------------------- images
 
-    fn image_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRecord> {
+    pub(super) fn image_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRecord> {
         Ok(ImageRecord {
             id: Uuid::parse_str(&r.get::<_, String>(0)?).unwrap_or_default(),
             hash: r.get(1)?,
@@ -70,7 +70,7 @@ impl Project {
         })
     }
 
-    const IMAGE_COLS: &'static str = "uuid, hash, path, width, height, bytes, missing, external_id";
+    pub(super) const IMAGE_COLS: &'static str = "uuid, hash, path, width, height, bytes, missing, external_id";
 
     pub fn image(&self, id: Uuid) -> Result<ImageRecord> {
         self.conn
@@ -261,7 +261,7 @@ impl Project {
         rows.collect::<Result<Vec<_>, _>>().map_err(self.sq())
     }
 
-    fn image_row(&self, image: Uuid) -> Result<i64> {
+    pub(super) fn image_row(&self, image: Uuid) -> Result<i64> {
         self.conn
             .query_row(
                 "SELECT id FROM images WHERE uuid=?1",

@@ -216,3 +216,76 @@ impl Project {
         rows.collect::<Result<Vec<_>, _>>().map_err(self.sq())
     }
 }
+
+/// One metadata write of an import: set `key` to `value` on an image (by row), or remove the
+/// key with `None`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct MetaWrite {
+    pub image: i64,
+    pub key: String,
+    pub value: Option<String>,
+}
+
+impl Project {
+    /// Writes metadata in one transaction: all or nothing. Returns (values set, values removed).
+    pub(crate) fn write_meta(&mut self, writes: &[MetaWrite]) -> Result<(usize, usize)> {
+        let path = self.path.clone();
+        let sq = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sq)?;
+        let (mut set_n, mut removed) = (0, 0);
+        {
+            let mut set = tx
+                .prepare("INSERT OR REPLACE INTO image_meta(image, key, value) VALUES (?1, ?2, ?3)")
+                .map_err(sq)?;
+            let mut del = tx
+                .prepare("DELETE FROM image_meta WHERE image=?1 AND key=?2")
+                .map_err(sq)?;
+            for w in writes {
+                match &w.value {
+                    Some(v) => {
+                        set.execute(params![w.image, w.key, v]).map_err(sq)?;
+                        set_n += 1;
+                    }
+                    None => removed += del.execute(params![w.image, w.key]).map_err(sq)?,
+                }
+            }
+        }
+        tx.commit().map_err(sq)?;
+        Ok((set_n, removed))
+    }
+
+    /// Every (key, value, images) of the image metadata, sorted by key then value.
+    pub(crate) fn meta_value_counts(&self) -> Result<Vec<(String, String, u64)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT key, value, COUNT(*) FROM image_meta GROUP BY key, value ORDER BY key, value",
+            )
+            .map_err(self.sq())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                ))
+            })
+            .map_err(self.sq())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.sq())
+    }
+
+    /// The uuid of an image by its row id.
+    pub(crate) fn image_uuid_of_row(&self, row: i64) -> Result<Uuid> {
+        let uuid: String = self
+            .conn
+            .query_row("SELECT uuid FROM images WHERE id=?1", [row], |r| r.get(0))
+            .map_err(self.sq())?;
+        Ok(Uuid::parse_str(&uuid).unwrap_or_default())
+    }
+}

@@ -9,8 +9,10 @@
 //! - the file is in WAL mode with `synchronous = FULL`, so an edit is durable when the call returns.
 
 mod annotations;
+mod batches;
 mod bulk;
 mod classes;
+mod evaluation;
 mod external;
 mod images;
 mod lookups;
@@ -22,20 +24,23 @@ mod versions;
 
 pub use annotations::{Edit, Revision};
 pub(crate) use annotations::{RevisionWriter, RowValue, attributes_from_column};
+pub use batches::{AuditDecision, BatchImage, BatchInfo, BatchState, Verdict};
+pub(crate) use batches::{AuditRecord, BatchRecord, NewAudit};
 pub use bulk::{Bulk, ImageInput, Upsert};
+use classes::class_row_tx;
+pub(crate) use evaluation::{GtStates, SliceRows};
 pub(crate) use external::IndexedImage;
 pub use external::{ExternalKind, ExternalTarget, IdSource};
 pub use images::{ImageFilter, ImageRow, ImageStatus};
-pub(crate) use lookups::{LogRevision, OwnedLabel};
+pub(crate) use lookups::{LogRevision, MetaWrite, OwnedLabel};
 pub use runs::{NewRun, RunImageTiming, RunInfo};
 pub use stats::Stats;
 pub use versions::{BoxChange, ClassTotals, Version, VersionDiff};
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use crate::policy::Refusal;

@@ -1,10 +1,5 @@
 //! Project-wide counts (`loupe stats`).
 
-use std::collections::HashMap;
-
-use rusqlite::{OptionalExtension, Transaction, params};
-use uuid::Uuid;
-
 use super::*;
 
 /// Project-wide counts for `loupe stats`.

@@ -1,8 +1,6 @@
 //! Users: adding, listing, the current user, acting as and switching users.
 
-use std::collections::HashMap;
-
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::params;
 use uuid::Uuid;
 
 use super::*;

@@ -34,7 +34,7 @@ struct Deaths(Arc<Mutex<Vec<WorkerDeath>>>);
 
 fn deaths(ctx: &egui::Context) -> Deaths {
     ctx.data_mut(|d| {
-        d.get_temp_mut_or_default::<Deaths>(egui::Id::new("loupe-worker-deaths"))
+        d.get_temp_mut_or_default::<Deaths>(egui::Id::unique("loupe-worker-deaths"))
             .clone()
     })
 }
