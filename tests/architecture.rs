@@ -67,14 +67,6 @@ const LAYERS: &[(&str, &[&str])] = &[
 /// Modules allowed to reach SQLite: the store owns every table, query and transaction.
 const SQL_MODULES: &[&str] = &["store"];
 
-/// Files whose SQL has not moved into `store` yet (debt, listed so it can only shrink: a file
-/// listed here that no longer needs it fails the test too). Each still reaches the connection
-/// through the crate-private `Project::conn`.
-const SQL_NOT_YET_IN_STORE: &[&str] = &[
-    "sync/engine.rs",
-    "sync/local.rs",
-    "sync/mod.rs",
-];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
@@ -515,24 +507,14 @@ fn only_the_store_touches_sqlite() {
         if SQL_MODULES.contains(&file.module[0].as_str()) {
             continue;
         }
-        let rel = file.rel.to_string_lossy().replace('\\', "/");
-        let known_debt = SQL_NOT_YET_IN_STORE.contains(&rel.as_str());
-        let mut uses = 0;
         for word in ["rusqlite", ".conn()", ".conn_mut()"] {
             for (at, _) in file.code.match_indices(word) {
-                uses += 1;
-                if !known_debt {
-                    offenders.push(format!(
-                        "src/{rel}:{}: uses {word}",
-                        line_of(&file.code, at)
-                    ));
-                }
+                offenders.push(format!(
+                    "src/{}:{}: uses {word}",
+                    file.rel.display(),
+                    line_of(&file.code, at)
+                ));
             }
-        }
-        if known_debt && uses == 0 {
-            offenders.push(format!(
-                "src/{rel} no longer touches SQLite: remove it from SQL_NOT_YET_IN_STORE"
-            ));
         }
     }
     assert!(

@@ -462,8 +462,8 @@ mod tests {
     }
 
     fn run_images(project: &Project, run: Uuid) -> i64 {
-        project
-            .conn()
+        rusqlite::Connection::open(project.path())
+            .expect("open")
             .query_row(
                 "SELECT COUNT(*) FROM run_images ri JOIN runs r ON r.id=ri.run WHERE r.uuid=?1",
                 [run.to_string()],

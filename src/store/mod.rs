@@ -16,9 +16,11 @@ mod evaluation;
 mod external;
 mod images;
 mod lookups;
+pub mod merge;
 mod runs;
 mod schema;
 mod stats;
+mod sync_log;
 mod users;
 mod versions;
 
@@ -34,7 +36,12 @@ pub use external::{ExternalKind, ExternalTarget, IdSource};
 pub use images::{ImageFilter, ImageRow, ImageStatus};
 pub(crate) use lookups::{LogRevision, MetaWrite, OwnedLabel};
 pub use runs::{NewRun, RunImageTiming, RunInfo};
+pub use merge::RevId;
 pub use stats::Stats;
+pub use sync_log::{
+    Applied, Conflict, ConflictHead, ImageRef, NamedRef, OutRevision, SharedRevision, SyncRefusal,
+};
+pub(crate) use sync_log::{IncomingError, IncomingPack, IncomingRules};
 pub use versions::{BoxChange, ClassTotals, Version, VersionDiff};
 
 use std::path::{Path, PathBuf};
@@ -690,17 +697,11 @@ impl Project {
         Ok(self.hlc.last())
     }
 
-    /// The raw connection. Not public: every other module reaches the file through the
-    /// store's typed API. Inside the crate it is left only to the modules whose SQL has not
-    /// moved into the store yet (`SQL_NOT_YET_IN_STORE` in `tests/architecture.rs`, which
-    /// fails if any other module uses it).
-    pub(crate) fn conn(&self) -> &Connection {
+    /// The raw connection, for the store's own tests. Every other module reaches the file
+    /// through the store's typed API (`tests/architecture.rs` fails if one names SQLite).
+    #[cfg(test)]
+    fn conn(&self) -> &Connection {
         &self.conn
-    }
-
-    /// Mutable access to the connection (see [`Project::conn`]).
-    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
-        &mut self.conn
     }
 
     /// Runs SQLite's own consistency check; `Ok(())` when it says "ok".
