@@ -52,9 +52,7 @@ pub enum Refusal {
         needs: Role,
     },
     /// A new box in `proposed` that no model run made.
-    #[error(
-        "a proposal must come from a model run; a box drawn by a person starts as submitted"
-    )]
+    #[error("a proposal must come from a model run; a box drawn by a person starts as submitted")]
     ProposalWithoutRun,
     /// A new box in a state boxes never start in.
     #[error("a new box starts as submitted, proposed (model boxes) or approved, not {}", .state.as_str())]

@@ -19,16 +19,16 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("imaging", &["model", "limits"]),
     ("formats", &["model", "limits", "imaging"]),
     ("inference", &["model", "limits", "imaging", "store"]),
-    ("ingest", &["model", "limits", "imaging", "formats", "store"]),
+    (
+        "ingest",
+        &["model", "limits", "imaging", "formats", "store"],
+    ),
     (
         "results",
         &["model", "limits", "imaging", "formats", "ingest", "store"],
     ),
     ("review", &["model", "policy", "store"]),
-    (
-        "sync",
-        &["model", "policy", "store", "formats", "ingest"],
-    ),
+    ("sync", &["model", "policy", "store", "formats", "ingest"]),
     (
         "ui",
         &[
@@ -66,7 +66,6 @@ const LAYERS: &[(&str, &[&str])] = &[
 
 /// Modules allowed to reach SQLite: the store owns every table, query and transaction.
 const SQL_MODULES: &[&str] = &["store"];
-
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
@@ -155,7 +154,10 @@ fn code_only(text: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'/' if b.get(i + 1) == Some(&b'/') => {
-                let end = b[i..].iter().position(|&c| c == b'\n').map_or(b.len(), |n| i + n);
+                let end = b[i..]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .map_or(b.len(), |n| i + n);
                 blank(&mut out, i, end);
                 i = end;
             }
@@ -239,7 +241,9 @@ fn without_tests(code: &str) -> String {
         if !rest.starts_with("mod ") {
             continue;
         }
-        let Some(open) = rest.find(['{', ';']) else { break };
+        let Some(open) = rest.find(['{', ';']) else {
+            break;
+        };
         if rest.as_bytes()[open] == b';' {
             continue;
         }
@@ -383,7 +387,10 @@ fn modules_use_only_the_layers_below_them() {
             }
         }
     }
-    assert!(checked >= 50, "expected to check the whole crate, checked {checked} files");
+    assert!(
+        checked >= 50,
+        "expected to check the whole crate, checked {checked} files"
+    );
     assert!(
         offenders.is_empty(),
         "layer violations:\n{}",
@@ -494,6 +501,47 @@ fn core_modules_do_not_mention_the_gui() {
     assert!(
         offenders.is_empty(),
         "core modules depend on the GUI:\n{}",
+        offenders.join("\n")
+    );
+}
+
+/// Every thread of the app starts through `ui::workers::spawn`, which names it, catches a panic
+/// and reports it to the status bar: no other file of `src/ui` starts one itself.
+#[test]
+fn app_threads_start_through_the_one_helper() {
+    let mut offenders = Vec::new();
+    let mut helper_seen = false;
+    for file in source_files() {
+        if file.module[0] != "ui" {
+            continue;
+        }
+        if file.module.get(1).is_some_and(|m| m == "workers") {
+            helper_seen = file.code.contains("std::thread::Builder::new()")
+                && file.code.contains("catch_unwind");
+            continue;
+        }
+        for word in [
+            "thread::Builder",
+            "thread::spawn",
+            "rayon::spawn",
+            "thread::scope",
+        ] {
+            for (at, _) in file.code.match_indices(word) {
+                offenders.push(format!(
+                    "src/{}:{}: starts a thread with {word}; use ui::workers::spawn",
+                    file.rel.display(),
+                    line_of(&file.code, at)
+                ));
+            }
+        }
+    }
+    assert!(
+        helper_seen,
+        "src/ui/workers.rs starts threads and catches their panics"
+    );
+    assert!(
+        offenders.is_empty(),
+        "app threads started outside the helper:\n{}",
         offenders.join("\n")
     );
 }

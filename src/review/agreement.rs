@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::store::OwnedLabel;
 use super::{Result, ReviewError};
+use crate::store::OwnedLabel;
 use crate::store::Project;
 
 /// Agreement on one class.

@@ -16,9 +16,7 @@ use uuid::Uuid;
 use super::transitions::check_transition;
 use super::{Result, ReviewError};
 use crate::model::{AnnotationValue, ReviewState, Role};
-use crate::store::{
-    AuditRecord, BatchRecord, Edit, ImageFilter, NewAudit, Project,
-};
+use crate::store::{AuditRecord, BatchRecord, Edit, ImageFilter, NewAudit, Project};
 
 pub use crate::store::{AuditDecision, BatchImage, BatchInfo, BatchState, Verdict};
 
@@ -460,10 +458,7 @@ pub fn audit_of(p: &Project, batch: &str) -> Result<Option<AuditInfo>> {
 /// Who annotated each image of a batch: the author of most of the latest annotator decisions
 /// (accepted, corrected, rejected, submitted) on the image's boxes; the assignee when nobody
 /// decided anything there (an image judged empty).
-fn image_annotators(
-    p: &Project,
-    b: &BatchRecord,
-) -> Result<BTreeMap<(i64, String), Option<i64>>> {
+fn image_annotators(p: &Project, b: &BatchRecord) -> Result<BTreeMap<(i64, String), Option<i64>>> {
     let mut best: HashMap<i64, (i64, i64)> = HashMap::new();
     for (image, author, n) in p.batch_decision_counts(b.id)? {
         let e = best.entry(image).or_insert((author, n));

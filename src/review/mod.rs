@@ -48,8 +48,8 @@ pub use run_eval::{
 };
 pub use stats::{AnnotatorStats, annotator_stats};
 pub use transitions::{
-    TransitionRule, allowed_targets, check_edits, check_transition, set_state,
-    set_states, state_after_edit, transition_table,
+    TransitionRule, allowed_targets, check_edits, check_transition, set_state, set_states,
+    state_after_edit, transition_table,
 };
 pub use triage::{
     Signal, SignalCounts, SignalKind, Triage, TriageImage, TriageOptions, triage, triage_ranked,

@@ -22,8 +22,8 @@ use serde::Serialize;
 
 use super::Result;
 use super::batches::audit_counts;
-use crate::store::LogRevision;
 use crate::model::{ReviewState, Role};
+use crate::store::LogRevision;
 use crate::store::Project;
 
 /// Longest gap between two work revisions that still counts as working.

@@ -55,8 +55,7 @@ fn check_policy(
             }
             Edit::Update { value, note, .. } => {
                 let Some(before) = before else { continue };
-                policy::check_edit(Some(&before), value, note.as_deref(), role)
-                    .map_err(refused)?;
+                policy::check_edit(Some(&before), value, note.as_deref(), role).map_err(refused)?;
                 value.clone()
             }
             Edit::Delete { .. } => {
@@ -267,7 +266,7 @@ impl Project {
 
     /// Recomputes the `annotations` cache from the revision log: each box's revision with the
     /// greatest (hlc, client uuid), leaving out revisions the team roster refused (sync's rule,
-    /// `sync::merge::winner`). Returns how many rows changed.
+    /// `merge::winner`). Returns how many rows changed.
     pub fn rebuild_current(&mut self) -> Result<usize> {
         let path = self.path.clone();
         let sq = |source| StoreError::Sqlite {
@@ -458,7 +457,13 @@ impl<'t> RevisionWriter<'t> {
             })
     }
 
-    pub(super) fn create(&mut self, id: Uuid, value: &AnnotationValue, hlc: i64, op: &str) -> Result<()> {
+    pub(super) fn create(
+        &mut self,
+        id: Uuid,
+        value: &AnnotationValue,
+        hlc: i64,
+        op: &str,
+    ) -> Result<()> {
         let row = self.resolve(value)?;
         self.insert_rows(id, &row, hlc, op, None)
             .map_err(|e| match e {

@@ -345,7 +345,11 @@ impl Project {
     }
 
     /// The audit of a batch's `round` (the latest one with `None`).
-    pub(crate) fn audit_record(&self, batch: i64, round: Option<i64>) -> Result<Option<AuditRecord>> {
+    pub(crate) fn audit_record(
+        &self,
+        batch: i64,
+        round: Option<i64>,
+    ) -> Result<Option<AuditRecord>> {
         self.conn
             .query_row(
                 "SELECT a.id, a.round, u.name, a.percent, a.min_images, a.seed, a.started_ms, a.decision, a.decided_ms

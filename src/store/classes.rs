@@ -62,9 +62,7 @@ impl Project {
         }
         Ok(())
     }
-
 }
-
 
 pub(super) fn class_row_tx(tx: &Transaction<'_>, name: &str) -> rusqlite::Result<i64> {
     if let Some(id) = tx

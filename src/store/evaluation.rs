@@ -75,7 +75,11 @@ impl Project {
 
     /// The ground-truth labels, live (`at` = `None`) or as of a log position (a version's
     /// `revisions`), in row order.
-    pub(crate) fn ground_truth_rows(&self, at: Option<i64>, states: GtStates) -> Result<Vec<GtRow>> {
+    pub(crate) fn ground_truth_rows(
+        &self,
+        at: Option<i64>,
+        states: GtStates,
+    ) -> Result<Vec<GtRow>> {
         let states = match states {
             GtStates::Approved => "state = 'approved'",
             GtStates::AllLabels => "state NOT IN ('proposed','rejected')",

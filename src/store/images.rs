@@ -70,7 +70,8 @@ impl Project {
         })
     }
 
-    pub(super) const IMAGE_COLS: &'static str = "uuid, hash, path, width, height, bytes, missing, external_id";
+    pub(super) const IMAGE_COLS: &'static str =
+        "uuid, hash, path, width, height, bytes, missing, external_id";
 
     pub fn image(&self, id: Uuid) -> Result<ImageRecord> {
         self.conn
@@ -275,5 +276,4 @@ impl Project {
                 key: image.to_string(),
             })
     }
-
 }

@@ -35,8 +35,8 @@ pub(crate) use external::IndexedImage;
 pub use external::{ExternalKind, ExternalTarget, IdSource};
 pub use images::{ImageFilter, ImageRow, ImageStatus};
 pub(crate) use lookups::{LogRevision, MetaWrite, OwnedLabel};
-pub use runs::{NewRun, RunImageTiming, RunInfo};
 pub use merge::RevId;
+pub use runs::{NewRun, RunImageTiming, RunInfo};
 pub use stats::Stats;
 pub use sync_log::{
     Applied, Conflict, ConflictHead, ImageRef, NamedRef, OutRevision, SharedRevision, SyncRefusal,
@@ -50,11 +50,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use crate::policy::Refusal;
 use crate::model::{
     Annotation, AnnotationValue, Attributes, BBox, BoxFlags, Class, ImageRecord, PALETTE,
     ReviewState, Role, Source, User,
 };
+use crate::policy::Refusal;
 
 /// Errors from the project store. Each names the project file.
 #[derive(Debug, thiserror::Error)]

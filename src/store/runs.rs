@@ -211,7 +211,6 @@ impl Project {
         tx.commit().map_err(sq)?;
         Ok(proposals.len())
     }
-
 }
 
 /// What `create_run` records about a run.

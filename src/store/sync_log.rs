@@ -156,9 +156,14 @@ pub(crate) struct IncomingRules<'a, E> {
 #[derive(Debug)]
 pub(crate) enum IncomingError<E> {
     /// It holds a revision this file already has from another client: a replay.
-    Replayed { annotation: Uuid, hlc: i64 },
+    Replayed {
+        annotation: Uuid,
+        hlc: i64,
+    },
     /// A box with a non-finite geometry.
-    NonFinite { annotation: Uuid },
+    NonFinite {
+        annotation: Uuid,
+    },
     /// The caller's `before_each` refused.
     Stopped(E),
     Store(StoreError),
@@ -252,7 +257,11 @@ impl Project {
     }
 
     /// Sets several keys in one transaction.
-    pub(crate) fn log_state_set_many(&mut self, remote: &str, pairs: &[(&str, String)]) -> Result<()> {
+    pub(crate) fn log_state_set_many(
+        &mut self,
+        remote: &str,
+        pairs: &[(&str, String)],
+    ) -> Result<()> {
         let path = self.path.clone();
         let sq = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -280,7 +289,11 @@ impl Project {
     }
 
     /// The last pack of `client` this project wrote to or applied from `remote`: (seq, hash).
-    pub(crate) fn log_chain_head(&self, remote: &str, client: Uuid) -> Result<(u64, Option<String>)> {
+    pub(crate) fn log_chain_head(
+        &self,
+        remote: &str,
+        client: Uuid,
+    ) -> Result<(u64, Option<String>)> {
         let row: Option<(i64, String)> = self
             .conn
             .query_row(
@@ -591,9 +604,10 @@ fn unpushed(
     pushed_seq: i64,
     judge: Judge<'_>,
 ) -> rusqlite::Result<(Vec<OutRevision>, i64)> {
-    let watermark: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM revisions", [], |r| {
-        r.get(0)
-    })?;
+    let watermark: i64 =
+        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM revisions", [], |r| {
+            r.get(0)
+        })?;
     let mut stmt = conn.prepare(
         "SELECT v.seq, v.ann, a.uuid, u.uuid, u.name, v.hlc, v.op, i.hash, i.path, i.width, i.height,
                 c.uuid, c.name, r.uuid, r.name, v.score, v.state, v.flags, v.deleted, v.note,
@@ -1141,7 +1155,11 @@ fn run_row(tx: &Transaction<'_>, run: &NamedRef) -> rusqlite::Result<i64> {
     Ok(tx.last_insert_rowid())
 }
 
-fn user_row(tx: &Transaction<'_>, user: &NamedRef, role_of: &dyn Fn(Uuid) -> Role) -> rusqlite::Result<i64> {
+fn user_row(
+    tx: &Transaction<'_>,
+    user: &NamedRef,
+    role_of: &dyn Fn(Uuid) -> Role,
+) -> rusqlite::Result<i64> {
     if let Some(id) = tx
         .prepare_cached("SELECT id FROM users WHERE uuid=?1")?
         .query_row([user.id.to_string()], |r| r.get(0))
@@ -1151,7 +1169,12 @@ fn user_row(tx: &Transaction<'_>, user: &NamedRef, role_of: &dyn Fn(Uuid) -> Rol
     }
     tx.execute(
         "INSERT INTO users(uuid, name, role, created_ms) VALUES (?1, ?2, ?3, ?4)",
-        params![user.id.to_string(), user.name, role_of(user.id).as_str(), now_ms()],
+        params![
+            user.id.to_string(),
+            user.name,
+            role_of(user.id).as_str(),
+            now_ms()
+        ],
     )?;
     Ok(tx.last_insert_rowid())
 }

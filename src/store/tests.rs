@@ -598,17 +598,16 @@ fn apply_refuses_what_the_policy_refuses_typed_and_writes_nothing() {
         other => panic!("expected a typed refusal, got {other:?}"),
     }
     assert!(
-        err.to_string().starts_with(&format!("box {a}: an annotator cannot move")),
+        err.to_string()
+            .starts_with(&format!("box {a}: an annotator cannot move")),
         "{err}"
     );
     assert_eq!(revisions(&p), 1, "nothing of the refused call is written");
-    assert!(matches!(
-        p.annotation(b),
-        Err(StoreError::NotFound { .. })
-    ));
+    assert!(matches!(p.annotation(b), Err(StoreError::NotFound { .. })));
     // Another connection makes ann a reviewer: this connection's next apply sees the new role.
     let mut lead = Project::open(&dir.path().join("t.loupe")).expect("open");
-    lead.switch_user("ann", Some(Role::Reviewer)).expect("promote");
+    lead.switch_user("ann", Some(Role::Reviewer))
+        .expect("promote");
     p.apply(&[Edit::Update {
         id: a,
         value: approved.clone(),

@@ -112,5 +112,4 @@ impl Project {
             .map_err(self.sq())?;
         self.current_user()
     }
-
 }

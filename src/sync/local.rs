@@ -14,9 +14,7 @@ use crate::model::Role;
 use crate::store::{IncomingError, IncomingPack, IncomingRules, Project};
 
 pub use crate::store::merge::Judge;
-pub use crate::store::{
-    Applied, Conflict, ConflictHead, OutRevision, SyncRefusal as Refusal,
-};
+pub use crate::store::{Applied, Conflict, ConflictHead, OutRevision, SyncRefusal as Refusal};
 
 /// A configured remote.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -166,9 +166,7 @@ impl Roster {
         match self.member_by_key(signer) {
             Some(m) => policy::check_signed_decision(state, resolves, m.role)
                 .err()
-                .map(|refusal| {
-                    format!("{refusal}; signed by {} ({})", m.name, m.role.as_str())
-                }),
+                .map(|refusal| format!("{refusal}; signed by {} ({})", m.name, m.role.as_str())),
             None => Some(format!(
                 "{} signed by {signer}, who is not in the roster",
                 decision.as_str()

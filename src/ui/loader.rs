@@ -243,8 +243,8 @@ impl Loader {
                 workers::spawn(&ctx, format!("loupe-decode-{i}"), move || {
                     worker(&shared, &tx, gpu.as_ref(), &thread_ctx);
                 })
-                    .map_err(|e| tracing::error!("cannot start a decoding thread: {e}"))
-                    .ok()
+                .map_err(|e| tracing::error!("cannot start a decoding thread: {e}"))
+                .ok()
             })
             .collect();
         Self {

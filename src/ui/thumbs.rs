@@ -65,8 +65,8 @@ impl Thumbnails {
             workers::spawn(&ctx, "loupe-thumbnails", move || {
                 worker(&shared, &tx, &thread_ctx);
             })
-                .map_err(|e| tracing::error!("cannot start the thumbnail thread: {e}"))
-                .ok()
+            .map_err(|e| tracing::error!("cannot start the thumbnail thread: {e}"))
+            .ok()
         };
         Self {
             shared,

@@ -83,8 +83,8 @@ mod tests {
         let other = egui::Context::default();
         let fine = spawn(&ctx, "loupe-test-fine", || 7).expect("spawn");
         assert_eq!(fine.join().expect("joined"), Ok(7));
-        let dies = spawn(&ctx, "loupe-test-dies", || -> u32 { panic!("boom {}", 42) })
-            .expect("spawn");
+        let dies =
+            spawn(&ctx, "loupe-test-dies", || -> u32 { panic!("boom {}", 42) }).expect("spawn");
         let death = dies.join().expect("the panic is caught").expect_err("died");
         let expected = WorkerDeath {
             thread: "loupe-test-dies".into(),
