@@ -6,7 +6,12 @@
 //!   `annotations` cache in the same transaction (`rebuild_current` recomputes the cache);
 //! - the current value of an annotation is its revision with the greatest (hlc, client);
 //! - integer row ids never leave the file: callers see UUIDs and names;
-//! - the file is in WAL mode with `synchronous = FULL`, so an edit is durable when the call returns.
+//! - the file is in WAL mode with `synchronous = FULL`, so an edit is durable when the call returns;
+//! - every edit holds the review policy ([`crate::policy`]), checked inside its transaction;
+//! - all SQL of the crate is here: the connection is private to this module, and every other
+//!   module uses the typed functions of its submodules (one per concern: users, classes, images,
+//!   annotations and the revision writer, runs, bulk writes, stats, versions, external ids, the
+//!   data loop's lookups, evaluation and batches, the sync log and its merge rule).
 
 mod annotations;
 mod batches;

@@ -5,8 +5,10 @@
 //! refuse later rosters signed by another key or older than the one they have seen.
 //!
 //! Decisions that need a role: a revision that leaves a box `approved` or `returned`, and a
-//! conflict resolution, need a reviewer or a lead. The check is by the key that signed the pack,
-//! so every client reaches the same verdict from the same roster.
+//! conflict resolution, need a reviewer or a lead. The rule is the review policy's
+//! ([`crate::policy::check_signed_decision`], the same table `Project::apply` enforces); the role
+//! is the roster's, of the key that signed the pack, so every client reaches the same verdict
+//! from the same roster.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;

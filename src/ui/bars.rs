@@ -303,7 +303,7 @@ impl StatusBar {
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 if let Some(death) = input.worker_death {
-                    ui.label(RichText::new(format!("⚠ {death}")).color(theme::ERROR))
+                    ui.label(RichText::new(format!("• {death}")).color(theme::ERROR))
                         .on_hover_text(
                             "A background thread of the app stopped with this error (see the log). \
                              Edits it had not saved are kept and listed as not saved.",

@@ -313,6 +313,12 @@ impl Session {
         &self.worker_deaths
     }
 
+    /// The store writer (tests make it fail).
+    #[cfg(test)]
+    pub(crate) fn writer_mut(&mut self) -> &mut StoreWriter {
+        &mut self.writer
+    }
+
     /// Whether everything is saved.
     pub fn save_state(&self) -> super::writer::SaveState {
         self.writer.state()
@@ -380,6 +386,7 @@ impl Session {
             self.handle_reply(reply);
         }
         self.loader.poll();
+        self.thumbs.poll(ctx);
         self.sync_display();
         let pulled = self.sync.poll();
         if pulled > 0 {

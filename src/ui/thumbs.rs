@@ -104,10 +104,8 @@ impl Thumbnails {
             && self.wanted.is_empty()
     }
 
-    /// Call once per frame after the list is drawn: queues what the visible rows lack (and
-    /// drops work for rows scrolled away), takes finished thumbnails, evicts old ones.
-    pub fn end_frame(&mut self, ctx: &egui::Context) {
-        self.frame += 1;
+    /// Takes the finished thumbnails (in `App::logic`, before the frame draws them).
+    pub fn poll(&mut self, ctx: &egui::Context) {
         while let Ok((id, image)) = self.results.try_recv() {
             let thumb = match image {
                 Some(img) => Thumb::Ready(ctx.load_texture(
@@ -119,6 +117,14 @@ impl Thumbnails {
             };
             self.cache.insert(id, (thumb, self.frame));
         }
+    }
+
+    /// Call once per frame after the list is drawn: queues what the visible rows lack (and
+    /// drops work for rows scrolled away), evicts old thumbnails.
+    pub fn end_frame(&mut self, ctx: &egui::Context) {
+        self.frame += 1;
+        // Results that arrived while the frame was drawn.
+        self.poll(ctx);
         {
             let mut queue = self.shared.queue.lock();
             let in_flight = std::mem::take(&mut queue.in_flight);

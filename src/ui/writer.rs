@@ -603,4 +603,93 @@ mod tests {
         assert_eq!(writer.state(), SaveState::Saved);
         assert_eq!(p.all_annotations().expect("read").len(), 3);
     }
+
+    /// The same death seen in the app: the status bar names the thread and the panic and says
+    /// how many edits are not saved (it used to say "saving" forever), the app keeps working,
+    /// and Retry stores the edits. The app's `logic` pass alone takes the writer's news: no
+    /// frame has to be drawn for the state to change.
+    #[test]
+    fn a_writer_panic_shows_in_the_status_bar_and_retry_saves_the_edits() {
+        use egui_kittest::Harness;
+        use egui_kittest::kittest::Queryable as _;
+
+        use crate::ui::{App, AppOptions};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.loupe");
+        let mut p = Project::create(&path).expect("create");
+        let mut bulk = p.bulk().expect("bulk");
+        bulk.upsert_image(&crate::store::ImageInput {
+            path: "a.png".into(),
+            hash: Some("0".repeat(64)),
+            width: 10,
+            height: 10,
+            bytes: 1,
+            external_id: None,
+        })
+        .expect("image");
+        bulk.commit().expect("commit");
+        let image = p.image_by_path("a.png").expect("query").expect("image").id;
+        let class = p.ensure_class("cat").expect("class").id;
+        let me = p.current_user().expect("user");
+        crate::review::choose_profile(&mut p, &me.name, me.role).expect("profile");
+        let id = Uuid::now_v7();
+        let edit = Edit::Create {
+            id,
+            value: AnnotationValue {
+                image,
+                class,
+                bbox: BBox::new(1.0, 1.0, 2.0, 2.0),
+                source: Source::Human,
+                state: ReviewState::Submitted,
+                flags: BoxFlags::default(),
+                deleted: false,
+                attributes: Default::default(),
+            },
+        };
+
+        let app_path = path.clone();
+        let mut h = Harness::builder()
+            .with_size(egui::vec2(1280.0, 800.0))
+            .with_max_steps(64)
+            .build_eframe(move |cc| App::new(cc, AppOptions::project_only(&app_path)));
+        h.run();
+        let writer = h
+            .state_mut()
+            .session_mut()
+            .expect("a project is open")
+            .writer_mut();
+        writer.send(Request::Panic("disk gremlin"));
+        writer.send(Request::Apply(vec![edit]));
+
+        // Only the logic pass, as eframe runs it while the window is hidden.
+        let ctx = h.ctx.clone();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            h.state_mut().logic_pass(&ctx);
+            let session = h.state().session().expect("open");
+            if !session.worker_deaths().is_empty()
+                && matches!(session.save_state(), SaveState::Failed(_))
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the death was not noticed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        h.run();
+        h.get_by_label_contains("loupe-store-writer stopped: disk gremlin");
+        h.get_by_label_contains("1 edits not saved");
+        assert!(p.annotation(id).is_err(), "not stored yet");
+
+        h.get_by_label("Retry").click();
+        h.run();
+        h.state_mut().flush_writes();
+        h.run();
+        assert_eq!(
+            h.state().session().expect("open").save_state(),
+            SaveState::Saved
+        );
+        assert!(h.query_by_label_contains("edits not saved").is_none());
+        assert_eq!(p.annotation(id).expect("stored by the new writer").id, id);
+    }
 }
