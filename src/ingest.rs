@@ -1375,9 +1375,7 @@ pub fn import_file(
 fn delete_runs(project: &Project, runs: &[PredictionRun]) {
     for run in runs {
         // Best effort: the refusal is what gets reported.
-        let _ = project
-            .conn()
-            .execute("DELETE FROM runs WHERE uuid=?1", [run.id.to_string()]);
+        let _ = project.delete_empty_run(run.id);
     }
 }
 

@@ -1,6 +1,6 @@
 //! Loupe: labeling, review and versioning for object-detection datasets.
 //!
-//! The headless core (`model`, `store`, `formats`, `imaging`, `ingest`, `inference`, `review`,
+//! The headless core (`model`, `policy`, `store`, `formats`, `imaging`, `ingest`, `inference`, `review`,
 //! `sync`, `jobs`) never depends on the GUI; `ui` sits on top behind the `gui` feature.
 
 pub mod cli;
@@ -10,6 +10,7 @@ pub mod inference;
 pub mod ingest;
 pub mod limits;
 pub mod model;
+pub mod policy;
 pub mod results;
 pub mod review;
 pub mod stacks;

@@ -117,20 +117,33 @@ fn mosaic(dir: &std::path::Path) -> std::path::PathBuf {
 /// Boxes of one run, sorted, as (class, x, y, w, h, score) rounded to 1/100 pixel.
 fn run_boxes(project: &std::path::Path, run: &str) -> Vec<(String, i64, i64, i64, i64, i64)> {
     let p = loupe::store::Project::open(project).expect("open");
+    let run = p.run_by_name(run).expect("run").id;
+    let names: std::collections::HashMap<_, _> = p
+        .classes()
+        .expect("classes")
+        .into_iter()
+        .map(|c| (c.id, c.name))
+        .collect();
+    let r = |v: f64| (v * 100.0).round() as i64;
     let mut boxes: Vec<_> = p
-        .conn()
-        .prepare(
-            "SELECT c.name, a.x, a.y, a.w, a.h, a.score FROM annotations a \
-             JOIN classes c ON c.id = a.class JOIN runs r ON r.id = a.run WHERE r.name = ?1",
-        )
-        .expect("prepare")
-        .query_map([run], |r| {
-            let f = |i: usize| r.get::<_, f64>(i).map(|v| (v * 100.0).round() as i64);
-            Ok((r.get(0)?, f(1)?, f(2)?, f(3)?, f(4)?, f(5)?))
+        .all_annotations()
+        .expect("annotations")
+        .into_iter()
+        .filter_map(|a| match a.value.source {
+            loupe::model::Source::Model { run: r0, score } if r0 == run => {
+                let b = a.value.bbox;
+                Some((
+                    names[&a.value.class].clone(),
+                    r(b.x),
+                    r(b.y),
+                    r(b.w),
+                    r(b.h),
+                    r(f64::from(score)),
+                ))
+            }
+            _ => None,
         })
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows");
+        .collect();
     boxes.sort();
     boxes
 }

@@ -1219,9 +1219,9 @@ fn images_per_hour_count_active_time_only() {
     // Spread alice's four decisions over time: a minute apart, then a 20-minute break.
     let base_ms = loupe::store::now_ms() + 3_600_000;
     let offsets_ms = [0, 60_000, 120_000, 120_000 + 20 * 60_000];
+    let db = rusqlite::Connection::open(p.path()).expect("open");
     for (i, off) in offsets_ms.iter().enumerate() {
-        p.conn()
-            .execute(
+        db.execute(
                 "UPDATE revisions SET hlc=?1 WHERE seq=(SELECT seq FROM revisions WHERE state='accepted' ORDER BY seq LIMIT 1 OFFSET ?2)",
                 rusqlite::params![(base_ms + off) << 16, i64::try_from(i).expect("small")],
             )

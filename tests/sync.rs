@@ -1413,10 +1413,10 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Accepts an edit the review rules refused; fails on anything else.
+/// Accepts an edit the review policy refused; fails on anything else.
 fn reviewed(result: Result<(), loupe::store::StoreError>) {
     match result {
-        Ok(()) | Err(loupe::store::StoreError::Invalid(_)) => {}
+        Ok(()) | Err(loupe::store::StoreError::Refused { .. }) => {}
         Err(e) => panic!("edit failed: {e}"),
     }
 }

@@ -151,7 +151,7 @@ pub fn prelabel(
 /// `loupe doctor`: what this installation can do.
 pub fn doctor() -> Result<()> {
     println!("loupe {}", env!("CARGO_PKG_VERSION"));
-    println!("sqlite {}", rusqlite::version());
+    println!("sqlite {}", crate::store::sqlite_version());
     match inference::runtime_info() {
         Ok(info) => {
             println!("onnxruntime {} ({})", info.version, info.path.display());

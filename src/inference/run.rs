@@ -360,16 +360,7 @@ fn store_with_retry(
 }
 
 fn is_busy(e: &StoreError) -> bool {
-    matches!(
-        e,
-        StoreError::Sqlite {
-            source: rusqlite::Error::SqliteFailure(f, _),
-            ..
-        } if matches!(
-            f.code,
-            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-        )
-    )
+    e.is_busy()
 }
 
 #[cfg(test)]
@@ -474,8 +465,8 @@ mod tests {
     }
 
     fn run_images(project: &Project, run: Uuid) -> i64 {
-        project
-            .conn()
+        rusqlite::Connection::open(project.path())
+            .expect("open")
             .query_row(
                 "SELECT COUNT(*) FROM run_images ri JOIN runs r ON r.id=ri.run WHERE r.uuid=?1",
                 [run.to_string()],

@@ -821,8 +821,9 @@ fn providers_fall_back_to_the_cpu_with_the_reason() {
             None,
         )
         .expect("plan");
-        let text: String = project
-            .conn()
+        // Read as any SQLite reader would: the store has no typed read of a run's settings.
+        let text: String = rusqlite::Connection::open(project.path())
+            .expect("open")
             .query_row(
                 "SELECT settings FROM runs WHERE uuid = ?1",
                 [plan.run.to_string()],

@@ -11,9 +11,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::sql::{class_names, sq, user_names};
 use super::{Result, ReviewError};
-use crate::model::BBox;
+use crate::store::OwnedLabel;
 use crate::store::Project;
 
 /// Agreement on one class.
@@ -58,40 +57,6 @@ pub struct AgreementReport {
     pub pairs: Vec<PairAgreement>,
     /// All pairs together, per class.
     pub per_class: Vec<ClassAgreement>,
-}
-
-/// A live label and who it belongs to.
-#[derive(Clone, Debug)]
-pub(crate) struct OwnedLabel {
-    pub image: i64,
-    pub class: i64,
-    pub bbox: BBox,
-    pub owner: i64,
-}
-
-/// Every live label with the person it belongs to (see the module docs).
-pub(crate) fn owned_labels(p: &Project) -> Result<Vec<OwnedLabel>> {
-    let mut stmt = p
-        .conn()
-        .prepare(
-            "SELECT l.image, l.class, l.x, l.y, l.w, l.h, COALESCE(
-                (SELECT v.author FROM revisions v WHERE v.ann=l.id AND v.state IN ('accepted','corrected','submitted')
-                 ORDER BY v.hlc DESC, v.client DESC, v.seq DESC LIMIT 1),
-                (SELECT v.author FROM revisions v WHERE v.ann=l.id ORDER BY v.hlc, v.client, v.seq LIMIT 1))
-             FROM annotations l WHERE l.deleted=0 AND l.state NOT IN ('proposed','rejected') ORDER BY l.id",
-        )
-        .map_err(sq(p))?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok(OwnedLabel {
-                image: r.get(0)?,
-                class: r.get(1)?,
-                bbox: BBox::new(r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?),
-                owner: r.get(6)?,
-            })
-        })
-        .map_err(sq(p))?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(sq(p))
 }
 
 /// Greedy one-to-one matching by IoU (best pairs first) at or above `threshold`.
@@ -177,9 +142,9 @@ pub fn agreement(p: &Project, iou: f64) -> Result<AgreementReport> {
             "the IoU threshold must be in (0, 1], not {iou}"
         )));
     }
-    let labels = owned_labels(p)?;
-    let users = user_names(p)?;
-    let classes = class_names(p)?;
+    let labels = p.owned_labels()?;
+    let users = p.user_names()?;
+    let classes = p.class_names()?;
     let class = |c: i64| classes.get(&c).cloned().unwrap_or_default();
     // image → owner → labels
     let mut by_image: BTreeMap<i64, BTreeMap<i64, Vec<&OwnedLabel>>> = BTreeMap::new();
@@ -298,6 +263,7 @@ pub fn agreement(p: &Project, iou: f64) -> Result<AgreementReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::BBox;
 
     fn l(class: i64, x: f64) -> OwnedLabel {
         OwnedLabel {

@@ -10,105 +10,15 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::sql::{current_user_row, image_row_by_path_or_id, sq, user_names, user_row};
 use super::transitions::check_transition;
 use super::{Result, ReviewError};
 use crate::model::{AnnotationValue, ReviewState, Role};
-use crate::store::{Edit, ImageFilter, Project, now_ms};
+use crate::store::{AuditRecord, BatchRecord, Edit, ImageFilter, NewAudit, Project};
 
-/// Where a batch is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BatchState {
-    /// Being worked on (assigned or not).
-    Open,
-    /// Handed in by the assignee, waiting for an audit.
-    Submitted,
-    /// A lead is auditing a sample.
-    Auditing,
-    /// Passed the audit: its boxes are approved.
-    Accepted,
-    /// Failed the audit: back with its annotator, failed images first.
-    Returned,
-}
-
-impl BatchState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BatchState::Open => "open",
-            BatchState::Submitted => "submitted",
-            BatchState::Auditing => "auditing",
-            BatchState::Accepted => "accepted",
-            BatchState::Returned => "returned",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            BatchState::Open,
-            BatchState::Submitted,
-            BatchState::Auditing,
-            BatchState::Accepted,
-            BatchState::Returned,
-        ]
-        .into_iter()
-        .find(|b| b.as_str() == s)
-    }
-}
-
-/// A lead's verdict on one audited image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Pass,
-    Fail,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Pass => "pass",
-            Verdict::Fail => "fail",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "pass" => Some(Verdict::Pass),
-            "fail" => Some(Verdict::Fail),
-            _ => None,
-        }
-    }
-}
-
-/// The outcome of an audit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuditDecision {
-    Accept,
-    Return,
-}
-
-impl AuditDecision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuditDecision::Accept => "accept",
-            AuditDecision::Return => "return",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "accept" => Some(AuditDecision::Accept),
-            "return" => Some(AuditDecision::Return),
-            _ => None,
-        }
-    }
-}
+pub use crate::store::{AuditDecision, BatchImage, BatchInfo, BatchState, Verdict};
 
 /// How to make a batch: the images matching a filter, optionally a seeded random sample of them.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -121,40 +31,6 @@ pub struct NewBatch {
     pub seed: Option<u64>,
     /// Also take images that are already in another batch.
     pub allow_overlap: bool,
-}
-
-/// A batch as listed.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct BatchInfo {
-    pub id: Uuid,
-    pub name: String,
-    pub state: BatchState,
-    pub assignee: Option<String>,
-    pub created_by: String,
-    pub created_ms: i64,
-    pub round: i64,
-    pub images: usize,
-    pub submitted_ms: Option<i64>,
-    pub decided_ms: Option<i64>,
-    /// How it was made (filter, sample, seed).
-    pub recipe: serde_json::Value,
-}
-
-/// One image of a batch, with its counts and its latest audit verdict.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct BatchImage {
-    pub id: Uuid,
-    pub path: String,
-    /// Labels (not proposals, not rejected).
-    pub boxes: u32,
-    /// Proposals nobody decided on yet.
-    pub proposals: u32,
-    /// Boxes returned by a reviewer or an audit, waiting for a fix.
-    pub returned: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub verdict: Option<Verdict>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
 }
 
 /// One image of an audit sample.
@@ -315,71 +191,11 @@ fn require_role(p: &Project, needed: Role, action: &str) -> Result<()> {
     }
 }
 
-struct BatchRow {
-    id: i64,
-    info: BatchInfo,
-    assignee_row: Option<i64>,
-}
-
-fn batch_row(p: &Project, name: &str) -> Result<BatchRow> {
-    p.conn()
-        .query_row(
-            "SELECT b.id, b.uuid, b.name, b.state, b.assignee, ua.name, uc.name, b.created_ms, b.round,
-                    (SELECT COUNT(*) FROM batch_images bi WHERE bi.batch=b.id), b.submitted_ms, b.decided_ms, b.recipe
-             FROM batches b LEFT JOIN users ua ON ua.id=b.assignee JOIN users uc ON uc.id=b.created_by
-             WHERE b.name=?1 OR b.uuid=?1",
-            [name],
-            batch_from_row,
-        )
-        .optional()
-        .map_err(sq(p))?
-        .ok_or_else(|| ReviewError::NotFound {
-            what: "batch",
-            key: name.to_owned(),
-        })
-}
-
-fn batch_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BatchRow> {
-    let state: String = r.get(3)?;
-    let recipe: String = r.get(12)?;
-    Ok(BatchRow {
-        id: r.get(0)?,
-        assignee_row: r.get(4)?,
-        info: BatchInfo {
-            id: Uuid::parse_str(&r.get::<_, String>(1)?).unwrap_or_default(),
-            name: r.get(2)?,
-            state: BatchState::parse(&state).unwrap_or(BatchState::Open),
-            assignee: r.get(5)?,
-            created_by: r.get(6)?,
-            created_ms: r.get(7)?,
-            round: r.get(8)?,
-            images: r.get::<_, i64>(9)?.try_into().unwrap_or(0),
-            submitted_ms: r.get(10)?,
-            decided_ms: r.get(11)?,
-            recipe: serde_json::from_str(&recipe).unwrap_or(serde_json::Value::Null),
-        },
+fn batch_row(p: &Project, name: &str) -> Result<BatchRecord> {
+    p.batch_record(name)?.ok_or_else(|| ReviewError::NotFound {
+        what: "batch",
+        key: name.to_owned(),
     })
-}
-
-fn set_batch_state(
-    p: &Project,
-    batch: i64,
-    state: BatchState,
-    column_ms: Option<&str>,
-) -> Result<()> {
-    let sql = match column_ms {
-        Some(col) => format!("UPDATE batches SET state=?1, {col}=?3 WHERE id=?2"),
-        None => "UPDATE batches SET state=?1 WHERE id=?2".to_owned(),
-    };
-    let n = match column_ms {
-        Some(_) => p
-            .conn()
-            .execute(&sql, params![state.as_str(), batch, now_ms()]),
-        None => p.conn().execute(&sql, params![state.as_str(), batch]),
-    }
-    .map_err(sq(p))?;
-    debug_assert_eq!(n, 1);
-    Ok(())
 }
 
 fn filter_json(f: &ImageFilter) -> serde_json::Value {
@@ -411,18 +227,7 @@ pub fn create_batch(p: &mut Project, new: &NewBatch) -> Result<BatchInfo> {
     let taken: HashSet<Uuid> = if new.allow_overlap {
         HashSet::new()
     } else {
-        let mut stmt = p
-            .conn()
-            .prepare("SELECT DISTINCT i.uuid FROM batch_images bi JOIN images i ON i.id=bi.image")
-            .map_err(sq(p))?;
-        let rows = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(sq(p))?;
-        let mut set = HashSet::new();
-        for r in rows {
-            set.insert(Uuid::parse_str(&r.map_err(sq(p))?).unwrap_or_default());
-        }
-        set
+        p.batched_images()?
     };
     let matching = rows.len();
     rows.retain(|r| !taken.contains(&r.id));
@@ -448,36 +253,8 @@ pub fn create_batch(p: &mut Project, new: &NewBatch) -> Result<BatchInfo> {
         "already_batched": already_batched,
         "allow_overlap": new.allow_overlap,
     });
-    let me = current_user_row(p)?;
-    let path = p.path().to_path_buf();
-    let sqe = |error| ReviewError::Sqlite {
-        path: path.clone(),
-        error,
-    };
-    let tx = p
-        .conn_mut()
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(sqe)?;
-    tx.execute(
-        "INSERT INTO batches(uuid, name, state, created_by, created_ms, recipe) VALUES (?1, ?2, 'open', ?3, ?4, ?5)",
-        params![Uuid::now_v7().to_string(), name, me, now_ms(), recipe.to_string()],
-    )
-    .map_err(sqe)?;
-    let batch = tx.last_insert_rowid();
-    {
-        let mut ins = tx
-            .prepare("INSERT INTO batch_images(batch, image, ord) SELECT ?1, id, ?3 FROM images WHERE uuid=?2")
-            .map_err(sqe)?;
-        for (i, r) in rows.iter().enumerate() {
-            ins.execute(params![
-                batch,
-                r.id.to_string(),
-                i64::try_from(i).unwrap_or(i64::MAX)
-            ])
-            .map_err(sqe)?;
-        }
-    }
-    tx.commit().map_err(sqe)?;
+    let images: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    p.insert_batch(name, &recipe.to_string(), &images)?;
     Ok(batch_row(p, name)?.info)
 }
 
@@ -491,41 +268,21 @@ pub fn assign_batch(p: &mut Project, batch: &str, user: &str) -> Result<BatchInf
             b.info.name
         )));
     }
-    let Some(u) = user_row(p, user)? else {
+    let Some(u) = p.user_row_of(user)? else {
         return Err(ReviewError::NotFound {
             what: "user",
             key: format!("{user} (create it with `loupe user {user} --role annotator`)"),
         });
     };
-    p.conn()
-        .execute(
-            "UPDATE batches SET assignee=?1 WHERE id=?2",
-            params![u, b.id],
-        )
-        .map_err(sq(p))?;
+    p.set_batch_assignee(b.id, u)?;
     Ok(batch_row(p, batch)?.info)
-}
-
-fn count_states(p: &Project, batch: i64, states: &str) -> Result<usize> {
-    let n: i64 = p
-        .conn()
-        .query_row(
-            &format!(
-                "SELECT COUNT(*) FROM annotations a JOIN batch_images bi ON bi.image=a.image
-                 WHERE bi.batch=?1 AND a.deleted=0 AND a.state IN ({states})"
-            ),
-            [batch],
-            |r| r.get(0),
-        )
-        .map_err(sq(p))?;
-    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 /// Hands a batch in for audit. Only its assignee may, and only while it is open or returned.
 pub fn submit_batch(p: &mut Project, batch: &str) -> Result<SubmitReport> {
     let b = batch_row(p, batch)?;
     let me = p.current_user()?;
-    let me_row = current_user_row(p)?;
+    let me_row = p.current_user_row();
     match b.assignee_row {
         None => {
             return Err(ReviewError::Refused(format!(
@@ -550,9 +307,9 @@ pub fn submit_batch(p: &mut Project, batch: &str) -> Result<SubmitReport> {
             b.info.state.as_str()
         )));
     }
-    let unreviewed_proposals = count_states(p, b.id, "'proposed'")?;
-    let returned_boxes = count_states(p, b.id, "'returned'")?;
-    set_batch_state(p, b.id, BatchState::Submitted, Some("submitted_ms"))?;
+    let unreviewed_proposals = p.count_batch_boxes(b.id, ReviewState::Proposed)?;
+    let returned_boxes = p.count_batch_boxes(b.id, ReviewState::Returned)?;
+    p.mark_batch_submitted(b.id)?;
     Ok(SubmitReport {
         batch: batch_row(p, batch)?.info,
         unreviewed_proposals,
@@ -562,21 +319,7 @@ pub fn submit_batch(p: &mut Project, batch: &str) -> Result<SubmitReport> {
 
 /// Every batch, oldest first.
 pub fn batches(p: &Project) -> Result<Vec<BatchInfo>> {
-    let mut stmt = p
-        .conn()
-        .prepare(
-            "SELECT b.id, b.uuid, b.name, b.state, b.assignee, ua.name, uc.name, b.created_ms, b.round,
-                    (SELECT COUNT(*) FROM batch_images bi WHERE bi.batch=b.id), b.submitted_ms, b.decided_ms, b.recipe
-             FROM batches b LEFT JOIN users ua ON ua.id=b.assignee JOIN users uc ON uc.id=b.created_by
-             ORDER BY b.id",
-        )
-        .map_err(sq(p))?;
-    let rows = stmt.query_map([], batch_from_row).map_err(sq(p))?;
-    let mut out = Vec::new();
-    for r in rows {
-        out.push(r.map_err(sq(p))?.info);
-    }
-    Ok(out)
+    Ok(p.batch_records()?.into_iter().map(|b| b.info).collect())
 }
 
 /// The images of a batch in working order, with the latest audit. When the batch was returned,
@@ -584,30 +327,7 @@ pub fn batches(p: &Project) -> Result<Vec<BatchInfo>> {
 pub fn batch_detail(p: &Project, batch: &str) -> Result<BatchDetail> {
     let b = batch_row(p, batch)?;
     let audit = latest_audit(p, &b)?;
-    let mut stmt = p
-        .conn()
-        .prepare(
-            "SELECT i.uuid, i.path,
-                (SELECT COUNT(*) FROM annotations a WHERE a.image=i.id AND a.deleted=0 AND a.state NOT IN ('proposed','rejected')),
-                (SELECT COUNT(*) FROM annotations a WHERE a.image=i.id AND a.deleted=0 AND a.state='proposed'),
-                (SELECT COUNT(*) FROM annotations a WHERE a.image=i.id AND a.deleted=0 AND a.state='returned')
-             FROM batch_images bi JOIN images i ON i.id=bi.image WHERE bi.batch=?1 ORDER BY bi.ord",
-        )
-        .map_err(sq(p))?;
-    let rows = stmt
-        .query_map([b.id], |r| {
-            Ok(BatchImage {
-                id: Uuid::parse_str(&r.get::<_, String>(0)?).unwrap_or_default(),
-                path: r.get(1)?,
-                boxes: r.get(2)?,
-                proposals: r.get(3)?,
-                returned: r.get(4)?,
-                verdict: None,
-                comment: None,
-            })
-        })
-        .map_err(sq(p))?;
-    let mut images = rows.collect::<Result<Vec<_>, _>>().map_err(sq(p))?;
+    let mut images = p.batch_images(b.id)?;
     if let Some(a) = &audit {
         let marks: HashMap<Uuid, (usize, &AuditItem)> = a
             .items
@@ -643,67 +363,39 @@ struct AuditRow {
     info: AuditInfo,
 }
 
-fn audit_row(p: &Project, b: &BatchRow, round: Option<i64>) -> Result<Option<AuditRow>> {
-    let row = p
-        .conn()
-        .query_row(
-            "SELECT a.id, a.round, u.name, a.percent, a.min_images, a.seed, a.started_ms, a.decision, a.decided_ms
-             FROM audits a JOIN users u ON u.id=a.auditor
-             WHERE a.batch=?1 AND (?2 IS NULL OR a.round=?2) ORDER BY a.round DESC LIMIT 1",
-            params![b.id, round],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, f64>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, i64>(6)?,
-                    r.get::<_, Option<String>>(7)?,
-                    r.get::<_, Option<i64>>(8)?,
-                ))
-            },
-        )
-        .optional()
-        .map_err(sq(p))?;
-    let Some((id, round, auditor, percent, min_images, seed, started_ms, decision, decided_ms)) =
-        row
+fn audit_row(p: &Project, b: &BatchRecord, round: Option<i64>) -> Result<Option<AuditRow>> {
+    let Some(AuditRecord {
+        id,
+        round,
+        auditor,
+        percent,
+        min_images,
+        seed,
+        started_ms,
+        decision,
+        decided_ms,
+    }) = p.audit_record(b.id, round)?
     else {
         return Ok(None);
     };
-    let names = user_names(p)?;
-    let mut stmt = p
-        .conn()
-        .prepare(
-            "SELECT i.uuid, i.path, it.annotator, it.verdict, it.comment, it.marked_by
-             FROM audit_items it JOIN images i ON i.id=it.image WHERE it.audit=?1 ORDER BY it.ord",
-        )
-        .map_err(sq(p))?;
-    let rows = stmt
-        .query_map([id], |r| {
-            Ok((
+    let names = p.user_names()?;
+    let items: Vec<(AuditItem, Option<i64>)> = p
+        .audit_items(id)?
+        .into_iter()
+        .map(|it| {
+            (
                 AuditItem {
-                    image: Uuid::parse_str(&r.get::<_, String>(0)?).unwrap_or_default(),
-                    path: r.get(1)?,
-                    annotator: r
-                        .get::<_, Option<i64>>(2)?
-                        .and_then(|u| names.get(&u).cloned()),
-                    verdict: r
-                        .get::<_, Option<String>>(3)?
-                        .as_deref()
-                        .and_then(Verdict::parse),
-                    comment: r.get(4)?,
-                    marked_by: r
-                        .get::<_, Option<i64>>(5)?
-                        .and_then(|u| names.get(&u).cloned()),
+                    image: it.image,
+                    path: it.path,
+                    annotator: it.annotator.and_then(|u| names.get(&u).cloned()),
+                    verdict: it.verdict,
+                    comment: it.comment,
+                    marked_by: it.marked_by.and_then(|u| names.get(&u).cloned()),
                 },
-                r.get::<_, Option<i64>>(2)?,
-            ))
+                it.annotator,
+            )
         })
-        .map_err(sq(p))?;
-    let items: Vec<(AuditItem, Option<i64>)> =
-        rows.collect::<Result<Vec<_>, _>>().map_err(sq(p))?;
+        .collect();
     let strata_sizes = image_annotators(p, b)?;
     let mut strata: BTreeMap<Option<String>, Stratum> = BTreeMap::new();
     for ann in strata_sizes.values() {
@@ -740,10 +432,10 @@ fn audit_row(p: &Project, b: &BatchRow, round: Option<i64>) -> Result<Option<Aud
             round,
             auditor,
             percent,
-            min_images: usize::try_from(min_images).unwrap_or(0),
-            seed: u64::from_ne_bytes(seed.to_ne_bytes()),
+            min_images,
+            seed,
             started_ms,
-            decision: decision.as_deref().and_then(AuditDecision::parse),
+            decision,
             decided_ms,
             passed: count(Some(Verdict::Pass)),
             failed: count(Some(Verdict::Fail)),
@@ -754,7 +446,7 @@ fn audit_row(p: &Project, b: &BatchRow, round: Option<i64>) -> Result<Option<Aud
     }))
 }
 
-fn latest_audit(p: &Project, b: &BatchRow) -> Result<Option<AuditInfo>> {
+fn latest_audit(p: &Project, b: &BatchRecord) -> Result<Option<AuditInfo>> {
     Ok(audit_row(p, b, None)?.map(|a| a.info))
 }
 
@@ -766,48 +458,16 @@ pub fn audit_of(p: &Project, batch: &str) -> Result<Option<AuditInfo>> {
 /// Who annotated each image of a batch: the author of most of the latest annotator decisions
 /// (accepted, corrected, rejected, submitted) on the image's boxes; the assignee when nobody
 /// decided anything there (an image judged empty).
-fn image_annotators(p: &Project, b: &BatchRow) -> Result<BTreeMap<(i64, String), Option<i64>>> {
-    let mut stmt = p
-        .conn()
-        .prepare(
-            "WITH decisions AS (
-                SELECT a.image AS image, v.author AS author,
-                       ROW_NUMBER() OVER (PARTITION BY v.ann ORDER BY v.hlc DESC, v.client DESC, v.seq DESC) AS rn
-                FROM revisions v JOIN annotations a ON a.id=v.ann
-                WHERE v.state IN ('accepted','corrected','rejected','submitted')
-                  AND a.image IN (SELECT image FROM batch_images WHERE batch=?1))
-             SELECT image, author, COUNT(*) FROM decisions WHERE rn=1 GROUP BY image, author",
-        )
-        .map_err(sq(p))?;
-    let rows = stmt
-        .query_map([b.id], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })
-        .map_err(sq(p))?;
+fn image_annotators(p: &Project, b: &BatchRecord) -> Result<BTreeMap<(i64, String), Option<i64>>> {
     let mut best: HashMap<i64, (i64, i64)> = HashMap::new();
-    for row in rows {
-        let (image, author, n) = row.map_err(sq(p))?;
+    for (image, author, n) in p.batch_decision_counts(b.id)? {
         let e = best.entry(image).or_insert((author, n));
         if n > e.1 || (n == e.1 && author < e.0) {
             *e = (author, n);
         }
     }
-    let mut stmt = p
-        .conn()
-        .prepare("SELECT i.id, i.path FROM batch_images bi JOIN images i ON i.id=bi.image WHERE bi.batch=?1")
-        .map_err(sq(p))?;
-    let rows = stmt
-        .query_map([b.id], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })
-        .map_err(sq(p))?;
     let mut out = BTreeMap::new();
-    for row in rows {
-        let (id, path) = row.map_err(sq(p))?;
+    for (id, path) in p.batch_image_rows(b.id)? {
         out.insert((id, path), best.get(&id).map(|x| x.0).or(b.assignee_row));
     }
     Ok(out)
@@ -845,7 +505,7 @@ pub fn audit_start(p: &mut Project, batch: &str, opts: &AuditOptions) -> Result<
         ));
     }
     let seed = opts.seed.unwrap_or_else(rand::random);
-    let names = user_names(p)?;
+    let names = p.user_names()?;
     // Strata in a stable order: by annotator name (nobody last), images by path inside each.
     let mut strata: BTreeMap<(bool, String, Option<i64>), Vec<i64>> = BTreeMap::new();
     for ((image, _path), ann) in image_annotators(p, &b)? {
@@ -856,7 +516,7 @@ pub fn audit_start(p: &mut Project, batch: &str, opts: &AuditOptions) -> Result<
             .push(image);
     }
     // Sorted by (row id, path) keys: order by path for stability across files.
-    let paths = super::sql::image_paths(p)?;
+    let paths = p.image_paths()?;
     for imgs in strata.values_mut() {
         imgs.sort_by(|a, b| paths.get(a).cmp(&paths.get(b)));
     }
@@ -864,63 +524,27 @@ pub fn audit_start(p: &mut Project, batch: &str, opts: &AuditOptions) -> Result<
         strata.into_iter().map(|((_, _, a), v)| (a, v)).collect();
     let sizes: Vec<usize> = groups.iter().map(|(_, v)| v.len()).collect();
     let picks = stratified_sample(&sizes, opts.percent, opts.min_images, seed);
-    let me = current_user_row(p)?;
     let round = b.info.round;
-    let path = p.path().to_path_buf();
-    let sqe = |error| ReviewError::Sqlite {
-        path: path.clone(),
-        error,
-    };
-    let tx = p
-        .conn_mut()
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(sqe)?;
-    // An audit of this round that was never decided is replaced (e.g. restarted with a seed).
-    tx.execute(
-        "DELETE FROM audits WHERE batch=?1 AND round=?2 AND decision IS NULL",
-        params![b.id, round],
-    )
-    .map_err(sqe)?;
-    tx.execute(
-        "INSERT INTO audits(batch, round, auditor, percent, min_images, seed, started_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            b.id,
-            round,
-            me,
-            opts.percent,
-            i64::try_from(opts.min_images).unwrap_or(i64::MAX),
-            i64::from_ne_bytes(seed.to_ne_bytes()),
-            now_ms()
-        ],
-    )
-    .map_err(|e| match e {
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-            ReviewError::Refused(format!("round {round} of batch {} was already audited and decided", b.info.name))
-        }
-        error => ReviewError::Sqlite {
-            path: path.clone(),
-            error,
-        },
+    let items: Vec<(Option<i64>, i64)> = groups
+        .iter()
+        .zip(&picks)
+        .flat_map(|((annotator, images), chosen)| chosen.iter().map(|&i| (*annotator, images[i])))
+        .collect();
+    let started = p.insert_audit(&NewAudit {
+        batch: b.id,
+        round,
+        auditor: p.current_user_row(),
+        percent: opts.percent,
+        min_images: opts.min_images,
+        seed,
+        items: &items,
     })?;
-    let audit = tx.last_insert_rowid();
-    {
-        let mut ins = tx
-            .prepare(
-                "INSERT INTO audit_items(audit, image, ord, annotator) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .map_err(sqe)?;
-        let mut ord = 0i64;
-        for ((annotator, images), chosen) in groups.iter().zip(&picks) {
-            for &i in chosen {
-                ins.execute(params![audit, images[i], ord, annotator])
-                    .map_err(sqe)?;
-                ord += 1;
-            }
-        }
+    if !started {
+        return Err(ReviewError::Refused(format!(
+            "round {round} of batch {} was already audited and decided",
+            b.info.name
+        )));
     }
-    tx.execute("UPDATE batches SET state='auditing' WHERE id=?1", [b.id])
-        .map_err(sqe)?;
-    tx.commit().map_err(sqe)?;
     let b = batch_row(p, batch)?;
     latest_audit(p, &b)?.ok_or_else(|| ReviewError::NotFound {
         what: "audit",
@@ -950,17 +574,9 @@ pub fn audit_mark(
             )));
         }
     };
-    let image_row = image_row_by_path_or_id(p, image)?;
-    let me = current_user_row(p)?;
+    let image_row = p.image_row_by_path_or_id(image)?;
     let comment = comment.map(str::trim).filter(|c| !c.is_empty());
-    let n = p
-        .conn()
-        .execute(
-            "UPDATE audit_items SET verdict=?3, comment=?4, marked_by=?5, marked_ms=?6 WHERE audit=?1 AND image=?2",
-            params![audit.id, image_row, verdict.as_str(), comment, me, now_ms()],
-        )
-        .map_err(sq(p))?;
-    if n == 0 {
+    if !p.mark_audit_item(audit.id, image_row, verdict, comment)? {
         return Err(ReviewError::Refused(format!(
             "{image} is not in the audit sample of batch {} ({} images sampled; see `loupe batch show {}`)",
             b.info.name,
@@ -971,15 +587,10 @@ pub fn audit_mark(
     let after = audit_row(p, &b, Some(b.info.round))?
         .map(|a| a.info.items)
         .unwrap_or_default();
-    let uuid = p
-        .conn()
-        .query_row("SELECT uuid FROM images WHERE id=?1", [image_row], |r| {
-            r.get::<_, String>(0)
-        })
-        .map_err(sq(p))?;
+    let uuid = p.image_uuid_of_row(image_row)?;
     after
         .into_iter()
-        .find(|it| it.image.to_string() == uuid)
+        .find(|it| it.image == uuid)
         .ok_or_else(|| ReviewError::NotFound {
             what: "audit item",
             key: image.to_owned(),
@@ -1081,7 +692,8 @@ pub fn audit_decide(p: &mut Project, batch: &str, decision: AuditDecision) -> Re
     let mut edits = Vec::with_capacity(targets.len());
     for (id, note) in &targets {
         let current = p.annotation(*id)?;
-        check_transition(current.value.state, to, role).map_err(|e| e.on_box(*id))?;
+        check_transition(current.value.state, to, role)
+            .map_err(|e| ReviewError::from(e).on_box(*id))?;
         edits.push(Edit::Update {
             id: *id,
             value: AnnotationValue {
@@ -1096,32 +708,7 @@ pub fn audit_decide(p: &mut Project, batch: &str, decision: AuditDecision) -> Re
     if !edits.is_empty() {
         p.apply(&edits)?;
     }
-    let path = p.path().to_path_buf();
-    let sqe = |error| ReviewError::Sqlite {
-        path: path.clone(),
-        error,
-    };
-    let tx = p
-        .conn_mut()
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(sqe)?;
-    tx.execute(
-        "UPDATE audits SET decision=?2, decided_ms=?3 WHERE id=?1",
-        params![audit.id, decision.as_str(), now_ms()],
-    )
-    .map_err(sqe)?;
-    match decision {
-        AuditDecision::Accept => tx.execute(
-            "UPDATE batches SET state='accepted', decided_ms=?2 WHERE id=?1",
-            params![b.id, now_ms()],
-        ),
-        AuditDecision::Return => tx.execute(
-            "UPDATE batches SET state='returned', decided_ms=?2, round=round+1 WHERE id=?1",
-            params![b.id, now_ms()],
-        ),
-    }
-    .map_err(sqe)?;
-    tx.commit().map_err(sqe)?;
+    p.decide_audit(audit.id, b.id, decision)?;
     Ok(DecideReport {
         batch: batch_row(p, batch)?.info,
         decision,
@@ -1132,34 +719,7 @@ pub fn audit_decide(p: &mut Project, batch: &str, decision: AuditDecision) -> Re
 
 /// Audit failures per annotator (user row id → (audited images, failed images)), for stats.
 pub(crate) fn audit_counts(p: &Project) -> Result<HashMap<i64, (usize, usize)>> {
-    let mut stmt = p
-        .conn()
-        .prepare(
-            "SELECT annotator, COUNT(*), SUM(verdict='fail') FROM audit_items
-             WHERE annotator IS NOT NULL AND verdict IS NOT NULL GROUP BY annotator",
-        )
-        .map_err(sq(p))?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })
-        .map_err(sq(p))?;
-    let mut out = HashMap::new();
-    for row in rows {
-        let (u, n, f) = row.map_err(sq(p))?;
-        out.insert(
-            u,
-            (
-                usize::try_from(n).unwrap_or(0),
-                usize::try_from(f).unwrap_or(0),
-            ),
-        );
-    }
-    Ok(out)
+    Ok(p.audit_counts()?)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use uuid::Uuid;
 
-use crate::model::{ReviewState, Role};
+use crate::policy::Refusal;
 use crate::store::StoreError;
 
 /// Errors of the data loop. Messages are meant for people: they name the thing and the rule.
@@ -12,36 +12,12 @@ use crate::store::StoreError;
 pub enum ReviewError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    // The underlying error is part of the message, not a separate source, so `{:#}` chains
-    // do not print it twice.
-    #[error("{path}: {error}")]
-    Sqlite {
-        path: PathBuf,
-        error: rusqlite::Error,
-    },
-    /// No role may make this change.
-    #[error("a box cannot go from {} to {}: {why}", .from.as_str(), .to.as_str())]
-    IllegalTransition {
-        from: ReviewState,
-        to: ReviewState,
-        why: &'static str,
-    },
-    /// The change exists, but not for this role.
-    #[error("{} cannot move a box from {} to {}: only a {needs} can", role_phrase(*.role), .from.as_str(), .to.as_str())]
-    RoleForbidden {
-        from: ReviewState,
-        to: ReviewState,
-        role: Role,
-        needs: &'static str,
-    },
-    /// A rule about creating or editing a box (not a state change) was broken.
-    #[error("{0}")]
-    EditRefused(String),
+    /// The review policy refuses the change ([`crate::policy`]).
+    #[error(transparent)]
+    Policy(#[from] Refusal),
     /// Wraps another error with the box it concerns.
     #[error("box {id}: {error}")]
     OnBox { id: Uuid, error: Box<ReviewError> },
-    #[error("returning box {0} needs a reason (the annotator sees it)")]
-    ReasonRequired(Uuid),
     #[error("{what} not found: {key}")]
     NotFound { what: &'static str, key: String },
     /// A workflow rule (batches, audits) refused the action; the message says which and why.
@@ -62,20 +38,11 @@ pub enum ReviewError {
     Invalid(String),
 }
 
-/// "an annotator", "a reviewer", "a lead": for messages.
-pub fn role_phrase(role: Role) -> &'static str {
-    match role {
-        Role::Annotator => "an annotator",
-        Role::Reviewer => "a reviewer",
-        Role::Lead => "a lead",
-    }
-}
-
 impl ReviewError {
     /// Adds the box id to an error about a box.
     pub fn on_box(self, id: Uuid) -> ReviewError {
         match self {
-            e @ (ReviewError::OnBox { .. } | ReviewError::ReasonRequired(_)) => e,
+            e @ ReviewError::OnBox { .. } => e,
             e => ReviewError::OnBox {
                 id,
                 error: Box::new(e),

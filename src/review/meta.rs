@@ -15,13 +15,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use rusqlite::params;
 use serde::Serialize;
 
-use super::sql::{image_row_by_path_or_id, sq};
 use super::{Result, ReviewError};
 use crate::model::Warning;
-use crate::store::Project;
+use crate::store::{MetaWrite, Project};
 
 /// What a metadata import did.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -253,20 +251,17 @@ struct ImageIndex {
 
 impl ImageIndex {
     fn new(p: &Project) -> Result<Self> {
-        let mut stmt = p
-            .conn()
-            .prepare("SELECT id, path FROM images")
-            .map_err(sq(p))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
-            .map_err(sq(p))?;
         let mut by_path = HashMap::new();
         let mut by_name: HashMap<String, Vec<(String, i64)>> = HashMap::new();
-        for row in rows {
-            let (id, path) = row.map_err(sq(p))?;
+        for (id, path) in p.image_paths()? {
             let name = path.rsplit('/').next().unwrap_or(&path).to_owned();
             by_name.entry(name).or_default().push((path.clone(), id));
             by_path.insert(path, id);
+        }
+        // In row order (the map's is arbitrary), so an ambiguity names the same first candidate
+        // every time.
+        for v in by_name.values_mut() {
+            v.sort_by_key(|(_, id)| *id);
         }
         Ok(Self { by_path, by_name })
     }
@@ -324,7 +319,7 @@ pub fn import_meta(p: &mut Project, file: &Path) -> Result<MetaImportReport> {
         records: records.len(),
         ..MetaImportReport::default()
     };
-    let mut writes: Vec<(i64, String, Option<String>)> = Vec::new();
+    let mut writes: Vec<MetaWrite> = Vec::new();
     let mut images = std::collections::HashSet::new();
     let mut keys = std::collections::BTreeSet::new();
     for r in &records {
@@ -338,7 +333,11 @@ pub fn import_meta(p: &mut Project, file: &Path) -> Result<MetaImportReport> {
                     if v.is_some() {
                         images.insert(id);
                     }
-                    writes.push((id, k.clone(), v.clone()));
+                    writes.push(MetaWrite {
+                        image: id,
+                        key: k.clone(),
+                        value: v.clone(),
+                    });
                 }
             }
             Err(message) => report.warnings.push(Warning {
@@ -348,35 +347,7 @@ pub fn import_meta(p: &mut Project, file: &Path) -> Result<MetaImportReport> {
             }),
         }
     }
-    let path = p.path().to_path_buf();
-    let sqe = |error| ReviewError::Sqlite {
-        path: path.clone(),
-        error,
-    };
-    let tx = p
-        .conn_mut()
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(sqe)?;
-    {
-        let mut set = tx
-            .prepare("INSERT OR REPLACE INTO image_meta(image, key, value) VALUES (?1, ?2, ?3)")
-            .map_err(sqe)?;
-        let mut del = tx
-            .prepare("DELETE FROM image_meta WHERE image=?1 AND key=?2")
-            .map_err(sqe)?;
-        for (image, key, value) in &writes {
-            match value {
-                Some(v) => {
-                    set.execute(params![image, key, v]).map_err(sqe)?;
-                    report.values_set += 1;
-                }
-                None => {
-                    report.values_removed += del.execute(params![image, key]).map_err(sqe)?;
-                }
-            }
-        }
-    }
-    tx.commit().map_err(sqe)?;
+    (report.values_set, report.values_removed) = p.write_meta(&writes)?;
     report.images = images.len();
     report.keys = keys.into_iter().collect();
     Ok(report)
@@ -384,27 +355,11 @@ pub fn import_meta(p: &mut Project, file: &Path) -> Result<MetaImportReport> {
 
 /// Every metadata key with its values and image counts, keys and values sorted.
 pub fn meta_slices(p: &Project) -> Result<Vec<SliceKey>> {
-    let mut stmt = p
-        .conn()
-        .prepare(
-            "SELECT key, value, COUNT(*) FROM image_meta GROUP BY key, value ORDER BY key, value",
-        )
-        .map_err(sq(p))?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })
-        .map_err(sq(p))?;
     let mut keys: BTreeMap<String, Vec<SliceValue>> = BTreeMap::new();
-    for row in rows {
-        let (k, value, n) = row.map_err(sq(p))?;
+    for (k, value, n) in p.meta_value_counts()? {
         keys.entry(k).or_default().push(SliceValue {
             value,
-            images: usize::try_from(n).unwrap_or(0),
+            images: usize::try_from(n).unwrap_or(usize::MAX),
         });
     }
     Ok(keys
@@ -419,18 +374,14 @@ pub fn tag_image(p: &mut Project, image: &str, tag: &str, on: bool) -> Result<Ve
     if tag.is_empty() {
         return Err(ReviewError::Invalid("a tag cannot be empty".into()));
     }
-    let row = match image_row_by_path_or_id(p, image) {
+    let row = match p.image_row_by_path_or_id(image) {
         Ok(row) => row,
-        Err(ReviewError::NotFound { .. }) => ImageIndex::new(p)?
+        Err(crate::store::StoreError::NotFound { .. }) => ImageIndex::new(p)?
             .find(image)
             .map_err(ReviewError::Invalid)?,
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
-    let uuid: String = p
-        .conn()
-        .query_row("SELECT uuid FROM images WHERE id=?1", [row], |r| r.get(0))
-        .map_err(sq(p))?;
-    let id = uuid::Uuid::parse_str(&uuid).unwrap_or_default();
+    let id = p.image_uuid_of_row(row)?;
     p.set_tag(id, tag, on)?;
     Ok(p.tags(id)?)
 }

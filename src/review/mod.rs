@@ -3,9 +3,9 @@
 //! Everything here is headless and callable from the CLI and the GUI alike; each function takes
 //! a `Project` and acts as its current user (`Project::switch_user`):
 //!
-//! - [`transitions`]: which review-state changes each role may make ([`check_transition`],
-//!   [`check_edit`], [`check_edits`], the hook for `Project::apply`) and [`set_state`] /
-//!   [`set_states`], which check and apply;
+//! - [`transitions`]: [`set_state`] / [`set_states`], which check a change against the review
+//!   policy ([`crate::policy`]: which changes each role may make, also enforced by
+//!   `Project::apply`) and apply it;
 //! - [`eval`]: a faithful port of pycocotools' bbox `COCOeval`; [`run_eval`]: a model run's
 //!   original predictions against a version's approved labels, per slice, and run comparisons;
 //! - [`triage`]: images ranked for review from a run's predictions and the labels, with reasons;
@@ -15,7 +15,8 @@
 //! - [`stats`]: per-annotator throughput and quality figures for a dashboard;
 //! - [`profile`]: the local user profile chosen on first start.
 //!
-//! The tables of batches and audits come from migration 2 in `store::schema`.
+//! Nothing here touches SQLite: the tables of batches and audits (migration 2 in
+//! `store::schema`) and every query the data loop needs are typed functions of `store`.
 
 pub mod agreement;
 pub mod batches;
@@ -28,7 +29,6 @@ pub mod transitions;
 pub mod triage;
 
 mod error;
-mod sql;
 
 pub use agreement::{AgreementReport, ClassAgreement, PairAgreement, agreement};
 pub use batches::{
@@ -48,8 +48,8 @@ pub use run_eval::{
 };
 pub use stats::{AnnotatorStats, annotator_stats};
 pub use transitions::{
-    TransitionRule, allowed_targets, check_edit, check_edits, check_transition, set_state,
-    set_states, state_after_edit, transition_table,
+    TransitionRule, allowed_targets, check_edits, check_transition, set_state, set_states,
+    state_after_edit, transition_table,
 };
 pub use triage::{
     Signal, SignalCounts, SignalKind, Triage, TriageImage, TriageOptions, triage, triage_ranked,

@@ -4,9 +4,6 @@
 //! Opening a project always has a current user (the store makes a default lead on first open);
 //! what this module adds is whether someone actually *chose* it, so the app knows when to ask.
 
-use rusqlite::OptionalExtension;
-
-use super::sql::sq;
 use super::{Result, ReviewError};
 use crate::model::{Role, User};
 use crate::store::Project;
@@ -14,12 +11,7 @@ use crate::store::Project;
 /// The profile chosen for this project file, or `None` when nobody chose one yet (the
 /// current user is then only the store's default).
 pub fn chosen_profile(p: &Project) -> Result<Option<User>> {
-    let chosen: Option<String> = p
-        .conn()
-        .query_row("SELECT value FROM meta WHERE key='user'", [], |r| r.get(0))
-        .optional()
-        .map_err(sq(p))?;
-    let Some(chosen) = chosen else {
+    let Some(chosen) = p.remembered_user()? else {
         return Ok(None);
     };
     let me = p.current_user()?;

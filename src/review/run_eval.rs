@@ -7,10 +7,8 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Serialize;
 
 use super::eval::{self, Category, CocoEval, DtBox, EvalInput, GtBox};
-use super::sql::sq;
 use super::{Result, ReviewError};
-use crate::model::{BBox, BoxFlags};
-use crate::store::{Project, RunInfo};
+use crate::store::{GtStates, Project, RunInfo, SliceRows};
 
 /// A subset of images to evaluate on (or to triage).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -56,32 +54,14 @@ impl Slice {
 
     /// The concrete slices this one stands for, each with its label and image row ids.
     pub(crate) fn expand(&self, p: &Project) -> Result<Vec<(String, HashSet<i64>)>> {
-        let collect = |sql: &str, args: &[&str]| -> Result<Vec<(String, i64)>> {
-            let mut stmt = p.conn().prepare(sql).map_err(sq(p))?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .map_err(sq(p))?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(sq(p))
-        };
-        let rows = match self {
-            Slice::Tag { tag } => collect(
-                "SELECT 'tag:' || tag, image FROM image_tags WHERE tag=?1",
-                &[tag],
-            )?,
+        let rows = p.slice_rows(match self {
+            Slice::Tag { tag } => SliceRows::Tag(tag),
             Slice::Meta {
                 key,
                 value: Some(value),
-            } => collect(
-                "SELECT key || '=' || value, image FROM image_meta WHERE key=?1 AND value=?2",
-                &[key, value],
-            )?,
-            Slice::Meta { key, value: None } => collect(
-                "SELECT key || '=' || value, image FROM image_meta WHERE key=?1 ORDER BY value",
-                &[key],
-            )?,
-        };
+            } => SliceRows::MetaValue(key, value),
+            Slice::Meta { key, value: None } => SliceRows::MetaKey(key),
+        })?;
         let mut out: BTreeMap<String, HashSet<i64>> = BTreeMap::new();
         for (label, image) in rows {
             out.entry(label).or_default().insert(image);
@@ -184,56 +164,24 @@ struct Material {
 
 fn gt_labels(p: &Project, version: Option<&str>, gt: GroundTruth) -> Result<Vec<GtBox>> {
     let states = match gt {
-        GroundTruth::Approved => "state = 'approved'",
-        GroundTruth::AllLabels => "state NOT IN ('proposed','rejected')",
+        GroundTruth::Approved => GtStates::Approved,
+        GroundTruth::AllLabels => GtStates::AllLabels,
     };
     let pos: Option<i64> = match version {
         None | Some(CURRENT) => None,
         Some(name) => Some(p.version(name).map(|v| v.revisions)?),
     };
-    // While a box is as a COCO file gave it, pycocotools' view of it holds: its area range goes
-    // by the file's `area` (a segmentation's area is not w*h), and a box the file numbered 0
-    // never matches (pycocotools takes a match to annotation id 0 for no match). Edited boxes,
-    // and boxes from elsewhere, use w*h and their own row id.
-    let same = "cb.ann IS NOT NULL AND cb.x=l.x AND cb.y=l.y AND cb.w=l.w AND cb.h=l.h";
-    let area = format!("CASE WHEN {same} AND cb.area IS NOT NULL THEN cb.area ELSE l.w*l.h END");
-    let id = format!("CASE WHEN {same} AND cb.coco_id=0 THEN 0 ELSE {{row}} END");
-    let sql = match pos {
-        None => format!(
-            "SELECT {}, l.image, l.class, l.x, l.y, l.w, l.h, l.flags, {area}
-             FROM annotations l LEFT JOIN coco_boxes cb ON cb.ann=l.id
-             WHERE l.deleted=0 AND {states} ORDER BY l.id",
-            id.replace("{row}", "l.id")
-        ),
-        Some(_) => format!(
-            "WITH latest AS (
-                SELECT v.ann, v.image, v.class, v.x, v.y, v.w, v.h, v.flags, v.state, v.deleted,
-                       ROW_NUMBER() OVER (PARTITION BY v.ann ORDER BY v.hlc DESC, v.client DESC, v.seq DESC) AS rn
-                FROM revisions v WHERE v.seq <= ?1)
-             SELECT {}, l.image, l.class, l.x, l.y, l.w, l.h, l.flags, {area}
-             FROM latest l LEFT JOIN coco_boxes cb ON cb.ann=l.ann
-             WHERE l.rn=1 AND l.deleted=0 AND {states} ORDER BY l.ann",
-            id.replace("{row}", "l.ann")
-        ),
-    };
-    let mut stmt = p.conn().prepare(&sql).map_err(sq(p))?;
-    let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<GtBox> {
-        let bbox = BBox::new(r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?);
-        Ok(GtBox {
-            id: r.get(0)?,
-            image: r.get(1)?,
-            category: r.get(2)?,
-            bbox,
-            area: r.get(8)?,
-            iscrowd: BoxFlags::from_bits(r.get::<_, i64>(7)?.try_into().unwrap_or(0)).iscrowd,
+    Ok(p.ground_truth_rows(pos, states)?
+        .into_iter()
+        .map(|r| GtBox {
+            id: r.id,
+            image: r.image,
+            category: r.class,
+            bbox: r.bbox,
+            area: r.area,
+            iscrowd: r.flags.iscrowd,
         })
-    };
-    let rows = match pos {
-        None => stmt.query_map([], map),
-        Some(pos) => stmt.query_map([pos], map),
-    }
-    .map_err(sq(p))?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(sq(p))
+        .collect())
 }
 
 /// One prediction of a run: the box id and its original (model) value.
@@ -246,34 +194,18 @@ pub(crate) struct Prediction {
 /// The run's predictions at their original value: the first revision of every box the run made,
 /// whatever annotators did to the box since.
 pub(crate) fn run_predictions(p: &Project, run: &RunInfo) -> Result<Vec<Prediction>> {
-    let mut stmt = p
-        .conn()
-        .prepare(
-            "WITH firsts AS (
-                SELECT v.ann, v.image, v.class, v.x, v.y, v.w, v.h, v.run, v.score,
-                       ROW_NUMBER() OVER (PARTITION BY v.ann ORDER BY v.hlc, v.client, v.seq) AS rn
-                FROM revisions v
-                WHERE v.ann IN (SELECT ann FROM revisions WHERE run=(SELECT id FROM runs WHERE uuid=?1)))
-             SELECT a.uuid, f.image, f.class, f.x, f.y, f.w, f.h, f.score FROM firsts f JOIN annotations a ON a.id=f.ann
-             WHERE f.rn=1 AND f.run=(SELECT id FROM runs WHERE uuid=?1) ORDER BY f.ann",
-        )
-        .map_err(sq(p))?;
-    let rows = stmt
-        .query_map([run.id.to_string()], |r| {
-            let id: Vec<u8> = r.get(0)?;
-            Ok(Prediction {
-                id: uuid::Uuid::from_slice(&id).unwrap_or_default(),
-                dt: DtBox {
-                    image: r.get(1)?,
-                    category: r.get(2)?,
-                    bbox: BBox::new(r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?),
-                    // The store keeps scores as f32 values; widening is exact.
-                    score: r.get::<_, Option<f64>>(7)?.unwrap_or(0.0),
-                },
-            })
+    Ok(p.run_first_predictions(run.id)?
+        .into_iter()
+        .map(|f| Prediction {
+            id: f.id,
+            dt: DtBox {
+                image: f.image,
+                category: f.class,
+                bbox: f.bbox,
+                score: f.score,
+            },
         })
-        .map_err(sq(p))?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(sq(p))
+        .collect())
 }
 
 /// The images a run covered, detections or not (a missed object on an image the model found
@@ -310,19 +242,10 @@ pub(crate) fn run_images(
 }
 
 fn categories(p: &Project) -> Result<Vec<Category>> {
-    let mut stmt = p
-        .conn()
-        .prepare("SELECT id, name FROM classes ORDER BY id")
-        .map_err(sq(p))?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok(Category {
-                id: r.get(0)?,
-                name: r.get(1)?,
-            })
-        })
-        .map_err(sq(p))?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(sq(p))
+    Ok(p.classes_by_row()?
+        .into_iter()
+        .map(|(id, name)| Category { id, name })
+        .collect())
 }
 
 fn material(p: &Project, run: &RunInfo, opts: &EvalOptions) -> Result<Material> {

@@ -22,8 +22,8 @@ use serde::Serialize;
 
 use super::Result;
 use super::batches::audit_counts;
-use super::sql::{hlc_ms, sq};
 use crate::model::{ReviewState, Role};
+use crate::store::LogRevision;
 use crate::store::Project;
 
 /// Longest gap between two work revisions that still counts as working.
@@ -106,6 +106,11 @@ fn credit(acc: &mut HashMap<i64, Acc>, ann: Option<i64>, standing: Vec<(i64, Dec
     }
 }
 
+/// Unix milliseconds of a revision's hybrid logical clock (its top 48 bits).
+fn hlc_ms(hlc: i64) -> i64 {
+    hlc >> 16
+}
+
 /// Active milliseconds from sorted timestamps: gaps capped at [`IDLE_CAP_MS`].
 pub fn active_ms(sorted_ms: &[i64]) -> i64 {
     sorted_ms
@@ -116,26 +121,7 @@ pub fn active_ms(sorted_ms: &[i64]) -> i64 {
 
 /// Figures for every user of the project (most images first, then by name).
 pub fn annotator_stats(p: &Project) -> Result<Vec<AnnotatorStats>> {
-    let mut stmt = p
-        .conn()
-        .prepare(
-            "SELECT v.ann, v.author, v.hlc, v.state, v.image, v.op, v.run FROM revisions v
-             ORDER BY v.ann, v.hlc, v.client, v.seq",
-        )
-        .map_err(sq(p))?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, Option<i64>>(6)?,
-            ))
-        })
-        .map_err(sq(p))?;
+    let rows = p.revision_log()?;
     let mut acc: HashMap<i64, Acc> = HashMap::new();
     let mut current_ann = None;
     let mut prev_state: Option<ReviewState> = None;
@@ -145,7 +131,15 @@ pub fn annotator_stats(p: &Project) -> Result<Vec<AnnotatorStats>> {
     // Decisions before this index were reviewed: they stand whatever follows.
     let mut sealed = 0;
     for row in rows {
-        let (ann, author, hlc, state, image, op, run) = row.map_err(sq(p))?;
+        let LogRevision {
+            ann,
+            author,
+            hlc,
+            state,
+            image,
+            op,
+            run,
+        } = row;
         if current_ann != Some(ann) {
             credit(&mut acc, current_ann, std::mem::take(&mut standing));
             sealed = 0;
@@ -220,21 +214,7 @@ pub fn annotator_stats(p: &Project) -> Result<Vec<AnnotatorStats>> {
     }
     credit(&mut acc, current_ann, standing);
     let audits = audit_counts(p)?;
-    let mut stmt = p
-        .conn()
-        .prepare("SELECT id, name, role FROM users")
-        .map_err(sq(p))?;
-    let users = stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })
-        .map_err(sq(p))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(sq(p))?;
+    let users = p.user_roles()?;
     let mut out: Vec<AnnotatorStats> = users
         .into_iter()
         .map(|(id, name, role)| {
@@ -246,7 +226,7 @@ pub fn annotator_stats(p: &Project) -> Result<Vec<AnnotatorStats>> {
             let reviewed = a.approved + a.returned;
             AnnotatorStats {
                 user: name,
-                role: Role::parse(&role),
+                role,
                 images: a.images.len(),
                 active_hours: hours,
                 images_per_hour: (active >= 60_000).then(|| a.images.len() as f64 / hours),

@@ -21,7 +21,6 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::run_eval::{Prediction, Slice, run_images, run_predictions};
-use super::sql::{class_names, image_paths, image_uuids, sq};
 use super::{Result, ReviewError};
 use crate::model::BBox;
 use crate::store::Project;
@@ -158,29 +157,16 @@ impl Label {
 }
 
 fn live_labels(p: &Project) -> Result<Vec<Label>> {
-    let mut stmt = p
-        .conn()
-        .prepare(
-            "SELECT uuid, image, class, x, y, w, h, flags FROM annotations
-             WHERE deleted=0 AND state NOT IN ('proposed','rejected') ORDER BY id",
-        )
-        .map_err(sq(p))?;
-    let rows = stmt
-        .query_map([], |r| {
-            let id: Vec<u8> = r.get(0)?;
-            Ok(Label {
-                id: Uuid::from_slice(&id).unwrap_or_default(),
-                image: r.get(1)?,
-                class: r.get(2)?,
-                bbox: BBox::new(r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?),
-                crowd: crate::model::BoxFlags::from_bits(
-                    r.get::<_, i64>(7)?.try_into().unwrap_or(0),
-                )
-                .iscrowd,
-            })
+    Ok(p.live_labels()?
+        .into_iter()
+        .map(|l| Label {
+            id: l.id,
+            image: l.image,
+            class: l.class,
+            bbox: l.bbox,
+            crowd: l.flags.iscrowd,
         })
-        .map_err(sq(p))?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(sq(p))
+        .collect())
 }
 
 /// Entropy in bits of a distribution given by non-negative weights.
@@ -404,15 +390,7 @@ pub struct Triage {
 /// The images nobody has decided anything on: no box accepted, corrected, rejected, approved,
 /// returned or drawn, and no `done` tag.
 pub(crate) fn reviewed_images(p: &Project) -> Result<HashSet<i64>> {
-    let mut stmt = p
-        .conn()
-        .prepare(
-            "SELECT DISTINCT image FROM annotations WHERE state != 'proposed'
-             UNION SELECT image FROM image_tags WHERE tag = 'done'",
-        )
-        .map_err(sq(p))?;
-    let rows = stmt.query_map([], |r| r.get(0)).map_err(sq(p))?;
-    rows.collect::<Result<HashSet<i64>, _>>().map_err(sq(p))
+    Ok(p.reviewed_images()?)
 }
 
 /// [`triage`], also saying how many unreviewed images were left out.
@@ -433,9 +411,9 @@ pub fn triage_ranked(p: &Project, opts: &TriageOptions) -> Result<Triage> {
         images.retain(|i| inside.contains(i));
     }
     let labels = live_labels(p)?;
-    let names = class_names(p)?;
-    let paths = image_paths(p)?;
-    let uuids = image_uuids(p)?;
+    let names = p.class_names()?;
+    let paths = p.image_paths()?;
+    let uuids = p.image_uuids()?;
     let mut preds_by_image: HashMap<i64, Vec<&Prediction>> = HashMap::new();
     for x in &preds {
         preds_by_image.entry(x.dt.image).or_default().push(x);

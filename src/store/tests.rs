@@ -548,3 +548,93 @@ fn a_read_only_project_is_read_and_writes_say_read_only() {
     let p = Project::open(&path).expect("writable again");
     assert!(!p.is_read_only());
 }
+
+/// The store enforces the review policy itself: `apply` refuses a change the policy refuses with
+/// a typed `StoreError::Refused` (not a message), and writes nothing of the call, even the
+/// edits before the refused one. The role is the one the file holds when the edit is written,
+/// so a change of role by another connection counts at once.
+#[test]
+fn apply_refuses_what_the_policy_refuses_typed_and_writes_nothing() {
+    use crate::policy::Refusal;
+    let (dir, mut p) = project();
+    let img = add_image(&mut p, "a.png");
+    let cat = p.ensure_class("cat").expect("class");
+    p.switch_user("ann", Some(Role::Annotator)).expect("user");
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    p.apply(&[Edit::Create {
+        id: a,
+        value: value(img, cat.id, 1.0),
+    }])
+    .expect("an annotator draws a box");
+    let revisions = |p: &Project| p.history(a).expect("history").len();
+    let approved = AnnotationValue {
+        state: ReviewState::Approved,
+        ..value(img, cat.id, 1.0)
+    };
+    let err = p
+        .apply(&[
+            Edit::Create {
+                id: b,
+                value: value(img, cat.id, 2.0),
+            },
+            Edit::Update {
+                id: a,
+                value: approved.clone(),
+                note: None,
+            },
+        ])
+        .expect_err("an annotator cannot approve");
+    match &err {
+        StoreError::Refused {
+            id,
+            refusal:
+                Refusal::RoleForbidden {
+                    from: ReviewState::Submitted,
+                    to: ReviewState::Approved,
+                    role: Role::Annotator,
+                    needs: Role::Reviewer,
+                },
+        } => assert_eq!(*id, a),
+        other => panic!("expected a typed refusal, got {other:?}"),
+    }
+    assert!(
+        err.to_string()
+            .starts_with(&format!("box {a}: an annotator cannot move")),
+        "{err}"
+    );
+    assert_eq!(revisions(&p), 1, "nothing of the refused call is written");
+    assert!(matches!(p.annotation(b), Err(StoreError::NotFound { .. })));
+    // Another connection makes ann a reviewer: this connection's next apply sees the new role.
+    let mut lead = Project::open(&dir.path().join("t.loupe")).expect("open");
+    lead.switch_user("ann", Some(Role::Reviewer))
+        .expect("promote");
+    p.apply(&[Edit::Update {
+        id: a,
+        value: approved.clone(),
+        note: None,
+    }])
+    .expect("a reviewer approves");
+    // Returning needs a reason, also for raw edits.
+    let returned = AnnotationValue {
+        state: ReviewState::Returned,
+        ..approved
+    };
+    let err = p
+        .apply(&[Edit::Update {
+            id: a,
+            value: returned,
+            note: Some("  ".into()),
+        }])
+        .expect_err("no reason");
+    assert!(
+        matches!(
+            err,
+            StoreError::Refused {
+                refusal: Refusal::ReasonRequired,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(revisions(&p), 2);
+}

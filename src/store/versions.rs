@@ -199,30 +199,6 @@ impl Project {
         rows.collect::<Result<Vec<_>, _>>().map_err(self.sq())
     }
 
-    fn class_names(&self) -> Result<HashMap<i64, String>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, name FROM classes")
-            .map_err(self.sq())?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(self.sq())?;
-        rows.collect::<Result<HashMap<_, _>, _>>()
-            .map_err(self.sq())
-    }
-
-    fn image_paths(&self) -> Result<HashMap<i64, String>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, path FROM images")
-            .map_err(self.sq())?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(self.sq())?;
-        rows.collect::<Result<HashMap<_, _>, _>>()
-            .map_err(self.sq())
-    }
-
     /// The labels of a version as a format-neutral dataset (every image, in path order).
     pub fn dataset_at(&self, version: Option<&str>) -> Result<Dataset> {
         let labels = self.labels_at(version)?;

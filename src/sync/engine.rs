@@ -95,10 +95,7 @@ pub fn sync_with(
         }
     }
     project.sync_mark_synced(&remote.name)?;
-    report.conflicts = project
-        .conn()
-        .query_row("SELECT COUNT(*) FROM conflicts", [], |r| r.get::<_, i64>(0))
-        .map(|n| usize::try_from(n).unwrap_or(0))?;
+    report.conflicts = project.log_conflict_count()?;
     report.state_hash = project.sync_state_hash()?;
     report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     Ok(report)
@@ -697,14 +694,7 @@ fn push_images(
     remote: &str,
     report: &mut SyncReport,
 ) -> Result<(), SyncError> {
-    let images: Vec<(String, String)> = {
-        let mut stmt = project.conn().prepare(
-            "SELECT hash, path FROM images WHERE hash IS NOT NULL AND missing=0 ORDER BY path",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<Result<_, _>>()?
-    };
-    for (hash, path) in images {
+    for (hash, path) in project.log_images_present()? {
         let state_key = format!("image:{hash}");
         if project.sync_state_get(remote, &state_key)?.is_some() {
             continue;
@@ -730,14 +720,7 @@ fn pull_images(
     store: &RemoteStore,
     report: &mut SyncReport,
 ) -> Result<(), SyncError> {
-    let missing: Vec<(i64, String, String)> = {
-        let mut stmt = project.conn().prepare(
-            "SELECT id, hash, path FROM images WHERE hash IS NOT NULL AND missing=1 ORDER BY path",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        rows.collect::<Result<_, _>>()?
-    };
-    for (id, hash, path) in missing {
+    for (id, hash, path) in project.log_images_missing()? {
         let Some(bytes) = store.get(&format!("images/{hash}"))? else {
             continue;
         };
@@ -761,10 +744,7 @@ fn pull_images(
                     source,
                 })?;
         }
-        project.conn().execute(
-            "UPDATE images SET missing=0, bytes=?2 WHERE id=?1",
-            rusqlite::params![id, bytes.len() as i64],
-        )?;
+        project.log_image_found(id, bytes.len() as u64)?;
         report.images_pulled += 1;
     }
     Ok(())
@@ -997,12 +977,7 @@ pub fn resolve_conflict_with(
             )
         }
         Take::Current => {
-            let (client, hlc): (String, i64) = project.conn().query_row(
-                "SELECT cl.uuid, v.hlc FROM annotations a JOIN revisions v ON v.seq=a.rev
-                 JOIN clients cl ON cl.id=v.client WHERE a.uuid=?1",
-                [annotation.as_bytes().as_slice()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
+            let (client, hlc) = project.log_current_revision(annotation)?;
             let client = Uuid::parse_str(&client).map_err(|e| {
                 SyncError::Config(format!("box {annotation}: bad client id {client:?}: {e}"))
             })?;

@@ -51,8 +51,6 @@ pub use store::{Faults, RemoteSpec, RemoteStore};
 pub enum SyncError {
     #[error(transparent)]
     Project(#[from] crate::store::StoreError),
-    #[error("project database: {0}")]
-    Db(#[from] rusqlite::Error),
     #[error("{url}: {key}: {source}")]
     Store {
         url: String,

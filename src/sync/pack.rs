@@ -54,52 +54,10 @@ pub fn parse_pack_key(key: &str) -> Option<(Uuid, u64)> {
     Some((client, seq_text.parse().ok()?))
 }
 
-/// A revision named across project files: its client and hybrid-logical-clock time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct RevId {
-    pub hlc: i64,
-    pub client: Uuid,
-}
-
-/// An image by content hash and path, with its displayed size.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ImageRef {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hash: Option<String>,
-    pub path: String,
-    pub width: u32,
-    pub height: u32,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct NamedRef {
-    pub id: Uuid,
-    pub name: String,
-}
-
-/// One revision as a pack carries it: everything by names and UUIDs, nothing by row id.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PackRevision {
-    pub annotation: Uuid,
-    pub author: NamedRef,
-    pub hlc: i64,
-    pub op: String,
-    pub image: ImageRef,
-    pub class: NamedRef,
-    pub bbox: BBox,
-    /// The model run and score of a proposal's lineage; `None` for a human box.
-    pub run: Option<(NamedRef, f32)>,
-    pub state: ReviewState,
-    pub flags: BoxFlags,
-    pub deleted: bool,
-    /// The box's attributes (format 2; empty in a format 1 pack).
-    pub attributes: Attributes,
-    pub note: Option<String>,
-    /// The revision this one replaced, as its writer saw the box; `None` for the first.
-    pub parent: Option<RevId>,
-    /// Conflicting heads this revision resolves (a reviewer's or lead's decision).
-    pub resolves: Vec<RevId>,
-}
+/// The values a pack carries are the store's portable form of a revision (by names and UUIDs,
+/// nothing by row id): the store reads and writes them in its sync log; this module gives them
+/// their wire encoding, with explicit codes for every value.
+pub use crate::store::{ImageRef, NamedRef, RevId, SharedRevision as PackRevision};
 
 /// The signed header of a pack.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

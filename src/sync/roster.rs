@@ -5,8 +5,10 @@
 //! refuse later rosters signed by another key or older than the one they have seen.
 //!
 //! Decisions that need a role: a revision that leaves a box `approved` or `returned`, and a
-//! conflict resolution, need a reviewer or a lead. The check is by the key that signed the pack,
-//! so every client reaches the same verdict from the same roster.
+//! conflict resolution, need a reviewer or a lead. The rule is the review policy's
+//! ([`crate::policy::check_signed_decision`], the same table `Project::apply` enforces); the role
+//! is the roster's, of the key that signed the pack, so every client reaches the same verdict
+//! from the same roster.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -16,6 +18,7 @@ use uuid::Uuid;
 use super::SyncError;
 use super::keys::{Identity, PublicKey};
 use crate::model::{ReviewState, Role};
+use crate::policy;
 
 /// Where the roster lives in the store.
 pub const ROSTER_KEY: &str = "team/roster.json";
@@ -152,31 +155,23 @@ impl Roster {
         Ok(roster)
     }
 
-    /// Why a revision signed by `signer` may not be applied, or `None` if it may.
+    /// Why a revision signed by `signer` may not be applied, or `None` if it may: the review
+    /// policy's rule for decisions ([`policy::check_signed_decision`]) applied to the signer's
+    /// role in this roster.
     pub fn refusal(
         &self,
         signer: &PublicKey,
         state: ReviewState,
         resolves: bool,
     ) -> Option<String> {
-        let decision = if resolves {
-            Some("resolving a conflict")
-        } else {
-            match state {
-                ReviewState::Approved => Some("approving a box"),
-                ReviewState::Returned => Some("returning a box"),
-                _ => None,
-            }
-        }?;
+        let decision = policy::decision_of(state, resolves)?;
         match self.member_by_key(signer) {
-            Some(m) if matches!(m.role, Role::Reviewer | Role::Lead) => None,
-            Some(m) => Some(format!(
-                "{decision} needs a reviewer or lead; signed by {} ({})",
-                m.name,
-                m.role.as_str()
-            )),
+            Some(m) => policy::check_signed_decision(state, resolves, m.role)
+                .err()
+                .map(|refusal| format!("{refusal}; signed by {} ({})", m.name, m.role.as_str())),
             None => Some(format!(
-                "{decision} signed by {signer}, who is not in the roster"
+                "{} signed by {signer}, who is not in the roster",
+                decision.as_str()
             )),
         }
     }

@@ -235,8 +235,35 @@ impl App {
         self.save_settings();
     }
 
-    /// One frame of the whole app (what `eframe::App::ui` calls; benchmarks call it directly).
+    /// One frame of the whole app, logic then drawing: benchmarks and tests that drive a plain
+    /// egui context call it (eframe calls [`App::logic_pass`] and [`App::ui_pass`] itself).
     pub fn frame_ui(&mut self, ui: &mut Ui) {
+        let ctx = ui.ctx().clone();
+        self.logic_pass(&ctx);
+        self.ui_pass(ui);
+    }
+
+    /// What `eframe::App::logic` does before each frame (and while the window is hidden): take
+    /// what the background threads sent (their results and their deaths) and apply it. Draws
+    /// nothing.
+    pub fn logic_pass(&mut self, ctx: &egui::Context) {
+        let requests = match &mut self.session {
+            Some(session) => session.logic(ctx),
+            None => {
+                // No project: a thread that died is said on the start screen.
+                if let Some(death) = super::workers::take_deaths(ctx).pop() {
+                    self.start.error = Some(death.to_string());
+                }
+                Vec::new()
+            }
+        };
+        for r in requests {
+            self.handle(r);
+        }
+    }
+
+    /// What `eframe::App::ui` does: keys, drawing, and the commands the panels push.
+    pub fn ui_pass(&mut self, ui: &mut Ui) {
         let ctx = ui.ctx().clone();
         self.app_keys(&ctx);
         // Before the project, so that the window takes its keys first.
@@ -322,8 +349,12 @@ impl App {
 }
 
 impl eframe::App for App {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.logic_pass(ctx);
+    }
+
     fn ui(&mut self, ui: &mut Ui, _frame: &mut eframe::Frame) {
-        self.frame_ui(ui);
+        self.ui_pass(ui);
     }
 
     fn on_exit(&mut self) {

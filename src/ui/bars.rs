@@ -249,6 +249,8 @@ pub struct StatusInput<'a> {
     pub failed_edits: usize,
     pub adding: Option<(u64, u64)>,
     pub message: Option<&'a str>,
+    /// The last background thread that panicked, if any.
+    pub worker_death: Option<&'a super::workers::WorkerDeath>,
     /// A model run in progress.
     pub model_run: Option<super::model_run::RunProgress>,
     /// Sync with the shared store, as last reported.
@@ -322,6 +324,13 @@ impl StatusBar {
                 ui.label(RichText::new(m).color(theme::BUSY));
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                if let Some(death) = input.worker_death {
+                    ui.label(RichText::new(format!("• {death}")).color(theme::ERROR))
+                        .on_hover_text(
+                            "A background thread of the app stopped with this error (see the log). \
+                             Edits it had not saved are kept and listed as not saved.",
+                        );
+                }
                 match &input.save {
                     SaveState::Saved => {
                         ui.label(RichText::new("• saved").color(theme::OK))

@@ -6,6 +6,8 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+
+use super::workers::{self, WorkerDeath};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -223,7 +225,7 @@ pub struct Loader {
     slots: HashMap<Uuid, Slot>,
     recent: VecDeque<Uuid>,
     keep_recent: usize,
-    threads: Vec<JoinHandle<()>>,
+    threads: Vec<JoinHandle<Result<(), WorkerDeath>>>,
     /// Tiles of the images read as tiles.
     pub tiles: TileCache,
 }
@@ -251,11 +253,12 @@ impl Loader {
                 let tx = tx.clone();
                 let gpu = gpu.clone();
                 let ctx = ctx.clone();
-                std::thread::Builder::new()
-                    .name(format!("loupe-decode-{i}"))
-                    .spawn(move || worker(&shared, &tx, gpu.as_ref(), &ctx))
-                    .map_err(|e| tracing::error!("cannot start a decoding thread: {e}"))
-                    .ok()
+                let thread_ctx = ctx.clone();
+                workers::spawn(&ctx, format!("loupe-decode-{i}"), move || {
+                    worker(&shared, &tx, gpu.as_ref(), &thread_ctx);
+                })
+                .map_err(|e| tracing::error!("cannot start a decoding thread: {e}"))
+                .ok()
             })
             .collect();
         Self {

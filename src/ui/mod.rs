@@ -37,6 +37,7 @@ mod theme;
 mod thumbs;
 mod tiles;
 mod viewport;
+mod workers;
 mod writer;
 
 use std::path::PathBuf;

@@ -22,6 +22,7 @@ use uuid::Uuid;
 use super::commands::Command;
 use super::shortcuts::{Action, Keymap};
 use super::theme;
+use super::workers;
 use crate::inference::{
     self, Detector, InferenceError, ModelDescriptor, PRESETS, PipelineOptions, ProviderChoice,
     RunEvent, RunName, RunSummary, RuntimeInfo, Selection,
@@ -274,38 +275,61 @@ impl ModelRunner {
         self.job.is_some() || matches!(self.model, ModelState::Loading(_))
     }
 
-    fn spawn(&self, name: &str, work: impl FnOnce(&Sender<Msg>) + Send + 'static) -> bool {
+    /// Starts `work` on a thread named `name` (through [`workers::spawn`], which reports a
+    /// panic to the status bar). A panic also ends what the thread was doing here, with the
+    /// message `on_panic` makes of it, so the menu never waits for a thread that is gone.
+    fn spawn(
+        &self,
+        name: &str,
+        work: impl FnOnce(&Sender<Msg>) + Send + 'static,
+        on_panic: impl FnOnce(String) -> Msg + Send + 'static,
+    ) -> bool {
         let tx = self.tx.clone();
         let ctx = self.ctx.clone();
-        std::thread::Builder::new()
-            .name(name.to_owned())
-            .spawn(move || {
-                work(&tx);
-                ctx.request_repaint();
-            })
-            .map_err(|e| tracing::error!("cannot start thread {name}: {e}"))
-            .is_ok()
+        let thread_ctx = ctx.clone();
+        workers::spawn(&ctx, name, move || {
+            let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&tx)));
+            if let Err(payload) = done {
+                let _ = tx.send(on_panic(crate::panic_message(&payload)));
+                std::panic::resume_unwind(payload);
+            }
+            thread_ctx.request_repaint();
+        })
+        .map_err(|e| tracing::error!("cannot start thread {name}: {e}"))
+        .is_ok()
     }
 
     fn check_runtime(&mut self) {
         self.runtime = RuntimeState::Checking;
-        self.spawn("loupe-onnxruntime", move |tx| {
-            let _ = tx.send(Msg::Runtime(
-                inference::runtime_info().map_err(|e| e.to_string()),
-            ));
-        });
+        self.spawn(
+            "loupe-onnxruntime",
+            move |tx| {
+                let _ = tx.send(Msg::Runtime(
+                    inference::runtime_info().map_err(|e| e.to_string()),
+                ));
+            },
+            |panic| Msg::Runtime(Err(format!("checking ONNX Runtime failed: {panic}"))),
+        );
     }
 
     fn load(&mut self, choice: RecentModel) {
         self.model = ModelState::Loading(choice.clone());
         let provider = self.provider;
-        self.spawn("loupe-model-load", move |tx| {
-            let result = load_detector(&choice, provider).map(Arc::new).map_err(|e| {
-                let needs = matches!(e, InferenceError::DescriptorMissing { .. });
-                (e.to_string(), needs)
-            });
-            let _ = tx.send(Msg::Loaded { choice, result });
-        });
+        let chosen = choice.clone();
+        self.spawn(
+            "loupe-model-load",
+            move |tx| {
+                let result = load_detector(&choice, provider).map(Arc::new).map_err(|e| {
+                    let needs = matches!(e, InferenceError::DescriptorMissing { .. });
+                    (e.to_string(), needs)
+                });
+                let _ = tx.send(Msg::Loaded { choice, result });
+            },
+            move |panic| Msg::Loaded {
+                choice: chosen,
+                result: Err((format!("loading the model failed: {panic}"), false)),
+            },
+        );
     }
 
     /// Applies a command; returns a message for the status bar.
@@ -422,10 +446,14 @@ impl ModelRunner {
         let project = self.project.clone();
         let ctx = self.ctx.clone();
         let flag = Arc::clone(&cancel);
-        let started = self.spawn("loupe-model-run", move |tx| {
-            let result = run(&project, user.as_deref(), &detector, images, flag, tx, &ctx);
-            let _ = tx.send(Msg::Finished(result.map_err(|e| format!("{e:#}"))));
-        });
+        let started = self.spawn(
+            "loupe-model-run",
+            move |tx| {
+                let result = run(&project, user.as_deref(), &detector, images, flag, tx, &ctx);
+                let _ = tx.send(Msg::Finished(result.map_err(|e| format!("{e:#}"))));
+            },
+            |panic| Msg::Finished(Err(format!("the run stopped: {panic}"))),
+        );
         if !started {
             return Some("Cannot start the model run (no thread)".into());
         }

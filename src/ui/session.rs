@@ -107,6 +107,8 @@ pub struct Session {
     /// The image to show once the first list arrives.
     start_image: Option<String>,
     message: Option<String>,
+    /// Background threads that panicked (shown in the status bar until the project closes).
+    worker_deaths: Vec<super::workers::WorkerDeath>,
     /// The data-loop views (triage, evaluation, dashboard, box history, metadata, profile).
     lead: LeadViews,
     /// The detection model and its runs.
@@ -191,6 +193,7 @@ impl Session {
             prefetch: (PREFETCH_AHEAD, PREFETCH_BEHIND),
             start_image,
             message: None,
+            worker_deaths: Vec::new(),
             lead,
             model: ModelRunner::new(path, ctx),
             sync: SyncStatus::start(path, sync, ctx),
@@ -315,6 +318,17 @@ impl Session {
         self.message.as_deref()
     }
 
+    /// The background threads that panicked while this project was open, oldest first.
+    pub fn worker_deaths(&self) -> &[super::workers::WorkerDeath] {
+        &self.worker_deaths
+    }
+
+    /// The store writer (tests make it fail).
+    #[cfg(test)]
+    pub(crate) fn writer_mut(&mut self) -> &mut StoreWriter {
+        &mut self.writer
+    }
+
     /// Whether everything is saved.
     pub fn save_state(&self) -> super::writer::SaveState {
         self.writer.state()
@@ -387,16 +401,19 @@ impl Session {
 
     // ------------------------------------------------------------------ frame
 
-    /// One frame: take results from the background threads, turn keys into commands and
-    /// apply them, draw the panels, apply what they asked for.
-    pub fn ui(&mut self, ui: &mut Ui, keymap: &Keymap, help_open: bool) -> Vec<AppRequest> {
-        let ctx = ui.ctx().clone();
-        self.ppp = ctx.pixels_per_point();
+    /// Takes the results of the background threads (the writer, decoders, sync, the lead's
+    /// queries, model runs) and the deaths of any of them, and applies them: what eframe's
+    /// `App::logic` calls before each frame, and also while the window is hidden. Draws nothing.
+    pub fn logic(&mut self, ctx: &egui::Context) -> Vec<AppRequest> {
         let mut requests = Vec::new();
+        for death in super::workers::take_deaths(ctx) {
+            self.worker_deaths.push(death);
+        }
         for reply in self.writer.poll() {
             self.handle_reply(reply);
         }
         self.loader.poll();
+        self.thumbs.poll(ctx);
         self.sync_display();
         let pulled = self.sync.poll();
         if pulled > 0 {
@@ -408,7 +425,16 @@ impl Session {
         for update in self.model.poll() {
             requests.extend(self.model_update(update));
         }
-        self.tick_cine(&ctx);
+        self.tick_cine(ctx);
+        requests
+    }
+
+    /// One frame: turn keys into commands and apply them, draw the panels, apply what they
+    /// asked for. The background threads' results were taken in [`Session::logic`].
+    pub fn ui(&mut self, ui: &mut Ui, keymap: &Keymap, help_open: bool) -> Vec<AppRequest> {
+        let ctx = ui.ctx().clone();
+        self.ppp = ctx.pixels_per_point();
+        let mut requests = Vec::new();
 
         // The sync details window answers Enter and Escape (both close it) before the canvas
         // would take them as "accept" and "deselect".
@@ -681,6 +707,7 @@ impl Session {
             failed_edits: self.writer.failed_edits(),
             adding,
             message: self.message.as_deref(),
+            worker_death: self.worker_deaths.last(),
             model_run: None,
             sync: Some(self.sync.view()),
             provider: self.model.provider_status(),

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::commands::Command;
 use super::theme;
 use super::viewport::Viewport;
+use super::workers;
 use crate::ingest::NoProgress;
 use crate::model::Role;
 use crate::store::{Project, now_ms};
@@ -247,9 +248,7 @@ impl SyncStatus {
             view: SyncView::default(),
             failures: 0,
         };
-        let thread = std::thread::Builder::new()
-            .name("loupe-sync".into())
-            .spawn(move || worker.run(&requests));
+        let thread = workers::spawn(ctx, "loupe-sync", move || worker.run(&requests));
         // The thread is not joined: closing the project drops `tx`, and the thread ends after
         // the sync in progress, if any (each step is a transaction, so stopping anywhere is
         // safe), instead of holding up the window for a slow or unreachable store.

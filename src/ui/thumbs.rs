@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use super::workers::{self, WorkerDeath};
+
 use crossbeam_channel::{Receiver, Sender};
 use eframe::egui::{self, ColorImage, TextureHandle, TextureOptions};
 use image::DynamicImage;
@@ -41,7 +43,7 @@ pub struct Thumbnails {
     cache: HashMap<Uuid, (Thumb, u64)>,
     wanted: Vec<(Uuid, PathBuf)>,
     frame: u64,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<Result<(), WorkerDeath>>>,
 }
 
 impl Thumbnails {
@@ -59,11 +61,12 @@ impl Thumbnails {
         let thread = {
             let shared = Arc::clone(&shared);
             let ctx = ctx.clone();
-            std::thread::Builder::new()
-                .name("loupe-thumbnails".into())
-                .spawn(move || worker(&shared, &tx, &ctx))
-                .map_err(|e| tracing::error!("cannot start the thumbnail thread: {e}"))
-                .ok()
+            let thread_ctx = ctx.clone();
+            workers::spawn(&ctx, "loupe-thumbnails", move || {
+                worker(&shared, &tx, &thread_ctx);
+            })
+            .map_err(|e| tracing::error!("cannot start the thumbnail thread: {e}"))
+            .ok()
         };
         Self {
             shared,
@@ -101,10 +104,8 @@ impl Thumbnails {
             && self.wanted.is_empty()
     }
 
-    /// Call once per frame after the list is drawn: queues what the visible rows lack (and
-    /// drops work for rows scrolled away), takes finished thumbnails, evicts old ones.
-    pub fn end_frame(&mut self, ctx: &egui::Context) {
-        self.frame += 1;
+    /// Takes the finished thumbnails (in `App::logic`, before the frame draws them).
+    pub fn poll(&mut self, ctx: &egui::Context) {
         while let Ok((id, image)) = self.results.try_recv() {
             let thumb = match image {
                 Some(img) => Thumb::Ready(ctx.load_texture(
@@ -116,6 +117,14 @@ impl Thumbnails {
             };
             self.cache.insert(id, (thumb, self.frame));
         }
+    }
+
+    /// Call once per frame after the list is drawn: queues what the visible rows lack (and
+    /// drops work for rows scrolled away), evicts old thumbnails.
+    pub fn end_frame(&mut self, ctx: &egui::Context) {
+        self.frame += 1;
+        // Results that arrived while the frame was drawn.
+        self.poll(ctx);
         {
             let mut queue = self.shared.queue.lock();
             let in_flight = std::mem::take(&mut queue.in_flight);

@@ -14,6 +14,7 @@ use parking_lot::{Condvar, Mutex};
 use uuid::Uuid;
 
 use super::gpu::{GpuContext, GpuImage};
+use super::workers::{self, WorkerDeath};
 use crate::imaging::tiles::TiledImage;
 
 /// Tiles kept resident (GPU memory: about 350 KiB each for 256-pixel tiles with mips, so
@@ -53,7 +54,7 @@ pub struct TileCache {
     failed: HashSet<TileKey>,
     frame: u64,
     capacity: usize,
-    threads: Vec<JoinHandle<()>>,
+    threads: Vec<JoinHandle<Result<(), WorkerDeath>>>,
 }
 
 impl TileCache {
@@ -72,12 +73,12 @@ impl TileCache {
                 let shared = Arc::clone(&shared);
                 let tx = tx.clone();
                 let gpu = gpu.clone();
-                let ctx = ctx.clone();
-                std::thread::Builder::new()
-                    .name(format!("loupe-tiles-{i}"))
-                    .spawn(move || worker(&shared, &tx, gpu.as_ref(), &ctx))
-                    .map_err(|e| tracing::error!("cannot start a tile thread: {e}"))
-                    .ok()
+                let thread_ctx = ctx.clone();
+                workers::spawn(ctx, format!("loupe-tiles-{i}"), move || {
+                    worker(&shared, &tx, gpu.as_ref(), &thread_ctx);
+                })
+                .map_err(|e| tracing::error!("cannot start a tile thread: {e}"))
+                .ok()
             })
             .collect();
         Self {

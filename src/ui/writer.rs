@@ -2,6 +2,7 @@
 //! does every write (edits, new classes, tags, adding images) plus the image-list query, in the
 //! order asked. It reports each result over a channel the UI polls once per frame.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +12,7 @@ use crossbeam_channel::{Receiver, Sender};
 use eframe::egui;
 use uuid::Uuid;
 
+use super::workers::{self, WorkerDeath};
 use crate::formats::{self, Format};
 use crate::ingest::{self, AddReport, Progress};
 use crate::model::Class;
@@ -50,6 +52,9 @@ pub enum Request {
     },
     /// Answer `Flushed` once everything before it is done.
     Flush,
+    /// Panics on the writer thread (tests of what a dying writer does to queued edits).
+    #[cfg(test)]
+    Panic(&'static str),
 }
 
 /// What the writer did.
@@ -112,37 +117,66 @@ pub enum SaveState {
 }
 
 /// The UI's handle on the writer thread.
+///
+/// Every batch of edits sent is kept here until the writer confirms it (`Applied`) or hands it
+/// back (`Failed`): if the thread dies (a panic, caught by [`workers::spawn`]), the batches it
+/// had not confirmed become failed batches, the state says so with the panic's message, a new
+/// writer thread (a new connection) takes over, and Retry sends them again. Nothing queued is
+/// lost silently and the status bar never says "saving" for a thread that is gone.
 pub struct StoreWriter {
+    path: PathBuf,
+    ctx: egui::Context,
     tx: Option<Sender<Request>>,
     rx: Receiver<Reply>,
-    thread: Option<JoinHandle<()>>,
-    in_flight: usize,
+    thread: Option<JoinHandle<Result<(), WorkerDeath>>>,
+    /// Batches sent and not yet confirmed, oldest first (replies come in the same order).
+    unconfirmed: VecDeque<Vec<Edit>>,
     failed: Vec<Vec<Edit>>,
     last_error: Option<String>,
     /// Progress of the running `AddImages`, if any.
     pub add_progress: Arc<AddProgress>,
 }
 
+/// The thread's name.
+const THREAD: &str = "loupe-store-writer";
+
 impl StoreWriter {
     /// Opens a second connection to `path` on a new thread named `loupe-store-writer`.
     pub fn start(path: PathBuf, ctx: egui::Context) -> anyhow::Result<StoreWriter> {
-        let project = Project::open(&path)?;
-        let (tx, requests) = crossbeam_channel::unbounded::<Request>();
-        let (replies, rx) = crossbeam_channel::unbounded::<Reply>();
         let add_progress = Arc::new(AddProgress::default());
-        let progress = Arc::clone(&add_progress);
-        let thread = std::thread::Builder::new()
-            .name("loupe-store-writer".into())
-            .spawn(move || writer_loop(project, &requests, &replies, &ctx, &progress))?;
+        let (tx, rx, thread) = Self::spawn_thread(&path, &ctx, &add_progress)?;
         Ok(StoreWriter {
+            path,
+            ctx,
             tx: Some(tx),
             rx,
             thread: Some(thread),
-            in_flight: 0,
+            unconfirmed: VecDeque::new(),
             failed: Vec::new(),
             last_error: None,
             add_progress,
         })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn spawn_thread(
+        path: &std::path::Path,
+        ctx: &egui::Context,
+        add_progress: &Arc<AddProgress>,
+    ) -> anyhow::Result<(
+        Sender<Request>,
+        Receiver<Reply>,
+        JoinHandle<Result<(), WorkerDeath>>,
+    )> {
+        let project = Project::open(path)?;
+        let (tx, requests) = crossbeam_channel::unbounded::<Request>();
+        let (replies, rx) = crossbeam_channel::unbounded::<Reply>();
+        let progress = Arc::clone(add_progress);
+        let thread_ctx = ctx.clone();
+        let thread = workers::spawn(ctx, THREAD, move || {
+            writer_loop(project, &requests, &replies, &thread_ctx, &progress);
+        })?;
+        Ok((tx, rx, thread))
     }
 
     /// Queues a request. Never blocks.
@@ -151,27 +185,29 @@ impl StoreWriter {
             if edits.is_empty() {
                 return;
             }
-            self.in_flight += 1;
+            self.unconfirmed.push_back(edits.clone());
         }
         let Some(tx) = &self.tx else {
             return;
         };
-        if let Err(e) = tx.send(request) {
-            // The thread is gone (it panicked): keep the edits for a retry and say so.
-            if let Request::Apply(edits) = e.0 {
-                self.in_flight = self.in_flight.saturating_sub(1);
-                self.failed.push(edits);
-            }
-            self.last_error = Some("the store writer stopped".into());
-            tracing::error!("store writer thread is gone; edits kept in memory");
+        if tx.send(request).is_err() {
+            // The thread is gone: what it had not confirmed (this batch too) is kept as failed.
+            self.writer_died();
         }
     }
 
-    /// Takes the replies that have arrived, without blocking.
+    /// Takes the replies that have arrived, without blocking. Notices a writer that died.
     pub fn poll(&mut self) -> Vec<Reply> {
         let mut out = Vec::new();
-        while let Ok(reply) = self.rx.try_recv() {
-            out.push(self.track(reply));
+        loop {
+            match self.rx.try_recv() {
+                Ok(reply) => out.push(self.track(reply)),
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    self.writer_died();
+                    break;
+                }
+            }
         }
         out.retain(|r| !matches!(r, Reply::Flushed));
         out
@@ -180,16 +216,48 @@ impl StoreWriter {
     fn track(&mut self, reply: Reply) -> Reply {
         match &reply {
             Reply::Applied => {
-                self.in_flight = self.in_flight.saturating_sub(1);
+                self.unconfirmed.pop_front();
             }
             Reply::Failed { edits, error } => {
-                self.in_flight = self.in_flight.saturating_sub(1);
+                self.unconfirmed.pop_front();
                 self.failed.push(edits.clone());
                 self.last_error = Some(error.clone());
             }
             _ => {}
         }
         reply
+    }
+
+    /// The writer thread is gone while the app still uses it (it panicked): its unconfirmed
+    /// batches become failed ones, the error names the thread and the panic, and a new thread
+    /// on a new connection takes the next requests.
+    fn writer_died(&mut self) {
+        if self.tx.is_none() {
+            return;
+        }
+        let why = match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(Err(death))) => death.to_string(),
+            Some(Err(_)) => format!("{THREAD} stopped: it panicked"),
+            Some(Ok(Ok(()))) | None => format!("{THREAD} stopped"),
+        };
+        let lost = self.unconfirmed.len();
+        self.failed.extend(self.unconfirmed.drain(..));
+        tracing::error!("{why}; {lost} batch(es) of edits kept in memory for a retry");
+        self.last_error = Some(format!("{why}; the edits it had not saved are kept: Retry"));
+        match Self::spawn_thread(&self.path, &self.ctx, &self.add_progress) {
+            Ok((tx, rx, thread)) => {
+                self.tx = Some(tx);
+                self.rx = rx;
+                self.thread = Some(thread);
+            }
+            Err(e) => {
+                tracing::error!("cannot restart the store writer: {e:#}");
+                self.tx = None;
+                self.last_error = Some(format!(
+                    "{why}; it cannot restart ({e:#}): the edits it had not saved are kept in memory"
+                ));
+            }
+        }
     }
 
     /// Blocks until every request sent so far is done and returns the replies. For tests,
@@ -200,13 +268,18 @@ impl StoreWriter {
             return out;
         };
         if tx.send(Request::Flush).is_err() {
+            self.writer_died();
             return out;
         }
-        while let Ok(reply) = self.rx.recv() {
-            if matches!(reply, Reply::Flushed) {
-                break;
+        loop {
+            match self.rx.recv() {
+                Ok(Reply::Flushed) => break,
+                Ok(reply) => out.push(self.track(reply)),
+                Err(_) => {
+                    self.writer_died();
+                    break;
+                }
             }
-            out.push(self.track(reply));
         }
         out
     }
@@ -226,10 +299,10 @@ impl StoreWriter {
         {
             return SaveState::Failed(e.clone());
         }
-        if self.in_flight > 0 {
-            SaveState::Saving(self.in_flight)
-        } else {
+        if self.unconfirmed.is_empty() {
             SaveState::Saved
+        } else {
+            SaveState::Saving(self.unconfirmed.len())
         }
     }
 
@@ -244,10 +317,16 @@ impl Drop for StoreWriter {
     /// the app never drops an edit that was made.
     fn drop(&mut self) {
         self.tx = None;
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("the store writer thread panicked while finishing its queue");
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(Err(death))) => {
+                tracing::error!("the store writer died while finishing its queue: {death}");
+            }
+            Some(Err(_)) => tracing::error!("the store writer thread panicked"),
+            _ => {}
+        }
+        let lost = self.failed_edits() + self.unconfirmed.iter().map(Vec::len).sum::<usize>();
+        if lost > 0 {
+            tracing::error!("{lost} edit(s) were not saved when the project closed");
         }
     }
 }
@@ -337,6 +416,8 @@ fn writer_loop(
                 .map_err(|e| e.to_string()),
             },
             Request::Flush => Reply::Flushed,
+            #[cfg(test)]
+            Request::Panic(message) => panic!("{message}"),
         };
         if replies.send(reply).is_err() {
             return;
@@ -457,5 +538,177 @@ fn apply_batches(
                 let _ = replies.send(reply);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::model::{AnnotationValue, BBox, BoxFlags, ReviewState, Source};
+
+    /// A panic on the writer thread used to lose the queued edits and leave the status bar
+    /// saying "saving" forever. Now the death is reported with the thread's name and the panic's
+    /// message, the edits it had not saved are kept as failed, and Retry stores them through a
+    /// new writer thread.
+    #[test]
+    fn a_writer_panic_is_reported_and_keeps_the_edits_it_had_not_saved() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.loupe");
+        let mut p = Project::create(&path).expect("create");
+        let mut bulk = p.bulk().expect("bulk");
+        bulk.upsert_image(&crate::store::ImageInput {
+            path: "a.png".into(),
+            hash: Some("0".repeat(64)),
+            width: 10,
+            height: 10,
+            bytes: 1,
+            external_id: None,
+        })
+        .expect("image");
+        bulk.commit().expect("commit");
+        let image = p.image_by_path("a.png").expect("query").expect("image").id;
+        let class = p.ensure_class("cat").expect("class").id;
+        let edit = |x: f64| Edit::Create {
+            id: Uuid::now_v7(),
+            value: AnnotationValue {
+                image,
+                class,
+                bbox: BBox::new(x, 1.0, 2.0, 2.0),
+                source: Source::Human,
+                state: ReviewState::Submitted,
+                flags: BoxFlags::default(),
+                deleted: false,
+                attributes: Default::default(),
+            },
+        };
+
+        let ctx = egui::Context::default();
+        let mut writer = StoreWriter::start(path.clone(), ctx.clone()).expect("start");
+        writer.send(Request::Panic("disk gremlin"));
+        writer.send(Request::Apply(vec![edit(1.0)]));
+        writer.send(Request::Apply(vec![edit(2.0), edit(3.0)]));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while matches!(writer.state(), SaveState::Saving(_)) {
+            assert!(
+                Instant::now() < deadline,
+                "still saving after the writer died: {:?}",
+                writer.state()
+            );
+            writer.poll();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let SaveState::Failed(error) = writer.state() else {
+            panic!("expected a failure, got {:?}", writer.state());
+        };
+        assert!(
+            error.contains("loupe-store-writer stopped: disk gremlin"),
+            "{error}"
+        );
+        assert_eq!(writer.failed_edits(), 3, "every queued edit is kept");
+        assert_eq!(
+            workers::take_deaths(&ctx),
+            vec![WorkerDeath {
+                thread: "loupe-store-writer".into(),
+                message: "disk gremlin".into(),
+            }]
+        );
+        assert!(p.all_annotations().expect("read").is_empty());
+
+        // Retry: a new writer thread stores them.
+        writer.retry_failed();
+        writer.flush();
+        assert_eq!(writer.state(), SaveState::Saved);
+        assert_eq!(p.all_annotations().expect("read").len(), 3);
+    }
+
+    /// The same death seen in the app: the status bar names the thread and the panic and says
+    /// how many edits are not saved (it used to say "saving" forever), the app keeps working,
+    /// and Retry stores the edits. The app's `logic` pass alone takes the writer's news: no
+    /// frame has to be drawn for the state to change.
+    #[test]
+    fn a_writer_panic_shows_in_the_status_bar_and_retry_saves_the_edits() {
+        use egui_kittest::Harness;
+        use egui_kittest::kittest::Queryable as _;
+
+        use crate::ui::{App, AppOptions};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.loupe");
+        let mut p = Project::create(&path).expect("create");
+        let mut bulk = p.bulk().expect("bulk");
+        bulk.upsert_image(&crate::store::ImageInput {
+            path: "a.png".into(),
+            hash: Some("0".repeat(64)),
+            width: 10,
+            height: 10,
+            bytes: 1,
+            external_id: None,
+        })
+        .expect("image");
+        bulk.commit().expect("commit");
+        let image = p.image_by_path("a.png").expect("query").expect("image").id;
+        let class = p.ensure_class("cat").expect("class").id;
+        let me = p.current_user().expect("user");
+        crate::review::choose_profile(&mut p, &me.name, me.role).expect("profile");
+        let id = Uuid::now_v7();
+        let edit = Edit::Create {
+            id,
+            value: AnnotationValue {
+                image,
+                class,
+                bbox: BBox::new(1.0, 1.0, 2.0, 2.0),
+                source: Source::Human,
+                state: ReviewState::Submitted,
+                flags: BoxFlags::default(),
+                deleted: false,
+                attributes: Default::default(),
+            },
+        };
+
+        let app_path = path.clone();
+        let mut h = Harness::builder()
+            .with_size(egui::vec2(1280.0, 800.0))
+            .with_max_steps(64)
+            .build_eframe(move |cc| App::new(cc, AppOptions::project_only(&app_path)));
+        h.run();
+        let writer = h
+            .state_mut()
+            .session_mut()
+            .expect("a project is open")
+            .writer_mut();
+        writer.send(Request::Panic("disk gremlin"));
+        writer.send(Request::Apply(vec![edit]));
+
+        // Only the logic pass, as eframe runs it while the window is hidden.
+        let ctx = h.ctx.clone();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            h.state_mut().logic_pass(&ctx);
+            let session = h.state().session().expect("open");
+            if !session.worker_deaths().is_empty()
+                && matches!(session.save_state(), SaveState::Failed(_))
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the death was not noticed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        h.run();
+        h.get_by_label_contains("loupe-store-writer stopped: disk gremlin");
+        h.get_by_label_contains("1 edits not saved");
+        assert!(p.annotation(id).is_err(), "not stored yet");
+
+        h.get_by_label("Retry").click();
+        h.run();
+        h.state_mut().flush_writes();
+        h.run();
+        assert_eq!(
+            h.state().session().expect("open").save_state(),
+            SaveState::Saved
+        );
+        assert!(h.query_by_label_contains("edits not saved").is_none());
+        assert_eq!(p.annotation(id).expect("stored by the new writer").id, id);
     }
 }

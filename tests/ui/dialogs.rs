@@ -42,9 +42,8 @@ fn chosen(fx: &Fixture) -> Option<(String, Role)> {
 #[test]
 fn the_profile_dialog_takes_enter_and_escape() {
     let fx = fixture();
-    Project::open(&fx.project)
+    rusqlite::Connection::open(&fx.project)
         .expect("open")
-        .conn()
         .execute("DELETE FROM meta WHERE key='user'", [])
         .expect("forget profile");
     let mut h = app(&fx);

@@ -465,9 +465,8 @@ fn tags_and_metadata_are_edited_beside_the_canvas_and_filter_the_list() {
 fn first_start_asks_for_a_profile_and_the_top_bar_shows_it() {
     let fx = fixture();
     // Forget the fixture's choice: as a project made by someone else's tool.
-    Project::open(&fx.project)
+    rusqlite::Connection::open(&fx.project)
         .expect("open")
-        .conn()
         .execute("DELETE FROM meta WHERE key='user'", [])
         .expect("forget profile");
     let mut h = app(&fx);

@@ -126,9 +126,8 @@ fn stored_boxes(project: &Path, image: Uuid) -> Vec<loupe::model::Annotation> {
 }
 
 fn run_images(project: &Path) -> i64 {
-    Project::open(project)
+    rusqlite::Connection::open(project)
         .expect("open")
-        .conn()
         .query_row("SELECT COUNT(*) FROM run_images", [], |r| r.get(0))
         .expect("count")
 }

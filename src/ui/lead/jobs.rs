@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::thread::JoinHandle;
+
+use crate::ui::workers::{self, WorkerDeath};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -110,7 +112,7 @@ pub type EvalKey = (EvalOptions, Option<String>);
 pub struct Jobs {
     tx: Option<Sender<(u64, Query)>>,
     rx: Receiver<(u64, Answer)>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<Result<(), WorkerDeath>>>,
     pending: usize,
 }
 
@@ -120,17 +122,16 @@ impl Jobs {
         let project = Project::open(&path)?;
         let (tx, queries) = crossbeam_channel::unbounded::<(u64, Query)>();
         let (answers, rx) = crossbeam_channel::unbounded();
-        let thread = std::thread::Builder::new()
-            .name("loupe-lead-jobs".into())
-            .spawn(move || {
-                while let Ok((generation, query)) = queries.recv() {
-                    let answer = answer(&project, query);
-                    if answers.send((generation, answer)).is_err() {
-                        return;
-                    }
-                    ctx.request_repaint();
+        let thread_ctx = ctx.clone();
+        let thread = workers::spawn(&ctx, "loupe-lead-jobs", move || {
+            while let Ok((generation, query)) = queries.recv() {
+                let answer = answer(&project, query);
+                if answers.send((generation, answer)).is_err() {
+                    return;
                 }
-            })?;
+                thread_ctx.request_repaint();
+            }
+        })?;
         Ok(Jobs {
             tx: Some(tx),
             rx,
@@ -187,10 +188,9 @@ impl Jobs {
 impl Drop for Jobs {
     fn drop(&mut self) {
         self.tx = None;
-        if let Some(t) = self.thread.take()
-            && t.join().is_err()
-        {
-            tracing::error!("the lead query thread panicked");
+        // A panic was reported when it happened (`workers::spawn`).
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }

@@ -1,0 +1,248 @@
+//! Model runs and their proposals.
+
+use std::collections::HashMap;
+
+use rusqlite::params;
+use uuid::Uuid;
+
+use super::*;
+
+impl Project {
+    // ---------------------------------------------------------------- runs
+
+    /// Deletes a run that holds nothing yet (an import refused after it named its runs); a run
+    /// with proposals or coverage is left alone. Returns whether a row went.
+    pub fn delete_empty_run(&self, run: Uuid) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM runs WHERE uuid=?1
+                 AND NOT EXISTS (SELECT 1 FROM annotations a JOIN runs r ON r.id=a.run WHERE r.uuid=?1)
+                 AND NOT EXISTS (SELECT 1 FROM revisions v JOIN runs r ON r.id=v.run WHERE r.uuid=?1)
+                 AND NOT EXISTS (SELECT 1 FROM run_images ri JOIN runs r ON r.id=ri.run WHERE r.uuid=?1)",
+                [run.to_string()],
+            )
+            .map_err(self.sq())?;
+        Ok(n > 0)
+    }
+
+    /// Registers a model run (or an imported results file) and returns its id.
+    pub fn create_run(&mut self, run: &NewRun) -> Result<Uuid> {
+        let id = Uuid::now_v7();
+        self.conn
+            .execute(
+                "INSERT INTO runs(uuid, name, kind, model_path, model_hash, settings, settings_hash, runtime_version, started_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    id.to_string(),
+                    run.name,
+                    run.kind,
+                    run.model_path,
+                    run.model_hash,
+                    run.settings,
+                    run.settings_hash,
+                    run.runtime_version,
+                    now_ms()
+                ],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    StoreError::Invalid(format!("a run named {:?} already exists", run.name))
+                }
+                e => StoreError::Sqlite {
+                    path: self.path.clone(),
+                    source: e,
+                },
+            })?;
+        Ok(id)
+    }
+
+    pub fn finish_run(&mut self, run: Uuid) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET finished_ms=?1 WHERE uuid=?2",
+                params![now_ms(), run.to_string()],
+            )
+            .map_err(self.sq())?;
+        Ok(())
+    }
+
+    pub fn runs(&self) -> Result<Vec<RunInfo>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT r.uuid, r.name, r.kind, r.model_hash, r.settings_hash, r.runtime_version, r.started_ms, r.finished_ms,
+                    (SELECT COUNT(*) FROM run_images ri WHERE ri.run=r.id),
+                    (SELECT COUNT(*) FROM annotations a WHERE a.run=r.id AND a.deleted=0)
+                 FROM runs r ORDER BY r.id",
+            )
+            .map_err(self.sq())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(RunInfo {
+                    id: Uuid::parse_str(&r.get::<_, String>(0)?).unwrap_or_default(),
+                    name: r.get(1)?,
+                    kind: r.get(2)?,
+                    model_hash: r.get(3)?,
+                    settings_hash: r.get(4)?,
+                    runtime_version: r.get(5)?,
+                    started_ms: r.get(6)?,
+                    finished_ms: r.get(7)?,
+                    images: r.get::<_, i64>(8)?.try_into().unwrap_or(0),
+                    boxes: r.get::<_, i64>(9)?.try_into().unwrap_or(0),
+                })
+            })
+            .map_err(self.sq())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.sq())
+    }
+
+    pub fn run_by_name(&self, name: &str) -> Result<RunInfo> {
+        self.runs()?
+            .into_iter()
+            .find(|r| r.name == name || r.id.to_string() == name)
+            .ok_or_else(|| StoreError::NotFound {
+                what: "model run",
+                key: name.to_owned(),
+            })
+    }
+
+    /// Image ids already done by any run with this model and settings hash (for resuming).
+    pub fn images_done_by(
+        &self,
+        model_hash: &str,
+        settings_hash: &str,
+    ) -> Result<std::collections::HashSet<Uuid>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT DISTINCT i.uuid FROM run_images ri JOIN runs r ON r.id=ri.run JOIN images i ON i.id=ri.image
+                 WHERE r.model_hash=?1 AND r.settings_hash=?2",
+            )
+            .map_err(self.sq())?;
+        let rows = stmt
+            .query_map([model_hash, settings_hash], |r| r.get::<_, String>(0))
+            .map_err(self.sq())?;
+        let mut out = std::collections::HashSet::new();
+        for r in rows {
+            if let Ok(u) = Uuid::parse_str(&r.map_err(self.sq())?) {
+                out.insert(u);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores one image's predictions as proposals of `run`, in one transaction, and records the
+    /// image as done by the run. Never touches existing boxes.
+    pub fn add_proposals(
+        &mut self,
+        run: Uuid,
+        image: Uuid,
+        proposals: &[(String, BBox, f32)],
+        timing: RunImageTiming,
+    ) -> Result<usize> {
+        let path = self.path.clone();
+        let sq = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let author = self.user;
+        let client = self.client;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sq)?;
+        let (seen_hlc, seen_seq) = observed_since(&tx, self.hlc_seen_seq).map_err(sq)?;
+        self.hlc.observe(seen_hlc);
+        self.hlc_seen_seq = self.hlc_seen_seq.max(seen_seq);
+        let run_row: i64 = tx
+            .query_row(
+                "SELECT id FROM runs WHERE uuid=?1",
+                [run.to_string()],
+                |r| r.get(0),
+            )
+            .map_err(sq)?;
+        let image_row: i64 = tx
+            .query_row(
+                "SELECT id FROM images WHERE uuid=?1",
+                [image.to_string()],
+                |r| r.get(0),
+            )
+            .map_err(sq)?;
+        {
+            let mut classes = HashMap::new();
+            let mut w = RevisionWriter::new(&tx, author, client).map_err(sq)?;
+            for (class, bbox, score) in proposals {
+                let class_row = match classes.get(class) {
+                    Some(c) => *c,
+                    None => {
+                        let c = class_row_tx(&tx, class).map_err(sq)?;
+                        classes.insert(class.clone(), c);
+                        c
+                    }
+                };
+                let hlc = self.hlc.tick();
+                w.insert_rows(
+                    Uuid::now_v7(),
+                    &RowValue {
+                        image: image_row,
+                        class: class_row,
+                        bbox: *bbox,
+                        run: Some(run_row),
+                        score: Some(f64::from(*score)),
+                        state: ReviewState::Proposed,
+                        flags: 0,
+                        deleted: false,
+                        attributes: None,
+                    },
+                    hlc,
+                    "create",
+                    None,
+                )
+                .map_err(sq)?;
+            }
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO run_images(run, image, decode_ms, infer_ms, boxes, done_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![run_row, image_row, timing.decode_ms, timing.infer_ms, proposals.len() as i64, now_ms()],
+        )
+        .map_err(sq)?;
+        tx.commit().map_err(sq)?;
+        Ok(proposals.len())
+    }
+}
+
+/// What `create_run` records about a run.
+#[derive(Clone, Debug, Default)]
+pub struct NewRun {
+    pub name: String,
+    /// `onnx` for a local model run, `import` for a results file.
+    pub kind: String,
+    pub model_path: Option<String>,
+    pub model_hash: Option<String>,
+    /// JSON of the descriptor and thresholds.
+    pub settings: String,
+    pub settings_hash: Option<String>,
+    pub runtime_version: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunImageTiming {
+    pub decode_ms: f64,
+    pub infer_ms: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RunInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: String,
+    pub model_hash: Option<String>,
+    pub settings_hash: Option<String>,
+    pub runtime_version: Option<String>,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub images: u64,
+    pub boxes: u64,
+}
