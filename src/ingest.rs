@@ -13,7 +13,7 @@ use crate::formats::{self, AmbiguousName, KnownFile, KnownImages, Parsed};
 use crate::imaging;
 use crate::model::{BBox, Dataset, ImageRecord, ReviewState, Unresolved, Warning};
 use crate::store::{
-    ExternalKind, FRAME_KEY, ImageInput, NewRun, Project, STACK_KEY, StoreError, Upsert,
+    ExternalKind, FRAME_KEY, ImageInput, NewRun, Project, SLICE_KEY, STACK_KEY, StoreError, Upsert,
 };
 
 /// Reports progress of long work: `(done, total)`. Implemented by the CLI's progress bar and by
@@ -626,6 +626,9 @@ pub struct ImportReport {
     pub removed: usize,
     /// Images whose file's real size differs from the size the annotation file declares.
     pub size_mismatches: usize,
+    /// Images placed in a stack (series or multi-frame file) as the file records (COCO
+    /// `images[].extra` written by Loupe), having been in none.
+    pub stacked: usize,
     pub warnings: Vec<Warning>,
 }
 
@@ -743,6 +746,7 @@ pub fn import_dataset(
         skipped,
         predictions: _, // Taken by the caller into `opts.predictions`, with their runs.
         unresolved: mut format_unresolved,
+        frames,
     } = parsed;
     let root = project.root().to_path_buf();
     let started = std::time::Instant::now();
@@ -814,6 +818,8 @@ pub fn import_dataset(
         existing: opts.existing,
         checks: formats::Report::default(),
         created: std::collections::HashSet::new(),
+        frames: &frames,
+        stacked: 0,
     };
     writing.report.classes = writing.write(
         &mut bulk,
@@ -846,11 +852,13 @@ pub fn import_dataset(
         });
     }
     let already_present = writing.already_present;
+    let stacked = writing.stacked;
     let (checked, checks_skipped) = std::mem::take(&mut writing.checks).finish(&images_dir);
     warnings.extend(checked);
     report.skipped += checks_skipped;
     (report.images, report.images_matched) = labels_images;
     report.proposals = report.boxes - labels_boxes;
+    report.stacked = stacked;
     report.boxes = labels_boxes;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis(),
@@ -952,9 +960,36 @@ struct Writing<'a> {
     checks: formats::Report,
     /// Labels this import made, told apart from those the project held before.
     created: std::collections::HashSet<Uuid>,
+    /// Stack membership the file records, by file name.
+    frames: &'a HashMap<String, crate::model::FrameRef>,
+    /// Images given their stack membership from the file.
+    stacked: usize,
 }
 
 impl Writing<'_> {
+    /// Gives an image that is in no stack the stack membership the file records for it (frames
+    /// exported as PNG files and added to another project come back as one stack).
+    fn restore_stack(
+        &mut self,
+        bulk: &mut crate::store::Bulk<'_>,
+        image_row: i64,
+        file_name: &str,
+    ) -> Result<(), IngestError> {
+        let Some(frame) = self.frames.get(file_name) else {
+            return Ok(());
+        };
+        if frame.stack.is_empty() || bulk.meta(image_row, STACK_KEY)?.is_some() {
+            return Ok(());
+        }
+        bulk.set_meta(image_row, STACK_KEY, &frame.stack)?;
+        bulk.set_meta(image_row, FRAME_KEY, &frame.frame.to_string())?;
+        if let Some(z) = frame.slice_mm {
+            bulk.set_meta(image_row, SLICE_KEY, &z.to_string())?;
+        }
+        self.stacked += 1;
+        Ok(())
+    }
+
     /// Writes one dataset's images and boxes inside the import transaction; returns its class
     /// count.
     fn write(
@@ -993,6 +1028,9 @@ impl Writing<'_> {
                 continue;
             };
             self.report.images += 1;
+            if labels {
+                self.restore_stack(bulk, image_row, &img.file_name)?;
+            }
             if let (Some((source, _)), Some(ext)) = (coco_source, img.external_id) {
                 bulk.record_external_id(source, ExternalKind::Image, ext, image_row)?;
             }

@@ -464,6 +464,52 @@ pub struct User {
     pub role: Role,
 }
 
+/// Where an image sits in a stack (a DICOM series or a multi-frame file), as an export carries
+/// it beside the image (COCO `images[].extra`) and an import restores it, so frames exported as
+/// PNG files come back as one stack in their order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FrameRef {
+    /// The stack's key: `series:UID` for the slices of a DICOM series, `file:PATH` for the
+    /// frames of a multi-frame file; empty for a DICOM image in no stack.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stack: String,
+    /// The image's index in its stack, from 0.
+    pub frame: u32,
+    /// The slice position along the series' normal, in mm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice_mm: Option<f64>,
+    /// The file the image came from, relative to its project (without `#frame=`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+    /// The DICOM instance the image is (or is a frame of).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dicom: Option<DicomRef>,
+}
+
+/// A DICOM instance, named as DICOM names it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DicomRef {
+    #[serde(
+        rename = "SeriesInstanceUID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub series_instance_uid: Option<String>,
+    #[serde(
+        rename = "SOPInstanceUID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sop_instance_uid: Option<String>,
+    /// The frame's number in a multi-frame instance, from 1 as DICOM counts frames.
+    #[serde(
+        rename = "frame_number",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub frame_number: Option<u32>,
+}
+
 /// A format-neutral dataset: what importers produce and exporters consume.
 ///
 /// Classes are referred to by index into `classes`; names are the identity across formats.

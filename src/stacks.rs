@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::imaging::dicom::SliceInfo;
-use crate::model::BBox;
-use crate::store::{Bulk, FRAME_KEY, SLICE_KEY, STACK_KEY, StoreError};
+use crate::model::{BBox, DicomRef, FrameRef};
+use crate::store::{Bulk, FRAME_KEY, ImageFilter, Project, SLICE_KEY, STACK_KEY, StoreError};
 
 /// A stack `add` found or updated.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -44,6 +44,63 @@ pub struct Slice {
     pub row: i64,
     pub path: String,
     pub info: SliceInfo,
+}
+
+/// What an export says of each image that is a frame of a stack or a DICOM instance, by project
+/// path: its stack, place and slice position, the file it came from and, for DICOM, the
+/// SeriesInstanceUID, SOPInstanceUID and frame number (read from the file's header; a header
+/// that cannot be read leaves the DICOM part out, logged). Images that are neither are absent.
+pub fn frame_refs(project: &Project) -> Result<HashMap<String, FrameRef>, StoreError> {
+    let rows = project.list_images(&ImageFilter::default())?;
+    let root = project.root();
+    let mut headers: HashMap<String, Option<SliceInfo>> = HashMap::new();
+    let mut refs = HashMap::new();
+    for row in rows {
+        let (source, index) = crate::imaging::split_frame(std::path::Path::new(&row.path));
+        let source = source.to_string_lossy().replace('\\', "/");
+        let on_disk = root.join(&source);
+        // DICOM files are known by their marker; a file with another image extension is not
+        // opened (an export of 100k photos reads no headers).
+        let dicom_ext = std::path::Path::new(&source)
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("dcm") || e.eq_ignore_ascii_case("dicom"));
+        let maybe_dicom = !row.missing
+            && (dicom_ext || !crate::imaging::has_image_extension(&on_disk))
+            && crate::imaging::dicom::is_dicom(&on_disk);
+        let dicom = if maybe_dicom {
+            let info = headers.entry(source.clone()).or_insert_with(|| {
+                match crate::imaging::dicom::slice_info(&on_disk) {
+                    Ok(info) => Some(info),
+                    Err(e) => {
+                        tracing::warn!("export: no DICOM reference for {source}: {e}");
+                        None
+                    }
+                }
+            });
+            info.as_ref().map(|info| DicomRef {
+                series_instance_uid: info.series.clone(),
+                sop_instance_uid: info.sop_instance.clone(),
+                frame_number: index.map(|i| i + 1),
+            })
+        } else {
+            None
+        };
+        if row.stack.is_none() && dicom.is_none() {
+            continue;
+        }
+        refs.insert(
+            row.path.clone(),
+            FrameRef {
+                stack: row.stack.unwrap_or_default(),
+                frame: row.frame,
+                slice_mm: row.slice_mm,
+                source,
+                dicom,
+            },
+        );
+    }
+    Ok(refs)
 }
 
 /// Orientation cosines agree within this (DICOM writers round to 6 decimals or fewer).
@@ -250,6 +307,7 @@ mod tests {
             info: SliceInfo {
                 frames: 1,
                 series: Some("1.2".into()),
+                sop_instance: None,
                 modality: "CT".into(),
                 rows: size.1,
                 columns: size.0,

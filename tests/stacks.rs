@@ -192,3 +192,130 @@ fn real_multi_frame_files_and_multi_page_tiffs_split_into_frames() {
     let rgb = loupe::imaging::decode(&dir.path().join("rle.dcm#frame=0002")).expect("frame 2");
     assert_eq!((rgb.width(), rgb.height()), (100, 100));
 }
+
+#[test]
+fn coco_exports_carry_frames_and_dicom_references_and_imports_restore_the_stacks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for sub in ["a", "b"] {
+        std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+    }
+    let a = new_project(&dir.path().join("a"));
+    let ct = copy_in(&dir.path().join("a"), "ct_axial");
+    let multi = copy_in(&dir.path().join("a"), "multiframe.dcm");
+    ok(&a, &["add", s(&ct), s(&multi)]);
+    // Labels on two slices and on one frame of the multi-frame file.
+    let labels = dir.path().join("labels.json");
+    std::fs::write(
+        &labels,
+        r#"{"images": [
+            {"id": 1, "file_name": "ct_axial/IM0001.dcm", "width": 32, "height": 24},
+            {"id": 2, "file_name": "ct_axial/IM0004.dcm", "width": 32, "height": 24},
+            {"id": 3, "file_name": "multiframe.dcm#frame=0003", "width": 16, "height": 12}],
+          "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 5, 5]},
+            {"id": 2, "image_id": 2, "category_id": 1, "bbox": [3, 3, 5, 5]},
+            {"id": 3, "image_id": 3, "category_id": 1, "bbox": [1, 4, 4, 4]}],
+          "categories": [{"id": 1, "name": "lesion"}]}"#,
+    )
+    .expect("write labels");
+    ok(&a, &["import", "--format", "coco", s(&labels)]);
+    let before: Vec<ImageRow> = rows(&a);
+
+    let out = dir.path().join("coco");
+    ok(
+        &a,
+        &["export", "--format", "coco", s(&out), "--images", "copy"],
+    );
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("annotations/instances_train.json")).expect("instances"),
+    )
+    .expect("json");
+    let images = json["images"].as_array().expect("images");
+    assert_eq!(images.len(), 11);
+    let by_source = |source: &str| {
+        images
+            .iter()
+            .find(|i| i["loupe_path"] == source)
+            .unwrap_or_else(|| panic!("{source} not exported: {json}"))
+    };
+    let slice = &by_source("ct_axial/IM0004.dcm")["extra"];
+    let row = before
+        .iter()
+        .find(|r| r.path == "ct_axial/IM0004.dcm")
+        .expect("row");
+    assert_eq!(slice["stack"], "series:1.2.826.0.1.3680043.10.1234.1");
+    assert_eq!(slice["frame"], row.frame);
+    assert_eq!(slice["slice_mm"], row.slice_mm.expect("slice position"));
+    assert_eq!(slice["source"], "ct_axial/IM0004.dcm");
+    assert_eq!(
+        slice["dicom"]["SeriesInstanceUID"],
+        "1.2.826.0.1.3680043.10.1234.1"
+    );
+    let sop = slice["dicom"]["SOPInstanceUID"].as_str().expect("SOP UID");
+    assert!(sop.starts_with("1.2.826.0.1.3680043.10.1234."), "{sop}");
+    assert_ne!(
+        by_source("ct_axial/IM0001.dcm")["extra"]["dicom"]["SOPInstanceUID"],
+        sop,
+        "each slice names its own instance"
+    );
+    assert!(slice["dicom"].get("frame_number").is_none());
+    let frame = &by_source("multiframe.dcm#frame=0003")["extra"];
+    assert_eq!(frame["stack"], "file:multiframe.dcm");
+    assert_eq!(frame["frame"], 2);
+    assert_eq!(frame["source"], "multiframe.dcm");
+    assert_eq!(
+        frame["dicom"]["frame_number"], 3,
+        "DICOM counts frames from 1"
+    );
+
+    // Another project that only has the exported PNG files gets the stacks back from the file.
+    let b = new_project(&dir.path().join("b"));
+    ok(&b, &["add", s(&out.join("images/train"))]);
+    assert!(rows(&b).iter().all(|r| r.stack.is_none()));
+    let said = ok(
+        &b,
+        &[
+            "import",
+            "--format",
+            "coco",
+            s(&out.join("annotations/instances_train.json")),
+        ],
+    );
+    // Two slices of the synthetic volume render to the same PNG bytes, which `add` keeps once.
+    let after = rows(&b);
+    assert!(after.len() >= 10, "{after:#?}");
+    assert!(
+        said.contains(&format!("{} images placed in their stacks", after.len())),
+        "{said}"
+    );
+    for restored in &after {
+        let name = restored.path.rsplit('/').next().expect("file name");
+        let exported = images
+            .iter()
+            .find(|i| i["file_name"] == name)
+            .unwrap_or_else(|| panic!("{name} not exported"));
+        let source = exported["loupe_path"].as_str().expect("loupe path");
+        let original = before.iter().find(|r| r.path == source).expect("original");
+        assert_eq!(
+            (&restored.stack, restored.frame, restored.slice_mm),
+            (&original.stack, original.frame, original.slice_mm),
+            "{name}"
+        );
+        assert_eq!(restored.boxes, original.boxes, "{name}");
+    }
+    // Importing it again changes no membership and says nothing about stacks.
+    let again = run(
+        &b,
+        &[
+            "import",
+            "--format",
+            "coco",
+            s(&out.join("annotations/instances_train.json")),
+            "--skip-existing",
+        ],
+    );
+    assert!(
+        !String::from_utf8_lossy(&again.stdout).contains("placed in their stacks"),
+        "{again:?}"
+    );
+}

@@ -193,6 +193,12 @@ pub fn import(p: &mut Project, args: &ImportArgs<'_>) -> Result<()> {
             }
         );
     }
+    if report.stacked > 0 {
+        println!(
+            "  {} images placed in their stacks (series or multi-frame files) as the file records",
+            report.stacked
+        );
+    }
     if report.proposals > 0 || !done.runs.is_empty() {
         println!(
             "  {} model proposals in {} run(s): {}",
@@ -421,6 +427,12 @@ fn export_to(
         coco_segmentation: args.coco_segmentation,
         content_hashes: if args.split.is_some() {
             p.image_hashes()?
+        } else {
+            std::collections::HashMap::new()
+        },
+        // Only COCO has a place for them (`images[].extra`); DICOM headers are read for it.
+        frames: if format == Format::Coco {
+            crate::stacks::frame_refs(p)?
         } else {
             std::collections::HashMap::new()
         },

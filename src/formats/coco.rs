@@ -12,7 +12,7 @@
 //! files exported from one project evaluate together with pycocotools.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::BuildHasherDefault;
 use std::io::{self, BufWriter, Write};
@@ -150,6 +150,10 @@ struct ImageIn<'a> {
     file_name: Option<Cow<'a, str>>,
     width: Option<f64>,
     height: Option<f64>,
+    /// Loupe writes stack membership and DICOM references here ([`crate::model::FrameRef`]);
+    /// other tools' `extra` is left alone.
+    #[serde(default)]
+    extra: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -306,6 +310,22 @@ struct Instances {
     category_ids: Vec<i64>,
     /// The id and `area` of each kept box, parallel to `dataset.images[i].boxes`.
     boxes: Vec<Vec<CocoBox>>,
+    /// Stack membership per `file_name`, from `images[].extra`.
+    frames: HashMap<String, crate::model::FrameRef>,
+}
+
+/// The stack membership a Loupe export wrote in `extra` (an object with a `stack` or `dicom`
+/// member); `Ok(None)` for anything else another tool may keep there.
+fn frame_of(extra: serde_json::Value) -> Result<Option<crate::model::FrameRef>, String> {
+    let serde_json::Value::Object(map) = &extra else {
+        return Ok(None);
+    };
+    if !map.contains_key("stack") && !map.contains_key("dicom") {
+        return Ok(None);
+    }
+    serde_json::from_value(extra)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 fn image_size(
@@ -401,6 +421,7 @@ fn load_instances(path: &Path) -> Result<Instances, FormatError> {
 
     let mut image_of = IdMap::default();
     image_of.reserve(images_in.len());
+    let mut frames = HashMap::new();
     let mut boxes: Vec<Vec<CocoBox>> = Vec::with_capacity(images_in.len());
     dataset.images.reserve(images_in.len());
     for (i, img) in images_in.into_iter().enumerate() {
@@ -431,6 +452,19 @@ fn load_instances(path: &Path) -> Result<Instances, FormatError> {
                 record: record(),
                 id,
             });
+        }
+        if let Some(extra) = img.extra {
+            match frame_of(extra) {
+                Ok(Some(frame)) => {
+                    frames.insert(file_name.to_string(), frame);
+                }
+                Ok(None) => {}
+                Err(e) => report.warn(
+                    "bad_frame_reference",
+                    || format!("images[{i}] (id {id})"),
+                    || format!("`extra` names a stack but cannot be read ({e}); the image is imported without it"),
+                ),
+            }
         }
         dataset.images.push(DatasetImage {
             file_name: file_name.into_owned(),
@@ -553,6 +587,7 @@ fn load_instances(path: &Path) -> Result<Instances, FormatError> {
         image_of,
         category_ids,
         boxes,
+        frames,
     })
 }
 
@@ -602,6 +637,7 @@ pub fn import_coco_with_ids(
             skipped,
             predictions: Vec::new(),
             unresolved: Vec::new(),
+            frames: instances.frames,
         },
         ids,
     ))
@@ -712,6 +748,7 @@ pub(super) fn import_instances(
         skipped,
         predictions: Vec::new(),
         unresolved: Vec::new(),
+        frames: instances.frames,
     })
 }
 
@@ -822,6 +859,7 @@ pub(super) fn import_results(
     }
     let (warnings, skipped) = report.finish(path);
     Ok(Parsed {
+        frames: std::collections::HashMap::new(),
         dataset,
         warnings,
         images_dir: images_dir.map_or_else(|| parent_dir(path), Path::to_path_buf),
@@ -913,6 +951,7 @@ pub fn import_coco_results_with_gt(results: &Path, gt: &Path) -> Result<Parsed, 
     }
     let (warnings, skipped) = report.finish(results);
     Ok(Parsed {
+        frames: std::collections::HashMap::new(),
         dataset,
         warnings,
         images_dir: parent_dir(gt),
@@ -1078,6 +1117,7 @@ pub(super) fn export_instances(
                 &categories,
                 segmentation,
                 &mut next_ann,
+                &settings.frames,
             )
         })?;
         return Ok(ExportReport {
@@ -1130,6 +1170,7 @@ pub(super) fn export_instances(
                 &categories,
                 segmentation,
                 &mut next_ann,
+                &settings.frames,
             )
         })?;
         files_written += 1;
@@ -1160,6 +1201,7 @@ fn write_instances<W: Write>(
     category_ids: &[i64],
     segmentation: bool,
     next_ann: &mut u64,
+    frames: &HashMap<String, crate::model::FrameRef>,
 ) -> io::Result<()> {
     w.write_all(b"{\"info\":{\"description\":\"Exported by Loupe\",\"version\":\"1.0\"},\n\"licenses\":[],\n\"images\":[")?;
     for (i, image) in images.iter().enumerate() {
@@ -1177,6 +1219,10 @@ fn write_instances<W: Write>(
         if let Some(path) = image.loupe_path {
             w.write_all(b",\"loupe_path\":")?;
             w.json(path)?;
+        }
+        if let Some(frame) = frames.get(&image.img.file_name) {
+            w.write_all(b",\"extra\":")?;
+            w.json(frame)?;
         }
         w.write_all(b"}")?;
     }

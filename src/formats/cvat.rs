@@ -823,6 +823,7 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
     }
     let (warnings, skipped) = b.report.finish(path);
     Ok(Parsed {
+        frames: std::collections::HashMap::new(),
         dataset: Dataset {
             classes: b.classes,
             images,

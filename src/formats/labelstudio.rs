@@ -916,6 +916,7 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
     let classes = reader.classes;
     let (warnings, skipped) = reader.report.finish(path);
     Ok(Parsed {
+        frames: std::collections::HashMap::new(),
         dataset: Dataset { classes, images },
         warnings,
         images_dir: base,

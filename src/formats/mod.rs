@@ -158,6 +158,9 @@ pub struct Parsed {
     /// dataset names but that are not on disk are judged later, against the project, by
     /// `ingest::import_dataset`.
     pub unresolved: Vec<Unresolved>,
+    /// Stack membership the file records per `DatasetImage::file_name` (COCO `images[].extra`
+    /// as Loupe writes it): the import gives it to images that have none.
+    pub frames: HashMap<String, crate::model::FrameRef>,
 }
 
 /// The predictions of one model in an imported file.
@@ -685,6 +688,9 @@ pub struct ExportSettings {
     /// Content hash (blake3 hex) per `DatasetImage::file_name`: the key of the split, so an image
     /// keeps its split when it is moved or renamed. Images without one use their file name.
     pub content_hashes: HashMap<String, String>,
+    /// Stack membership and DICOM references per `DatasetImage::file_name`
+    /// ([`crate::stacks::frame_refs`]): COCO writes them as `images[].extra`.
+    pub frames: HashMap<String, crate::model::FrameRef>,
     /// What stands where a file is written: without `force`, a symbolic link or a special file
     /// (FIFO, device) is refused; with it, links are followed and special files written into
     /// (see `output.rs`). Regular files are always replaced through a renamed temporary file.

@@ -668,6 +668,7 @@ pub(super) fn import(path: &Path, settings: &ImportSettings) -> Result<Parsed, F
     }
     let (warnings, skipped) = report.finish(path);
     Ok(Parsed {
+        frames: std::collections::HashMap::new(),
         dataset: Dataset { classes, images },
         warnings,
         images_dir: images_root,

@@ -603,6 +603,7 @@ pub(super) fn import(path: &Path, images_dir: Option<&Path>) -> Result<Parsed, F
     }
     let (warnings, skipped) = report.finish(path);
     Ok(Parsed {
+        frames: std::collections::HashMap::new(),
         dataset: Dataset { classes, images },
         warnings,
         images_dir: base,

@@ -511,6 +511,7 @@ fn run(plan: Plan, source: &Path, images_dir: Option<&Path>) -> Result<Parsed, F
     }
     let (warnings, skipped) = report.finish(source);
     Ok(Parsed {
+        frames: std::collections::HashMap::new(),
         dataset: Dataset {
             classes: plan.classes,
             images,

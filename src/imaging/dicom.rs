@@ -303,6 +303,8 @@ pub struct SliceInfo {
     /// NumberOfFrames (1 when absent).
     pub frames: u32,
     pub series: Option<String>,
+    /// SOPInstanceUID: the instance itself.
+    pub sop_instance: Option<String>,
     pub modality: String,
     pub rows: u32,
     pub columns: u32,
@@ -356,6 +358,7 @@ pub fn slice_info(path: &Path) -> Result<SliceInfo, ImageError> {
     Ok(SliceInfo {
         frames,
         series: text(&obj, tags::SERIES_INSTANCE_UID),
+        sop_instance: text(&obj, tags::SOP_INSTANCE_UID),
         modality: text(&obj, tags::MODALITY).unwrap_or_default(),
         rows,
         columns,

@@ -114,4 +114,13 @@ impl Bulk<'_> {
             .map_err(self.sq())?;
         Ok(rows)
     }
+
+    /// The image's meta `key`, if set.
+    pub fn meta(&self, image: i64, key: &str) -> Result<Option<String>> {
+        use rusqlite::OptionalExtension;
+        self.tx()
+            .prepare_cached("SELECT value FROM image_meta WHERE image=?1 AND key=?2")
+            .and_then(|mut stmt| stmt.query_row(params![image, key], |r| r.get(0)).optional())
+            .map_err(self.sq())
+    }
 }
