@@ -1821,3 +1821,112 @@ fn edits_on_one_connection_and_a_sync_on_another_do_not_collide() {
     assert_eq!(p.annotation(id).expect("box").value.bbox.x, last_x);
     assert_eq!(p.rebuild_current().expect("rebuild"), 0);
 }
+
+/// Frames of a multi-frame DICOM file and slices of a series travel as their files, once each,
+/// and a client that pulls them gets the stacks back (membership is read from the files, as
+/// `add` reads it; it is not in the packs).
+#[test]
+fn frames_travel_as_their_files_and_come_back_as_stacks() {
+    let team = Team::new(Backend::Folder, &[Role::Lead, Role::Annotator]);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/dicom_series");
+    let stack = team.dir.path().join("stack0");
+    std::fs::create_dir_all(stack.join("ct")).expect("mkdir");
+    std::fs::copy(
+        fixtures.join("multiframe.dcm"),
+        stack.join("multiframe.dcm"),
+    )
+    .expect("copy");
+    for i in 0..6 {
+        let name = format!("IM000{i}.dcm");
+        std::fs::copy(
+            fixtures.join("ct_axial").join(&name),
+            stack.join("ct").join(&name),
+        )
+        .expect("copy slice");
+    }
+    {
+        let mut p = team.open(0);
+        loupe::ingest::add(&mut p, std::slice::from_ref(&stack), &NoProgress).expect("add");
+    }
+    // Boxes on frame 3 of the file and on two slices of the series.
+    let labelled = [
+        "stack0/multiframe.dcm#frame=0003",
+        "stack0/ct/IM0002.dcm",
+        "stack0/ct/IM0004.dcm",
+    ];
+    {
+        let mut p = team.open(0);
+        for path in labelled {
+            let img = p.image_by_path(path).expect("q").expect(path);
+            let mut v = value(&p, 0, 1.0, ReviewState::Submitted);
+            v.image = img.id;
+            v.bbox = BBox::new(1.0, 1.0, 4.0, 4.0);
+            p.apply(&[Edit::Create {
+                id: Uuid::now_v7(),
+                value: v,
+            }])
+            .expect("create");
+        }
+    }
+    let mut options = team.options(0);
+    options.images = true;
+    team.sync_with(0, &options).expect("push images");
+    let file_hash = |path: &Path| {
+        blake3::hash(&std::fs::read(path).expect("read"))
+            .to_hex()
+            .to_string()
+    };
+    let store = team.store();
+    assert!(
+        store
+            .get(&format!(
+                "images/{}",
+                file_hash(&stack.join("multiframe.dcm"))
+            ))
+            .expect("get")
+            .is_some(),
+        "the multi-frame file is stored once under its own hash"
+    );
+
+    let elsewhere = scratch();
+    let moved = elsewhere.path().join("c1.loupe");
+    std::fs::copy(&team.clients[1].path, &moved).expect("copy project");
+    let mut options = team.options(1);
+    options.images = true;
+    let r = sync::sync_with(&moved, &options, &NoProgress).expect("pull with images");
+    assert_eq!(r.images_pulled, 3, "one file per labelled file: {r:?}");
+    assert_eq!(
+        file_hash(&elsewhere.path().join("stack0/multiframe.dcm")),
+        file_hash(&stack.join("multiframe.dcm"))
+    );
+    let p = Project::open(&moved).expect("open");
+    let rows = p
+        .list_images(&loupe::store::ImageFilter::default())
+        .expect("list");
+    let frames: Vec<_> = rows
+        .iter()
+        .filter(|r| r.stack.as_deref() == Some("file:stack0/multiframe.dcm"))
+        .collect();
+    assert_eq!(frames.len(), 5, "every frame of the pulled file: {rows:#?}");
+    let third = frames
+        .iter()
+        .find(|r| r.path == "stack0/multiframe.dcm#frame=0003")
+        .expect("frame 3");
+    assert_eq!((third.frame, third.missing, third.boxes), (2, false, 1));
+    let mut slices: Vec<_> = rows
+        .iter()
+        .filter(|r| r.stack.as_deref() == Some("series:1.2.826.0.1.3680043.10.1234.1"))
+        .collect();
+    slices.sort_by_key(|r| r.frame);
+    assert_eq!(
+        slices
+            .iter()
+            .map(|r| (r.path.as_str(), r.frame, r.missing))
+            .collect::<Vec<_>>(),
+        [
+            ("stack0/ct/IM0002.dcm", 0, false),
+            ("stack0/ct/IM0004.dcm", 1, false)
+        ],
+        "the slices that arrived, ordered by position along the normal"
+    );
+}

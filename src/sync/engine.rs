@@ -1,7 +1,8 @@
 //! One sync: push this client's new revisions as packs, then pull, verify and merge everyone
 //! else's; plus the team roster operations and conflict resolution.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -91,7 +92,7 @@ pub fn sync_with(
             progress,
         )?;
         if options.images {
-            pull_images(&project, &store, &mut report)?;
+            pull_images(&mut project, &store, &mut report)?;
         }
     }
     project.sync_mark_synced(&remote.name)?;
@@ -695,11 +696,14 @@ fn push_images(
     report: &mut SyncReport,
 ) -> Result<(), SyncError> {
     for (hash, path) in project.log_images_present()? {
+        // A frame of a multi-frame file (`FILE#frame=N`, hash `HASH#frame=N`) is its file's
+        // bytes: the file goes once, under its own hash.
+        let (hash, path) = file_of(&hash, &path);
         let state_key = format!("image:{hash}");
         if project.sync_state_get(remote, &state_key)?.is_some() {
             continue;
         }
-        let file = project.root().join(&path);
+        let file = project.root().join(path);
         let bytes = match std::fs::read(&file) {
             Ok(b) => b,
             Err(e) => {
@@ -715,37 +719,68 @@ fn push_images(
     Ok(())
 }
 
+/// The file (content hash, path) an image's bytes are: a frame's is its multi-frame file's.
+fn file_of<'a>(hash: &'a str, path: &'a str) -> (&'a str, &'a str) {
+    match (hash.split_once("#frame="), path.rsplit_once("#frame=")) {
+        (Some((file_hash, _)), Some((file, _))) => (file_hash, file),
+        _ => (hash, path),
+    }
+}
+
 fn pull_images(
-    project: &Project,
+    project: &mut Project,
     store: &RemoteStore,
     report: &mut SyncReport,
 ) -> Result<(), SyncError> {
-    for (id, hash, path) in project.log_images_missing()? {
-        let Some(bytes) = store.get(&format!("images/{hash}"))? else {
-            continue;
-        };
-        if blake3::hash(&bytes).to_hex().as_str() != hash {
-            tracing::warn!("images/{hash}: content does not match its name; not used");
-            continue;
-        }
-        let file = project.root().join(&path);
-        if !file.exists() {
-            if let Some(dir) = file.parent() {
-                std::fs::create_dir_all(dir).map_err(|source| SyncError::Io {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
+    // Files fetched in this pull, by content hash: the frames of one file share it.
+    let mut fetched: HashMap<String, u64> = HashMap::new();
+    let mut stacked: Vec<PathBuf> = Vec::new();
+    for (id, image_hash, image_path) in project.log_images_missing()? {
+        let (hash, path) = file_of(&image_hash, &image_path);
+        let is_frame = hash.len() != image_hash.len();
+        let file = project.root().join(path);
+        let size = if let Some(&size) = fetched.get(hash) {
+            size
+        } else {
+            let Some(bytes) = store.get(&format!("images/{hash}"))? else {
+                continue;
+            };
+            if blake3::hash(&bytes).to_hex().as_str() != hash {
+                tracing::warn!("images/{hash}: content does not match its name; not used");
+                continue;
             }
-            let tmp = file.with_extension("loupe-part");
-            std::fs::write(&tmp, &bytes)
-                .and_then(|()| std::fs::rename(&tmp, &file))
-                .map_err(|source| SyncError::Io {
-                    path: file.clone(),
-                    source,
-                })?;
+            if !file.exists() {
+                if let Some(dir) = file.parent() {
+                    std::fs::create_dir_all(dir).map_err(|source| SyncError::Io {
+                        path: dir.to_path_buf(),
+                        source,
+                    })?;
+                }
+                let tmp = file.with_extension("loupe-part");
+                std::fs::write(&tmp, &bytes)
+                    .and_then(|()| std::fs::rename(&tmp, &file))
+                    .map_err(|source| SyncError::Io {
+                        path: file.clone(),
+                        source,
+                    })?;
+            }
+            report.images_pulled += 1;
+            if is_frame || crate::imaging::dicom::is_dicom(&file) {
+                stacked.push(file.clone());
+            }
+            let size = bytes.len() as u64;
+            fetched.insert(hash.to_owned(), size);
+            size
+        };
+        project.log_image_found(id, size)?;
+    }
+    // Stack membership is not in the packs: it is read again from the files that arrived,
+    // as `add` reads it (a series' order, a multi-frame file's frames).
+    if !stacked.is_empty() {
+        stacked.dedup();
+        if let Err(e) = crate::ingest::add(project, &stacked, &crate::ingest::NoProgress) {
+            tracing::warn!("pulled images: stacks not rebuilt: {e}");
         }
-        project.log_image_found(id, bytes.len() as u64)?;
-        report.images_pulled += 1;
     }
     Ok(())
 }
