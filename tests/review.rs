@@ -1607,7 +1607,7 @@ fn a_batch_can_be_reviewed_least_certain_first() {
     // An annotator who is not the assignee cannot change it; the lead can.
     let err = fails(&path, &["--user", "ann", "batch", "order", "u", "uncertainty"]);
     assert!(err.contains("only a lead or its assignee"), "{err}");
-    let said = ok(&path, &["batch", "order", "u", "uncertainty"]);
+    let said = ok(&path, &["--user", "boss", "batch", "order", "u", "uncertainty"]);
     assert!(said.contains("uncertainty order"), "{said}");
     let shown = ok_json(&path, &["batch", "show", "u", "--json"]);
     assert_eq!(shown["batch"]["queue_order"], "uncertainty");
@@ -1618,7 +1618,7 @@ fn a_batch_can_be_reviewed_least_certain_first() {
     assert_eq!(shown["images"][1]["near_threshold"], 2);
     assert!(shown["images"][4].get("top_score").is_none());
     // The assignee may choose too.
-    ok(&path, &["batch", "assign", "u", "ann"]);
+    ok(&path, &["--user", "boss", "batch", "assign", "u", "ann"]);
     ok(&path, &["--user", "ann", "batch", "order", "u", "batch"]);
     let list = ok_json(&path, &["batch", "list", "--json"]);
     assert_eq!(list[0]["queue_order"], "batch");

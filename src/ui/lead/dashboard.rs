@@ -438,7 +438,12 @@ impl Dashboard {
         ui.collapsing(format!("Images ({})", detail.images.len()), |ui| {
             for img in detail.images.iter().take(500) {
                 ui.horizontal(|ui| {
-                    if ui.link(&img.path).clicked() {
+                    let link = ui.link(&img.path);
+                    let label = format!("batch image {}", img.path);
+                    link.widget_info(|| {
+                        egui::WidgetInfo::labeled(egui::Role::Link, true, label.clone())
+                    });
+                    if link.clicked() {
                         let queue = Queue {
                             name: format!("batch {name}"),
                             images: detail.images.iter().map(|i| i.id).collect(),
