@@ -1605,9 +1605,15 @@ fn a_batch_can_be_reviewed_least_certain_first() {
         ["u_a.png", "u_b.png", "u_c.png", "u_d.png", "u_e.png"]
     );
     // An annotator who is not the assignee cannot change it; the lead can.
-    let err = fails(&path, &["--user", "ann", "batch", "order", "u", "uncertainty"]);
+    let err = fails(
+        &path,
+        &["--user", "ann", "batch", "order", "u", "uncertainty"],
+    );
     assert!(err.contains("only a lead or its assignee"), "{err}");
-    let said = ok(&path, &["--user", "boss", "batch", "order", "u", "uncertainty"]);
+    let said = ok(
+        &path,
+        &["--user", "boss", "batch", "order", "u", "uncertainty"],
+    );
     assert!(said.contains("uncertainty order"), "{said}");
     let shown = ok_json(&path, &["batch", "show", "u", "--json"]);
     assert_eq!(shown["batch"]["queue_order"], "uncertainty");

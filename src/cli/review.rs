@@ -820,9 +820,19 @@ pub fn review(cli: &Cli, cmd: &ReviewCmd) -> Result<()> {
                 println!("measured in the app (active time, idle gaps over a minute left out):");
                 println!(
                     "{:<16} {:>6} {:>9} {:>8} {:>8} {:>6} {:>8} {:>9} {:>7} {:>6}",
-                    "user", "images", "active s", "s/image", "s/box", "boxes", "model %", "approval", "actions", "keys"
+                    "user",
+                    "images",
+                    "active s",
+                    "s/image",
+                    "s/box",
+                    "boxes",
+                    "model %",
+                    "approval",
+                    "actions",
+                    "keys"
                 );
-                let opt = |x: Option<f64>, f: &dyn Fn(f64) -> String| x.map_or_else(|| "-".to_owned(), f);
+                let opt =
+                    |x: Option<f64>, f: &dyn Fn(f64) -> String| x.map_or_else(|| "-".to_owned(), f);
                 for (s, m) in measured {
                     println!(
                         "{:<16} {:>6} {:>9.1} {:>8} {:>8} {:>6} {:>8} {:>9} {:>7} {:>6}",

@@ -46,11 +46,11 @@ pub(crate) use lookups::{LogRevision, MetaWrite, OwnedLabel};
 pub use merge::RevId;
 pub use runs::{NewRun, RunImageTiming, RunInfo};
 pub use stats::Stats;
-pub use time::{ImageTime, TimeVisit, UserTime};
 pub use sync_log::{
     Applied, Conflict, ConflictHead, ImageRef, NamedRef, OutRevision, SharedRevision, SyncRefusal,
 };
 pub(crate) use sync_log::{IncomingError, IncomingPack, IncomingRules};
+pub use time::{ImageTime, TimeVisit, UserTime};
 pub use versions::{BoxChange, ClassTotals, Version, VersionDiff};
 
 use std::path::{Path, PathBuf};

@@ -157,6 +157,7 @@ impl Project {
                 ))
             })
             .map_err(self.sq())?;
-        rows.collect::<Result<HashMap<_, _>, _>>().map_err(self.sq())
+        rows.collect::<Result<HashMap<_, _>, _>>()
+            .map_err(self.sq())
     }
 }

@@ -106,11 +106,27 @@ mod tests {
     fn a_rough_box_snaps_to_the_best_overlapping_proposal_of_its_class() {
         let (cat, dog) = (Uuid::now_v7(), Uuid::now_v7());
         let boxes = vec![
-            boxed(cat, BBox::new(0.0, 0.0, 100.0, 100.0), ReviewState::Proposed),
-            boxed(cat, BBox::new(10.0, 10.0, 100.0, 100.0), ReviewState::Proposed),
+            boxed(
+                cat,
+                BBox::new(0.0, 0.0, 100.0, 100.0),
+                ReviewState::Proposed,
+            ),
+            boxed(
+                cat,
+                BBox::new(10.0, 10.0, 100.0, 100.0),
+                ReviewState::Proposed,
+            ),
             // Better overlap, but another class or already decided: never a target.
-            boxed(dog, BBox::new(12.0, 12.0, 100.0, 100.0), ReviewState::Proposed),
-            boxed(cat, BBox::new(12.0, 12.0, 100.0, 100.0), ReviewState::Accepted),
+            boxed(
+                dog,
+                BBox::new(12.0, 12.0, 100.0, 100.0),
+                ReviewState::Proposed,
+            ),
+            boxed(
+                cat,
+                BBox::new(12.0, 12.0, 100.0, 100.0),
+                ReviewState::Accepted,
+            ),
         ];
         let drawn = BBox::new(12.0, 12.0, 100.0, 100.0);
         let (a, iou) = snap_target(&boxes, &drawn, cat, SNAP_MIN_IOU).expect("a target");

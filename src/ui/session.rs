@@ -291,7 +291,8 @@ impl Session {
             self.time.pause();
         } else if input {
             self.time.input();
-            self.time.key_presses(u64::try_from(keys).unwrap_or(u64::MAX));
+            self.time
+                .key_presses(u64::try_from(keys).unwrap_or(u64::MAX));
         }
     }
 
@@ -1483,13 +1484,9 @@ impl Session {
             return;
         };
         let name = self.classes.name(class).to_owned();
-        let target = box_tools::snap_target(
-            self.doc.boxes(image),
-            &bbox,
-            class,
-            box_tools::SNAP_MIN_IOU,
-        )
-        .map(|(a, iou)| (a.clone(), iou));
+        let target =
+            box_tools::snap_target(self.doc.boxes(image), &bbox, class, box_tools::SNAP_MIN_IOU)
+                .map(|(a, iou)| (a.clone(), iou));
         match target {
             Some((a, iou)) => {
                 let mut after = a.value.clone();
@@ -2091,9 +2088,8 @@ impl Session {
             Command::CreateBox(bbox) => self.new_box(bbox, "draw box"),
             // Four clicks on one pixel row or column span no object.
             Command::CreateFourClickBox(bbox) if bbox.w < 2.0 || bbox.h < 2.0 => {
-                self.message = Some(
-                    "The four points span less than 2 pixels across or down: no box".into(),
-                );
+                self.message =
+                    Some("The four points span less than 2 pixels across or down: no box".into());
             }
             Command::CreateFourClickBox(bbox) => self.new_box(bbox, "four-click box"),
             Command::CancelClicks => {

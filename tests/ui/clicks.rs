@@ -52,7 +52,12 @@ fn four_clicks_make_a_box_of_the_current_class_and_escape_drops_them() {
     // a click selects again.
     press(&mut h, Key::Escape);
     press(&mut h, Key::Num2);
-    for (x, y) in [(250.0, 200.0), (300.0, 210.0), (270.0, 180.0), (280.0, 230.0)] {
+    for (x, y) in [
+        (250.0, 200.0),
+        (300.0, 210.0),
+        (270.0, 180.0),
+        (280.0, 230.0),
+    ] {
         let at = screen(&h, x, y);
         click(&mut h, at);
     }
@@ -88,7 +93,10 @@ fn a_rough_box_snaps_to_the_proposal_of_its_class_and_says_so() {
     assert_eq!(cat.value.bbox, BBox::new(20.0, 20.0, 60.0, 40.0));
     assert_eq!(session(&h).selected(), Some(fx.proposals[0]));
     let message = session(&h).message().unwrap_or_default().to_owned();
-    assert!(message.starts_with("Snapped to the cat proposal 0.90"), "{message}");
+    assert!(
+        message.starts_with("Snapped to the cat proposal 0.90"),
+        "{message}"
+    );
     let history = loupe::store::Project::open(&fx.project)
         .expect("open")
         .history(fx.proposals[0])
@@ -123,7 +131,12 @@ fn a_rough_box_snaps_to_the_proposal_of_its_class_and_says_so() {
     // Four clicks snap too: round the cat 0.2 proposal (240, 150, 40, 40).
     press(&mut h, Key::Escape);
     press(&mut h, Key::E);
-    for (x, y) in [(242.0, 170.0), (262.0, 152.0), (278.0, 168.0), (258.0, 188.0)] {
+    for (x, y) in [
+        (242.0, 170.0),
+        (262.0, 152.0),
+        (278.0, 168.0),
+        (258.0, 188.0),
+    ] {
         let at = screen(&h, x, y);
         click(&mut h, at);
     }

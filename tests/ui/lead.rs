@@ -555,8 +555,7 @@ fn a_batch_is_reviewed_least_certain_first_when_its_lead_says_so() {
     assert_eq!(order(&h), ["a.png", "b.png", "c.png", "d16.png"]);
     click_label(&mut h, "model uncertainty");
     assert_eq!(
-        review::batches(&Project::open(&fx.project).expect("open"))
-            .expect("batches")[0]
+        review::batches(&Project::open(&fx.project).expect("open")).expect("batches")[0]
             .queue_order,
         review::QueueOrder::Uncertainty,
         "{:?}",

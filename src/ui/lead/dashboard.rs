@@ -824,8 +824,10 @@ fn measured_ui(ui: &mut Ui, data: &DashboardData) {
         .collect();
     ui.add_space(6.0);
     ui.label(
-        RichText::new("Measured in the app (active time on each image, idle gaps over a minute left out)")
-            .color(theme::TEXT_WEAK),
+        RichText::new(
+            "Measured in the app (active time on each image, idle gaps over a minute left out)",
+        )
+        .color(theme::TEXT_WEAK),
     );
     if rows.is_empty() {
         ui.label(RichText::new("No time measured yet.").color(theme::TEXT_WEAK));
