@@ -727,6 +727,10 @@ pub enum ReviewCmd {
     /// and the time measured in the app (seconds per image and per box, model-assisted share,
     /// actions and key presses).
     Stats {
+        /// The measured time of each image instead: per image and annotator, the active
+        /// seconds, visits, actions, key presses and labels by origin.
+        #[arg(long)]
+        images: bool,
         #[arg(long)]
         json: bool,
     },
@@ -773,7 +777,36 @@ pub fn review(cli: &Cli, cmd: &ReviewCmd) -> Result<()> {
                 }
             }
         }
-        ReviewCmd::Stats { json } => {
+        ReviewCmd::Stats { images: true, json } => {
+            let p = open(cli)?;
+            let times = p.image_times()?;
+            if *json {
+                return print_json(&times);
+            }
+            println!(
+                "{:<40} {:<16} {:>6} {:>9} {:>7} {:>6} {:>6} {:>6}",
+                "image", "user", "visits", "active s", "actions", "keys", "drawn", "model"
+            );
+            for t in &times {
+                #[allow(clippy::cast_precision_loss)]
+                let seconds = t.active_ms as f64 / 1000.0;
+                println!(
+                    "{:<40} {:<16} {:>6} {:>9.1} {:>7} {:>6} {:>6} {:>6}",
+                    t.path,
+                    t.user,
+                    t.visits,
+                    seconds,
+                    t.actions,
+                    t.key_presses,
+                    t.boxes_human,
+                    t.boxes_model
+                );
+            }
+        }
+        ReviewCmd::Stats {
+            images: false,
+            json,
+        } => {
             let p = open(cli)?;
             let stats = review::annotator_stats(&p)?;
             if *json {

@@ -120,6 +120,12 @@ fn a_labelling_script_is_timed_per_image_and_annotator() {
     assert_eq!(m["key_presses"], 4);
     let text = crate::support::ok(&fx.project, &["review", "stats"]);
     assert!(text.contains("measured in the app"), "{text}");
+    let per_image =
+        crate::support::ok_json(&fx.project, &["review", "stats", "--images", "--json"]);
+    assert_eq!(per_image[0]["path"], "a.png");
+    assert_eq!(per_image[0]["active_ms"], 5_000);
+    assert_eq!(per_image[2]["key_presses"], 1);
+    assert_eq!(per_image[1]["boxes_model"], 3);
 
     // The dashboard shows the same figures.
     let ctrl = Modifiers {
