@@ -154,3 +154,40 @@ fn a_labelling_script_is_timed_per_image_and_annotator() {
     h.get_by_label("s per box");
     h.get_by_label("8.8 s");
 }
+
+#[test]
+fn time_out_of_focus_does_not_count() {
+    let fx = fixture();
+    let mut h = app(&fx);
+    let clock = Arc::new(ManualClock::default());
+    h.state_mut()
+        .session_mut()
+        .expect("session")
+        .set_clock(clock.clone());
+    wait(&clock, 2);
+    hover(&mut h, 10.0, 10.0);
+    // Another window has the focus: the pointer passing over this one counts for nothing, and
+    // the first input back in focus starts afresh.
+    h.input_mut().focused = false;
+    wait(&clock, 5);
+    hover(&mut h, 20.0, 20.0);
+    h.input_mut().focused = true;
+    wait(&clock, 7);
+    hover(&mut h, 30.0, 30.0);
+    wait(&clock, 1);
+    press(&mut h, Key::D);
+    h.state_mut().flush_writes();
+    let times = Project::open(&fx.project)
+        .expect("open")
+        .image_times()
+        .expect("times");
+    assert_eq!(times.len(), 1);
+    assert_eq!(
+        (
+            times[0].path.as_str(),
+            times[0].active_ms,
+            times[0].key_presses
+        ),
+        ("a.png", 3_000, 1)
+    );
+}
