@@ -1571,3 +1571,61 @@ fn agreement_matches_boxes_of_two_people_per_class() {
     let text = ok(&path, &["review", "agreement"]);
     assert!(text.contains("alice & bob"), "{text}");
 }
+
+#[test]
+fn a_batch_can_be_reviewed_least_certain_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = new_project(dir.path());
+    {
+        let mut p = Project::open(&path).expect("open");
+        let names = ["u_a.png", "u_b.png", "u_c.png", "u_d.png", "u_e.png"];
+        let imgs = add_images(&mut p, &names, 200, 200);
+        let run = new_run(&mut p, "m");
+        // a: sure (0.95); b: nothing found; c: 0.6 with another box near 0.5; d: 0.6 alone;
+        // e: the least sure (0.3).
+        let scores: [&[f32]; 5] = [&[0.95], &[], &[0.6, 0.55], &[0.6], &[0.3]];
+        for (img, scores) in imgs.iter().zip(scores) {
+            let boxes: Vec<(&str, [f64; 4], f32)> = scores
+                .iter()
+                .enumerate()
+                .map(|(i, s)| ("car", [10.0 + 50.0 * i as f64, 10.0, 40.0, 40.0], *s))
+                .collect();
+            propose(&mut p, run, *img, &boxes);
+        }
+        p.switch_user("boss", Some(Role::Lead)).expect("lead");
+        p.switch_user("ann", Some(Role::Annotator))
+            .expect("annotator");
+        p.switch_user("boss", None).expect("lead");
+    }
+    ok(&path, &["batch", "create", "u", "--path", "u_"]);
+    let shown = ok_json(&path, &["batch", "show", "u", "--json"]);
+    assert_eq!(shown["batch"]["queue_order"], "batch");
+    assert_eq!(
+        paths_of(&shown["images"]),
+        ["u_a.png", "u_b.png", "u_c.png", "u_d.png", "u_e.png"]
+    );
+    // An annotator who is not the assignee cannot change it; the lead can.
+    let err = fails(
+        &path,
+        &["--user", "ann", "batch", "order", "u", "uncertainty"],
+    );
+    assert!(err.contains("only a lead or its assignee"), "{err}");
+    let said = ok(
+        &path,
+        &["--user", "boss", "batch", "order", "u", "uncertainty"],
+    );
+    assert!(said.contains("uncertainty order"), "{said}");
+    let shown = ok_json(&path, &["batch", "show", "u", "--json"]);
+    assert_eq!(shown["batch"]["queue_order"], "uncertainty");
+    assert_eq!(
+        paths_of(&shown["images"]),
+        ["u_e.png", "u_c.png", "u_d.png", "u_a.png", "u_b.png"]
+    );
+    assert_eq!(shown["images"][1]["near_threshold"], 2);
+    assert!(shown["images"][4].get("top_score").is_none());
+    // The assignee may choose too.
+    ok(&path, &["--user", "boss", "batch", "assign", "u", "ann"]);
+    ok(&path, &["--user", "ann", "batch", "order", "u", "batch"]);
+    let list = ok_json(&path, &["batch", "list", "--json"]);
+    assert_eq!(list[0]["queue_order"], "batch");
+}

@@ -317,7 +317,15 @@ pub enum BatchCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Show a batch's images (failed images first when it was returned) and its latest audit.
+    /// The order of a batch's review queue: `batch` (as made) or `uncertainty` (the model's
+    /// least certain images first: lowest top score, then most boxes scored near 0.5).
+    Order {
+        name: String,
+        #[arg(value_parser = ["batch", "uncertainty"])]
+        order: String,
+    },
+    /// Show a batch's images in review order (failed images first when it was returned) and
+    /// its latest audit.
     Show {
         name: String,
         #[arg(long)]
@@ -327,12 +335,13 @@ pub enum BatchCmd {
 
 fn print_batch_line(b: &review::BatchInfo) {
     println!(
-        "{:<20} {:<10} round {:<2} {:>6} images  assignee {}",
+        "{:<20} {:<10} round {:<2} {:>6} images  assignee {}  order {}",
         b.name,
         b.state.as_str(),
         b.round,
         b.images,
-        b.assignee.as_deref().unwrap_or("-")
+        b.assignee.as_deref().unwrap_or("-"),
+        b.queue_order.as_str()
     );
 }
 
@@ -388,6 +397,13 @@ pub fn batch(cli: &Cli, cmd: &BatchCmd) -> Result<()> {
                 );
             }
         }
+        BatchCmd::Order { name, order } => {
+            let mut p = open(cli)?;
+            let order = review::QueueOrder::parse(order)
+                .with_context(|| format!("unknown order {order:?}: use batch or uncertainty"))?;
+            let b = review::set_queue_order(&mut p, name, order)?;
+            println!("batch {} is reviewed in {} order", b.name, order.as_str());
+        }
         BatchCmd::List { json } => {
             let p = open(cli)?;
             let list = review::batches(&p)?;
@@ -411,12 +427,16 @@ pub fn batch(cli: &Cli, cmd: &BatchCmd) -> Result<()> {
                     Some(review::Verdict::Pass) => "pass",
                     None => "    ",
                 };
+                let top = img
+                    .top_score
+                    .map_or_else(|| "    -".to_owned(), |s| format!("{s:>5.2}"));
                 println!(
-                    "  {mark} {:<40} {:>3} boxes {:>3} proposals {:>3} returned{}",
+                    "  {mark} {:<40} {:>3} boxes {:>3} proposals {:>3} returned  top {top} {:>3} near{}",
                     img.path,
                     img.boxes,
                     img.proposals,
                     img.returned,
+                    img.near_threshold,
                     img.comment
                         .as_deref()
                         .map(|c| format!("  \"{c}\""))
@@ -703,8 +723,14 @@ pub enum ReviewCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Per-annotator statistics: images per hour, corrections, approval rate, audit failures.
+    /// Per-annotator statistics: images per hour, corrections, approval rate, audit failures,
+    /// and the time measured in the app (seconds per image and per box, model-assisted share,
+    /// actions and key presses).
     Stats {
+        /// The measured time of each image instead: per image and annotator, the active
+        /// seconds, visits, actions, key presses and labels by origin.
+        #[arg(long)]
+        images: bool,
         #[arg(long)]
         json: bool,
     },
@@ -751,7 +777,36 @@ pub fn review(cli: &Cli, cmd: &ReviewCmd) -> Result<()> {
                 }
             }
         }
-        ReviewCmd::Stats { json } => {
+        ReviewCmd::Stats { images: true, json } => {
+            let p = open(cli)?;
+            let times = p.image_times()?;
+            if *json {
+                return print_json(&times);
+            }
+            println!(
+                "{:<40} {:<16} {:>6} {:>9} {:>7} {:>6} {:>6} {:>6}",
+                "image", "user", "visits", "active s", "actions", "keys", "drawn", "model"
+            );
+            for t in &times {
+                #[allow(clippy::cast_precision_loss)]
+                let seconds = t.active_ms as f64 / 1000.0;
+                println!(
+                    "{:<40} {:<16} {:>6} {:>9.1} {:>7} {:>6} {:>6} {:>6}",
+                    t.path,
+                    t.user,
+                    t.visits,
+                    seconds,
+                    t.actions,
+                    t.key_presses,
+                    t.boxes_human,
+                    t.boxes_model
+                );
+            }
+        }
+        ReviewCmd::Stats {
+            images: false,
+            json,
+        } => {
             let p = open(cli)?;
             let stats = review::annotator_stats(&p)?;
             if *json {
@@ -788,6 +843,44 @@ pub fn review(cli: &Cli, cmd: &ReviewCmd) -> Result<()> {
                     s.reviews_done,
                     format!("{}/{}", s.audit_failures, s.audited_images)
                 );
+            }
+            let measured: Vec<_> = stats
+                .iter()
+                .filter_map(|s| s.measured.as_ref().map(|m| (s, m)))
+                .collect();
+            if !measured.is_empty() {
+                println!();
+                println!("measured in the app (active time, idle gaps over a minute left out):");
+                println!(
+                    "{:<16} {:>6} {:>9} {:>8} {:>8} {:>6} {:>8} {:>9} {:>7} {:>6}",
+                    "user",
+                    "images",
+                    "active s",
+                    "s/image",
+                    "s/box",
+                    "boxes",
+                    "model %",
+                    "approval",
+                    "actions",
+                    "keys"
+                );
+                let opt =
+                    |x: Option<f64>, f: &dyn Fn(f64) -> String| x.map_or_else(|| "-".to_owned(), f);
+                for (s, m) in measured {
+                    println!(
+                        "{:<16} {:>6} {:>9.1} {:>8} {:>8} {:>6} {:>8} {:>9} {:>7} {:>6}",
+                        s.user,
+                        m.images,
+                        m.active_seconds,
+                        opt(m.seconds_per_image, &|x| format!("{x:.1}")),
+                        opt(m.seconds_per_box, &|x| format!("{x:.1}")),
+                        m.boxes,
+                        opt(m.model_assisted_share, &|x| format!("{:.0}%", 100.0 * x)),
+                        opt(s.approval_rate, &|x| format!("{:.0}%", 100.0 * x)),
+                        m.actions,
+                        m.key_presses
+                    );
+                }
             }
         }
         ReviewCmd::Agreement { iou, json } => {

@@ -18,7 +18,79 @@ use super::{Result, ReviewError};
 use crate::model::{AnnotationValue, ReviewState, Role};
 use crate::store::{AuditRecord, BatchRecord, Edit, ImageFilter, NewAudit, Project};
 
-pub use crate::store::{AuditDecision, BatchImage, BatchInfo, BatchState, Verdict};
+pub use crate::store::{AuditDecision, BatchImage, BatchInfo, BatchState, QueueOrder, Verdict};
+
+/// The score a model's box is judged against when ordering by uncertainty.
+pub const SCORE_THRESHOLD: f64 = 0.5;
+/// A box within this distance of [`SCORE_THRESHOLD`] is "near the threshold".
+pub const NEAR_THRESHOLD: f64 = 0.15;
+
+/// How unsure the model is about one image, from the scores of its boxes there.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Uncertainty {
+    /// The highest score; `None` when the model put no box on the image.
+    pub top_score: Option<f64>,
+    /// Boxes scored within [`NEAR_THRESHOLD`] of [`SCORE_THRESHOLD`].
+    pub near_threshold: u32,
+}
+
+impl Uncertainty {
+    pub fn of(scores: &[f64]) -> Self {
+        let near = scores
+            .iter()
+            .filter(|s| (**s - SCORE_THRESHOLD).abs() <= NEAR_THRESHOLD)
+            .count();
+        Uncertainty {
+            top_score: scores.iter().copied().reduce(f64::max),
+            near_threshold: u32::try_from(near).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Sorting key, most uncertain first: the lowest top score, then the most boxes near the
+    /// threshold. Images the model put no box on come last: there is no score to doubt.
+    fn key(&self) -> (bool, f64, std::cmp::Reverse<u32>) {
+        (
+            self.top_score.is_none(),
+            self.top_score.unwrap_or(f64::INFINITY),
+            std::cmp::Reverse(self.near_threshold),
+        )
+    }
+}
+
+/// Sorts a batch's images most uncertain first (stable: ties keep the batch order).
+pub fn sort_by_uncertainty(images: &mut [BatchImage]) {
+    images.sort_by(|a, b| {
+        let ka = Uncertainty {
+            top_score: a.top_score,
+            near_threshold: a.near_threshold,
+        }
+        .key();
+        let kb = Uncertainty {
+            top_score: b.top_score,
+            near_threshold: b.near_threshold,
+        }
+        .key();
+        ka.0.cmp(&kb.0)
+            .then(ka.1.total_cmp(&kb.1))
+            .then(ka.2.cmp(&kb.2))
+    });
+}
+
+/// Sets the order of a batch's review queue. Leads and the batch's assignee may.
+pub fn set_queue_order(p: &mut Project, batch: &str, order: QueueOrder) -> Result<BatchInfo> {
+    let b = batch_row(p, batch)?;
+    let me = p.current_user()?;
+    if me.role < Role::Lead && b.assignee_row != Some(p.current_user_row()) {
+        return Err(ReviewError::Refused(format!(
+            "{} ({}) cannot change the order of batch {}: only a lead or its assignee can",
+            me.name,
+            me.role.as_str(),
+            b.info.name
+        )));
+    }
+    p.set_batch_queue_order(b.id, order)?;
+    Ok(batch_row(p, batch)?.info)
+}
 
 /// How to make a batch: the images matching a filter, optionally a seeded random sample of them.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -322,12 +394,22 @@ pub fn batches(p: &Project) -> Result<Vec<BatchInfo>> {
     Ok(p.batch_records()?.into_iter().map(|b| b.info).collect())
 }
 
-/// The images of a batch in working order, with the latest audit. When the batch was returned,
-/// the images that failed come first (in audit order, with the auditor's comments).
+/// The images of a batch in working order (the batch's, or the model's least certain first when
+/// its queue order says so), with the latest audit. When the batch was returned, the images
+/// that failed come first (in audit order, with the auditor's comments).
 pub fn batch_detail(p: &Project, batch: &str) -> Result<BatchDetail> {
     let b = batch_row(p, batch)?;
     let audit = latest_audit(p, &b)?;
     let mut images = p.batch_images(b.id)?;
+    let scores = p.batch_model_scores(b.id)?;
+    for img in &mut images {
+        let u = Uncertainty::of(scores.get(&img.id).map_or(&[][..], Vec::as_slice));
+        img.top_score = u.top_score;
+        img.near_threshold = u.near_threshold;
+    }
+    if b.info.queue_order == QueueOrder::Uncertainty {
+        sort_by_uncertainty(&mut images);
+    }
     if let Some(a) = &audit {
         let marks: HashMap<Uuid, (usize, &AuditItem)> = a
             .items
@@ -725,6 +807,41 @@ pub(crate) fn audit_counts(p: &Project) -> Result<HashMap<i64, (usize, usize)>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn image(path: &str, scores: &[f64]) -> BatchImage {
+        let u = Uncertainty::of(scores);
+        BatchImage {
+            id: Uuid::now_v7(),
+            path: path.into(),
+            boxes: 0,
+            proposals: 0,
+            returned: 0,
+            verdict: None,
+            comment: None,
+            top_score: u.top_score,
+            near_threshold: u.near_threshold,
+        }
+    }
+
+    #[test]
+    fn the_least_certain_images_come_first() {
+        let u = Uncertainty::of(&[0.9, 0.45, 0.62, 0.2]);
+        assert_eq!(u.top_score, Some(0.9));
+        assert_eq!(u.near_threshold, 2, "0.45 and 0.62 are within 0.15 of 0.5");
+        let mut images = vec![
+            image("a", &[0.95]),
+            image("b", &[]),
+            image("c", &[0.6, 0.55]),
+            image("d", &[0.6]),
+            image("e", &[0.3]),
+            image("f", &[]),
+        ];
+        sort_by_uncertainty(&mut images);
+        let order: Vec<&str> = images.iter().map(|i| i.path.as_str()).collect();
+        // Lowest top score first; at equal top scores more boxes near the threshold first;
+        // images without a model box last, in batch order.
+        assert_eq!(order, ["e", "c", "d", "a", "b", "f"]);
+    }
 
     #[test]
     fn samples_are_reproducible_and_stratified() {

@@ -33,9 +33,10 @@ mod error;
 pub use agreement::{AgreementReport, ClassAgreement, PairAgreement, agreement};
 pub use batches::{
     AuditDecision, AuditInfo, AuditItem, AuditOptions, BatchDetail, BatchImage, BatchInfo,
-    BatchState, DecideReport, NewBatch, Stratum, SubmitReport, Verdict, assign_batch, audit_decide,
-    audit_mark, audit_of, audit_start, batch_detail, batches, create_batch, stratified_sample,
-    submit_batch,
+    BatchState, DecideReport, NEAR_THRESHOLD, NewBatch, QueueOrder, SCORE_THRESHOLD, Stratum,
+    SubmitReport, Uncertainty, Verdict, assign_batch, audit_decide, audit_mark, audit_of,
+    audit_start, batch_detail, batches, create_batch, set_queue_order, sort_by_uncertainty,
+    stratified_sample, submit_batch,
 };
 pub use error::ReviewError;
 pub use meta::{
@@ -46,7 +47,7 @@ pub use run_eval::{
     ClassDelta, EvalOptions, GroundTruth, RunComparison, RunEval, Slice, SliceEval, compare_runs,
     evaluate_run,
 };
-pub use stats::{AnnotatorStats, annotator_stats};
+pub use stats::{AnnotatorStats, MeasuredTime, annotator_stats};
 pub use transitions::{
     TransitionRule, allowed_targets, check_edits, check_transition, set_state, set_states,
     state_after_edit, transition_table,

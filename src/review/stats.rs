@@ -14,7 +14,11 @@
 //!   mind on a box (accepts, then rejects) is counted for their last decision only;
 //! - a review (a change to approved or returned) is credited to the person who made the box's
 //!   latest annotator decision before it;
-//! - audit failures are audited images of which the person was the annotator (the stratum).
+//! - audit failures are audited images of which the person was the annotator (the stratum);
+//! - *measured* figures are what the app timed (`store::time`): active seconds focused on an
+//!   image (idle gaps over a minute left out), the edits and key presses made there, and the
+//!   labels the images had when the person left them, by origin (a model's box accepted or
+//!   corrected, or drawn by a person). They exist only for people who worked in the app.
 
 use std::collections::{HashMap, HashSet};
 
@@ -54,6 +58,47 @@ pub struct AnnotatorStats {
     pub reviews_done: usize,
     pub audited_images: usize,
     pub audit_failures: usize,
+    /// What the app measured of this person's work; `None` when it measured nothing.
+    pub measured: Option<MeasuredTime>,
+}
+
+/// What the app measured of one person's work (see the module's definitions).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct MeasuredTime {
+    /// Images the person spent time on in the app.
+    pub images: u64,
+    pub active_seconds: f64,
+    pub seconds_per_image: Option<f64>,
+    /// Active seconds per label on those images; `None` without labels.
+    pub seconds_per_box: Option<f64>,
+    /// Labels on those images as the person left them.
+    pub boxes: u64,
+    /// Of which a model's boxes (accepted or corrected proposals).
+    pub model_boxes: u64,
+    /// `model_boxes / boxes`; `None` without labels.
+    pub model_assisted_share: Option<f64>,
+    /// Edits made (undo and redo included).
+    pub actions: u64,
+    pub key_presses: u64,
+}
+
+impl MeasuredTime {
+    /// The figures of a person's measured totals.
+    pub fn from_totals(t: &crate::store::UserTime) -> Self {
+        let seconds = t.active_ms as f64 / 1000.0;
+        let boxes = t.boxes_human + t.boxes_model;
+        MeasuredTime {
+            images: t.images,
+            active_seconds: seconds,
+            seconds_per_image: (t.images > 0).then(|| seconds / t.images as f64),
+            seconds_per_box: (boxes > 0).then(|| seconds / boxes as f64),
+            boxes,
+            model_boxes: t.boxes_model,
+            model_assisted_share: (boxes > 0).then(|| t.boxes_model as f64 / boxes as f64),
+            actions: t.actions,
+            key_presses: t.key_presses,
+        }
+    }
 }
 
 fn is_work(state: ReviewState) -> bool {
@@ -214,6 +259,7 @@ pub fn annotator_stats(p: &Project) -> Result<Vec<AnnotatorStats>> {
     }
     credit(&mut acc, current_ann, standing);
     let audits = audit_counts(p)?;
+    let mut measured = p.user_times_by_row()?;
     let users = p.user_roles()?;
     let mut out: Vec<AnnotatorStats> = users
         .into_iter()
@@ -240,6 +286,7 @@ pub fn annotator_stats(p: &Project) -> Result<Vec<AnnotatorStats>> {
                 reviews_done: a.reviews_done,
                 audited_images: audited,
                 audit_failures: failed,
+                measured: measured.remove(&id).map(|t| MeasuredTime::from_totals(&t)),
             }
         })
         .collect();

@@ -100,6 +100,32 @@ impl AuditDecision {
     }
 }
 
+/// The order a batch's review queue follows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueOrder {
+    /// The order the batch was made in (path order).
+    #[default]
+    Batch,
+    /// The model's least certain images first (`review::batches::Uncertainty`).
+    Uncertainty,
+}
+
+impl QueueOrder {
+    pub const ALL: [QueueOrder; 2] = [QueueOrder::Batch, QueueOrder::Uncertainty];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueOrder::Batch => "batch",
+            QueueOrder::Uncertainty => "uncertainty",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
 /// A batch as listed.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BatchInfo {
@@ -115,6 +141,8 @@ pub struct BatchInfo {
     pub decided_ms: Option<i64>,
     /// How it was made (filter, sample, seed).
     pub recipe: serde_json::Value,
+    /// The order its review queue follows (migration 6).
+    pub queue_order: QueueOrder,
 }
 
 /// One image of a batch, with its counts and its latest audit verdict.
@@ -132,6 +160,11 @@ pub struct BatchImage {
     pub verdict: Option<Verdict>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// The highest score of the model's boxes on the image (any run); `None` without any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_score: Option<f64>,
+    /// The model's boxes scored near the threshold (`review::batches::NEAR_THRESHOLD`).
+    pub near_threshold: u32,
 }
 
 /// A batch with its row ids.
@@ -181,7 +214,7 @@ pub(crate) struct NewAudit<'a> {
 }
 
 const BATCH_SELECT: &str = "SELECT b.id, b.uuid, b.name, b.state, b.assignee, ua.name, uc.name, b.created_ms, b.round,
-        (SELECT COUNT(*) FROM batch_images bi WHERE bi.batch=b.id), b.submitted_ms, b.decided_ms, b.recipe
+        (SELECT COUNT(*) FROM batch_images bi WHERE bi.batch=b.id), b.submitted_ms, b.decided_ms, b.recipe, b.queue_order
      FROM batches b LEFT JOIN users ua ON ua.id=b.assignee JOIN users uc ON uc.id=b.created_by";
 
 fn batch_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BatchRecord> {
@@ -202,6 +235,7 @@ fn batch_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BatchRecord> {
             submitted_ms: r.get(10)?,
             decided_ms: r.get(11)?,
             recipe: serde_json::from_str(&recipe).unwrap_or(serde_json::Value::Null),
+            queue_order: QueueOrder::parse(&r.get::<_, String>(13)?).unwrap_or_default(),
         },
     })
 }
@@ -291,6 +325,43 @@ impl Project {
         Ok(())
     }
 
+    /// Sets the order a batch's review queue follows.
+    pub(crate) fn set_batch_queue_order(&self, batch: i64, order: QueueOrder) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE batches SET queue_order=?1 WHERE id=?2",
+                params![order.as_str(), batch],
+            )
+            .map_err(self.sq())?;
+        Ok(())
+    }
+
+    /// The scores of the model's live boxes (any run, any review state) on each image of a
+    /// batch.
+    pub(crate) fn batch_model_scores(&self, batch: i64) -> Result<HashMap<Uuid, Vec<f64>>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT i.uuid, a.score FROM batch_images bi JOIN images i ON i.id=bi.image
+                 JOIN annotations a ON a.image=bi.image
+                 WHERE bi.batch=?1 AND a.deleted=0 AND a.run IS NOT NULL AND a.score IS NOT NULL",
+            )
+            .map_err(self.sq())?;
+        let rows = stmt
+            .query_map([batch], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?))
+            })
+            .map_err(self.sq())?;
+        let mut out: HashMap<Uuid, Vec<f64>> = HashMap::new();
+        for row in rows {
+            let (image, score) = row.map_err(self.sq())?;
+            out.entry(Uuid::parse_str(&image).unwrap_or_default())
+                .or_default()
+                .push(score);
+        }
+        Ok(out)
+    }
+
     /// Marks a batch submitted now.
     pub(crate) fn mark_batch_submitted(&self, batch: i64) -> Result<()> {
         self.conn
@@ -338,6 +409,8 @@ impl Project {
                     returned: r.get(4)?,
                     verdict: None,
                     comment: None,
+                    top_score: None,
+                    near_threshold: 0,
                 })
             })
             .map_err(self.sq())?;

@@ -27,12 +27,13 @@ mod runs;
 mod schema;
 mod stats;
 mod sync_log;
+mod time;
 mod users;
 mod versions;
 
 pub use annotations::{Edit, Revision};
 pub(crate) use annotations::{RevisionWriter, RowValue, attributes_from_column};
-pub use batches::{AuditDecision, BatchImage, BatchInfo, BatchState, Verdict};
+pub use batches::{AuditDecision, BatchImage, BatchInfo, BatchState, QueueOrder, Verdict};
 pub(crate) use batches::{AuditRecord, BatchRecord, NewAudit};
 pub use bulk::{Bulk, ImageInput, Upsert};
 use classes::class_row_tx;
@@ -49,6 +50,7 @@ pub use sync_log::{
     Applied, Conflict, ConflictHead, ImageRef, NamedRef, OutRevision, SharedRevision, SyncRefusal,
 };
 pub(crate) use sync_log::{IncomingError, IncomingPack, IncomingRules};
+pub use time::{ImageTime, TimeVisit, UserTime};
 pub use versions::{BoxChange, ClassTotals, Version, VersionDiff};
 
 use std::path::{Path, PathBuf};

@@ -282,6 +282,26 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE annotations ADD COLUMN attributes TEXT;
     ALTER TABLE revisions ADD COLUMN attributes TEXT;
     ",
+    // 6: the human time each image costs, per image and annotator (`store::time`), and the
+    // order a batch's review queue follows (`batches.queue_order`: 'batch' or 'uncertainty').
+    r"
+    CREATE TABLE image_time (
+        image INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        user INTEGER NOT NULL REFERENCES users(id),
+        visits INTEGER NOT NULL,
+        -- Focused on the image, idle gaps over a minute left out.
+        active_ms INTEGER NOT NULL,
+        actions INTEGER NOT NULL,
+        key_presses INTEGER NOT NULL,
+        -- The image's labels as the last visit left them: drawn by a person, or from a model.
+        boxes_human INTEGER NOT NULL,
+        boxes_model INTEGER NOT NULL,
+        last_ms INTEGER NOT NULL,
+        PRIMARY KEY (image, user)
+    ) STRICT, WITHOUT ROWID;
+    ALTER TABLE batches ADD COLUMN queue_order TEXT NOT NULL DEFAULT 'batch'
+        CHECK (queue_order IN ('batch', 'uncertainty'));
+    ",
 ];
 
 /// The schema version this build writes.

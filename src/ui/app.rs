@@ -137,6 +137,7 @@ impl App {
     /// Finishes the open project's writes and remembers where it was left.
     fn close_session(&mut self) {
         if let Some(mut old) = self.session.take() {
+            old.end_visit();
             old.flush_writes();
             if let Some(c) = old.current() {
                 self.settings.remember_image(old.path(), &c.path);

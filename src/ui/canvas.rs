@@ -11,6 +11,7 @@ use eframe::egui::{
 use eframe::egui_wgpu;
 use uuid::Uuid;
 
+use super::box_tools;
 use super::classes::{ClassTable, Thresholds};
 use super::commands::Command;
 use super::gpu::{ImageCallback, PixelKind, Uniforms, mip_level_for};
@@ -310,6 +311,10 @@ pub struct Canvas {
     pub ruler_mode: bool,
     /// The last measurement, in image pixels.
     pub ruler: Option<(Pos2, Pos2)>,
+    /// Four-click boxes: clicks place the object's extreme points instead of selecting.
+    pub four_click: bool,
+    /// The extreme points clicked so far (image pixels), fewer than four.
+    clicks: Vec<Pos2>,
     drag: Drag,
     /// The geometry of the box being moved or resized, shown until the edit lands.
     preview: Option<(Uuid, BBox)>,
@@ -335,6 +340,8 @@ impl Default for Canvas {
             outlines_only: false,
             ruler_mode: false,
             ruler: None,
+            four_click: false,
+            clicks: Vec::new(),
             drag: Drag::None,
             preview: None,
             pointer_in_image: None,
@@ -360,10 +367,23 @@ impl Canvas {
         std::mem::take(&mut self.space_panned)
     }
 
-    /// Cancels a gesture in progress (Escape, or the image changed).
+    /// Cancels a gesture in progress (Escape, or the image changed), four-click points too.
     pub fn cancel_gesture(&mut self) {
         self.drag = Drag::None;
         self.preview = None;
+        self.clicks.clear();
+    }
+
+    /// The extreme points of the four-click box in progress (image pixels).
+    pub fn four_click_points(&self) -> &[Pos2] {
+        &self.clicks
+    }
+
+    /// Drops the four-click points placed so far; true if there were any.
+    pub fn drop_clicks(&mut self) -> bool {
+        let had = !self.clicks.is_empty();
+        self.clicks.clear();
+        had
     }
 
     /// True while the mouse is drawing, moving or resizing.
@@ -506,6 +526,9 @@ impl Canvas {
             self.drag = if space_down {
                 self.space_panned = true;
                 Drag::Panning
+            } else if self.four_click && !self.ruler_mode {
+                // Four-click boxes are made of clicks; a drag places nothing.
+                Drag::None
             } else if self.ruler_mode {
                 self.ruler = None;
                 Drag::Measuring {
@@ -608,7 +631,23 @@ impl Canvas {
             // cleared by `clear_preview`), so the box never jumps back for a frame.
         }
 
-        if response.clicked_by(PointerButton::Primary) && !space_down && !self.ruler_mode {
+        if response.clicked_by(PointerButton::Primary)
+            && !space_down
+            && !self.ruler_mode
+            && self.four_click
+        {
+            let pos = response.interact_pointer_pos().unwrap_or_default();
+            let size = self.viewport.image_size();
+            let p = self.viewport.image_from_screen(pos);
+            self.clicks
+                .push(pos2(p.x.clamp(0.0, size.x), p.y.clamp(0.0, size.y)));
+            if self.clicks.len() >= box_tools::CLICKS_PER_BOX {
+                let points = std::mem::take(&mut self.clicks);
+                if let Some(bbox) = box_tools::box_of_points(&points, &self.viewport) {
+                    out.push(Command::CreateFourClickBox(bbox));
+                }
+            }
+        } else if response.clicked_by(PointerButton::Primary) && !space_down && !self.ruler_mode {
             let pos = response.interact_pointer_pos().unwrap_or_default();
             out.push(Command::Select(hit_box(
                 &self.viewport,
@@ -813,6 +852,9 @@ impl Canvas {
                 theme::TEXT,
             );
         }
+        if !self.clicks.is_empty() {
+            self.paint_clicks(painter, response, input.draw_color);
+        }
         // Crosshair guides while the mouse is free, drawing or measuring.
         let guides = matches!(
             self.drag,
@@ -830,6 +872,41 @@ impl Canvas {
             painter.line_segment(
                 [pos2(p.x, image_rect.top()), pos2(p.x, image_rect.bottom())],
                 stroke,
+            );
+        }
+    }
+}
+
+impl Canvas {
+    /// The four-click points so far: a dot on each, the box they span with the pointer as the
+    /// next point, and how many clicks are left beside the pointer.
+    fn paint_clicks(&self, painter: &Painter, response: &Response, color: Color32) {
+        let pointer = response
+            .hover_pos()
+            .map(|p| self.viewport.image_from_screen(p));
+        let mut points = self.clicks.clone();
+        points.extend(pointer);
+        if points.len() >= 2
+            && let Some(b) = box_tools::box_of_points(&points, &self.viewport)
+        {
+            let r = self.viewport.screen_from_bbox(&b);
+            let mut shapes = Vec::new();
+            dashed_rect(&mut shapes, r, Stroke::new(1.0, color));
+            painter.extend(shapes);
+        }
+        for p in &self.clicks {
+            let at = self.viewport.screen_from_image(*p);
+            painter.circle_filled(at, 5.0, Color32::from_black_alpha(160));
+            painter.circle_filled(at, 3.5, color);
+        }
+        if let Some(p) = response.hover_pos() {
+            let left = box_tools::CLICKS_PER_BOX - self.clicks.len();
+            painter.text(
+                p + vec2(12.0, 12.0),
+                egui::Align2::LEFT_TOP,
+                format!("{left} more"),
+                theme::label_font(),
+                theme::TEXT,
             );
         }
     }

@@ -43,6 +43,10 @@ pub enum Command {
     // Box edits (each is one undo step and one store write).
     /// A new box of the current class.
     CreateBox(BBox),
+    /// A new box of the current class from four extreme clicks.
+    CreateFourClickBox(BBox),
+    /// Drop the four-click points placed so far (Escape).
+    CancelClicks,
     /// New geometry for a box (move or resize); `what` names it for undo.
     SetBBox {
         id: Uuid,
@@ -107,6 +111,10 @@ pub enum Command {
         width: f64,
     },
     ToggleRuler,
+    /// Four-click boxes on or off.
+    ToggleFourClick,
+    /// Snapping drawn boxes to proposals on or off.
+    ToggleSnap,
     ToggleProposals,
     ToggleOutlines,
     ToggleBoxes,

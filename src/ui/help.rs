@@ -65,7 +65,7 @@ impl Help {
             .show(ctx, |ui| {
                 ui.label(
                     RichText::new(
-                        "Mouse: drag to draw · click to select · drag the selection to move, its handles to resize · \
+                        "Mouse: drag to draw (or E, then click the four extreme points) · click to select · drag the selection to move, its handles to resize · \
                          wheel zooms · middle-drag or Space+drag pans · right-drag: brightness/contrast or window/level",
                     )
                     .color(theme::TEXT_WEAK),

@@ -13,6 +13,7 @@
 mod app;
 mod bars;
 mod box_list;
+mod box_tools;
 mod canvas;
 mod classes;
 mod commands;
@@ -36,6 +37,7 @@ mod sync_status;
 mod theme;
 mod thumbs;
 mod tiles;
+mod time_log;
 mod viewport;
 mod workers;
 mod writer;
@@ -63,6 +65,7 @@ pub use settings_page::{SavedSettings, SettingsOutcome, SettingsPage};
 pub use shortcuts::{Action, KeyBinding, KeyConflict, Keymap};
 pub use sync_status::{Phase, SyncCommand, SyncConfig, SyncStatus, SyncView};
 pub use theme::ThemeChoice;
+pub use time_log::{Clock, IDLE_LIMIT, ManualClock, SystemClock};
 pub use viewport::Viewport;
 pub use writer::SaveState;
 

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::bars::{StatusBar, StatusInput, TopBar, TopBarInput};
 use super::box_list::{BoxPanel, BoxPanelInput};
+use super::box_tools;
 use super::canvas::{Canvas, CanvasImage, CanvasInput, Display, canvas_id};
 use super::classes::{ClassPicker, ClassTable, PickerTarget, Thresholds};
 use super::commands::Command;
@@ -25,6 +26,7 @@ use super::shortcuts::{Action, KeyPress, Keymap, take_bound_keys};
 use super::sync_status::{self, SyncCommand, SyncConfig, SyncStatus};
 use super::theme;
 use super::thumbs::Thumbnails;
+use super::time_log::{Clock, TimeLog, Visit};
 use super::writer::{Reply, Request, StoreWriter};
 use crate::formats::Format;
 use crate::model::{Annotation, AnnotationValue, Attributes, BBox, BoxFlags, ReviewState, Source};
@@ -92,6 +94,8 @@ pub struct Session {
     pending_classes: Vec<(String, PickerTarget)>,
     /// A box drawn before any class existed; created once a class is picked.
     pending_box: Option<BBox>,
+    /// Drawn boxes snap to the proposal of their class they overlap well (`S`).
+    snap: bool,
     /// Space was pressed; it acts on release unless it was used to pan.
     space_pending: bool,
     /// Flags set or cleared this session (the store may not have them yet).
@@ -125,6 +129,8 @@ pub struct Session {
     cine: Option<Instant>,
     /// A box whose track waits for the interpolation run to exist.
     pending_interpolation: Option<Uuid>,
+    /// The visit of the current image: active time, actions, key presses.
+    time: TimeLog,
 }
 
 /// Frames per second of cine playback.
@@ -185,6 +191,7 @@ impl Session {
             selected: None,
             pending_classes: Vec::new(),
             pending_box: None,
+            snap: false,
             space_pending: false,
             flags: std::collections::HashMap::new(),
             done: std::collections::HashMap::new(),
@@ -202,9 +209,91 @@ impl Session {
             window_panel: WindowPanel::default(),
             cine: None,
             pending_interpolation: None,
+            time: TimeLog::default(),
         };
         session.request_list(ImageFilter::default());
         Ok(session)
+    }
+
+    /// Reads the time of visits from `clock` (tests script the time a person takes).
+    pub fn set_clock(&mut self, clock: std::sync::Arc<dyn Clock>) {
+        self.time.set_clock(clock);
+    }
+
+    /// Stores the visit of the current image so far and starts a new one on it (the project
+    /// closes; tests read what was measured).
+    pub fn end_visit(&mut self) {
+        if let Some(v) = self.time.finish() {
+            self.record_visit(v);
+        }
+        let image = self.current.as_ref().map(|c| c.id);
+        self.time.show(image);
+    }
+
+    /// Sends a finished visit to the writer with the image's labels as it leaves them.
+    fn record_visit(&mut self, v: Visit) {
+        let labels = || {
+            self.doc
+                .boxes(v.image)
+                .iter()
+                .filter(|a| a.value.state.is_label() && !a.value.deleted)
+        };
+        let from_model = labels()
+            .filter(|a| matches!(a.value.source, Source::Model { .. }))
+            .count();
+        let all = labels().count();
+        let to_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        self.writer
+            .send(Request::RecordTime(crate::store::TimeVisit {
+                image: v.image,
+                active_ms: u64::try_from(v.active.as_millis()).unwrap_or(u64::MAX),
+                actions: v.actions,
+                key_presses: v.key_presses,
+                boxes_human: to_u64(all - from_model),
+                boxes_model: to_u64(from_model),
+            }));
+    }
+
+    /// Counts this frame's input towards the visit of the image on the canvas: any key,
+    /// pointer or wheel input while the window has focus (key presses counted, repeats not).
+    fn measure_input(&mut self, ctx: &egui::Context) {
+        if self.lead.mode() != Mode::Label {
+            return;
+        }
+        let (focused, input, keys) = ctx.input(|i| {
+            let keys = i
+                .events
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e,
+                        egui::Event::Key {
+                            pressed: true,
+                            repeat: false,
+                            ..
+                        }
+                    )
+                })
+                .count();
+            let input = i.events.iter().any(|e| {
+                matches!(
+                    e,
+                    egui::Event::Key { .. }
+                        | egui::Event::PointerMoved(_)
+                        | egui::Event::PointerButton { .. }
+                        | egui::Event::MouseWheel { .. }
+                        | egui::Event::Text(_)
+                )
+            });
+            (i.focused, input, keys)
+        });
+        if !focused {
+            self.time.pause();
+        } else if input {
+            self.time.input();
+            self.time
+                .key_presses(u64::try_from(keys).unwrap_or(u64::MAX));
+        }
     }
 
     /// Background sync (state, waiting in tests).
@@ -435,6 +524,8 @@ impl Session {
         let ctx = ui.ctx().clone();
         self.ppp = ctx.pixels_per_point();
         let mut requests = Vec::new();
+        // Before the keys act, so the key that leaves an image counts for that image.
+        self.measure_input(&ctx);
 
         // The sync details window answers Enter and Escape (both close it) before the canvas
         // would take them as "accept" and "deselect".
@@ -803,6 +894,9 @@ impl Session {
             Action::SelectNextBox => Command::SelectNextBox,
             Action::SelectPreviousBox => Command::SelectPreviousBox,
             Action::Deselect if help_open => Command::ToggleHelp,
+            Action::Deselect if !self.canvas.four_click_points().is_empty() => {
+                Command::CancelClicks
+            }
             Action::Deselect => Command::Select(None),
             Action::NudgeLeft => return nudge(-1.0, 0.0),
             Action::NudgeRight => return nudge(1.0, 0.0),
@@ -822,6 +916,8 @@ impl Session {
             Action::Cine => Command::ToggleCine,
             Action::CopyBoxToNextFrame => Command::CopyBoxToNextFrame,
             Action::Interpolate => Command::Interpolate,
+            Action::FourClickBoxes => Command::ToggleFourClick,
+            Action::SnapToProposals => Command::ToggleSnap,
             Action::Fit => Command::Fit,
             Action::OneToOne => Command::OneToOne,
             Action::ZoomIn => Command::Zoom(1.25),
@@ -924,6 +1020,10 @@ impl Session {
             }
             Reply::TagSet(Err(e)) => self.message = Some(format!("Could not tag the image: {e}")),
             Reply::TagSet(Ok(())) => {}
+            Reply::TimeRecorded(Ok(())) => {}
+            Reply::TimeRecorded(Err(e)) => {
+                tracing::warn!("the time of a visit was not stored: {e}");
+            }
             Reply::ImagesAdded(Ok(report)) => {
                 let mut m = format!(
                     "Added {} images ({} already there)",
@@ -1103,6 +1203,12 @@ impl Session {
         if self.canvas.ruler_mode {
             modes.push("ruler (L)");
         }
+        if self.canvas.four_click {
+            modes.push("four-click boxes (E)");
+        }
+        if self.snap {
+            modes.push("snap to proposals (S)");
+        }
         if self.canvas.hide_proposals {
             modes.push("proposals hidden (Shift+H)");
         }
@@ -1184,6 +1290,9 @@ impl Session {
             }
             // Leaving an image: its edits are worth pushing soon.
             self.sync.image_done();
+            if let Some(v) = self.time.show(Some(current.id)) {
+                self.record_visit(v);
+            }
         }
         self.current = Some(current);
         self.prefetch();
@@ -1278,6 +1387,9 @@ impl Session {
         let image = change.image;
         let what = change.what;
         let done = self.doc.commit(change);
+        if !done.edits.is_empty() || done.tag.is_some() {
+            self.time.action();
+        }
         self.send_tag(image, done.tag);
         if done.edits.is_empty() {
             return;
@@ -1351,7 +1463,58 @@ impl Session {
         self.commit(change);
     }
 
-    fn create_box(&mut self, bbox: BBox, class: Uuid) {
+    /// A box the user drew (`what` says how): snapped to a proposal when snapping is on and one
+    /// overlaps it well, else created with the current class (or, with no class yet, kept
+    /// until one is named).
+    fn new_box(&mut self, bbox: BBox, what: &'static str) {
+        let Some(class) = self
+            .current_class
+            .filter(|c| self.classes.get(*c).is_some())
+        else {
+            self.pending_box = Some(bbox);
+            self.picker.open(PickerTarget::NewBoxes);
+            self.message = Some("Name a class for the new box".into());
+            return;
+        };
+        if !self.snap {
+            self.create_box(bbox, class, what);
+            return;
+        }
+        let Some(image) = self.current.as_ref().map(|c| c.id) else {
+            return;
+        };
+        let name = self.classes.name(class).to_owned();
+        let target =
+            box_tools::snap_target(self.doc.boxes(image), &bbox, class, box_tools::SNAP_MIN_IOU)
+                .map(|(a, iou)| (a.clone(), iou));
+        match target {
+            Some((a, iou)) => {
+                let mut after = a.value.clone();
+                after.state = ReviewState::Accepted;
+                let note = format!("snapped: a drawn box overlapped it at IoU {iou:.2}");
+                self.commit(Change::new(image, "snap to proposal").update_because(
+                    a.id,
+                    a.value.clone(),
+                    after,
+                    note,
+                ));
+                self.selected = Some(a.id);
+                let score = a.value.source.score().unwrap_or(1.0);
+                self.message = Some(format!(
+                    "Snapped to the {name} proposal {score:.2} (IoU {iou:.2}): accepted"
+                ));
+            }
+            None => {
+                self.create_box(bbox, class, what);
+                self.message = Some(format!(
+                    "No {name} proposal overlaps the box at IoU {:.1} or more: drawn as it is",
+                    box_tools::SNAP_MIN_IOU
+                ));
+            }
+        }
+    }
+
+    fn create_box(&mut self, bbox: BBox, class: Uuid, what: &'static str) {
         let Some(c) = &self.current else {
             return;
         };
@@ -1367,7 +1530,7 @@ impl Session {
             deleted: false,
             attributes: Attributes::new(),
         };
-        self.commit(Change::new(image, "draw box").create(id, value));
+        self.commit(Change::new(image, what).create(id, value));
         self.selected = Some(id);
     }
 
@@ -1388,7 +1551,7 @@ impl Session {
             PickerTarget::NewBoxes => {
                 self.current_class = Some(class);
                 if let Some(bbox) = self.pending_box.take() {
-                    self.create_box(bbox, class);
+                    self.create_box(bbox, class, "draw box");
                 }
             }
         }
@@ -1922,17 +2085,40 @@ impl Session {
             }
             Command::SelectNextBox => self.select_step(true),
             Command::SelectPreviousBox => self.select_step(false),
-            Command::CreateBox(bbox) => match self
-                .current_class
-                .filter(|c| self.classes.get(*c).is_some())
-            {
-                Some(class) => self.create_box(bbox, class),
-                None => {
-                    self.pending_box = Some(bbox);
-                    self.picker.open(PickerTarget::NewBoxes);
-                    self.message = Some("Name a class for the new box".into());
+            Command::CreateBox(bbox) => self.new_box(bbox, "draw box"),
+            // Four clicks on one pixel row or column span no object.
+            Command::CreateFourClickBox(bbox) if bbox.w < 2.0 || bbox.h < 2.0 => {
+                self.message =
+                    Some("The four points span less than 2 pixels across or down: no box".into());
+            }
+            Command::CreateFourClickBox(bbox) => self.new_box(bbox, "four-click box"),
+            Command::CancelClicks => {
+                if self.canvas.drop_clicks() {
+                    self.message = Some("Four-click box cancelled".into());
                 }
-            },
+            }
+            Command::ToggleFourClick => {
+                self.canvas.four_click = !self.canvas.four_click;
+                self.canvas.drop_clicks();
+                self.message = Some(if self.canvas.four_click {
+                    self.canvas.ruler_mode = false;
+                    self.canvas.ruler = None;
+                    "Four-click boxes: click the leftmost, topmost, rightmost and bottommost points of the object (Escape drops the clicks)".into()
+                } else {
+                    "Four-click boxes off: drag to draw".into()
+                });
+            }
+            Command::ToggleSnap => {
+                self.snap = !self.snap;
+                self.message = Some(if self.snap {
+                    format!(
+                        "Snap on: a drawn box that overlaps a proposal of its class at IoU {:.1} or more accepts that proposal",
+                        box_tools::SNAP_MIN_IOU
+                    )
+                } else {
+                    "Snap off: drawn boxes are kept as drawn".into()
+                });
+            }
             Command::SetBBox { id, bbox, what } => self.set_bbox(id, bbox, what),
             Command::Nudge { dx, dy } => {
                 if let Some((_, a)) = self.selected_box() {
@@ -2095,6 +2281,10 @@ impl Session {
             }
             Command::ToggleRuler => {
                 self.canvas.ruler_mode = !self.canvas.ruler_mode;
+                if self.canvas.ruler_mode {
+                    self.canvas.four_click = false;
+                    self.canvas.drop_clicks();
+                }
                 if !self.canvas.ruler_mode {
                     self.canvas.ruler = None;
                 }
@@ -2274,6 +2464,7 @@ impl Session {
     }
 
     fn replayed(&mut self, r: super::document::Replayed, verb: &str) {
+        self.time.action();
         self.send_tag(r.image, r.tag);
         self.writer.send(Request::Apply(r.edits));
         if self.current.as_ref().map(|c| c.id) != Some(r.image) {

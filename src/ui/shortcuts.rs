@@ -26,6 +26,11 @@ pub enum Action {
     CopyBoxToNextFrame,
     /// Propose boxes between the keyframes of the selected box's track.
     Interpolate,
+    /// Four-click boxes: click the leftmost, topmost, rightmost and bottommost points of the
+    /// object (any order); the box is their bounding box.
+    FourClickBoxes,
+    /// A drawn box snaps to the proposal of the current class it overlaps well.
+    SnapToProposals,
     AcceptAndNext,
     AcceptSelected,
     AcceptAllVisible,
@@ -126,6 +131,8 @@ impl Action {
             Action::Cine,
             Action::CopyBoxToNextFrame,
             Action::Interpolate,
+            Action::FourClickBoxes,
+            Action::SnapToProposals,
             Action::Fit,
             Action::OneToOne,
             Action::ZoomIn,
@@ -170,6 +177,8 @@ impl Action {
             Action::Cine => "cine",
             Action::CopyBoxToNextFrame => "copy_box_to_next_frame",
             Action::Interpolate => "interpolate",
+            Action::FourClickBoxes => "four_click_boxes",
+            Action::SnapToProposals => "snap_to_proposals",
             Action::AcceptAndNext => "accept_and_next",
             Action::AcceptSelected => "accept_selected",
             Action::AcceptAllVisible => "accept_all_visible",
@@ -241,6 +250,12 @@ impl Action {
             }
             Action::Interpolate => {
                 "Propose the selected box's track on the frames between its keyframes"
+            }
+            Action::FourClickBoxes => {
+                "Four-click boxes on or off: click the leftmost, topmost, rightmost and bottommost points of the object (any order); Escape drops the clicks"
+            }
+            Action::SnapToProposals => {
+                "Snap on or off: a drawn box that overlaps a proposal of its class well (IoU 0.5 or more) accepts that proposal instead"
             }
             Action::AcceptAndNext => {
                 "Accept the visible proposals, reject those below threshold, mark the image done, go to the next"
@@ -360,6 +375,8 @@ impl Action {
             Action::Cine => &["Shift+P"],
             Action::CopyBoxToNextFrame => &["Shift+PageDown"],
             Action::Interpolate => &["I"],
+            Action::FourClickBoxes => &["E"],
+            Action::SnapToProposals => &["S"],
             Action::AcceptAndNext => &["Space"],
             Action::AcceptSelected => &["Enter"],
             Action::AcceptAllVisible => &["Shift+A"],

@@ -50,6 +50,8 @@ pub enum Request {
         take: crate::sync::Take,
         key_dir: Option<PathBuf>,
     },
+    /// Add a visit's measured time to the current user's totals for its image.
+    RecordTime(crate::store::TimeVisit),
     /// Answer `Flushed` once everything before it is done.
     Flush,
     /// Panics on the writer thread (tests of what a dying writer does to queued edits).
@@ -86,6 +88,8 @@ pub enum Reply {
         annotation: Uuid,
         result: Result<crate::model::Annotation, String>,
     },
+    /// A visit's time is stored, or why not.
+    TimeRecorded(Result<(), String>),
     Flushed,
 }
 
@@ -385,6 +389,9 @@ fn writer_loop(
                 generation,
                 rows: project.list_images(&filter).map_err(|e| e.to_string()),
             },
+            Request::RecordTime(visit) => {
+                Reply::TimeRecorded(project.record_time(&visit).map_err(|e| e.to_string()))
+            }
             Request::SetTag { image, tag, on } => {
                 Reply::TagSet(project.set_tag(image, &tag, on).map_err(|e| e.to_string()))
             }

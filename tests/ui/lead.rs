@@ -512,3 +512,62 @@ fn first_start_asks_for_a_profile_and_the_top_bar_shows_it() {
         .expect("history");
     assert_eq!(history.last().map(|r| r.author.as_str()), Some("ada"));
 }
+
+#[test]
+fn a_batch_is_reviewed_least_certain_first_when_its_lead_says_so() {
+    let fx = fixture();
+    {
+        // c.png gets one proposal the model doubts (0.45); b.png's best is 0.9; a.png and
+        // d16.png have no model box.
+        let mut p = Project::open(&fx.project).expect("open");
+        p.apply(&[Edit::Create {
+            id: Uuid::now_v7(),
+            value: value(
+                fx.image("c.png"),
+                fx.class("cat"),
+                BBox::new(10.0, 10.0, 40.0, 40.0),
+                Source::Model {
+                    run: fx.run,
+                    score: 0.45,
+                },
+                ReviewState::Proposed,
+            ),
+        }])
+        .expect("proposal");
+    }
+    let mut h = app(&fx);
+    mode_key(&mut h, Key::Num4);
+    h.get_by_label("Batch name").click();
+    h.run();
+    h.get_by_label("Batch name").type_text("doubts");
+    h.run();
+    click_label(&mut h, "Create batch");
+    let order = |h: &Harness<'_, App>| -> Vec<String> {
+        session(h)
+            .lead()
+            .batch_detail()
+            .expect("batch shown")
+            .images
+            .iter()
+            .map(|i| i.path.clone())
+            .collect()
+    };
+    assert_eq!(order(&h), ["a.png", "b.png", "c.png", "d16.png"]);
+    click_label(&mut h, "model uncertainty");
+    assert_eq!(
+        review::batches(&Project::open(&fx.project).expect("open")).expect("batches")[0]
+            .queue_order,
+        review::QueueOrder::Uncertainty,
+        "{:?}",
+        session(&h).message()
+    );
+    assert_eq!(order(&h), ["c.png", "b.png", "a.png", "d16.png"]);
+    // The queue opened from the batch follows that order.
+    click_label(&mut h, "Images (4)");
+    click_label(&mut h, "batch image c.png");
+    assert_eq!(super::current_path(&h), "c.png");
+    press(&mut h, Key::D);
+    assert_eq!(super::current_path(&h), "b.png");
+    press(&mut h, Key::D);
+    assert_eq!(super::current_path(&h), "a.png");
+}

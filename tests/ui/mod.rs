@@ -1,10 +1,12 @@
 //! UI tests: drive the real app with egui_kittest (mouse drags, key presses) and check what
 //! reached the project file through a fresh connection.
 
+mod clicks;
 mod dialogs;
 mod editing;
 mod lead;
 mod loop_cost;
+mod measured_time;
 mod navigation;
 mod prelabel;
 mod reading;

@@ -15,7 +15,7 @@ use super::{Asker, Choices, DashboardData, LeadCommand, LeadInput, LeadWrite, Qu
 use crate::model::{Role, User};
 use crate::review::{
     AgreementReport, AuditDecision, AuditInfo, AuditItem, AuditOptions, BatchDetail, BatchInfo,
-    BatchState, ClassAgreement, NewBatch, Verdict,
+    BatchState, ClassAgreement, NewBatch, QueueOrder, Verdict,
 };
 use crate::store::{ImageFilter, ImageStatus};
 
@@ -406,10 +406,44 @@ impl Dashboard {
             );
         }
         ui.add_space(6.0);
+        // The queue's order, per batch: as made, or the model's least certain images first.
+        ui.horizontal(|ui| {
+            ui.label("Review order");
+            for (order, label, hint) in [
+                (
+                    QueueOrder::Batch,
+                    "batch order",
+                    "The order the batch was made in",
+                ),
+                (
+                    QueueOrder::Uncertainty,
+                    "model uncertainty",
+                    "The model's least certain images first: lowest top score, then most boxes scored near 0.5",
+                ),
+            ] {
+                let chip = ui
+                    .selectable_label(b.queue_order == order, label)
+                    .on_hover_text(hint);
+                if chip.clicked() && b.queue_order != order {
+                    write(
+                        out,
+                        LeadWrite::SetQueueOrder {
+                            batch: name.clone(),
+                            order,
+                        },
+                    );
+                }
+            }
+        });
         ui.collapsing(format!("Images ({})", detail.images.len()), |ui| {
             for img in detail.images.iter().take(500) {
                 ui.horizontal(|ui| {
-                    if ui.link(&img.path).clicked() {
+                    let link = ui.link(&img.path);
+                    let label = format!("batch image {}", img.path);
+                    link.widget_info(|| {
+                        egui::WidgetInfo::labeled(egui::Role::Link, true, label.clone())
+                    });
+                    if link.clicked() {
                         let queue = Queue {
                             name: format!("batch {name}"),
                             images: detail.images.iter().map(|i| i.id).collect(),
@@ -419,9 +453,19 @@ impl Dashboard {
                             queue: Some(queue),
                         }));
                     }
+                    let model = match img.top_score {
+                        Some(top) => format!(
+                            " · top score {top:.2}, {} near threshold",
+                            img.near_threshold
+                        ),
+                        None => String::new(),
+                    };
                     ui.label(
-                        RichText::new(format!("{} boxes · {} proposals", img.boxes, img.proposals))
-                            .color(theme::TEXT_WEAK),
+                        RichText::new(format!(
+                            "{} boxes · {} proposals{model}",
+                            img.boxes, img.proposals
+                        ))
+                        .color(theme::TEXT_WEAK),
                     );
                     if let Some(v) = img.verdict {
                         ui.label(verdict_text(Some(v)));
@@ -764,6 +808,60 @@ fn annotators_ui(ui: &mut Ui, data: &DashboardData) {
                 ui.label(s.boxes_corrected.to_string());
                 ui.label(s.approval_rate.map_or("—".into(), percent));
                 ui.label(format!("{} of {}", s.audit_failures, s.audited_images));
+                ui.end_row();
+            }
+        });
+    measured_ui(ui, data);
+}
+
+/// The time the app measured per annotator: seconds per image and per box, the share of
+/// labels that came from a model, the approval rate beside them, actions and key presses.
+fn measured_ui(ui: &mut Ui, data: &DashboardData) {
+    let rows: Vec<_> = data
+        .stats
+        .iter()
+        .filter_map(|s| s.measured.as_ref().map(|m| (s, m)))
+        .collect();
+    ui.add_space(6.0);
+    ui.label(
+        RichText::new(
+            "Measured in the app (active time on each image, idle gaps over a minute left out)",
+        )
+        .color(theme::TEXT_WEAK),
+    );
+    if rows.is_empty() {
+        ui.label(RichText::new("No time measured yet.").color(theme::TEXT_WEAK));
+        return;
+    }
+    let seconds = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.1} s"));
+    egui::Grid::new("measured-table")
+        .striped(true)
+        .num_columns(9)
+        .show(ui, |ui| {
+            super::header_row(
+                ui,
+                &[
+                    "person",
+                    "images",
+                    "s per image",
+                    "s per box",
+                    "boxes",
+                    "model-assisted",
+                    "approval",
+                    "actions",
+                    "key presses",
+                ],
+            );
+            for (s, m) in rows {
+                ui.label(&s.user);
+                ui.label(m.images.to_string());
+                ui.label(seconds(m.seconds_per_image));
+                ui.label(seconds(m.seconds_per_box));
+                ui.label(m.boxes.to_string());
+                ui.label(m.model_assisted_share.map_or("—".into(), percent));
+                ui.label(s.approval_rate.map_or("—".into(), percent));
+                ui.label(m.actions.to_string());
+                ui.label(m.key_presses.to_string());
                 ui.end_row();
             }
         });

@@ -18,6 +18,11 @@ pub enum LeadWrite {
         user: String,
     },
     SubmitBatch(String),
+    /// The order the batch's review queue follows.
+    SetQueueOrder {
+        batch: String,
+        order: review::QueueOrder,
+    },
     StartAudit {
         batch: String,
         opts: AuditOptions,
@@ -88,6 +93,15 @@ fn perform_inner(p: &mut Project, write: LeadWrite) -> review::Result<LeadOutcom
                 "Batch {} submitted ({} proposals unreviewed, {} boxes still returned)",
                 r.batch.name, r.unreviewed_proposals, r.returned_boxes
             ))
+        }
+        LeadWrite::SetQueueOrder { batch, order } => {
+            let b = review::set_queue_order(p, &batch, order)?;
+            done(match order {
+                review::QueueOrder::Batch => format!("Batch {} follows its own order", b.name),
+                review::QueueOrder::Uncertainty => {
+                    format!("Batch {}: the model's least certain images first", b.name)
+                }
+            })
         }
         LeadWrite::StartAudit { batch, opts } => {
             let a = review::audit_start(p, &batch, &opts)?;
