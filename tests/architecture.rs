@@ -29,7 +29,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["model", "limits", "imaging", "formats", "ingest", "store"],
     ),
     ("review", &["model", "policy", "store"]),
-    ("sync", &["model", "policy", "store", "formats", "ingest"]),
+    ("sync", &["model", "policy", "store", "imaging", "formats", "ingest"]),
     (
         "ui",
         &[
