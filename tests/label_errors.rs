@@ -120,9 +120,13 @@ fn project(dir: &Path, on: usize, plant: &Plant, blank_label: bool) -> PathBuf {
     let mut dets = Vec::new();
     for (i, page) in pages.iter().enumerate() {
         let id = i + 1;
-        gt_images.push(json!({"id": id, "file_name": page.file, "width": page.size.0, "height": page.size.1}));
+        gt_images.push(
+            json!({"id": id, "file_name": page.file, "width": page.size.0, "height": page.size.1}),
+        );
         for (n, (class, b, score)) in page.boxes.iter().enumerate() {
-            dets.push(json!({"image_id": id, "category_id": class_id(class), "bbox": b, "score": score}));
+            dets.push(
+                json!({"image_id": id, "category_id": class_id(class), "bbox": b, "score": score}),
+            );
             let mut label = (class.as_str(), *b);
             if i == on {
                 match plant {
@@ -209,7 +213,9 @@ fn close(a: [f64; 4], b: [f64; 4]) -> bool {
 fn top_issue(ranked: &[Value], page: usize, kind: &str) -> Value {
     let first = &ranked[0];
     assert_eq!(
-        first["path"].as_str().map(|p| p.ends_with(pages()[page].file)),
+        first["path"]
+            .as_str()
+            .map(|p| p.ends_with(pages()[page].file)),
         Some(true),
         "the planted page comes first: {:#}",
         Value::Array(ranked.to_vec())
@@ -234,7 +240,10 @@ fn each_planted_label_error_is_ranked_first_for_its_image_and_box() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = project(dir.path(), 0, &Plant::Drop(2), false);
     let issue = top_issue(&triage(&p), 0, "overlooked");
-    assert!(close(bbox_of(&issue["predicted_bbox"]), pages[0].boxes[2].1));
+    assert!(close(
+        bbox_of(&issue["predicted_bbox"]),
+        pages[0].boxes[2].1
+    ));
     assert!(issue["prediction"].is_string() && issue["label"].is_null());
     assert_eq!(issue["predicted_class"], pages[0].boxes[2].0.as_str());
 
@@ -259,7 +268,10 @@ fn each_planted_label_error_is_ranked_first_for_its_image_and_box() {
     assert!(close(bbox_of(&issue["predicted_bbox"]), b));
     assert!(issue["label"].is_string() && issue["prediction"].is_string());
     let iou = issue["iou"].as_f64().expect("iou");
-    assert!(iou > 0.1 && iou < 0.2, "half a box off both ways: IoU 1/7, got {iou}");
+    assert!(
+        iou > 0.1 && iou < 0.2,
+        "half a box off both ways: IoU 1/7, got {iou}"
+    );
 
     // A label of the wrong class: the model's class is offered.
     let dir = tempfile::tempdir().expect("tempdir");

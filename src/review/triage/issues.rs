@@ -410,7 +410,11 @@ impl Calibration {
         let pi = self.error_prior;
         let wrong = pi * u;
         let real = (1.0 - pi) * (1.0 - rate).max(1e-6);
-        if wrong <= 0.0 { 0.0 } else { wrong / (wrong + real) }
+        if wrong <= 0.0 {
+            0.0
+        } else {
+            wrong / (wrong + real)
+        }
     }
 
     /// The issues of one image: one per label (its strongest kind) and one per prediction that
@@ -461,9 +465,10 @@ impl Calibration {
             let class = name(l.class);
             let issue = if swapped >= badly && swapped >= spurious && swapped > 0.0 {
                 let (_, iou, p) = swap.expect("a swap score comes from a prediction");
-                for q in preds.iter().filter(|q| {
-                    q.dt.category != l.class && l.bbox.iou(&q.dt.bbox) >= tau
-                }) {
+                for q in preds
+                    .iter()
+                    .filter(|q| q.dt.category != l.class && l.bbox.iou(&q.dt.bbox) >= tau)
+                {
                     consumed.insert(q.id);
                 }
                 let other = name(p.dt.category);

@@ -83,10 +83,10 @@ impl TriageView {
             self.unreviewed = triage.skipped_unreviewed;
             let all = triage.images;
             let total = all.len();
-            let flagged: Vec<TriageImage> =
-                all.into_iter()
-                    .filter(|i| !i.signals.is_empty() || i.issues.iter().any(|x| x.flagged))
-                    .collect();
+            let flagged: Vec<TriageImage> = all
+                .into_iter()
+                .filter(|i| !i.signals.is_empty() || i.issues.iter().any(|x| x.flagged))
+                .collect();
             self.quiet = total - flagged.len();
             flagged
         });
