@@ -249,7 +249,7 @@ fn each_planted_label_error_is_ranked_first_for_its_image_and_box() {
 
     // A label where the model sees nothing.
     let dir = tempfile::tempdir().expect("tempdir");
-    let added = [400.0, 820.0, 150.0, 40.0];
+    let added = [100.0, 752.0, 300.0, 30.0];
     let p = project(dir.path(), 1, &Plant::Add("figure", added), false);
     let issue = top_issue(&triage(&p), 1, "spurious");
     assert!(close(bbox_of(&issue["bbox"]), added));

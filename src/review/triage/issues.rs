@@ -12,7 +12,8 @@
 //! themselves (which are mostly right): per class, the share of its predictions at each score
 //! that a label of the class confirms (a monotone fit, pooled with every class by a few
 //! pseudo-observations so that rare classes borrow from the rest), and per class and box size,
-//! how often its labels are supported by a prediction. A prediction's evidence is then the
+//! how often its labels are supported by a prediction (a label matched by a prediction at or
+//! above its class's confident score is supported; the rate leaves the label itself out). A prediction's evidence is then the
 //! calibrated chance that it is a real object, and a label without support weighs as much as the
 //! model's recall for that class and size makes it surprising. Each class's confident score (where
 //! its calibrated precision reaches one half) flags the issues worth a look.
@@ -221,7 +222,8 @@ pub(super) struct Calibration {
     per_class: HashMap<i64, (Curve, f64)>,
     /// Label area terciles (the edges between small, medium and large for this run).
     area_edges: [f64; 2],
-    support_by_size: [f64; 3],
+    /// Per size bucket: (sum of support, labels).
+    support_by_size: [(f64, f64); 3],
     /// (class, size bucket) → (sum of support, labels).
     support: HashMap<(i64, usize), (f64, f64)>,
     /// The prior chance that a label is wrong.
@@ -290,7 +292,7 @@ impl Calibration {
             total,
             per_class,
             area_edges: [0.0, 0.0],
-            support_by_size: [0.0; 3],
+            support_by_size: [(0.0, 0.0); 3],
             support: HashMap::new(),
             error_prior: error_prior.clamp(1e-6, 1.0 - 1e-6),
             match_iou,
@@ -320,7 +322,7 @@ impl Calibration {
                 *label_counts.entry(l.class).or_default() += 1;
             }
         }
-        cal.support_by_size = by_size.map(|(s, n)| if n > 0.0 { s / n } else { 0.0 });
+        cal.support_by_size = by_size;
         // Per-class thresholds and the table people see.
         let mut classes: Vec<i64> = counts.keys().chain(label_counts.keys()).copied().collect();
         classes.sort_unstable();
@@ -385,21 +387,38 @@ impl Calibration {
         }
     }
 
-    /// How strongly the predictions support a label: the best calibrated precision of a
-    /// prediction of its class that matches it.
+    /// How strongly the predictions support a label: 1 when a prediction of its class at or
+    /// above the class's confident score matches it, else the best calibrated precision of a
+    /// prediction of its class that matches it (below one half).
     fn support_of(&self, l: &Label, preds: &[&Prediction]) -> f64 {
         preds
             .iter()
             .filter(|p| p.dt.category == l.class && l.bbox.iou(&p.dt.bbox) >= self.match_iou)
-            .map(|p| self.precision(p.dt.category, p.dt.score))
+            .map(|p| {
+                let q = self.precision(p.dt.category, p.dt.score);
+                if q >= 0.5 { 1.0 } else { q }
+            })
             .fold(0.0, f64::max)
     }
 
-    /// The expected support of a real label of this class and size (the model's recall, soft).
-    fn support_rate(&self, l: &Label) -> f64 {
+    /// The expected support of a real label of this class and size (the model's recall, soft),
+    /// leaving out the label itself (whose support is `own`): a label is not evidence about
+    /// itself.
+    fn support_rate(&self, l: &Label, own: f64) -> f64 {
         let b = self.size_bucket(&l.bbox);
+        let (bsum, bn) = self.support_by_size[b];
+        let bucket = if bn > 1.0 {
+            (bsum - own) / (bn - 1.0)
+        } else {
+            0.0
+        };
         let (sum, n) = self.support.get(&(l.class, b)).copied().unwrap_or_default();
-        (sum + POOL_WEIGHT * self.support_by_size[b]) / (n + POOL_WEIGHT)
+        let (sum, n) = if n >= 1.0 {
+            (sum - own, n - 1.0)
+        } else {
+            (0.0, 0.0)
+        };
+        ((sum + POOL_WEIGHT * bucket) / (n + POOL_WEIGHT)).clamp(0.0, 1.0)
     }
 
     /// The chance that a label with support `support` is wrong, when real labels of its kind
@@ -432,7 +451,8 @@ impl Calibration {
         let mut out = Vec::new();
         for l in labels.iter().filter(|l| !l.crowd) {
             let support = self.support_of(l, preds);
-            let spurious = self.spurious(support, self.support_rate(l));
+            let rate = self.support_rate(l, support);
+            let spurious = self.spurious(support, rate);
             // The most credible prediction of another class where the label is.
             let swap = preds
                 .iter()
@@ -441,7 +461,11 @@ impl Calibration {
                 .filter(|(iou, _)| *iou >= tau)
                 .map(|(iou, p)| (self.precision(p.dt.category, p.dt.score), iou, p))
                 .max_by(|a, b| a.0.total_cmp(&b.0));
-            let swapped = swap.map_or(0.0, |(o, _, _)| o * (1.0 - support));
+            // Both explain the label's missing support; the other class explains it better, so
+            // a swap is at least as likely as a spurious label.
+            let swapped = swap.map_or(0.0, |(o, _, _)| {
+                1.0 - (1.0 - spurious) * (1.0 - o * (1.0 - support))
+            });
             // The most credible prediction of the label's class nearby that no label covers.
             let near = preds
                 .iter()
@@ -512,7 +536,6 @@ impl Calibration {
                     scores: Some(scores),
                 }
             } else {
-                let rate = self.support_rate(l);
                 LabelIssue {
                     kind: IssueKind::Spurious,
                     score: spurious,
