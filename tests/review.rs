@@ -813,8 +813,16 @@ fn triage_ranks_planted_problems_first_with_their_reasons() {
         ["missing.png", "unsure.png", "wrong.png"],
         "ranking: {top:?}"
     );
+    // The rest have nothing to flag: no signal, no flagged issue, a score far below the top.
+    let weakest_top = ranked[..3]
+        .iter()
+        .map(|r| r["score"].as_f64().expect("score"))
+        .fold(1.0, f64::min);
     for r in &ranked[3..] {
-        assert_eq!(r["score"].as_f64(), Some(0.0), "{r}");
+        assert_eq!(r["signal_score"].as_f64(), Some(0.0), "{r}");
+        assert_eq!(r["flagged"], 0, "{r}");
+        let score = r["score"].as_f64().expect("score");
+        assert!(score < 0.05 && score * 4.0 < weakest_top, "{r}");
     }
     let by_path = |name: &str| ranked.iter().find(|r| r["path"] == name).expect("ranked");
     let kinds = |name: &str| -> Vec<String> {

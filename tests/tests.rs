@@ -6,6 +6,7 @@ mod clients;
 mod crash;
 mod imports;
 mod interop;
+mod label_errors;
 mod limits;
 mod old_client;
 mod prelabel;

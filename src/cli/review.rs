@@ -244,6 +244,12 @@ pub fn triage(cli: &Cli, args: &TriageArgs) -> Result<()> {
         );
     }
     let ranked = triage.images;
+    if ranked.is_empty() && triage.skipped_unreviewed == 0 {
+        anyhow::bail!(
+            "run {:?} covers no image to rank (with the slices and filters given)",
+            args.run
+        );
+    }
     if args.json {
         return print_json(&ranked);
     }
@@ -252,27 +258,41 @@ pub fn triage(cli: &Cli, args: &TriageArgs) -> Result<()> {
             println!("{} more image(s) with nothing to flag", ranked.len() - i);
             break;
         }
-        let c = &img.counts;
+        let s = &img.issue_scores;
         println!(
-            "{:>3}. {:<40} score {:.2}  (missing {}, wrong class {}, unmatched {}, confusion {}, uncertain {})",
+            "{:>3}. {:<40} score {:.2}  (overlooked {:.2}, spurious {:.2}, badly located {:.2}, swapped class {:.2}; {} flagged)",
             i + 1,
             img.path,
             img.score,
+            s.overlooked,
+            s.spurious,
+            s.badly_located,
+            s.swapped_class,
+            img.flagged
+        );
+        for issue in img.issues.iter().take(3) {
+            println!(
+                "       - {} {:.2}: {}",
+                issue.kind.as_str(),
+                issue.score,
+                issue.reason
+            );
+        }
+        let c = &img.counts;
+        let more = img.issues.len().saturating_sub(3);
+        println!(
+            "       {}signals: missing {}, wrong class {}, unmatched {}, confusion {}, uncertain {} (use --json for every box)",
+            if more > 0 {
+                format!("… {more} more issue(s); ")
+            } else {
+                String::new()
+            },
             c.missing_label,
             c.wrong_class,
             c.unmatched_label,
             c.class_confusion,
             c.uncertain
         );
-        for s in img.signals.iter().take(3) {
-            println!("       - {}", s.reason);
-        }
-        if img.signals.len() > 3 {
-            println!(
-                "       … {} more signal(s) (use --json for all)",
-                img.signals.len() - 3
-            );
-        }
     }
     Ok(())
 }

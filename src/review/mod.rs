@@ -52,6 +52,7 @@ pub use transitions::{
     TransitionRule, allowed_targets, check_edits, check_transition, set_state, set_states,
     state_after_edit, transition_table,
 };
+pub use triage::issues::{ClassCalibration, IssueKind, IssueScores, LabelIssue, LabelScores};
 pub use triage::{
     Signal, SignalCounts, SignalKind, Triage, TriageImage, TriageOptions, triage, triage_ranked,
 };

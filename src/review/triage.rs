@@ -14,12 +14,20 @@
 //!   half the entropy (in bits) of their score-weighted class distribution.
 //!
 //! Predictions are read at their original model value (like `eval`); labels are the live state.
+//!
+//! The ranking itself is by label-error scores ([`issues`]): per box, how likely the labels are
+//! wrong in each of four ways (overlooked, spurious, badly located, swapped class), calibrated
+//! on the run's own predictions and labels; per image, the chance that at least one box is
+//! wrong. The signals above stay beside them as the reasons people read.
+
+pub mod issues;
 
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use uuid::Uuid;
 
+use self::issues::{Calibration, ClassCalibration, IssueScores, LabelIssue};
 use super::run_eval::{Prediction, Slice, run_images, run_predictions};
 use super::{Result, ReviewError};
 use crate::model::BBox;
@@ -44,10 +52,14 @@ pub struct TriageOptions {
     /// there the run's proposals are not yet reviewed, not missing labels, and would crowd
     /// the top of the ranking.
     pub include_unreviewed: bool,
+    /// The prior chance that a label is wrong, which weighs a label no prediction supports
+    /// against the model's recall for labels like it (see [`issues`]).
+    pub error_prior: f64,
 }
 
 impl TriageOptions {
-    /// The defaults for `run`: band 0.3–0.6, confident at 0.5, matching at IoU 0.5.
+    /// The defaults for `run`: band 0.3–0.6, confident at 0.5, matching at IoU 0.5, one label in
+    /// fifty wrong a priori.
     pub fn new(run: &str) -> Self {
         Self {
             run: run.to_owned(),
@@ -57,6 +69,7 @@ impl TriageOptions {
             confident_score: 0.5,
             match_iou: 0.5,
             include_unreviewed: false,
+            error_prior: 0.02,
         }
     }
 }
@@ -122,8 +135,17 @@ pub struct SignalCounts {
 pub struct TriageImage {
     pub image: Uuid,
     pub path: String,
-    /// The sum of the signals' weights; higher means review sooner.
+    /// The chance that at least one box of the image is wrong (from its issues' scores); the
+    /// ranking's key, higher means review sooner.
     pub score: f64,
+    /// The strongest issue score of each kind.
+    pub issue_scores: IssueScores,
+    /// Issues at or above their per-class thresholds.
+    pub flagged: usize,
+    /// Per box: its strongest issue, strongest first.
+    pub issues: Vec<LabelIssue>,
+    /// The sum of the signals' weights (the ranking before label-error scores).
+    pub signal_score: f64,
     pub counts: SignalCounts,
     pub predictions: usize,
     pub labels: usize,
@@ -385,6 +407,8 @@ pub struct Triage {
     /// Images the run covered that have neither labels nor a review decision (nobody has
     /// looked at them yet), left out unless [`TriageOptions::include_unreviewed`].
     pub skipped_unreviewed: usize,
+    /// What the run says about each class (its confident score, how often it finds labels).
+    pub classes: Vec<ClassCalibration>,
 }
 
 /// The images nobody has decided anything on: no box accepted, corrected, rejected, approved,
@@ -429,12 +453,23 @@ pub fn triage_ranked(p: &Project, opts: &TriageOptions) -> Result<Triage> {
         images.retain(|i| labels_by_image.contains_key(i) || reviewed.contains(i));
     }
     let skipped_unreviewed = before - images.len();
+    let mut images: Vec<i64> = images.into_iter().collect();
+    images.sort_unstable();
+    let boxes = |image: &i64| {
+        (
+            preds_by_image.get(image).map_or(&[][..], Vec::as_slice),
+            labels_by_image.get(image).map_or(&[][..], Vec::as_slice),
+        )
+    };
+    let material: Vec<(&[&Prediction], &[&Label])> = images.iter().map(boxes).collect();
+    let calibration = Calibration::fit(&material, &names, opts.match_iou, opts.error_prior);
     let mut out: Vec<TriageImage> = images
         .iter()
         .map(|&image| {
-            let ps = preds_by_image.get(&image).map_or(&[][..], Vec::as_slice);
-            let ls = labels_by_image.get(&image).map_or(&[][..], Vec::as_slice);
+            let (ps, ls) = boxes(&image);
             let signals = image_signals(ps, ls, &names, opts);
+            let issues = calibration.image_issues(ps, ls, &names);
+            let (score, issue_scores) = issues::summarize(&issues);
             let mut counts = SignalCounts::default();
             for s in &signals {
                 match s.kind {
@@ -448,7 +483,11 @@ pub fn triage_ranked(p: &Project, opts: &TriageOptions) -> Result<Triage> {
             TriageImage {
                 image: uuids.get(&image).copied().unwrap_or_default(),
                 path: paths.get(&image).cloned().unwrap_or_default(),
-                score: signals.iter().map(|s| s.weight).sum(),
+                score,
+                issue_scores,
+                flagged: issues.iter().filter(|i| i.flagged).count(),
+                issues,
+                signal_score: signals.iter().map(|s| s.weight).sum(),
                 counts,
                 predictions: ps.len(),
                 labels: ls.len(),
@@ -468,6 +507,7 @@ pub fn triage_ranked(p: &Project, opts: &TriageOptions) -> Result<Triage> {
     Ok(Triage {
         images: out,
         skipped_unreviewed,
+        classes: calibration.classes,
     })
 }
 

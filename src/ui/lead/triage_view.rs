@@ -8,7 +8,9 @@ use super::super::commands::Command;
 use super::super::theme;
 use super::cache::Cached;
 use super::{Asker, Choices, LeadCommand, Query, Queue};
-use crate::review::{Signal, SignalKind, Slice, Triage, TriageImage, TriageOptions};
+use crate::review::{
+    IssueKind, LabelIssue, Signal, SignalKind, Slice, Triage, TriageImage, TriageOptions,
+};
 
 /// Images ranked at most (the rest are rarely worth a look).
 const LIMIT: usize = 1000;
@@ -33,6 +35,25 @@ fn kind_color(k: SignalKind) -> egui::Color32 {
         SignalKind::WrongClass | SignalKind::ClassConfusion => theme::BUSY,
         SignalKind::UnmatchedLabel => theme::PROPOSAL,
         SignalKind::Uncertain => theme::ACCENT,
+    }
+}
+
+fn issue_color(k: IssueKind) -> egui::Color32 {
+    match k {
+        IssueKind::Overlooked => theme::ERROR,
+        IssueKind::SwappedClass => theme::BUSY,
+        IssueKind::Spurious => theme::PROPOSAL,
+        IssueKind::BadlyLocated => theme::ACCENT,
+    }
+}
+
+/// An issue kind for people.
+fn issue_label(k: IssueKind) -> &'static str {
+    match k {
+        IssueKind::Overlooked => "overlooked",
+        IssueKind::Spurious => "spurious",
+        IssueKind::BadlyLocated => "badly located",
+        IssueKind::SwappedClass => "swapped class",
     }
 }
 
@@ -62,8 +83,10 @@ impl TriageView {
             self.unreviewed = triage.skipped_unreviewed;
             let all = triage.images;
             let total = all.len();
-            let flagged: Vec<TriageImage> =
-                all.into_iter().filter(|i| !i.signals.is_empty()).collect();
+            let flagged: Vec<TriageImage> = all
+                .into_iter()
+                .filter(|i| !i.signals.is_empty() || i.issues.iter().any(|x| x.flagged))
+                .collect();
             self.quiet = total - flagged.len();
             flagged
         });
@@ -147,7 +170,7 @@ impl TriageView {
         ui.horizontal(|ui| {
             ui.label(
                 RichText::new(format!(
-                    "{} images with signals, strongest first ({} with nothing to flag{})",
+                    "{} images with flagged issues or signals, most likely wrong first ({} with nothing to flag{})",
                     rows.len(),
                     self.quiet,
                     if self.unreviewed == 0 {
@@ -202,6 +225,9 @@ impl TriageView {
             egui::ScrollArea::vertical()
                 .id_salt("triage-signals")
                 .show(ui, |ui| {
+                    for issue in r.issues.iter().filter(|i| i.flagged) {
+                        issue_ui(ui, issue);
+                    }
                     for s in &r.signals {
                         signal_ui(ui, s);
                     }
@@ -254,6 +280,18 @@ fn row_ui(ui: &mut Ui, i: usize, r: &TriageImage, selected: bool, height: f32) -
         text(&format!("{}", i + 1), theme::TEXT_WEAK, &small, 34.0);
         text(&format!("{:.2}", r.score), theme::ACCENT, &font, 50.0);
         text(&r.path, theme::text(ui), &font, 220.0);
+        let flagged: Vec<&LabelIssue> = r.issues.iter().filter(|i| i.flagged).collect();
+        for kind in IssueKind::ALL {
+            let n = flagged.iter().filter(|i| i.kind == kind).count();
+            if n > 0 {
+                text(
+                    &format!("{n} {}", issue_label(kind)),
+                    issue_color(kind),
+                    &small,
+                    110.0,
+                );
+            }
+        }
         let c = &r.counts;
         for (n, kind) in [
             (c.missing_label, SignalKind::MissingLabel),
@@ -271,11 +309,19 @@ fn row_ui(ui: &mut Ui, i: usize, r: &TriageImage, selected: bool, height: f32) -
                 );
             }
         }
-        if let Some(s) = r.signals.first() {
+        if let Some(issue) = flagged.first() {
+            text(&issue.reason, theme::TEXT_WEAK, &small, 0.0);
+        } else if let Some(s) = r.signals.first() {
             text(&s.reason, theme::TEXT_WEAK, &small, 0.0);
         }
         // Screen readers (and tests) get the reasons the row paints.
         let mut reasons: Vec<String> = Vec::new();
+        for kind in IssueKind::ALL {
+            let n = flagged.iter().filter(|i| i.kind == kind).count();
+            if n > 0 {
+                reasons.push(format!("{n} {}", issue_label(kind)));
+            }
+        }
         for (n, kind) in [
             (c.missing_label, SignalKind::MissingLabel),
             (c.wrong_class, SignalKind::WrongClass),
@@ -299,6 +345,14 @@ fn row_ui(ui: &mut Ui, i: usize, r: &TriageImage, selected: bool, height: f32) -
         click.double = response.double_clicked();
     });
     click
+}
+
+fn issue_ui(ui: &mut Ui, issue: &LabelIssue) {
+    ui.horizontal_wrapped(|ui| {
+        ui.label(RichText::new(issue_label(issue.kind)).color(issue_color(issue.kind)));
+        ui.label(RichText::new(format!("{:.2}", issue.score)).color(theme::TEXT_WEAK));
+        ui.label(&issue.reason);
+    });
 }
 
 fn signal_ui(ui: &mut Ui, s: &Signal) {
