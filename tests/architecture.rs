@@ -29,7 +29,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["model", "limits", "imaging", "formats", "ingest", "store"],
     ),
     ("review", &["model", "policy", "store"]),
-    ("sync", &["model", "policy", "store", "imaging", "formats", "ingest"]),
+    (
+        "sync",
+        &["model", "policy", "store", "imaging", "formats", "ingest"],
+    ),
     (
         "ui",
         &[
