@@ -198,3 +198,22 @@ fn dicom_elements_longer_than_the_file_are_refused_before_parsing() {
     }
     assert_eq!(checked, 3);
 }
+
+/// Fuzzing findings of 2026-12-06, replayed: a DICOM file whose RLE data made dicom-rs's decoder
+/// index past a segment (a panic) is refused with its name; a Label Studio file whose image name
+/// has a multi-byte character at byte 8 no longer panics the upload-prefix check.
+#[test]
+fn fuzzing_findings_of_december_6_are_refused_or_read_without_a_panic() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz-regressions");
+    let dicom = dir.join("dicom/panic-rle-segment-end.dcm");
+    let err = loupe::imaging::decode(&dicom)
+        .expect_err("damaged RLE data is refused")
+        .to_string();
+    assert!(
+        err.contains("panic-rle-segment-end.dcm") && err.contains("DICOM pixel data"),
+        "{err}"
+    );
+    let tasks = dir.join("labelstudio/panic-upload-prefix-char-boundary.json");
+    // Read or refused: either way an answer, not a panic.
+    let _ = import(Format::LabelStudio, &tasks, None);
+}

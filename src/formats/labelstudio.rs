@@ -146,7 +146,8 @@ fn reference_parts(reference: &str) -> (Option<String>, String) {
 /// The name without Label Studio's upload prefix (8 hex digits and a dash), if it has one.
 fn strip_upload_prefix(name: &str) -> Option<&str> {
     let (prefix, rest) = name.split_at_checked(9)?;
-    let (hex, dash) = prefix.split_at(8);
+    // Checked too: byte 8 of a name that is not ASCII may be inside a character (fuzzing).
+    let (hex, dash) = prefix.split_at_checked(8)?;
     (dash == "-" && hex.bytes().all(|b| b.is_ascii_hexdigit()) && !rest.is_empty()).then_some(rest)
 }
 

@@ -388,9 +388,21 @@ pub fn decode_frame(
             format!("frame {} asked, the file has {frames}", frame + 1),
         ));
     }
-    let pixels = obj
-        .decode_pixel_data_frame(frame)
-        .map_err(|e| decode_err(path, format!("cannot decode DICOM pixel data: {e}")))?;
+    // dicom-rs's decoders can panic on damaged compressed data (its RLE decoder indexes past
+    // a segment's end: found by fuzzing); that is a refused file, not a crash.
+    let pixels = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        obj.decode_pixel_data_frame(frame)
+    }))
+    .map_err(|panic| {
+        decode_err(
+            path,
+            format!(
+                "cannot decode DICOM pixel data: the decoder failed ({})",
+                crate::panic_message(&panic)
+            ),
+        )
+    })?
+    .map_err(|e| decode_err(path, format!("cannot decode DICOM pixel data: {e}")))?;
     let (width, height) = (pixels.columns(), pixels.rows());
     if width == 0 || height == 0 {
         return Err(ImageError::Empty {
