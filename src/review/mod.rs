@@ -13,7 +13,8 @@
 //! - [`meta`]: metadata import (CSV/JSON), the slices it defines, and image tags;
 //! - [`agreement`]: how well two people agree when they labeled the same image;
 //! - [`stats`]: per-annotator throughput and quality figures for a dashboard;
-//! - [`profile`]: the local user profile chosen on first start.
+//! - [`profile`]: the local user profile chosen on first start;
+//! - [`similar`]: "more like this": nearest images or boxes by their embeddings.
 //!
 //! Nothing here touches SQLite: the tables of batches and audits (migration 2 in
 //! `store::schema`) and every query the data loop needs are typed functions of `store`.
@@ -24,6 +25,7 @@ pub mod eval;
 pub mod meta;
 pub mod profile;
 pub mod run_eval;
+pub mod similar;
 pub mod stats;
 pub mod transitions;
 pub mod triage;

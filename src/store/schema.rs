@@ -302,6 +302,34 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE batches ADD COLUMN queue_order TEXT NOT NULL DEFAULT 'batch'
         CHECK (queue_order IN ('batch', 'uncertainty'));
     ",
+    // 7: image and box embeddings (`store::embeddings`): one set per encoder model and
+    // settings, one L2-normalised vector per image and per box crop. Derived data, local to
+    // this file (never synced): `loupe embed` computes it again anywhere.
+    r"
+    CREATE TABLE embedding_sets (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        model_path TEXT NOT NULL,
+        model_hash TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        settings_hash TEXT NOT NULL,
+        -- The vectors' length, known from the first one stored.
+        dim INTEGER,
+        created_ms INTEGER NOT NULL,
+        UNIQUE (model_hash, settings_hash)
+    ) STRICT;
+    CREATE TABLE embeddings (
+        set_id INTEGER NOT NULL REFERENCES embedding_sets(id) ON DELETE CASCADE,
+        image INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        -- 0: the whole image; else the box (annotations.id) whose crop it is.
+        ann INTEGER NOT NULL,
+        -- The box the crop was cut from: a box moved since is embedded again.
+        x REAL, y REAL, w REAL, h REAL,
+        -- dim little-endian f32.
+        vector BLOB NOT NULL,
+        PRIMARY KEY (set_id, image, ann)
+    ) STRICT, WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.
