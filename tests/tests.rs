@@ -4,6 +4,7 @@ mod architecture;
 mod attributes;
 mod clients;
 mod crash;
+mod embed;
 mod imports;
 mod interop;
 mod label_errors;

@@ -10,12 +10,11 @@ use anyhow::{Context, Result, bail};
 use uuid::Uuid;
 
 use super::TermProgress;
-use crate::ingest::Progress;
 use crate::inference::embed::{EmbedOptions, execute_embed, plan_embed};
 use crate::inference::{
-    self, DescriptorOverrides, Detector, ModelDescriptor, ProviderChoice, Selection,
-    SessionOptions,
+    self, DescriptorOverrides, Detector, ModelDescriptor, ProviderChoice, Selection, SessionOptions,
 };
+use crate::ingest::Progress;
 use crate::review::similar::{self, Neighbour, Target};
 use crate::store::{ImageFilter, Project};
 
@@ -40,7 +39,8 @@ pub fn embed(project_path: &Path, args: &EmbedArgs<'_>) -> Result<usize> {
         None => ModelDescriptor::load(args.model, &DescriptorOverrides::default())?,
     };
     inference::runtime_info()?;
-    let split = SessionOptions::for_model(args.model, args.sessions, 0).with_provider(args.provider);
+    let split =
+        SessionOptions::for_model(args.model, args.sessions, 0).with_provider(args.provider);
     let encoder = Detector::load_with(args.model, descriptor, split)
         .with_context(|| format!("{}: cannot load the model", args.model.display()))?;
     eprintln!("execution provider: {}", encoder.provider().used.label());

@@ -131,10 +131,10 @@ pub fn plan_embed(
     }
     let (settings, settings_hash) = settings_of(detector);
     let model_path = detector.model_path().display().to_string();
-    let stem = detector
-        .model_path()
-        .file_stem()
-        .map_or_else(|| "embeddings".to_owned(), |s| s.to_string_lossy().into_owned());
+    let stem = detector.model_path().file_stem().map_or_else(
+        || "embeddings".to_owned(),
+        |s| s.to_string_lossy().into_owned(),
+    );
     let existing = project.embedding_sets()?;
     let mine = existing
         .iter()
@@ -364,8 +364,10 @@ pub fn crop_rect(b: BBox, width: u32, height: u32) -> Option<(u32, u32, u32, u32
 
 /// The model file's display name, for messages.
 pub fn model_label(path: &Path) -> String {
-    path.file_name()
-        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 #[cfg(test)]
@@ -375,9 +377,18 @@ mod tests {
     #[test]
     fn crops_cover_the_box_in_whole_pixels_and_stay_inside_the_image() {
         let b = |x, y, w, h| BBox { x, y, w, h };
-        assert_eq!(crop_rect(b(1.5, 2.2, 3.0, 4.0), 100, 100), Some((1, 2, 4, 5)));
-        assert_eq!(crop_rect(b(-5.0, -5.0, 10.0, 10.0), 100, 100), Some((0, 0, 5, 5)));
-        assert_eq!(crop_rect(b(95.0, 95.0, 10.0, 10.0), 100, 100), Some((95, 95, 5, 5)));
+        assert_eq!(
+            crop_rect(b(1.5, 2.2, 3.0, 4.0), 100, 100),
+            Some((1, 2, 4, 5))
+        );
+        assert_eq!(
+            crop_rect(b(-5.0, -5.0, 10.0, 10.0), 100, 100),
+            Some((0, 0, 5, 5))
+        );
+        assert_eq!(
+            crop_rect(b(95.0, 95.0, 10.0, 10.0), 100, 100),
+            Some((95, 95, 5, 5))
+        );
         assert_eq!(crop_rect(b(200.0, 0.0, 10.0, 10.0), 100, 100), None);
         assert_eq!(crop_rect(b(f64::NAN, 0.0, 10.0, 10.0), 100, 100), None);
     }

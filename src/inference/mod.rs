@@ -295,7 +295,10 @@ impl Detector {
     /// Runs an image encoder on a prepared input: its vector, L2-normalised (a feature map is
     /// averaged over its height and width first), and the time inside `session.run` in ms.
     /// Calls from several threads take turns on the sessions.
-    pub fn embed_prepared(&self, prepared: &PreparedInput) -> Result<(Vec<f32>, f64), InferenceError> {
+    pub fn embed_prepared(
+        &self,
+        prepared: &PreparedInput,
+    ) -> Result<(Vec<f32>, f64), InferenceError> {
         if !self.is_encoder() {
             return Err(self.unsupported(format!(
                 "it is a detector (decoder = \"{}\"), not an image encoder",
@@ -488,7 +491,9 @@ impl Detector {
 /// One vector from an encoder's output `[1, D]` or `[1, D, H, W]` (averaged over H and W),
 /// L2-normalised so that a dot product is the cosine similarity. A vector of zeros or with a
 /// non-finite value is refused: it would match everything or nothing.
-pub(crate) fn embedding_from_output(view: ndarray::ArrayViewD<'_, f32>) -> Result<Vec<f32>, String> {
+pub(crate) fn embedding_from_output(
+    view: ndarray::ArrayViewD<'_, f32>,
+) -> Result<Vec<f32>, String> {
     let shape = view.shape().to_vec();
     let mut vector: Vec<f32> = match shape.as_slice() {
         [1, d] if *d > 0 => view.iter().copied().collect(),
@@ -514,7 +519,11 @@ pub(crate) fn embedding_from_output(view: ndarray::ArrayViewD<'_, f32>) -> Resul
     if vector.iter().any(|x| !x.is_finite()) {
         return Err("the vector holds a value that is not a finite number".to_owned());
     }
-    let norm = vector.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+    let norm = vector
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt();
     if norm == 0.0 {
         return Err("the vector is all zeros".to_owned());
     }
@@ -1035,13 +1044,16 @@ fn check_outputs(
         }
         DecoderKind::Embedding => {
             let output = match &descriptor.embedding_output {
-                Some(name) => outputs.iter().find(|o| o.name() == name.as_str()).ok_or_else(|| {
-                    let have: Vec<&str> = outputs.iter().map(|o| o.name()).collect();
-                    unsupported(format!(
-                        "the descriptor names output `{name}`, the model's outputs are {}",
-                        have.join(", ")
-                    ))
-                })?,
+                Some(name) => outputs
+                    .iter()
+                    .find(|o| o.name() == name.as_str())
+                    .ok_or_else(|| {
+                        let have: Vec<&str> = outputs.iter().map(|o| o.name()).collect();
+                        unsupported(format!(
+                            "the descriptor names output `{name}`, the model's outputs are {}",
+                            have.join(", ")
+                        ))
+                    })?,
                 None => first,
             };
             let shape = shape_of(output.dtype()).unwrap_or_default();

@@ -87,11 +87,9 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 fn push_top(heap: &mut BinaryHeap<Scored>, k: usize, s: Scored) {
     if heap.len() < k {
         heap.push(s);
-    } else if let Some(worst) = heap.peek() {
-        if s < *worst {
-            heap.pop();
-            heap.push(s);
-        }
+    } else if heap.peek().is_some_and(|worst| s < *worst) {
+        heap.pop();
+        heap.push(s);
     }
 }
 
@@ -135,7 +133,12 @@ impl Index {
 
     /// The `k` vectors most like `query` (a normalised vector of `dim` floats), best first,
     /// leaving out `exclude` (the query's own key).
-    pub fn search(&self, query: &[f32], k: usize, exclude: Option<&EmbeddingKey>) -> Vec<Neighbour> {
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        exclude: Option<&EmbeddingKey>,
+    ) -> Vec<Neighbour> {
         if k == 0 || self.is_empty() || query.len() != self.dim {
             return Vec::new();
         }
@@ -205,7 +208,11 @@ pub fn choose_set(project: &Project, name: Option<&str>) -> Result<String, Revie
                 let known: Vec<&str> = sets.iter().map(|s| s.name.as_str()).collect();
                 ReviewError::Invalid(format!(
                     "no embedding set named {n:?} (sets: {})",
-                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
                 ))
             }),
         None => sets.last().map(|s| s.name.clone()).ok_or_else(|| {
@@ -283,7 +290,9 @@ mod tests {
         for _ in 0..n {
             let v: Vec<f32> = (0..dim)
                 .map(|_| {
-                    state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1);
                     #[allow(clippy::cast_precision_loss)]
                     let x = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
                     x
@@ -292,9 +301,9 @@ mod tests {
             data.extend(unit(&v));
         }
         let keys: Vec<EmbeddingKey> = (0..n as u128).map(key).collect();
-        let index = Index::new(dim, keys.clone(), data.clone()).unwrap();
+        let index = Index::new(dim, keys.clone(), data.clone()).expect("index");
         let query_row = 5000;
-        let got = index.like(&keys[query_row], 10).unwrap();
+        let got = index.like(&keys[query_row], 10).expect("a vector");
         // Brute force, sorted.
         let q = &data[query_row * dim..(query_row + 1) * dim];
         let mut all: Vec<(f32, usize)> = (0..n)
@@ -312,7 +321,7 @@ mod tests {
     fn an_index_refuses_data_that_does_not_fit_its_keys() {
         assert!(Index::new(4, vec![key(1)], vec![0.0; 3]).is_err());
         assert!(Index::new(4, vec![key(1)], vec![0.5; 4]).is_ok());
-        let empty = Index::new(4, Vec::new(), Vec::new()).unwrap();
+        let empty = Index::new(4, Vec::new(), Vec::new()).expect("empty index");
         assert!(empty.search(&[1.0, 0.0, 0.0, 0.0], 5, None).is_empty());
     }
 }

@@ -205,7 +205,8 @@ impl Project {
                 ))
             })
             .map_err(self.sq())?;
-        rows.collect::<Result<HashMap<_, _>, _>>().map_err(self.sq())
+        rows.collect::<Result<HashMap<_, _>, _>>()
+            .map_err(self.sq())
     }
 
     /// Stores vectors in one transaction, replacing those of the same keys. Every vector must
@@ -316,7 +317,9 @@ impl Project {
             let ann: Option<Vec<u8>> = r.get(1).map_err(self.sq())?;
             let blob = r.get_ref(2).map_err(self.sq())?;
             let blob = blob.as_blob().map_err(|e| {
-                StoreError::Invalid(format!("embedding set {set:?}: a vector is not a blob: {e}"))
+                StoreError::Invalid(format!(
+                    "embedding set {set:?}: a vector is not a blob: {e}"
+                ))
             })?;
             if !extend_from_blob(blob, dim, &mut data) {
                 return Err(StoreError::Invalid(format!(

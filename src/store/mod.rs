@@ -38,8 +38,8 @@ pub use batches::{AuditDecision, BatchImage, BatchInfo, BatchState, QueueOrder, 
 pub(crate) use batches::{AuditRecord, BatchRecord, NewAudit};
 pub use bulk::{Bulk, ImageInput, Upsert};
 use classes::class_row_tx;
-pub(crate) use evaluation::{GtStates, SliceRows};
 pub use embeddings::{EmbeddingKey, EmbeddingSet, NewEmbedding};
+pub(crate) use evaluation::{GtStates, SliceRows};
 pub use existing::ExistingLabel;
 pub(crate) use external::IndexedImage;
 pub use external::{ExternalKind, ExternalTarget, IdSource};

@@ -90,6 +90,8 @@ pub enum Command {
         comment: String,
     },
     CopyPreviousBoxes,
+    /// The images (or, with a box selected, the boxes) most like this one, as a queue.
+    MoreLikeThis,
     Undo,
     Redo,
 

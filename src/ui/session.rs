@@ -18,7 +18,7 @@ use super::commands::Command;
 use super::document::{Change, Document, TagChange, edited_state};
 use super::gpu::GpuContext;
 use super::image_list::ImageList;
-use super::lead::{DetailsInput, LeadEffect, LeadInput, LeadViews, Mode};
+use super::lead::{DetailsInput, LeadCommand, LeadEffect, LeadInput, LeadViews, Mode};
 use super::loader::{Job, Loader, Slot};
 use super::model_run::{ModelCommand, ModelMenuInput, ModelRunner, ModelUpdate, RunContext};
 use super::reading::{WindowChoice, WindowMemory, WindowPanel, WindowPanelOutcome, window_choices};
@@ -30,6 +30,7 @@ use super::time_log::{Clock, TimeLog, Visit};
 use super::writer::{Reply, Request, StoreWriter};
 use crate::formats::Format;
 use crate::model::{Annotation, AnnotationValue, Attributes, BBox, BoxFlags, ReviewState, Source};
+use crate::review::similar::Target;
 use crate::stacks::{INTERPOLATION_RUN, TRACK};
 use crate::store::{ImageFilter, ImageRow, Project};
 
@@ -511,6 +512,24 @@ impl Session {
             self.refresh_edited_images();
         }
         self.lead.poll();
+        if let Some(found) = self.lead.take_similar() {
+            match found {
+                Ok((first, queue)) => {
+                    self.message = Some(format!(
+                        "{}: {} images; next and previous follow them",
+                        queue.name,
+                        queue.images.len() - 1
+                    ));
+                    if let LeadEffect::Show(id) = self.lead.apply(LeadCommand::Open {
+                        image: first,
+                        queue: Some(queue),
+                    }) {
+                        self.show_id(id);
+                    }
+                }
+                Err(m) => self.message = Some(m),
+            }
+        }
         for update in self.model.poll() {
             requests.extend(self.model_update(update));
         }
@@ -909,6 +928,7 @@ impl Session {
             Action::Class(n) => Command::ClassAt(usize::from(n.saturating_sub(1))),
             Action::ClassPicker => Command::OpenClassPicker,
             Action::CopyPreviousBoxes => Command::CopyPreviousBoxes,
+            Action::MoreLikeThis => Command::MoreLikeThis,
             Action::NextFrame => Command::NextFrame,
             Action::PreviousFrame => Command::PreviousFrame,
             Action::FirstFrame => Command::FirstFrame,
@@ -1092,6 +1112,33 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Asks for the images most like the current one, or the boxes most like the selected
+    /// box; [`Session::logic`] opens them as a queue when the answer comes.
+    fn more_like_this(&mut self) {
+        let Some(current) = &self.current else {
+            self.message = Some("No image open".into());
+            return;
+        };
+        let name = current
+            .path
+            .rsplit('/')
+            .next()
+            .unwrap_or(&current.path)
+            .to_owned();
+        let (target, label) = match self.selected {
+            Some(ann) => (
+                Target::Box {
+                    image: current.id,
+                    ann,
+                },
+                format!("like a box of {name}"),
+            ),
+            None => (Target::Image(current.id), format!("like {name}")),
+        };
+        self.lead.ask_similar(target, label.clone());
+        self.message = Some(format!("Looking for images {label}…"));
     }
 
     // ------------------------------------------------------------------ reading
@@ -2193,6 +2240,7 @@ impl Session {
                 return next;
             }
             Command::CopyPreviousBoxes => self.copy_previous_boxes(),
+            Command::MoreLikeThis => self.more_like_this(),
             Command::NextFrame => self.step_frame(|r, rows| (r + 1 < rows.end).then_some(r + 1)),
             Command::PreviousFrame => {
                 self.step_frame(|r, rows| (r > rows.start).then(|| r - 1));

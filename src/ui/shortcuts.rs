@@ -56,6 +56,8 @@ pub enum Action {
     Class(u8),
     ClassPicker,
     CopyPreviousBoxes,
+    /// The images (or boxes) most like this one, by their embeddings, as a queue.
+    MoreLikeThis,
     Fit,
     OneToOne,
     ZoomIn,
@@ -124,6 +126,7 @@ impl Action {
         all.extend([
             Action::ClassPicker,
             Action::CopyPreviousBoxes,
+            Action::MoreLikeThis,
             Action::NextFrame,
             Action::PreviousFrame,
             Action::FirstFrame,
@@ -201,6 +204,7 @@ impl Action {
             Action::Class(n) => return format!("class_{n}"),
             Action::ClassPicker => "class_picker",
             Action::CopyPreviousBoxes => "copy_previous_boxes",
+            Action::MoreLikeThis => "more_like_this",
             Action::Fit => "fit",
             Action::OneToOne => "one_to_one",
             Action::ZoomIn => "zoom_in",
@@ -287,6 +291,9 @@ impl Action {
             }
             Action::ClassPicker => "Pick or create a class by typing",
             Action::CopyPreviousBoxes => "Copy all boxes from the previous image",
+            Action::MoreLikeThis => {
+                "More like this: the 20 images most like this one (or, with a box selected, the images of the 20 boxes most like it) as a queue (needs `loupe embed`)"
+            }
             Action::Fit => "Fit the image to the window",
             Action::OneToOne => "Zoom to 1:1 (one image pixel per screen pixel)",
             Action::ZoomIn => "Zoom in",
@@ -410,6 +417,7 @@ impl Action {
             },
             Action::ClassPicker => &["C"],
             Action::CopyPreviousBoxes => &["P"],
+            Action::MoreLikeThis => &["Shift+S"],
             Action::Fit => &["F"],
             Action::OneToOne => &["0"],
             Action::ZoomIn => &["Plus", "Equals"],

@@ -11,6 +11,7 @@ mod navigation;
 mod prelabel;
 mod reading;
 mod review;
+mod similar;
 mod snapshots;
 mod stacks;
 mod sync;

@@ -27,7 +27,7 @@ const PAGES: [&str; 3] = [
 ];
 
 /// ONNX Runtime where the app looks for it, fetched once with the project's script if missing.
-fn ensure_runtime() {
+pub(super) fn ensure_runtime() {
     static FETCHED: Mutex<bool> = Mutex::new(false);
     let mut fetched = FETCHED
         .lock()
@@ -54,7 +54,7 @@ fn layout_model() -> RecentModel {
 
 /// Adds the layout pages to the fixture project (as `p1-layout.jpg`, ...; they sort after the
 /// fixture's images). The copies live in the fixture's temporary folder.
-fn add_pages(fx: &Fixture, pages: &[&str]) -> Vec<(Uuid, String)> {
+pub(super) fn add_pages(fx: &Fixture, pages: &[&str]) -> Vec<(Uuid, String)> {
     let root = fx.project.parent().expect("project folder");
     let src = testdata().join("rapid_layout_pages/tests/test_files");
     let mut project = Project::open(&fx.project).expect("open");

@@ -16,6 +16,7 @@ use eframe::egui;
 use uuid::Uuid;
 
 use crate::model::{AnnotationValue, ReviewState, Source, User};
+use crate::review::similar::{Neighbour, Target};
 use crate::review::{
     self, AgreementReport, AnnotatorStats, AuditInfo, BatchDetail, BatchInfo, EvalOptions,
     RunComparison, RunEval, Triage, TriageOptions,
@@ -37,6 +38,8 @@ pub enum Query {
         opts: EvalOptions,
         compare: Option<String>,
     },
+    /// The images or boxes most like one (the newest embedding set, 20 neighbours).
+    Similar(Target),
 }
 
 /// What the views can choose from.
@@ -103,6 +106,7 @@ pub enum Answer {
     Batch(String, Result<BatchDetail, String>),
     Triage(TriageOptions, Result<Triage, String>),
     Eval(EvalKey, Result<EvalResult, String>),
+    Similar(Target, Result<Vec<Neighbour>, String>),
 }
 
 /// What identifies an evaluation in the cache.
@@ -195,6 +199,9 @@ impl Drop for Jobs {
     }
 }
 
+/// How many neighbours "more like this" shows.
+pub const SIMILAR_K: usize = 20;
+
 /// The IoU at which the dashboard matches two people's boxes (as `loupe review agreement`).
 pub const AGREEMENT_IOU: f64 = 0.5;
 
@@ -222,6 +229,12 @@ fn answer(p: &Project, query: Query) -> Answer {
         Query::Batch(name) => {
             let r = review::batch_detail(p, &name).map_err(text);
             Answer::Batch(name, r)
+        }
+        Query::Similar(target) => {
+            let r = review::similar::choose_set(p, None)
+                .and_then(|set| review::similar::similar(p, &set, target, SIMILAR_K))
+                .map_err(text);
+            Answer::Similar(target, r)
         }
         Query::Triage(opts) => {
             let r = review::triage_ranked(p, &opts).map_err(text);

@@ -26,6 +26,7 @@ use uuid::Uuid;
 use super::commands::Command;
 use super::shortcuts::{Action, Keymap};
 use crate::model::User;
+use crate::review::similar::{Neighbour, Target};
 use crate::review::{BatchDetail, TriageImage};
 use crate::store::{ImageFilter, Project};
 
@@ -167,6 +168,10 @@ pub struct LeadViews {
     eval: eval_view::EvalView,
     details: details::Details,
     queue: Option<(Queue, usize)>,
+    /// "More like this" asked and not answered yet: the target and the queue's name.
+    similar_asked: Option<(Target, String)>,
+    /// Its answer, for the session to open: the first neighbour and the queue.
+    similar_found: Option<Result<(Uuid, Queue), String>>,
 }
 
 impl LeadViews {
@@ -191,7 +196,66 @@ impl LeadViews {
             eval: eval_view::EvalView::default(),
             details: details::Details::default(),
             queue: None,
+            similar_asked: None,
+            similar_found: None,
         }
+    }
+
+    /// Asks for the images or boxes most like `target`; the answer comes through
+    /// [`take_similar`](Self::take_similar). A newer question replaces an unanswered one.
+    pub fn ask_similar(&mut self, target: Target, name: String) {
+        match self.jobs.as_mut() {
+            Some(j) => {
+                j.ask(self.generation, Query::Similar(target));
+                self.similar_asked = Some((target, name));
+            }
+            None => {
+                self.similar_found = Some(Err(self
+                    .jobs_error
+                    .clone()
+                    .unwrap_or_else(|| "Cannot read the project".into())));
+            }
+        }
+    }
+
+    /// The answer to [`ask_similar`](Self::ask_similar), once: the first neighbour's image and
+    /// a queue of the target's image then the neighbours' images (each once, best first).
+    pub fn take_similar(&mut self) -> Option<Result<(Uuid, Queue), String>> {
+        self.similar_found.take()
+    }
+
+    fn similar_answer(&mut self, target: Target, r: Result<Vec<Neighbour>, String>) {
+        let Some((asked, name)) = self.similar_asked.take() else {
+            return;
+        };
+        if asked != target {
+            // An older question: keep waiting for the newer one.
+            self.similar_asked = Some((asked, name));
+            return;
+        }
+        let origin = match target {
+            Target::Image(image) | Target::Box { image, .. } => image,
+        };
+        self.similar_found = Some(r.and_then(|found| {
+            let mut images = vec![origin];
+            for n in &found {
+                if !images.contains(&n.image) {
+                    images.push(n.image);
+                }
+            }
+            match images.get(1) {
+                Some(&first) => Ok((first, Queue { name, images })),
+                None if found.is_empty() => Err(format!(
+                    "Nothing {name}: no other embedded {}",
+                    if matches!(target, Target::Box { .. }) {
+                        "box"
+                    } else {
+                        "image"
+                    }
+                )),
+                None => Err(format!("Only boxes of this image are {name}")),
+            }
+        }));
     }
 
     /// The mode of the central area.
@@ -280,6 +344,7 @@ impl LeadViews {
             Answer::Batch(name, r) => self.dashboard.detail.fill(generation, name, r),
             Answer::Triage(opts, r) => self.triage.take(generation, opts, r),
             Answer::Eval(key, r) => self.eval.result.fill(generation, key, r),
+            Answer::Similar(target, r) => self.similar_answer(target, r),
         }
     }
 
