@@ -56,6 +56,9 @@ pub enum Action {
     Class(u8),
     ClassPicker,
     CopyPreviousBoxes,
+    /// Triage: the fix the selected issue suggests (add the predicted box, snap the label to
+    /// it, take its class, delete the label), then the next issue.
+    FixIssue,
     Fit,
     OneToOne,
     ZoomIn,
@@ -124,6 +127,7 @@ impl Action {
         all.extend([
             Action::ClassPicker,
             Action::CopyPreviousBoxes,
+            Action::FixIssue,
             Action::NextFrame,
             Action::PreviousFrame,
             Action::FirstFrame,
@@ -201,6 +205,7 @@ impl Action {
             Action::Class(n) => return format!("class_{n}"),
             Action::ClassPicker => "class_picker",
             Action::CopyPreviousBoxes => "copy_previous_boxes",
+            Action::FixIssue => "fix_issue",
             Action::Fit => "fit",
             Action::OneToOne => "one_to_one",
             Action::ZoomIn => "zoom_in",
@@ -287,6 +292,9 @@ impl Action {
             }
             Action::ClassPicker => "Pick or create a class by typing",
             Action::CopyPreviousBoxes => "Copy all boxes from the previous image",
+            Action::FixIssue => {
+                "Triage: fix the selected issue as its reason suggests (add the predicted box, snap the label to it, take the predicted class, or delete the label), then go to the next issue"
+            }
             Action::Fit => "Fit the image to the window",
             Action::OneToOne => "Zoom to 1:1 (one image pixel per screen pixel)",
             Action::ZoomIn => "Zoom in",
@@ -348,6 +356,7 @@ impl Action {
                 | Action::NudgeDownFar
                 | Action::Class(_)
                 | Action::CopyPreviousBoxes
+                | Action::FixIssue
                 | Action::CopyBoxToNextFrame
                 | Action::Interpolate
                 | Action::ToggleFlag
@@ -410,6 +419,7 @@ impl Action {
             },
             Action::ClassPicker => &["C"],
             Action::CopyPreviousBoxes => &["P"],
+            Action::FixIssue => &["T"],
             Action::Fit => &["F"],
             Action::OneToOne => &["0"],
             Action::ZoomIn => &["Plus", "Equals"],
