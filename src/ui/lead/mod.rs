@@ -324,8 +324,7 @@ impl LeadViews {
             LeadCommand::FixIssue(key) => {
                 if self.mode != Mode::Triage {
                     return LeadEffect::Say(
-                        "The fix key works in the triage view (Ctrl+2), on the selected issue"
-                            .into(),
+                        "The fix key works in the triage view, on the selected issue".into(),
                     );
                 }
                 return match self.triage.issue_to_fix(key.as_ref()) {
