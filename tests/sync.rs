@@ -321,6 +321,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     labels_travel_between_clients,
+    reasons_of_new_and_deleted_boxes_travel_between_clients,
     attributes_travel_between_clients,
     concurrent_edits_are_kept_as_a_conflict_until_a_lead_resolves,
     decisions_without_the_role_are_refused_everywhere,
@@ -364,6 +365,58 @@ fn labels_travel_between_clients(backend: Backend) {
     let r = team.sync(0);
     assert_eq!((r.pushed_revisions, r.pulled_revisions), (0, 0));
     assert_eq!(team.open(0).stats().expect("stats").revisions, 3);
+}
+
+/// Triage fixes store their reason on a new box's first revision (`CreateBecause`) and on a
+/// deletion (an update to the tombstone); both reach the other client with the revision.
+fn reasons_of_new_and_deleted_boxes_travel_between_clients(backend: Backend) {
+    let team = Team::new(backend, &[Role::Lead, Role::Annotator]);
+    let doomed = team.create(0, 0, 1.0);
+    let added = Uuid::now_v7();
+    {
+        let mut p = team.open(0);
+        let value = value(&p, 1, 3.0, ReviewState::Submitted);
+        let gone = AnnotationValue {
+            deleted: true,
+            ..p.annotation(doomed).expect("box").value
+        };
+        p.apply(&[
+            Edit::CreateBecause {
+                id: added,
+                value,
+                note: "triage overlooked: added".into(),
+            },
+            Edit::Update {
+                id: doomed,
+                value: gone,
+                note: Some("triage spurious: deleted".into()),
+            },
+        ])
+        .expect("fixes");
+    }
+    team.sync(0);
+    assert_eq!(team.sync(1).pulled_revisions, 3);
+    let p1 = team.open(1);
+    let notes = |id: Uuid| -> Vec<(String, Option<String>)> {
+        p1.history(id)
+            .expect("history")
+            .into_iter()
+            .map(|r| (r.op, r.note))
+            .collect()
+    };
+    assert_eq!(
+        notes(added),
+        [("create".into(), Some("triage overlooked: added".into()))]
+    );
+    assert_eq!(
+        notes(doomed),
+        [
+            ("create".into(), None),
+            ("delete".into(), Some("triage spurious: deleted".into()))
+        ]
+    );
+    drop(p1);
+    assert_eq!(team.hash(0), team.hash(1));
 }
 
 fn attributes_travel_between_clients(backend: Backend) {

@@ -8,7 +8,8 @@
 //!   `Project::apply`) and apply it;
 //! - [`eval`]: a faithful port of pycocotools' bbox `COCOeval`; [`run_eval`]: a model run's
 //!   original predictions against a version's approved labels, per slice, and run comparisons;
-//! - [`triage`]: images ranked for review from a run's predictions and the labels, with reasons;
+//! - [`triage`]: images ranked for review from a run's predictions and the labels, with reasons,
+//!   and the one-key fix each reason suggests;
 //! - [`batches`]: batches of images for annotators and the lead's stratified, seeded audits;
 //! - [`meta`]: metadata import (CSV/JSON), the slices it defines, and image tags;
 //! - [`agreement`]: how well two people agree when they labeled the same image;
@@ -54,6 +55,7 @@ pub use transitions::{
     TransitionRule, allowed_targets, check_edits, check_transition, set_state, set_states,
     state_after_edit, transition_table,
 };
+pub use triage::fix::{Fix, FixError, FixKind, fixed_issue, plan_fix};
 pub use triage::issues::{ClassCalibration, IssueKind, IssueScores, LabelIssue, LabelScores};
 pub use triage::{
     Signal, SignalCounts, SignalKind, Triage, TriageImage, TriageOptions, triage, triage_ranked,

@@ -18,8 +18,11 @@
 //! The ranking itself is by label-error scores ([`issues`]): per box, how likely the labels are
 //! wrong in each of four ways (overlooked, spurious, badly located, swapped class), calibrated
 //! on the run's own predictions and labels; per image, the chance that at least one box is
-//! wrong. The signals above stay beside them as the reasons people read.
+//! wrong. The signals above stay beside them as the reasons people read. Each issue suggests a
+//! fix ([`fix`]: add the predicted box, snap a label to it, take its class, delete the label),
+//! which the app offers on one key.
 
+pub mod fix;
 pub mod issues;
 
 use std::collections::{HashMap, HashSet};

@@ -14,6 +14,14 @@ use crate::policy;
 pub enum Edit {
     /// A new annotation. `id` should be a fresh UUIDv7 (`Uuid::now_v7()`).
     Create { id: Uuid, value: AnnotationValue },
+    /// A new annotation with the reason it was made (a triage fix adding a box the labels
+    /// missed), stored as the note of its first revision. Apart from `Create` so that the many
+    /// callers with no reason to give stay as they are.
+    CreateBecause {
+        id: Uuid,
+        value: AnnotationValue,
+        note: String,
+    },
     /// A new full value for an existing annotation; `note` is a reason (e.g. for a return).
     Update {
         id: Uuid,
@@ -27,7 +35,10 @@ pub enum Edit {
 impl Edit {
     pub fn id(&self) -> Uuid {
         match self {
-            Edit::Create { id, .. } | Edit::Update { id, .. } | Edit::Delete { id } => *id,
+            Edit::Create { id, .. }
+            | Edit::CreateBecause { id, .. }
+            | Edit::Update { id, .. }
+            | Edit::Delete { id } => *id,
         }
     }
 }
@@ -51,6 +62,10 @@ fn check_policy(
         let after = match edit {
             Edit::Create { value, .. } => {
                 policy::check_edit(None, value, None, role).map_err(refused)?;
+                value.clone()
+            }
+            Edit::CreateBecause { value, note, .. } => {
+                policy::check_edit(None, value, Some(note), role).map_err(refused)?;
                 value.clone()
             }
             Edit::Update { value, note, .. } => {
@@ -228,7 +243,10 @@ impl Project {
                 let hlc = self.hlc.tick();
                 match edit {
                     Edit::Create { id, value } => {
-                        w.create(*id, value, hlc, "create")?;
+                        w.create(*id, value, hlc, None)?;
+                    }
+                    Edit::CreateBecause { id, value, note } => {
+                        w.create(*id, value, hlc, Some(note))?;
                     }
                     Edit::Update { id, value, note } => {
                         w.update(*id, value, hlc, note.as_deref())?;
@@ -462,10 +480,10 @@ impl<'t> RevisionWriter<'t> {
         id: Uuid,
         value: &AnnotationValue,
         hlc: i64,
-        op: &str,
+        note: Option<&str>,
     ) -> Result<()> {
         let row = self.resolve(value)?;
-        self.insert_rows(id, &row, hlc, op, None)
+        self.insert_rows(id, &row, hlc, "create", note)
             .map_err(|e| match e {
                 rusqlite::Error::SqliteFailure(f, _)
                     if f.code == rusqlite::ErrorCode::ConstraintViolation =>

@@ -638,3 +638,36 @@ fn apply_refuses_what_the_policy_refuses_typed_and_writes_nothing() {
     );
     assert_eq!(revisions(&p), 2);
 }
+
+#[test]
+fn a_reason_is_stored_with_a_new_box_and_with_a_deletion() {
+    let (_d, mut p) = project();
+    let img = add_image(&mut p, "a.png");
+    let cat = p.ensure_class("cat").expect("class");
+    let id = Uuid::now_v7();
+    let v = value(img, cat.id, 1.0);
+    p.apply(&[Edit::CreateBecause {
+        id,
+        value: v.clone(),
+        note: "triage overlooked: added".into(),
+    }])
+    .expect("create with a reason");
+    // A deletion with a reason is an update to a tombstone: op `delete`, the note kept.
+    p.apply(&[Edit::Update {
+        id,
+        value: AnnotationValue { deleted: true, ..v },
+        note: Some("triage spurious: deleted".into()),
+    }])
+    .expect("delete with a reason");
+    let h = p.history(id).expect("history");
+    assert_eq!(
+        h.iter()
+            .map(|r| (r.op.as_str(), r.note.as_deref()))
+            .collect::<Vec<_>>(),
+        [
+            ("create", Some("triage overlooked: added")),
+            ("delete", Some("triage spurious: deleted"))
+        ]
+    );
+    assert!(p.annotations_for_image(img).expect("list").is_empty());
+}

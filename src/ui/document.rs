@@ -23,8 +23,11 @@ struct Item {
     /// Where the box sat in its image's list, so undoing a delete puts it back in place.
     index: usize,
     /// Why the change was made, stored with the revision (a proposal rejected "below
-    /// threshold").
+    /// threshold", a triage fix).
     note: Option<String>,
+    /// The note of the change this item undoes: undo stores no reason, and redo, the reverse
+    /// of the undo, gets the original one back from here.
+    undone_note: Option<String>,
 }
 
 /// An image tag a change sets or clears (Space tags the image `done`), undone with it.
@@ -79,6 +82,7 @@ impl Change {
                 after: Some(after),
                 index: usize::MAX,
                 note: Some(note.into()),
+                undone_note: None,
             });
         }
         self
@@ -92,6 +96,7 @@ impl Change {
             after: Some(value),
             index: usize::MAX,
             note: None,
+            undone_note: None,
         });
         self
     }
@@ -105,8 +110,45 @@ impl Change {
                 after: Some(after),
                 index: usize::MAX,
                 note: None,
+                undone_note: None,
             });
         }
+        self
+    }
+
+    /// Adds a new box, giving the reason stored with its first revision.
+    pub fn create_because(
+        mut self,
+        id: Uuid,
+        value: AnnotationValue,
+        note: impl Into<String>,
+    ) -> Self {
+        self.items.push(Item {
+            id,
+            before: None,
+            after: Some(value),
+            index: usize::MAX,
+            note: Some(note.into()),
+            undone_note: None,
+        });
+        self
+    }
+
+    /// Deletes a box, giving the reason stored with the revision that deletes it.
+    pub fn delete_because(
+        mut self,
+        id: Uuid,
+        before: AnnotationValue,
+        note: impl Into<String>,
+    ) -> Self {
+        self.items.push(Item {
+            id,
+            before: Some(before),
+            after: None,
+            index: usize::MAX,
+            note: Some(note.into()),
+            undone_note: None,
+        });
         self
     }
 
@@ -118,6 +160,7 @@ impl Change {
             after: None,
             index: usize::MAX,
             note: None,
+            undone_note: None,
         });
         self
     }
@@ -140,7 +183,8 @@ impl Change {
                     before: i.after.clone(),
                     after: i.before.clone(),
                     index: i.index,
-                    note: None,
+                    note: i.undone_note.clone(),
+                    undone_note: i.note.clone(),
                 })
                 .collect(),
             tag: self.tag.map(|t| TagChange {
@@ -344,12 +388,31 @@ impl Document {
                 },
                 Some(value) => {
                     self.in_store.insert(item.id);
-                    Edit::Create {
-                        id: item.id,
-                        value: value.clone(),
+                    match &item.note {
+                        Some(note) => Edit::CreateBecause {
+                            id: item.id,
+                            value: value.clone(),
+                            note: note.clone(),
+                        },
+                        None => Edit::Create {
+                            id: item.id,
+                            value: value.clone(),
+                        },
                     }
                 }
-                None => Edit::Delete { id: item.id },
+                // A deletion with a reason: the box's last value as a tombstone, which the
+                // store writes as a `delete` revision carrying the note.
+                None => match (&item.note, &item.before) {
+                    (Some(note), Some(before)) => Edit::Update {
+                        id: item.id,
+                        value: AnnotationValue {
+                            deleted: true,
+                            ..before.clone()
+                        },
+                        note: Some(note.clone()),
+                    },
+                    _ => Edit::Delete { id: item.id },
+                },
             });
         }
         (change, edits)
@@ -424,6 +487,45 @@ mod tests {
             after: false,
         });
         assert!(!tag_only.is_empty());
+    }
+
+    #[test]
+    fn reasons_go_with_new_and_deleted_boxes_and_come_back_on_redo() {
+        let img = Uuid::now_v7();
+        let mut doc = Document::default();
+        doc.load(img, Vec::new());
+        let id = Uuid::now_v7();
+        let edits = doc
+            .commit(Change::new(img, "triage fix").create_because(id, value(img, 1.0), "added"))
+            .edits;
+        assert!(matches!(edits.as_slice(), [Edit::CreateBecause { note, .. }] if note == "added"));
+        // Undo stores no reason; redo stores the fix's reason again.
+        assert_eq!(doc.undo().expect("undo").edits, vec![Edit::Delete { id }]);
+        assert!(matches!(
+            doc.redo().expect("redo").edits.as_slice(),
+            [Edit::Update { note: Some(n), value, .. }] if n == "added" && !value.deleted
+        ));
+        let before = doc.boxes(img)[0].value.clone();
+        let edits = doc
+            .commit(Change::new(img, "triage fix").delete_because(id, before.clone(), "spurious"))
+            .edits;
+        assert_eq!(
+            edits,
+            vec![Edit::Update {
+                id,
+                value: AnnotationValue {
+                    deleted: true,
+                    ..before.clone()
+                },
+                note: Some("spurious".into()),
+            }]
+        );
+        assert!(doc.boxes(img).is_empty());
+        assert!(matches!(
+            doc.undo().expect("undo").edits.as_slice(),
+            [Edit::Update { note: None, value, .. }] if *value == before
+        ));
+        assert_eq!(doc.boxes(img).len(), 1);
     }
 
     #[test]

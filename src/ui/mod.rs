@@ -55,7 +55,7 @@ pub use commands::Command;
 pub use document::{Change, Document};
 pub use help::markdown_table;
 pub use lead::{
-    DashboardData, EvalResult, HistoryRow, ImageMeta, LeadCommand, LeadViews, Mode, Queue,
+    DashboardData, EvalResult, HistoryRow, ImageMeta, IssueKey, LeadCommand, LeadViews, Mode, Queue,
 };
 pub use loader::{GrayStats, Job, LoadedImage, Slot};
 pub use model_run::{ModelCommand, ModelRunner, ModelState, RecentModel, RuntimeState};

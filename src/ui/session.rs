@@ -929,6 +929,7 @@ impl Session {
             Action::ClassPicker => Command::OpenClassPicker,
             Action::CopyPreviousBoxes => Command::CopyPreviousBoxes,
             Action::MoreLikeThis => Command::MoreLikeThis,
+            Action::FixIssue => Command::Lead(super::lead::LeadCommand::FixIssue(None)),
             Action::NextFrame => Command::NextFrame,
             Action::PreviousFrame => Command::PreviousFrame,
             Action::FirstFrame => Command::FirstFrame,
@@ -991,6 +992,7 @@ impl Session {
                 }
             }
             Reply::Failed { error, .. } => {
+                self.lead.fixes_uncertain();
                 self.message = Some(format!("Not saved: {error}"));
             }
             Reply::ClassReady(Ok(class)) => {
@@ -1618,6 +1620,60 @@ impl Session {
         }
     }
 
+    /// Fixes a triage issue as its reason suggests: planned on the image's boxes in memory
+    /// (loaded from the store if the image was never opened), checked against the review policy
+    /// for the profile's role, and committed as one undoable change whose revision stores the
+    /// reason. The triage view then hides the issue and selects the next one.
+    fn fix_issue(&mut self, target: super::lead::IssueToFix) {
+        let image = target.key.image;
+        if !self.doc.is_loaded(image) {
+            match self.reader.annotations_for_image(image) {
+                Ok(boxes) => self.doc.load(image, boxes),
+                Err(e) => {
+                    self.message = Some(format!("Cannot read the image's boxes: {e}"));
+                    return;
+                }
+            }
+        }
+        let role = self.lead.role().unwrap_or(crate::model::Role::Annotator);
+        let classes = &self.classes;
+        let planned = crate::review::plan_fix(
+            &target.issue,
+            image,
+            self.doc.boxes(image),
+            |name| classes.iter().find(|c| c.name == name).map(|c| c.id),
+            role,
+            &target.run,
+        );
+        let fix = match planned {
+            Ok(fix) => fix,
+            Err(e) => {
+                self.message = Some(format!("Not fixed: {e}"));
+                return;
+            }
+        };
+        let change = Change::new(image, fix.kind.what());
+        let change = match &fix.before {
+            None => change.create_because(fix.id, fix.after.clone(), fix.note.clone()),
+            Some(before) if fix.after.deleted => {
+                change.delete_because(fix.id, before.clone(), fix.note.clone())
+            }
+            Some(before) => {
+                change.update_because(fix.id, before.clone(), fix.after.clone(), fix.note.clone())
+            }
+        };
+        self.commit(change);
+        if fix.after.deleted && self.selected == Some(fix.id) {
+            self.selected = None;
+        }
+        self.lead.issue_fixed(&target.key);
+        self.message = Some(format!(
+            "Fixed ({}): {}; undo reverts it",
+            target.issue.kind.as_str().replace('_', " "),
+            fix.kind.label()
+        ));
+    }
+
     /// The labels a review key acts on: the selected box when it can take `to`, else every box
     /// of the image that can. `Err` says why there is nothing to do.
     fn review_targets(&self, to: ReviewState) -> Result<(Uuid, Vec<Annotation>), String> {
@@ -2095,6 +2151,8 @@ impl Session {
             Command::Lead(c) => match self.lead.apply(c) {
                 LeadEffect::Show(id) => self.show_id(id),
                 LeadEffect::Write(w) => self.writer.send(Request::Lead(w)),
+                LeadEffect::Fix(fix) => self.fix_issue(fix),
+                LeadEffect::Say(m) => self.message = Some(m),
                 LeadEffect::None => {}
             },
             Command::NextImage => match self.next_row() {
@@ -2259,11 +2317,17 @@ impl Session {
             Command::CopyBoxToNextFrame => self.copy_box_to_next_frame(),
             Command::Interpolate => self.interpolate(),
             Command::Undo => match self.doc.undo() {
-                Some(r) => self.replayed(r, "Undid"),
+                Some(r) => {
+                    self.lead.fixes_uncertain();
+                    self.replayed(r, "Undid");
+                }
                 None => self.message = Some("Nothing to undo".into()),
             },
             Command::Redo => match self.doc.redo() {
-                Some(r) => self.replayed(r, "Redid"),
+                Some(r) => {
+                    self.lead.fixes_uncertain();
+                    self.replayed(r, "Redid");
+                }
                 None => self.message = Some("Nothing to redo".into()),
             },
             Command::Fit => self.canvas.viewport.fit(),

@@ -58,6 +58,9 @@ pub enum Action {
     CopyPreviousBoxes,
     /// The images (or boxes) most like this one, by their embeddings, as a queue.
     MoreLikeThis,
+    /// Triage: the fix the selected issue suggests (add the predicted box, snap the label to
+    /// it, take its class, delete the label), then the next issue.
+    FixIssue,
     Fit,
     OneToOne,
     ZoomIn,
@@ -127,6 +130,7 @@ impl Action {
             Action::ClassPicker,
             Action::CopyPreviousBoxes,
             Action::MoreLikeThis,
+            Action::FixIssue,
             Action::NextFrame,
             Action::PreviousFrame,
             Action::FirstFrame,
@@ -205,6 +209,7 @@ impl Action {
             Action::ClassPicker => "class_picker",
             Action::CopyPreviousBoxes => "copy_previous_boxes",
             Action::MoreLikeThis => "more_like_this",
+            Action::FixIssue => "fix_issue",
             Action::Fit => "fit",
             Action::OneToOne => "one_to_one",
             Action::ZoomIn => "zoom_in",
@@ -294,6 +299,9 @@ impl Action {
             Action::MoreLikeThis => {
                 "More like this: the 20 images most like this one (or, with a box selected, the images of the 20 boxes most like it) as a queue (needs `loupe embed`)"
             }
+            Action::FixIssue => {
+                "Triage: fix the selected issue as its reason suggests (add the predicted box, snap the label to it, take the predicted class, or delete the label), then go to the next issue"
+            }
             Action::Fit => "Fit the image to the window",
             Action::OneToOne => "Zoom to 1:1 (one image pixel per screen pixel)",
             Action::ZoomIn => "Zoom in",
@@ -355,6 +363,7 @@ impl Action {
                 | Action::NudgeDownFar
                 | Action::Class(_)
                 | Action::CopyPreviousBoxes
+                | Action::FixIssue
                 | Action::CopyBoxToNextFrame
                 | Action::Interpolate
                 | Action::ToggleFlag
@@ -418,6 +427,7 @@ impl Action {
             Action::ClassPicker => &["C"],
             Action::CopyPreviousBoxes => &["P"],
             Action::MoreLikeThis => &["Shift+S"],
+            Action::FixIssue => &["T"],
             Action::Fit => &["F"],
             Action::OneToOne => &["0"],
             Action::ZoomIn => &["Plus", "Equals"],

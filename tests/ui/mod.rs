@@ -16,6 +16,7 @@ mod snapshots;
 mod stacks;
 mod sync;
 mod tiled;
+mod triage_fix;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

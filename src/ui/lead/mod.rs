@@ -27,10 +27,11 @@ use super::commands::Command;
 use super::shortcuts::{Action, Keymap};
 use crate::model::User;
 use crate::review::similar::{Neighbour, Target};
-use crate::review::{BatchDetail, TriageImage};
+use crate::review::{BatchDetail, LabelIssue, TriageImage};
 use crate::store::{ImageFilter, Project};
 
 pub use jobs::{Answer, Choices, DashboardData, EvalResult, HistoryRow, ImageMeta, Query};
+pub use triage_view::IssueKey;
 pub use writes::{LeadDone, LeadOutcome, LeadWrite, perform};
 
 use cache::Cached;
@@ -94,6 +95,10 @@ pub enum LeadCommand {
     },
     /// "Next" follows the image list again.
     LeaveQueue,
+    /// Triage: fix this issue (or, with `None`, the selected one) as its reason suggests.
+    FixIssue(Option<IssueKey>),
+    /// Triage: select this issue (the one the fix key acts on).
+    SelectIssue(IssueKey),
     /// Open the profile dialog.
     EditProfile,
 }
@@ -116,6 +121,20 @@ pub enum LeadEffect {
     None,
     Show(Uuid),
     Write(LeadWrite),
+    /// Fix a triage issue: the session plans it on its boxes and commits it as an undoable
+    /// change, then calls [`LeadViews::issue_fixed`].
+    Fix(IssueToFix),
+    /// Something to say in the status bar.
+    Say(String),
+}
+
+/// A triage issue the session is asked to fix.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IssueToFix {
+    pub key: IssueKey,
+    pub issue: LabelIssue,
+    /// The model run the issue comes from (for the note stored with the fix).
+    pub run: String,
 }
 
 /// What the session must do after a `LeadDone`.
@@ -367,9 +386,38 @@ impl LeadViews {
                 return LeadEffect::Show(image);
             }
             LeadCommand::LeaveQueue => self.queue = None,
+            LeadCommand::FixIssue(key) => {
+                if self.mode != Mode::Triage {
+                    return LeadEffect::Say(
+                        "The fix key works in the triage view, on the selected issue".into(),
+                    );
+                }
+                return match self.triage.issue_to_fix(key.as_ref()) {
+                    Some(fix) => LeadEffect::Fix(fix),
+                    None => LeadEffect::Say("No flagged issue to fix".into()),
+                };
+            }
+            LeadCommand::SelectIssue(key) => self.triage.select_issue(&key),
             LeadCommand::EditProfile => self.profile.open_dialog(),
         }
         LeadEffect::None
+    }
+
+    /// The session fixed a triage issue: the view hides it until the ranking is read again and
+    /// selects the next issue.
+    pub fn issue_fixed(&mut self, key: &IssueKey) {
+        self.triage.fixed(key);
+    }
+
+    /// Edits were undone, redone or could not be stored: issues marked fixed may be back, so
+    /// they show again as the next ranking has them.
+    pub fn fixes_uncertain(&mut self) {
+        self.triage.forget_fixed();
+    }
+
+    /// The triage issue the fix key acts on: its image and what it is.
+    pub fn selected_issue(&self) -> Option<(IssueKey, &LabelIssue)> {
+        self.triage.selected_issue()
     }
 
     /// Takes the writer's answer to a `LeadWrite`.
@@ -420,7 +468,7 @@ impl LeadViews {
             let queue = self.queue.as_ref().map(|(q, _)| q);
             match mode {
                 Mode::Label => {}
-                Mode::Triage => self.triage.ui(ui, &mut asker, choices, out),
+                Mode::Triage => self.triage.ui(ui, &mut asker, choices, input.keymap, out),
                 Mode::Evaluate => self.eval.ui(ui, &mut asker, choices),
                 Mode::Dashboard => {
                     let me = self.profile.user();

@@ -1,19 +1,49 @@
 //! The triage view: a model run's images ranked for review (where the model and the labels
 //! disagree, or the model is unsure), each with its score and reasons. A click opens the image
 //! on the canvas with the ranking as the "next" queue.
+//!
+//! Under the ranking, the selected image's flagged issues, one row per box, each with the fix
+//! its reason suggests and the key that makes it (`Action::FixIssue`). The key fixes the
+//! selected issue, then selects the next one (across images, in ranking order); a fixed issue
+//! is hidden until the ranking is read again after the write.
+
+use std::collections::HashSet;
 
 use eframe::egui::{self, RichText, Sense, Ui};
+use uuid::Uuid;
 
 use super::super::commands::Command;
+use super::super::shortcuts::{Action, Keymap};
 use super::super::theme;
 use super::cache::Cached;
-use super::{Asker, Choices, LeadCommand, Query, Queue};
+use super::{Asker, Choices, IssueToFix, LeadCommand, Query, Queue};
 use crate::review::{
-    IssueKind, LabelIssue, Signal, SignalKind, Slice, Triage, TriageImage, TriageOptions,
+    FixKind, IssueKind, LabelIssue, Signal, SignalKind, Slice, Triage, TriageImage, TriageOptions,
 };
 
 /// Images ranked at most (the rest are rarely worth a look).
 const LIMIT: usize = 1000;
+
+/// Which issue a row is: its image, kind and the boxes it is about. Stable across re-reads of
+/// the ranking (scores move, boxes do not).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct IssueKey {
+    pub image: Uuid,
+    pub kind: IssueKind,
+    pub label: Option<Uuid>,
+    pub prediction: Option<Uuid>,
+}
+
+impl IssueKey {
+    fn of(image: Uuid, issue: &LabelIssue) -> IssueKey {
+        IssueKey {
+            image,
+            kind: issue.kind,
+            label: issue.label,
+            prediction: issue.prediction,
+        }
+    }
+}
 
 /// The triage view's state.
 #[derive(Default)]
@@ -27,6 +57,13 @@ pub struct TriageView {
     quiet: usize,
     /// Images of the run nobody has labelled or reviewed (not compared, so not ranked).
     unreviewed: usize,
+    /// The issue the fix key acts on; `None`: the selected image's first.
+    cursor: Option<IssueKey>,
+    /// Where the cursor was among the open issues, for when its issue leaves the ranking.
+    cursor_pos: usize,
+    /// Issues fixed here that the ranking on screen still shows (it is read again after the
+    /// write): hidden, and skipped by the cursor.
+    fixed: HashSet<IssueKey>,
 }
 
 fn kind_color(k: SignalKind) -> egui::Color32 {
@@ -88,9 +125,120 @@ impl TriageView {
                 .filter(|i| !i.signals.is_empty() || i.issues.iter().any(|x| x.flagged))
                 .collect();
             self.quiet = total - flagged.len();
+            // A fix the new ranking no longer shows has landed; one it still shows is on its
+            // way (this answer was read before the write).
+            let listed: HashSet<IssueKey> = flagged
+                .iter()
+                .flat_map(|r| r.issues.iter().map(|i| IssueKey::of(r.image, i)))
+                .collect();
+            self.fixed.retain(|k| listed.contains(k));
             flagged
         });
         self.ranked.fill(generation, opts, ranked);
+    }
+
+    /// The flagged issues not fixed yet, image by image in ranking order: (row, key).
+    fn open_issues(&self) -> Vec<(usize, IssueKey)> {
+        let Some(rows) = self.rows() else {
+            return Vec::new();
+        };
+        rows.iter()
+            .enumerate()
+            .flat_map(|(row, r)| {
+                r.issues
+                    .iter()
+                    .filter(|i| i.flagged)
+                    .map(move |i| (row, IssueKey::of(r.image, i)))
+            })
+            .filter(|(_, k)| !self.fixed.contains(k))
+            .collect()
+    }
+
+    /// The position of the selected issue among `open`: the cursor's issue, else (no cursor)
+    /// the selected image's first, else where the cursor was.
+    fn cursor_index(&self, open: &[(usize, IssueKey)]) -> Option<usize> {
+        if open.is_empty() {
+            return None;
+        }
+        if let Some(key) = &self.cursor {
+            if let Some(i) = open.iter().position(|(_, k)| k == key) {
+                return Some(i);
+            }
+            return Some(self.cursor_pos.min(open.len() - 1));
+        }
+        match self.selected {
+            Some(row) => open.iter().position(|(r, _)| *r == row),
+            None => Some(0),
+        }
+    }
+
+    fn issue(&self, key: &IssueKey) -> Option<&LabelIssue> {
+        self.rows()?
+            .iter()
+            .filter(|r| r.image == key.image)
+            .flat_map(|r| &r.issues)
+            .find(|i| IssueKey::of(key.image, i) == *key)
+    }
+
+    /// The issue the fix key acts on.
+    pub fn selected_issue(&self) -> Option<(IssueKey, &LabelIssue)> {
+        let open = self.open_issues();
+        let (_, key) = open.get(self.cursor_index(&open)?)?;
+        self.issue(key).map(|i| (key.clone(), i))
+    }
+
+    /// The issue to fix: `key` if it is open, or the selected one.
+    pub fn issue_to_fix(&self, key: Option<&IssueKey>) -> Option<IssueToFix> {
+        let run = self.run.clone()?;
+        let (key, issue) = match key {
+            Some(k) if !self.fixed.contains(k) => (k.clone(), self.issue(k)?),
+            Some(_) => return None,
+            None => self.selected_issue()?,
+        };
+        Some(IssueToFix {
+            key,
+            issue: issue.clone(),
+            run,
+        })
+    }
+
+    /// Selects an issue (a click on its row).
+    pub fn select_issue(&mut self, key: &IssueKey) {
+        let open = self.open_issues();
+        if let Some(i) = open.iter().position(|(_, k)| k == key) {
+            self.selected = Some(open[i].0);
+            self.cursor = Some(key.clone());
+            self.cursor_pos = i;
+        }
+    }
+
+    /// An issue was fixed: hide it and select the one after it.
+    pub fn fixed(&mut self, key: &IssueKey) {
+        let open = self.open_issues();
+        let Some(i) = open.iter().position(|(_, k)| k == key) else {
+            self.fixed.insert(key.clone());
+            return;
+        };
+        self.fixed.insert(key.clone());
+        self.cursor_pos = i;
+        match open.get(i + 1) {
+            Some((row, next)) => {
+                self.selected = Some(*row);
+                self.cursor = Some(next.clone());
+            }
+            // The last one: back to the first still open, like the end of a queue.
+            None => {
+                let first = open.iter().find(|(_, k)| k != key);
+                self.selected = first.map(|(row, _)| *row);
+                self.cursor = first.map(|(_, k)| k.clone());
+                self.cursor_pos = 0;
+            }
+        }
+    }
+
+    /// Shows every issue the ranking has again (after an undo, or a write that failed).
+    pub fn forget_fixed(&mut self) {
+        self.fixed.clear();
     }
 
     fn options(&self) -> Result<Option<TriageOptions>, String> {
@@ -111,6 +259,7 @@ impl TriageView {
         ui: &mut Ui,
         asker: &mut Asker<'_>,
         choices: Option<&Choices>,
+        keymap: &Keymap,
         out: &mut Vec<Command>,
     ) {
         if self.run.is_none() {
@@ -133,6 +282,7 @@ impl TriageView {
                         {
                             self.run = Some(r.clone());
                             self.selected = None;
+                            self.cursor = None;
                         }
                     }
                 })
@@ -197,6 +347,13 @@ impl TriageView {
             }
         });
         ui.separator();
+        // The selected issue's image is the selected image.
+        let open = self.open_issues();
+        let cursor = self.cursor_index(&open).and_then(|i| open.get(i));
+        if let Some((row, _)) = cursor {
+            self.selected = Some(*row);
+        }
+        let cursor = cursor.map(|(_, k)| k.clone());
         let detail_height = if self.selected.is_some() { 180.0 } else { 0.0 };
         let row_height = 22.0;
         egui::ScrollArea::vertical()
@@ -208,8 +365,9 @@ impl TriageView {
                     let Some(r) = rows.get(i) else { break };
                     let selected = self.selected == Some(i);
                     let clicked = row_ui(ui, i, r, selected, row_height);
-                    if clicked.double || clicked.single {
+                    if (clicked.double || clicked.single) && self.selected != Some(i) {
                         self.selected = Some(i);
+                        self.cursor = None;
                     }
                     if clicked.double || clicked.open {
                         out.push(Command::Lead(LeadCommand::Open {
@@ -225,8 +383,22 @@ impl TriageView {
             egui::ScrollArea::vertical()
                 .id_salt("triage-signals")
                 .show(ui, |ui| {
+                    let key = keymap.label(Action::FixIssue);
                     for issue in r.issues.iter().filter(|i| i.flagged) {
-                        issue_ui(ui, issue);
+                        let id = IssueKey::of(r.image, issue);
+                        if self.fixed.contains(&id) {
+                            continue;
+                        }
+                        let selected = cursor.as_ref() == Some(&id);
+                        match issue_ui(ui, issue, selected, &key) {
+                            IssueClick::Fix => {
+                                out.push(Command::Lead(LeadCommand::FixIssue(Some(id))));
+                            }
+                            IssueClick::Select => {
+                                out.push(Command::Lead(LeadCommand::SelectIssue(id)));
+                            }
+                            IssueClick::None => {}
+                        }
                     }
                     for s in &r.signals {
                         signal_ui(ui, s);
@@ -347,12 +519,42 @@ fn row_ui(ui: &mut Ui, i: usize, r: &TriageImage, selected: bool, height: f32) -
     click
 }
 
-fn issue_ui(ui: &mut Ui, issue: &LabelIssue) {
+enum IssueClick {
+    None,
+    Select,
+    Fix,
+}
+
+/// One flagged issue: a selectable kind, the fix button with its key, the score and the reason.
+fn issue_ui(ui: &mut Ui, issue: &LabelIssue, selected: bool, key: &str) -> IssueClick {
+    let fix = FixKind::for_issue(issue.kind);
+    let mut click = IssueClick::None;
     ui.horizontal_wrapped(|ui| {
-        ui.label(RichText::new(issue_label(issue.kind)).color(issue_color(issue.kind)));
+        let kind = ui.selectable_label(
+            selected,
+            RichText::new(issue_label(issue.kind)).color(issue_color(issue.kind)),
+        );
+        let name = format!("issue {} {}", issue_label(issue.kind), issue.class);
+        kind.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &name));
+        if kind.clicked() {
+            click = IssueClick::Select;
+        }
+        // The key acts on the selected row; every row shows what it would do.
+        let hint = if key.is_empty() {
+            fix.label().to_owned()
+        } else {
+            format!("[{key}] {}", fix.label())
+        };
+        let button = ui
+            .small_button(hint)
+            .on_hover_text("Fix as the reason suggests: a normal edit, stored with the reason, undone like any other");
+        if button.clicked() {
+            click = IssueClick::Fix;
+        }
         ui.label(RichText::new(format!("{:.2}", issue.score)).color(theme::TEXT_WEAK));
         ui.label(&issue.reason);
     });
+    click
 }
 
 fn signal_ui(ui: &mut Ui, s: &Signal) {
