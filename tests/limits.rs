@@ -213,6 +213,17 @@ fn fuzzing_findings_of_december_6_are_refused_or_read_without_a_panic() {
         err.contains("panic-rle-segment-end.dcm") && err.contains("DICOM pixel data"),
         "{err}"
     );
+    // 856 bytes whose file meta group is damaged where our length check walked it: dicom-object
+    // read on and reserved an 800 MB element (850 MB resident, a second, a 10 s fuzzing timeout
+    // under load); now refused from the meta group, before the data set is read.
+    let declared = dir.join("dicom/slow-declared-size.dcm");
+    let err = loupe::imaging::decode(&declared)
+        .expect_err("a frame bigger than its data is refused")
+        .to_string();
+    assert!(
+        err.contains("slow-declared-size.dcm") && err.contains("declares"),
+        "{err}"
+    );
     let tasks = dir.join("labelstudio/panic-upload-prefix-char-boundary.json");
     // Read or refused: either way an answer, not a panic.
     let _ = import(Format::LabelStudio, &tasks, None);

@@ -161,6 +161,7 @@ fn check_lengths(path: &Path, header_only: bool) -> Result<(), ImageError> {
     // The file meta group: explicit VR little endian, after the preamble and "DICM".
     let mut at = 132usize;
     let mut ts = String::new();
+    let mut group_end: Option<usize> = None;
     while at + 8 <= head.len() {
         let group = u16::from_le_bytes([head[at], head[at + 1]]);
         let element = u16::from_le_bytes([head[at + 2], head[at + 3]]);
@@ -189,6 +190,13 @@ fn check_lengths(path: &Path, header_only: bool) -> Result<(), ImageError> {
         }
         let start = at + header;
         let end = start + usize::try_from(len).unwrap_or(usize::MAX);
+        if (group, element) == (0x0002, 0x0000)
+            && len == 4
+            && let Some(v) = head.get(start..end)
+        {
+            let declared = u32::from_le_bytes([v[0], v[1], v[2], v[3]]);
+            group_end = end.checked_add(usize::try_from(declared).unwrap_or(usize::MAX));
+        }
         if (group, element) == (0x0002, 0x0010)
             && let Some(v) = head.get(start..end)
         {
@@ -197,6 +205,25 @@ fn check_lengths(path: &Path, header_only: bool) -> Result<(), ImageError> {
                 .to_owned();
         }
         at = end;
+    }
+    // A meta group the walk cannot follow to its declared end, or without a transfer syntax,
+    // is damaged: dicom-object would read on from its declared length and trust the data set's
+    // lengths unchecked (a fuzzed 856-byte file made it reserve 800 MB that way).
+    if let Some(end) = group_end
+        && at != end
+    {
+        return Err(decode_err(
+            path,
+            format!(
+                "not a readable DICOM file: its file meta group declares it ends at byte {end}, its elements end at byte {at} (damaged)"
+            ),
+        ));
+    }
+    if ts.is_empty() {
+        return Err(decode_err(
+            path,
+            "not a readable DICOM file: no Transfer Syntax UID in its file meta group (damaged)",
+        ));
     }
     let data_start = at as u64;
     let Some(syntax) = dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(&ts) else {
@@ -271,6 +298,71 @@ fn uint(
         .map_err(|_| decode_err(path, format!("DICOM file has no {name}")))?
         .to_int::<u32>()
         .map_err(|e| decode_err(path, format!("DICOM {name} is not a number: {e}")))
+}
+
+/// Compressed pixel data may decode to more bytes than the file holds, but not without bound:
+/// a frame may claim at most this many times the file's size, or this floor, whichever is more.
+const MAX_DECODE_EXPANSION: u64 = 1000;
+const MIN_DECODE_BUDGET: u64 = 64 << 20;
+
+/// Refuses a header whose declared frames (rows x columns x samples x bits allocated) do not
+/// fit the pixel data before anything is allocated for them: dicom-rs reserves the declared
+/// size first, so an 856-byte file declaring a big image took 850 MB and a second to refuse
+/// (found by fuzzing). Uncompressed data must hold every frame; compressed data may expand up
+/// to [`MAX_DECODE_EXPANSION`] times the file.
+fn check_declared_size(
+    obj: &DefaultDicomObject,
+    path: &Path,
+    frames: u32,
+) -> Result<(), ImageError> {
+    let optional = |tag, default| match obj.element(tag) {
+        Ok(e) => e.to_int::<u32>().map(u64::from).unwrap_or(default),
+        Err(_) => default,
+    };
+    let rows = optional(tags::ROWS, 0);
+    let columns = optional(tags::COLUMNS, 0);
+    let samples = optional(tags::SAMPLES_PER_PIXEL, 1).max(1);
+    let bits = optional(tags::BITS_ALLOCATED, 8).max(1);
+    let frame_bytes = rows
+        .saturating_mul(columns)
+        .saturating_mul(samples)
+        .saturating_mul(bits)
+        .div_ceil(8);
+    let declared = frame_bytes.saturating_mul(u64::from(frames));
+    let Ok(pixel_data) = obj.element(tags::PIXEL_DATA) else {
+        return Ok(());
+    };
+    let described = format!(
+        "{frames} frame(s) of {columns} x {rows} pixels, {samples} sample(s) of {bits} bits"
+    );
+    if pixel_data.value().fragments().is_none() {
+        let held = pixel_data.to_bytes().map_or(0, |b| b.len() as u64);
+        if declared > held {
+            return Err(decode_err(
+                path,
+                format!(
+                    "DICOM pixel data holds {held} bytes; the header declares {described} \
+                     ({declared} bytes)"
+                ),
+            ));
+        }
+    } else {
+        let file_len = std::fs::metadata(path).map_or(0, |m| m.len());
+        let budget = file_len
+            .saturating_mul(MAX_DECODE_EXPANSION)
+            .max(MIN_DECODE_BUDGET);
+        if frame_bytes > budget {
+            return Err(decode_err(
+                path,
+                format!(
+                    "DICOM header declares {described} ({frame_bytes} bytes a frame) from \
+                     {file_len} bytes of file: more than {MAX_DECODE_EXPANSION} times the file, \
+                     refused before decoding"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Rows and columns from the header (pixel data is not read).
@@ -388,6 +480,7 @@ pub fn decode_frame(
             format!("frame {} asked, the file has {frames}", frame + 1),
         ));
     }
+    check_declared_size(&obj, path, frames)?;
     // dicom-rs's decoders can panic on damaged compressed data (its RLE decoder indexes past
     // a segment's end: found by fuzzing); that is a refused file, not a crash.
     let pixels = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
