@@ -482,7 +482,7 @@ impl LeadViews {
     /// Draws the panel under the box list: queue, audit verdict, tags and metadata, history.
     pub fn details_ui(&mut self, ui: &mut Ui, input: &DetailsInput<'_>, out: &mut Vec<Command>) {
         if let Some((q, pos)) = &self.queue {
-            ui.horizontal(|ui| {
+            ui.horizontal_wrapped(|ui| {
                 ui.label(
                     egui::RichText::new(format!("{} · {} of {}", q.name, pos + 1, q.images.len()))
                         .color(super::theme::ACCENT),
