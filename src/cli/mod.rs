@@ -386,6 +386,12 @@ pub struct FilterArgs {
     /// Images whose path contains this text.
     #[arg(long)]
     pub path: Option<String>,
+    /// Only shard I of N (from 0): N workers with 0/N .. N-1/N cover every image exactly once,
+    /// split by content hash. `auto` reads a Slurm array's or a Kubernetes indexed Job's
+    /// task index (SLURM_ARRAY_TASK_ID and _COUNT, or JOB_COMPLETION_INDEX and
+    /// LOUPE_SHARD_COUNT).
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
 }
 
 impl FilterArgs {
@@ -416,6 +422,12 @@ impl FilterArgs {
             tag: self.tag.clone(),
             meta,
             path_contains: self.path.clone(),
+            shard: self
+                .shard
+                .as_deref()
+                .map(crate::store::Shard::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
         })
     }
 }

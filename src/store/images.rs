@@ -17,6 +17,98 @@ pub struct ImageFilter {
     pub meta: Option<(String, String)>,
     /// Substring of the path, case-insensitive.
     pub path_contains: Option<String>,
+    /// Only the images of this shard (`--shard I/N`).
+    pub shard: Option<Shard>,
+}
+
+/// One of N deterministic, balanced parts of a project's images, for N workers that together
+/// cover every image exactly once (`loupe prelabel --shard I/N`, `loupe embed --shard I/N`).
+/// An image belongs to the shard its content hash (its id while it has none) falls in: the
+/// first eight bytes of blake3 of that key, modulo N. The same on every machine and every run,
+/// so a shard rerun resumes what it did; frames of one file share their file's shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// From 0.
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// `I/N` (0 <= I < N), or `auto`: the index and count a batch system gives its tasks (see
+    /// [`Shard::from_env`]).
+    pub fn parse(text: &str) -> std::result::Result<Shard, String> {
+        if text.trim() == "auto" {
+            return Shard::from_env(|k| std::env::var(k).ok());
+        }
+        let (i, n) = text
+            .split_once('/')
+            .ok_or_else(|| format!("--shard {text:?}: expected I/N (e.g. 0/4) or auto"))?;
+        let number = |s: &str| {
+            s.trim()
+                .parse::<u32>()
+                .map_err(|e| format!("--shard {text:?}: {s:?} is not a count: {e}"))
+        };
+        Shard::new(number(i)?, number(n)?)
+    }
+
+    pub fn new(index: u32, count: u32) -> std::result::Result<Shard, String> {
+        if count == 0 || index >= count {
+            return Err(format!(
+                "--shard {index}/{count}: the index counts from 0 and must be below the count"
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// The shard of a task of a Slurm job array (`SLURM_ARRAY_TASK_ID` from
+    /// `SLURM_ARRAY_TASK_MIN`, of `SLURM_ARRAY_TASK_COUNT`) or of a Kubernetes indexed Job
+    /// (`JOB_COMPLETION_INDEX`, of `LOUPE_SHARD_COUNT`: Kubernetes does not tell a pod the
+    /// completion count, so the Job's manifest sets it). `var` reads the environment.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> std::result::Result<Shard, String> {
+        let number = |name: &str| -> std::result::Result<Option<u32>, String> {
+            var(name)
+                .map(|v| {
+                    v.trim()
+                        .parse::<u32>()
+                        .map_err(|e| format!("{name}={v:?} is not a count: {e}"))
+                })
+                .transpose()
+        };
+        if let Some(task) = number("SLURM_ARRAY_TASK_ID")? {
+            let min = number("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+            let count = number("SLURM_ARRAY_TASK_COUNT")?.ok_or_else(|| {
+                "--shard auto: SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not"
+                    .to_owned()
+            })?;
+            let index = task.checked_sub(min).ok_or_else(|| {
+                format!(
+                    "--shard auto: SLURM_ARRAY_TASK_ID {task} is below SLURM_ARRAY_TASK_MIN {min}"
+                )
+            })?;
+            return Shard::new(index, count);
+        }
+        if let Some(index) = number("JOB_COMPLETION_INDEX")? {
+            let count = number("LOUPE_SHARD_COUNT")?.ok_or_else(|| {
+                "--shard auto: JOB_COMPLETION_INDEX is set; set LOUPE_SHARD_COUNT to the Job's \
+                 completions too"
+                    .to_owned()
+            })?;
+            return Shard::new(index, count);
+        }
+        Err(
+            "--shard auto: neither SLURM_ARRAY_TASK_ID nor JOB_COMPLETION_INDEX is set \
+             (not a task of a Slurm array or a Kubernetes indexed Job); give --shard I/N"
+                .to_owned(),
+        )
+    }
+
+    /// True when the image with this content hash (or id) is in the shard.
+    pub fn contains(&self, key: &str) -> bool {
+        let digest = blake3::hash(key.as_bytes());
+        let b = digest.as_bytes();
+        let value = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        value % u64::from(self.count) == u64::from(self.index)
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -158,7 +250,8 @@ impl Project {
                 EXISTS (SELECT 1 FROM image_tags t WHERE t.image=i.id AND t.tag='flagged'),
                 (SELECT value FROM image_meta m WHERE m.image=i.id AND m.key='stack'),
                 (SELECT value FROM image_meta m WHERE m.image=i.id AND m.key='frame'),
-                (SELECT value FROM image_meta m WHERE m.image=i.id AND m.key='slice_mm')
+                (SELECT value FROM image_meta m WHERE m.image=i.id AND m.key='slice_mm'),
+                COALESCE(i.hash, i.uuid)
              FROM images i WHERE 1=1",
         );
         let mut args: Vec<String> = Vec::new();
@@ -206,9 +299,14 @@ impl Project {
         }
         sql.push_str(" ORDER BY i.path");
         let mut stmt = self.conn.prepare(&sql).map_err(self.sq())?;
+        let shard = filter.shard;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                Ok(ImageRow {
+                let in_shard = match shard {
+                    Some(s) => s.contains(&r.get::<_, String>(12)?),
+                    None => true,
+                };
+                Ok(in_shard.then_some(ImageRow {
                     id: Uuid::parse_str(&r.get::<_, String>(0)?).unwrap_or_default(),
                     path: r.get(1)?,
                     width: r.get(2)?,
@@ -224,10 +322,16 @@ impl Project {
                         .and_then(|f| f.parse().ok())
                         .unwrap_or(0),
                     slice_mm: r.get::<_, Option<String>>(11)?.and_then(|f| f.parse().ok()),
-                })
+                }))
             })
             .map_err(self.sq())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(self.sq())
+        let mut out = Vec::new();
+        for row in rows {
+            if let Some(row) = row.map_err(self.sq())? {
+                out.push(row);
+            }
+        }
+        Ok(out)
     }
 
     /// Sets or removes (empty value) a key=value on an image.
@@ -299,5 +403,55 @@ impl Project {
                 what: "image",
                 key: image.to_string(),
             })
+    }
+}
+
+#[cfg(test)]
+mod shard_tests {
+    use super::Shard;
+
+    #[test]
+    fn shards_cover_every_key_exactly_once_and_are_balanced() {
+        let keys: Vec<String> = (0..10_000).map(|i| format!("{i:064x}")).collect();
+        let shards: Vec<Shard> = (0..4).map(|i| Shard::new(i, 4).expect("shard")).collect();
+        let mut sizes = [0usize; 4];
+        for key in &keys {
+            let owners: Vec<usize> = (0..4).filter(|&i| shards[i].contains(key)).collect();
+            assert_eq!(owners.len(), 1, "{key} belongs to {owners:?}");
+            sizes[owners[0]] += 1;
+        }
+        // Balanced: each within 5% of a quarter.
+        for s in sizes {
+            assert!((2375..=2625).contains(&s), "{sizes:?}");
+        }
+    }
+
+    #[test]
+    fn shard_arguments_and_batch_environments_are_read_or_refused_by_name() {
+        assert_eq!(Shard::parse("1/4"), Ok(Shard { index: 1, count: 4 }));
+        for bad in ["4/4", "0/0", "1", "a/4", "-1/4"] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(name, _)| *name == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let slurm = env(&[
+            ("SLURM_ARRAY_TASK_ID", "12"),
+            ("SLURM_ARRAY_TASK_MIN", "10"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+        ]);
+        assert_eq!(Shard::from_env(slurm), Ok(Shard { index: 2, count: 4 }));
+        let k8s = env(&[("JOB_COMPLETION_INDEX", "3"), ("LOUPE_SHARD_COUNT", "8")]);
+        assert_eq!(Shard::from_env(k8s), Ok(Shard { index: 3, count: 8 }));
+        let k8s_no_count = env(&[("JOB_COMPLETION_INDEX", "3")]);
+        let err = Shard::from_env(k8s_no_count).expect_err("count missing");
+        assert!(err.contains("LOUPE_SHARD_COUNT"), "{err}");
+        let none = env(&[]);
+        assert!(Shard::from_env(none).is_err());
     }
 }

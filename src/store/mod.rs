@@ -43,7 +43,7 @@ pub(crate) use evaluation::{GtStates, SliceRows};
 pub use existing::ExistingLabel;
 pub(crate) use external::IndexedImage;
 pub use external::{ExternalKind, ExternalTarget, IdSource};
-pub use images::{FRAME_KEY, ImageFilter, ImageRow, ImageStatus, SLICE_KEY, STACK_KEY};
+pub use images::{FRAME_KEY, ImageFilter, ImageRow, ImageStatus, SLICE_KEY, STACK_KEY, Shard};
 pub(crate) use lookups::{LogRevision, MetaWrite, OwnedLabel};
 pub use merge::RevId;
 pub use runs::{NewRun, RunImageTiming, RunInfo};
