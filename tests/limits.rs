@@ -224,6 +224,16 @@ fn fuzzing_findings_of_december_6_are_refused_or_read_without_a_panic() {
         err.contains("slow-declared-size.dcm") && err.contains("declares"),
         "{err}"
     );
+    // Bits Stored 11024 made dicom-rs's rescale table assert (a panic past the decoder, which
+    // stopped `loupe add`): refused from the header.
+    let bits = dir.join("dicom/panic-bits-stored.dcm");
+    let err = loupe::imaging::decode(&bits)
+        .expect_err("impossible Bits Stored is refused")
+        .to_string();
+    assert!(
+        err.contains("panic-bits-stored.dcm") && err.contains("Bits Stored"),
+        "{err}"
+    );
     let tasks = dir.join("labelstudio/panic-upload-prefix-char-boundary.json");
     // Read or refused: either way an answer, not a panic.
     let _ = import(Format::LabelStudio, &tasks, None);

@@ -323,6 +323,17 @@ fn check_declared_size(
     let columns = optional(tags::COLUMNS, 0);
     let samples = optional(tags::SAMPLES_PER_PIXEL, 1).max(1);
     let bits = optional(tags::BITS_ALLOCATED, 8).max(1);
+    // dicom-rs asserts 1 <= Bits Stored <= 32 when it builds its rescale table, a panic outside
+    // the decoder (found by fuzzing): refused here with the values.
+    let stored = optional(tags::BITS_STORED, bits.min(32));
+    if stored == 0 || stored > 32 || stored > bits {
+        return Err(decode_err(
+            path,
+            format!(
+                "DICOM Bits Stored {stored} does not fit Bits Allocated {bits} (1 to 32, at most Bits Allocated)"
+            ),
+        ));
+    }
     let frame_bytes = rows
         .saturating_mul(columns)
         .saturating_mul(samples)
