@@ -8,7 +8,6 @@
 //! images at a time in one transaction each, so a cancelled or killed run keeps what it did. A
 //! box moved since its crop was embedded is embedded again.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -163,17 +162,7 @@ pub fn plan_embed(
         return Err(RunError::NameTaken { name });
     }
     let done = project.embedded(&set.name)?;
-    let rows = match &opts.selection {
-        Selection::Filter(filter) => project.list_images(filter)?,
-        Selection::Images(ids) => {
-            let mut all: HashMap<Uuid, _> = project
-                .list_images(&ImageFilter::default())?
-                .into_iter()
-                .map(|r| (r.id, r))
-                .collect();
-            ids.iter().filter_map(|id| all.remove(id)).collect()
-        }
-    };
+    let rows = opts.selection.rows(project)?;
     let mut plan = EmbedPlan {
         set: set.name,
         resumed: !created,

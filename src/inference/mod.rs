@@ -313,30 +313,17 @@ impl Detector {
     }
 
     fn run_encoder(&self, prepared: &PreparedInput) -> Result<(Vec<f32>, f64), InferenceError> {
-        let run_err = |message: String| InferenceError::Run {
-            model: self.model_name.clone(),
-            message,
-        };
-        let tensor = TensorRef::from_array_view(prepared.tensor.view())
-            .map_err(|e| run_err(e.to_string()))?;
-        let slot = IdleSlot::take(&self.idle);
-        let mut session = self.sessions[slot.index]
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let started = Instant::now();
-        let outputs = session
-            .run(ort::inputs![self.input_name.as_str() => tensor])
-            .map_err(|e| run_err(e.to_string()))?;
-        let inference_ms = ms(started.elapsed());
         let name = self
             .descriptor
             .embedding_output
             .as_deref()
             .or_else(|| self.output_names.first().map(String::as_str))
             .ok_or_else(|| self.unsupported("the model has no outputs".to_owned()))?;
-        let output = float_output(&outputs, name).map_err(|m| self.unsupported(m))?;
-        let vector = embedding_from_output(output.view.view())
-            .map_err(|m| self.unsupported(format!("output `{name}`: {m}")))?;
+        let (vector, inference_ms, _) = self.run_session(prepared, |outputs| {
+            let output = float_output(outputs, name).map_err(|m| self.unsupported(m))?;
+            embedding_from_output(output.view.view())
+                .map_err(|m| self.unsupported(format!("output `{name}`: {m}")))
+        })?;
         Ok((vector, inference_ms))
     }
 
@@ -344,6 +331,24 @@ impl Detector {
         &self,
         prepared: &PreparedInput,
     ) -> Result<(Vec<Detection>, RunTimings), InferenceError> {
+        let (candidates, inference_ms, inference_done) =
+            self.run_session(prepared, |outputs| self.decode_outputs(outputs))?;
+        let detections = self.finish(candidates, &prepared.transform);
+        let timings = RunTimings {
+            inference_ms,
+            postprocess_ms: ms(inference_done.elapsed()),
+        };
+        Ok((detections, timings))
+    }
+
+    /// Runs the model on `prepared` on an idle session and reads its outputs with `read` while
+    /// the session is held. Returns what `read` gave, the ms inside `session.run`, and when
+    /// `session.run` returned.
+    fn run_session<T>(
+        &self,
+        prepared: &PreparedInput,
+        read: impl FnOnce(&ort::session::SessionOutputs<'_>) -> Result<T, InferenceError>,
+    ) -> Result<(T, f64, Instant), InferenceError> {
         let run_err = |message: String| InferenceError::Run {
             model: self.model_name.clone(),
             message,
@@ -353,7 +358,7 @@ impl Detector {
         // Waits for an idle session; the guard gives it back however this call ends.
         let slot = IdleSlot::take(&self.idle);
         // A poisoned lock means an earlier run panicked inside `ort`'s Rust wrapper (caught
-        // above); the session holds no Rust state that could be left half-updated.
+        // by the callers); the session holds no Rust state that could be left half-updated.
         let mut session = self.sessions[slot.index]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -362,17 +367,8 @@ impl Detector {
             .run(ort::inputs![self.input_name.as_str() => tensor])
             .map_err(|e| run_err(e.to_string()))?;
         let inference_done = Instant::now();
-
-        let candidates = self.decode_outputs(&outputs)?;
-        drop(outputs);
-        drop(session);
-        drop(slot);
-        let detections = self.finish(candidates, &prepared.transform);
-        let timings = RunTimings {
-            inference_ms: ms(inference_done - started),
-            postprocess_ms: ms(inference_done.elapsed()),
-        };
-        Ok((detections, timings))
+        let value = read(&outputs)?;
+        Ok((value, ms(inference_done - started), inference_done))
     }
 
     fn decode_outputs<'a>(

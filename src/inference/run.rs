@@ -57,6 +57,23 @@ pub enum Selection {
     Images(Vec<Uuid>),
 }
 
+impl Selection {
+    /// The selected images' rows, in selection order.
+    pub fn rows(&self, project: &Project) -> Result<Vec<crate::store::ImageRow>, StoreError> {
+        match self {
+            Selection::Filter(filter) => project.list_images(filter),
+            Selection::Images(ids) => {
+                let mut all: HashMap<Uuid, _> = project
+                    .list_images(&ImageFilter::default())?
+                    .into_iter()
+                    .map(|r| (r.id, r))
+                    .collect();
+                Ok(ids.iter().filter_map(|id| all.remove(id)).collect())
+            }
+        }
+    }
+}
+
 /// What [`plan_run`] decided: the run to write to and the images left to do.
 #[derive(Clone, Debug)]
 pub struct RunPlan {
@@ -208,17 +225,7 @@ pub fn plan_run(
     } else {
         std::collections::HashSet::new()
     };
-    let rows = match selection {
-        Selection::Filter(filter) => project.list_images(filter)?,
-        Selection::Images(ids) => {
-            let mut all: HashMap<Uuid, _> = project
-                .list_images(&ImageFilter::default())?
-                .into_iter()
-                .map(|r| (r.id, r))
-                .collect();
-            ids.iter().filter_map(|id| all.remove(id)).collect()
-        }
-    };
+    let rows = selection.rows(project)?;
     let mut plan = RunPlan {
         run,
         run_name,

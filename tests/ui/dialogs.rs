@@ -2,8 +2,6 @@
 //! first field: the first-start profile, the class picker, the help overlay, the sync details
 //! window and the settings window (whose key rebinding and conflict refusal are tested here too).
 
-use std::time::Duration;
-
 use eframe::egui::{self, Key, Modifiers};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable as _;
@@ -12,20 +10,9 @@ use loupe::review;
 use loupe::store::Project;
 use loupe::ui::{Action, App, AppOptions, ConfigDir, KeyBinding, Keymap, ThemeChoice};
 
-use super::{Fixture, SIZE, app, click, fixture, press, press_with, screen, session, settle};
-
-/// Runs frames until the profile write is back from the writer and the lead jobs are done.
-fn settle_all(h: &mut Harness<'_, App>) {
-    for _ in 0..4 {
-        settle(h);
-        h.state_mut()
-            .session_mut()
-            .expect("session")
-            .lead_mut()
-            .wait_for_jobs(Duration::from_secs(60));
-        h.run();
-    }
-}
+use super::{
+    Fixture, SIZE, app, click, fixture, press, press_with, screen, session, settle, settle_all,
+};
 
 fn typed(h: &mut Harness<'_, App>, text: &str) {
     h.event(egui::Event::Text(text.to_owned()));

@@ -2,8 +2,6 @@
 //! assigned, submitted, audited and accepted), the triage view (ranking and the "next" queue),
 //! the evaluation view, the box history panel, metadata editing and the first-start profile.
 
-use std::time::Duration;
-
 use eframe::egui::{Key, Modifiers};
 use egui_kittest::Harness;
 use egui_kittest::kittest::{By, Queryable};
@@ -13,20 +11,7 @@ use loupe::store::{Edit, Project};
 use loupe::ui::{App, EvalResult, Mode};
 use uuid::Uuid;
 
-use super::{Fixture, app, fixture, press, session, settle};
-
-/// Runs frames, waits for the writer and for the views' queries, until both are idle.
-fn settle_all(h: &mut Harness<'_, App>) {
-    for _ in 0..4 {
-        settle(h);
-        h.state_mut()
-            .session_mut()
-            .expect("session")
-            .lead_mut()
-            .wait_for_jobs(Duration::from_secs(60));
-        h.run();
-    }
-}
+use super::{Fixture, app, fixture, press, session, settle_all};
 
 /// Presses Ctrl+digit: the mode shortcuts.
 fn mode_key(h: &mut Harness<'_, App>, key: Key) {

@@ -281,6 +281,19 @@ pub fn click(h: &mut Harness<'_, App>, at: Pos2) {
 }
 
 /// Presses a key, then waits for the writer.
+/// Runs frames, waits for the writer and for the lead views' queries, until both are idle.
+pub fn settle_all(h: &mut Harness<'_, App>) {
+    for _ in 0..4 {
+        settle(h);
+        h.state_mut()
+            .session_mut()
+            .expect("session")
+            .lead_mut()
+            .wait_for_jobs(Duration::from_secs(60));
+        h.run();
+    }
+}
+
 pub fn press(h: &mut Harness<'_, App>, key: Key) {
     h.key_press(key);
     settle(h);

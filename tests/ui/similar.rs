@@ -2,33 +2,17 @@
 //! (next and previous follow it); with a box selected, the images of the boxes most like it.
 //! The embeddings are the real encoder's (the layout model's backbone) on real pages.
 
-use std::time::Duration;
-
 use eframe::egui::Key;
-use egui_kittest::Harness;
 use loupe::inference::embed::{EmbedOptions, execute_embed, plan_embed};
 use loupe::inference::{Detector, ModelDescriptor};
 use loupe::model::{AnnotationValue, BBox, BoxFlags, ReviewState, Source};
 use loupe::store::{Edit, Project};
-use loupe::ui::{App, Command};
+use loupe::ui::Command;
 use uuid::Uuid;
 
 use super::prelabel::{add_pages, ensure_runtime};
-use super::{app, current_path, fixture, press, press_with, session, settle};
+use super::{app, current_path, fixture, press, press_with, session, settle, settle_all};
 use crate::support::testdata;
-
-/// Runs frames and waits for the views' queries until both are idle.
-fn settle_all(h: &mut Harness<'_, App>) {
-    for _ in 0..4 {
-        settle(h);
-        h.state_mut()
-            .session_mut()
-            .expect("session")
-            .lead_mut()
-            .wait_for_jobs(Duration::from_secs(60));
-        h.run();
-    }
-}
 
 fn embed(project: &std::path::Path, boxes: bool) {
     ensure_runtime();

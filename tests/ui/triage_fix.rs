@@ -4,7 +4,6 @@
 //! the store with their reasons, and undo bringing an issue back.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use eframe::egui::{Key, Modifiers};
 use egui_kittest::Harness;
@@ -15,20 +14,7 @@ use loupe::store::{Edit, NewRun, Project};
 use loupe::ui::{App, Mode};
 use uuid::Uuid;
 
-use super::{Fixture, add_images, app, session, settle, write_rgb};
-
-/// Runs frames, waits for the writer and for the views' queries, until both are idle.
-fn settle_all(h: &mut Harness<'_, App>) {
-    for _ in 0..4 {
-        settle(h);
-        h.state_mut()
-            .session_mut()
-            .expect("session")
-            .lead_mut()
-            .wait_for_jobs(Duration::from_secs(60));
-        h.run();
-    }
-}
+use super::{Fixture, add_images, app, session, settle_all, write_rgb};
 
 fn press_settled(h: &mut Harness<'_, App>, modifiers: Modifiers, key: Key) {
     h.key_press_modifiers(modifiers, key);
