@@ -433,6 +433,9 @@ pub struct Annotation {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// A batch worker's key (`loupe worker`): it may only create proposals for model runs.
+    /// Lowest of all, so every `role >= …` check refuses it what people may do.
+    Model,
     Annotator,
     Reviewer,
     Lead,
@@ -441,6 +444,7 @@ pub enum Role {
 impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Model => "model",
             Role::Annotator => "annotator",
             Role::Reviewer => "reviewer",
             Role::Lead => "lead",
@@ -449,6 +453,7 @@ impl Role {
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
+            "model" => Some(Role::Model),
             "annotator" => Some(Role::Annotator),
             "reviewer" => Some(Role::Reviewer),
             "lead" => Some(Role::Lead),

@@ -70,6 +70,9 @@ pub enum Refusal {
     /// Returning a box without saying why.
     #[error("returning a box needs a reason (the annotator sees it)")]
     ReasonRequired,
+    /// Anything but a new model proposal from a model worker's key.
+    #[error("a model worker may only create proposals for model runs, not {what}")]
+    ModelOnlyProposes { what: &'static str },
     /// A decision by someone whose role does not allow it (sync: the role of the pack's signer).
     #[error("{} needs a {}", .decision.as_str(), roles_from(DECIDER))]
     DecisionForbidden { decision: Decision, role: Role },
@@ -104,6 +107,7 @@ pub struct TransitionRule {
 /// "an annotator", "a reviewer", "a lead": for messages.
 pub fn role_phrase(role: Role) -> &'static str {
     match role {
+        Role::Model => "a model worker",
         Role::Annotator => "an annotator",
         Role::Reviewer => "a reviewer",
         Role::Lead => "a lead",
@@ -113,7 +117,7 @@ pub fn role_phrase(role: Role) -> &'static str {
 /// The roles at or above `role`, for "only a … can".
 fn roles_from(role: Role) -> &'static str {
     match role {
-        Role::Annotator => "annotator, reviewer or lead",
+        Role::Model | Role::Annotator => "annotator, reviewer or lead",
         Role::Reviewer => "reviewer or lead",
         Role::Lead => "lead",
     }
@@ -232,6 +236,15 @@ pub fn check_edit(
     note: Option<&str>,
     role: Role,
 ) -> Result<(), Refusal> {
+    if role == Role::Model {
+        return check_model_revision(
+            before.is_none(),
+            after.state,
+            matches!(after.source, Source::Model { .. }),
+            after.deleted,
+            false,
+        );
+    }
     let Some(before) = before else {
         return match after.state {
             Submitted => Ok(()),
@@ -283,6 +296,32 @@ pub fn check_signed_decision(
         Some(decision) if role < DECIDER => Err(Refusal::DecisionForbidden { decision, role }),
         _ => Ok(()),
     }
+}
+
+/// What a model worker's key may write: a new box (`is_new`), in state `proposed`, of a model
+/// run, not deleted, resolving nothing. Everything else (labels, decisions, edits or deletions of
+/// existing boxes, conflict resolutions) is refused, here and at every client's merge.
+pub fn check_model_revision(
+    is_new: bool,
+    state: ReviewState,
+    has_run: bool,
+    deleted: bool,
+    resolves: bool,
+) -> Result<(), Refusal> {
+    let what = if resolves {
+        "resolving a conflict"
+    } else if !is_new {
+        "changing an existing box"
+    } else if deleted {
+        "deleting a box"
+    } else if state != Proposed {
+        "a label (a box that is not a proposal)"
+    } else if !has_run {
+        "a proposal without a model run"
+    } else {
+        return Ok(());
+    };
+    Err(Refusal::ModelOnlyProposes { what })
 }
 
 #[cfg(test)]
@@ -507,5 +546,42 @@ mod tests {
             Submitted
         );
         assert_eq!(state_after_edit(&value(Approved, Source::Human)), Approved);
+    }
+
+    #[test]
+    fn a_model_worker_only_creates_proposals() {
+        let model = Source::Model {
+            run: Uuid::nil(),
+            score: 0.9,
+        };
+        let m = Role::Model;
+        assert!(check_edit(None, &value(Proposed, model.clone()), None, m).is_ok());
+        for (before, after) in [
+            (None, value(Submitted, Source::Human)),
+            (None, value(Approved, Source::Human)),
+            (None, value(Proposed, Source::Human)),
+            (
+                Some(value(Proposed, model.clone())),
+                value(Accepted, model.clone()),
+            ),
+            (Some(value(Proposed, model.clone())), {
+                let mut v = value(Proposed, model.clone());
+                v.deleted = true;
+                v
+            }),
+        ] {
+            let err = check_edit(before.as_ref(), &after, None, m).expect_err("refused");
+            assert!(
+                matches!(err, Refusal::ModelOnlyProposes { .. }),
+                "{before:?} -> {after:?}: {err}"
+            );
+        }
+        assert!(check_model_revision(true, Proposed, true, false, false).is_ok());
+        assert!(check_model_revision(true, Proposed, true, false, true).is_err());
+        assert!(check_model_revision(false, Proposed, true, false, false).is_err());
+        assert!(check_model_revision(true, Submitted, false, false, false).is_err());
+        assert!(check_model_revision(true, Proposed, false, false, false).is_err());
+        // Decisions are refused as for anyone below a reviewer.
+        assert!(check_signed_decision(Approved, false, m).is_err());
     }
 }

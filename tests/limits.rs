@@ -234,6 +234,23 @@ fn fuzzing_findings_of_december_6_are_refused_or_read_without_a_panic() {
         err.contains("panic-bits-stored.dcm") && err.contains("Bits Stored"),
         "{err}"
     );
+    // An 11 kB file whose sequence item declares more bytes than its sequence: dicom-object
+    // read the item on into the pixel data and reserved 4 GB for a garbage element (out of
+    // memory under fuzzing); refused by the length walk, for the probe and the decode alike.
+    let item = dir.join("dicom/oom-item-beyond-sequence.dcm");
+    for err in [
+        loupe::imaging::decode(&item)
+            .expect_err("an item past its sequence is refused")
+            .to_string(),
+        loupe::imaging::probe(&item)
+            .expect_err("the probe refuses it too")
+            .to_string(),
+    ] {
+        assert!(
+            err.contains("oom-item-beyond-sequence.dcm") && err.contains("sequence (0010,1002)"),
+            "{err}"
+        );
+    }
     let tasks = dir.join("labelstudio/panic-upload-prefix-char-boundary.json");
     // Read or refused: either way an answer, not a panic.
     let _ = import(Format::LabelStudio, &tasks, None);

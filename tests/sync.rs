@@ -25,7 +25,7 @@ use crate::support::write_png;
 
 // ---------------------------------------------------------------- the S3 server
 
-const BUCKET: &str = "loupe-test";
+pub(crate) const BUCKET: &str = "loupe-test";
 
 struct Moto {
     port: u16,
@@ -34,6 +34,10 @@ struct Moto {
 
 /// One moto server per test process. It exits when this process does: it waits on its stdin,
 /// which closes with us.
+pub(crate) fn moto_port() -> u16 {
+    moto().port
+}
+
 fn moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
     MOTO.get_or_init(|| {

@@ -21,3 +21,4 @@ mod sync;
 #[cfg(feature = "gui")]
 mod ui;
 mod version;
+mod workers;

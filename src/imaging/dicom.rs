@@ -245,8 +245,19 @@ fn check_lengths(path: &Path, header_only: bool) -> Result<(), ImageError> {
     };
     let left =
         |read: &std::rc::Rc<std::cell::Cell<u64>>| total.saturating_sub(data_start + read.get());
+    // Where each open sequence of defined length ends (bytes read from the data set's start):
+    // an item may not run past its sequence. dicom-object reads such an item to its own
+    // declared end and parses whatever follows as its elements (a fuzzed 11 kB file made it
+    // reserve 4 GB for one of those).
+    let mut sequences: Vec<Option<(u64, dicom_object::Tag)>> = Vec::new();
     for token in tokens {
         match token {
+            Ok(DataToken::SequenceStart { tag, len }) => {
+                sequences.push(len.get().map(|l| (read.get() + u64::from(l), tag)));
+            }
+            Ok(DataToken::SequenceEnd) => {
+                sequences.pop();
+            }
             // What is malformed otherwise is for dicom-object to name.
             Err(_) => break,
             Ok(DataToken::ElementHeader(h)) => {
@@ -269,6 +280,15 @@ fn check_lengths(path: &Path, header_only: bool) -> Result<(), ImageError> {
                     && u64::from(len) > left(&read)
                 {
                     return Err(too_long("an item".to_owned(), u64::from(len), left(&read)));
+                }
+                if let (Some(len), Some(Some((end, tag)))) = (len.get(), sequences.last())
+                    && read.get() + u64::from(len) > *end
+                {
+                    return Err(too_long(
+                        format!("an item of sequence ({:04X},{:04X})", tag.0, tag.1),
+                        u64::from(len),
+                        end.saturating_sub(read.get()),
+                    ));
                 }
             }
             Ok(_) => {}

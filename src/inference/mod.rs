@@ -53,7 +53,8 @@ pub use self::pipeline::{ImageDetections, PipelineOptions, PipelineReport, Timin
 pub use self::preprocess::{InputTransform, PreparedInput};
 pub use self::provider::{Provider, ProviderChoice, ProviderReport};
 pub use self::run::{
-    RunError, RunEvent, RunName, RunPlan, RunSummary, Selection, execute_run, plan_run,
+    RunError, RunEvent, RunName, RunPlan, RunSummary, Selection, execute_run, plan_run, run_hashes,
+    team_run_id,
 };
 pub use self::runtime::{RuntimeInfo, runtime_info};
 pub use self::slice::{MergeMode, SliceSettings};

@@ -46,6 +46,24 @@ pub enum RunName {
     /// Resume any run with the same model and settings; otherwise a new run named after the
     /// model file (`layout_cdla`, then `layout_cdla-2`, ... if taken).
     Auto,
+    /// A run shared through the store (`loupe worker`): its id is derived from the name, the
+    /// model and its settings ([`team_run_id`]), so every worker of one run writes into the same
+    /// run, and it resumes from the coverage of every worker this file has pulled.
+    Team(String),
+}
+
+/// The model hash and settings hash that key a run's resume (and a shared run's id).
+pub fn run_hashes(detector: &Detector) -> (String, String) {
+    (detector.model_hash().to_owned(), settings_of(detector).1)
+}
+
+/// The id of a shared run: the same on every machine for one name, model and settings.
+pub fn team_run_id(name: &str, model_hash: &str, settings_hash: &str) -> Uuid {
+    let digest =
+        blake3::hash(format!("loupe team run\0{name}\0{model_hash}\0{settings_hash}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest.as_bytes()[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
 /// Which images to run on.
@@ -169,13 +187,23 @@ pub fn plan_run(
             .rev()
             .find(|r| same(r))
             .map(|r| (r.id, r.name.clone())),
+        RunName::Team(n) => {
+            let id = team_run_id(n, &model_hash, &settings_hash);
+            match runs.iter().find(|r| r.id == id) {
+                Some(r) => Some((r.id, r.name.clone())),
+                None if runs.iter().any(|r| &r.name == n) => {
+                    return Err(RunError::NameTaken { name: n.clone() });
+                }
+                None => None,
+            }
+        }
     };
     let resumed = existing.is_some();
     let (run, run_name) = if let Some(found) = existing {
         found
     } else {
         let run_name = match name {
-            RunName::Exact(n) => n.clone(),
+            RunName::Exact(n) | RunName::Team(n) => n.clone(),
             RunName::Auto => {
                 let stem = detector
                     .model_path()
@@ -194,7 +222,7 @@ pub fn plan_run(
             }
         };
         let runtime = super::runtime_info()?;
-        let id = project.create_run(&NewRun {
+        let new_run = NewRun {
             name: run_name.clone(),
             kind: "onnx".into(),
             model_path: Some(detector.model_path().display().to_string()),
@@ -211,7 +239,13 @@ pub fn plan_run(
             .to_string(),
             settings_hash: Some(settings_hash.clone()),
             runtime_version: Some(runtime.version),
-        })?;
+        };
+        let id = match name {
+            RunName::Team(n) => {
+                project.create_shared_run(team_run_id(n, &model_hash, &settings_hash), &new_run)?
+            }
+            _ => project.create_run(&new_run)?,
+        };
         (id, run_name)
     };
     // The model's classes, in the model's order, so the class list matches its indices.
@@ -220,7 +254,9 @@ pub fn plan_run(
     }
     // Only a resumed run skips what the same model and settings already did: a new run (a new
     // name was asked for) runs on every selected image, or it would be created empty.
-    let done = if resumed {
+    let done = if let RunName::Team(_) = name {
+        project.images_done_by_run(run)?
+    } else if resumed {
         project.images_done_by(&model_hash, &settings_hash)?
     } else {
         std::collections::HashSet::new()

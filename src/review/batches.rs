@@ -257,7 +257,7 @@ fn require_role(p: &Project, needed: Role, action: &str) -> Result<()> {
             match needed {
                 Role::Lead => "lead",
                 Role::Reviewer => "reviewer or lead",
-                Role::Annotator => "project member",
+                Role::Annotator | Role::Model => "project member",
             }
         )))
     }

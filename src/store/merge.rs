@@ -12,7 +12,8 @@
 //! - A revision written here and not pushed yet has no recorded parent; it gets the one it will
 //!   be pushed with: the greatest earlier shared revision, refused ones skipped.
 //! - A model proposal nobody has decided on is private: a revision in state `proposed` with no
-//!   earlier revision in another state is never pushed. Everything else is shared.
+//!   earlier revision in another state is never pushed, unless its run is shared (a batch
+//!   worker's run, made to be delivered through the store). Everything else is shared.
 
 use std::collections::HashSet;
 
@@ -50,6 +51,8 @@ pub struct HistoryRow {
     pub meta: Option<RevMeta>,
     /// For a local revision not pushed yet: the heads it resolves (a pending resolution).
     pub pending_resolves: Vec<RevId>,
+    /// The revision is a proposal of a shared run (`loupe worker`): shared even undecided.
+    pub shared_run: bool,
 }
 
 /// A revision with everything the merge rule needs.
@@ -86,7 +89,7 @@ pub fn walk(history: &[HistoryRow], judge: Judge<'_>) -> Vec<Node> {
                 pending: false,
             },
             None => {
-                let shared = decided || row.state != ReviewState::Proposed;
+                let shared = decided || row.state != ReviewState::Proposed || row.shared_run;
                 let refused = if shared {
                     judge(row.state, !row.pending_resolves.is_empty())
                 } else {
@@ -172,6 +175,7 @@ mod tests {
                 refused: false,
             }),
             pending_resolves: Vec::new(),
+            shared_run: false,
         }
     }
 
@@ -182,6 +186,7 @@ mod tests {
             state,
             meta: None,
             pending_resolves: Vec::new(),
+            shared_run: false,
         }
     }
 
@@ -218,6 +223,7 @@ mod tests {
         let heads_now = heads(&walk(&h, NO_JUDGE));
         h.push(HistoryRow {
             pending_resolves: heads_now,
+            shared_run: false,
             ..pending(5, id(1, 50), ReviewState::Approved)
         });
         assert_eq!(heads(&walk(&h, NO_JUDGE)), vec![id(1, 50)]);

@@ -46,12 +46,13 @@ pub use external::{ExternalKind, ExternalTarget, IdSource};
 pub use images::{FRAME_KEY, ImageFilter, ImageRow, ImageStatus, SLICE_KEY, STACK_KEY, Shard};
 pub(crate) use lookups::{LogRevision, MetaWrite, OwnedLabel};
 pub use merge::RevId;
-pub use runs::{NewRun, RunImageTiming, RunInfo};
+pub use runs::{NewRun, RunImageTiming, RunInfo, RunProgress, WorkerProgress};
 pub use stats::Stats;
 pub use sync_log::{
-    Applied, Conflict, ConflictHead, ImageRef, NamedRef, OutRevision, SharedRevision, SyncRefusal,
+    Applied, Conflict, ConflictHead, ImageRef, NamedRef, OutRevision, RunCoverage, SharedRevision,
+    SyncRefusal,
 };
-pub(crate) use sync_log::{IncomingError, IncomingPack, IncomingRules};
+pub(crate) use sync_log::{IncomingError, IncomingPack, IncomingRules, UnsharedLists};
 pub use time::{ImageTime, TimeVisit, UserTime};
 pub use versions::{BoxChange, ClassTotals, Version, VersionDiff};
 

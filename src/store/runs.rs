@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use uuid::Uuid;
 
 use super::*;
@@ -57,6 +57,115 @@ impl Project {
                 },
             })?;
         Ok(id)
+    }
+
+    /// Registers a run shared through the store under a given id (`loupe worker`: every
+    /// worker of one run derives the same id, so their shards assemble into one run). Its
+    /// proposals are pushed undecided and its coverage travels in packs. An existing run of
+    /// that id is kept.
+    pub fn create_shared_run(&mut self, id: Uuid, run: &NewRun) -> Result<Uuid> {
+        self.conn
+            .execute(
+                "INSERT INTO runs(uuid, name, kind, model_path, model_hash, settings, settings_hash, runtime_version, started_ms, shared)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1)
+                 ON CONFLICT(uuid) DO UPDATE SET shared=1",
+                params![
+                    id.to_string(),
+                    run.name,
+                    run.kind,
+                    run.model_path,
+                    run.model_hash,
+                    run.settings,
+                    run.settings_hash,
+                    run.runtime_version,
+                    now_ms()
+                ],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    StoreError::Invalid(format!("a run named {:?} already exists", run.name))
+                }
+                e => StoreError::Sqlite {
+                    path: self.path.clone(),
+                    source: e,
+                },
+            })?;
+        Ok(id)
+    }
+
+    /// The images `run` covered, by image id (what a shared run resumes from: its coverage
+    /// from every worker, pulled from the store).
+    pub fn images_done_by_run(&self, run: Uuid) -> Result<std::collections::HashSet<Uuid>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT i.uuid FROM run_images ri JOIN runs r ON r.id=ri.run JOIN images i ON i.id=ri.image
+                 WHERE r.uuid=?1",
+            )
+            .map_err(self.sq())?;
+        let rows = stmt
+            .query_map([run.to_string()], |r| r.get::<_, String>(0))
+            .map_err(self.sq())?;
+        let mut out = std::collections::HashSet::new();
+        for r in rows {
+            if let Ok(u) = Uuid::parse_str(&r.map_err(self.sq())?) {
+                out.insert(u);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A run's progress: the project's images with content (its total), and the images each
+    /// worker covered (`None`: processed in this file), most first.
+    pub fn run_progress(&self, run: Uuid) -> Result<RunProgress> {
+        let total: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM images WHERE hash IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.sq())?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT u.name, COUNT(*), COALESCE(SUM(ri.boxes), 0), MAX(ri.done_ms)
+                 FROM run_images ri JOIN runs r ON r.id=ri.run LEFT JOIN users u ON u.id=ri.worker
+                 WHERE r.uuid=?1 GROUP BY ri.worker ORDER BY COUNT(*) DESC, u.name",
+            )
+            .map_err(self.sq())?;
+        let rows = stmt
+            .query_map([run.to_string()], |r| {
+                Ok(WorkerProgress {
+                    worker: r.get(0)?,
+                    images: r.get::<_, i64>(1)?.try_into().unwrap_or(0),
+                    boxes: r.get::<_, i64>(2)?.try_into().unwrap_or(0),
+                    last_ms: r.get(3)?,
+                })
+            })
+            .map_err(self.sq())?;
+        let workers: Vec<WorkerProgress> =
+            rows.collect::<rusqlite::Result<_>>().map_err(self.sq())?;
+        Ok(RunProgress {
+            total: total.try_into().unwrap_or(0),
+            done: workers.iter().map(|w| w.images).sum(),
+            workers,
+        })
+    }
+
+    /// Whether a run is shared through the store.
+    pub fn run_is_shared(&self, run: Uuid) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT shared FROM runs WHERE uuid=?1",
+                [run.to_string()],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|s| s.unwrap_or(0) != 0)
+            .map_err(self.sq())
     }
 
     pub fn finish_run(&mut self, run: Uuid) -> Result<()> {
@@ -211,6 +320,24 @@ impl Project {
         tx.commit().map_err(sq)?;
         Ok(proposals.len())
     }
+}
+
+/// How far a run is: images done of the project's, per worker.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RunProgress {
+    pub total: u64,
+    pub done: u64,
+    pub workers: Vec<WorkerProgress>,
+}
+
+/// The images one worker (a team member's key) covered for a run.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct WorkerProgress {
+    /// The member; `None` for this file's own processing.
+    pub worker: Option<String>,
+    pub images: u64,
+    pub boxes: u64,
+    pub last_ms: Option<i64>,
 }
 
 /// What `create_run` records about a run.

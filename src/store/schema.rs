@@ -330,6 +330,23 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (set_id, image, ann)
     ) STRICT, WITHOUT ROWID;
     ",
+    // 8: runs shared through the store (`loupe worker`): a shared run's proposals are pushed
+    // (a private run's undecided proposals never are), its coverage travels in packs and
+    // records which team member's worker processed each image; `sync_shared` remembers what
+    // this file has put in (or read from) each remote's image list and coverage, so it is sent
+    // once.
+    r"
+    ALTER TABLE runs ADD COLUMN shared INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE run_images ADD COLUMN worker INTEGER REFERENCES users(id);
+    CREATE TABLE sync_shared (
+        remote TEXT NOT NULL,
+        -- 0: an image in the list (a = images.id); 1: a run's coverage (a = runs.id, b = images.id).
+        kind INTEGER NOT NULL,
+        a INTEGER NOT NULL,
+        b INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (remote, kind, a, b)
+    ) STRICT, WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.

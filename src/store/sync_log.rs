@@ -34,6 +34,16 @@ pub struct NamedRef {
     pub name: String,
 }
 
+/// A model run's coverage as it crosses files: the images its model processed (with or without
+/// boxes), and the model and settings it ran with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunCoverage {
+    pub run: NamedRef,
+    pub model_hash: Option<String>,
+    pub settings_hash: Option<String>,
+    pub images: Vec<ImageRef>,
+}
+
 /// One revision in its portable form: everything by names and UUIDs, nothing by row id (what a
 /// pack carries).
 #[derive(Clone, Debug, PartialEq)]
@@ -118,6 +128,15 @@ pub struct ConflictHead {
     pub deleted: bool,
 }
 
+/// What this file has not put in a remote's lists yet (see `log_unshared_lists`).
+#[derive(Debug, Default)]
+pub(crate) struct UnsharedLists {
+    /// (image row, the image).
+    pub images: Vec<(i64, ImageRef)>,
+    /// Per shared run: (run row, its coverage, the image rows in the same order).
+    pub coverage: Vec<(i64, RunCoverage, Vec<i64>)>,
+}
+
 /// What applying a pack did.
 #[derive(Debug, Default)]
 pub struct Applied {
@@ -125,6 +144,10 @@ pub struct Applied {
     pub refused: Vec<SyncRefusal>,
     pub new_conflicts: usize,
     pub max_hlc: i64,
+    /// Images of the pack's list applied (new here or not).
+    pub listed: usize,
+    /// (run, image) coverage entries applied.
+    pub covered: usize,
 }
 
 /// A verified pack to apply: whose, which place in its chain, and its revisions.
@@ -136,15 +159,23 @@ pub(crate) struct IncomingPack<'a> {
     /// Who signed it, as refusals name them.
     pub signer: &'a str,
     pub revisions: &'a [SharedRevision],
+    /// Images the pack adds to the project's image list.
+    pub listed: &'a [ImageRef],
+    /// Runs' coverage the pack carries.
+    pub covered: &'a [RunCoverage],
+    /// The signer's team member (credited with the coverage), if the roster knows the key.
+    pub signer_member: Option<NamedRef>,
 }
 
 /// What the caller decides about an incoming pack (sync: its team roster).
 pub(crate) struct IncomingRules<'a, E> {
     /// Why a revision of the pack's signer leaving a box in this state (and resolving a
     /// conflict, or not) is refused, if it is.
-    pub refusal: &'a dyn Fn(ReviewState, bool) -> Option<String>,
+    pub refusal: &'a dyn Fn(&SharedRevision) -> Option<String>,
     /// The role a user new to this file gets.
     pub role_of: &'a dyn Fn(Uuid) -> Role,
+    /// Why the signer may not add images to the project's list, if it may not.
+    pub listing_refusal: Option<String>,
     /// Refusals of this client's own revisions not pushed yet (see [`Judge`]).
     pub judge: Judge<'a>,
     /// Called before each revision is written; an error stops the apply (tests simulate a
@@ -353,6 +384,103 @@ impl Project {
         unpushed(&self.conn, self.client, pushed_seq, judge).map_err(self.sq())
     }
 
+    /// What this file has not yet put in `remote`'s image list (its images with a known content
+    /// hash) and coverage (of its shared runs, processed here), with the rows to mark once sent.
+    pub(crate) fn log_unshared_lists(&self, remote: &str) -> Result<UnsharedLists> {
+        let image_ref = |r: &rusqlite::Row<'_>, at: usize| -> rusqlite::Result<ImageRef> {
+            Ok(ImageRef {
+                hash: r.get(at)?,
+                path: r.get(at + 1)?,
+                width: r.get(at + 2)?,
+                height: r.get(at + 3)?,
+            })
+        };
+        let mut out = UnsharedLists::default();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, hash, path, width, height FROM images i WHERE hash IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM sync_shared s WHERE s.remote=?1 AND s.kind=0 AND s.a=i.id)
+                 ORDER BY id",
+            )
+            .map_err(self.sq())?;
+        let rows = stmt
+            .query_map([remote], |r| Ok((r.get::<_, i64>(0)?, image_ref(r, 1)?)))
+            .map_err(self.sq())?;
+        out.images = rows.collect::<rusqlite::Result<_>>().map_err(self.sq())?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT ri.run, ri.image, r.uuid, r.name, r.model_hash, r.settings_hash,
+                        i.hash, i.path, i.width, i.height
+                 FROM run_images ri JOIN runs r ON r.id=ri.run JOIN images i ON i.id=ri.image
+                 WHERE r.shared=1 AND ri.worker IS NULL
+                   AND NOT EXISTS (SELECT 1 FROM sync_shared s
+                                   WHERE s.remote=?1 AND s.kind=1 AND s.a=ri.run AND s.b=ri.image)
+                 ORDER BY ri.run, ri.done_ms, ri.image",
+            )
+            .map_err(self.sq())?;
+        let mut rows = stmt.query([remote]).map_err(self.sq())?;
+        while let Some(r) = rows.next().map_err(self.sq())? {
+            let run_row: i64 = r.get(0).map_err(self.sq())?;
+            let image_row: i64 = r.get(1).map_err(self.sq())?;
+            let image = image_ref(r, 6).map_err(self.sq())?;
+            if out
+                .coverage
+                .last()
+                .is_none_or(|(row, _, _)| *row != run_row)
+            {
+                let run = NamedRef {
+                    id: uuid_text(&r.get::<_, String>(2).map_err(self.sq())?),
+                    name: r.get(3).map_err(self.sq())?,
+                };
+                out.coverage.push((
+                    run_row,
+                    RunCoverage {
+                        run,
+                        model_hash: r.get(4).map_err(self.sq())?,
+                        settings_hash: r.get(5).map_err(self.sq())?,
+                        images: Vec::new(),
+                    },
+                    Vec::new(),
+                ));
+            }
+            let (_, coverage, rows) = out.coverage.last_mut().expect("pushed above");
+            coverage.images.push(image);
+            rows.push(image_row);
+        }
+        Ok(out)
+    }
+
+    /// Marks images and coverage as put in `remote`'s lists.
+    pub(crate) fn log_mark_shared(
+        &mut self,
+        remote: &str,
+        images: &[i64],
+        coverage: &[(i64, i64)],
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let sq = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sq)?;
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO sync_shared(remote, kind, a, b) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(sq)?;
+            for id in images {
+                ins.execute(params![remote, 0, id, 0]).map_err(sq)?;
+            }
+            for (run, image) in coverage {
+                ins.execute(params![remote, 1, run, image]).map_err(sq)?;
+            }
+        }
+        tx.commit().map_err(sq)
+    }
+
     /// Records a pack written to `remote`: its place in the chain and each revision's parent.
     pub(crate) fn log_record_push(
         &mut self,
@@ -524,7 +652,8 @@ impl Project {
             .query_row(
                 "SELECT COUNT(*) FROM revisions v WHERE v.client=?1 AND v.seq>?2
                    AND NOT EXISTS (SELECT 1 FROM sync_revs s WHERE s.rev=v.seq)
-                   AND (v.state<>'proposed' OR EXISTS (SELECT 1 FROM revisions w WHERE w.ann=v.ann AND w.seq<v.seq AND w.state<>'proposed'))",
+                   AND (v.state<>'proposed' OR EXISTS (SELECT 1 FROM revisions w WHERE w.ann=v.ann AND w.seq<v.seq AND w.state<>'proposed')
+                        OR EXISTS (SELECT 1 FROM runs r WHERE r.id=v.run AND r.shared=1))",
                 params![self.client, pushed_seq],
                 |r| r.get(0),
             )
@@ -584,6 +713,17 @@ impl Project {
             })
             .map_err(self.sq())?;
         rows.collect::<Result<_, _>>().map_err(self.sq())
+    }
+
+    /// Marks an image's file as missing again (a worker removed the copy it fetched).
+    pub(crate) fn log_image_gone(&self, image: Uuid) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE images SET missing=1 WHERE uuid=?1",
+                params![image.to_string()],
+            )
+            .map_err(self.sq())?;
+        Ok(())
     }
 
     /// Marks an image's file as present with its size.
@@ -958,9 +1098,10 @@ fn histories(conn: &Connection, anns: &[i64]) -> rusqlite::Result<HashMap<i64, V
     }
     let mut stmt = conn.prepare_cached(
         "SELECT v.ann, v.seq, v.hlc, cl.uuid, v.state, s.rev IS NOT NULL, s.parent_client, s.parent_hlc,
-                s.resolves, s.refused IS NOT NULL, p.resolves
+                s.resolves, s.refused IS NOT NULL, p.resolves, COALESCE(ru.shared, 0)
          FROM temp.sync_touched t JOIN revisions v ON v.ann=t.ann JOIN clients cl ON cl.id=v.client
          LEFT JOIN sync_revs s ON s.rev=v.seq LEFT JOIN sync_resolutions p ON p.rev=v.seq
+         LEFT JOIN runs ru ON ru.id=v.run
          ORDER BY v.ann, v.seq",
     )?;
     let mut out: HashMap<i64, Vec<HistoryRow>> = HashMap::with_capacity(anns.len());
@@ -999,6 +1140,7 @@ fn histories(conn: &Connection, anns: &[i64]) -> rusqlite::Result<HashMap<i64, V
                 .as_deref()
                 .map(merge::parse_heads)
                 .unwrap_or_default(),
+            shared_run: r.get::<_, i64>(11)? != 0,
         });
     }
     Ok(out)
@@ -1172,11 +1314,83 @@ fn user_row(
         params![
             user.id.to_string(),
             user.name,
-            role_of(user.id).as_str(),
+            super::users::stored_role(role_of(user.id)),
             now_ms()
         ],
     )?;
     Ok(tx.last_insert_rowid())
+}
+
+/// The image list and the runs' coverage of an incoming pack, in its transaction.
+fn apply_lists<E>(
+    tx: &Transaction<'_>,
+    root: &Path,
+    remote: &str,
+    pack: &IncomingPack<'_>,
+    rules: &IncomingRules<'_, E>,
+    resolved: &mut Resolved,
+    applied: &mut Applied,
+) -> rusqlite::Result<()> {
+    let mut shared = tx.prepare_cached(
+        "INSERT OR IGNORE INTO sync_shared(remote, kind, a, b) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    if !pack.listed.is_empty() {
+        if let Some(reason) = &rules.listing_refusal {
+            let at_ms = now_ms();
+            tx.execute(
+                "INSERT OR IGNORE INTO sync_refusals(remote, client, seq, annotation, hlc, signer, reason, at_ms)
+                 VALUES (?1, ?2, ?3, 'listed images', 0, ?4, ?5, ?6)",
+                params![remote, pack.client.to_string(), pack.seq as i64, pack.signer, reason, at_ms],
+            )?;
+            applied.refused.push(SyncRefusal {
+                remote: remote.to_owned(),
+                client: pack.client,
+                seq: pack.seq,
+                annotation: None,
+                hlc: None,
+                signer: pack.signer.to_owned(),
+                reason: reason.clone(),
+                at_ms,
+            });
+        } else {
+            for img in pack.listed {
+                let id = cached(&mut resolved.images, img, || image_row(tx, root, img))?;
+                shared.execute(params![remote, 0, id, 0])?;
+                applied.listed += 1;
+            }
+        }
+    }
+    if pack.covered.is_empty() {
+        return Ok(());
+    }
+    let worker = match &pack.signer_member {
+        Some(m) => Some(cached(&mut resolved.users, m, || {
+            user_row(tx, m, rules.role_of)
+        })?),
+        None => None,
+    };
+    let mut set_hashes = tx.prepare_cached(
+        "UPDATE runs SET model_hash=COALESCE(model_hash, ?2), settings_hash=COALESCE(settings_hash, ?3),
+            shared=1 WHERE id=?1",
+    )?;
+    let mut cover = tx.prepare_cached(
+        "INSERT OR IGNORE INTO run_images(run, image, decode_ms, infer_ms, boxes, done_ms, worker)
+         VALUES (?1, ?2, NULL, NULL,
+                 (SELECT COUNT(*) FROM annotations a WHERE a.run=?1 AND a.image=?2 AND a.deleted=0),
+                 ?3, ?4)",
+    )?;
+    for c in pack.covered {
+        let run = cached(&mut resolved.runs, &c.run, || run_row(tx, &c.run))?;
+        set_hashes.execute(params![run, c.model_hash, c.settings_hash])?;
+        let now = now_ms();
+        for img in &c.images {
+            let image = cached(&mut resolved.images, img, || image_row(tx, root, img))?;
+            cover.execute(params![run, image, now, worker])?;
+            shared.execute(params![remote, 1, run, image])?;
+            applied.covered += 1;
+        }
+    }
+    Ok(())
 }
 
 fn apply_in<E>(
@@ -1236,7 +1450,7 @@ fn apply_in<E>(
             }));
         }
         applied.max_hlc = applied.max_hlc.max(r.hlc);
-        if let Some(reason) = (rules.refusal)(r.state, !r.resolves.is_empty()) {
+        if let Some(reason) = (rules.refusal)(r) {
             let at_ms = now_ms();
             ins_refusal.execute(params![
                 remote,
@@ -1324,6 +1538,7 @@ fn apply_in<E>(
     touched.sort_unstable();
     touched.dedup();
     applied.new_conflicts = refresh_boxes(tx, &touched, rules.judge)?;
+    apply_lists(tx, root, remote, pack, rules, &mut resolved, &mut applied)?;
     tx.execute(
         "INSERT INTO sync_packs(remote, client, seq, hash, revisions, pushed, done_ms) VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
         params![remote, client_text, pack.seq as i64, pack.hash, applied.revisions as i64, now_ms()],

@@ -13,7 +13,7 @@ impl Project {
         self.conn
             .execute(
                 "INSERT INTO users(uuid, name, role, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![id.to_string(), name, role.as_str(), now_ms()],
+                params![id.to_string(), name, stored_role(role), now_ms()],
             )
             .map_err(self.sq())?;
         Ok(User {
@@ -88,7 +88,7 @@ impl Project {
                     self.conn
                         .execute(
                             "UPDATE users SET role=?1 WHERE id=?2",
-                            params![role.as_str(), id],
+                            params![stored_role(role), id],
                         )
                         .map_err(self.sq())?;
                 }
@@ -111,5 +111,16 @@ impl Project {
             )
             .map_err(self.sq())?;
         self.current_user()
+    }
+}
+
+/// How a role is kept in `users.role`. The column's CHECK (migration 1) predates the `model`
+/// role of batch workers' keys, so a model member is kept as an annotator there: that column
+/// only attributes local edits, and sync judges every signed revision by the team roster's
+/// role (`sync::roster`), where `model` is what it is.
+pub(crate) fn stored_role(role: Role) -> &'static str {
+    match role {
+        Role::Model => Role::Annotator.as_str(),
+        r => r.as_str(),
     }
 }

@@ -11,7 +11,8 @@ use uuid::Uuid;
 use super::keys::{self, Identity, PublicKey};
 use super::local::{ApplyError, Judge, OutRevision, Refusal, RemoteInfo};
 use super::pack::{
-    self, MAX_PACK_REVISIONS, NamedRef, Pack, PackProblem, PackWriter, pack_key, parse_pack_key,
+    self, ImageRef, MAX_PACK_REVISIONS, NamedRef, Pack, PackProblem, PackWriter, RunCoverage,
+    pack_key, parse_pack_key,
 };
 use super::roster::{Member, ROSTER_KEY, Roster};
 use super::store::RemoteStore;
@@ -306,7 +307,10 @@ fn push(
         o.revision.author = wire_author.clone();
     }
     if revisions.is_empty() {
-        return project.sync_set_watermark(&remote.name, watermark);
+        project.sync_set_watermark(&remote.name, watermark)?;
+        return push_lists(
+            project, store, remote, roster, identity, options, &signer, judge, report,
+        );
     }
     progress.message(&format!(
         "pushing {} revisions to {}",
@@ -340,6 +344,7 @@ fn push(
                 prev.as_deref(),
                 roster,
                 &revisions[i..],
+                false,
             )? {
                 Occupant::Ours(hash, n) => (hash, n, None),
                 Occupant::Vanished if !retried => {
@@ -375,7 +380,130 @@ fn push(
         prev = Some(hash);
         i += n;
     }
-    project.sync_set_watermark(&remote.name, watermark)
+    project.sync_set_watermark(&remote.name, watermark)?;
+    push_lists(
+        project, store, remote, roster, identity, options, &signer, judge, report,
+    )
+}
+
+/// Entries (listed images plus covered images) per pack of lists.
+const LIST_ENTRIES_PER_PACK: usize = 20_000;
+
+/// Pushes what this file has not put in the remote's image list and runs' coverage yet, in
+/// packs of lists after the revisions (so a run's coverage never arrives before its proposals).
+/// Images are listed only when asked (`loupe sync --list-images`); a model worker lists none
+/// (readers refuse them): its images came from the store.
+#[allow(clippy::too_many_arguments)]
+fn push_lists(
+    project: &mut Project,
+    store: &RemoteStore,
+    remote: &RemoteInfo,
+    roster: &Roster,
+    identity: &Identity,
+    options: &SyncOptions,
+    signer: &str,
+    judge: Judge<'_>,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let lists = project.sync_unshared_lists(&remote.name)?;
+    let may_list = options.list_images && roster.may_list_images(&identity.public());
+    let images: Vec<(i64, ImageRef)> = if may_list { lists.images } else { Vec::new() };
+    // Flatten into (entry) units: an image to list, or one covered image of a run.
+    enum Entry<'a> {
+        Listed(i64, &'a ImageRef),
+        Covered(usize, i64, &'a ImageRef),
+    }
+    let mut entries: Vec<Entry<'_>> = images
+        .iter()
+        .map(|(id, img)| Entry::Listed(*id, img))
+        .collect();
+    for (k, (_, coverage, rows)) in lists.coverage.iter().enumerate() {
+        for (img, row) in coverage.images.iter().zip(rows) {
+            entries.push(Entry::Covered(k, *row, img));
+        }
+    }
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let client = project.client_id();
+    let (mut seq, mut prev) = project.sync_chain_head(&remote.name, client)?;
+    let mut retried = false;
+    let mut start = 0;
+    while start < entries.len() {
+        let chunk = &entries[start..(start + LIST_ENTRIES_PER_PACK).min(entries.len())];
+        seq += 1;
+        let mut writer = PackWriter::new(client);
+        let mut listed_rows = Vec::new();
+        let mut covered_rows = Vec::new();
+        let mut by_run: Vec<(usize, RunCoverage)> = Vec::new();
+        for e in chunk {
+            match *e {
+                Entry::Listed(id, img) => {
+                    writer.list_image(img);
+                    listed_rows.push(id);
+                }
+                Entry::Covered(k, row, img) => {
+                    let (run_row, coverage, _) = &lists.coverage[k];
+                    if by_run.last().is_none_or(|(last, _)| *last != k) {
+                        by_run.push((
+                            k,
+                            RunCoverage {
+                                images: Vec::new(),
+                                ..coverage.clone()
+                            },
+                        ));
+                    }
+                    by_run
+                        .last_mut()
+                        .expect("pushed above")
+                        .1
+                        .images
+                        .push(img.clone());
+                    covered_rows.push((*run_row, row));
+                }
+            }
+        }
+        for (_, coverage) in &by_run {
+            writer.cover(coverage);
+        }
+        let (bytes, hash) = writer.finish(client, seq, prev.clone(), identity, now_ms());
+        let key = pack_key(client, seq);
+        let bytes = Bytes::from(bytes);
+        let (hash, copy) = if store.put_new(&key, bytes.clone())? {
+            (hash, Some(bytes))
+        } else {
+            match occupant(store, &key, client, seq, prev.as_deref(), roster, &[], true)? {
+                Occupant::Ours(hash, _) => (hash, None),
+                Occupant::Vanished if !retried => {
+                    retried = true;
+                    seq -= 1;
+                    continue;
+                }
+                Occupant::Vanished => {
+                    return Err(SyncError::ClientCollision(format!(
+                        "{}: {key} refuses new packs but holds none",
+                        store.url()
+                    )));
+                }
+                Occupant::Foreign(why) => {
+                    let note = format!("{key}: {why}; your pack was written after it");
+                    tracing::warn!("{note}");
+                    report.written_past.push(note);
+                    continue;
+                }
+            }
+        };
+        retried = false;
+        project.sync_record_push(&remote.name, seq, &hash, &[], signer, judge)?;
+        keep_copy(project, store, &remote.name, &key, copy)?;
+        project.sync_mark_shared(&remote.name, &listed_rows, &covered_rows)?;
+        report.pushed_packs += 1;
+        report.listed_images += listed_rows.len();
+        report.covered_images += covered_rows.len();
+        prev = Some(hash);
+        start += chunk.len();
+    }
+    Ok(())
 }
 
 /// The `sync_state` key of the local copy of a pushed pack.
@@ -471,6 +599,7 @@ fn occupant(
     prev: Option<&str>,
     roster: &Roster,
     remaining: &[OutRevision],
+    lists_only: bool,
 ) -> Result<Occupant, SyncError> {
     let Some(bytes) = store.get(key)? else {
         return Ok(Occupant::Vanished);
@@ -484,6 +613,12 @@ fn occupant(
         }
     };
     let n = pack.revisions.len();
+    // A pack of image lists and coverage that an interrupted push wrote: what it lists is
+    // applied by readers already, and listing again changes nothing.
+    if lists_only && n == 0 && (!pack.listed.is_empty() || !pack.covered.is_empty()) {
+        tracing::warn!("{key}: adopting a pack of lists an interrupted push wrote");
+        return Ok(Occupant::Ours(pack.hash, 0));
+    }
     let ours = n > 0
         && n <= remaining.len()
         && pack
@@ -658,6 +793,8 @@ fn pull(
                         Ok(applied) => {
                             report.pulled_packs += 1;
                             report.pulled_revisions += applied.revisions;
+                            report.pulled_listed += applied.listed;
+                            report.pulled_covered += applied.covered;
                             report.new_conflicts += applied.new_conflicts;
                             report.refused.extend(applied.refused);
                             prev = Some(pack.hash);

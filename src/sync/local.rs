@@ -7,11 +7,11 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::SyncError;
-use super::pack::{Pack, PackProblem, RevId};
+use super::pack::{NamedRef, Pack, PackProblem, PackRevision, RevId};
 use super::roster::Roster;
 use super::store::{Faults, RemoteSpec};
 use crate::model::Role;
-use crate::store::{IncomingError, IncomingPack, IncomingRules, Project};
+use crate::store::{IncomingError, IncomingPack, IncomingRules, Project, UnsharedLists};
 
 pub use crate::store::merge::Judge;
 pub use crate::store::{Applied, Conflict, ConflictHead, OutRevision, SyncRefusal as Refusal};
@@ -160,6 +160,21 @@ impl Project {
         Ok(self.log_set_watermark(remote, seq)?)
     }
 
+    /// What this file has not put in `remote`'s image list and runs' coverage yet.
+    pub(crate) fn sync_unshared_lists(&self, remote: &str) -> Result<UnsharedLists, SyncError> {
+        Ok(self.log_unshared_lists(remote)?)
+    }
+
+    /// Marks images (rows) and coverage ((run, image) rows) as put in `remote`'s lists.
+    pub(crate) fn sync_mark_shared(
+        &mut self,
+        remote: &str,
+        images: &[i64],
+        coverage: &[(i64, i64)],
+    ) -> Result<(), SyncError> {
+        Ok(self.log_mark_shared(remote, images, coverage)?)
+    }
+
     // ------------------------------------------------------------ pull
 
     /// Records a refused pack (or revision) so `loupe sync status` can show it.
@@ -188,8 +203,14 @@ impl Project {
             hash: &pack.hash,
             signer: &signer,
             revisions: &pack.revisions,
+            listed: &pack.listed,
+            covered: &pack.covered,
+            signer_member: roster.member_by_key(&h.signer).map(|m| NamedRef {
+                id: m.user,
+                name: m.name.clone(),
+            }),
         };
-        let refusal = |state, resolves| roster.refusal(&h.signer, state, resolves);
+        let refusal = |r: &PackRevision| roster.refusal_of_revision(&h.signer, r);
         let role_of = |user: Uuid| {
             roster
                 .members
@@ -198,9 +219,16 @@ impl Project {
                 .map_or(Role::Annotator, |m| m.role)
         };
         let before_each = || faults.map_or(Ok(()), Faults::apply);
+        let listing_refusal = (!roster.may_list_images(&h.signer)).then(|| {
+            format!(
+                "{} images listed by {signer}: a model worker may only create proposals for model runs, not add images",
+                pack.listed.len()
+            )
+        });
         let rules = IncomingRules {
             refusal: &refusal,
             role_of: &role_of,
+            listing_refusal,
             judge,
             before_each: &before_each,
         };

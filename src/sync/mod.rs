@@ -95,6 +95,8 @@ pub struct SyncOptions {
     pub pull: bool,
     /// Push image files (`images/<hash>`) and fetch the missing ones.
     pub images: bool,
+    /// Put this project's images in the store's image list (what `loupe worker` processes).
+    pub list_images: bool,
     /// Revisions per pack (at most [`pack::MAX_PACK_REVISIONS`]).
     pub pack_revisions: usize,
     /// Tests: stop pulling after this many packs (partial delivery).
@@ -114,6 +116,7 @@ impl Default for SyncOptions {
             push: true,
             pull: true,
             images: false,
+            list_images: false,
             pack_revisions: pack::MAX_PACK_REVISIONS,
             max_packs: None,
             shuffle_seed: None,
@@ -137,6 +140,12 @@ pub struct SyncReport {
     pub refused_own: usize,
     pub pulled_packs: usize,
     pub pulled_revisions: usize,
+    /// Images this sync put in the store's image list, and (run, image) coverage it sent.
+    pub listed_images: usize,
+    pub covered_images: usize,
+    /// Image-list and coverage entries read from others' packs.
+    pub pulled_listed: usize,
+    pub pulled_covered: usize,
     /// Packs and revisions refused during this sync, with the reasons.
     pub refused: Vec<Refusal>,
     /// Clients whose later packs wait behind a refused or missing one.

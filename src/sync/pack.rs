@@ -17,6 +17,13 @@
 //! length, then the attributes as a JSON object; length `u32::MAX` for none). A pack none of
 //! whose revisions carries attributes is written as format 1, byte for byte as before, so
 //! clients that predate attributes still read it; both formats are read.
+//!
+//! The header may also carry two lists, left out of the JSON when empty (so packs without them
+//! are byte for byte what they were): `listed`, images the signer adds to the project's image
+//! list (what `loupe worker` processes; a model worker's key may not list images), and
+//! `covered`, per model run the images its model processed, with or without boxes (a run's
+//! coverage, which evaluation and triage use), with the run's model and settings hashes. A pack
+//! may hold these and no revision at all.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -57,7 +64,7 @@ pub fn parse_pack_key(key: &str) -> Option<(Uuid, u64)> {
 /// The values a pack carries are the store's portable form of a revision (by names and UUIDs,
 /// nothing by row id): the store reads and writes them in its sync log; this module gives them
 /// their wire encoding, with explicit codes for every value.
-pub use crate::store::{ImageRef, NamedRef, RevId, SharedRevision as PackRevision};
+pub use crate::store::{ImageRef, NamedRef, RevId, RunCoverage, SharedRevision as PackRevision};
 
 /// The signed header of a pack.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -77,6 +84,23 @@ pub struct PackHeader {
     pub users: Vec<NamedRef>,
     pub clients: Vec<Uuid>,
     pub ops: Vec<String>,
+    /// Images (indices into `images`) the signer adds to the project's image list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listed: Vec<u32>,
+    /// Runs' coverage: the images each run's model processed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub covered: Vec<WireCoverage>,
+}
+
+/// One run's coverage in a pack header, by indices into the header's tables.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WireCoverage {
+    pub run: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings_hash: Option<String>,
+    pub images: Vec<u32>,
 }
 
 /// A decoded, signature-checked pack.
@@ -84,6 +108,10 @@ pub struct PackHeader {
 pub struct Pack {
     pub header: PackHeader,
     pub revisions: Vec<PackRevision>,
+    /// The images the pack lists (header `listed`, resolved).
+    pub listed: Vec<ImageRef>,
+    /// The runs' coverage the pack carries (header `covered`, resolved).
+    pub covered: Vec<RunCoverage>,
     /// blake3 (hex) of the pack's bytes.
     pub hash: String,
 }
@@ -209,6 +237,8 @@ pub struct PackWriter {
     /// revision has some.
     attributes: Vec<Option<String>>,
     count: u32,
+    listed: Vec<u32>,
+    covered: Vec<WireCoverage>,
 }
 
 struct Interner<T> {
@@ -249,15 +279,37 @@ impl PackWriter {
             body: Vec::new(),
             attributes: Vec::new(),
             count: 0,
+            listed: Vec::new(),
+            covered: Vec::new(),
         }
     }
 
+    /// Revisions in the pack.
     pub fn len(&self) -> usize {
         self.count as usize
     }
 
+    /// Nothing at all: no revision, no listed image, no coverage.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.count == 0 && self.listed.is_empty() && self.covered.is_empty()
+    }
+
+    /// Adds an image to the project's image list.
+    pub fn list_image(&mut self, image: &ImageRef) {
+        let i = self.images.get(image);
+        self.listed.push(i);
+    }
+
+    /// Adds a run's coverage.
+    pub fn cover(&mut self, coverage: &RunCoverage) {
+        let run = self.runs.get(&coverage.run);
+        let images = coverage.images.iter().map(|i| self.images.get(i)).collect();
+        self.covered.push(WireCoverage {
+            run,
+            model_hash: coverage.model_hash.clone(),
+            settings_hash: coverage.settings_hash.clone(),
+            images,
+        });
     }
 
     pub fn push(&mut self, r: &PackRevision) {
@@ -351,6 +403,8 @@ impl PackWriter {
             users: self.users.items,
             clients: self.clients.items,
             ops: self.ops.items,
+            listed: self.listed,
+            covered: self.covered,
         };
         let header_json = serde_json::to_vec(&header).expect("a pack header always serializes");
         let mut out = Vec::with_capacity(header_json.len() + body.len() + 100);
@@ -461,11 +515,54 @@ pub fn open(bytes: &[u8]) -> Result<Pack, PackProblem> {
         });
     }
     let revisions = decode_body(&header, body)?;
+    let (listed, covered) = decode_lists(&header)?;
     Ok(Pack {
         header,
         revisions,
+        listed,
+        covered,
         hash: blake3::hash(bytes).to_hex().to_string(),
     })
+}
+
+/// The header's `listed` and `covered` lists, resolved through its tables.
+fn decode_lists(h: &PackHeader) -> Result<(Vec<ImageRef>, Vec<RunCoverage>), PackProblem> {
+    let image = |i: u32| {
+        h.images.get(i as usize).cloned().ok_or_else(|| {
+            PackProblem::Malformed(format!(
+                "a listed or covered image refers to image {i} of {}",
+                h.images.len()
+            ))
+        })
+    };
+    let listed = h
+        .listed
+        .iter()
+        .map(|&i| image(i))
+        .collect::<Result<_, _>>()?;
+    let covered = h
+        .covered
+        .iter()
+        .map(|c| {
+            Ok(RunCoverage {
+                run: h.runs.get(c.run as usize).cloned().ok_or_else(|| {
+                    PackProblem::Malformed(format!(
+                        "a coverage refers to run {} of {}",
+                        c.run,
+                        h.runs.len()
+                    ))
+                })?,
+                model_hash: c.model_hash.clone(),
+                settings_hash: c.settings_hash.clone(),
+                images: c
+                    .images
+                    .iter()
+                    .map(|&i| image(i))
+                    .collect::<Result<_, _>>()?,
+            })
+        })
+        .collect::<Result<_, PackProblem>>()?;
+    Ok((listed, covered))
 }
 
 fn read_u32(b: &[u8], pos: usize) -> Option<u32> {

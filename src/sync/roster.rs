@@ -164,6 +164,15 @@ impl Roster {
         state: ReviewState,
         resolves: bool,
     ) -> Option<String> {
+        if let Some(m) = self.member_by_key(signer)
+            && m.role == Role::Model
+        {
+            // Judged without the box's history (this client's own revisions before a push):
+            // anything but a proposal is refused; merges judge the whole revision.
+            return policy::check_model_revision(true, state, true, false, resolves)
+                .err()
+                .map(|refusal| format!("{refusal}; signed by {} (model)", m.name));
+        }
         let decision = policy::decision_of(state, resolves)?;
         match self.member_by_key(signer) {
             Some(m) => policy::check_signed_decision(state, resolves, m.role)
@@ -174,6 +183,36 @@ impl Roster {
                 decision.as_str()
             )),
         }
+    }
+}
+
+impl Roster {
+    /// Why a revision signed by `signer` may not be applied, or `None` if it may: a model
+    /// worker's key may only create proposals of model runs ([`policy::check_model_revision`]);
+    /// anyone else is judged by [`Roster::refusal`].
+    pub fn refusal_of_revision(
+        &self,
+        signer: &PublicKey,
+        r: &crate::store::SharedRevision,
+    ) -> Option<String> {
+        match self.member_by_key(signer) {
+            Some(m) if m.role == Role::Model => policy::check_model_revision(
+                r.parent.is_none() && r.op == "create",
+                r.state,
+                r.run.is_some(),
+                r.deleted,
+                !r.resolves.is_empty(),
+            )
+            .err()
+            .map(|refusal| format!("{refusal}; signed by {} (model)", m.name)),
+            _ => self.refusal(signer, r.state, !r.resolves.is_empty()),
+        }
+    }
+
+    /// Whether `signer` may add images to the project's list (a model worker may not).
+    pub fn may_list_images(&self, signer: &PublicKey) -> bool {
+        self.member_by_key(signer)
+            .is_some_and(|m| m.role != Role::Model)
     }
 }
 
