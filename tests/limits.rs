@@ -196,7 +196,7 @@ fn dicom_elements_longer_than_the_file_are_refused_before_parsing() {
             path.display()
         );
     }
-    assert_eq!(checked, 3);
+    assert_eq!(checked, 4);
 }
 
 /// Fuzzing findings of 2026-12-06, replayed: a DICOM file whose RLE data made dicom-rs's decoder
@@ -251,6 +251,17 @@ fn fuzzing_findings_of_december_6_are_refused_or_read_without_a_panic() {
             "{err}"
         );
     }
+    // 2.5 kB with a second file-meta group length: dicom-object began the data set elsewhere
+    // than our length walk, reserved 1.4 GB (2.6 s, a fuzzing timeout under load) and then
+    // failed; now refused from the meta group.
+    let repeated = dir.join("dicom/slow-repeated-meta-group-length.dcm");
+    let err = loupe::imaging::probe(&repeated)
+        .expect_err("a repeated meta element is refused")
+        .to_string();
+    assert!(
+        err.contains("slow-repeated-meta-group-length.dcm") && err.contains("out of order"),
+        "{err}"
+    );
     let tasks = dir.join("labelstudio/panic-upload-prefix-char-boundary.json");
     // Read or refused: either way an answer, not a panic.
     let _ = import(Format::LabelStudio, &tasks, None);

@@ -400,6 +400,15 @@ pub enum Command {
     /// Benchmark helper: writes N new boxes (one revision each) in one transaction.
     #[command(hide = true)]
     DebugGenRevisions { count: usize },
+    /// Benchmark helper: a shared run (as `loupe worker` makes) over N synthetic images with K
+    /// proposals each, every image covered.
+    #[command(hide = true)]
+    DebugGenRun {
+        images: usize,
+        boxes: usize,
+        #[arg(long, default_value = "bench")]
+        run: String,
+    },
     /// Test helper: makes N edits, printing each one's id and value once it is durable.
     #[command(hide = true)]
     DebugEditLoop { count: usize },
@@ -1087,6 +1096,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Team(cmd) => sync::team(&cli, cmd)?,
         Command::Publish(args) => sync::publish(&cli, args)?,
         Command::DebugGenRevisions { count } => sync::debug_generate(&cli, *count)?,
+        Command::DebugGenRun { images, boxes, run } => {
+            sync::debug_generate_run(&cli, *images, *boxes, run)?;
+        }
         Command::DebugEditLoop { count } => debug_edit_loop(&cli, *count)?,
     }
     Ok(ExitCode::SUCCESS)

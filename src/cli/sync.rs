@@ -580,6 +580,60 @@ pub fn publish(cli: &Cli, args: &PublishArgs) -> Result<()> {
     Ok(())
 }
 
+/// Benchmark helper: a shared run over `images` synthetic images, `boxes` proposals each.
+pub fn debug_generate_run(cli: &Cli, images: usize, boxes: usize, run: &str) -> Result<()> {
+    use crate::model::BBox;
+    use crate::store::{ImageInput, NewRun, RunImageTiming};
+    let mut p = super::open(cli)?;
+    let started = std::time::Instant::now();
+    let mut bulk = p.bulk()?;
+    for i in 0..images {
+        let path = format!("synthetic/{i:07}.jpg");
+        bulk.upsert_image(&ImageInput {
+            hash: Some(blake3::hash(path.as_bytes()).to_hex().to_string()),
+            path,
+            width: 1600,
+            height: 1200,
+            bytes: 0,
+            external_id: None,
+        })?;
+    }
+    bulk.commit()?;
+    let id = crate::inference::team_run_id(run, "bench-model", "bench-settings");
+    p.create_shared_run(
+        id,
+        &NewRun {
+            name: run.to_owned(),
+            kind: "onnx".into(),
+            model_hash: Some("bench-model".into()),
+            settings: "{}".into(),
+            settings_hash: Some("bench-settings".into()),
+            ..NewRun::default()
+        },
+    )?;
+    let rows = p.list_images(&crate::store::ImageFilter::default())?;
+    for (i, row) in rows.iter().enumerate() {
+        let proposals: Vec<(String, BBox, f32)> = (0..boxes)
+            .map(|k| {
+                let x = ((i * 7 + k * 131) % 1500) as f64;
+                (
+                    format!("class{}", k % 5),
+                    BBox::new(x, (k * 97 % 1100) as f64, 60.0, 40.0),
+                    0.3 + (k % 7) as f32 / 10.0,
+                )
+            })
+            .collect();
+        p.add_proposals(id, row.id, &proposals, RunImageTiming::default())?;
+    }
+    println!(
+        "{} images, {} proposals in run {run} in {:.2}s",
+        rows.len(),
+        rows.len() * boxes,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Benchmark helper: N new boxes, one revision each, in one transaction.
 pub fn debug_generate(cli: &Cli, count: usize) -> Result<()> {
     let mut p = super::open(cli)?;
