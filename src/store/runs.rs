@@ -117,16 +117,12 @@ impl Project {
         Ok(out)
     }
 
-    /// A run's progress: the project's images with content (its total), and the images each
+    /// A run's progress: the project's images (its total), and the images each
     /// worker covered (`None`: processed in this file), most first.
     pub fn run_progress(&self, run: Uuid) -> Result<RunProgress> {
         let total: i64 = self
             .conn
-            .query_row(
-                "SELECT COUNT(*) FROM images WHERE hash IS NOT NULL",
-                [],
-                |r| r.get(0),
-            )
+            .query_row("SELECT COUNT(*) FROM images", [], |r| r.get(0))
             .map_err(self.sq())?;
         let mut stmt = self
             .conn

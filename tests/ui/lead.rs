@@ -278,6 +278,15 @@ fn triage_ranks_the_planted_image_first_and_opens_it_as_a_queue() {
 fn evaluation_view_shows_a_run_per_class_and_compares_two_runs() {
     let fx = fixture();
     plant_triage_case(&fx);
+    {
+        // The run's coverage as a model run records it (its predictions are on these two).
+        let mut p = Project::open(&fx.project).expect("open");
+        let run = p.run_by_name("detector-v1").expect("run").id;
+        for image in ["b.png", "c.png"] {
+            p.add_proposals(run, fx.image(image), &[], Default::default())
+                .expect("coverage");
+        }
+    }
     let mut h = app(&fx);
     mode_key(&mut h, Key::Num3);
     assert_eq!(session(&h).lead().mode(), Mode::Evaluate);
@@ -301,6 +310,25 @@ fn evaluation_view_shows_a_run_per_class_and_compares_two_runs() {
         "the summary header"
     );
     assert!(h.query_by_label_contains("Precision / recall").is_some());
+    // The run's progress beside it: the images it covered of the project's.
+    let images = Project::open(&fx.project)
+        .expect("open")
+        .all_images()
+        .expect("images")
+        .len();
+    let progress = format!("2 of {images} images");
+    assert!(
+        h.query_by_label_contains(&progress).is_some(),
+        "no {progress:?} beside the run: {:?}",
+        {
+            let p = Project::open(&fx.project).expect("open");
+            p.runs()
+                .expect("runs")
+                .iter()
+                .map(|r| (r.name.clone(), p.run_progress(r.id).expect("progress")))
+                .collect::<Vec<_>>()
+        }
+    );
     assert!(cat.dt >= 3, "{cat:?}");
     assert_eq!(
         e.overall

@@ -83,6 +83,13 @@ impl EvalView {
         ui.horizontal_wrapped(|ui| {
             ui.heading("Evaluate");
             run_combo(ui, "eval-run", "run", &mut self.run, runs, false);
+            if let Some(progress) = self
+                .run
+                .as_ref()
+                .and_then(|r| choices.and_then(|c| c.run_progress.get(r)))
+            {
+                ui.weak(progress);
+            }
             run_combo(
                 ui,
                 "eval-compare",

@@ -47,6 +47,9 @@ pub enum Query {
 pub struct Choices {
     /// Model runs, oldest first.
     pub runs: Vec<String>,
+    /// Each run's progress, told for people ("7 of 7 images; w0 2, w1 3, w2 2"): runs that
+    /// batch workers deliver through the store arrive shard by shard.
+    pub run_progress: HashMap<String, String>,
     /// Versions, oldest first.
     pub versions: Vec<String>,
     /// Every `key=value` of the image metadata, with its image count.
@@ -261,8 +264,28 @@ fn choices(p: &Project) -> review::Result<Choices> {
             slices.push((format!("{}={}", key.key, v.value), v.images));
         }
     }
+    let runs = p.runs()?;
+    let mut run_progress = HashMap::new();
+    for r in &runs {
+        let progress = p.run_progress(r.id)?;
+        if progress.done == 0 {
+            // No coverage recorded (an imported results file, say): nothing to tell.
+            continue;
+        }
+        let mut text = format!("{} of {} images", progress.done, progress.total);
+        let workers: Vec<String> = progress
+            .workers
+            .iter()
+            .filter_map(|w| w.worker.as_ref().map(|name| format!("{name} {}", w.images)))
+            .collect();
+        if !workers.is_empty() {
+            text.push_str(&format!("; {}", workers.join(", ")));
+        }
+        run_progress.insert(r.name.clone(), text);
+    }
     Ok(Choices {
-        runs: p.runs()?.into_iter().map(|r| r.name).collect(),
+        runs: runs.into_iter().map(|r| r.name).collect(),
+        run_progress,
         versions: p.versions()?.into_iter().map(|v| v.name).collect(),
         slices,
         users: p.users()?,
