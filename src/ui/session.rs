@@ -901,6 +901,14 @@ impl Session {
                 Action::AcceptSelected => Some(LeadCommand::CropsOpenSelected),
                 Action::DeleteSelected => Some(LeadCommand::CropsRemoveSelected),
                 Action::Deselect if !help_open => Some(LeadCommand::CropsDeselect),
+                // The class keys give the selected crops that class.
+                Action::Class(n) => {
+                    let class = self.classes.at(usize::from(n.saturating_sub(1)))?;
+                    Some(LeadCommand::CropsFix {
+                        boxes: self.lead.crops_selected_boxes(),
+                        fix: super::lead::CropsFix::SetClass(class.id),
+                    })
+                }
                 _ => None,
             };
             if let Some(c) = grid {

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::theme;
 use crate::imaging;
+use crate::imaging::tiles::RegionSource;
 use crate::model::BBox;
 
 /// Thumbnails kept as textures.
@@ -180,6 +181,9 @@ impl Drop for Thumbnails {
 }
 
 fn worker(shared: &Shared, results: &Sender<(Uuid, Option<ColorImage>)>, ctx: &egui::Context) {
+    // The image the last crop was cut from, kept: crops listed by image (the grid without
+    // embeddings) then decode each image once.
+    let mut last: Option<(PathBuf, RegionSource)> = None;
     loop {
         let (id, path, bbox) = {
             let mut queue = shared.queue.lock();
@@ -195,7 +199,13 @@ fn worker(shared: &Shared, results: &Sender<(Uuid, Option<ColorImage>)>, ctx: &e
             }
         };
         let thumb = match bbox {
-            Some(bbox) => make_crop(&path, bbox),
+            Some(bbox) => {
+                if last.as_ref().is_none_or(|(p, _)| *p != path) {
+                    last = open_for_crops(&path).map(|source| (path.clone(), source));
+                }
+                last.as_ref()
+                    .and_then(|(_, source)| crop_from(source, bbox))
+            }
             None => make_thumbnail(&path),
         };
         shared.queue.lock().in_flight.remove(&id);
@@ -240,14 +250,18 @@ pub fn crop_key(ann: Uuid, bbox: &BBox) -> Uuid {
     Uuid::from_bytes(bytes)
 }
 
+/// An image to cut crops from: decoded, or its tile pyramid when it is big.
+fn open_for_crops(path: &Path) -> Option<RegionSource> {
+    let settings = imaging::tiles::TileSettings::default();
+    RegionSource::open(path, None, &settings)
+        .map_err(|e| tracing::debug!("no crop: {e}"))
+        .ok()
+}
+
 /// The box's pixels with a little context around it (an eighth of its size each side), at
 /// most [`theme::CROP_SIZE`] on its longer side. A big (tiled) image is read as a region, never
 /// decoded whole.
-pub fn make_crop(path: &Path, bbox: BBox) -> Option<ColorImage> {
-    let settings = imaging::tiles::TileSettings::default();
-    let source = imaging::tiles::RegionSource::open(path, None, &settings)
-        .map_err(|e| tracing::debug!("no crop: {e}"))
-        .ok()?;
+fn crop_from(source: &RegionSource, bbox: BBox) -> Option<ColorImage> {
     let (width, height) = source.size();
     let pad_x = bbox.w / 8.0;
     let pad_y = bbox.h / 8.0;
@@ -286,4 +300,32 @@ fn to_color_image(small: DynamicImage) -> ColorImage {
     };
     let size = [rgba.width() as usize, rgba.height() as usize];
     ColorImage::from_rgba_unmultiplied(size, rgba.as_raw())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crop_holds_the_box_with_context_clamped_to_the_image() {
+        let img = DynamicImage::ImageRgb8(image::RgbImage::new(400, 300));
+        let source = RegionSource::Decoded(img);
+        // 80 x 40 with an eighth each side: 100 x 50, as wide as tall twice.
+        let c = crop_from(&source, BBox::new(100.0, 100.0, 80.0, 40.0)).expect("a crop");
+        assert_eq!(c.size[0], 2 * c.size[1], "{:?}", c.size);
+        assert!(c.size[0] <= theme::CROP_SIZE as usize);
+        // At the corner the context is cut off by the image's edge (16 + 2 a side, not 20).
+        let c = crop_from(&source, BBox::new(0.0, 0.0, 16.0, 32.0)).expect("a crop");
+        assert_eq!(c.size[1] * 18, c.size[0] * 36, "{:?}", c.size);
+        // A box past the edge still gives a pixel rather than nothing.
+        assert!(crop_from(&source, BBox::new(420.0, 320.0, 5.0, 5.0)).is_some());
+    }
+
+    #[test]
+    fn a_moved_box_is_another_crop() {
+        let id = Uuid::from_u128(7);
+        let a = crop_key(id, &BBox::new(1.0, 2.0, 3.0, 4.0));
+        assert_eq!(a, crop_key(id, &BBox::new(1.0, 2.0, 3.0, 4.0)));
+        assert_ne!(a, crop_key(id, &BBox::new(1.5, 2.0, 3.0, 4.0)));
+    }
 }

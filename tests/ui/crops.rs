@@ -1,7 +1,8 @@
 //! The crop grid driven through the real app: the boxes of a class with one planted outlier
 //! among its embeddings (vectors stored directly, so the order is known), the outlier first,
 //! two crops selected with Shift+click and Ctrl+click and given another class as one undoable
-//! change, and Enter opening a crop's box on the canvas.
+//! change, and Enter opening a crop's box on the canvas; without embeddings, the boxes as
+//! listed, Delete rejecting a proposal and a class key changing a label's class.
 
 use eframe::egui::{Key, Modifiers};
 use egui_kittest::kittest::Queryable;
@@ -131,7 +132,7 @@ fn the_crop_grid_puts_the_outlier_first_and_changes_the_class_of_selected_crops(
         .click_modifiers(Modifiers::COMMAND);
     h.run();
     let chosen = [list.crops[1].ann, list.crops[3].ann];
-    let mut selected = session(&h).lead().crops_selected().to_vec();
+    let mut selected = session(&h).lead().crops_selected();
     selected.sort();
     let mut want = chosen.to_vec();
     want.sort();
@@ -216,5 +217,23 @@ fn without_embeddings_the_grid_lists_the_boxes_and_says_how_to_rank_them() {
             .value
             .state,
         ReviewState::Rejected
+    );
+    // A class key gives the selected crops that class (2: dog).
+    let label = session(&h)
+        .lead()
+        .crops_shown()
+        .expect("read again")
+        .crops
+        .iter()
+        .position(|c| c.ann == fx.a_box)
+        .expect("the cat label");
+    h.get_by_label(&tile(&h, label)).click();
+    h.run();
+    press(&mut h, Key::Num2);
+    settle_all(&mut h);
+    let p = Project::open(&fx.project).expect("as set up");
+    assert_eq!(
+        p.annotation(fx.a_box).expect("box").value.class,
+        fx.classes[1].id
     );
 }

@@ -7,7 +7,9 @@
 //! The list is read on the lead query thread; crops are cut and decoded on this view's own
 //! `loupe-crops` thread (`thumbs::Thumbnails`), only for the rows on screen.
 
+use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 
 use eframe::egui::{self, RichText, Sense, Ui};
 use uuid::Uuid;
@@ -38,9 +40,12 @@ pub enum CropsFix {
 pub struct CropsView {
     class: Option<Uuid>,
     proposals: bool,
-    pub crops: Cached<CropsKey, ClassCrops>,
-    /// The selected boxes, in the order they were picked.
-    selected: Vec<Uuid>,
+    /// Shared, so a frame draws the list without copying it.
+    pub crops: Cached<CropsKey, Arc<ClassCrops>>,
+    /// The selected boxes.
+    selected: HashSet<Uuid>,
+    /// The list the selection was last checked against (boxes gone from it are forgotten).
+    checked: Option<Arc<ClassCrops>>,
     /// Where a Shift+click range starts (an index into the list).
     anchor: Option<usize>,
     /// The class the "Change class" button gives.
@@ -55,7 +60,8 @@ impl CropsView {
             class: None,
             proposals: false,
             crops: Cached::default(),
-            selected: Vec::new(),
+            selected: HashSet::new(),
+            checked: None,
             anchor: None,
             target: None,
             thumbs: Thumbnails::named(ctx, "loupe-crops"),
@@ -73,12 +79,18 @@ impl CropsView {
 
     /// The list on screen, if read.
     pub fn shown(&self) -> Option<&ClassCrops> {
-        self.crops.value().and_then(|r| r.as_ref().ok())
+        self.crops
+            .value()
+            .and_then(|r| r.as_ref().ok())
+            .map(AsRef::as_ref)
     }
 
-    /// The selected boxes.
-    pub fn selected(&self) -> &[Uuid] {
-        &self.selected
+    /// The selected boxes, in list order.
+    pub fn selected(&self) -> Vec<Uuid> {
+        self.selected_boxes()
+            .into_iter()
+            .map(|(_, ann)| ann)
+            .collect()
     }
 
     /// Forgets the selection (Escape).
@@ -117,21 +129,15 @@ impl CropsView {
                 .iter()
                 .map(|c| c.ann)
                 .collect();
-            for id in range {
-                if !self.selected.contains(&id) {
-                    self.selected.push(id);
-                }
-            }
+            self.selected.extend(range);
             return;
         }
         if modifiers.command || modifiers.ctrl {
-            if let Some(i) = self.selected.iter().position(|s| *s == ann) {
-                self.selected.remove(i);
-            } else {
-                self.selected.push(ann);
+            if !self.selected.remove(&ann) {
+                self.selected.insert(ann);
             }
         } else {
-            self.selected = vec![ann];
+            self.selected = HashSet::from([ann]);
         }
         self.anchor = Some(index);
     }
@@ -201,12 +207,24 @@ impl CropsView {
                 ui.colored_label(theme::ERROR, e);
                 return;
             }
-            Some(Ok(list)) => list.clone(),
+            Some(Ok(list)) => Arc::clone(list),
         };
-        // Selected boxes that are gone (deleted, or moved to another class) are forgotten.
-        self.selected
-            .retain(|s| list.crops.iter().any(|c| c.ann == *s));
+        // Selected boxes that are gone (deleted, or moved to another class) are forgotten, once
+        // per list read.
+        if !self.checked.as_ref().is_some_and(|c| Arc::ptr_eq(c, &list)) {
+            let listed: HashSet<Uuid> = list.crops.iter().map(|c| c.ann).collect();
+            self.selected.retain(|s| listed.contains(s));
+            self.checked = Some(Arc::clone(&list));
+        }
         ui.label(RichText::new(order_note(&list)).color(theme::TEXT_WEAK));
+        ui.label(
+            RichText::new(
+                "Click selects, Ctrl+click adds or removes, Shift+click selects a range · \
+                 Enter or double click opens the box · Delete deletes (rejects proposals) · \
+                 Esc clears",
+            )
+            .color(theme::TEXT_WEAK),
+        );
         self.actions_ui(ui, &list, classes, class, out);
         ui.separator();
         self.grid_ui(ui, &list, root, out);

@@ -432,7 +432,11 @@ impl LeadViews {
             Answer::Triage(opts, r) => self.triage.take(generation, opts, r),
             Answer::Eval(key, r) => self.eval.result.fill(generation, key, r),
             Answer::Similar(target, r) => self.similar_answer(target, r),
-            Answer::Crops(key, r) => self.crops.crops.fill(generation, key, r),
+            Answer::Crops(key, r) => {
+                self.crops
+                    .crops
+                    .fill(generation, key, r.map(std::sync::Arc::new));
+            }
         }
     }
 
@@ -638,9 +642,14 @@ impl LeadViews {
         self.crops.shown()
     }
 
-    /// The crops selected in the grid.
-    pub fn crops_selected(&self) -> &[Uuid] {
+    /// The crops selected in the grid, in its order.
+    pub fn crops_selected(&self) -> Vec<Uuid> {
         self.crops.selected()
+    }
+
+    /// The crops selected in the grid as (image, box), in its order.
+    pub fn crops_selected_boxes(&self) -> Vec<(Uuid, Uuid)> {
+        self.crops.selected_boxes()
     }
 
     /// True when every crop the grid asked for is cut (or failed).
