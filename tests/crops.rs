@@ -182,6 +182,11 @@ fn loupe_similar_lists_the_outliers_of_a_class() {
     );
     let e = fails(&pl.project, &["similar", "--class", "dog", "--outliers"]);
     assert!(e.contains("loupe embed"), "{e}");
+    let e = fails(
+        &pl.project,
+        &["similar", "--class", "dog", "--outliers", "--proposals"],
+    );
+    assert!(e.contains("loupe embed"), "{e}");
     let e = fails(&pl.project, &["similar", "--class", "cow", "--outliers"]);
     assert!(e.contains("no class named"), "{e}");
 }

@@ -152,12 +152,13 @@ fn target_of(project: &Project, text: &str) -> Result<Target> {
     }
 }
 
-/// Prints the `k` boxes of class `class` farthest from its centre (labels only; the newest
-/// embedding set unless `set`); returns how many.
+/// Prints the `k` boxes of class `class` farthest from its centre (labels, and proposals with
+/// `proposals`; the newest embedding set unless `set`); returns how many.
 pub fn outliers_cmd(
     project_path: &Path,
     class: &str,
     k: usize,
+    proposals: bool,
     set: Option<&str>,
     json: bool,
 ) -> Result<usize> {
@@ -174,8 +175,18 @@ pub fn outliers_cmd(
         // Say how to make one rather than list the boxes unranked.
         similar::choose_set(&project, None)?;
     }
-    let mut found = crate::review::crops::class_crops(&project, class_id, false, set)?;
+    let mut found = crate::review::crops::class_crops(&project, class_id, proposals, set)?;
     let set_name = found.set.clone().unwrap_or_default();
+    if found.crops.is_empty() {
+        bail!(
+            "class {class:?} has no {}",
+            if proposals {
+                "labels or proposals"
+            } else {
+                "labels (--proposals adds the model's proposals)"
+            }
+        );
+    }
     if found.ranked == 0 {
         bail!(
             "embedding set {set_name:?} has no vector for any box of {class:?}: run `loupe embed --model M --boxes`"

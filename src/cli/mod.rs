@@ -261,6 +261,9 @@ pub enum Command {
         /// The boxes of `--class` farthest from the class centre (cosine distance).
         #[arg(long, requires = "class")]
         outliers: bool,
+        /// With `--outliers`: the class's model proposals too, not only its labels.
+        #[arg(long, requires = "outliers")]
+        proposals: bool,
         /// How many neighbours.
         #[arg(long, short, default_value_t = 20)]
         k: usize,
@@ -699,6 +702,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             target,
             class,
             outliers: _,
+            proposals,
             k,
             set,
             json,
@@ -706,7 +710,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let path = resolve_project(cli.project.as_deref())?;
             if let Some(class) = class {
-                embed::outliers_cmd(&path, class, *k, set.as_deref(), *json)?;
+                embed::outliers_cmd(&path, class, *k, *proposals, set.as_deref(), *json)?;
                 return Ok(ExitCode::SUCCESS);
             }
             let Some(target) = target else {

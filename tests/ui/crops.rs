@@ -99,10 +99,8 @@ fn the_crop_grid_puts_the_outlier_first_and_changes_the_class_of_selected_crops(
     let (boxes, outlier) = planted(&fx);
     let (cat, dog) = (fx.classes[0].id, fx.classes[1].id);
     let mut h = app(&fx);
-    h.state_mut()
-        .session_mut()
-        .expect("as set up")
-        .apply(Command::Lead(LeadCommand::ShowCrops(cat)));
+    // Ctrl+5 shows the grid, on the first class (cat).
+    press_with(&mut h, true, false, Key::Num5);
     settle_all(&mut h);
     assert_eq!(session(&h).lead().mode(), Mode::Crops);
     let list = session(&h)

@@ -428,6 +428,9 @@ impl CropsView {
 /// How the list is ordered, for people.
 fn order_note(list: &ClassCrops) -> String {
     let n = list.crops.len();
+    if n == 0 {
+        return "No boxes of this class (labels only unless \"proposals too\" is ticked).".into();
+    }
     match &list.set {
         None => format!(
             "{n} boxes as listed (oldest first). `loupe embed --model M --boxes` embeds the box \
