@@ -4,6 +4,7 @@ mod architecture;
 mod attributes;
 mod clients;
 mod crash;
+mod crops;
 mod embed;
 mod imports;
 mod interop;

@@ -152,6 +152,75 @@ fn target_of(project: &Project, text: &str) -> Result<Target> {
     }
 }
 
+/// Prints the `k` boxes of class `class` farthest from its centre (labels, and proposals with
+/// `proposals`; the newest embedding set unless `set`); returns how many.
+pub fn outliers_cmd(
+    project_path: &Path,
+    class: &str,
+    k: usize,
+    proposals: bool,
+    set: Option<&str>,
+    json: bool,
+) -> Result<usize> {
+    let project = Project::open(project_path)?;
+    let Some(class_id) = project
+        .classes()?
+        .into_iter()
+        .find(|c| c.name == class)
+        .map(|c| c.id)
+    else {
+        bail!("no class named {class:?} in this project");
+    };
+    if set.is_none() {
+        // Say how to make one rather than list the boxes unranked.
+        similar::choose_set(&project, None)?;
+    }
+    let mut found = crate::review::crops::class_crops(&project, class_id, proposals, set)?;
+    let set_name = found.set.clone().unwrap_or_default();
+    if found.crops.is_empty() {
+        bail!(
+            "class {class:?} has no {}",
+            if proposals {
+                "labels or proposals"
+            } else {
+                "labels (--proposals adds the model's proposals)"
+            }
+        );
+    }
+    if found.ranked == 0 {
+        bail!(
+            "embedding set {set_name:?} has no vector for any box of {class:?}: run `loupe embed --model M --boxes`"
+        );
+    }
+    found.crops.truncate(found.ranked.min(k));
+    if json {
+        super::print_json(&found)?;
+    } else {
+        for (i, c) in found.crops.iter().enumerate() {
+            let b = c.bbox;
+            println!(
+                "{:>3}  {:.4}  {}  [{:.0}, {:.0}, {:.0}, {:.0}]  box {}",
+                i + 1,
+                c.distance.unwrap_or_default(),
+                c.path,
+                b.x,
+                b.y,
+                b.w,
+                b.h,
+                c.ann
+            );
+        }
+        if found.ranked > found.crops.len() || found.ranked < k {
+            eprintln!(
+                "{} of the {} ranked boxes of {class:?} (cosine distance to the class centre, set {set_name:?})",
+                found.crops.len(),
+                found.ranked
+            );
+        }
+    }
+    Ok(found.crops.len())
+}
+
 /// Prints the neighbours of one image or box; returns how many.
 pub fn similar_cmd(project_path: &Path, args: &SimilarArgs<'_>) -> Result<usize> {
     let mut project = Project::open(project_path)?;

@@ -329,10 +329,21 @@ pub enum Command {
         filter: FilterArgs,
     },
     /// The images (or boxes) most like one image or box, by cosine similarity of their
-    /// embeddings (`loupe embed`).
+    /// embeddings (`loupe embed`); with `--class NAME --outliers`, the boxes of a class least
+    /// like the others (farthest from the class centre; `loupe embed --boxes` first).
     Similar {
         /// An image (path in the project or id) or a box id.
-        target: String,
+        #[arg(required_unless_present = "class")]
+        target: Option<String>,
+        /// With `--outliers`: list this class's boxes, farthest from its centre first.
+        #[arg(long, requires = "outliers", conflicts_with = "target")]
+        class: Option<String>,
+        /// The boxes of `--class` farthest from the class centre (cosine distance).
+        #[arg(long, requires = "class")]
+        outliers: bool,
+        /// With `--outliers`: the class's model proposals too, not only its labels.
+        #[arg(long, requires = "outliers")]
+        proposals: bool,
         /// How many neighbours.
         #[arg(long, short, default_value_t = 20)]
         k: usize,
@@ -888,12 +899,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Similar {
             target,
+            class,
+            outliers: _,
+            proposals,
             k,
             set,
             json,
             tag,
         } => {
             let path = resolve_project(cli.project.as_deref())?;
+            if let Some(class) = class {
+                embed::outliers_cmd(&path, class, *k, *proposals, set.as_deref(), *json)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let Some(target) = target else {
+                anyhow::bail!("name an image or box, or a class with --class NAME --outliers");
+            };
             embed::similar_cmd(
                 &path,
                 &embed::SimilarArgs {

@@ -22,6 +22,7 @@
 
 pub mod agreement;
 pub mod batches;
+pub mod crops;
 pub mod eval;
 pub mod meta;
 pub mod profile;

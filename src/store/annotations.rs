@@ -174,6 +174,22 @@ impl Project {
             })
     }
 
+    /// The live (not deleted) annotations of one class, every state, in creation order.
+    pub fn annotations_of_class(&self, class: Uuid) -> Result<Vec<Annotation>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {} FROM {} WHERE c.uuid=?1 AND a.deleted=0 ORDER BY a.id",
+                Self::ANN_COLS,
+                Self::ANN_JOINS
+            ))
+            .map_err(self.sq())?;
+        let rows = stmt
+            .query_map([class.to_string()], Self::annotation_from_row)
+            .map_err(self.sq())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.sq())
+    }
+
     /// Every current annotation, deleted ones excluded.
     pub fn all_annotations(&self) -> Result<Vec<Annotation>> {
         let mut stmt = self

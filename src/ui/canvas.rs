@@ -300,6 +300,8 @@ pub struct CanvasInput<'a> {
 /// The canvas panel: view state and the gesture in progress.
 pub struct Canvas {
     pub viewport: Viewport,
+    /// A box to bring on screen once the image's size is known (a box opened from a queue).
+    reveal: Option<BBox>,
     pub display: Display,
     pub show_boxes: bool,
     /// Proposals hidden while reading the image (labels stay).
@@ -334,6 +336,7 @@ impl Default for Canvas {
     fn default() -> Self {
         Self {
             viewport: Viewport::default(),
+            reveal: None,
             display: Display::default(),
             show_boxes: true,
             hide_proposals: false,
@@ -368,6 +371,11 @@ impl Canvas {
     }
 
     /// Cancels a gesture in progress (Escape, or the image changed), four-click points too.
+    /// Brings this box on screen when the image is next drawn (its size known then).
+    pub fn reveal(&mut self, bbox: BBox) {
+        self.reveal = Some(bbox);
+    }
+
     pub fn cancel_gesture(&mut self) {
         self.drag = Drag::None;
         self.preview = None;
@@ -415,6 +423,9 @@ impl Canvas {
         };
         self.viewport
             .set_image_size(vec2(image.width as f32, image.height as f32));
+        if let Some(bbox) = self.reveal.take() {
+            self.viewport.reveal(&bbox);
+        }
         let (kind, stats) = match image.slot {
             Some(Slot::Ready(img)) => (img.kind, img.gray_stats),
             _ => (PixelKind::Rgba8, None),

@@ -30,6 +30,16 @@ struct Item {
     undone_note: Option<String>,
 }
 
+impl Item {
+    /// The image of the box: its value's, else the change's.
+    fn image(&self, default: Uuid) -> Uuid {
+        self.after
+            .as_ref()
+            .or(self.before.as_ref())
+            .map_or(default, |v| v.image)
+    }
+}
+
 /// An image tag a change sets or clears (Space tags the image `done`), undone with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TagChange {
@@ -40,10 +50,11 @@ pub struct TagChange {
     pub after: bool,
 }
 
-/// One undoable step: any number of boxes of one image.
+/// One undoable step: any number of boxes of one image (or, for a bulk fix from the crop grid,
+/// of several: each box's value names its image).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Change {
-    /// The image the boxes belong to.
+    /// The image the boxes belong to (the first of them for a bulk fix): the one undo shows.
     pub image: Uuid,
     /// What the step did, for the status bar ("move box").
     pub what: &'static str,
@@ -165,6 +176,18 @@ impl Change {
         self
     }
 
+    /// Every image the change touches, `image` first.
+    pub fn images(&self) -> Vec<Uuid> {
+        let mut out = vec![self.image];
+        for i in &self.items {
+            let image = i.image(self.image);
+            if !out.contains(&image) {
+                out.push(image);
+            }
+        }
+        out
+    }
+
     /// True when the change would do nothing.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty() && self.tag.is_none()
@@ -274,7 +297,7 @@ impl Document {
             .undo
             .iter()
             .chain(&self.redo)
-            .map(|c| c.image)
+            .flat_map(Change::images)
             .collect();
         self.images.retain(|id, _| keep.contains(id));
     }
@@ -354,9 +377,9 @@ impl Document {
 
     /// Applies the items in memory; returns the change with the list positions it used.
     fn apply(&mut self, mut change: Change) -> (Change, Vec<Edit>) {
-        let boxes = self.images.entry(change.image).or_default();
         let mut edits = Vec::with_capacity(change.items.len());
         for item in &mut change.items {
+            let boxes = self.images.entry(item.image(change.image)).or_default();
             let pos = boxes.iter().position(|a| a.id == item.id);
             match (&item.after, pos) {
                 (Some(value), Some(i)) => {

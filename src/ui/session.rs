@@ -524,7 +524,7 @@ impl Session {
                         image: first,
                         queue: Some(queue),
                     }) {
-                        self.show_id(id);
+                        self.show_queued(id);
                     }
                 }
                 Err(m) => self.message = Some(m),
@@ -688,6 +688,7 @@ impl Session {
                     let input = LeadInput {
                         filter: &self.list.filter,
                         keymap,
+                        root: self.reader.root(),
                     };
                     self.lead.central_ui(ui, &input, out);
                     return;
@@ -894,6 +895,26 @@ impl Session {
                 _ => {}
             }
         }
+        // The crop grid takes Enter (open the box), Delete and Escape for its selection.
+        if self.lead.mode() == Mode::Crops {
+            let grid = match action {
+                Action::AcceptSelected => Some(LeadCommand::CropsOpenSelected),
+                Action::DeleteSelected => Some(LeadCommand::CropsRemoveSelected),
+                Action::Deselect if !help_open => Some(LeadCommand::CropsDeselect),
+                // The class keys give the selected crops that class.
+                Action::Class(n) => {
+                    let class = self.classes.at(usize::from(n.saturating_sub(1)))?;
+                    Some(LeadCommand::CropsFix {
+                        boxes: self.lead.crops_selected_boxes(),
+                        fix: super::lead::CropsFix::SetClass(class.id),
+                    })
+                }
+                _ => None,
+            };
+            if let Some(c) = grid {
+                return Some(Command::Lead(c));
+            }
+        }
         let selected = self.selected.is_some();
         let nudge = |dx: f64, dy: f64| selected.then_some(Command::Nudge { dx, dy });
         Some(match action {
@@ -960,7 +981,8 @@ impl Session {
             Action::ShowLabel
             | Action::ShowTriage
             | Action::ShowEvaluate
-            | Action::ShowDashboard => {
+            | Action::ShowDashboard
+            | Action::ShowCrops => {
                 let mode = Mode::ALL.into_iter().find(|m| m.action() == action)?;
                 Command::Lead(super::lead::LeadCommand::SetMode(mode))
             }
@@ -1434,6 +1456,7 @@ impl Session {
 
     fn commit(&mut self, change: Change) {
         let image = change.image;
+        let images = change.images();
         let what = change.what;
         let done = self.doc.commit(change);
         if !done.edits.is_empty() || done.tag.is_some() {
@@ -1444,7 +1467,9 @@ impl Session {
             return;
         }
         self.writer.send(Request::Apply(done.edits));
-        self.refresh_row_counts(image);
+        for image in images {
+            self.refresh_row_counts(image);
+        }
         self.message = None;
         tracing::trace!("{what}");
     }
@@ -2149,7 +2174,9 @@ impl Session {
                 }
             }
             Command::Lead(c) => match self.lead.apply(c) {
-                LeadEffect::Show(id) => self.show_id(id),
+                LeadEffect::Show(id) => self.show_queued(id),
+                LeadEffect::ShowBox { image, ann } => self.show_box(image, ann),
+                LeadEffect::Bulk { boxes, fix } => self.bulk_fix(&boxes, fix),
                 LeadEffect::Write(w) => self.writer.send(Request::Lead(w)),
                 LeadEffect::Fix(fix) => self.fix_issue(fix),
                 LeadEffect::Say(m) => self.message = Some(m),
@@ -2532,7 +2559,7 @@ impl Session {
     fn queue_step(&mut self, forward: bool) {
         let current = self.current.as_ref().map(|c| c.id);
         match self.lead.queue_step(current, forward) {
-            Some(id) => self.show_id(id),
+            Some(id) => self.show_queued(id),
             None => {
                 self.message = Some(
                     if forward {
@@ -2544,6 +2571,91 @@ impl Session {
                 );
             }
         }
+    }
+
+    /// Shows an image of the followed queue, with the box the queue names for it selected.
+    fn show_queued(&mut self, image: Uuid) {
+        match self.lead.queue_box(image) {
+            Some(ann) => self.show_box(image, ann),
+            None => self.show_id(image),
+        }
+    }
+
+    /// Shows an image with one of its boxes selected and on screen.
+    fn show_box(&mut self, image: Uuid, ann: Uuid) {
+        self.show_id(image);
+        if self.current.as_ref().map(|c| c.id) != Some(image) {
+            return;
+        }
+        match self.doc.get(image, ann) {
+            Some(a) => {
+                self.canvas.reveal(a.value.bbox);
+                self.selected = Some(ann);
+            }
+            None => self.message = Some("That box is no longer on this image".into()),
+        }
+    }
+
+    /// The crop grid's bulk fix: every box (image, box) given the class, or deleted (a
+    /// proposal rejected), as one undoable change over all their images. Boxes memory no
+    /// longer has (deleted since the grid was read) are left out.
+    fn bulk_fix(&mut self, boxes: &[(Uuid, Uuid)], fix: super::lead::CropsFix) {
+        let Some(&(first, _)) = boxes.first() else {
+            return;
+        };
+        for &(image, _) in boxes {
+            if !self.doc.is_loaded(image) {
+                match self.reader.annotations_for_image(image) {
+                    Ok(list) => self.doc.load(image, list),
+                    Err(e) => {
+                        self.message = Some(format!("Cannot read the boxes of an image: {e}"));
+                        return;
+                    }
+                }
+            }
+        }
+        let what = match fix {
+            super::lead::CropsFix::SetClass(_) => "change class of crops",
+            super::lead::CropsFix::Remove => "delete crops",
+        };
+        let mut change = Change::new(first, what);
+        let mut done = 0usize;
+        for &(image, id) in boxes {
+            let Some(a) = self.doc.get(image, id) else {
+                continue;
+            };
+            let before = a.value.clone();
+            match fix {
+                super::lead::CropsFix::SetClass(class) => {
+                    if before.class == class {
+                        continue;
+                    }
+                    let mut after = before.clone();
+                    after.class = class;
+                    after.state = edited_state(&before);
+                    change = change.update(id, before, after);
+                }
+                super::lead::CropsFix::Remove if before.state == ReviewState::Proposed => {
+                    let mut after = before.clone();
+                    after.state = ReviewState::Rejected;
+                    change = change.update(id, before, after);
+                }
+                super::lead::CropsFix::Remove => change = change.delete(id, before),
+            }
+            done += 1;
+            if self.selected == Some(id) && matches!(fix, super::lead::CropsFix::Remove) {
+                self.selected = None;
+            }
+        }
+        self.commit(change);
+        self.message = Some(format!(
+            "{} {done} box(es); undo reverts them together",
+            match fix {
+                super::lead::CropsFix::SetClass(class) =>
+                    format!("Class {} for", self.classes.name(class)),
+                super::lead::CropsFix::Remove => "Deleted or rejected".to_owned(),
+            }
+        ));
     }
 
     /// Adds image files or folders (on the writer thread).

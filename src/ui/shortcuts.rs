@@ -90,6 +90,7 @@ pub enum Action {
     ShowTriage,
     ShowEvaluate,
     ShowDashboard,
+    ShowCrops,
     // Pre-labelling with a model.
     RunModelOnImage,
     RunModelOnQueue,
@@ -162,6 +163,7 @@ impl Action {
             Action::ShowTriage,
             Action::ShowEvaluate,
             Action::ShowDashboard,
+            Action::ShowCrops,
             Action::RunModelOnImage,
             Action::RunModelOnQueue,
             Action::CancelModelRun,
@@ -232,6 +234,7 @@ impl Action {
             Action::ShowTriage => "show_triage",
             Action::ShowEvaluate => "show_evaluate",
             Action::ShowDashboard => "show_dashboard",
+            Action::ShowCrops => "show_crops",
             Action::RunModelOnImage => "run_model_on_image",
             Action::RunModelOnQueue => "run_model_on_queue",
             Action::CancelModelRun => "cancel_model_run",
@@ -332,6 +335,9 @@ impl Action {
                 "Show the evaluation view: a run's metrics, or two runs compared"
             }
             Action::ShowDashboard => "Show the lead dashboard: annotators, batches and audits",
+            Action::ShowCrops => {
+                "Show the crop grid: every box of a class, least like the others first"
+            }
             Action::RunModelOnImage => "Run the model on this image (proposals appear as stored)",
             Action::RunModelOnQueue => "Run the model on every image of the filtered list",
             Action::CancelModelRun => "Cancel the model run (finished images keep their proposals)",
@@ -450,6 +456,7 @@ impl Action {
             Action::ShowTriage => &["Ctrl+2"],
             Action::ShowEvaluate => &["Ctrl+3"],
             Action::ShowDashboard => &["Ctrl+4"],
+            Action::ShowCrops => &["Ctrl+5"],
             Action::RunModelOnImage => &["M"],
             Action::RunModelOnQueue => &["Shift+M"],
             Action::CancelModelRun => &["Shift+Escape"],

@@ -52,6 +52,8 @@ pub const DASH_GAP: f32 = 4.0;
 pub const IMAGE_ROW_HEIGHT: f32 = 44.0;
 /// Longest side of a thumbnail, in pixels.
 pub const THUMB_SIZE: u32 = 80;
+/// The longer side of a crop in the crop grid, in pixels (tiles are drawn at this size).
+pub const CROP_SIZE: u32 = 112;
 
 /// The theme chosen in the settings.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -1,5 +1,5 @@
-//! Thumbnails for the image list: made on a background thread for the rows on screen only,
-//! kept as textures in a small least-recently-used cache.
+//! Thumbnails for the image list, and box crops for the crop grid: made on a background thread
+//! for what is on screen only, kept as textures in a small least-recently-used cache.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -16,15 +16,20 @@ use uuid::Uuid;
 
 use super::theme;
 use crate::imaging;
+use crate::imaging::tiles::RegionSource;
+use crate::model::BBox;
 
 /// Thumbnails kept as textures.
 const CAPACITY: usize = 600;
 
 struct Queue {
-    jobs: VecDeque<(Uuid, PathBuf)>,
+    jobs: VecDeque<Job>,
     in_flight: HashSet<Uuid>,
     stop: bool,
 }
+
+/// A thumbnail to make: its key, the image file and, for a crop, the box to cut out.
+type Job = (Uuid, PathBuf, Option<BBox>);
 
 struct Shared {
     queue: Mutex<Queue>,
@@ -41,7 +46,7 @@ pub struct Thumbnails {
     shared: Arc<Shared>,
     results: Receiver<(Uuid, Option<ColorImage>)>,
     cache: HashMap<Uuid, (Thumb, u64)>,
-    wanted: Vec<(Uuid, PathBuf)>,
+    wanted: Vec<Job>,
     frame: u64,
     thread: Option<JoinHandle<Result<(), WorkerDeath>>>,
 }
@@ -49,6 +54,11 @@ pub struct Thumbnails {
 impl Thumbnails {
     /// Starts the `loupe-thumbnails` thread.
     pub fn new(ctx: &egui::Context) -> Self {
+        Self::named(ctx, "loupe-thumbnails")
+    }
+
+    /// Starts a cache whose thread has another name (the crop grid's `loupe-crops`).
+    pub fn named(ctx: &egui::Context, thread_name: &'static str) -> Self {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
@@ -62,7 +72,7 @@ impl Thumbnails {
             let shared = Arc::clone(&shared);
             let ctx = ctx.clone();
             let thread_ctx = ctx.clone();
-            workers::spawn(&ctx, "loupe-thumbnails", move || {
+            workers::spawn(&ctx, thread_name, move || {
                 worker(&shared, &tx, &thread_ctx);
             })
             .map_err(|e| tracing::error!("cannot start the thumbnail thread: {e}"))
@@ -80,6 +90,16 @@ impl Thumbnails {
 
     /// The thumbnail of an image if ready; otherwise asks for it (this frame).
     pub fn get(&mut self, id: Uuid, path: &Path) -> Option<&TextureHandle> {
+        self.want(id, path, None)
+    }
+
+    /// The crop of `bbox` (image pixels) from an image if ready; otherwise asks for it. `key`
+    /// names this crop ([`crop_key`]: a box that moves is another crop).
+    pub fn crop(&mut self, key: Uuid, path: &Path, bbox: BBox) -> Option<&TextureHandle> {
+        self.want(key, path, Some(bbox))
+    }
+
+    fn want(&mut self, id: Uuid, path: &Path, bbox: Option<BBox>) -> Option<&TextureHandle> {
         match self.cache.get_mut(&id) {
             Some((thumb, used)) => {
                 *used = self.frame;
@@ -89,7 +109,7 @@ impl Thumbnails {
                 }
             }
             None => {
-                self.wanted.push((id, path.to_path_buf()));
+                self.wanted.push((id, path.to_path_buf(), bbox));
                 None
             }
         }
@@ -131,7 +151,7 @@ impl Thumbnails {
             queue.jobs = self
                 .wanted
                 .drain(..)
-                .filter(|(id, _)| !self.cache.contains_key(id) && !in_flight.contains(id))
+                .filter(|(id, _, _)| !self.cache.contains_key(id) && !in_flight.contains(id))
                 .collect();
             queue.in_flight = in_flight;
         }
@@ -161,8 +181,11 @@ impl Drop for Thumbnails {
 }
 
 fn worker(shared: &Shared, results: &Sender<(Uuid, Option<ColorImage>)>, ctx: &egui::Context) {
+    // The image the last crop was cut from, kept: crops listed by image (the grid without
+    // embeddings) then decode each image once.
+    let mut last: Option<(PathBuf, RegionSource)> = None;
     loop {
-        let (id, path) = {
+        let (id, path, bbox) = {
             let mut queue = shared.queue.lock();
             loop {
                 if queue.stop {
@@ -175,7 +198,16 @@ fn worker(shared: &Shared, results: &Sender<(Uuid, Option<ColorImage>)>, ctx: &e
                 shared.wake.wait(&mut queue);
             }
         };
-        let thumb = make_thumbnail(&path);
+        let thumb = match bbox {
+            Some(bbox) => {
+                if last.as_ref().is_none_or(|(p, _)| *p != path) {
+                    last = open_for_crops(&path).map(|source| (path.clone(), source));
+                }
+                last.as_ref()
+                    .and_then(|(_, source)| crop_from(source, bbox))
+            }
+            None => make_thumbnail(&path),
+        };
         shared.queue.lock().in_flight.remove(&id);
         if results.send((id, thumb)).is_err() {
             return;
@@ -202,6 +234,53 @@ pub fn make_thumbnail(path: &Path) -> Option<ColorImage> {
     .map_err(|e| tracing::debug!("no thumbnail: {e}"))
     .ok()?;
     let small = img.thumbnail(theme::THUMB_SIZE, theme::THUMB_SIZE);
+    Some(to_color_image(small))
+}
+
+/// The key of a box's crop: the box and where it is, so a moved box is cropped again.
+pub fn crop_key(ann: Uuid, bbox: &BBox) -> Uuid {
+    let mut h = blake3::Hasher::new();
+    h.update(ann.as_bytes());
+    for v in [bbox.x, bbox.y, bbox.w, bbox.h] {
+        h.update(&v.to_le_bytes());
+    }
+    let bytes: [u8; 16] = h.finalize().as_bytes()[..16]
+        .try_into()
+        .expect("a blake3 hash has 32 bytes");
+    Uuid::from_bytes(bytes)
+}
+
+/// An image to cut crops from: decoded, or its tile pyramid when it is big.
+fn open_for_crops(path: &Path) -> Option<RegionSource> {
+    let settings = imaging::tiles::TileSettings::default();
+    RegionSource::open(path, None, &settings)
+        .map_err(|e| tracing::debug!("no crop: {e}"))
+        .ok()
+}
+
+/// The box's pixels with a little context around it (an eighth of its size each side), at
+/// most [`theme::CROP_SIZE`] on its longer side. A big (tiled) image is read as a region, never
+/// decoded whole.
+fn crop_from(source: &RegionSource, bbox: BBox) -> Option<ColorImage> {
+    let (width, height) = source.size();
+    let pad_x = bbox.w / 8.0;
+    let pad_y = bbox.h / 8.0;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let clamp = |v: f64, max: u32| (v.max(0.0) as u32).min(max);
+    let x0 = clamp((bbox.x - pad_x).floor(), width.saturating_sub(1));
+    let y0 = clamp((bbox.y - pad_y).floor(), height.saturating_sub(1));
+    let x1 = clamp((bbox.x + bbox.w + pad_x).ceil(), width).max(x0 + 1);
+    let y1 = clamp((bbox.y + bbox.h + pad_y).ceil(), height).max(y0 + 1);
+    let region = source
+        .region(x0, y0, x1 - x0, y1 - y0)
+        .map_err(|e| tracing::debug!("no crop: {e}"))
+        .ok()?;
+    let small = region.thumbnail(theme::CROP_SIZE, theme::CROP_SIZE);
+    Some(to_color_image(small))
+}
+
+/// RGBA pixels for a texture; 16-bit gray is stretched over its robust range.
+fn to_color_image(small: DynamicImage) -> ColorImage {
     let rgba = match small {
         DynamicImage::ImageLuma16(g) => {
             let (w, h) = g.dimensions();
@@ -220,5 +299,33 @@ pub fn make_thumbnail(path: &Path) -> Option<ColorImage> {
         other => other.into_rgba8(),
     };
     let size = [rgba.width() as usize, rgba.height() as usize];
-    Some(ColorImage::from_rgba_unmultiplied(size, rgba.as_raw()))
+    ColorImage::from_rgba_unmultiplied(size, rgba.as_raw())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crop_holds_the_box_with_context_clamped_to_the_image() {
+        let img = DynamicImage::ImageRgb8(image::RgbImage::new(400, 300));
+        let source = RegionSource::Decoded(img);
+        // 80 x 40 with an eighth each side: 100 x 50, as wide as tall twice.
+        let c = crop_from(&source, BBox::new(100.0, 100.0, 80.0, 40.0)).expect("a crop");
+        assert_eq!(c.size[0], 2 * c.size[1], "{:?}", c.size);
+        assert!(c.size[0] <= theme::CROP_SIZE as usize);
+        // At the corner the context is cut off by the image's edge (16 + 2 a side, not 20).
+        let c = crop_from(&source, BBox::new(0.0, 0.0, 16.0, 32.0)).expect("a crop");
+        assert_eq!(c.size[1] * 18, c.size[0] * 36, "{:?}", c.size);
+        // A box past the edge still gives a pixel rather than nothing.
+        assert!(crop_from(&source, BBox::new(420.0, 320.0, 5.0, 5.0)).is_some());
+    }
+
+    #[test]
+    fn a_moved_box_is_another_crop() {
+        let id = Uuid::from_u128(7);
+        let a = crop_key(id, &BBox::new(1.0, 2.0, 3.0, 4.0));
+        assert_eq!(a, crop_key(id, &BBox::new(1.0, 2.0, 3.0, 4.0)));
+        assert_ne!(a, crop_key(id, &BBox::new(1.5, 2.0, 3.0, 4.0)));
+    }
 }

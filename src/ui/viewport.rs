@@ -145,6 +145,16 @@ impl Viewport {
         self.clamp();
     }
 
+    /// Brings a box on screen: when it is not wholly on the canvas, pans (keeping the zoom) so
+    /// its centre is the canvas's centre. A box already in view stays where it is.
+    pub fn reveal(&mut self, bbox: &BBox) {
+        let on_screen = self.screen_from_bbox(bbox);
+        if self.canvas.contains_rect(on_screen) {
+            return;
+        }
+        self.pan(self.canvas.center() - on_screen.center());
+    }
+
     /// Keeps part of the image on screen, so it cannot be lost by panning or zooming.
     fn clamp(&mut self) {
         let size = self.image_size * self.zoom;
@@ -228,6 +238,27 @@ mod tests {
         let r = v.image_rect_on_screen();
         assert!(close(r.center(), v.canvas().center()));
         assert!(v.canvas().contains_rect(r));
+    }
+
+    #[test]
+    fn reveal_centres_a_box_off_screen_and_leaves_one_in_view() {
+        let mut v = viewport();
+        v.zoom_about(8.0, v.canvas().center());
+        let zoom = v.zoom();
+        let far = BBox::new(380.0, 280.0, 10.0, 10.0);
+        assert!(!v.canvas().contains_rect(v.screen_from_bbox(&far)));
+        v.reveal(&far);
+        assert!(close(
+            v.screen_from_bbox(&far).center(),
+            v.canvas().center()
+        ));
+        assert!((v.zoom() - zoom).abs() < 1e-6, "the zoom stays");
+        let before = v.screen_from_image(pos2(0.0, 0.0));
+        v.reveal(&BBox::new(382.0, 282.0, 4.0, 4.0));
+        assert!(
+            close(v.screen_from_image(pos2(0.0, 0.0)), before),
+            "in view: no pan"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! reached the project file through a fresh connection.
 
 mod clicks;
+mod crops;
 mod dialogs;
 mod editing;
 mod lead;

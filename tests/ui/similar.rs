@@ -114,11 +114,35 @@ fn shift_s_opens_the_images_most_like_this_one_as_a_queue() {
 
     // A box selected: the queue holds the images of the boxes most like it.
     press(&mut h, Key::Tab);
-    assert!(session(&h).selected().is_some(), "a box is selected");
+    let origin = session(&h).selected().expect("a box is selected");
     press_with(&mut h, false, true, Key::S);
     settle_all(&mut h);
-    let q = session(&h).lead().queue_position().expect("a queue");
-    assert!(q.0.contains("like a box of p1-layout.jpg"), "{}", q.0);
+    let (name, len) = {
+        let q = session(&h).lead().queue_position().expect("a queue");
+        (q.0.to_owned(), q.2)
+    };
+    assert!(name.contains("like a box of p1-layout.jpg"), "{name}");
+    assert!(len >= 3, "the page and two images with boxes alike: {len}");
+    // Each image of the queue opens with its box most like the one asked about selected.
+    let p = Project::open(&fx.project).expect("as set up");
+    let selected_here = |h: &egui_kittest::Harness<'_, loupe::ui::App>| {
+        let id = session(h).selected().expect("the similar box is selected");
+        let a = p.annotation(id).expect("a stored box");
+        let image = p.image(a.value.image).expect("its image");
+        assert_eq!(image.path, current_path(h), "the box is on the image shown");
+        id
+    };
+    let first = selected_here(&h);
+    assert_ne!(first, origin);
+    press(&mut h, Key::D);
+    let second = selected_here(&h);
+    assert_ne!(second, first);
+    assert_ne!(second, origin);
+    // Back on the page it started from, the box asked about is selected again.
+    press(&mut h, Key::A);
+    press(&mut h, Key::A);
+    assert_eq!(current_path(&h), pages[0].1);
+    assert_eq!(session(&h).selected(), Some(origin));
 }
 
 #[test]

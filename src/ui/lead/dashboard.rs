@@ -447,6 +447,7 @@ impl Dashboard {
                         let queue = Queue {
                             name: format!("batch {name}"),
                             images: detail.images.iter().map(|i| i.id).collect(),
+                            ..Queue::default()
                         };
                         out.push(Command::Lead(LeadCommand::Open {
                             image: img.id,
@@ -561,6 +562,7 @@ impl Dashboard {
             let sample = Queue {
                 name: format!("audit of {name}"),
                 images: a.items.iter().map(|i| i.image).collect(),
+                ..Queue::default()
             };
             let in_queue = queue == Some(&sample);
             if !a.items.is_empty()

@@ -15,7 +15,8 @@ use crossbeam_channel::{Receiver, Sender};
 use eframe::egui;
 use uuid::Uuid;
 
-use crate::model::{AnnotationValue, ReviewState, Source, User};
+use crate::model::{AnnotationValue, Class, ReviewState, Source, User};
+use crate::review::crops::ClassCrops;
 use crate::review::similar::{Neighbour, Target};
 use crate::review::{
     self, AgreementReport, AnnotatorStats, AuditInfo, BatchDetail, BatchInfo, EvalOptions,
@@ -40,6 +41,15 @@ pub enum Query {
     },
     /// The images or boxes most like one (the newest embedding set, 20 neighbours).
     Similar(Target),
+    /// The boxes of a class, least like the others first (the newest embedding set).
+    Crops(CropsKey),
+}
+
+/// Which boxes the crop grid shows: a class, with or without its proposals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CropsKey {
+    pub class: Uuid,
+    pub proposals: bool,
 }
 
 /// What the views can choose from.
@@ -55,6 +65,8 @@ pub struct Choices {
     /// Every `key=value` of the image metadata, with its image count.
     pub slices: Vec<(String, usize)>,
     pub users: Vec<User>,
+    /// The classes, in the project's order.
+    pub classes: Vec<Class>,
 }
 
 /// The dashboard's figures.
@@ -110,6 +122,7 @@ pub enum Answer {
     Triage(TriageOptions, Result<Triage, String>),
     Eval(EvalKey, Result<EvalResult, String>),
     Similar(Target, Result<Vec<Neighbour>, String>),
+    Crops(CropsKey, Result<ClassCrops, String>),
 }
 
 /// What identifies an evaluation in the cache.
@@ -239,6 +252,10 @@ fn answer(p: &Project, query: Query) -> Answer {
                 .map_err(text);
             Answer::Similar(target, r)
         }
+        Query::Crops(key) => {
+            let r = review::crops::class_crops(p, key.class, key.proposals, None).map_err(text);
+            Answer::Crops(key, r)
+        }
         Query::Triage(opts) => {
             let r = review::triage_ranked(p, &opts).map_err(text);
             Answer::Triage(opts, r)
@@ -289,6 +306,7 @@ fn choices(p: &Project) -> review::Result<Choices> {
         versions: p.versions()?.into_iter().map(|v| v.name).collect(),
         slices,
         users: p.users()?,
+        classes: p.classes()?,
     })
 }
 

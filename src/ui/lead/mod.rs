@@ -9,6 +9,7 @@
 //! (`writes::LeadWrite`) and the core functions of `crate::review`.
 
 mod cache;
+mod crops_view;
 mod dashboard;
 mod details;
 mod eval_view;
@@ -17,6 +18,7 @@ mod profile;
 mod triage_view;
 mod writes;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -30,6 +32,7 @@ use crate::review::similar::{Neighbour, Target};
 use crate::review::{BatchDetail, LabelIssue, TriageImage};
 use crate::store::{ImageFilter, Project};
 
+pub use crops_view::CropsFix;
 pub use jobs::{Answer, Choices, DashboardData, EvalResult, HistoryRow, ImageMeta, Query};
 pub use triage_view::IssueKey;
 pub use writes::{LeadDone, LeadOutcome, LeadWrite, perform};
@@ -46,11 +49,19 @@ pub enum Mode {
     Triage,
     Evaluate,
     Dashboard,
+    /// Every box of a class as a grid of crops.
+    Crops,
 }
 
 impl Mode {
     /// Every mode, in the order of the switch.
-    pub const ALL: [Mode; 4] = [Mode::Label, Mode::Triage, Mode::Evaluate, Mode::Dashboard];
+    pub const ALL: [Mode; 5] = [
+        Mode::Label,
+        Mode::Triage,
+        Mode::Evaluate,
+        Mode::Dashboard,
+        Mode::Crops,
+    ];
 
     /// The mode's name on the switch and in the View menu.
     pub fn label(self) -> &'static str {
@@ -59,6 +70,7 @@ impl Mode {
             Mode::Triage => "Triage",
             Mode::Evaluate => "Evaluate",
             Mode::Dashboard => "Dashboard",
+            Mode::Crops => "Crops",
         }
     }
 
@@ -69,17 +81,20 @@ impl Mode {
             Mode::Triage => Action::ShowTriage,
             Mode::Evaluate => Action::ShowEvaluate,
             Mode::Dashboard => Action::ShowDashboard,
+            Mode::Crops => Action::ShowCrops,
         }
     }
 }
 
 /// A list of images that "next" and "previous" follow instead of the image list (triage order,
-/// an audit sample).
-#[derive(Clone, Debug, PartialEq)]
+/// an audit sample, images of boxes alike).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Queue {
     /// What it is, for people ("triage of detector-v1").
     pub name: String,
     pub images: Vec<Uuid>,
+    /// The box to select when an image opens, by image (a queue of boxes alike).
+    pub boxes: HashMap<Uuid, Uuid>,
 }
 
 /// What the data-loop views ask of the session.
@@ -93,8 +108,25 @@ pub enum LeadCommand {
         image: Uuid,
         queue: Option<Queue>,
     },
+    /// Show an image on the canvas (switching to Label) with one of its boxes selected.
+    OpenBox {
+        image: Uuid,
+        ann: Uuid,
+    },
     /// "Next" follows the image list again.
     LeaveQueue,
+    /// Show the crop grid of this class.
+    ShowCrops(Uuid),
+    /// The crop grid: fix these boxes (image, box) in one undoable change.
+    CropsFix {
+        boxes: Vec<(Uuid, Uuid)>,
+        fix: CropsFix,
+    },
+    /// The crop grid's keys: open the first selected box (Enter), delete or reject the
+    /// selected boxes (Delete), forget the selection (Escape).
+    CropsOpenSelected,
+    CropsRemoveSelected,
+    CropsDeselect,
     /// Triage: fix this issue (or, with `None`, the selected one) as its reason suggests.
     FixIssue(Option<IssueKey>),
     /// Triage: select this issue (the one the fix key acts on).
@@ -120,6 +152,16 @@ pub fn mode_switch_ui(ui: &mut Ui, current: Mode, keymap: &Keymap, out: &mut Vec
 pub enum LeadEffect {
     None,
     Show(Uuid),
+    /// Show an image with this box selected.
+    ShowBox {
+        image: Uuid,
+        ann: Uuid,
+    },
+    /// Fix these boxes (image, box) as one undoable change.
+    Bulk {
+        boxes: Vec<(Uuid, Uuid)>,
+        fix: CropsFix,
+    },
     Write(LeadWrite),
     /// Fix a triage issue: the session plans it on its boxes and commits it as an undoable
     /// change, then calls [`LeadViews::issue_fixed`].
@@ -150,6 +192,8 @@ pub struct LeadInput<'a> {
     /// The image list's filter (a batch can be made from it).
     pub filter: &'a ImageFilter,
     pub keymap: &'a Keymap,
+    /// The project's folder (image paths are relative to it).
+    pub root: &'a Path,
 }
 
 /// What the panel beside the canvas needs.
@@ -186,6 +230,7 @@ pub struct LeadViews {
     triage: triage_view::TriageView,
     eval: eval_view::EvalView,
     details: details::Details,
+    crops: crops_view::CropsView,
     queue: Option<(Queue, usize)>,
     /// "More like this" asked and not answered yet: the target and the queue's name.
     similar_asked: Option<(Target, String)>,
@@ -214,6 +259,7 @@ impl LeadViews {
             triage: triage_view::TriageView::default(),
             eval: eval_view::EvalView::default(),
             details: details::Details::default(),
+            crops: crops_view::CropsView::new(ctx),
             queue: None,
             similar_asked: None,
             similar_found: None,
@@ -257,13 +303,28 @@ impl LeadViews {
         };
         self.similar_found = Some(r.and_then(|found| {
             let mut images = vec![origin];
+            let mut boxes = HashMap::new();
             for n in &found {
                 if !images.contains(&n.image) {
                     images.push(n.image);
+                    // The most alike box of each image is the one selected there.
+                    if let Some(ann) = n.ann {
+                        boxes.insert(n.image, ann);
+                    }
                 }
             }
+            if let Target::Box { image, ann } = target {
+                boxes.insert(image, ann);
+            }
             match images.get(1) {
-                Some(&first) => Ok((first, Queue { name, images })),
+                Some(&first) => Ok((
+                    first,
+                    Queue {
+                        name,
+                        images,
+                        boxes,
+                    },
+                )),
                 None if found.is_empty() => Err(format!(
                     "Nothing {name}: no other embedded {}",
                     if matches!(target, Target::Box { .. }) {
@@ -312,6 +373,13 @@ impl LeadViews {
         self.queue
             .as_ref()
             .map(|(q, i)| (q.name.as_str(), *i, q.images.len()))
+    }
+
+    /// The box to select when `image` opens from the followed queue, if the queue names one.
+    pub fn queue_box(&self, image: Uuid) -> Option<Uuid> {
+        self.queue
+            .as_ref()
+            .and_then(|(q, _)| q.boxes.get(&image).copied())
     }
 
     /// The next (or previous) image of the queue after `current`; `None` at its end.
@@ -364,6 +432,11 @@ impl LeadViews {
             Answer::Triage(opts, r) => self.triage.take(generation, opts, r),
             Answer::Eval(key, r) => self.eval.result.fill(generation, key, r),
             Answer::Similar(target, r) => self.similar_answer(target, r),
+            Answer::Crops(key, r) => {
+                self.crops
+                    .crops
+                    .fill(generation, key, r.map(std::sync::Arc::new));
+            }
         }
     }
 
@@ -385,7 +458,42 @@ impl LeadViews {
                 self.mode = Mode::Label;
                 return LeadEffect::Show(image);
             }
+            LeadCommand::OpenBox { image, ann } => {
+                self.mode = Mode::Label;
+                return LeadEffect::ShowBox { image, ann };
+            }
             LeadCommand::LeaveQueue => self.queue = None,
+            LeadCommand::ShowCrops(class) => {
+                self.crops.show_class(class);
+                self.mode = Mode::Crops;
+                self.data_changed();
+            }
+            LeadCommand::CropsFix { boxes, fix } => {
+                if boxes.is_empty() {
+                    return LeadEffect::Say("No crops selected".into());
+                }
+                return LeadEffect::Bulk { boxes, fix };
+            }
+            LeadCommand::CropsOpenSelected => {
+                return match self.crops.selected_boxes().first() {
+                    Some(&(image, ann)) => {
+                        self.mode = Mode::Label;
+                        LeadEffect::ShowBox { image, ann }
+                    }
+                    None => LeadEffect::Say("No crop selected".into()),
+                };
+            }
+            LeadCommand::CropsRemoveSelected => {
+                let boxes = self.crops.selected_boxes();
+                if boxes.is_empty() {
+                    return LeadEffect::Say("No crops selected".into());
+                }
+                return LeadEffect::Bulk {
+                    boxes,
+                    fix: CropsFix::Remove,
+                };
+            }
+            LeadCommand::CropsDeselect => self.crops.deselect(),
             LeadCommand::FixIssue(key) => {
                 if self.mode != Mode::Triage {
                     return LeadEffect::Say(
@@ -470,6 +578,7 @@ impl LeadViews {
                 Mode::Label => {}
                 Mode::Triage => self.triage.ui(ui, &mut asker, choices, input.keymap, out),
                 Mode::Evaluate => self.eval.ui(ui, &mut asker, choices),
+                Mode::Crops => self.crops.ui(ui, &mut asker, choices, input.root, out),
                 Mode::Dashboard => {
                     let me = self.profile.user();
                     self.dashboard
@@ -527,6 +636,26 @@ impl LeadViews {
     }
 
     // ------------------------------------------------------------------ read access (tests)
+
+    /// The crop grid's list, if read.
+    pub fn crops_shown(&self) -> Option<&crate::review::crops::ClassCrops> {
+        self.crops.shown()
+    }
+
+    /// The crops selected in the grid, in its order.
+    pub fn crops_selected(&self) -> Vec<Uuid> {
+        self.crops.selected()
+    }
+
+    /// The crops selected in the grid as (image, box), in its order.
+    pub fn crops_selected_boxes(&self) -> Vec<(Uuid, Uuid)> {
+        self.crops.selected_boxes()
+    }
+
+    /// True when every crop the grid asked for is cut (or failed).
+    pub fn crops_idle(&self) -> bool {
+        self.crops.crops_idle()
+    }
 
     /// The triage ranking on screen, if any.
     pub fn triage_rows(&self) -> Option<&[TriageImage]> {

@@ -316,6 +316,7 @@ impl TriageView {
         let queue = || Queue {
             name: format!("triage of {run}"),
             images: rows.iter().map(|r| r.image).collect(),
+            ..Queue::default()
         };
         ui.horizontal(|ui| {
             ui.label(
