@@ -424,7 +424,7 @@ fn vectors_equal_the_python_reference_pipeline() {
         PathBuf::from("python3")
     })
     .arg(&script)
-    .arg(&encoder())
+    .arg(encoder())
     .args(&files)
     .output()
     .expect("python runs (scripts/setup.sh installs onnxruntime and opencv)");
