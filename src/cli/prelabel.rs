@@ -97,6 +97,18 @@ pub fn prelabel(
         args.limit,
     )?;
     let skipped = plan.skipped;
+    if plan.items.is_empty() && skipped == 0 {
+        // Said and failed, as `loupe embed` does; a run made just now holds nothing: drop it.
+        project.delete_empty_run(plan.run)?;
+        anyhow::bail!(
+            "nothing to pre-label: the selection has no images{}",
+            if plan.missing > 0 {
+                format!(" on disk ({} missing)", plan.missing)
+            } else {
+                String::new()
+            }
+        );
+    }
     let cancel = Arc::new(AtomicBool::new(false));
     {
         let cancel = cancel.clone();
