@@ -332,6 +332,8 @@ on_both_backends!(
     bad_packs_are_refused_whole_and_the_rest_goes_on,
     a_push_killed_at_any_point_uploads_each_revision_once,
     a_pull_killed_at_any_point_applies_each_pack_once,
+    a_push_killed_then_a_pull_first_uploads_each_revision_once,
+    a_lists_pack_killed_unrecorded_is_adopted_by_the_next_push,
     images_travel_by_content_hash,
     a_published_version_is_fixed_and_verifiable,
     sync_needs_a_roster_and_a_key_in_it,
@@ -908,6 +910,117 @@ fn a_push_killed_at_any_point_uploads_each_revision_once(backend: Backend) {
     assert!(r.refused.is_empty(), "{:?}", r.refused);
     assert_eq!(team.hash(0), team.hash(1));
     assert_eq!(team.sync(1).pushed_revisions, 0);
+}
+
+/// The packs of client `i` in the store: every one valid and in one chain; returns how many
+/// times each revision was uploaded.
+fn uploads_of(team: &Team, i: usize) -> HashMap<(Uuid, i64), usize> {
+    let store = team.store();
+    let client = team.open(i).client_id();
+    let keys = store.list(&format!("log/{client}"), None).expect("list");
+    let mut seen = HashMap::new();
+    let mut prev = None;
+    for (k, key) in keys.iter().enumerate() {
+        let p = pack::open(&store.get(key).expect("get").expect("pack")).expect("valid pack");
+        assert_eq!(p.header.seq, k as u64 + 1, "{key}");
+        assert_eq!(p.header.prev, prev, "{key}: broken chain");
+        prev = Some(p.hash.clone());
+        for r in p.revisions {
+            *seen.entry((r.annotation, r.hlc)).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+/// A worker killed after its pack landed and before it recorded it pulls before it pushes
+/// again (`loupe worker` does): its own unrecorded pack must be adopted, not pulled and then
+/// uploaded a second time in a pack every reader refuses as replayed.
+fn a_push_killed_then_a_pull_first_uploads_each_revision_once(backend: Backend) {
+    let team = Team::new(backend, &[Role::Lead, Role::Annotator]);
+    for i in 0..5 {
+        team.create(1, i % IMAGES, f64::from(i));
+    }
+    let mut options = team.options(1);
+    options.faults = Some(Faults::writes_landing(0));
+    let err = team
+        .sync_with(1, &options)
+        .expect_err("killed after the upload");
+    assert!(matches!(err, SyncError::Injected(_)), "{err}");
+    let pull_only = SyncOptions {
+        push: false,
+        ..team.options(1)
+    };
+    let r = team.sync_with(1, &pull_only).expect("pull");
+    assert!(r.refused.is_empty(), "{:?}", r.refused);
+    for i in 5..8 {
+        team.create(1, i % IMAGES, f64::from(i));
+    }
+    let r = team.sync(1);
+    assert_eq!(r.pushed_revisions, 8, "{r:?}");
+    let seen = uploads_of(&team, 1);
+    assert_eq!(seen.len(), 8);
+    assert!(seen.values().all(|n| *n == 1), "a revision uploaded twice");
+    let r = team.sync(0);
+    assert_eq!(r.pulled_revisions, 8);
+    assert!(r.refused.is_empty(), "{:?}", r.refused);
+    assert!(r.held_back.is_empty(), "{:?}", r.held_back);
+    assert_eq!(team.hash(0), team.hash(1));
+    assert_eq!(team.sync(1).pushed_revisions, 0);
+}
+
+/// A shared run's coverage travels in a pack of lists after its proposals; killed after that
+/// pack landed unrecorded, the next push (with new proposals first) adopts it instead of calling the
+/// project a copy, and readers see the whole coverage once.
+fn a_lists_pack_killed_unrecorded_is_adopted_by_the_next_push(backend: Backend) {
+    use loupe::store::{NewRun, RunImageTiming};
+    let team = Team::new(backend, &[Role::Lead, Role::Annotator]);
+    let run = loupe::inference::team_run_id("team", "m", "s");
+    let propose = |image: u32| {
+        let mut p = team.open(1);
+        p.create_shared_run(
+            run,
+            &NewRun {
+                name: "team".into(),
+                kind: "onnx".into(),
+                model_hash: Some("m".into()),
+                settings: "{}".into(),
+                settings_hash: Some("s".into()),
+                ..NewRun::default()
+            },
+        )
+        .expect("run");
+        let img = p
+            .image_by_path(&format!("img/{image}.png"))
+            .expect("lookup")
+            .expect("image");
+        p.add_proposals(
+            run,
+            img.id,
+            &[("cat".into(), BBox::new(1.0, 2.0, 10.0, 8.0), 0.9)],
+            RunImageTiming::default(),
+        )
+        .expect("proposals");
+    };
+    propose(0);
+    let mut options = team.options(1);
+    // Write 0 is the pack of proposals, write 1 the pack of coverage: it lands, unrecorded.
+    options.faults = Some(Faults::writes_landing(1));
+    let err = team
+        .sync_with(1, &options)
+        .expect_err("killed after the upload");
+    assert!(matches!(err, SyncError::Injected(_)), "{err}");
+    propose(1);
+    let r = team.sync(1);
+    assert_eq!(r.pushed_revisions, 1, "{r:?}");
+    let seen = uploads_of(&team, 1);
+    assert_eq!(seen.len(), 2);
+    assert!(seen.values().all(|n| *n == 1), "a revision uploaded twice");
+    let r = team.sync(0);
+    assert!(r.refused.is_empty(), "{:?}", r.refused);
+    assert!(r.held_back.is_empty(), "{:?}", r.held_back);
+    let p0 = team.open(0);
+    assert_eq!(p0.images_done_by_run(run).expect("done").len(), 2);
+    assert_eq!(team.sync(1).pushed_packs, 0);
 }
 
 fn a_pull_killed_at_any_point_applies_each_pack_once(backend: Backend) {

@@ -255,6 +255,83 @@ fn four_workers_with_the_model_role_pre_label_through_s3_as_one_run() {
     assert_eq!(info.images, 7);
     drop(p);
 
+    // A worker killed (SIGKILL) midway and restarted on its work folder resumes: it does
+    // only what it had not stored, and pushes what it had stored but not pushed. Killed three
+    // times, at moments a little later each time (so some kills land inside a push), then left
+    // to finish.
+    let kill_work = root.join("work-killed");
+    let killed_args = || -> Vec<String> {
+        setup
+            .worker_args(0, &kill_work, &[])
+            .into_iter()
+            .map(|a| if a == "0/4" { "0/1".to_owned() } else { a })
+            .map(|a| {
+                if a == "layout" {
+                    "layout-killed".to_owned()
+                } else {
+                    a
+                }
+            })
+            .collect()
+    };
+    let covered = |work: &Path| -> u64 {
+        Project::open(&work.join("worker.loupe"))
+            .ok()
+            .and_then(|p| p.runs().ok())
+            .and_then(|runs| runs.into_iter().find(|r| r.name == "layout-killed"))
+            .map_or(0, |r| r.images)
+    };
+    for (attempt, after_ms) in [0u64, 15, 40].into_iter().enumerate() {
+        let start = covered(&kill_work);
+        let mut child = setup
+            .cmd("w1")
+            .args(killed_args())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start a worker");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while covered(&kill_work) == start
+            && std::time::Instant::now() < deadline
+            && child.try_wait().expect("poll the worker").is_none()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(after_ms));
+        child.kill().expect("kill the worker");
+        child.wait().expect("reaped");
+        assert!(
+            covered(&kill_work) > start || covered(&kill_work) == 7,
+            "attempt {attempt}: the worker stored something before it was killed"
+        );
+    }
+    let before = covered(&kill_work);
+    let restarted = report(
+        setup
+            .cmd("w1")
+            .args(killed_args())
+            .output()
+            .expect("run a worker"),
+    );
+    assert_eq!(count(&restarted, "in_shard"), 7, "{restarted}");
+    assert_eq!(count(&restarted, "already_done"), before, "{restarted}");
+    assert_eq!(
+        count(&restarted, "processed"),
+        7 - before,
+        "only what was not stored is done again: {restarted}"
+    );
+    lead(&["sync"]);
+    let runs: serde_json::Value =
+        serde_json::from_str(&lead(&["runs", "--json"])).expect("runs json");
+    let killed = runs
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|r| r["name"] == "layout-killed")
+        .expect("the killed worker's run arrived")
+        .clone();
+    assert_eq!(killed["images_done"].as_u64(), Some(7), "{killed}");
+
     // A worker's key may not write labels: pushed, and refused at merge on every client.
     let rogue_dir = root.join("rogue");
     let rogue = pages_and_photos(&rogue_dir);

@@ -374,6 +374,21 @@ impl Project {
 
     // ------------------------------------------------------------ push
 
+    /// Whether revision `hlc` of box `annotation` was written by this client and not recorded
+    /// as pushed yet: a pack of this client that holds it is one an interrupted push wrote.
+    pub(crate) fn log_is_unrecorded_own(&self, annotation: Uuid, hlc: i64) -> Result<bool> {
+        self.conn
+            .prepare_cached(
+                "SELECT 1 FROM revisions v JOIN annotations a ON a.id=v.ann
+                 WHERE a.uuid=?1 AND v.client=?2 AND v.hlc=?3
+                   AND NOT EXISTS (SELECT 1 FROM sync_revs s WHERE s.rev=v.seq)",
+            )
+            .and_then(|mut stmt| {
+                stmt.exists(params![annotation.as_bytes().as_slice(), self.client, hlc])
+            })
+            .map_err(self.sq())
+    }
+
     /// This client's revisions after `pushed_seq` not pushed yet, in order, with their parents
     /// and the roster's verdict; plus the highest seq looked at (the next watermark).
     pub(crate) fn log_unpushed(

@@ -319,65 +319,40 @@ fn push(
     ));
     progress.set_total(revisions.len() as u64);
     let client = project.client_id();
-    let (mut seq, mut prev) = project.sync_chain_head(&remote.name, client)?;
+    let mut place = Place {
+        client,
+        ..Place::default()
+    };
+    (place.seq, place.prev) = project.sync_chain_head(&remote.name, client)?;
     let per_pack = options.pack_revisions.clamp(1, MAX_PACK_REVISIONS);
     let mut i = 0;
-    let mut retried = false;
     while i < revisions.len() {
         let chunk = &revisions[i..(i + per_pack).min(revisions.len())];
-        seq += 1;
-        let mut writer = PackWriter::new(client);
-        for o in chunk {
-            writer.push(&o.revision);
-        }
-        let (bytes, hash) = writer.finish(client, seq, prev.clone(), identity, now_ms());
-        let key = pack_key(client, seq);
-        let bytes = Bytes::from(bytes);
-        let (hash, n, copy) = if store.put_new(&key, bytes.clone())? {
-            (hash, chunk.len(), Some(bytes))
-        } else {
-            match occupant(
-                store,
-                &key,
-                client,
-                seq,
-                prev.as_deref(),
-                roster,
-                &revisions[i..],
-                false,
-            )? {
-                Occupant::Ours(hash, n) => (hash, n, None),
-                Occupant::Vanished if !retried => {
-                    // Deleted between our write and our read: try the same place once more.
-                    retried = true;
-                    seq -= 1;
-                    continue;
-                }
-                Occupant::Vanished => {
-                    return Err(SyncError::ClientCollision(format!(
-                        "{}: {key} refuses new packs but holds none",
-                        store.url()
-                    )));
-                }
-                Occupant::Foreign(why) => {
-                    // Every reader refuses what sits there for the same reason and looks at the
-                    // next place for a pack that follows our last one: write it there.
-                    let note = format!("{key}: {why}; your pack was written after it");
-                    tracing::warn!("{note}");
-                    report.written_past.push(note);
-                    continue;
-                }
+        let placed = place.write(store, roster, &revisions[i..], report, |seq, prev| {
+            let mut writer = PackWriter::new(client);
+            for o in chunk {
+                writer.push(&o.revision);
             }
-        };
-        retried = false;
+            writer.finish(client, seq, prev, identity, now_ms())
+        })?;
+        // What we wrote holds the chunk; an adopted pack holds what it holds (none of the
+        // revisions when it is a pack of lists: they go into the next one).
+        let n = placed.adopted.unwrap_or(chunk.len());
         let written = &revisions[i..i + n];
-        project.sync_record_push(&remote.name, seq, &hash, written, &signer, judge)?;
-        keep_copy(project, store, &remote.name, &key, copy)?;
+        project.sync_record_push(
+            &remote.name,
+            place.seq,
+            &placed.hash,
+            written,
+            &signer,
+            judge,
+        )?;
+        keep_copy(project, store, &remote.name, place.seq, placed.copy)?;
         report.pushed_packs += 1;
         report.pushed_revisions += n;
         report.refused_own += written.iter().filter(|o| o.refused.is_some()).count();
         progress.inc(n as u64);
-        prev = Some(hash);
+        place.prev = Some(placed.hash);
         i += n;
     }
     project.sync_set_watermark(&remote.name, watermark)?;
@@ -426,20 +401,22 @@ fn push_lists(
         return Ok(());
     }
     let client = project.client_id();
-    let (mut seq, mut prev) = project.sync_chain_head(&remote.name, client)?;
-    let mut retried = false;
+    let mut place = Place {
+        client,
+        ..Place::default()
+    };
+    (place.seq, place.prev) = project.sync_chain_head(&remote.name, client)?;
     let mut start = 0;
     while start < entries.len() {
         let chunk = &entries[start..(start + LIST_ENTRIES_PER_PACK).min(entries.len())];
-        seq += 1;
-        let mut writer = PackWriter::new(client);
         let mut listed_rows = Vec::new();
         let mut covered_rows = Vec::new();
+        let mut listed = Vec::new();
         let mut by_run: Vec<(usize, RunCoverage)> = Vec::new();
         for e in chunk {
             match *e {
                 Entry::Listed(id, img) => {
-                    writer.list_image(img);
+                    listed.push(img);
                     listed_rows.push(id);
                 }
                 Entry::Covered(k, row, img) => {
@@ -463,21 +440,100 @@ fn push_lists(
                 }
             }
         }
-        for (_, coverage) in &by_run {
-            writer.cover(coverage);
+        let placed = place.write(store, roster, &[], report, |seq, prev| {
+            let mut writer = PackWriter::new(client);
+            for img in &listed {
+                writer.list_image(img);
+            }
+            for (_, coverage) in &by_run {
+                writer.cover(coverage);
+            }
+            writer.finish(client, seq, prev, identity, now_ms())
+        })?;
+        project.sync_record_push(&remote.name, place.seq, &placed.hash, &[], signer, judge)?;
+        keep_copy(project, store, &remote.name, place.seq, placed.copy)?;
+        report.pushed_packs += 1;
+        place.prev = Some(placed.hash);
+        if placed.adopted.is_some() {
+            // A pack of lists an interrupted push wrote: it may hold less than this chunk (or
+            // other entries), so the chunk goes into the next place whole. Listing or covering
+            // an image again changes nothing for readers.
+            continue;
         }
-        let (bytes, hash) = writer.finish(client, seq, prev.clone(), identity, now_ms());
-        let key = pack_key(client, seq);
-        let bytes = Bytes::from(bytes);
-        let (hash, copy) = if store.put_new(&key, bytes.clone())? {
-            (hash, Some(bytes))
-        } else {
-            match occupant(store, &key, client, seq, prev.as_deref(), roster, &[], true)? {
-                Occupant::Ours(hash, _) => (hash, None),
+        project.sync_mark_shared(&remote.name, &listed_rows, &covered_rows)?;
+        report.listed_images += listed_rows.len();
+        report.covered_images += covered_rows.len();
+        start += chunk.len();
+    }
+    Ok(())
+}
+
+/// The next place of this client's chain in the log, and how packs get there.
+#[derive(Default)]
+struct Place {
+    client: Uuid,
+    /// The last place taken (by a pack of ours or by something written past).
+    seq: u64,
+    /// The hash of our last pack: the next one's `prev`.
+    prev: Option<String>,
+}
+
+/// A pack now at `Place::seq`.
+struct Placed {
+    hash: String,
+    /// What we uploaded, to keep a copy of; `None` for an adopted pack.
+    copy: Option<Bytes>,
+    /// `Some(n)` when the place held a pack an interrupted push of ours wrote (its first `n`
+    /// revisions are the next ones to push; 0 for a pack of lists).
+    adopted: Option<usize>,
+}
+
+impl Place {
+    /// Puts the pack `build(seq, prev)` at the next free place: adopts what an interrupted push
+    /// of ours left there, and writes past what every reader refuses. `remaining` are the
+    /// revisions still to push, in order (to recognise an interrupted push of them).
+    fn write(
+        &mut self,
+        store: &RemoteStore,
+        roster: &Roster,
+        remaining: &[OutRevision],
+        report: &mut SyncReport,
+        build: impl Fn(u64, Option<String>) -> (Vec<u8>, String),
+    ) -> Result<Placed, SyncError> {
+        let mut retried = false;
+        loop {
+            self.seq += 1;
+            let (bytes, hash) = build(self.seq, self.prev.clone());
+            let key = pack_key(self.client, self.seq);
+            let bytes = Bytes::from(bytes);
+            if store.put_new(&key, bytes.clone())? {
+                return Ok(Placed {
+                    hash,
+                    copy: Some(bytes),
+                    adopted: None,
+                });
+            }
+            let occupant = occupant(
+                store,
+                &key,
+                self.client,
+                self.seq,
+                self.prev.as_deref(),
+                roster,
+                remaining,
+            )?;
+            match occupant {
+                Occupant::Ours(hash, n) => {
+                    return Ok(Placed {
+                        hash,
+                        copy: None,
+                        adopted: Some(n),
+                    });
+                }
                 Occupant::Vanished if !retried => {
+                    // Deleted between our write and our read: try the same place once more.
                     retried = true;
-                    seq -= 1;
-                    continue;
+                    self.seq -= 1;
                 }
                 Occupant::Vanished => {
                     return Err(SyncError::ClientCollision(format!(
@@ -486,24 +542,16 @@ fn push_lists(
                     )));
                 }
                 Occupant::Foreign(why) => {
+                    // Every reader refuses what sits there for the same reason and looks at the
+                    // next place for a pack that follows our last one: write it there.
                     let note = format!("{key}: {why}; your pack was written after it");
                     tracing::warn!("{note}");
                     report.written_past.push(note);
-                    continue;
+                    retried = false;
                 }
             }
-        };
-        retried = false;
-        project.sync_record_push(&remote.name, seq, &hash, &[], signer, judge)?;
-        keep_copy(project, store, &remote.name, &key, copy)?;
-        project.sync_mark_shared(&remote.name, &listed_rows, &covered_rows)?;
-        report.pushed_packs += 1;
-        report.listed_images += listed_rows.len();
-        report.covered_images += covered_rows.len();
-        prev = Some(hash);
-        start += chunk.len();
+        }
     }
-    Ok(())
 }
 
 /// The `sync_state` key of the local copy of a pushed pack.
@@ -517,17 +565,14 @@ fn keep_copy(
     project: &Project,
     store: &RemoteStore,
     remote: &str,
-    key: &str,
+    seq: u64,
     written: Option<Bytes>,
 ) -> Result<(), SyncError> {
     use base64::Engine as _;
-    let Some((_, seq)) = parse_pack_key(key) else {
-        return Ok(());
-    };
     // What we wrote, or (an adopted pack) what the store holds at our place.
     let bytes = match written {
         Some(b) => Some(b),
-        None => store.get(key)?,
+        None => store.get(&pack_key(project.client_id(), seq))?,
     };
     if let Some(bytes) = bytes {
         let text = base64::engine::general_purpose::STANDARD.encode(&bytes);
@@ -590,7 +635,6 @@ enum Occupant {
 /// Looks at an object that sits at this client's next place, judging it as readers will
 /// ([`check`]): what readers accept there is this client's pack (ours, or a copied project file's,
 /// which is an error); what they refuse is foreign and is written past.
-#[allow(clippy::too_many_arguments)]
 fn occupant(
     store: &RemoteStore,
     key: &str,
@@ -599,7 +643,6 @@ fn occupant(
     prev: Option<&str>,
     roster: &Roster,
     remaining: &[OutRevision],
-    lists_only: bool,
 ) -> Result<Occupant, SyncError> {
     let Some(bytes) = store.get(key)? else {
         return Ok(Occupant::Vanished);
@@ -613,9 +656,9 @@ fn occupant(
         }
     };
     let n = pack.revisions.len();
-    // A pack of image lists and coverage that an interrupted push wrote: what it lists is
-    // applied by readers already, and listing again changes nothing.
-    if lists_only && n == 0 && (!pack.listed.is_empty() || !pack.covered.is_empty()) {
+    // A pack of image lists and coverage (no revisions) that an interrupted push wrote: readers
+    // applied what it lists already, and listing again changes nothing.
+    if n == 0 {
         tracing::warn!("{key}: adopting a pack of lists an interrupted push wrote");
         return Ok(Occupant::Ours(pack.hash, 0));
     }
@@ -752,6 +795,7 @@ fn pull(
     }
     progress.set_total(total as u64);
     let mut budget = options.max_packs;
+    let own = project.client_id();
     'clients: for (client, last, mut prev, seqs) in work {
         // The next place to look at: after an applied pack, and after a refused object too (its
         // writer writes past what it does not recognise as its own; see `push`).
@@ -781,6 +825,15 @@ fn pull(
             progress.inc(1);
             next = seq + 1;
             let verdict = check(&bytes, client, seq, prev.as_deref(), roster, now_ms());
+            if let Ok(pack) = &verdict
+                && client == own
+                && let Some(r) = pack.revisions.first()
+                && project.sync_is_unrecorded_own(r.annotation, r.hlc)?
+            {
+                // A pack an interrupted push of ours wrote: the next push adopts it (and records
+                // its revisions as pushed); applying it here would leave them to be sent again.
+                continue 'clients;
+            }
             let problem = match verdict {
                 Ok(pack) => {
                     match project.sync_apply_pack(

@@ -142,6 +142,13 @@ impl Project {
         Ok(self.log_unpushed(remote.pushed_seq, judge)?)
     }
 
+    /// Whether a pack of this client holding revision `hlc` of box `annotation` is one an
+    /// interrupted push wrote (the revision is here and not recorded as pushed): the next push
+    /// adopts it, a pull leaves it alone.
+    pub fn sync_is_unrecorded_own(&self, annotation: Uuid, hlc: i64) -> Result<bool, SyncError> {
+        Ok(self.log_is_unrecorded_own(annotation, hlc)?)
+    }
+
     /// Records a pack written to `remote`: its place in the chain and each revision's parent.
     pub fn sync_record_push(
         &mut self,
