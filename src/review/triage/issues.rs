@@ -449,8 +449,13 @@ impl Calibration {
         let covered = |b: &BBox| labels.iter().any(|l| overlap(l, b) >= tau);
         let mut consumed: HashSet<Uuid> = HashSet::new();
         let mut out = Vec::new();
+        // Labels a prediction confirms: a prediction near one is a second box of it.
+        let mut confirmed: Vec<BBox> = Vec::new();
         for l in labels.iter().filter(|l| !l.crowd) {
             let support = self.support_of(l, preds);
+            if support >= 0.5 {
+                confirmed.push(l.bbox);
+            }
             let rate = self.support_rate(l, support);
             let spurious = self.spurious(support, rate);
             // The most credible prediction of another class where the label is.
@@ -480,7 +485,11 @@ impl Calibration {
                     )
                 })
                 .max_by(|a, b| a.0.total_cmp(&b.0));
-            let badly = near.map_or(0.0, |(o, _, _)| 1.0 - (1.0 - spurious) * (1.0 - o));
+            // Like a swap, a better place explains only the support the label lacks: a label a
+            // prediction confirms is where the model sees it, whatever else the model sees near.
+            let badly = near.map_or(0.0, |(o, _, _)| {
+                1.0 - (1.0 - spurious) * (1.0 - o * (1.0 - support))
+            });
             let scores = LabelScores {
                 spurious,
                 badly_located: badly,
@@ -576,23 +585,40 @@ impl Calibration {
                 continue;
             }
             reported.push(p.dt.bbox);
-            let score = self.precision(p.dt.category, p.dt.score);
+            // A prediction that overlaps a label the model confirms (by another prediction) is
+            // most likely a second box of that object, not a missed one: the more it overlaps,
+            // the less it says.
+            let duplicate = confirmed
+                .iter()
+                .map(|b| b.iou(&p.dt.bbox))
+                .fold(0.0, f64::max);
+            let distinct = (1.0 - duplicate / tau).clamp(0.0, 1.0);
+            let q = self.precision(p.dt.category, p.dt.score);
             let class = name(p.dt.category);
             let best = labels
                 .iter()
                 .map(|l| overlap(l, &p.dt.bbox))
                 .fold(0.0, f64::max);
-            out.push(LabelIssue {
-                kind: IssueKind::Overlooked,
-                score,
-                flagged: self.is_confident(p.dt.category, p.dt.score),
-                label: None,
-                prediction: Some(p.id),
-                reason: format!(
+            let reason = if duplicate > 0.0 {
+                format!(
+                    "the model sees a {class} (score {:.2}, {:.0}% of its {class} predictions at this score are labelled) where no label is (best overlap {best:.2}), though it overlaps a label the model confirms by {duplicate:.2}: a label may be missing, or this is a second box of that object",
+                    p.dt.score,
+                    100.0 * q
+                )
+            } else {
+                format!(
                     "the model sees a {class} (score {:.2}, {:.0}% of its {class} predictions at this score are labelled) where no label is (best overlap {best:.2}): a label is probably missing",
                     p.dt.score,
-                    100.0 * score
-                ),
+                    100.0 * q
+                )
+            };
+            out.push(LabelIssue {
+                kind: IssueKind::Overlooked,
+                score: q * distinct,
+                flagged: self.is_confident(p.dt.category, p.dt.score) && distinct >= 0.5,
+                label: None,
+                prediction: Some(p.id),
+                reason,
                 class: class.clone(),
                 bbox: p.dt.bbox,
                 predicted_class: Some(class),
@@ -693,5 +719,67 @@ mod tests {
         assert_eq!(cal.classes[0].confident_score, Some(t1));
         // The same score is strong evidence for class 1 and weak for class 2.
         assert!(cal.precision(1, 0.7) > 0.5 && cal.precision(2, 0.7) < 0.5);
+    }
+
+    /// A model that often draws a second, taller box, as confident, beside an object it finds
+    /// (IoU 0.4 with the label it confirms) points at no label error: the label is not badly placed and the
+    /// second box is not a missed object. A label the model sees half a box away is.
+    #[test]
+    fn a_second_box_beside_a_confirmed_label_is_no_error() {
+        let mut preds = Vec::new();
+        let mut labels = Vec::new();
+        for image in 0..40i64 {
+            let n = 10 * u128::try_from(image).expect("small");
+            let (real, second) = if image % 2 == 0 {
+                (0.9, 0.95)
+            } else {
+                (0.95, 0.9)
+            };
+            labels.push(label(n, image, 1, [0.0, 0.0, 100.0, 50.0]));
+            preds.push(pred(n + 1, image, 1, [0.0, 0.0, 100.0, 50.0], real));
+            // Images 0-19: the second box, as confident as the real one (so the score cannot
+            // tell them apart): the object and more below it (IoU 0.4).
+            if image < 20 {
+                preds.push(pred(n + 2, image, 1, [0.0, 0.0, 100.0, 125.0], second));
+            }
+        }
+        // Image 40: the label is misplaced by half its size; the model sees it where it is.
+        labels.push(label(400, 40, 1, [50.0, 25.0, 100.0, 50.0]));
+        preds.push(pred(401, 40, 1, [0.0, 0.0, 100.0, 50.0], 0.9));
+        let by_image: Vec<(Vec<&Prediction>, Vec<&Label>)> = (0..41)
+            .map(|i| {
+                (
+                    preds.iter().filter(|p| p.dt.image == i).collect(),
+                    labels.iter().filter(|l| l.image == i).collect(),
+                )
+            })
+            .collect();
+        let refs: Vec<(&[&Prediction], &[&Label])> = by_image
+            .iter()
+            .map(|(p, l)| (p.as_slice(), l.as_slice()))
+            .collect();
+        let names = HashMap::from([(1, "a".to_owned())]);
+        let cal = Calibration::fit(&refs, &names, 0.5, 0.02);
+        let clean = cal.image_issues(refs[0].0, refs[0].1, &names);
+        // The label: nothing beyond the small chance that any label is wrong.
+        let l = clean
+            .iter()
+            .find_map(|i| i.label.and(i.scores))
+            .expect("the label's issue");
+        assert!(l.badly_located - l.spurious < 1e-9, "{clean:?}");
+        // The second box: a fifth of its calibrated precision (it overlaps the label at 0.4).
+        let second = clean
+            .iter()
+            .find(|i| i.kind == IssueKind::Overlooked)
+            .expect("the second box is reported");
+        assert!(second.score <= 0.2 + 1e-9 && !second.flagged, "{clean:?}");
+        let worst = clean.iter().map(|i| i.score).fold(0.0, f64::max);
+        let misplaced = cal.image_issues(refs[40].0, refs[40].1, &names);
+        let top = misplaced
+            .iter()
+            .max_by(|a, b| a.score.total_cmp(&b.score))
+            .expect("an issue");
+        assert_eq!(top.kind, IssueKind::BadlyLocated, "{misplaced:?}");
+        assert!(top.score > 0.3 && top.score > 2.0 * worst, "{top:?}");
     }
 }
