@@ -28,35 +28,7 @@ impl Project {
 
     /// Registers a model run (or an imported results file) and returns its id.
     pub fn create_run(&mut self, run: &NewRun) -> Result<Uuid> {
-        let id = Uuid::now_v7();
-        self.conn
-            .execute(
-                "INSERT INTO runs(uuid, name, kind, model_path, model_hash, settings, settings_hash, runtime_version, started_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    id.to_string(),
-                    run.name,
-                    run.kind,
-                    run.model_path,
-                    run.model_hash,
-                    run.settings,
-                    run.settings_hash,
-                    run.runtime_version,
-                    now_ms()
-                ],
-            )
-            .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _)
-                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    StoreError::Invalid(format!("a run named {:?} already exists", run.name))
-                }
-                e => StoreError::Sqlite {
-                    path: self.path.clone(),
-                    source: e,
-                },
-            })?;
-        Ok(id)
+        self.register_run(Uuid::now_v7(), run, false)
     }
 
     /// Registers a run shared through the store under a given id (`loupe worker`: every
@@ -64,34 +36,22 @@ impl Project {
     /// proposals are pushed undecided and its coverage travels in packs. An existing run of
     /// that id is kept.
     pub fn create_shared_run(&mut self, id: Uuid, run: &NewRun) -> Result<Uuid> {
-        self.conn
-            .execute(
-                "INSERT INTO runs(uuid, name, kind, model_path, model_hash, settings, settings_hash, runtime_version, started_ms, shared)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1)
-                 ON CONFLICT(uuid) DO UPDATE SET shared=1",
-                params![
-                    id.to_string(),
-                    run.name,
-                    run.kind,
-                    run.model_path,
-                    run.model_hash,
-                    run.settings,
-                    run.settings_hash,
-                    run.runtime_version,
-                    now_ms()
-                ],
-            )
-            .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _)
-                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    StoreError::Invalid(format!("a run named {:?} already exists", run.name))
-                }
-                e => StoreError::Sqlite {
-                    path: self.path.clone(),
-                    source: e,
-                },
-            })?;
+        self.register_run(id, run, true)
+    }
+
+    /// `create_run` and `create_shared_run`: a run registered unfinished, with no coverage note.
+    fn register_run(&self, id: Uuid, run: &NewRun, shared: bool) -> Result<Uuid> {
+        insert_run_row(
+            &self.conn,
+            &self.path,
+            &RunRow {
+                id,
+                run,
+                finished: false,
+                coverage: None,
+                shared,
+            },
+        )?;
         Ok(id)
     }
 
@@ -316,6 +276,69 @@ impl Project {
         tx.commit().map_err(sq)?;
         Ok(proposals.len())
     }
+}
+
+/// One new row of `runs`, as `insert_run_row` writes it.
+pub(super) struct RunRow<'a> {
+    pub id: Uuid,
+    pub run: &'a NewRun,
+    /// Finished as it is registered (an imported results file): `finished_ms` is `started_ms`.
+    pub finished: bool,
+    /// How the run's covered images were chosen, said wherever it is evaluated.
+    pub coverage: Option<&'a str>,
+    /// Shared through the store: an existing run of the same id is kept and marked shared
+    /// instead of refused, since every worker of a shared run registers it.
+    pub shared: bool,
+}
+
+/// The one INSERT behind `create_run`, `create_shared_run` and `Bulk::insert_run` (which passes
+/// its transaction). A run whose name is taken is refused as `StoreError::Invalid`.
+pub(super) fn insert_run_row(
+    conn: &rusqlite::Connection,
+    path: &std::path::Path,
+    row: &RunRow<'_>,
+) -> Result<()> {
+    // Only a shared run may meet its own id again; any other run's id is new (v7), so a
+    // conflict there stays an error.
+    let on_conflict = if row.shared {
+        " ON CONFLICT(uuid) DO UPDATE SET shared=1"
+    } else {
+        ""
+    };
+    let run = row.run;
+    let now = now_ms();
+    conn.execute(
+        &format!(
+            "INSERT INTO runs(uuid, name, kind, model_path, model_hash, settings, settings_hash, runtime_version, started_ms, finished_ms, coverage, shared)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12){on_conflict}"
+        ),
+        params![
+            row.id.to_string(),
+            run.name,
+            run.kind,
+            run.model_path,
+            run.model_hash,
+            run.settings,
+            run.settings_hash,
+            run.runtime_version,
+            now,
+            row.finished.then_some(now),
+            row.coverage,
+            i64::from(row.shared)
+        ],
+    )
+    .map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Invalid(format!("a run named {:?} already exists", run.name))
+        }
+        source => StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        },
+    })?;
+    Ok(())
 }
 
 /// How far a run is: images done of the project's, per worker.
