@@ -162,17 +162,11 @@ impl Project {
 
     /// The images `run` covered (processed, with or without detections): its `run_images`.
     pub(crate) fn run_coverage(&self, run: Uuid) -> Result<HashSet<i64>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT ri.image FROM run_images ri JOIN runs r ON r.id=ri.run WHERE r.uuid=?1",
-            )
-            .map_err(self.sq())?;
-        let rows = stmt
-            .query_map([run.to_string()], |r| r.get::<_, i64>(0))
-            .map_err(self.sq())?;
-        rows.collect::<rusqlite::Result<HashSet<_>>>()
-            .map_err(self.sq())
+        Ok(self
+            .covered_images("r.uuid=?1", [run.to_string()])?
+            .into_iter()
+            .map(|(row, _)| row)
+            .collect())
     }
 
     /// How the run's covered images were chosen, when the run said so.

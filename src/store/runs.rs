@@ -58,23 +58,39 @@ impl Project {
     /// The images `run` covered, by image id (what a shared run resumes from: its coverage
     /// from every worker, pulled from the store).
     pub fn images_done_by_run(&self, run: Uuid) -> Result<std::collections::HashSet<Uuid>> {
+        Ok(self
+            .covered_images("r.uuid=?1", [run.to_string()])?
+            .into_iter()
+            .filter_map(|(_, id)| id)
+            .collect())
+    }
+
+    /// The images covered by the runs that `runs_where` (a condition on `r`, the `runs` row)
+    /// picks, as (image row, image id): the one coverage query behind `images_done_by_run`,
+    /// `images_done_by` and `run_coverage`. The id is `None` for a row whose image is gone or
+    /// whose id does not parse.
+    pub(super) fn covered_images(
+        &self,
+        runs_where: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<(i64, Option<Uuid>)>> {
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT i.uuid FROM run_images ri JOIN runs r ON r.id=ri.run JOIN images i ON i.id=ri.image
-                 WHERE r.uuid=?1",
-            )
+            .prepare(&format!(
+                "SELECT DISTINCT ri.image, i.uuid FROM run_images ri JOIN runs r ON r.id=ri.run
+                 LEFT JOIN images i ON i.id=ri.image WHERE {runs_where}"
+            ))
             .map_err(self.sq())?;
         let rows = stmt
-            .query_map([run.to_string()], |r| r.get::<_, String>(0))
+            .query_map(params, |r| {
+                let id: Option<String> = r.get(1)?;
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    id.and_then(|u| Uuid::parse_str(&u).ok()),
+                ))
+            })
             .map_err(self.sq())?;
-        let mut out = std::collections::HashSet::new();
-        for r in rows {
-            if let Ok(u) = Uuid::parse_str(&r.map_err(self.sq())?) {
-                out.insert(u);
-            }
-        }
-        Ok(out)
+        rows.collect::<rusqlite::Result<_>>().map_err(self.sq())
     }
 
     /// A run's progress: the project's images (its total), and the images each
@@ -179,23 +195,14 @@ impl Project {
         model_hash: &str,
         settings_hash: &str,
     ) -> Result<std::collections::HashSet<Uuid>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT DISTINCT i.uuid FROM run_images ri JOIN runs r ON r.id=ri.run JOIN images i ON i.id=ri.image
-                 WHERE r.model_hash=?1 AND r.settings_hash=?2",
-            )
-            .map_err(self.sq())?;
-        let rows = stmt
-            .query_map([model_hash, settings_hash], |r| r.get::<_, String>(0))
-            .map_err(self.sq())?;
-        let mut out = std::collections::HashSet::new();
-        for r in rows {
-            if let Ok(u) = Uuid::parse_str(&r.map_err(self.sq())?) {
-                out.insert(u);
-            }
-        }
-        Ok(out)
+        Ok(self
+            .covered_images(
+                "r.model_hash=?1 AND r.settings_hash=?2",
+                [model_hash, settings_hash],
+            )?
+            .into_iter()
+            .filter_map(|(_, id)| id)
+            .collect())
     }
 
     /// Stores one image's predictions as proposals of `run`, in one transaction, and records the
