@@ -81,7 +81,7 @@ pub fn worker(args: &WorkerArgs<'_>) -> Result<WorkerReport> {
         credentials: None,
     };
     let config_dir = sync::keys::config_dir()?;
-    let key_file = config_dir.join("keys").join("ed25519.pem");
+    let key_file = sync::keys::key_path(&config_dir);
     if !key_file.is_file() {
         bail!(
             "no signing key at {}: a worker signs as a team member. Create one there with \
