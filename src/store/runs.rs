@@ -96,35 +96,84 @@ impl Project {
     /// A run's progress: the project's images (its total), and the images each
     /// worker covered (`None`: processed in this file), most first.
     pub fn run_progress(&self, run: Uuid) -> Result<RunProgress> {
+        let (total, mut progress) = self.progress_where("r.uuid=?1", [run.to_string()])?;
+        Ok(match progress.pop() {
+            Some((_, p)) => p,
+            // A run that covered nothing (yet) has no rows to group.
+            None => RunProgress {
+                total,
+                done: 0,
+                workers: Vec::new(),
+            },
+        })
+    }
+
+    /// The progress of every run that covered an image, as `run_progress` tells it, in one
+    /// grouped query (what the lead's evaluation view shows beside each run). Runs that covered
+    /// nothing are not in the map.
+    pub fn runs_progress(&self) -> Result<HashMap<Uuid, RunProgress>> {
+        // `1`: every run.
+        let (_, progress) = self.progress_where("1", [])?;
+        Ok(progress.into_iter().collect())
+    }
+
+    /// The progress of the runs `runs_where` (a condition on `r`, the `runs` row) picks that
+    /// covered an image, in run order: the coverage grouped by run and worker, the workers of a
+    /// run most images first. Also returns the project's image count, every run's total.
+    fn progress_where(
+        &self,
+        runs_where: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<(u64, Vec<(Uuid, RunProgress)>)> {
         let total: i64 = self
             .conn
             .query_row("SELECT COUNT(*) FROM images", [], |r| r.get(0))
             .map_err(self.sq())?;
+        let total = total.try_into().unwrap_or(0);
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT u.name, COUNT(*), COALESCE(SUM(ri.boxes), 0), MAX(ri.done_ms)
+            .prepare(&format!(
+                "SELECT r.uuid, u.name, COUNT(*), COALESCE(SUM(ri.boxes), 0), MAX(ri.done_ms)
                  FROM run_images ri JOIN runs r ON r.id=ri.run LEFT JOIN users u ON u.id=ri.worker
-                 WHERE r.uuid=?1 GROUP BY ri.worker ORDER BY COUNT(*) DESC, u.name",
-            )
+                 WHERE {runs_where} GROUP BY ri.run, ri.worker ORDER BY ri.run, COUNT(*) DESC, u.name"
+            ))
             .map_err(self.sq())?;
         let rows = stmt
-            .query_map([run.to_string()], |r| {
-                Ok(WorkerProgress {
-                    worker: r.get(0)?,
-                    images: r.get::<_, i64>(1)?.try_into().unwrap_or(0),
-                    boxes: r.get::<_, i64>(2)?.try_into().unwrap_or(0),
-                    last_ms: r.get(3)?,
-                })
+            .query_map(params, |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    WorkerProgress {
+                        worker: r.get(1)?,
+                        images: r.get::<_, i64>(2)?.try_into().unwrap_or(0),
+                        boxes: r.get::<_, i64>(3)?.try_into().unwrap_or(0),
+                        last_ms: r.get(4)?,
+                    },
+                ))
             })
             .map_err(self.sq())?;
-        let workers: Vec<WorkerProgress> =
-            rows.collect::<rusqlite::Result<_>>().map_err(self.sq())?;
-        Ok(RunProgress {
-            total: total.try_into().unwrap_or(0),
-            done: workers.iter().map(|w| w.images).sum(),
-            workers,
-        })
+        let mut out: Vec<(Uuid, RunProgress)> = Vec::new();
+        for row in rows {
+            let (run, worker) = row.map_err(self.sq())?;
+            let Ok(run) = Uuid::parse_str(&run) else {
+                continue;
+            };
+            // Rows come grouped by run: a new run starts a new entry.
+            match out.last_mut() {
+                Some((last, progress)) if *last == run => {
+                    progress.done += worker.images;
+                    progress.workers.push(worker);
+                }
+                _ => out.push((
+                    run,
+                    RunProgress {
+                        total,
+                        done: worker.images,
+                        workers: vec![worker],
+                    },
+                )),
+            }
+        }
+        Ok((total, out))
     }
 
     /// Whether a run is shared through the store.
