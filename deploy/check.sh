@@ -160,13 +160,18 @@ else:
 invocations.append(("deploy/slurm/worker-array.sh", tokens))
 
 # --- the Dockerfiles ------------------------------------------------------------------------
-ort_version = re.search(r"^ORT_VERSION=(\S+)", read("packaging", "fetch-ort.sh"), re.M).group(1)
-gpu_script = read("deploy", "fetch-ort-gpu.sh")
-if re.search(r"^ORT_VERSION=(\S+)", gpu_script, re.M).group(1) != ort_version:
-    fail(f"deploy/fetch-ort-gpu.sh: ORT_VERSION differs from packaging/fetch-ort.sh ({ort_version})")
-gpu_pin = re.search(r"^sha256=(\w+)", gpu_script, re.M).group(1)
-if gpu_pin not in read("packaging", "check-cuda-fallback.sh"):
-    fail("deploy/fetch-ort-gpu.sh: its SHA-256 is not the one packaging/check-cuda-fallback.sh pins")
+fetch_ort = read("packaging", "fetch-ort.sh")
+ort_version = re.search(r"^ORT_VERSION=(\S+)", fetch_ort, re.M).group(1)
+# The CUDA build is a platform of packaging/fetch-ort.sh (same version by construction), which
+# deploy/fetch-ort-gpu.sh runs; its wheel is the one check-cuda-fallback.sh tests.
+cuda = re.search(r"^\s*linux-cuda\)\n(.*?);;", fetch_ort, re.M | re.S)
+gpu_pin = cuda and re.search(r"^\s*sha256=(\w+)", cuda.group(1), re.M)
+if not gpu_pin:
+    fail("packaging/fetch-ort.sh: no linux-cuda platform with a sha256= pin")
+elif gpu_pin.group(1) not in read("packaging", "check-cuda-fallback.sh"):
+    fail("packaging/fetch-ort.sh linux-cuda: its SHA-256 is not the one packaging/check-cuda-fallback.sh pins")
+if "packaging/fetch-ort.sh\" linux-cuda" not in read("deploy", "fetch-ort-gpu.sh"):
+    fail("deploy/fetch-ort-gpu.sh does not run packaging/fetch-ort.sh linux-cuda")
 for name in ("Dockerfile", "Dockerfile.cuda"):
     text = read("deploy", name)
     where = f"deploy/{name}"

@@ -44,22 +44,14 @@ pub fn prelabel(
     if let Some(u) = user {
         project.act_as(u)?;
     }
-    let descriptor = match args.preset {
-        Some(name) => ModelDescriptor::preset(name)?.with_overrides(&args.overrides),
-        None => ModelDescriptor::load(args.model, &args.overrides)?,
-    };
-    // Fails with the installation hint before anything is written.
-    inference::runtime_info()?;
-    let split = SessionOptions::for_model(args.model, args.sessions, args.intra_threads)
-        .with_provider(args.provider);
-    let detector = Detector::load_with(args.model, descriptor, split)
-        .with_context(|| format!("{}: cannot load the model", args.model.display()))?;
-    let provider = detector.provider();
-    // Said before the run starts, so a slow CPU run is never a surprise.
-    eprintln!("execution provider: {}", provider.used.label());
-    if let Some(why) = provider.fallback_reason() {
-        eprintln!("  {why}");
-    }
+    let (detector, split) = load_detector(
+        args.model,
+        args.preset,
+        &args.overrides,
+        args.sessions,
+        args.intra_threads,
+        args.provider,
+    )?;
     if let Some(slice) = detector.slice() {
         eprintln!(
             "slicing: windows of {}x{} pixels, overlap {}, boxes merged by {} at {}{}",
@@ -158,6 +150,36 @@ pub fn prelabel(
         }
     );
     Ok((summary.stored, skipped, summary.failed))
+}
+
+/// Loads the model as `loupe prelabel` and `loupe worker` take it: the descriptor of `preset`
+/// (with `overrides`) or the one beside `model`, checked against the installed ONNX Runtime,
+/// with its sessions split over this machine's cores. Says on standard error which execution
+/// provider runs it (and why a better one is not used), before any image is read, so a slow
+/// CPU run is never a surprise. Returns the detector and the session split it was opened with.
+pub(super) fn load_detector(
+    model: &Path,
+    preset: Option<&str>,
+    overrides: &DescriptorOverrides,
+    sessions: usize,
+    intra_threads: usize,
+    provider: ProviderChoice,
+) -> Result<(Detector, SessionOptions)> {
+    let descriptor = match preset {
+        Some(name) => ModelDescriptor::preset(name)?.with_overrides(overrides),
+        None => ModelDescriptor::load(model, overrides)?,
+    };
+    // Fails with the installation hint before anything is written.
+    inference::runtime_info()?;
+    let split = SessionOptions::for_model(model, sessions, intra_threads).with_provider(provider);
+    let detector = Detector::load_with(model, descriptor, split)
+        .with_context(|| format!("{}: cannot load the model", model.display()))?;
+    let report = detector.provider();
+    eprintln!("execution provider: {}", report.used.label());
+    if let Some(why) = report.fallback_reason() {
+        eprintln!("  {why}");
+    }
+    Ok((detector, split))
 }
 
 /// `loupe doctor`: what this installation can do.

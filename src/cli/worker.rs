@@ -20,8 +20,7 @@ use anyhow::{Context, Result, bail};
 use uuid::Uuid;
 
 use crate::inference::{
-    self, DescriptorOverrides, Detector, ModelDescriptor, PipelineOptions, ProviderChoice,
-    RunEvent, RunName, Selection, SessionOptions,
+    self, DescriptorOverrides, PipelineOptions, ProviderChoice, RunEvent, RunName, Selection,
 };
 use crate::store::{ImageFilter, Project, Shard};
 use crate::sync::{self, PublicKey, RemoteSpec, RemoteStore, SyncOptions};
@@ -82,7 +81,7 @@ pub fn worker(args: &WorkerArgs<'_>) -> Result<WorkerReport> {
         credentials: None,
     };
     let config_dir = sync::keys::config_dir()?;
-    let key_file = config_dir.join("keys").join("ed25519.pem");
+    let key_file = sync::keys::key_path(&config_dir);
     if !key_file.is_file() {
         bail!(
             "no signing key at {}: a worker signs as a team member. Create one there with \
@@ -133,19 +132,14 @@ pub fn worker(args: &WorkerArgs<'_>) -> Result<WorkerReport> {
         eprintln!("refused: {}", r.reason);
     }
 
-    let descriptor = match args.preset {
-        Some(name) => ModelDescriptor::preset(name)?.with_overrides(&args.overrides),
-        None => ModelDescriptor::load(args.model, &args.overrides)?,
-    };
-    inference::runtime_info()?;
-    let split = SessionOptions::for_model(args.model, args.sessions, args.intra_threads)
-        .with_provider(args.provider);
-    let detector = Detector::load_with(args.model, descriptor, split)
-        .with_context(|| format!("{}: cannot load the model", args.model.display()))?;
-    eprintln!("execution provider: {}", detector.provider().used.label());
-    if let Some(why) = detector.provider().fallback_reason() {
-        eprintln!("  {why}");
-    }
+    let (detector, _) = super::prelabel::load_detector(
+        args.model,
+        args.preset,
+        &args.overrides,
+        args.sessions,
+        args.intra_threads,
+        args.provider,
+    )?;
 
     let mut project = Project::open(&project_path)?;
     let all = project.list_images(&ImageFilter::default())?;

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{OptionalExtension, params};
 use uuid::Uuid;
 
+use super::runs::{RunRow, insert_run_row};
 use super::{Bulk, NewRun, Project, Result, StoreError, now_ms};
 use crate::model::BBox;
 
@@ -161,17 +162,11 @@ impl Project {
 
     /// The images `run` covered (processed, with or without detections): its `run_images`.
     pub(crate) fn run_coverage(&self, run: Uuid) -> Result<HashSet<i64>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT ri.image FROM run_images ri JOIN runs r ON r.id=ri.run WHERE r.uuid=?1",
-            )
-            .map_err(self.sq())?;
-        let rows = stmt
-            .query_map([run.to_string()], |r| r.get::<_, i64>(0))
-            .map_err(self.sq())?;
-        rows.collect::<rusqlite::Result<HashSet<_>>>()
-            .map_err(self.sq())
+        Ok(self
+            .covered_images("r.uuid=?1", [run.to_string()])?
+            .into_iter()
+            .map(|(row, _)| row)
+            .collect())
     }
 
     /// How the run's covered images were chosen, when the run said so.
@@ -254,35 +249,17 @@ impl Bulk<'_> {
     /// with a sentence saying how its covered images were chosen. Returns its id and row.
     pub fn insert_run(&mut self, run: &NewRun, coverage: &str) -> Result<(Uuid, i64)> {
         let id = Uuid::now_v7();
-        let now = now_ms();
-        self.tx()
-            .execute(
-                "INSERT INTO runs(uuid, name, kind, model_path, model_hash, settings, settings_hash, runtime_version, started_ms, finished_ms, coverage)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
-                params![
-                    id.to_string(),
-                    run.name,
-                    run.kind,
-                    run.model_path,
-                    run.model_hash,
-                    run.settings,
-                    run.settings_hash,
-                    run.runtime_version,
-                    now,
-                    coverage
-                ],
-            )
-            .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _)
-                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    StoreError::Invalid(format!("a run named {:?} already exists", run.name))
-                }
-                source => StoreError::Sqlite {
-                    path: self.path.clone(),
-                    source,
-                },
-            })?;
+        insert_run_row(
+            self.tx(),
+            &self.path,
+            &RunRow {
+                id,
+                run,
+                finished: true,
+                coverage: Some(coverage),
+                shared: false,
+            },
+        )?;
         Ok((id, self.tx().last_insert_rowid()))
     }
 }

@@ -28,35 +28,7 @@ impl Project {
 
     /// Registers a model run (or an imported results file) and returns its id.
     pub fn create_run(&mut self, run: &NewRun) -> Result<Uuid> {
-        let id = Uuid::now_v7();
-        self.conn
-            .execute(
-                "INSERT INTO runs(uuid, name, kind, model_path, model_hash, settings, settings_hash, runtime_version, started_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    id.to_string(),
-                    run.name,
-                    run.kind,
-                    run.model_path,
-                    run.model_hash,
-                    run.settings,
-                    run.settings_hash,
-                    run.runtime_version,
-                    now_ms()
-                ],
-            )
-            .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _)
-                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    StoreError::Invalid(format!("a run named {:?} already exists", run.name))
-                }
-                e => StoreError::Sqlite {
-                    path: self.path.clone(),
-                    source: e,
-                },
-            })?;
-        Ok(id)
+        self.register_run(Uuid::now_v7(), run, false)
     }
 
     /// Registers a run shared through the store under a given id (`loupe worker`: every
@@ -64,91 +36,144 @@ impl Project {
     /// proposals are pushed undecided and its coverage travels in packs. An existing run of
     /// that id is kept.
     pub fn create_shared_run(&mut self, id: Uuid, run: &NewRun) -> Result<Uuid> {
-        self.conn
-            .execute(
-                "INSERT INTO runs(uuid, name, kind, model_path, model_hash, settings, settings_hash, runtime_version, started_ms, shared)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1)
-                 ON CONFLICT(uuid) DO UPDATE SET shared=1",
-                params![
-                    id.to_string(),
-                    run.name,
-                    run.kind,
-                    run.model_path,
-                    run.model_hash,
-                    run.settings,
-                    run.settings_hash,
-                    run.runtime_version,
-                    now_ms()
-                ],
-            )
-            .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _)
-                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    StoreError::Invalid(format!("a run named {:?} already exists", run.name))
-                }
-                e => StoreError::Sqlite {
-                    path: self.path.clone(),
-                    source: e,
-                },
-            })?;
+        self.register_run(id, run, true)
+    }
+
+    /// `create_run` and `create_shared_run`: a run registered unfinished, with no coverage note.
+    fn register_run(&self, id: Uuid, run: &NewRun, shared: bool) -> Result<Uuid> {
+        insert_run_row(
+            &self.conn,
+            &self.path,
+            &RunRow {
+                id,
+                run,
+                finished: false,
+                coverage: None,
+                shared,
+            },
+        )?;
         Ok(id)
     }
 
     /// The images `run` covered, by image id (what a shared run resumes from: its coverage
     /// from every worker, pulled from the store).
     pub fn images_done_by_run(&self, run: Uuid) -> Result<std::collections::HashSet<Uuid>> {
+        Ok(self
+            .covered_images("r.uuid=?1", [run.to_string()])?
+            .into_iter()
+            .filter_map(|(_, id)| id)
+            .collect())
+    }
+
+    /// The images covered by the runs that `runs_where` (a condition on `r`, the `runs` row)
+    /// picks, as (image row, image id): the one coverage query behind `images_done_by_run`,
+    /// `images_done_by` and `run_coverage`. The id is `None` for a row whose image is gone or
+    /// whose id does not parse.
+    pub(super) fn covered_images(
+        &self,
+        runs_where: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<(i64, Option<Uuid>)>> {
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT i.uuid FROM run_images ri JOIN runs r ON r.id=ri.run JOIN images i ON i.id=ri.image
-                 WHERE r.uuid=?1",
-            )
+            .prepare(&format!(
+                "SELECT DISTINCT ri.image, i.uuid FROM run_images ri JOIN runs r ON r.id=ri.run
+                 LEFT JOIN images i ON i.id=ri.image WHERE {runs_where}"
+            ))
             .map_err(self.sq())?;
         let rows = stmt
-            .query_map([run.to_string()], |r| r.get::<_, String>(0))
+            .query_map(params, |r| {
+                let id: Option<String> = r.get(1)?;
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    id.and_then(|u| Uuid::parse_str(&u).ok()),
+                ))
+            })
             .map_err(self.sq())?;
-        let mut out = std::collections::HashSet::new();
-        for r in rows {
-            if let Ok(u) = Uuid::parse_str(&r.map_err(self.sq())?) {
-                out.insert(u);
-            }
-        }
-        Ok(out)
+        rows.collect::<rusqlite::Result<_>>().map_err(self.sq())
     }
 
     /// A run's progress: the project's images (its total), and the images each
     /// worker covered (`None`: processed in this file), most first.
     pub fn run_progress(&self, run: Uuid) -> Result<RunProgress> {
+        let (total, mut progress) = self.progress_where("r.uuid=?1", [run.to_string()])?;
+        Ok(match progress.pop() {
+            Some((_, p)) => p,
+            // A run that covered nothing (yet) has no rows to group.
+            None => RunProgress {
+                total,
+                done: 0,
+                workers: Vec::new(),
+            },
+        })
+    }
+
+    /// The progress of every run that covered an image, as `run_progress` tells it, in one
+    /// grouped query (what the lead's evaluation view shows beside each run). Runs that covered
+    /// nothing are not in the map.
+    pub fn runs_progress(&self) -> Result<HashMap<Uuid, RunProgress>> {
+        // `1`: every run.
+        let (_, progress) = self.progress_where("1", [])?;
+        Ok(progress.into_iter().collect())
+    }
+
+    /// The progress of the runs `runs_where` (a condition on `r`, the `runs` row) picks that
+    /// covered an image, in run order: the coverage grouped by run and worker, the workers of a
+    /// run most images first. Also returns the project's image count, every run's total.
+    fn progress_where(
+        &self,
+        runs_where: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<(u64, Vec<(Uuid, RunProgress)>)> {
         let total: i64 = self
             .conn
             .query_row("SELECT COUNT(*) FROM images", [], |r| r.get(0))
             .map_err(self.sq())?;
+        let total = total.try_into().unwrap_or(0);
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT u.name, COUNT(*), COALESCE(SUM(ri.boxes), 0), MAX(ri.done_ms)
+            .prepare(&format!(
+                "SELECT r.uuid, u.name, COUNT(*), COALESCE(SUM(ri.boxes), 0), MAX(ri.done_ms)
                  FROM run_images ri JOIN runs r ON r.id=ri.run LEFT JOIN users u ON u.id=ri.worker
-                 WHERE r.uuid=?1 GROUP BY ri.worker ORDER BY COUNT(*) DESC, u.name",
-            )
+                 WHERE {runs_where} GROUP BY ri.run, ri.worker ORDER BY ri.run, COUNT(*) DESC, u.name"
+            ))
             .map_err(self.sq())?;
         let rows = stmt
-            .query_map([run.to_string()], |r| {
-                Ok(WorkerProgress {
-                    worker: r.get(0)?,
-                    images: r.get::<_, i64>(1)?.try_into().unwrap_or(0),
-                    boxes: r.get::<_, i64>(2)?.try_into().unwrap_or(0),
-                    last_ms: r.get(3)?,
-                })
+            .query_map(params, |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    WorkerProgress {
+                        worker: r.get(1)?,
+                        images: r.get::<_, i64>(2)?.try_into().unwrap_or(0),
+                        boxes: r.get::<_, i64>(3)?.try_into().unwrap_or(0),
+                        last_ms: r.get(4)?,
+                    },
+                ))
             })
             .map_err(self.sq())?;
-        let workers: Vec<WorkerProgress> =
-            rows.collect::<rusqlite::Result<_>>().map_err(self.sq())?;
-        Ok(RunProgress {
-            total: total.try_into().unwrap_or(0),
-            done: workers.iter().map(|w| w.images).sum(),
-            workers,
-        })
+        let mut out: Vec<(Uuid, RunProgress)> = Vec::new();
+        for row in rows {
+            let (run, worker) = row.map_err(self.sq())?;
+            let Ok(run) = Uuid::parse_str(&run) else {
+                continue;
+            };
+            // Rows come grouped by run: a new run starts a new entry.
+            match out.last_mut() {
+                Some((last, progress)) if *last == run => {
+                    progress.done += worker.images;
+                    progress.workers.push(worker);
+                }
+                _ => out.push((
+                    run,
+                    RunProgress {
+                        total,
+                        done: worker.images,
+                        workers: vec![worker],
+                    },
+                )),
+            }
+        }
+        Ok((total, out))
     }
 
     /// Whether a run is shared through the store.
@@ -219,23 +244,14 @@ impl Project {
         model_hash: &str,
         settings_hash: &str,
     ) -> Result<std::collections::HashSet<Uuid>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT DISTINCT i.uuid FROM run_images ri JOIN runs r ON r.id=ri.run JOIN images i ON i.id=ri.image
-                 WHERE r.model_hash=?1 AND r.settings_hash=?2",
-            )
-            .map_err(self.sq())?;
-        let rows = stmt
-            .query_map([model_hash, settings_hash], |r| r.get::<_, String>(0))
-            .map_err(self.sq())?;
-        let mut out = std::collections::HashSet::new();
-        for r in rows {
-            if let Ok(u) = Uuid::parse_str(&r.map_err(self.sq())?) {
-                out.insert(u);
-            }
-        }
-        Ok(out)
+        Ok(self
+            .covered_images(
+                "r.model_hash=?1 AND r.settings_hash=?2",
+                [model_hash, settings_hash],
+            )?
+            .into_iter()
+            .filter_map(|(_, id)| id)
+            .collect())
     }
 
     /// Stores one image's predictions as proposals of `run`, in one transaction, and records the
@@ -316,6 +332,69 @@ impl Project {
         tx.commit().map_err(sq)?;
         Ok(proposals.len())
     }
+}
+
+/// One new row of `runs`, as `insert_run_row` writes it.
+pub(super) struct RunRow<'a> {
+    pub id: Uuid,
+    pub run: &'a NewRun,
+    /// Finished as it is registered (an imported results file): `finished_ms` is `started_ms`.
+    pub finished: bool,
+    /// How the run's covered images were chosen, said wherever it is evaluated.
+    pub coverage: Option<&'a str>,
+    /// Shared through the store: an existing run of the same id is kept and marked shared
+    /// instead of refused, since every worker of a shared run registers it.
+    pub shared: bool,
+}
+
+/// The one INSERT behind `create_run`, `create_shared_run` and `Bulk::insert_run` (which passes
+/// its transaction). A run whose name is taken is refused as `StoreError::Invalid`.
+pub(super) fn insert_run_row(
+    conn: &rusqlite::Connection,
+    path: &std::path::Path,
+    row: &RunRow<'_>,
+) -> Result<()> {
+    // Only a shared run may meet its own id again; any other run's id is new (v7), so a
+    // conflict there stays an error.
+    let on_conflict = if row.shared {
+        " ON CONFLICT(uuid) DO UPDATE SET shared=1"
+    } else {
+        ""
+    };
+    let run = row.run;
+    let now = now_ms();
+    conn.execute(
+        &format!(
+            "INSERT INTO runs(uuid, name, kind, model_path, model_hash, settings, settings_hash, runtime_version, started_ms, finished_ms, coverage, shared)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12){on_conflict}"
+        ),
+        params![
+            row.id.to_string(),
+            run.name,
+            run.kind,
+            run.model_path,
+            run.model_hash,
+            run.settings,
+            run.settings_hash,
+            run.runtime_version,
+            now,
+            row.finished.then_some(now),
+            row.coverage,
+            i64::from(row.shared)
+        ],
+    )
+    .map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Invalid(format!("a run named {:?} already exists", run.name))
+        }
+        source => StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        },
+    })?;
+    Ok(())
 }
 
 /// How far a run is: images done of the project's, per worker.

@@ -671,3 +671,68 @@ fn a_reason_is_stored_with_a_new_box_and_with_a_deletion() {
     );
     assert!(p.annotations_for_image(img).expect("list").is_empty());
 }
+
+/// The grouped progress of every run tells what `run_progress` tells of each, leaves out runs
+/// that covered nothing, and the coverage reads the same by row and by id; a shared run
+/// registered twice stays one run, while a second local run of a taken name is refused.
+#[test]
+fn runs_progress_matches_each_run_and_coverage_reads_alike() {
+    let (_d, mut p) = project();
+    let images: Vec<Uuid> = (0..3)
+        .map(|i| add_image(&mut p, &format!("{i}.png")))
+        .collect();
+    let new_run = |name: &str| NewRun {
+        name: name.into(),
+        kind: "onnx".into(),
+        model_hash: Some("m".into()),
+        settings: "{}".into(),
+        settings_hash: Some("s".into()),
+        ..NewRun::default()
+    };
+    let local = p.create_run(&new_run("local")).expect("local run");
+    let shared_id = Uuid::now_v7();
+    let shared = p
+        .create_shared_run(shared_id, &new_run("team"))
+        .expect("shared run");
+    assert_eq!(
+        p.create_shared_run(shared_id, &new_run("team"))
+            .expect("again"),
+        shared
+    );
+    assert!(matches!(
+        p.create_run(&new_run("local")),
+        Err(StoreError::Invalid(_))
+    ));
+    let empty = p.create_run(&new_run("empty")).expect("empty run");
+    assert!(p.run_is_shared(shared).expect("shared"));
+    assert!(!p.run_is_shared(local).expect("local"));
+    let boxes = [("cat".to_owned(), BBox::new(1.0, 1.0, 5.0, 5.0), 0.9)];
+    for (run, covered) in [(local, &images[..2]), (shared, &images[1..])] {
+        for image in covered {
+            p.add_proposals(run, *image, &boxes, RunImageTiming::default())
+                .expect("proposals");
+        }
+    }
+
+    let all = p.runs_progress().expect("grouped");
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(!all.contains_key(&empty));
+    for run in [local, shared] {
+        assert_eq!(all.get(&run), Some(&p.run_progress(run).expect("one run")));
+    }
+    assert_eq!(all[&local].done, 2);
+    assert_eq!(all[&local].total, 3);
+    assert_eq!(all[&shared].workers[0].boxes, 2);
+    let none = p.run_progress(empty).expect("empty");
+    assert_eq!((none.total, none.done, none.workers.len()), (3, 0, 0));
+
+    let by_id = p.images_done_by_run(local).expect("by id");
+    assert_eq!(by_id, images[..2].iter().copied().collect());
+    let rows = p.image_rows(&images[..2]).expect("rows");
+    assert_eq!(
+        p.run_coverage(local).expect("by row"),
+        rows.into_iter().collect()
+    );
+    // Both runs have this model and settings: together they covered every image.
+    assert_eq!(p.images_done_by("m", "s").expect("by hash").len(), 3);
+}

@@ -35,6 +35,16 @@ pub fn config_dir() -> Result<PathBuf, SyncError> {
         })
 }
 
+/// Where the signing key of the config folder `config_dir` lives: `<config_dir>/keys/ed25519.pem`.
+pub fn key_path(config_dir: &Path) -> PathBuf {
+    keys_dir(config_dir).join(KEY_FILE)
+}
+
+/// The private (0700) folder the key file is in.
+fn keys_dir(config_dir: &Path) -> PathBuf {
+    config_dir.join("keys")
+}
+
 /// A public key as stored in the roster and named in packs.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PublicKey(pub VerifyingKey);
@@ -112,12 +122,11 @@ impl Identity {
 
     /// Loads the key from `<config_dir>/keys/`, creating it (0600) on first use.
     pub fn load_or_create(config_dir: &Path) -> Result<Self, SyncError> {
-        let dir = config_dir.join("keys");
-        let path = dir.join(KEY_FILE);
+        let path = key_path(config_dir);
         if path.is_file() {
             return Self::load(&path);
         }
-        create_private_dir(&dir)?;
+        create_private_dir(&keys_dir(config_dir))?;
         let identity = Self::generate();
         let pem = identity
             .key
@@ -202,7 +211,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("keys").join(KEY_FILE))
+            let mode = std::fs::metadata(key_path(dir.path()))
                 .expect("key file")
                 .permissions()
                 .mode();

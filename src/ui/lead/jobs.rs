@@ -282,13 +282,15 @@ fn choices(p: &Project) -> review::Result<Choices> {
         }
     }
     let runs = p.runs()?;
+    // One grouped query for every run, not one per run: the choices are read again at each new
+    // data generation.
+    let mut progress_by_run = p.runs_progress()?;
     let mut run_progress = HashMap::new();
     for r in &runs {
-        let progress = p.run_progress(r.id)?;
-        if progress.done == 0 {
-            // No coverage recorded (an imported results file, say): nothing to tell.
+        // No coverage recorded (an imported results file, say): nothing to tell.
+        let Some(progress) = progress_by_run.remove(&r.id) else {
             continue;
-        }
+        };
         let mut text = format!("{} of {} images", progress.done, progress.total);
         let workers: Vec<String> = progress
             .workers
