@@ -18,6 +18,10 @@
 //! model's recall for that class and size makes it surprising. Each class's confident score (where
 //! its calibrated precision reaches one half) flags the issues worth a look.
 //!
+//! A label that a prediction confirms is not called misplaced for another box of its class
+//! nearby, and an unlabelled prediction that overlaps a confirmed label loses evidence with the
+//! overlap: most often it is a second box of that object, not a missed one.
+//!
 //! An image's score is the chance that at least one of its boxes is wrong, taking each box's
 //! strongest issue as independent evidence (a noisy-or), so that an image with zero detections
 //! is ranked by how surprising its unsupported labels are.
