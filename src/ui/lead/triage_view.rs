@@ -415,6 +415,36 @@ struct RowClick {
     open: bool,
 }
 
+/// `s`, or its end after an ellipsis, whichever fits in `max` points.
+fn elide_start(painter: &egui::Painter, s: &str, font: &egui::FontId, max: f32) -> String {
+    let width = |t: &str| {
+        painter
+            .layout_no_wrap(t.to_owned(), font.clone(), egui::Color32::WHITE)
+            .size()
+            .x
+    };
+    if width(s) <= max {
+        return s.to_owned();
+    }
+    let chars: Vec<char> = s.chars().collect();
+    // The longest tail that fits: binary search over how many characters to drop.
+    let (mut lo, mut hi) = (1, chars.len());
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        let tail: String = std::iter::once('…')
+            .chain(chars[mid..].iter().copied())
+            .collect();
+        if width(&tail) <= max {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    std::iter::once('…')
+        .chain(chars[lo..].iter().copied())
+        .collect()
+}
+
 /// One ranked image: rank, path, score, counts, the strongest reason, and an open button.
 fn row_ui(ui: &mut Ui, i: usize, r: &TriageImage, selected: bool, height: f32) -> RowClick {
     let mut click = RowClick {
@@ -440,11 +470,18 @@ fn row_ui(ui: &mut Ui, i: usize, r: &TriageImage, selected: bool, height: f32) -
         let font = egui::FontId::proportional(13.0);
         let small = egui::FontId::proportional(11.5);
         let mut x = rect.left() + 4.0;
+        // A cell of `width` (0: the rest of the row); what does not fit loses its start (a path
+        // keeps its file name), so no cell runs into the next.
         let mut text = |s: &str, color: egui::Color32, font: &egui::FontId, width: f32| {
+            let shown = if width > 0.0 {
+                elide_start(&painter, s, font, width - 8.0)
+            } else {
+                s.to_owned()
+            };
             painter.text(
                 egui::pos2(x, y),
                 egui::Align2::LEFT_CENTER,
-                s,
+                shown,
                 font.clone(),
                 color,
             );
