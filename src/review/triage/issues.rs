@@ -670,6 +670,22 @@ mod tests {
         }
     }
 
+    /// The predictions and labels of images `0..n`, image by image.
+    fn per_image<'a>(
+        preds: &'a [Prediction],
+        labels: &'a [Label],
+        n: i64,
+    ) -> Vec<(Vec<&'a Prediction>, Vec<&'a Label>)> {
+        (0..n)
+            .map(|i| {
+                (
+                    preds.iter().filter(|p| p.dt.image == i).collect(),
+                    labels.iter().filter(|l| l.image == i).collect(),
+                )
+            })
+            .collect()
+    }
+
     #[test]
     fn the_monotone_fit_pools_violators() {
         let c = Curve::fit(vec![(0.1, false), (0.2, true), (0.3, false), (0.9, true)]);
@@ -700,14 +716,7 @@ mod tests {
                 }
             }
         }
-        let by_image: Vec<(Vec<&Prediction>, Vec<&Label>)> = (0..20)
-            .map(|i| {
-                (
-                    preds.iter().filter(|p| p.dt.image == i).collect(),
-                    labels.iter().filter(|l| l.image == i).collect(),
-                )
-            })
-            .collect();
+        let by_image = per_image(&preds, &labels, 20);
         let refs: Vec<(&[&Prediction], &[&Label])> = by_image
             .iter()
             .map(|(p, l)| (p.as_slice(), l.as_slice()))
@@ -750,14 +759,7 @@ mod tests {
         // Image 40: the label is misplaced by half its size; the model sees it where it is.
         labels.push(label(400, 40, 1, [50.0, 25.0, 100.0, 50.0]));
         preds.push(pred(401, 40, 1, [0.0, 0.0, 100.0, 50.0], 0.9));
-        let by_image: Vec<(Vec<&Prediction>, Vec<&Label>)> = (0..41)
-            .map(|i| {
-                (
-                    preds.iter().filter(|p| p.dt.image == i).collect(),
-                    labels.iter().filter(|l| l.image == i).collect(),
-                )
-            })
-            .collect();
+        let by_image = per_image(&preds, &labels, 41);
         let refs: Vec<(&[&Prediction], &[&Label])> = by_image
             .iter()
             .map(|(p, l)| (p.as_slice(), l.as_slice()))
