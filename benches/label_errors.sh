@@ -9,7 +9,7 @@
 # `filter.find_label_issues` rank the same noisy labels with the same predictions. Prints
 # precision and recall at K for both, per seed and averaged. See benches/label_errors_bench.py.
 #
-# Usage: benches/label_errors.sh [--dataset layout|coco] [--seeds 1,2,3,4,5] [--fraction 0.2]
+# Usage: benches/label_errors.sh [--dataset layout|coco] [--seeds 1,2,3,4,5] [--fraction 0.2] [--raw-base]
 #                                [--views 60] [--json FILE] [--bin PATH]
 #
 # Needs Pillow (scripts/setup.sh puts it in .venv), ONNX Runtime and the layout model
@@ -25,6 +25,7 @@ args=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --dataset | --seeds | --fraction | --views | --json) args+=("$1" "$2"); shift 2 ;;
+        --raw-base) args+=("$1"); shift ;;
         --bin) bin="$2"; shift 2 ;;
         -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "label_errors.sh: unknown argument $1" >&2; exit 2 ;;

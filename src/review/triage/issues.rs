@@ -19,8 +19,11 @@
 //! its calibrated precision reaches one half) flags the issues worth a look.
 //!
 //! A label that a prediction confirms is not called misplaced for another box of its class
-//! nearby, and an unlabelled prediction that overlaps a confirmed label loses evidence with the
-//! overlap: most often it is a second box of that object, not a missed one.
+//! nearby, and an unlabelled prediction that overlaps a label loses evidence with the overlap
+//! times the support the label has: most often it is a second box of that object, not a missed
+//! one. A swap the model makes on many labels of the class (more often than it sees another
+//! class on labels in general) is the model's habit more than a label error, and its evidence
+//! shrinks by that ratio.
 //!
 //! An image's score is the chance that at least one of its boxes is wrong, taking each box's
 //! strongest issue as independent evidence (a noisy-or), so that an image with zero detections
@@ -235,6 +238,16 @@ pub(super) struct Calibration {
     match_iou: f64,
     pub(super) classes: Vec<ClassCalibration>,
     confident: HashMap<i64, f64>,
+    /// (label class, predicted class) → the run's swap evidence of that pair, summed over its
+    /// labels: how often the model sees the one class where the other is labelled.
+    conflicts: HashMap<(i64, i64), f64>,
+    /// Non-crowd labels per class.
+    label_counts: HashMap<i64, f64>,
+    /// (label class, predicted class) → labels of the one where the other is the most credible
+    /// prediction of another class.
+    conflict_counts: HashMap<(i64, i64), f64>,
+    /// The swap evidence summed over every label, and the number of labels.
+    conflict_total: (f64, f64),
 }
 
 fn overlap(label: &Label, b: &BBox) -> f64 {
@@ -302,6 +315,10 @@ impl Calibration {
             match_iou,
             classes: Vec::new(),
             confident: HashMap::new(),
+            conflicts: HashMap::new(),
+            conflict_counts: HashMap::new(),
+            label_counts: HashMap::new(),
+            conflict_total: (0.0, 0.0),
         };
         // Sizes: terciles of the label areas.
         let mut areas: Vec<f64> = images
@@ -324,8 +341,18 @@ impl Calibration {
                 e.0 += s;
                 e.1 += 1.0;
                 *label_counts.entry(l.class).or_default() += 1;
+                let conflict = cal
+                    .swap_candidate(l, preds)
+                    .map(|(o, _, p)| (p.dt.category, o * (1.0 - s)));
+                if let Some((other, evidence)) = conflict {
+                    *cal.conflicts.entry((l.class, other)).or_default() += evidence;
+                    *cal.conflict_counts.entry((l.class, other)).or_default() += 1.0;
+                    cal.conflict_total.0 += evidence;
+                }
+                cal.conflict_total.1 += 1.0;
             }
         }
+        cal.label_counts = label_counts.iter().map(|(c, n)| (*c, *n as f64)).collect();
         cal.support_by_size = by_size;
         // Per-class thresholds and the table people see.
         let mut classes: Vec<i64> = counts.keys().chain(label_counts.keys()).copied().collect();
@@ -440,6 +467,61 @@ impl Calibration {
         }
     }
 
+    /// The most credible prediction of another class where the label is: (its calibrated
+    /// precision, its IoU with the label, the prediction).
+    fn swap_candidate<'p>(
+        &self,
+        l: &Label,
+        preds: &[&'p Prediction],
+    ) -> Option<(f64, f64, &'p Prediction)> {
+        preds
+            .iter()
+            .filter(|p| p.dt.category != l.class)
+            .map(|p| (l.bbox.iou(&p.dt.bbox), *p))
+            .filter(|(iou, _)| *iou >= self.match_iou)
+            .map(|(iou, p)| (self.precision(p.dt.category, p.dt.score), iou, p))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+    }
+
+    /// How much a swap of a `label` class box to `predicted` says, in `(0, 1]`, and the share
+    /// of the other `label` boxes where the model sees `predicted`. A label error is rare; a model's habit
+    /// is not: when the model sees this other class on more of this class's labels than it sees
+    /// another class on labels in general, the excess is the model's confusion of the two, and
+    /// the evidence shrinks by the ratio (Bayes' rule: the conflict is that much likelier when
+    /// the label is right). The rates leave the label itself out (its evidence is `own`) and pool
+    /// the pair with the overall rate by a few pseudo-observations.
+    fn habit(&self, label: i64, predicted: i64, own: f64) -> (f64, f64) {
+        let (total, n) = self.conflict_total;
+        if n <= 1.0 {
+            return (1.0, 0.0);
+        }
+        let overall = ((total - own) / (n - 1.0)).max(0.0);
+        let pair = self
+            .conflicts
+            .get(&(label, predicted))
+            .copied()
+            .unwrap_or_default();
+        let count = self.label_counts.get(&label).copied().unwrap_or_default();
+        let others = (count - 1.0).max(0.0);
+        let seen = self
+            .conflict_counts
+            .get(&(label, predicted))
+            .copied()
+            .unwrap_or_default();
+        let rate = if others > 0.0 {
+            ((seen - 1.0) / others).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let pooled = ((pair - own).max(0.0) + POOL_WEIGHT * overall) / (others + POOL_WEIGHT);
+        let factor = if pooled > overall && pooled > 0.0 {
+            overall / pooled
+        } else {
+            1.0
+        };
+        (factor, rate)
+    }
+
     /// The issues of one image: one per label (its strongest kind) and one per prediction that
     /// no label covers (duplicates of a stronger one left out).
     pub(super) fn image_issues(
@@ -453,26 +535,25 @@ impl Calibration {
         let covered = |b: &BBox| labels.iter().any(|l| overlap(l, b) >= tau);
         let mut consumed: HashSet<Uuid> = HashSet::new();
         let mut out = Vec::new();
-        // Labels a prediction confirms: a prediction near one is a second box of it.
-        let mut confirmed: Vec<BBox> = Vec::new();
+        // Labels a prediction supports, with their support: a prediction near one is likely a
+        // second box of it.
+        let mut confirmed: Vec<(BBox, f64)> = Vec::new();
         for l in labels.iter().filter(|l| !l.crowd) {
             let support = self.support_of(l, preds);
-            if support >= 0.5 {
-                confirmed.push(l.bbox);
+            if support > 0.0 {
+                confirmed.push((l.bbox, support));
             }
             let rate = self.support_rate(l, support);
             let spurious = self.spurious(support, rate);
-            // The most credible prediction of another class where the label is.
-            let swap = preds
-                .iter()
-                .filter(|p| p.dt.category != l.class)
-                .map(|p| (l.bbox.iou(&p.dt.bbox), *p))
-                .filter(|(iou, _)| *iou >= tau)
-                .map(|(iou, p)| (self.precision(p.dt.category, p.dt.score), iou, p))
-                .max_by(|a, b| a.0.total_cmp(&b.0));
+            // The most credible prediction of another class where the label is, discounted by
+            // how usual that other class is on labels of this class.
+            let swap = self.swap_candidate(l, preds).map(|(o, iou, p)| {
+                let (habit, rate) = self.habit(l.class, p.dt.category, o * (1.0 - support));
+                (o * habit, iou, p, habit, rate)
+            });
             // Both explain the label's missing support; the other class explains it better, so
             // a swap is at least as likely as a spurious label.
-            let swapped = swap.map_or(0.0, |(o, _, _)| {
+            let swapped = swap.map_or(0.0, |(o, ..)| {
                 1.0 - (1.0 - spurious) * (1.0 - o * (1.0 - support))
             });
             // The most credible prediction of the label's class nearby that no label covers.
@@ -501,7 +582,7 @@ impl Calibration {
             };
             let class = name(l.class);
             let issue = if swapped >= badly && swapped >= spurious && swapped > 0.0 {
-                let (_, iou, p) = swap.expect("a swap score comes from a prediction");
+                let (_, iou, p, habit, rate) = swap.expect("a swap score comes from a prediction");
                 for q in preds
                     .iter()
                     .filter(|q| q.dt.category != l.class && l.bbox.iou(&q.dt.bbox) >= tau)
@@ -512,13 +593,23 @@ impl Calibration {
                 LabelIssue {
                     kind: IssueKind::SwappedClass,
                     score: swapped,
-                    flagged: self.is_confident(p.dt.category, p.dt.score) && support < 0.5,
+                    flagged: self.is_confident(p.dt.category, p.dt.score)
+                        && support < 0.5
+                        && habit >= 0.5,
                     label: Some(l.id),
                     prediction: Some(p.id),
-                    reason: format!(
-                        "labeled {class} but the model sees a {other} there (score {:.2}, IoU {iou:.2}) and no {class}: the class is probably wrong",
-                        p.dt.score
-                    ),
+                    reason: if habit < 1.0 {
+                        format!(
+                            "labeled {class} but the model sees a {other} there (score {:.2}, IoU {iou:.2}) and no {class}, as it does on {:.0}% of {class} labels: the class may be wrong, or the model often takes a {class} for a {other}",
+                            p.dt.score,
+                            100.0 * rate
+                        )
+                    } else {
+                        format!(
+                            "labeled {class} but the model sees a {other} there (score {:.2}, IoU {iou:.2}) and no {class}: the class is probably wrong",
+                            p.dt.score
+                        )
+                    },
                     class,
                     bbox: l.bbox,
                     predicted_class: Some(other),
@@ -589,12 +680,12 @@ impl Calibration {
                 continue;
             }
             reported.push(p.dt.bbox);
-            // A prediction that overlaps a label the model confirms (by another prediction) is
-            // most likely a second box of that object, not a missed one: the more it overlaps,
-            // the less it says.
+            // A prediction that overlaps a label the model sees (by another prediction) is most
+            // likely a second box of that object, not a missed one: the more it overlaps, and
+            // the better the label is supported, the less it says.
             let duplicate = confirmed
                 .iter()
-                .map(|b| b.iou(&p.dt.bbox))
+                .map(|(b, support)| support * b.iou(&p.dt.bbox))
                 .fold(0.0, f64::max);
             let distinct = (1.0 - duplicate / tau).clamp(0.0, 1.0);
             let q = self.precision(p.dt.category, p.dt.score);
@@ -605,7 +696,7 @@ impl Calibration {
                 .fold(0.0, f64::max);
             let reason = if duplicate > 0.0 {
                 format!(
-                    "the model sees a {class} (score {:.2}, {:.0}% of its {class} predictions at this score are labelled) where no label is (best overlap {best:.2}), though it overlaps a label the model confirms by {duplicate:.2}: a label may be missing, or this is a second box of that object",
+                    "the model sees a {class} (score {:.2}, {:.0}% of its {class} predictions at this score are labelled) where no label is (best overlap {best:.2}), though it overlaps a label the model sees (IoU times the label's support: {duplicate:.2}): a label may be missing, or this is a second box of that object",
                     p.dt.score,
                     100.0 * q
                 )
@@ -787,5 +878,110 @@ mod tests {
             .expect("an issue");
         assert_eq!(top.kind, IssueKind::BadlyLocated, "{misplaced:?}");
         assert!(top.score > 0.3 && top.score > 2.0 * worst, "{top:?}");
+    }
+
+    /// A model that calls every label of class 2 a class 3 has a habit; one class-1 label where
+    /// it sees a class 3 is the swap worth a look.
+    #[test]
+    fn a_class_the_model_always_takes_for_another_is_a_habit_not_a_swap() {
+        let mut preds = Vec::new();
+        let mut labels = Vec::new();
+        for image in 0..41i64 {
+            let n = 10 * u128::try_from(image).expect("small");
+            // Class 3, seen where it is labelled.
+            labels.push(label(n, image, 3, [400.0, 0.0, 100.0, 50.0]));
+            preds.push(pred(n + 1, image, 3, [400.0, 0.0, 100.0, 50.0], 0.9));
+            if image < 40 {
+                // Class 1, seen where it is labelled.
+                labels.push(label(n + 2, image, 1, [0.0, 0.0, 100.0, 50.0]));
+                preds.push(pred(n + 3, image, 1, [0.0, 0.0, 100.0, 50.0], 0.9));
+            } else {
+                // Image 40: a class-1 label where the model sees a class 3 (the planted swap).
+                labels.push(label(n + 2, image, 1, [0.0, 0.0, 100.0, 50.0]));
+                preds.push(pred(n + 3, image, 3, [0.0, 0.0, 100.0, 50.0], 0.9));
+            }
+            if image < 20 {
+                // Class 2: the model always sees a class 3 there.
+                labels.push(label(n + 4, image, 2, [200.0, 0.0, 100.0, 50.0]));
+                preds.push(pred(n + 5, image, 3, [200.0, 0.0, 100.0, 50.0], 0.9));
+            }
+        }
+        let by_image = per_image(&preds, &labels, 41);
+        let refs: Vec<(&[&Prediction], &[&Label])> = by_image
+            .iter()
+            .map(|(p, l)| (p.as_slice(), l.as_slice()))
+            .collect();
+        let names = HashMap::from([
+            (1, "a".to_owned()),
+            (2, "b".to_owned()),
+            (3, "c".to_owned()),
+        ]);
+        let cal = Calibration::fit(&refs, &names, 0.5, 0.02);
+        let swap_of = |image: usize, class: &str| {
+            cal.image_issues(refs[image].0, refs[image].1, &names)
+                .into_iter()
+                .find(|i| i.class == class && i.label.is_some())
+                .expect("the label's issue")
+        };
+        let habit = swap_of(0, "b");
+        let planted = swap_of(40, "a");
+        assert_eq!(planted.kind, IssueKind::SwappedClass, "{planted:?}");
+        assert!(planted.flagged, "{planted:?}");
+        assert!(!habit.flagged, "{habit:?}");
+        assert!(planted.score > 2.0 * habit.score, "{planted:?} {habit:?}");
+        assert!(
+            habit.reason.contains("as it does on 100% of b labels"),
+            "{habit:?}"
+        );
+    }
+
+    /// A confident box that overlaps a label the model half sees (by a low-scored box) is
+    /// partly a second box of it: it loses evidence with the support the label has, less than
+    /// beside a confirmed label, more than beside none.
+    #[test]
+    fn a_box_beside_a_half_seen_label_says_less_than_a_lone_one() {
+        let mut preds = Vec::new();
+        let mut labels = Vec::new();
+        for image in 0..40i64 {
+            let n = 10 * u128::try_from(image).expect("small");
+            labels.push(label(n, image, 1, [0.0, 0.0, 100.0, 50.0]));
+            preds.push(pred(n + 1, image, 1, [0.0, 0.0, 100.0, 50.0], 0.9));
+            // Half seen: found at 0.3, a score at which the model is right a third of the time.
+            labels.push(label(n + 2, image, 1, [300.0, 0.0, 100.0, 50.0]));
+            preds.push(pred(n + 3, image, 1, [300.0, 0.0, 100.0, 50.0], 0.3));
+            preds.push(pred(n + 4, image, 1, [600.0, 0.0, 100.0, 50.0], 0.3));
+            preds.push(pred(n + 5, image, 1, [900.0, 0.0, 100.0, 50.0], 0.3));
+            // Class 2, seen where it is labelled.
+            labels.push(label(n + 6, image, 2, [1200.0, 0.0, 100.0, 50.0]));
+            preds.push(pred(n + 7, image, 2, [1200.0, 0.0, 100.0, 50.0], 0.9));
+        }
+        // Image 0: a confident class-2 box, taller, over the half-seen label (IoU 0.4).
+        preds.push(pred(1000, 0, 2, [300.0, 0.0, 100.0, 125.0], 0.9));
+        let by_image = per_image(&preds, &labels, 40);
+        let refs: Vec<(&[&Prediction], &[&Label])> = by_image
+            .iter()
+            .map(|(p, l)| (p.as_slice(), l.as_slice()))
+            .collect();
+        let names = HashMap::from([(1, "a".to_owned()), (2, "b".to_owned())]);
+        let cal = Calibration::fit(&refs, &names, 0.5, 0.02);
+        let q = cal.precision(2, 0.9);
+        let half = cal.precision(1, 0.3);
+        assert!((0.2..0.5).contains(&half), "{half}");
+        let issues = cal.image_issues(refs[0].0, refs[0].1, &names);
+        let taller = issues
+            .iter()
+            .find(|i| i.prediction == Some(Uuid::from_u128(1000)))
+            .expect("the taller box is reported");
+        assert_eq!(taller.kind, IssueKind::Overlooked);
+        // 1 - support x IoU / 0.5, with the support the low-scored box gives.
+        let expected = q * (1.0 - half * 0.4 / 0.5);
+        assert!(
+            (taller.score - expected).abs() < 1e-6,
+            "{taller:?} vs {expected}"
+        );
+        assert!(
+            taller.score > 0.2 * q + 0.1 && taller.score < q - 0.1,
+            "{taller:?}"
+        );
     }
 }
