@@ -694,7 +694,8 @@ impl Calibration {
                 .iter()
                 .map(|l| overlap(l, &p.dt.bbox))
                 .fold(0.0, f64::max);
-            let reason = if duplicate > 0.0 {
+            // A discount under a tenth goes unsaid.
+            let reason = if distinct < 0.9 {
                 format!(
                     "the model sees a {class} (score {:.2}, {:.0}% of its {class} predictions at this score are labelled) where no label is (best overlap {best:.2}), though it overlaps a label the model sees (IoU times the label's support: {duplicate:.2}): a label may be missing, or this is a second box of that object",
                     p.dt.score,
