@@ -20,8 +20,8 @@
 //!
 //! A label that a prediction confirms is not called misplaced for another box of its class
 //! nearby, and an unlabelled prediction that overlaps a label loses evidence with the overlap
-//! times the support the label has: most often it is a second box of that object, not a missed
-//! one. A swap the model makes on many labels of the class (more often than it sees another
+//! (with a label of another class, times the support the label has): most often it is that
+//! object at another extent, or a second box of it, not a missed one. A swap the model makes on many labels of the class (more often than it sees another
 //! class on labels in general) is the model's habit more than a label error, and its evidence
 //! shrinks by that ratio.
 //!
@@ -535,14 +535,11 @@ impl Calibration {
         let covered = |b: &BBox| labels.iter().any(|l| overlap(l, b) >= tau);
         let mut consumed: HashSet<Uuid> = HashSet::new();
         let mut out = Vec::new();
-        // Labels a prediction supports, with their support: a prediction near one is likely a
-        // second box of it.
-        let mut confirmed: Vec<(BBox, f64)> = Vec::new();
+        // Labels with their support and class: a prediction near one is likely that object.
+        let mut confirmed: Vec<(BBox, f64, i64)> = Vec::new();
         for l in labels.iter().filter(|l| !l.crowd) {
             let support = self.support_of(l, preds);
-            if support > 0.0 {
-                confirmed.push((l.bbox, support));
-            }
+            confirmed.push((l.bbox, support, l.class));
             let rate = self.support_rate(l, support);
             let spurious = self.spurious(support, rate);
             // The most credible prediction of another class where the label is, discounted by
@@ -680,12 +677,16 @@ impl Calibration {
                 continue;
             }
             reported.push(p.dt.bbox);
-            // A prediction that overlaps a label the model sees (by another prediction) is most
-            // likely a second box of that object, not a missed one: the more it overlaps, and
-            // the better the label is supported, the less it says.
+            // A prediction that overlaps a label of its class (below the matching IoU) is most
+            // likely that object at another extent, and one that overlaps a label of another
+            // class the model sees (by another prediction) a second box of it, not a missed one:
+            // the more it overlaps (and the better that label is supported), the less it says.
             let duplicate = confirmed
                 .iter()
-                .map(|(b, support)| support * b.iou(&p.dt.bbox))
+                .map(|(b, support, class)| {
+                    let same = *class == p.dt.category;
+                    b.iou(&p.dt.bbox) * if same { 1.0 } else { *support }
+                })
                 .fold(0.0, f64::max);
             let distinct = (1.0 - duplicate / tau).clamp(0.0, 1.0);
             let q = self.precision(p.dt.category, p.dt.score);
@@ -697,7 +698,7 @@ impl Calibration {
             // A discount under a tenth goes unsaid.
             let reason = if distinct < 0.9 {
                 format!(
-                    "the model sees a {class} (score {:.2}, {:.0}% of its {class} predictions at this score are labelled) where no label is (best overlap {best:.2}), though it overlaps a label the model sees (IoU times the label's support: {duplicate:.2}): a label may be missing, or this is a second box of that object",
+                    "the model sees a {class} (score {:.2}, {:.0}% of its {class} predictions at this score are labelled) where no label is (best overlap {best:.2}), though it overlaps a label it may stand for (overlap {duplicate:.2}): a label may be missing, or this is that labelled object drawn to another extent",
                     p.dt.score,
                     100.0 * q
                 )
@@ -982,6 +983,51 @@ mod tests {
         );
         assert!(
             taller.score > 0.2 * q + 0.1 && taller.score < q - 0.1,
+            "{taller:?}"
+        );
+    }
+
+    /// A box of a label's class that overlaps the label below the matching IoU is, most often,
+    /// that object drawn to another extent, whether or not the model supports the label: the
+    /// more it overlaps, the less it says that an object was overlooked.
+    #[test]
+    fn a_box_over_a_label_of_its_class_is_that_object_more_than_a_missed_one() {
+        let mut preds = Vec::new();
+        let mut labels = Vec::new();
+        for image in 0..40i64 {
+            let n = 10 * u128::try_from(image).expect("small");
+            labels.push(label(n, image, 1, [0.0, 0.0, 100.0, 50.0]));
+            preds.push(pred(n + 1, image, 1, [0.0, 0.0, 100.0, 50.0], 0.9));
+        }
+        // Image 0: a label the model sees only at other extents: lower (IoU 0.25), which the
+        // label's badly-located issue takes, and taller (IoU 0.4).
+        labels.push(label(1000, 0, 1, [300.0, 0.0, 100.0, 50.0]));
+        preds.push(pred(1001, 0, 1, [300.0, 30.0, 100.0, 50.0], 0.9));
+        preds.push(pred(1002, 0, 1, [300.0, 0.0, 100.0, 125.0], 0.9));
+        let by_image = per_image(&preds, &labels, 40);
+        let refs: Vec<(&[&Prediction], &[&Label])> = by_image
+            .iter()
+            .map(|(p, l)| (p.as_slice(), l.as_slice()))
+            .collect();
+        let names = HashMap::from([(1, "a".to_owned())]);
+        let cal = Calibration::fit(&refs, &names, 0.5, 0.02);
+        let issues = cal.image_issues(refs[0].0, refs[0].1, &names);
+        let placed = issues
+            .iter()
+            .find(|i| i.label == Some(Uuid::from_u128(1000)))
+            .expect("the label's issue");
+        assert_eq!(placed.kind, IssueKind::BadlyLocated, "{issues:?}");
+        assert_eq!(placed.prediction, Some(Uuid::from_u128(1001)));
+        let taller = issues
+            .iter()
+            .find(|i| i.prediction == Some(Uuid::from_u128(1002)))
+            .expect("the taller box is reported");
+        assert_eq!(taller.kind, IssueKind::Overlooked);
+        let q = cal.precision(1, 0.9);
+        assert!(q > 0.5, "{q}");
+        // A fifth of its evidence (IoU 0.4 of 0.5), as beside a confirmed label.
+        assert!(
+            taller.score <= 0.2 * q + 1e-9 && !taller.flagged,
             "{taller:?}"
         );
     }
