@@ -274,35 +274,56 @@ fn four_workers_with_the_model_role_pre_label_through_s3_as_one_run() {
             })
             .collect()
     };
+    // The images the killed worker's run covers in its project. The worker may be creating or
+    // writing the file while it is read: a failed read is tried again, never taken for zero.
     let covered = |work: &Path| -> u64 {
-        Project::open(&work.join("worker.loupe"))
-            .ok()
-            .and_then(|p| p.runs().ok())
-            .and_then(|runs| runs.into_iter().find(|r| r.name == "layout-killed"))
-            .map_or(0, |r| r.images)
+        let path = work.join("worker.loupe");
+        let mut last = String::new();
+        for _ in 0..500 {
+            if !path.exists() {
+                return 0;
+            }
+            match Project::open(&path).and_then(|p| p.runs()) {
+                Ok(runs) => {
+                    return runs
+                        .into_iter()
+                        .find(|r| r.name == "layout-killed")
+                        .map_or(0, |r| r.images);
+                }
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("cannot read {}: {last}", path.display())
     };
     for (attempt, after_ms) in [0u64, 15, 40].into_iter().enumerate() {
         let start = covered(&kill_work);
+        let log = root.join(format!("killed-{attempt}.log"));
         let mut child = setup
             .cmd("w1")
             .args(killed_args())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("a log file"))
             .spawn()
             .expect("start a worker");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while covered(&kill_work) == start
-            && std::time::Instant::now() < deadline
-            && child.try_wait().expect("poll the worker").is_none()
-        {
+        let mut exited = None;
+        while covered(&kill_work) == start && std::time::Instant::now() < deadline {
+            exited = child.try_wait().expect("poll the worker");
+            if exited.is_some() {
+                break;
+            }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         std::thread::sleep(std::time::Duration::from_millis(after_ms));
         child.kill().expect("kill the worker");
         child.wait().expect("reaped");
+        let now = covered(&kill_work);
         assert!(
-            covered(&kill_work) > start || covered(&kill_work) == 7,
-            "attempt {attempt}: the worker stored something before it was killed"
+            now > start || now == 7,
+            "attempt {attempt}: the worker stored nothing before it was killed ({start} images \
+             before, {now} after; exited on its own: {exited:?}); its log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
         );
     }
     let before = covered(&kill_work);
