@@ -287,7 +287,7 @@ fn image_signals(
                 other_class: Some(name(p.dt.category)),
                 iou: Some(iou),
                 reason: format!(
-                    "labeled {} but the model sees a {} there (score {:.2}, IoU {:.2}): the class is probably wrong",
+                    "labeled {} but the model sees a {} there (score {:.2}, IoU {:.2}): the class may be wrong",
                     name(l.class),
                     name(p.dt.category),
                     p.dt.score,
