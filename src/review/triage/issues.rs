@@ -242,10 +242,10 @@ pub(super) struct Calibration {
     /// labels: how often the model sees the one class where the other is labelled.
     conflicts: HashMap<(i64, i64), f64>,
     /// Non-crowd labels per class.
-    label_counts: HashMap<i64, f64>,
+    label_counts: HashMap<i64, usize>,
     /// (label class, predicted class) → labels of the one where the other is the most credible
     /// prediction of another class.
-    conflict_counts: HashMap<(i64, i64), f64>,
+    conflict_counts: HashMap<(i64, i64), usize>,
     /// The swap evidence summed over every label, and the number of labels.
     conflict_total: (f64, f64),
 }
@@ -346,13 +346,12 @@ impl Calibration {
                     .map(|(o, _, p)| (p.dt.category, o * (1.0 - s)));
                 if let Some((other, evidence)) = conflict {
                     *cal.conflicts.entry((l.class, other)).or_default() += evidence;
-                    *cal.conflict_counts.entry((l.class, other)).or_default() += 1.0;
+                    *cal.conflict_counts.entry((l.class, other)).or_default() += 1;
                     cal.conflict_total.0 += evidence;
                 }
                 cal.conflict_total.1 += 1.0;
             }
         }
-        cal.label_counts = label_counts.iter().map(|(c, n)| (*c, *n as f64)).collect();
         cal.support_by_size = by_size;
         // Per-class thresholds and the table people see.
         let mut classes: Vec<i64> = counts.keys().chain(label_counts.keys()).copied().collect();
@@ -374,6 +373,7 @@ impl Calibration {
                 support_rate: if n > 0.0 { sum / n } else { 0.0 },
             });
         }
+        cal.label_counts = label_counts;
         cal
     }
 
@@ -502,14 +502,14 @@ impl Calibration {
             .copied()
             .unwrap_or_default();
         let count = self.label_counts.get(&label).copied().unwrap_or_default();
-        let others = (count - 1.0).max(0.0);
+        let others = count.saturating_sub(1) as f64;
         let seen = self
             .conflict_counts
             .get(&(label, predicted))
             .copied()
             .unwrap_or_default();
         let rate = if others > 0.0 {
-            ((seen - 1.0) / others).clamp(0.0, 1.0)
+            (seen.saturating_sub(1) as f64 / others).clamp(0.0, 1.0)
         } else {
             0.0
         };
@@ -779,6 +779,19 @@ mod tests {
             .collect()
     }
 
+    /// The run calibrated on images grouped by `per_image`.
+    fn calibrate(
+        by_image: &[(Vec<&Prediction>, Vec<&Label>)],
+        names: &HashMap<i64, String>,
+        error_prior: f64,
+    ) -> Calibration {
+        let refs: Vec<(&[&Prediction], &[&Label])> = by_image
+            .iter()
+            .map(|(p, l)| (p.as_slice(), l.as_slice()))
+            .collect();
+        Calibration::fit(&refs, names, 0.5, error_prior)
+    }
+
     #[test]
     fn the_monotone_fit_pools_violators() {
         let c = Curve::fit(vec![(0.1, false), (0.2, true), (0.3, false), (0.9, true)]);
@@ -810,12 +823,8 @@ mod tests {
             }
         }
         let by_image = per_image(&preds, &labels, 20);
-        let refs: Vec<(&[&Prediction], &[&Label])> = by_image
-            .iter()
-            .map(|(p, l)| (p.as_slice(), l.as_slice()))
-            .collect();
         let names = HashMap::from([(1, "a".to_owned()), (2, "b".to_owned())]);
-        let cal = Calibration::fit(&refs, &names, 0.5, 0.05);
+        let cal = calibrate(&by_image, &names, 0.05);
         let t1 = cal.confident_score(1).expect("class 1 has a threshold");
         let t2 = cal.confident_score(2).expect("class 2 has a threshold");
         assert!((0.5..=0.65).contains(&t1), "class 1 threshold {t1}");
@@ -853,13 +862,9 @@ mod tests {
         labels.push(label(400, 40, 1, [50.0, 25.0, 100.0, 50.0]));
         preds.push(pred(401, 40, 1, [0.0, 0.0, 100.0, 50.0], 0.9));
         let by_image = per_image(&preds, &labels, 41);
-        let refs: Vec<(&[&Prediction], &[&Label])> = by_image
-            .iter()
-            .map(|(p, l)| (p.as_slice(), l.as_slice()))
-            .collect();
         let names = HashMap::from([(1, "a".to_owned())]);
-        let cal = Calibration::fit(&refs, &names, 0.5, 0.02);
-        let clean = cal.image_issues(refs[0].0, refs[0].1, &names);
+        let cal = calibrate(&by_image, &names, 0.02);
+        let clean = cal.image_issues(&by_image[0].0, &by_image[0].1, &names);
         // The label: nothing beyond the small chance that any label is wrong.
         let l = clean
             .iter()
@@ -873,7 +878,7 @@ mod tests {
             .expect("the second box is reported");
         assert!(second.score <= 0.2 + 1e-9 && !second.flagged, "{clean:?}");
         let worst = clean.iter().map(|i| i.score).fold(0.0, f64::max);
-        let misplaced = cal.image_issues(refs[40].0, refs[40].1, &names);
+        let misplaced = cal.image_issues(&by_image[40].0, &by_image[40].1, &names);
         let top = misplaced
             .iter()
             .max_by(|a, b| a.score.total_cmp(&b.score))
@@ -909,18 +914,14 @@ mod tests {
             }
         }
         let by_image = per_image(&preds, &labels, 41);
-        let refs: Vec<(&[&Prediction], &[&Label])> = by_image
-            .iter()
-            .map(|(p, l)| (p.as_slice(), l.as_slice()))
-            .collect();
         let names = HashMap::from([
             (1, "a".to_owned()),
             (2, "b".to_owned()),
             (3, "c".to_owned()),
         ]);
-        let cal = Calibration::fit(&refs, &names, 0.5, 0.02);
+        let cal = calibrate(&by_image, &names, 0.02);
         let swap_of = |image: usize, class: &str| {
-            cal.image_issues(refs[image].0, refs[image].1, &names)
+            cal.image_issues(&by_image[image].0, &by_image[image].1, &names)
                 .into_iter()
                 .find(|i| i.class == class && i.label.is_some())
                 .expect("the label's issue")
@@ -960,16 +961,12 @@ mod tests {
         // Image 0: a confident class-2 box, taller, over the half-seen label (IoU 0.4).
         preds.push(pred(1000, 0, 2, [300.0, 0.0, 100.0, 125.0], 0.9));
         let by_image = per_image(&preds, &labels, 40);
-        let refs: Vec<(&[&Prediction], &[&Label])> = by_image
-            .iter()
-            .map(|(p, l)| (p.as_slice(), l.as_slice()))
-            .collect();
         let names = HashMap::from([(1, "a".to_owned()), (2, "b".to_owned())]);
-        let cal = Calibration::fit(&refs, &names, 0.5, 0.02);
+        let cal = calibrate(&by_image, &names, 0.02);
         let q = cal.precision(2, 0.9);
         let half = cal.precision(1, 0.3);
         assert!((0.2..0.5).contains(&half), "{half}");
-        let issues = cal.image_issues(refs[0].0, refs[0].1, &names);
+        let issues = cal.image_issues(&by_image[0].0, &by_image[0].1, &names);
         let taller = issues
             .iter()
             .find(|i| i.prediction == Some(Uuid::from_u128(1000)))
@@ -1005,13 +1002,9 @@ mod tests {
         preds.push(pred(1001, 0, 1, [300.0, 30.0, 100.0, 50.0], 0.9));
         preds.push(pred(1002, 0, 1, [300.0, 0.0, 100.0, 125.0], 0.9));
         let by_image = per_image(&preds, &labels, 40);
-        let refs: Vec<(&[&Prediction], &[&Label])> = by_image
-            .iter()
-            .map(|(p, l)| (p.as_slice(), l.as_slice()))
-            .collect();
         let names = HashMap::from([(1, "a".to_owned())]);
-        let cal = Calibration::fit(&refs, &names, 0.5, 0.02);
-        let issues = cal.image_issues(refs[0].0, refs[0].1, &names);
+        let cal = calibrate(&by_image, &names, 0.02);
+        let issues = cal.image_issues(&by_image[0].0, &by_image[0].1, &names);
         let placed = issues
             .iter()
             .find(|i| i.label == Some(Uuid::from_u128(1000)))
